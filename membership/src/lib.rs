@@ -6,5 +6,24 @@
 //! encrypted transport.
 //!
 //! The protocol core is a sans-IO state machine; see `ARCHITECTURE.md` at the
-//! repository root. Nothing public exists yet: the ring engine lands with issue 2.
+//! repository root.
 #![deny(unsafe_code)]
+
+pub mod envelope;
+mod error;
+
+pub use envelope::{Envelope, Opened};
+pub use error::{Error, Result};
+
+/// A node's identity in the cluster (Corosync's `nodeid`). The ring runs in
+/// ascending node id order; the lowest id in a configuration is its representative.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct NodeId(pub u32);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {}", self.0)
+    }
+}
