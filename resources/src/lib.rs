@@ -4,5 +4,9 @@
 //! and native adapters, the local executor (Pacemaker's execd), and a
 //! Pacemaker-compatible placement solver.
 //!
-//! Nothing public exists yet: the agents and the solver land with their issues.
+//! The agents (`agent`, `executor`) and the solver (`placement`) live in separate modules.
 #![deny(unsafe_code)]
+
+mod error;
+
+pub use error::{Error, Result};
