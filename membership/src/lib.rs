@@ -9,11 +9,15 @@
 //! repository root.
 #![deny(unsafe_code)]
 
+pub mod crypto;
 pub mod envelope;
 mod error;
+pub mod quorum;
 
+pub use crypto::{ClusterKey, EnvelopeCounters, SecureEnvelope};
 pub use envelope::{Envelope, Opened};
 pub use error::{Error, Result};
+pub use quorum::{Member, Quorum, QuorumConfig, QuorumEvent, QuorumStatus};
 
 /// A node's identity in the cluster (Corosync's `nodeid`). The ring runs in
 /// ascending node id order; the lowest id in a configuration is its representative.
