@@ -363,3 +363,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn keygen_binary_writes_a_loadable_key_and_refuses_to_overwrite() {
+    let dir = temp_dir("keygen");
+    let path = dir.join("authkey");
+    let bin = env!("CARGO_BIN_EXE_halyard-keygen");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let out = run(&[path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let first = ClusterKey::load(&path).unwrap();
+    let out = run(&[path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{out:?}"
+    );
+    assert_eq!(
+        ClusterKey::load(&path).unwrap().as_bytes(),
+        first.as_bytes()
+    );
+    let out = run(&["--force", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_ne!(
+        ClusterKey::load(&path).unwrap().as_bytes(),
+        first.as_bytes()
+    );
+    assert!(!run(&["--bogus"]).status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
