@@ -33,7 +33,8 @@
 //!    our sets (so all the nodes we hear agree, and none of them has news of *c*).
 //!
 //! A node that answers within `consensus` after being failed this way proved
-//! slow, not dead: it is exempt from fast failover for 10 consensus timeouts.
+//! slow, not dead: it is exempt from fast failover until a consensus timeout
+//! fails it (then it was really unresponsive).
 //!
 //! This is the consensus timeout's own action (fail those that have not agreed),
 //! applied earlier and only to silent nodes. It cannot break Totem's safety,
@@ -109,14 +110,26 @@ impl<H: OrderingHook> Totem<H> {
         self.highest_seq = self.highest_seq.max(join.ring_seq);
         let p: BTreeSet<NodeId> = join.proc_list.iter().copied().collect();
         let f: BTreeSet<NodeId> = join.failed_list.iter().copied().collect();
+        // A JOIN that gives up on us but was sent from an older ring than ours is
+        // stale (it predates the ring we formed since): acting on it would fail
+        // the sender in return and let the two sides keep failing each other
+        // with delayed JOINs. If the sender really excludes us, it will not agree
+        // with us and the consensus timeout settles it.
+        if f.contains(&self.me) && join.ring_seq < self.my_ring_id.seq {
+            return;
+        }
         match self.state {
             MembState::Operational => {
                 // A stale JOIN from a member of our ring (it has not seen this ring yet).
                 if self.memb.contains(&s) && join.ring_seq < self.my_ring_id.seq {
                     return;
                 }
-                // A node that has already given up on us will form its ring without us.
-                if f.contains(&self.me) {
+                // A node that has already given up on us (or, if it is of another
+                // ring, on any member of ours) will form its ring without us; we
+                // merge with it later through MERGE_DETECT, when its failed set is
+                // empty. Reacting now would let stale JOINs cascade into mutual
+                // failures.
+                if f.contains(&self.me) || (!self.memb.contains(&s) && f.iter().any(|n| self.memb.contains(n))) {
                     return;
                 }
                 self.merge_join(s, &p, &f);
@@ -125,9 +138,6 @@ impl<H: OrderingHook> Totem<H> {
             }
             MembState::Gather => self.join_process(now, s, &p, &f),
             MembState::Commit | MembState::Recovery => {
-                if !self.new_memb.contains(&s) {
-                    self.pending_merge.insert(s);
-                }
                 if self.new_memb.contains(&s) && join.ring_seq >= self.my_ring_id.seq {
                     if self.state == MembState::Recovery {
                         self.hook.on_recovery_abort();
@@ -225,6 +235,9 @@ impl<H: OrderingHook> Totem<H> {
             return;
         }
         tracing::info!(node = self.me.0, ?missing, "consensus timeout: failing nodes that did not agree");
+        for m in &missing {
+            self.ff_exempt.remove(m);
+        }
         self.failed_set.extend(missing);
         self.failed_set.remove(&self.me);
         self.gather_enter(now, "consensus timeout");
@@ -246,7 +259,7 @@ impl<H: OrderingHook> Totem<H> {
             if !self.memb.contains(&c) {
                 return; // not of our ring (a merge): normal consensus
             }
-            if self.ff_exempt.get(&c).is_some_and(|until| *until > now) {
+            if self.ff_exempt.contains(&c) {
                 return; // proven slow, not dead: normal consensus
             }
             match self.last_heard.get(&c) {

@@ -120,7 +120,7 @@ impl<H: OrderingHook> Totem<H> {
     }
 
     /// Corosync's `memb_state_operational_enter`: deliver the EVS pair.
-    pub(crate) fn operational_enter(&mut self, now: Instant) {
+    pub(crate) fn operational_enter(&mut self, _now: Instant) {
         let old_memb = std::mem::take(&mut self.memb);
         let new: BTreeSet<NodeId> = self.new_memb.iter().copied().collect();
         let trans: BTreeSet<NodeId> = self.trans_memb.iter().copied().collect();
@@ -171,11 +171,5 @@ impl<H: OrderingHook> Totem<H> {
         self.state = MembState::Operational;
         self.my_aru_count = 0;
         self.startup_grace = None;
-        let pending: Vec<NodeId> =
-            std::mem::take(&mut self.pending_merge).into_iter().filter(|n| !self.memb.contains(n)).collect();
-        if !pending.is_empty() {
-            self.proc_set.extend(pending);
-            self.gather_enter(now, "nodes of another ring were heard during COMMIT/RECOVERY");
-        }
     }
 }

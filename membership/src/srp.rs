@@ -148,11 +148,8 @@ pub struct Totem<H: OrderingHook = NoOrdering> {
     /// Nodes this node failed by fast failover, and when.
     pub(crate) ff_failed: BTreeMap<NodeId, Instant>,
     /// Nodes heard from soon after being fast-failed (slow, not dead): exempt
-    /// from fast failover until the given time.
-    pub(crate) ff_exempt: BTreeMap<NodeId, Instant>,
-    /// Nodes of other rings heard during COMMIT/RECOVERY: merged at once on
-    /// entering OPERATIONAL.
-    pub(crate) pending_merge: BTreeSet<NodeId>,
+    /// from fast failover until a consensus timeout fails them.
+    pub(crate) ff_exempt: BTreeSet<NodeId>,
     pub(crate) timers: Timers,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
@@ -231,8 +228,7 @@ impl<H: OrderingHook> Totem<H> {
             last_heard: BTreeMap::new(),
             startup_grace: Some(now + cfg.join),
             ff_failed: BTreeMap::new(),
-            ff_exempt: BTreeMap::new(),
-            pending_merge: BTreeSet::new(),
+            ff_exempt: BTreeSet::new(),
             timers: Timers::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -333,7 +329,7 @@ impl<H: OrderingHook> Totem<H> {
             if let Some(t) = self.ff_failed.remove(&sender) {
                 if now.saturating_duration_since(t) <= self.cfg.consensus {
                     // It answered soon after we gave up on it: slow, not dead.
-                    self.ff_exempt.insert(sender, now + self.cfg.consensus * 10);
+                    self.ff_exempt.insert(sender);
                     tracing::info!(node = self.me.0, %sender, "fast failover exempts a node that proved slow, not dead");
                 }
             }
@@ -462,12 +458,7 @@ impl<H: OrderingHook> Totem<H> {
                     self.gather_enter(now, why);
                 }
             }
-            MembState::Commit | MembState::Recovery => {
-                if !self.new_memb.contains(&sender) {
-                    self.pending_merge.insert(sender);
-                }
-            }
-            MembState::Left => {}
+            _ => {}
         }
     }
 
