@@ -185,7 +185,10 @@ impl<H: OrderingHook> Totem<H> {
             return Err(Error::InvalidNode(0, "node id 0 is reserved".into()));
         }
         if !nodes.contains(&me) {
-            return Err(Error::InvalidNode(me.0, "this node is not in the node list".into()));
+            return Err(Error::InvalidNode(
+                me.0,
+                "this node is not in the node list".into(),
+            ));
         }
         let cfg = config.effective(nodes.len())?;
         let stored = store.load()?.unwrap_or(0);
@@ -408,16 +411,30 @@ impl<H: OrderingHook> Totem<H> {
     // ----- helpers shared by the phase modules -----
 
     pub(crate) fn message(&self, ring_id: RingId, body: Body) -> Bytes {
-        Message { header: Header { cluster: self.cluster, sender: self.me, ring_id }, body }.encode()
+        Message {
+            header: Header {
+                cluster: self.cluster,
+                sender: self.me,
+                ring_id,
+            },
+            body,
+        }
+        .encode()
     }
 
     pub(crate) fn multicast(&mut self, body: Body) {
         let payload = self.message(self.my_ring_id, body);
-        self.transmits.push_back(Transmit { dest: Destination::Multicast, payload });
+        self.transmits.push_back(Transmit {
+            dest: Destination::Multicast,
+            payload,
+        });
     }
 
     pub(crate) fn unicast(&mut self, to: NodeId, payload: Bytes) {
-        self.transmits.push_back(Transmit { dest: Destination::Node(to), payload });
+        self.transmits.push_back(Transmit {
+            dest: Destination::Node(to),
+            payload,
+        });
     }
 
     /// Sends a token (ORF or commit) and keeps it for retransmission.
@@ -452,11 +469,11 @@ impl<H: OrderingHook> Totem<H> {
                 self.proc_set.insert(sender);
                 self.gather_enter(now, why);
             }
-            MembState::Gather => {
-                if !self.proc_set.contains(&sender) && !self.failed_set.contains(&sender) {
-                    self.proc_set.insert(sender);
-                    self.gather_enter(now, why);
-                }
+            MembState::Gather
+                if !self.proc_set.contains(&sender) && !self.failed_set.contains(&sender) =>
+            {
+                self.proc_set.insert(sender);
+                self.gather_enter(now, why);
             }
             _ => {}
         }
