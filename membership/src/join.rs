@@ -32,8 +32,9 @@
 //! 3. **every** other node of proc − failed has already sent a JOIN with exactly
 //!    our sets (so all the nodes we hear agree, and none of them has news of *c*).
 //!
-//! A node that answers within `consensus` after being failed this way proved
-//! slow, not dead: it is exempt from fast failover until a consensus timeout
+//! A node that, within `consensus` after being failed this way, sends anything
+//! still stamped with the ring we shared proved slow, not dead (a crashed and
+//! restarted node speaks with a new ring id): it is exempt from fast failover until a consensus timeout
 //! fails it (then it was really unresponsive).
 //!
 //! This is the consensus timeout's own action (fail those that have not agreed),
@@ -309,7 +310,7 @@ impl<H: OrderingHook> Totem<H> {
         );
         self.stats.fast_failovers += 1;
         for c in &silent {
-            self.ff_failed.insert(*c, now);
+            self.ff_failed.insert(*c, (now, self.oper_ring_id));
         }
         self.failed_set.extend(silent);
         self.gather_enter(now, "fast failover");

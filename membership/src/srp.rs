@@ -145,8 +145,9 @@ pub struct Totem<H: OrderingHook = NoOrdering> {
     /// Until when the first GATHER after start waits for other nodes' JOINs
     /// before forming a ring (one `join` period).
     pub(crate) startup_grace: Option<Instant>,
-    /// Nodes this node failed by fast failover, and when.
-    pub(crate) ff_failed: BTreeMap<NodeId, Instant>,
+    /// Nodes this node failed by fast failover: when, and the ring they were
+    /// members of then.
+    pub(crate) ff_failed: BTreeMap<NodeId, (Instant, RingId)>,
     /// Nodes heard from soon after being fast-failed (slow, not dead): exempt
     /// from fast failover until a consensus timeout fails them.
     pub(crate) ff_exempt: BTreeSet<NodeId>,
@@ -329,9 +330,13 @@ impl<H: OrderingHook> Totem<H> {
         self.stats.received += 1;
         if sender != self.me {
             self.last_heard.insert(sender, now);
-            if let Some(t) = self.ff_failed.remove(&sender) {
-                if now.saturating_duration_since(t) <= self.cfg.consensus {
-                    // It answered soon after we gave up on it: slow, not dead.
+            if let Some((t, ring)) = self.ff_failed.get(&sender).copied() {
+                if now.saturating_duration_since(t) > self.cfg.consensus {
+                    self.ff_failed.remove(&sender);
+                } else if msg.header.ring_id == ring {
+                    // Soon after we gave up on it, it still speaks for the ring we
+                    // shared: slow, not dead (a restarted node has a new ring id).
+                    self.ff_failed.remove(&sender);
                     self.ff_exempt.insert(sender);
                     tracing::info!(node = self.me.0, %sender, "fast failover exempts a node that proved slow, not dead");
                 }
