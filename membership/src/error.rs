@@ -26,6 +26,18 @@ pub enum Error {
     /// A datagram could not be decoded.
     #[error("malformed datagram: {0}")]
     Malformed(String),
+    /// A datagram speaks a wire format version this build does not.
+    #[error("datagram with unsupported wire version {0}; dropped (upgrade every node to the same halyard release)")]
+    UnsupportedVersion(u8),
+    /// A node id that cannot be used (0 is reserved) or that is missing from the node list.
+    #[error("invalid node id {0}: {1}")]
+    InvalidNode(u32, String),
+    /// The node has left the ring (after `leave`) and accepts no more commands.
+    #[error("the node has left the ring; start a new node to rejoin")]
+    Left,
+    /// The driver task has stopped.
+    #[error("the node's driver task has stopped")]
+    Stopped,
     /// An invalid configuration value. Names the field and the fix.
     #[error("invalid configuration: {field}: {reason}")]
     Config {

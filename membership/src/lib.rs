@@ -9,15 +9,36 @@
 //! repository root.
 #![deny(unsafe_code)]
 
+mod commit;
+pub mod config;
+pub mod configuration;
 pub mod crypto;
+pub mod driver;
 pub mod envelope;
 mod error;
+pub mod hook;
+mod join;
 pub mod quorum;
+mod recovery;
+pub mod ring;
+pub mod srp;
+pub mod timer;
+mod token;
+pub mod wire;
 
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use config::{EffectiveConfig, TotemConfig};
+pub use configuration::{ConfigurationChange, ConfigurationKind, Event};
 pub use crypto::{ClusterKey, EnvelopeCounters, SecureEnvelope};
+pub use driver::{Node, NodeConfig, NodeEvent, NodeEvents, NodeHandle};
 pub use envelope::{Envelope, Opened};
 pub use error::{Error, Result};
+pub use hook::{NoOrdering, OrderingHook};
 pub use quorum::{Member, Quorum, QuorumConfig, QuorumEvent, QuorumStatus};
+pub use ring::{FileRingIdStore, MemoryRingIdStore, RingId, RingIdStore};
+pub use srp::{Destination, MembState, Stats, Status, Totem, Transmit};
 
 /// A node's identity in the cluster (Corosync's `nodeid`). The ring runs in
 /// ascending node id order; the lowest id in a configuration is its representative.
