@@ -7,6 +7,7 @@
 //! The agents (`agent`, `executor`) and the solver (`placement`) live in separate modules.
 #![deny(unsafe_code)]
 
+pub mod agent;
 mod error;
 
 pub use error::{Error, Result};
