@@ -33,6 +33,9 @@ use tokio::sync::OnceCell;
 /// The default OCF root.
 pub const DEFAULT_OCF_ROOT: &str = "/usr/lib/ocf";
 
+/// Timeout of the `meta-data` action (and at most that long before `start`).
+pub const METADATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `PATH` given to agents (after the stand-in directory).
 pub const AGENT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -419,7 +422,10 @@ impl OcfAgent {
     /// return: `NotConfigured` with an exit reason naming the missing required
     /// parameter. If the meta-data cannot be had, the check is skipped (logged).
     pub async fn check_parameters(&self, ctx: &ActionContext) -> Option<Outcome> {
-        match self.metadata().await {
+        match self
+            .metadata_within(ctx.timeout.min(METADATA_TIMEOUT))
+            .await
+        {
             Ok(md) => {
                 let params: std::collections::BTreeMap<String, String> = ctx
                     .params
@@ -551,9 +557,17 @@ impl ResourceAgent for OcfAgent {
     }
 
     async fn metadata(&self) -> Result<Metadata> {
+        self.metadata_within(METADATA_TIMEOUT).await
+    }
+}
+
+impl OcfAgent {
+    /// The meta-data, fetched once (with `timeout`) and cached; a failure is not
+    /// cached.
+    pub async fn metadata_within(&self, timeout: std::time::Duration) -> Result<Metadata> {
         self.metadata
             .get_or_try_init(|| async {
-                let ctx = ActionContext::new(self.kind.clone());
+                let ctx = ActionContext::new(self.kind.clone()).timeout(timeout);
                 let id = self.id();
                 let err = |reason: String| Error::MetaData {
                     agent: id.clone(),

@@ -114,7 +114,6 @@ struct Capture {
     // exit-reason scanning (stderr only)
     scan: bool,
     line: Vec<u8>,
-    line_overflow: bool,
     reason: Option<String>,
 }
 
@@ -140,14 +139,31 @@ impl Capture {
                     Some((b'\n', body)) => (body, true),
                     _ => (chunk, false),
                 };
-                let room = MAX_LINE.saturating_sub(self.line.len());
-                if body.len() > room {
-                    self.line_overflow = true;
+                self.line.extend_from_slice(body);
+                if self.line.len() > MAX_LINE {
+                    self.compact_line();
                 }
-                self.line.extend_from_slice(&body[..body.len().min(room)]);
                 if ends {
                     self.finish_line();
                 }
+            }
+        }
+    }
+
+    /// Keeps a long line bounded without losing an exit reason in it: from the
+    /// first prefix on (enough for a 128-byte reason), or else just the tail that
+    /// could be the start of a prefix.
+    fn compact_line(&mut self) {
+        let p = EXIT_REASON_PREFIX.as_bytes();
+        match self.line.windows(p.len()).position(|w| w == p) {
+            Some(pos) => {
+                self.line.drain(..pos);
+                self.line.truncate(p.len() + 2 * EXIT_REASON_MAX);
+            }
+            None => {
+                let keep = p.len() - 1;
+                let cut = self.line.len() - keep;
+                self.line.drain(..cut);
             }
         }
     }
@@ -157,7 +173,6 @@ impl Capture {
             self.reason = Some(r);
         }
         self.line.clear();
-        self.line_overflow = false;
     }
 }
 

@@ -178,3 +178,14 @@ pub fn wait_gone(marker: &str) -> bool {
 pub fn tag(name: &str) -> String {
     format!("hy-{name}-{}", std::process::id())
 }
+
+/// A `sleep` command line unique to this test process, findable with
+/// [`pids_with`]: `sleep 1000.<pid><n>`.
+pub fn unique_sleep() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "sleep 1000.{}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
