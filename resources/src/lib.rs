@@ -9,5 +9,6 @@
 
 pub mod agent;
 mod error;
+pub mod executor;
 
 pub use error::{Error, Result};
