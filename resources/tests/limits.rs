@@ -54,7 +54,7 @@ async fn thousand_concurrent_monitors_and_bad_agents_leak_nothing() {
         ("chatty", Status::Success),
         ("noexec", Status::CouldNotExecute),
     ];
-    for (kind, want) in bad {
+    for (kind, _) in bad {
         let a = Arc::new(OcfAgent::new(root.root(), "fake", kind).unwrap());
         for i in 0..10 {
             let id = format!("{kind}{i}");
