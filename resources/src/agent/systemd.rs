@@ -228,7 +228,7 @@ impl SystemdAgent {
                 Status::NotConfigured,
                 format!("unit {} has LoadState {other}", self.unit),
             )),
-            Err(e) => Loaded::Outcome(error_outcome(&self.unit, "reading LoadState of", &e)),
+            Err(e) => Loaded::Outcome(error_outcome(&self.unit, "reading LoadState of", e)),
         }
     }
 
