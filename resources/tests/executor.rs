@@ -1,0 +1,326 @@
+//! The executor: serialization per resource, concurrency across resources,
+//! timeouts, cancellation, recurring monitors, probes, history and fail-counts.
+
+mod common;
+
+use async_trait::async_trait;
+use common::*;
+use halyard_resources::agent::native::FileLockAgent;
+use halyard_resources::agent::ocf::{OcfAgent, DEFAULT_OCF_ROOT};
+use halyard_resources::agent::{Action, ActionContext, Metadata, Outcome, ResourceAgent, Status};
+use halyard_resources::executor::{Executor, OpResult};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Barrier;
+
+/// A native test agent: `monitor` waits on a barrier (if any), sleeps `delay`,
+/// and tracks how many of its calls run at once.
+struct Probe {
+    barrier: Option<Arc<Barrier>>,
+    delay: Duration,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    calls: AtomicUsize,
+    result: Status,
+    panic: bool,
+}
+
+impl Probe {
+    fn new(result: Status) -> Self {
+        Self {
+            barrier: None,
+            delay: Duration::ZERO,
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            result,
+            panic: false,
+        }
+    }
+}
+
+#[async_trait]
+impl ResourceAgent for Probe {
+    fn name(&self) -> String {
+        "native:probe".into()
+    }
+    async fn start(&self, _: &ActionContext) -> Outcome {
+        Outcome::success()
+    }
+    async fn stop(&self, _: &ActionContext) -> Outcome {
+        Outcome::success()
+    }
+    async fn monitor(&self, _: &ActionContext) -> Outcome {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.panic {
+            panic!("probe agent panics on purpose");
+        }
+        if let Some(b) = &self.barrier {
+            b.wait().await;
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Outcome::new(self.result)
+    }
+    async fn metadata(&self) -> halyard_resources::Result<Metadata> {
+        FileLockAgent::new().metadata().await
+    }
+}
+
+fn reg(ex: &Executor, id: &str, a: Arc<dyn ResourceAgent>) {
+    ex.register(id, a, BTreeMap::new()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_resource_is_serialized_different_resources_run_concurrently() {
+    let (ex, _events) = Executor::new("n1");
+    // Serialized: 5 monitors on one resource never overlap.
+    let mut p = Probe::new(Status::Success);
+    p.delay = Duration::from_millis(5);
+    let p = Arc::new(p);
+    reg(&ex, "serial", p.clone());
+    let ctx = ex.context("serial").unwrap();
+    let all = futures::future::join_all(
+        (0..5).map(|_| ex.execute("serial", Action::Monitor, ctx.clone())),
+    )
+    .await;
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().unwrap().record.status == Status::Success));
+    assert_eq!(p.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(p.max_running.load(Ordering::SeqCst), 1);
+    // Concurrent: two resources whose monitors can only finish together.
+    let barrier = Arc::new(Barrier::new(2));
+    for id in ["a", "b"] {
+        let mut p = Probe::new(Status::Success);
+        p.barrier = Some(barrier.clone());
+        reg(&ex, id, Arc::new(p));
+    }
+    let ctx = |id| ex.context(id).unwrap().timeout(Duration::from_secs(20));
+    let (a, b) = tokio::join!(
+        ex.execute("a", Action::Monitor, ctx("a")),
+        ex.execute("b", Action::Monitor, ctx("b"))
+    );
+    assert_eq!(a.unwrap().record.status, Status::Success);
+    assert_eq!(b.unwrap().record.status, Status::Success);
+}
+
+#[tokio::test]
+async fn a_hanging_agent_blocks_only_itself_and_can_be_cancelled_or_time_out() {
+    let (ex, _events) = Executor::new("n1");
+    let mut hang = Probe::new(Status::Success);
+    hang.delay = Duration::from_secs(3600);
+    reg(&ex, "hang", Arc::new(hang));
+    reg(&ex, "ok", Arc::new(Probe::new(Status::Success)));
+    let call = ex
+        .submit(
+            "hang",
+            Action::Monitor,
+            ex.context("hang")
+                .unwrap()
+                .timeout(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    // Others run while it hangs.
+    for _ in 0..3 {
+        let r = ex
+            .execute("ok", Action::Monitor, ex.context("ok").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.record.status, Status::Success);
+    }
+    // Cancel the hanging call (retry until it is in flight).
+    let mut cancelled = false;
+    for _ in 0..200 {
+        if ex.cancel_call("hang", call).unwrap() {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(cancelled);
+    // The next action on the same resource runs: a timeout this time.
+    let r = ex
+        .execute(
+            "hang",
+            Action::Monitor,
+            ex.context("hang")
+                .unwrap()
+                .timeout(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.record.status, Status::TimedOut);
+    let h = ex.history("hang").unwrap();
+    assert_eq!(h.fail_counts["n1"], 1, "{h:?}");
+    assert_eq!(h.last_failure.unwrap().status, Status::TimedOut);
+    // The cancelled call is not a failure and is not in the history.
+    assert_eq!(h.ops.len(), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_agent_is_a_generic_error() {
+    let (ex, _events) = Executor::new("n1");
+    let mut p = Probe::new(Status::Success);
+    p.panic = true;
+    reg(&ex, "boom", Arc::new(p));
+    let r = ex
+        .execute("boom", Action::Monitor, ex.context("boom").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.record.status, Status::GenericError);
+    assert_eq!(r.record.exit_reason.as_deref(), Some("agent panicked"));
+    // Still usable.
+    let r = ex
+        .execute("boom", Action::Start, ex.context("boom").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.record.status, Status::Success);
+}
+
+async fn next_for(events: &mut halyard_resources::executor::OpStream, id: &str) -> OpResult {
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("no result within 30 s")
+            .expect("stream ended");
+        if r.resource == id {
+            return r;
+        }
+    }
+}
+
+#[tokio::test]
+async fn recurring_monitor_repeats_until_cancelled_and_results_stream() {
+    let (ex, mut events) = Executor::new("n1");
+    let p = Arc::new(Probe::new(Status::Success));
+    reg(&ex, "r", p.clone());
+    let ctx = ex.context("r").unwrap().interval(Duration::from_millis(10));
+    let (key, call) = ex.start_recurring("r", Action::Monitor, ctx).unwrap();
+    assert_eq!(key.to_string(), "monitor_10");
+    for _ in 0..3 {
+        let r = next_for(&mut events, "r").await;
+        assert_eq!(r.record.call_id, call);
+        assert_eq!(r.record.key, key);
+        assert_eq!(r.record.status, Status::Success);
+    }
+    ex.cancel_recurring("r", key).unwrap();
+    // A one-shot queued after the cancel: once it is done, no recurring run may follow.
+    let one = ex
+        .execute("r", Action::Start, ex.context("r").unwrap())
+        .await
+        .unwrap();
+    let calls_then = p.calls.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(p.calls.load(Ordering::SeqCst), calls_then);
+    // Drain: the one-shot is the last result for "r".
+    let mut last = None;
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(10), events.recv()).await {
+        last = Some(r);
+    }
+    assert_eq!(last.unwrap().record.call_id, one.record.call_id);
+    let h = ex.history("r").unwrap();
+    assert_eq!(h.ops["monitor_10"].status, Status::Success);
+    assert_eq!(h.last.unwrap().key.action, Action::Start);
+}
+
+#[tokio::test]
+async fn probes_and_unknown_resources() {
+    let (ex, _events) = Executor::new("n1");
+    reg(&ex, "up", Arc::new(Probe::new(Status::Success)));
+    reg(&ex, "down", Arc::new(Probe::new(Status::NotRunning)));
+    reg(&ex, "bad", Arc::new(Probe::new(Status::NotConfigured)));
+    let res = ex.probe_all().await;
+    let got: Vec<(String, Status, bool)> = res
+        .into_iter()
+        .map(|(id, r)| {
+            let r = r.unwrap();
+            (id, r.record.status, r.record.failed)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("bad".into(), Status::NotConfigured, true),
+            ("down".into(), Status::NotRunning, false),
+            ("up".into(), Status::Success, false),
+        ]
+    );
+    assert!(ex.probe("nope").await.is_err());
+    assert!(ex
+        .submit("nope", Action::Start, ActionContext::new("x"))
+        .is_err());
+    // Timeout 0 is refused with a clear result.
+    let r = ex
+        .execute(
+            "up",
+            Action::Monitor,
+            ex.context("up").unwrap().timeout(Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.record.status, Status::CouldNotExecute);
+    ex.unregister("up").unwrap();
+    assert_eq!(ex.resources(), ["bad", "down"]);
+}
+
+#[tokio::test]
+async fn ocf_dummy_through_the_executor_with_a_failing_recurring_monitor() {
+    if !have_ocf_agents() {
+        return;
+    }
+    let (ex, mut events) = Executor::new("n1");
+    let dir = TempDir::new("exdummy");
+    let state = dir.path().join("dummy.state");
+    let mut params = BTreeMap::new();
+    params.insert("state".to_string(), state.to_string_lossy().into_owned());
+    let id = tag("exdummy");
+    ex.register(
+        &id,
+        Arc::new(OcfAgent::new(DEFAULT_OCF_ROOT, "heartbeat", "Dummy").unwrap()),
+        params,
+    )
+    .unwrap();
+    assert_eq!(
+        ex.probe(&id).await.unwrap().record.status,
+        Status::NotRunning
+    );
+    let r = ex
+        .execute(&id, Action::Start, ex.context(&id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.record.status, Status::Success);
+    let ctx = ex.context(&id).unwrap().interval(Duration::from_millis(50));
+    let (key, _) = ex.start_recurring(&id, Action::Monitor, ctx).unwrap();
+    loop {
+        let r = next_for(&mut events, &id).await;
+        if r.record.key == key {
+            assert_eq!(r.record.status, Status::Success);
+            break;
+        }
+    }
+    // The resource dies behind the executor's back: the next recurring monitor
+    // reports "not running", a failure that counts.
+    std::fs::remove_file(&state).unwrap();
+    loop {
+        let r = next_for(&mut events, &id).await;
+        if r.record.key == key && r.record.status == Status::NotRunning {
+            assert!(r.record.failed);
+            break;
+        }
+    }
+    ex.cancel_recurring(&id, key).unwrap();
+    let h = ex.history(&id).unwrap();
+    assert!(h.fail_counts["n1"] >= 1);
+    assert_eq!(h.agent, "ocf:heartbeat:Dummy");
+    ex.clear_failcount(&id).unwrap();
+    assert!(ex.history(&id).unwrap().fail_counts.is_empty());
+    let snap = ex.snapshot();
+    assert!(snap.contains_key(&id));
+}
