@@ -8,5 +8,6 @@
 #![deny(unsafe_code)]
 
 mod error;
+pub mod placement;
 
 pub use error::{Error, Result};
