@@ -1136,15 +1136,23 @@ impl<'a> Solver<'a> {
                 return not_set;
             }
         }
-        let name = if unique {
-            format!("master-{}", rsc.id)
+        let mut names: Vec<String> = Vec::new();
+        if unique {
+            names.push(rsc.id.clone());
         } else {
-            format!("master-{}", rsc.base)
-        };
-        match self.node(nd).attrs.get(&name).and_then(|v| score::parse(v)) {
-            Some(v) => v,
-            None => not_set,
+            if let Some(h) = &rsc.history_name {
+                names.push(h.clone());
+            }
+            names.push(rsc.base.clone());
+            names.push(format!("{}:0", rsc.base));
         }
+        for name in names {
+            let key = format!("master-{name}");
+            if let Some(v) = self.node(nd).attrs.get(&key) {
+                return score::parse(v).unwrap_or(0);
+            }
+        }
+        not_set
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {
@@ -1180,7 +1188,7 @@ impl<'a> Solver<'a> {
                             continue;
                         }
                         let sc = self.promotion_attr(t, nd, 0);
-                        if sc != 0 {
+                        if sc > 0 {
                             let w = self.allowed[t][nd].unwrap_or(0);
                             self.allowed[t][nd] = Some(score::add(w, sc));
                             self.note(t, Some(nd), sc, "promotion score");
@@ -1633,13 +1641,30 @@ impl<'a> Solver<'a> {
                 } else {
                     self.will_be_active(o.first)
                 };
-                if first_ok {
+                let interleave = c.resources[o.first].is_clone()
+                    && matches!(
+                        c.resources[o.then].kind,
+                        Kind::Clone {
+                            interleave: true,
+                            ..
+                        }
+                    );
+                if first_ok && !interleave {
                     continue;
                 }
                 let mut prims = Vec::new();
                 c.primitives_of(o.then, &mut prims);
                 for p in prims {
                     let Some(nd) = self.assigned[p] else { continue };
+                    if interleave && first_ok {
+                        // Per node: the first clone must have a fully active instance here.
+                        let here = c.resources[o.first].children.iter().any(|&inst| {
+                            self.will_be_active(inst) && self.assigned_node(inst) == Some(nd)
+                        });
+                        if here {
+                            continue;
+                        }
+                    }
                     if o.then_action == "promote" {
                         if self.next_role[p] == Role::Promoted
                             && c.resources[p].role != Role::Promoted
@@ -1652,9 +1677,14 @@ impl<'a> Solver<'a> {
                     if o.then_action != "start" {
                         continue;
                     }
-                    let running_here =
-                        c.resources[p].running_on.contains(&nd) && !c.resources[p].failed;
-                    if !running_here {
+                    // Asymmetric: only a start is prevented; a running `then` stays.
+                    if !o.symmetrical
+                        && c.resources[p].running_on.contains(&nd)
+                        && !c.resources[p].failed
+                    {
+                        continue;
+                    }
+                    {
                         self.assigned[p] = None;
                         self.next_role[p] = Role::Stopped;
                         self.stop_reason[p] = Some(format!(
@@ -1663,6 +1693,45 @@ impl<'a> Solver<'a> {
                         ));
                         changed = true;
                     }
+                }
+            }
+            // A mandatory colocation's dependent cannot stay where its primary
+            // will not be (pcmk__block_colocation_dependents).
+            for k in 0..self.cols.len() {
+                let col = &self.cols[k];
+                if col.score < INFINITY
+                    || col.dependent_role != Role::Unknown
+                    || col.primary_role != Role::Unknown
+                {
+                    continue;
+                }
+                let (dep, prim) = (col.dependent, col.primary);
+                let mut pp = Vec::new();
+                c.primitives_of(prim, &mut pp);
+                let prim_nodes: Vec<NodeIx> = pp.iter().filter_map(|&x| self.assigned[x]).collect();
+                let mut dp = Vec::new();
+                c.primitives_of(dep, &mut dp);
+                let value = |nd: NodeIx| self.attr(nd, &col.node_attribute).map(str::to_string);
+                let mut stops = Vec::new();
+                for &d in &dp {
+                    if !c.resources[d].managed {
+                        continue;
+                    }
+                    if let Some(nd) = self.assigned[d] {
+                        let v = value(nd);
+                        if !prim_nodes.iter().any(|&pn| value(pn) == v) {
+                            stops.push(d);
+                        }
+                    }
+                }
+                for d in stops {
+                    self.assigned[d] = None;
+                    self.next_role[d] = Role::Stopped;
+                    self.stop_reason[d] = Some(format!(
+                        "colocation {}: {} will not be active there",
+                        self.cols[k].id, c.resources[prim].id
+                    ));
+                    changed = true;
                 }
             }
             // Group members after a member that cannot start cannot start either.
@@ -1698,7 +1767,10 @@ impl<'a> Solver<'a> {
         let mut prims = Vec::new();
         self.c.primitives_of(r, &mut prims);
         if self.c.resources[r].is_clone() {
-            prims.iter().any(|&p| self.assigned[p].is_some())
+            self.c.resources[r]
+                .children
+                .iter()
+                .any(|&inst| self.will_be_active(inst))
         } else {
             !prims.is_empty() && prims.iter().all(|&p| self.assigned[p].is_some())
         }

@@ -364,12 +364,8 @@ impl<'a> Builder<'a> {
             .collect();
         let target_role_raw = meta.get("target-role").cloned();
         let target_role = match &target_role_raw {
-            Some(v) => Role::parse(v).ok_or_else(|| {
-                invalid(
-                    e,
-                    format!("bad target-role '{v}'; use Stopped, Started, Unpromoted or Promoted"),
-                )
-            })?,
+            // Pacemaker ignores values it does not know (e.g. "#default").
+            Some(v) => Role::parse(v).unwrap_or(Role::Unknown),
             None => Role::Unknown,
         };
         let sc = |k: &str, d: i64| -> Result<i64, Error> {
@@ -405,6 +401,7 @@ impl<'a> Builder<'a> {
             role: Role::Unknown,
             failed: false,
             failcount: BTreeMap::new(),
+            history_name: None,
             failed_stop: Vec::new(),
         });
         let ix = self.resources.len() - 1;
@@ -735,7 +732,7 @@ fn unpack_status(
                         } else if !active && on_fail.is_none() {
                             None
                         } else {
-                            pick_anon(c, clone, nix, base, &mut anon_choice)
+                            pick_anon(c, clone, nix, rid, base, &mut anon_choice)
                         }
                     }
                     None => None,
@@ -784,6 +781,7 @@ fn unpack_status(
                                 role: Role::Unknown,
                                 failed: false,
                                 failcount: BTreeMap::new(),
+                                history_name: None,
                                 failed_stop: Vec::new(),
                             });
                             let i = c.resources.len() - 1;
@@ -796,6 +794,9 @@ fn unpack_status(
                 }
             };
             let r = &mut c.resources[rix];
+            if r.history_name.is_none() && rid.contains(':') {
+                r.history_name = Some(rid.to_string());
+            }
             if active {
                 if !r.running_on.contains(&nix) {
                     r.running_on.push(nix);
@@ -868,18 +869,33 @@ fn pick_anon(
     c: &Cluster,
     clone: RscIx,
     node: NodeIx,
+    rid: &str,
     base: &str,
     cache: &mut HashMap<(RscIx, NodeIx), RscIx>,
 ) -> Option<RscIx> {
     let inst = match cache.get(&(clone, node)) {
         Some(&i) => i,
         None => {
-            let free = c.resources[clone].children.iter().copied().find(|&i| {
+            let is_free = |i: RscIx| {
                 let mut prims = Vec::new();
                 c.primitives_of(i, &mut prims);
                 prims.iter().all(|&p| c.resources[p].running_on.is_empty())
                     && !cache.values().any(|&v| v == i)
-            })?;
+            };
+            // The instance the history names, if free; else the first free one.
+            let named = c.resources[clone].children.iter().copied().find(|&i| {
+                let mut prims = Vec::new();
+                c.primitives_of(i, &mut prims);
+                prims.iter().any(|&p| c.resources[p].id == rid)
+            });
+            let free = match named.filter(|&i| is_free(i)) {
+                Some(i) => i,
+                None => c.resources[clone]
+                    .children
+                    .iter()
+                    .copied()
+                    .find(|&i| is_free(i))?,
+            };
             cache.insert((clone, node), free);
             free
         }
@@ -1119,7 +1135,11 @@ fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
             "mandatory" => OrderKind::Mandatory,
             "optional" => OrderKind::Optional,
             "serialize" => OrderKind::Serialize,
-            other => return Err(invalid(e, format!("bad kind '{other}'"))),
+            other => {
+                // Pacemaker logs a configuration error and treats it as Mandatory.
+                tracing::warn!("rsc_order {id}: unknown kind '{other}', using Mandatory");
+                OrderKind::Mandatory
+            }
         },
         None => match e.attr("score") {
             Some(s) => {

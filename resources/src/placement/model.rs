@@ -186,6 +186,8 @@ pub struct Resource {
     pub failed: bool,
     /// Fail count per node.
     pub failcount: BTreeMap<NodeIx, i64>,
+    /// The id the operation history knows an anonymous clone instance by (`rsc:N`).
+    pub history_name: Option<String>,
     /// Nodes where the resource's operation history says a failed stop happened
     /// (the resource is blocked there without fencing).
     pub failed_stop: Vec<NodeIx>,

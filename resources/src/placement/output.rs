@@ -79,7 +79,11 @@ fn flags(c: &Cluster, r: RscIx, revised: bool) -> String {
     if rsc.orphan {
         f.push("orphaned".into());
     }
-    if let Some(t) = &rsc.target_role_raw {
+    if let Some(t) = rsc
+        .target_role_raw
+        .as_ref()
+        .filter(|t| Role::parse(t).is_some())
+    {
         f.push(format!("target_role={t}"));
     }
     f.sort();
