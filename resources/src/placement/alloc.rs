@@ -256,6 +256,21 @@ impl<'a> Solver<'a> {
                 self.resource_location(i, None, -INFINITY, "orphan");
             }
         }
+        for (i, r) in c.resources.iter().enumerate() {
+            if !r.is_primitive() || !r.managed {
+                continue;
+            }
+            if r.fatal {
+                self.resource_location(i, None, -INFINITY, "fatal error (not configured)");
+            }
+            for &nd in &r.hard_bans {
+                self.resource_location(i, Some(nd), -INFINITY, "hard error on this node");
+            }
+            if r.stop_on_fail {
+                self.resource_location(i, None, -INFINITY, "on-fail=stop");
+                self.stop_reason[i] = Some("a failure with on-fail=stop".into());
+            }
+        }
         for loc in &c.locations {
             if loc.role == Role::Promoted {
                 for &(nd, sc) in &loc.nodes {

@@ -299,6 +299,8 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         locations: Vec::new(),
         colocations: Vec::new(),
         orders: Vec::new(),
+        anon_history: Vec::new(),
+        status_order: Vec::new(),
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
 
@@ -401,6 +403,11 @@ impl<'a> Builder<'a> {
             role: Role::Unknown,
             failed: false,
             failcount: BTreeMap::new(),
+            blocked: false,
+            failure_ignored: false,
+            hard_bans: Vec::new(),
+            fatal: false,
+            stop_on_fail: false,
             history_name: None,
             failed_stop: Vec::new(),
         });
@@ -507,8 +514,16 @@ impl<'a> Builder<'a> {
                     .iter()
                     .find(|c| matches!(c.name.as_str(), "primitive" | "group"))
                     .ok_or_else(|| invalid(e, "clone without a primitive or group inside"))?;
-                for n in 0..max {
+                for n in 0..max.max(1) {
                     self.resource(child, Some(ix), Some(n))?;
+                }
+                if max == 0 {
+                    // Pacemaker keeps a single orphan :0 to match history against.
+                    let mut stack = vec![self.resources[ix].children[0]];
+                    while let Some(x) = stack.pop() {
+                        self.resources[x].orphan = true;
+                        stack.extend(self.resources[x].children.iter().copied());
+                    }
                 }
                 Ok(Some(ix))
             }
@@ -545,8 +560,7 @@ fn unpack_status(
     ops_conf: &HashMap<RscIx, OpConf>,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
-    // Anonymous clone instance chosen per (clone, node).
-    let mut anon_choice: HashMap<(RscIx, NodeIx), RscIx> = HashMap::new();
+    let mut fence_nodes: Vec<NodeIx> = Vec::new();
     let mut by_id: HashMap<String, RscIx> = HashMap::new();
     let mut clone_child_base: HashMap<String, RscIx> = HashMap::new();
     for (i, r) in c.resources.iter().enumerate() {
@@ -554,6 +568,21 @@ fn unpack_status(
         let top = c.top_of(i);
         if i != top && c.resources[top].is_clone() && r.is_primitive() {
             clone_child_base.entry(r.base.clone()).or_insert(top);
+        }
+    }
+    for ns in status.kids("node_state") {
+        if let Some(nix) = ns.attr("uname").and_then(|u| c.node_ix(u)).or_else(|| {
+            ns.attr("id")
+                .and_then(|i| c.nodes.iter().position(|n| n.id == i))
+        }) {
+            if !c.status_order.contains(&nix) {
+                c.status_order.push(nix);
+            }
+        }
+    }
+    for nix in 0..c.nodes.len() {
+        if !c.status_order.contains(&nix) {
+            c.status_order.push(nix);
         }
     }
     for ns in status.kids("node_state") {
@@ -589,17 +618,22 @@ fn unpack_status(
             let mut role = Role::Unknown;
             let mut on_fail: Option<String> = None;
             let mut failed_stop = false;
+            let mut hard = false;
+            let mut fatal = false;
+            let mut ignored = false;
             let base = rid.split(':').next().unwrap_or(rid);
+            let not_anon = |i: RscIx| {
+                c.resources[i].is_primitive()
+                    && !matches!(
+                        c.resources[c.top_of(i)].kind,
+                        Kind::Clone { unique: false, .. }
+                    )
+            };
             let target_ix: Option<RscIx> = by_id
                 .get(rid)
                 .copied()
-                .filter(|&i| c.resources[i].is_primitive())
-                .or_else(|| {
-                    by_id
-                        .get(base)
-                        .copied()
-                        .filter(|&i| c.resources[i].is_primitive())
-                });
+                .filter(|&i| not_anon(i))
+                .or_else(|| by_id.get(base).copied().filter(|&i| not_anon(i)));
             let conf_ix = target_ix.or_else(|| {
                 clone_child_base.get(base).and_then(|&cl| {
                     let mut prims = Vec::new();
@@ -689,6 +723,21 @@ fn unpack_status(
                     }
                 } else {
                     let of = on_fail_for(conf, &op.task, op.interval, stonith);
+                    if matches!(op.rc, 2..=5) || op.status == 7 {
+                        hard = true;
+                        if probe {
+                            continue;
+                        }
+                    }
+                    if op.rc == 6 {
+                        fatal = true;
+                        if probe {
+                            continue;
+                        }
+                    }
+                    if of == "ignore" {
+                        ignored = true;
+                    }
                     match op.task.as_str() {
                         "stop" => {
                             role = Role::Started;
@@ -729,10 +778,12 @@ fn unpack_status(
                             matches!(c.resources[clone].kind, Kind::Clone { unique: true, .. });
                         if unique {
                             by_id.get(rid).copied()
-                        } else if !active && on_fail.is_none() {
-                            None
                         } else {
-                            pick_anon(c, clone, nix, rid, base, &mut anon_choice)
+                            c.anon_history.push((nix, clone, base.to_string(), active));
+                            Some(match find_anon(c, clone, nix, base) {
+                                Some(i) => i,
+                                None => new_orphan_instance(c, clone, base),
+                            })
                         }
                     }
                     None => None,
@@ -781,6 +832,11 @@ fn unpack_status(
                                 role: Role::Unknown,
                                 failed: false,
                                 failcount: BTreeMap::new(),
+                                blocked: false,
+                                failure_ignored: false,
+                                hard_bans: Vec::new(),
+                                fatal: false,
+                                stop_on_fail: false,
                                 history_name: None,
                                 failed_stop: Vec::new(),
                             });
@@ -797,7 +853,25 @@ fn unpack_status(
             if r.history_name.is_none() && rid.contains(':') {
                 r.history_name = Some(rid.to_string());
             }
+            if hard && !r.hard_bans.contains(&nix) {
+                r.hard_bans.push(nix);
+            }
+            if fatal {
+                r.fatal = true;
+            }
+            if ignored {
+                r.failure_ignored = true;
+            }
             if active {
+                match on_fail.as_deref() {
+                    Some("block") => {
+                        r.blocked = true;
+                        r.managed = false;
+                    }
+                    Some("stop") => r.stop_on_fail = true,
+                    Some("fence") if failed_stop => fence_nodes.push(nix),
+                    _ => {}
+                }
                 if !r.running_on.contains(&nix) {
                     r.running_on.push(nix);
                 }
@@ -814,6 +888,9 @@ fn unpack_status(
                 r.role = Role::Stopped;
             }
         }
+    }
+    for nix in fence_nodes {
+        c.nodes[nix].unclean = true;
     }
     // Fail counts from transient attributes.
     let names: Vec<(RscIx, String, String)> = c
@@ -865,44 +942,76 @@ fn unpack_status(
     Ok(())
 }
 
-fn pick_anon(
-    c: &Cluster,
-    clone: RscIx,
-    node: NodeIx,
-    rid: &str,
-    base: &str,
-    cache: &mut HashMap<(RscIx, NodeIx), RscIx>,
-) -> Option<RscIx> {
-    let inst = match cache.get(&(clone, node)) {
-        Some(&i) => i,
-        None => {
-            let is_free = |i: RscIx| {
-                let mut prims = Vec::new();
-                c.primitives_of(i, &mut prims);
-                prims.iter().all(|&p| c.resources[p].running_on.is_empty())
-                    && !cache.values().any(|&v| v == i)
-            };
-            // The instance the history names, if free; else the first free one.
-            let named = c.resources[clone].children.iter().copied().find(|&i| {
-                let mut prims = Vec::new();
-                c.primitives_of(i, &mut prims);
-                prims.iter().any(|&p| c.resources[p].id == rid)
-            });
-            let free = match named.filter(|&i| is_free(i)) {
-                Some(i) => i,
-                None => c.resources[clone]
-                    .children
-                    .iter()
-                    .copied()
-                    .find(|&i| is_free(i))?,
-            };
-            cache.insert((clone, node), free);
-            free
-        }
-    };
+/// Create an orphan instance of anonymous clone `clone` (history for more instances
+/// than are configured) and return its primitive named `base`.
+fn new_orphan_instance(c: &mut Cluster, clone: RscIx, base: &str) -> RscIx {
+    let template = c.resources[clone].children[0];
+    let n = c.resources[clone].children.len();
+    let new_top = copy_subtree(c, template, Some(clone), n);
+    c.resources[clone].children.push(new_top);
     let mut prims = Vec::new();
-    c.primitives_of(inst, &mut prims);
-    prims.into_iter().find(|&p| c.resources[p].base == base)
+    c.primitives_of(new_top, &mut prims);
+    prims
+        .into_iter()
+        .find(|&p| c.resources[p].base == base)
+        .unwrap_or(new_top)
+}
+
+fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) -> RscIx {
+    let mut r = c.resources[src].clone();
+    r.id = format!("{}:{n}", r.base);
+    r.parent = parent;
+    r.children = Vec::new();
+    r.orphan = true;
+    r.running_on = Vec::new();
+    r.role = Role::Unknown;
+    r.failed = false;
+    r.failcount = BTreeMap::new();
+    r.history_name = None;
+    r.failed_stop = Vec::new();
+    r.hard_bans = Vec::new();
+    c.resources.push(r);
+    let ix = c.resources.len() - 1;
+    let kids = c.resources[src].children.clone();
+    for k in kids {
+        let ch = copy_subtree(c, k, Some(ix), n);
+        c.resources[ix].children.push(ch);
+    }
+    ix
+}
+
+/// `find_anonymous_clone`: the instance of anonymous clone `clone` that the history
+/// entry for primitive `base` on `node` belongs to; `None` means an orphan.
+fn find_anon(c: &Cluster, clone: RscIx, node: NodeIx, base: &str) -> Option<RscIx> {
+    let member = |inst: RscIx| {
+        let mut prims = Vec::new();
+        c.primitives_of(inst, &mut prims);
+        prims.into_iter().find(|&p| c.resources[p].base == base)
+    };
+    let mut inactive = None;
+    for &inst in &c.resources[clone].children {
+        let mut prims = Vec::new();
+        c.primitives_of(inst, &mut prims);
+        let loc = prims
+            .iter()
+            .find_map(|&p| c.resources[p].running_on.first().copied());
+        match loc {
+            Some(l) if l == node => {
+                let m = member(inst)?;
+                if c.resources[m].running_on.is_empty() {
+                    return Some(m);
+                }
+                return None;
+            }
+            Some(_) => {}
+            None => {
+                if inactive.is_none() {
+                    inactive = member(inst);
+                }
+            }
+        }
+    }
+    inactive
 }
 
 /// Resolve a resource id used by a constraint: clone children map to their clone.

@@ -186,6 +186,16 @@ pub struct Resource {
     pub failed: bool,
     /// Fail count per node.
     pub failcount: BTreeMap<NodeIx, i64>,
+    /// A failure with `on-fail=block` (or a stop failure without fencing) blocks it.
+    pub blocked: bool,
+    /// A failure was ignored (`on-fail=ignore`).
+    pub failure_ignored: bool,
+    /// Nodes banned by hard errors (not installed, invalid parameters, ...).
+    pub hard_bans: Vec<NodeIx>,
+    /// A fatal error (not configured): banned everywhere.
+    pub fatal: bool,
+    /// A failure with `on-fail=stop`: stays stopped.
+    pub stop_on_fail: bool,
     /// The id the operation history knows an anonymous clone instance by (`rsc:N`).
     pub history_name: Option<String>,
     /// Nodes where the resource's operation history says a failed stop happened
@@ -286,6 +296,12 @@ pub struct Cluster {
     pub colocations: Vec<Colocation>,
     /// Order constraints.
     pub orders: Vec<Order>,
+    /// History entries of anonymous clone members, in document order:
+    /// (node, clone, member base id, active before the transition). Used to re-derive orphan rows of the revised
+    /// status the way Pacemaker re-reads the history after the transition.
+    pub anon_history: Vec<(NodeIx, RscIx, String, bool)>,
+    /// Nodes in the order of their `<node_state>` entries (others after).
+    pub status_order: Vec<NodeIx>,
 }
 
 impl Cluster {

@@ -79,6 +79,12 @@ fn flags(c: &Cluster, r: RscIx, revised: bool) -> String {
     if rsc.orphan {
         f.push("orphaned".into());
     }
+    if rsc.blocked {
+        f.push("blocked".into());
+    }
+    if rsc.failure_ignored {
+        f.push("failure_ignored".into());
+    }
     if let Some(t) = rsc
         .target_role_raw
         .as_ref()
@@ -142,11 +148,150 @@ fn rows_initial(c: &Cluster) -> Vec<Row> {
     rows
 }
 
+fn is_anon_clone(c: &Cluster, cl: RscIx) -> bool {
+    matches!(c.resources[cl].kind, Kind::Clone { unique: false, .. })
+}
+
+/// The orphan rows Pacemaker shows after re-reading the history once the transition
+/// has run: history entries of anonymous clones that find no free instance.
+fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
+    let mut clones: Vec<RscIx> = c.anon_history.iter().map(|h| h.1).collect();
+    clones.sort_unstable();
+    clones.dedup();
+    for cl in clones {
+        let insts: Vec<RscIx> = c.resources[cl]
+            .children
+            .iter()
+            .copied()
+            .filter(|&i| !c.resources[i].orphan)
+            .collect();
+        // Final activity: node -> member bases active there.
+        let mut active: BTreeMap<(NodeIx, String), bool> = BTreeMap::new();
+        for &i in &c.resources[cl].children {
+            let mut prims = Vec::new();
+            c.primitives_of(i, &mut prims);
+            for p in prims {
+                let rsc = &c.resources[p];
+                let nodes: Vec<NodeIx> = if !rsc.managed {
+                    rsc.running_on.clone()
+                } else {
+                    a.node[p]
+                        .filter(|_| a.next_role[p] != Role::Stopped)
+                        .into_iter()
+                        .collect()
+                };
+                for nd in nodes {
+                    active.insert((nd, rsc.base.clone()), true);
+                }
+            }
+        }
+        // Entries per node in document order, then new ones; per (node, base) at
+        // most one entry is active afterwards: the one active before, else the first.
+        let mut per_node: BTreeMap<NodeIx, Vec<(String, bool)>> = BTreeMap::new();
+        for (nd, hcl, base, was) in &c.anon_history {
+            if *hcl == cl {
+                per_node.entry(*nd).or_default().push((base.clone(), *was));
+            }
+        }
+        for (nd, base) in active.keys() {
+            let v = per_node.entry(*nd).or_default();
+            let had_active = v.iter().any(|(b, w)| b == base && *w);
+            let mut done = false;
+            // Without an active entry, the last one is taken (no orphan after it).
+            let last = v.iter().rposition(|(b, _)| b == base);
+            if !had_active {
+                if let Some(k) = last {
+                    v[k].1 = true;
+                    done = true;
+                }
+            }
+            for (b, w) in v.iter_mut() {
+                if b == base && had_active {
+                    if *w && !done {
+                        done = true;
+                    } else {
+                        *w = false;
+                    }
+                }
+            }
+            if !done {
+                v.push((base.clone(), true));
+            }
+        }
+        for (nd, v) in per_node.iter_mut() {
+            for (b, w) in v.iter_mut() {
+                if !active.contains_key(&(*nd, b.clone())) {
+                    *w = false;
+                }
+            }
+        }
+        let mut loc: Vec<Option<NodeIx>> = vec![None; insts.len()];
+        let mut running: Vec<Vec<String>> = vec![Vec::new(); insts.len()];
+        for &nd in &c.status_order {
+            let Some(entries) = per_node.get(&nd) else {
+                continue;
+            };
+            for (base, is_active) in entries {
+                let is_active = *is_active;
+                let here = (0..insts.len()).find(|&k| loc[k] == Some(nd));
+                let slot = match here {
+                    Some(k) => {
+                        if running[k].contains(base) {
+                            None
+                        } else {
+                            Some(k)
+                        }
+                    }
+                    None => (0..insts.len()).find(|&k| loc[k].is_none()),
+                };
+                match slot {
+                    Some(k) => {
+                        if is_active {
+                            loc[k] = Some(nd);
+                            running[k].push(base.clone());
+                        }
+                    }
+                    None => {
+                        // An orphan instance: shown stopped, flags of the member.
+                        let mut prims = Vec::new();
+                        c.primitives_of(insts.first().copied().unwrap_or(cl), &mut prims);
+                        if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
+                            let mut fl = flags(c, p, true);
+                            fl = if fl == "-" {
+                                "orphaned".to_string()
+                            } else {
+                                let mut v: Vec<&str> = fl.split(',').collect();
+                                v.retain(|x| *x != "orphaned");
+                                v.push("orphaned");
+                                v.sort_unstable();
+                                v.join(",")
+                            };
+                            rows.push(Row {
+                                path: path_of(c, p),
+                                role: "Stopped".into(),
+                                node: "-".into(),
+                                flags: fl,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
     let mut rows = Vec::new();
+    revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
             continue;
+        }
+        if rsc.orphan {
+            let top = c.top_of(r);
+            if top != r && is_anon_clone(c, top) {
+                continue;
+            }
         }
         let path = path_of(c, r);
         let fl = flags(c, r, true);

@@ -25,7 +25,20 @@ pub fn parse(s: &str) -> Option<i64> {
         "-infinity" => return Some(-INFINITY),
         _ => {}
     }
-    let v: i128 = t.parse().ok()?;
+    // Like strtoll: an optional sign and leading digits; trailing junk is ignored.
+    let bytes = t.as_bytes();
+    let mut end = 0;
+    if end < bytes.len() && (bytes[end] == b'+' || bytes[end] == b'-') {
+        end += 1;
+    }
+    let digits_start = end;
+    while end < bytes.len() && bytes[end].is_ascii_digit() && end - digits_start < 30 {
+        end += 1;
+    }
+    if end == digits_start {
+        return None;
+    }
+    let v: i128 = t[..end].parse().ok()?;
     Some(v.clamp(-(INFINITY as i128), INFINITY as i128) as i64)
 }
 
@@ -62,5 +75,7 @@ mod tests {
         assert_eq!(parse("12"), Some(12));
         assert_eq!(parse("99999999999"), Some(INFINITY));
         assert_eq!(parse("abc"), None);
+        assert_eq!(parse("1.0"), Some(1));
+        assert_eq!(parse("-"), None);
     }
 }
