@@ -862,17 +862,55 @@ impl<'a> Solver<'a> {
         if self.c.options.strategy == Strategy::Default {
             return None;
         }
-        // The resource plus the not yet assigned resources mandatorily colocated with it.
-        let mut need: BTreeMap<String, i64> = self.c.resources[r].utilization.clone();
-        for &ci in &self.with_this[r] {
-            let col = &self.cols[ci];
-            if col.score >= INFINITY && self.provisional[col.dependent] {
-                let mut prims = Vec::new();
-                self.c.primitives_of(col.dependent, &mut prims);
-                for p in prims {
-                    for (k, v) in &self.c.resources[p].utilization {
-                        *need.entry(k.clone()).or_insert(0) += v;
+        // The resource plus the not yet assigned resources mandatorily colocated with
+        // it, transitively (find_colocated_rscs).
+        let mut seen = vec![false; self.c.resources.len()];
+        let mut stack = vec![r];
+        seen[r] = true;
+        let mut need: BTreeMap<String, i64> = BTreeMap::new();
+        while let Some(x) = stack.pop() {
+            let rx = &self.c.resources[x];
+            if rx.is_primitive() && (x == r || self.provisional[x]) {
+                for (k, v) in &rx.utilization {
+                    *need.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+            if rx.is_clone() && self.c.top_of(r) != x {
+                // One instance's worth of a colocated clone.
+                if let Some(&inst) = rx.children.iter().find(|&&i| self.provisional[i]) {
+                    let mut prims = Vec::new();
+                    self.c.primitives_of(inst, &mut prims);
+                    for p in prims {
+                        for (k, v) in &self.c.resources[p].utilization {
+                            *need.entry(k.clone()).or_insert(0) += v;
+                        }
                     }
+                }
+            }
+            let mut next: Vec<RscIx> = Vec::new();
+            if rx.kind == Kind::Group {
+                next.extend(rx.children.iter().copied());
+            }
+            if let Some(p) = rx.parent {
+                if self.c.resources[p].kind == Kind::Group {
+                    next.push(p);
+                }
+            }
+            for &ci in self.this_with[x].iter().chain(self.with_this[x].iter()) {
+                let col = &self.cols[ci];
+                if col.score >= INFINITY {
+                    let other = if col.dependent == x {
+                        col.primary
+                    } else {
+                        col.dependent
+                    };
+                    next.push(other);
+                }
+            }
+            for y in next {
+                if !seen[y] {
+                    seen[y] = true;
+                    stack.push(y);
                 }
             }
         }
@@ -1453,6 +1491,9 @@ impl<'a> Solver<'a> {
                 continue;
             };
             let mut pr = self.promotion_attr(self.first_primitive_or_group(ch), nd, -1);
+            if self.c.no_promote.contains(&cl) || self.c.no_promote.contains(&ch) {
+                pr = -INFINITY;
+            }
             // Promoted-role location constraints.
             for &(r, lnd, sc) in &self.location_role {
                 if lnd == nd

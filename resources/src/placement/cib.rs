@@ -253,6 +253,9 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         node.attrs.insert("#uname".into(), name);
         node.attrs.insert("#id".into(), id);
         node.attrs.insert("#kind".into(), "cluster".into());
+        let is_dc = root.attr("dc-uuid") == Some(node.id.as_str());
+        node.attrs
+            .insert("#is_dc".into(), if is_dc { "true" } else { "false" }.into());
     }
 
     // --- resources ---
@@ -300,6 +303,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         colocations: Vec::new(),
         orders: Vec::new(),
         anon_history: Vec::new(),
+        no_promote: Vec::new(),
         status_order: Vec::new(),
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
@@ -313,6 +317,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
                 "rsc_location" => location(&mut cluster, c, now)?,
                 "rsc_colocation" => colocation(&mut cluster, c)?,
                 "rsc_order" => order(&mut cluster, c)?,
+                "rsc_ticket" => ticket(&mut cluster, c, status)?,
                 _ => {}
             }
         }
@@ -1234,6 +1239,73 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
         node_attribute,
         influence,
     });
+    Ok(())
+}
+
+/// `rsc_ticket`: what a resource does while its ticket is not granted (or in standby).
+fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
+    let id = e.attr("id").unwrap_or("").to_string();
+    let t = e
+        .attr("ticket")
+        .ok_or_else(|| invalid(e, "rsc_ticket without ticket; add ticket=\"NAME\""))?;
+    let mut rscs = Vec::new();
+    if let Some(r) = e.attr("rsc") {
+        rscs.push((constraint_rsc(c, r, e, "rsc")?, parse_role(e, "rsc-role")?));
+    }
+    for set in e.kids("resource_set") {
+        let role = parse_role(set, "role")?;
+        for rr in set.kids("resource_ref") {
+            if let Some(r) = rr.attr("id") {
+                rscs.push((constraint_rsc(c, r, e, "resource_ref")?, role));
+            }
+        }
+    }
+    let state = status
+        .kid("tickets")
+        .and_then(|ts| ts.kids("ticket_state").find(|s| s.attr("id") == Some(t)));
+    let granted = state
+        .and_then(|s| s.attr("granted"))
+        .map(truthy)
+        .unwrap_or(false);
+    let standby = state
+        .and_then(|s| s.attr("standby"))
+        .map(truthy)
+        .unwrap_or(false);
+    if granted && !standby {
+        return Ok(());
+    }
+    let policy = e.attr("loss-policy").unwrap_or("stop").to_ascii_lowercase();
+    let all: Vec<(NodeIx, i64)> = (0..c.nodes.len()).map(|n| (n, -score::INFINITY)).collect();
+    for (r, role) in rscs {
+        let mut prims = Vec::new();
+        c.primitives_of(r, &mut prims);
+        match policy.as_str() {
+            "demote" if role == Role::Promoted => c.no_promote.push(r),
+            "freeze" if granted || prims.iter().any(|&p| !c.resources[p].running_on.is_empty()) => {
+                for p in prims {
+                    if !c.resources[p].running_on.is_empty() {
+                        c.resources[p].managed = false;
+                        c.resources[p].blocked = true;
+                    }
+                }
+            }
+            other => {
+                if other == "fence" && !standby {
+                    for &p in &prims {
+                        for &nd in &c.resources[p].running_on.clone() {
+                            c.nodes[nd].unclean = true;
+                        }
+                    }
+                }
+                c.locations.push(Location {
+                    id: id.clone(),
+                    rsc: r,
+                    role: Role::Unknown,
+                    nodes: all.clone(),
+                });
+            }
+        }
+    }
     Ok(())
 }
 

@@ -300,6 +300,8 @@ pub struct Cluster {
     /// (node, clone, member base id, active before the transition). Used to re-derive orphan rows of the revised
     /// status the way Pacemaker re-reads the history after the transition.
     pub anon_history: Vec<(NodeIx, RscIx, String, bool)>,
+    /// Resources that may not be promoted (a lost ticket with `loss-policy=demote`).
+    pub no_promote: Vec<RscIx>,
     /// Nodes in the order of their `<node_state>` entries (others after).
     pub status_order: Vec<NodeIx>,
 }

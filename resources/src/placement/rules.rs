@@ -7,19 +7,55 @@ use super::model::Node;
 use super::xml::Element;
 use crate::Error;
 
-fn cmp_values(a: &str, b: &str, ty: &str) -> Option<std::cmp::Ordering> {
-    match ty {
-        "number" | "integer" => {
-            let x: f64 = a.trim().parse().ok()?;
-            let y: f64 = b.trim().parse().ok()?;
-            x.partial_cmp(&y)
+fn leading_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let b = t.as_bytes();
+    let mut end = 0;
+    if end < b.len() && (b[end] == b'+' || b[end] == b'-') {
+        end += 1;
+    }
+    let start = end;
+    while end < b.len() && b[end].is_ascii_digit() {
+        end += 1;
+    }
+    if end == start {
+        return None;
+    }
+    t[..end].parse().ok()
+}
+
+fn leading_f64(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let mut end = t.len();
+    while end > 0 {
+        if let Ok(v) = t[..end].parse::<f64>() {
+            return Some(v);
         }
+        end -= 1;
+        while end > 0 && !t.is_char_boundary(end) {
+            end -= 1;
+        }
+    }
+    None
+}
+
+fn cmp_values(a: &str, b: &str, ty: &str) -> Option<std::cmp::Ordering> {
+    let string = || Some(a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()));
+    match ty {
+        "integer" => match (leading_int(a), leading_int(b)) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => string(),
+        },
+        "number" => match (leading_f64(a), leading_f64(b)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => string(),
+        },
         "version" => {
             let pa: Vec<i64> = a.split('.').map(|p| p.parse().unwrap_or(0)).collect();
             let pb: Vec<i64> = b.split('.').map(|p| p.parse().unwrap_or(0)).collect();
             Some(pa.cmp(&pb))
         }
-        _ => Some(a.cmp(b)),
+        _ => string(),
     }
 }
 
@@ -31,13 +67,17 @@ fn expr(e: &Element, node: &Node) -> Result<bool, Error> {
     let op = e.attr("operation").unwrap_or("eq");
     let actual = node.attrs.get(attr).map(String::as_str);
     let value = e.attr("value");
-    // Pacemaker infers the type: number if the value looks like an integer, else string.
+    // Pacemaker's default type: number/integer for ordering comparisons (number when
+    // the value has a decimal point), string otherwise.
     let ty = match e.attr("type") {
         Some(t) => t.to_ascii_lowercase(),
         None => {
-            let numeric = |s: &str| s.trim().parse::<i64>().is_ok();
-            if value.map(numeric).unwrap_or(false) && actual.map(numeric).unwrap_or(false) {
-                "integer".to_string()
+            if matches!(op, "lt" | "lte" | "gt" | "gte") {
+                if value.map(|v| v.contains('.')).unwrap_or(false) {
+                    "number".to_string()
+                } else {
+                    "integer".to_string()
+                }
             } else {
                 "string".to_string()
             }
