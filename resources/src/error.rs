@@ -65,6 +65,22 @@ pub enum Error {
         source: Box<zbus::Error>,
     },
     // --- placement (module `placement`) ---
+    /// The CIB is not well-formed XML.
+    #[error(
+        "CIB is not well-formed XML: {detail}; fix the document (xmllint --noout shows the spot)"
+    )]
+    CibXml {
+        /// What is wrong and where.
+        detail: String,
+    },
+    /// The CIB is well-formed but semantically invalid.
+    #[error("invalid CIB: {element}: {detail}")]
+    CibInvalid {
+        /// The offending element, e.g. `<rsc_colocation id="c1">`.
+        element: String,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
 }
 
 /// `Result` with the crate's [`Error`].

@@ -43,5 +43,6 @@
 pub mod agent;
 mod error;
 pub mod executor;
+pub mod placement;
 
 pub use error::{Error, Result};

@@ -1,0 +1,78 @@
+//! `halyard-simulate`: run halyard's placement solver on a Pacemaker CIB.
+//!
+//! ```text
+//! halyard-simulate [-t DATE] CIB.xml               # status, transition summary, revised status
+//! halyard-simulate [-t DATE] --placement CIB.xml   # normalised placement TSV
+//! halyard-simulate [-t DATE] --explain RSC CIB.xml # why RSC is where it is
+//! ```
+#![deny(unsafe_code)]
+
+use halyard_resources::placement;
+use std::process::ExitCode;
+
+fn usage() -> ExitCode {
+    eprintln!("usage: halyard-simulate [-t DATE] [--placement | --explain RSC] CIB.xml");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut placement_only = false;
+    let mut explain: Option<String> = None;
+    let mut now: Option<i64> = None;
+    let mut file: Option<String> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--placement" => placement_only = true,
+            "--explain" => match args.next() {
+                Some(r) => explain = Some(r),
+                None => return usage(),
+            },
+            "-t" | "--set-datetime" => {
+                match args.next().and_then(|d| placement::rules::parse_date(&d)) {
+                    Some(t) => now = Some(t),
+                    None => {
+                        eprintln!("halyard-simulate: -t needs an ISO 8601 date (YYYY-MM-DD[ hh:mm:ss] or YYYY-DDD)");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            "-h" | "--help" => {
+                let _ = usage();
+                return ExitCode::SUCCESS;
+            }
+            f if !f.starts_with('-') && file.is_none() => file = Some(f.to_string()),
+            _ => return usage(),
+        }
+    }
+    let Some(file) = file else { return usage() };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("halyard-simulate: cannot read {file}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cluster = match placement::read_cib(&text, now) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("halyard-simulate: {file}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let out = placement::schedule(&cluster);
+    if let Some(r) = explain {
+        match out.explain(&cluster, &r) {
+            Some(t) => print!("{t}"),
+            None => {
+                eprintln!("halyard-simulate: no resource named {r}");
+                return ExitCode::from(1);
+            }
+        }
+    } else if placement_only {
+        print!("{}", out.placement_tsv());
+    } else {
+        print!("{}", out.simulate_text(&cluster));
+    }
+    ExitCode::SUCCESS
+}

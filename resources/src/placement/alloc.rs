@@ -1,0 +1,1865 @@
+#![allow(clippy::needless_range_loop)]
+//! Scoring and assignment, after Pacemaker 2.1.5's scheduler
+//! (`pcmk_sched_allocate.c`, `pcmk_sched_primitive.c`, `pcmk_sched_colocation.c`,
+//! `pcmk_sched_group.c`, `pcmk_sched_clone.c`, `pcmk_sched_promotable.c`,
+//! `pcmk_sched_utilization.c`).
+//!
+//! Node tables are dense vectors (`None` = the node is not in the resource's allowed
+//! list), so every iteration is in node order and the result is deterministic.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use super::model::*;
+use super::score::{self, INFINITY};
+
+/// A resource's allowed-node table.
+pub type Table = Vec<Option<i64>>;
+
+/// One contribution to a resource's score on a node, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    /// The node (`None` = every node).
+    pub node: Option<NodeIx>,
+    /// The score added.
+    pub score: i64,
+    /// Where it came from (constraint id, `stickiness`, `fail-count`, ...).
+    pub reason: String,
+}
+
+/// The assignment: where each resource goes and in which role.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// Node each resource is assigned to (primitives and, for groups, the group node).
+    pub node: Vec<Option<NodeIx>>,
+    /// Next role of each resource.
+    pub next_role: Vec<Role>,
+    /// The allowed-node scores each primitive was finally chosen from.
+    pub final_scores: Vec<Table>,
+    /// Contributions per resource.
+    pub contributions: Vec<Vec<Contribution>>,
+    /// Why a resource is stopped, if it is.
+    pub stop_reason: Vec<Option<String>>,
+    /// Promotion score per promotable instance.
+    pub promotion_score: Vec<Option<i64>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Flags {
+    init: bool,
+    forward: bool,
+    rollback: bool,
+    positive: bool,
+}
+
+const INFINITY_HACK: i64 = INFINITY * -100;
+
+pub(crate) struct Solver<'a> {
+    c: &'a Cluster,
+    n: usize,
+    allowed: Vec<Table>,
+    assigned: Vec<Option<NodeIx>>,
+    provisional: Vec<bool>,
+    allocating: Vec<bool>,
+    merging: Vec<bool>,
+    next_role: Vec<Role>,
+    cols: Vec<Colocation>,
+    this_with: Vec<Vec<usize>>,
+    with_this: Vec<Vec<usize>>,
+    num_resources: Vec<u32>,
+    remaining: Vec<BTreeMap<String, i64>>,
+    count: Vec<Vec<u32>>,
+    contributions: Vec<Vec<Contribution>>,
+    final_scores: Vec<Table>,
+    stop_reason: Vec<Option<String>>,
+    priority: Vec<i64>,
+    sort_index: Vec<i64>,
+    promotion_score: Vec<Option<i64>>,
+    location_role: Vec<(RscIx, NodeIx, i64)>,
+}
+
+fn node_available(node: &Node) -> bool {
+    node.available()
+}
+
+impl<'a> Solver<'a> {
+    pub(crate) fn new(c: &'a Cluster) -> Self {
+        let n = c.nodes.len();
+        let r = c.resources.len();
+        let init: Table = if c.options.symmetric {
+            vec![Some(0); n]
+        } else {
+            vec![None; n]
+        };
+        let mut s = Solver {
+            c,
+            n,
+            allowed: vec![init; r],
+            assigned: vec![None; r],
+            provisional: vec![true; r],
+            allocating: vec![false; r],
+            merging: vec![false; r],
+            next_role: vec![Role::Unknown; r],
+            cols: Vec::new(),
+            this_with: vec![Vec::new(); r],
+            with_this: vec![Vec::new(); r],
+            num_resources: vec![0; n],
+            remaining: c.nodes.iter().map(|n| n.capacity.clone()).collect(),
+            count: vec![vec![0; n]; r],
+            contributions: vec![Vec::new(); r],
+            final_scores: vec![Vec::new(); r],
+            stop_reason: vec![None; r],
+            priority: c.resources.iter().map(|x| x.priority).collect(),
+            sort_index: vec![0; r],
+            promotion_score: vec![None; r],
+            location_role: Vec::new(),
+        };
+        // Colocations: group-internal ones first (each member with the previous).
+        for (i, rsc) in c.resources.iter().enumerate() {
+            if rsc.kind == Kind::Group {
+                let colocated = rsc
+                    .meta
+                    .get("colocated")
+                    .map(|v| !matches!(v.as_str(), "false" | "0" | "no" | "off"))
+                    .unwrap_or(true);
+                if colocated {
+                    for w in rsc.children.windows(2) {
+                        s.add_col(Colocation {
+                            id: format!("group:internal_colocation:{}", c.resources[i].id),
+                            dependent: w[1],
+                            primary: w[0],
+                            score: INFINITY,
+                            dependent_role: Role::Unknown,
+                            primary_role: Role::Unknown,
+                            node_attribute: "#uname".into(),
+                            influence: true,
+                        });
+                    }
+                }
+            }
+        }
+        for col in &c.colocations {
+            if col.score == 0 {
+                continue;
+            }
+            s.add_col(col.clone());
+        }
+        s
+    }
+
+    fn add_col(&mut self, col: Colocation) {
+        let i = self.cols.len();
+        let (d, p) = (col.dependent, col.primary);
+        self.cols.push(col);
+        // Pacemaker keeps these lists sorted by the other side's priority (stable).
+        let pri = |s: &Self, r: RscIx| s.c.resources[r].priority;
+        let pos = self.this_with[d]
+            .iter()
+            .position(|&k| pri(self, self.cols[k].primary) < pri(self, p))
+            .unwrap_or(self.this_with[d].len());
+        self.this_with[d].insert(pos, i);
+        let pos = self.with_this[p]
+            .iter()
+            .position(|&k| pri(self, self.cols[k].dependent) < pri(self, d))
+            .unwrap_or(self.with_this[p].len());
+        self.with_this[p].insert(pos, i);
+    }
+
+    fn node(&self, n: NodeIx) -> &Node {
+        &self.c.nodes[n]
+    }
+
+    fn note(&mut self, r: RscIx, node: Option<NodeIx>, score: i64, reason: &str) {
+        // Keep explanations bounded for very large clusters.
+        if self.contributions[r].len() < 64 {
+            self.contributions[r].push(Contribution {
+                node,
+                score,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// `resource_location`: add `score` on `node` (or every node) to `r` and its
+    /// descendants, creating table entries as needed.
+    fn resource_location(&mut self, r: RscIx, node: Option<NodeIx>, score: i64, reason: &str) {
+        self.note(r, node, score, reason);
+        match node {
+            Some(nd) => self.node_score(r, nd, score),
+            None => {
+                for nd in 0..self.n {
+                    self.node_score(r, nd, score);
+                }
+            }
+        }
+    }
+
+    fn node_score(&mut self, r: RscIx, nd: NodeIx, score: i64) {
+        for k in 0..self.c.resources[r].children.len() {
+            let ch = self.c.resources[r].children[k];
+            self.node_score(ch, nd, score);
+        }
+        let e = &mut self.allowed[r][nd];
+        *e = Some(score::add(e.unwrap_or(0), score));
+    }
+
+    // ---------------------------------------------------------------- setup
+
+    fn apply_location(&mut self, r: RscIx, entries: &[(NodeIx, i64)], id: &str) {
+        let rsc = &self.c.resources[r];
+        match rsc.kind {
+            Kind::Group => {
+                self.apply_native_location(r, entries, id);
+                let colocated = rsc
+                    .meta
+                    .get("colocated")
+                    .map(|v| !matches!(v.as_str(), "false" | "0" | "no" | "off"))
+                    .unwrap_or(true);
+                let zero: Vec<(NodeIx, i64)> = entries.iter().map(|&(n, _)| (n, 0)).collect();
+                let mut first = true;
+                for k in 0..rsc.children.len() {
+                    let ch = self.c.resources[r].children[k];
+                    if first || !colocated {
+                        self.apply_location(ch, entries, id);
+                    } else {
+                        self.apply_location(ch, &zero, id);
+                    }
+                    first = false;
+                }
+            }
+            Kind::Clone { .. } => {
+                self.apply_native_location(r, entries, id);
+                for k in 0..rsc.children.len() {
+                    let ch = self.c.resources[r].children[k];
+                    self.apply_location(ch, entries, id);
+                }
+            }
+            Kind::Primitive { .. } => self.apply_native_location(r, entries, id),
+        }
+    }
+
+    fn apply_native_location(&mut self, r: RscIx, entries: &[(NodeIx, i64)], id: &str) {
+        for &(nd, sc) in entries {
+            if sc != 0 {
+                self.note(r, Some(nd), sc, id);
+            }
+            let e = &mut self.allowed[r][nd];
+            *e = Some(score::add(e.unwrap_or(0), sc));
+        }
+    }
+
+    fn setup(&mut self) {
+        let c = self.c;
+        // Orphans never run (when managed).
+        for (i, r) in c.resources.iter().enumerate() {
+            if r.orphan && r.managed {
+                self.resource_location(i, None, -INFINITY, "orphan");
+            }
+        }
+        for (i, r) in c.resources.iter().enumerate() {
+            if !r.is_primitive() || !r.managed {
+                continue;
+            }
+            if r.fatal {
+                self.resource_location(i, None, -INFINITY, "fatal error (not configured)");
+            }
+            for &nd in &r.hard_bans {
+                self.resource_location(i, Some(nd), -INFINITY, "hard error on this node");
+            }
+            if r.stop_on_fail {
+                self.resource_location(i, None, -INFINITY, "on-fail=stop");
+                self.stop_reason[i] = Some("a failure with on-fail=stop".into());
+            }
+        }
+        for loc in &c.locations {
+            if loc.role == Role::Promoted {
+                for &(nd, sc) in &loc.nodes {
+                    self.location_role.push((loc.rsc, nd, sc));
+                }
+                continue;
+            }
+            self.apply_location(loc.rsc, &loc.nodes, &loc.id);
+        }
+        // Stickiness: managed primitives active on exactly one node.
+        for (i, r) in c.resources.iter().enumerate() {
+            if !r.is_primitive() || !r.managed || r.stickiness < 1 || r.running_on.len() != 1 {
+                continue;
+            }
+            let nd = r.running_on[0];
+            if !c.options.symmetric && self.allowed[i][nd].is_none() {
+                continue;
+            }
+            self.resource_location(i, Some(nd), r.stickiness, "stickiness");
+        }
+        // Fail counts against migration-threshold.
+        for nd in 0..self.n {
+            for (i, r) in c.resources.iter().enumerate() {
+                if !r.is_primitive() || r.migration_threshold == 0 {
+                    continue;
+                }
+                let fc = r.failcount.get(&nd).copied().unwrap_or(0);
+                if fc <= 0 {
+                    continue;
+                }
+                if r.migration_threshold - fc <= 0 {
+                    let top = c.top_of(i);
+                    let anon = matches!(c.resources[top].kind, Kind::Clone { unique: false, .. })
+                        && top != i;
+                    let target = if anon { top } else { i };
+                    self.resource_location(
+                        target,
+                        Some(nd),
+                        -INFINITY,
+                        &format!(
+                            "fail-count {} >= migration-threshold {}",
+                            score::show(fc),
+                            score::show(r.migration_threshold)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- merging
+
+    fn is_available(&self, nd: NodeIx, w: i64) -> bool {
+        w >= 0 && node_available(self.node(nd))
+    }
+
+    fn any_available(&self, t: &Table) -> bool {
+        t.iter()
+            .enumerate()
+            .any(|(nd, w)| matches!(w, Some(w) if self.is_available(nd, *w)))
+    }
+
+    fn attr<'b>(&'b self, nd: NodeIx, attr: &str) -> Option<&'b str> {
+        self.node(nd).attrs.get(attr).map(String::as_str)
+    }
+
+    fn best_score_matching(&self, r: RscIx, attr: &str, value: Option<&str>) -> i64 {
+        let mut best = -INFINITY;
+        for (nd, w) in self.allowed[r].iter().enumerate() {
+            if let Some(w) = *w {
+                if w > best && node_available(self.node(nd)) && self.attr(nd, attr) == value {
+                    best = w;
+                }
+            }
+        }
+        best
+    }
+
+    fn add_matching(
+        &self,
+        work: &mut Table,
+        r: RscIx,
+        attr: &str,
+        factor: f64,
+        only_positive: bool,
+    ) {
+        for nd in 0..self.n {
+            let Some(cur) = work[nd] else { continue };
+            let sc = self.best_score_matching(r, attr, self.attr(nd, attr));
+            if factor < 0.0 && sc < 0 {
+                continue;
+            }
+            let wf = factor * sc as f64;
+            let w = if wf < 0.0 {
+                (wf - 0.5) as i64
+            } else {
+                (wf + 0.5) as i64
+            };
+            let new = score::add(w, cur);
+            if only_positive && new < 0 {
+                if cur > 0 {
+                    work[nd] = Some(INFINITY_HACK);
+                }
+                continue;
+            }
+            if only_positive && new < 0 && cur == 0 {
+                continue;
+            }
+            work[nd] = Some(new);
+        }
+    }
+
+    /// `merge_weights`: combine `r`'s (and, transitively, its colocated resources')
+    /// node preferences into `nodes`, scaled by `factor`.
+    fn merge(
+        &mut self,
+        r: RscIx,
+        nodes: Option<Table>,
+        attr: &str,
+        factor: f64,
+        flags: Flags,
+    ) -> Option<Table> {
+        let rsc = &self.c.resources[r];
+        if rsc.kind == Kind::Group {
+            if self.merging[r] {
+                return nodes;
+            }
+            self.merging[r] = true;
+            let mut nodes = nodes;
+            if let Some(&first) = rsc.children.first() {
+                nodes = self.merge(first, nodes, attr, factor, flags);
+            }
+            for k in 0..self.with_this[r].len() {
+                let ci = self.with_this[r][k];
+                let col = self.cols[ci].clone();
+                if !self.has_influence(&col) {
+                    continue;
+                }
+                nodes = self.merge(
+                    col.dependent,
+                    nodes,
+                    &col.node_attribute,
+                    col.score as f64 / INFINITY as f64,
+                    flags,
+                );
+            }
+            self.merging[r] = false;
+            return nodes;
+        }
+        if self.merging[r] {
+            return nodes;
+        }
+        self.merging[r] = true;
+        let mut flags = flags;
+        let mut work: Table = if flags.init {
+            flags.init = false;
+            self.allowed[r].clone()
+        } else {
+            let mut w = nodes.clone().unwrap_or_else(|| vec![None; self.n]);
+            self.add_matching(&mut w, r, attr, factor, flags.positive);
+            w
+        };
+        if self.any_available(&work) {
+            let list: Vec<usize> = if flags.forward {
+                self.this_with[r].clone()
+            } else {
+                self.with_this[r].clone()
+            };
+            let mult = if factor < 0.0 { -1.0 } else { 1.0 };
+            for ci in list {
+                let col = self.cols[ci].clone();
+                let other = if flags.forward {
+                    col.primary
+                } else if !self.has_influence(&col) {
+                    continue;
+                } else {
+                    col.dependent
+                };
+                work = self
+                    .merge(
+                        other,
+                        Some(work),
+                        &col.node_attribute,
+                        mult * col.score as f64 / INFINITY as f64,
+                        flags,
+                    )
+                    .unwrap_or_default();
+            }
+        } else if flags.rollback {
+            self.merging[r] = false;
+            return nodes;
+        }
+        if flags.positive {
+            for w in work.iter_mut().flatten() {
+                if *w == INFINITY_HACK {
+                    *w = 1;
+                }
+            }
+        }
+        self.merging[r] = false;
+        Some(work)
+    }
+
+    fn has_influence(&self, col: &Colocation) -> bool {
+        col.influence || self.c.resources[col.primary].running_on.is_empty()
+    }
+
+    // ---------------------------------------------------------------- sorting
+
+    fn sorted_nodes(&self, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
+        let mut v: Vec<NodeIx> = (0..self.n).filter(|&nd| table[nd].is_some()).collect();
+        v.sort_by(|&a, &b| self.cmp_nodes(a, b, table, prefer));
+        v
+    }
+
+    fn capacity_cmp(&self, a: NodeIx, b: NodeIx) -> i32 {
+        let mut result = 0;
+        let ra = &self.remaining[a];
+        let rb = &self.remaining[b];
+        for (k, &va) in ra {
+            let vb = rb.get(k).copied().unwrap_or(0);
+            if va > vb {
+                result -= 1;
+            } else if va < vb {
+                result += 1;
+            }
+        }
+        for (k, &vb) in rb {
+            if !ra.contains_key(k) {
+                if 0 > vb {
+                    result -= 1;
+                } else if 0 < vb {
+                    result += 1;
+                }
+            }
+        }
+        result
+    }
+
+    fn cmp_nodes(&self, a: NodeIx, b: NodeIx, table: &Table, prefer: Option<NodeIx>) -> Ordering {
+        let sa = if node_available(self.node(a)) {
+            table[a].unwrap_or(-INFINITY)
+        } else {
+            -INFINITY
+        };
+        let sb = if node_available(self.node(b)) {
+            table[b].unwrap_or(-INFINITY)
+        } else {
+            -INFINITY
+        };
+        if sa != sb {
+            return sb.cmp(&sa);
+        }
+        let strat = self.c.options.strategy;
+        if strat != Strategy::Minimal {
+            if strat == Strategy::Balanced {
+                let r = self.capacity_cmp(a, b);
+                if r != 0 {
+                    return r.cmp(&0);
+                }
+            }
+            let (na, nb) = (self.num_resources[a], self.num_resources[b]);
+            if na != nb {
+                return na.cmp(&nb);
+            }
+            if let Some(p) = prefer {
+                if p == a {
+                    return Ordering::Less;
+                }
+                if p == b {
+                    return Ordering::Greater;
+                }
+            }
+        }
+        self.node(a).name.cmp(&self.node(b).name)
+    }
+
+    fn current_node(&self, r: RscIx) -> Option<NodeIx> {
+        let rsc = &self.c.resources[r];
+        if rsc.is_primitive() {
+            return rsc.running_on.first().copied();
+        }
+        rsc.children.iter().find_map(|&ch| self.current_node(ch))
+    }
+
+    fn cmp_resources(
+        &mut self,
+        a: RscIx,
+        b: RscIx,
+        nodes: &[NodeIx],
+        cache: &mut BTreeMap<RscIx, Table>,
+    ) -> Ordering {
+        let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
+        if pa != pb {
+            return pb.cmp(&pa);
+        }
+        for r in [a, b] {
+            if let std::collections::btree_map::Entry::Vacant(_) = cache.entry(r) {
+                let f = Flags {
+                    init: true,
+                    forward: true,
+                    rollback: false,
+                    positive: false,
+                };
+                let t = self
+                    .merge(r, None, "#uname", 1.0, f)
+                    .unwrap_or_else(|| vec![None; self.n]);
+                cache.insert(r, t);
+            }
+        }
+        let (ta, tb) = (&cache[&a], &cache[&b]);
+        let cur = |r: RscIx, t: &Table| -> i64 {
+            match self.current_node(r) {
+                Some(nd) => t[nd].unwrap_or(-INFINITY),
+                None => -INFINITY,
+            }
+        };
+        let (ca, cb) = (cur(a, ta), cur(b, tb));
+        if ca != cb {
+            return cb.cmp(&ca);
+        }
+        for &nd in nodes {
+            let (x, y) = (ta[nd].unwrap_or(-INFINITY), tb[nd].unwrap_or(-INFINITY));
+            if x != y {
+                return y.cmp(&x);
+            }
+        }
+        Ordering::Equal
+    }
+
+    // ---------------------------------------------------------------- assignment
+
+    fn assign(&mut self, r: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
+        match self.c.resources[r].kind {
+            Kind::Primitive { .. } => self.assign_primitive(r, prefer),
+            Kind::Group => self.assign_group(r, prefer),
+            Kind::Clone { .. } => {
+                self.assign_clone(r);
+                None
+            }
+        }
+    }
+
+    fn apply_this_with(&mut self, r: RscIx, ci: usize) {
+        let col = self.cols[ci].clone();
+        let archive =
+            if col.dependent_role >= Role::Promoted || (col.score < 0 && col.score > -INFINITY) {
+                Some(self.allowed[r].clone())
+            } else {
+                None
+            };
+        let primary = col.primary;
+        if self.provisional[primary] {
+            self.assign(primary, None);
+        }
+        self.colocation_lh(r, primary, &col);
+        if let Some(a) = archive {
+            if !self.any_available(&self.allowed[r]) {
+                self.allowed[r] = a;
+            }
+        }
+    }
+
+    /// Apply colocation `col` (dependent `r` with `primary`) to `r`'s scores.
+    fn colocation_lh(&mut self, r: RscIx, primary: RscIx, col: &Colocation) {
+        if self.c.resources[primary].is_clone() {
+            self.clone_colocation_rh(r, primary, col);
+            return;
+        }
+        // pcmk__colocation_affects (location case only)
+        if self.provisional[primary] || !self.provisional[r] {
+            return;
+        }
+        if col.dependent_role != Role::Unknown && col.dependent_role != self.next_role[r] {
+            return;
+        }
+        if col.primary_role != Role::Unknown && col.primary_role != self.role_of(primary) {
+            return;
+        }
+        let target = self.assigned_node(primary);
+        self.apply_coloc_to_scores(r, target, col);
+    }
+
+    fn assigned_node(&self, r: RscIx) -> Option<NodeIx> {
+        let rsc = &self.c.resources[r];
+        match rsc.kind {
+            Kind::Primitive { .. } => self.assigned[r],
+            Kind::Group => rsc.children.first().and_then(|&c| self.assigned_node(c)),
+            Kind::Clone { .. } => None,
+        }
+    }
+
+    fn role_of(&self, r: RscIx) -> Role {
+        let rsc = &self.c.resources[r];
+        match rsc.kind {
+            Kind::Primitive { .. } => self.next_role[r],
+            _ => rsc
+                .children
+                .first()
+                .map(|&c| self.role_of(c))
+                .unwrap_or(Role::Unknown),
+        }
+    }
+
+    fn apply_coloc_to_scores(&mut self, r: RscIx, target: Option<NodeIx>, col: &Colocation) {
+        if target.is_none() && col.score < 0 {
+            return;
+        }
+        let value = target
+            .and_then(|t| self.attr(t, &col.node_attribute))
+            .map(str::to_string);
+        let mut work = self.allowed[r].clone();
+        for nd in 0..self.n {
+            let Some(w) = work[nd] else { continue };
+            let new = match target {
+                None => score::add(-col.score, w),
+                Some(_) => {
+                    if self.attr(nd, &col.node_attribute).map(str::to_string) == value {
+                        if col.score < INFINITY {
+                            score::add(col.score, w)
+                        } else {
+                            w
+                        }
+                    } else if col.score >= INFINITY {
+                        score::add(-col.score, w)
+                    } else {
+                        w
+                    }
+                }
+            };
+            work[nd] = Some(new);
+        }
+        if col.score <= -INFINITY || col.score >= INFINITY || self.any_available(&work) {
+            let label = format!(
+                "colocation {} with {}",
+                col.id, self.c.resources[col.primary].id
+            );
+            for nd in 0..self.n {
+                if let (Some(a), Some(b)) = (self.allowed[r][nd], work[nd]) {
+                    if a != b {
+                        self.note(r, Some(nd), b.saturating_sub(a), &label);
+                    }
+                }
+            }
+            self.allowed[r] = work;
+        }
+    }
+
+    fn ban_others(&mut self, r: RscIx, keep: &[NodeIx], label: &str) {
+        for nd in 0..self.n {
+            if !keep.contains(&nd) {
+                if let Some(w) = self.allowed[r][nd] {
+                    if w > -INFINITY {
+                        self.note(r, Some(nd), -INFINITY, label);
+                    }
+                    self.allowed[r][nd] = Some(-INFINITY);
+                }
+            }
+        }
+    }
+
+    /// Colocation of `dep` with clone `primary`.
+    fn clone_colocation_rh(&mut self, dep: RscIx, primary: RscIx, col: &Colocation) {
+        if self.provisional[primary] {
+            return;
+        }
+        if !self.provisional[dep] {
+            return;
+        }
+        let label = format!(
+            "colocation {} with {}",
+            col.id, self.c.resources[primary].id
+        );
+        let children = self.c.resources[primary].children.clone();
+        if col.primary_role != Role::Unknown {
+            let mut affected = Vec::new();
+            for &ch in &children {
+                if let Some(nd) = self.assigned_node(ch) {
+                    if self.role_of(ch) == col.primary_role {
+                        if col.score < INFINITY {
+                            if let Some(w) = self.allowed[dep][nd] {
+                                self.allowed[dep][nd] = Some(score::add(w, col.score));
+                                self.note(dep, Some(nd), col.score, &label);
+                            }
+                        }
+                        affected.push(nd);
+                    }
+                }
+            }
+            if (col.dependent_role != Role::Promoted || col.primary_role != Role::Promoted)
+                && col.score >= INFINITY
+            {
+                self.ban_others(dep, &affected, &label);
+            }
+            return;
+        }
+        let dep_parent_clone = self.c.resources[dep]
+            .parent
+            .filter(|&p| self.c.resources[p].is_clone());
+        let interleave = col.dependent != dep
+            && dep_parent_clone.is_some()
+            && matches!(
+                self.c.resources[col.dependent].kind,
+                Kind::Clone {
+                    interleave: true,
+                    ..
+                }
+            );
+        if interleave {
+            // Pair with the primary instance on the dependent's best node.
+            let order = self.sorted_nodes(&self.allowed[dep].clone(), None);
+            let mut found = None;
+            for nd in order {
+                if let Some(&ch) = children
+                    .iter()
+                    .find(|&&ch| self.assigned_node(ch) == Some(nd))
+                {
+                    found = Some((ch, nd));
+                    break;
+                }
+            }
+            match found {
+                Some((_, nd)) => self.apply_coloc_to_scores(dep, Some(nd), col),
+                None => {
+                    if col.score >= INFINITY {
+                        self.ban_others(dep, &[], &label);
+                    }
+                }
+            }
+            return;
+        }
+        if col.score >= INFINITY {
+            let keep: Vec<NodeIx> = children
+                .iter()
+                .filter_map(|&ch| self.assigned_node(ch))
+                .collect();
+            self.ban_others(dep, &keep, &label);
+            return;
+        }
+        for &ch in &children {
+            if let Some(nd) = self.assigned_node(ch) {
+                self.apply_coloc_to_scores(dep, Some(nd), col);
+            }
+        }
+    }
+
+    fn add_dependent_scores(&mut self, r: RscIx, ci: usize, positive: bool) {
+        let col = self.cols[ci].clone();
+        if !self.has_influence(&col) {
+            return;
+        }
+        let before = self.allowed[r].clone();
+        let f = Flags {
+            init: false,
+            forward: false,
+            rollback: true,
+            positive,
+        };
+        let out = self.merge(
+            col.dependent,
+            Some(self.allowed[r].clone()),
+            &col.node_attribute,
+            col.score as f64 / INFINITY as f64,
+            f,
+        );
+        if let Some(t) = out {
+            let label = format!(
+                "{} colocated with it ({})",
+                self.c.resources[col.dependent].id, col.id
+            );
+            for nd in 0..self.n {
+                if let (Some(a), Some(b)) = (before[nd], t[nd]) {
+                    if a != b {
+                        self.note(r, Some(nd), b.saturating_sub(a), &label);
+                    }
+                }
+            }
+            self.allowed[r] = t;
+        }
+    }
+
+    fn has_capacity(&self, nd: NodeIx, need: &BTreeMap<String, i64>) -> bool {
+        need.iter()
+            .all(|(k, &v)| v <= self.remaining[nd].get(k).copied().unwrap_or(0))
+    }
+
+    /// Utilization: ban nodes without capacity (`pcmk__ban_insufficient_capacity`).
+    fn ban_insufficient_capacity(&mut self, r: RscIx) -> Option<NodeIx> {
+        if self.c.options.strategy == Strategy::Default {
+            return None;
+        }
+        // The resource plus the not yet assigned resources mandatorily colocated with
+        // it, transitively (find_colocated_rscs).
+        let mut seen = vec![false; self.c.resources.len()];
+        let mut stack = vec![r];
+        seen[r] = true;
+        let mut need: BTreeMap<String, i64> = BTreeMap::new();
+        while let Some(x) = stack.pop() {
+            let rx = &self.c.resources[x];
+            if rx.is_primitive() && (x == r || self.provisional[x]) {
+                for (k, v) in &rx.utilization {
+                    *need.entry(k.clone()).or_insert(0) += v;
+                }
+            }
+            if rx.is_clone() && self.c.top_of(r) != x {
+                // One instance's worth of a colocated clone.
+                if let Some(&inst) = rx.children.iter().find(|&&i| self.provisional[i]) {
+                    let mut prims = Vec::new();
+                    self.c.primitives_of(inst, &mut prims);
+                    for p in prims {
+                        for (k, v) in &self.c.resources[p].utilization {
+                            *need.entry(k.clone()).or_insert(0) += v;
+                        }
+                    }
+                }
+            }
+            let mut next: Vec<RscIx> = Vec::new();
+            if rx.kind == Kind::Group {
+                next.extend(rx.children.iter().copied());
+            }
+            if let Some(p) = rx.parent {
+                if self.c.resources[p].kind == Kind::Group {
+                    next.push(p);
+                }
+            }
+            for &ci in self.this_with[x].iter().chain(self.with_this[x].iter()) {
+                let col = &self.cols[ci];
+                if col.score >= INFINITY {
+                    let other = if col.dependent == x {
+                        col.primary
+                    } else {
+                        col.dependent
+                    };
+                    next.push(other);
+                }
+            }
+            for y in next {
+                if !seen[y] {
+                    seen[y] = true;
+                    stack.push(y);
+                }
+            }
+        }
+        let mut any = false;
+        let mut most: Option<NodeIx> = None;
+        for nd in 0..self.n {
+            let Some(w) = self.allowed[r][nd] else {
+                continue;
+            };
+            if !self.is_available(nd, w) {
+                continue;
+            }
+            if self.has_capacity(nd, &need) {
+                any = true;
+            }
+            if most.map(|m| self.capacity_cmp(nd, m) < 0).unwrap_or(true) {
+                most = Some(nd);
+            }
+        }
+        let need = if any {
+            need
+        } else {
+            self.c.resources[r].utilization.clone()
+        };
+        for nd in 0..self.n {
+            let Some(w) = self.allowed[r][nd] else {
+                continue;
+            };
+            if w >= 0 && !self.has_capacity(nd, &need) {
+                self.allowed[r][nd] = Some(-INFINITY);
+                self.note(r, Some(nd), -INFINITY, "insufficient utilization capacity");
+            }
+        }
+        if self.c.options.strategy == Strategy::Balanced {
+            most
+        } else {
+            None
+        }
+    }
+
+    fn assign_primitive(&mut self, r: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
+        if let Some(p) = self.c.resources[r].parent {
+            if !self.allocating[p] && self.provisional[p] {
+                self.assign(p, prefer);
+            }
+        }
+        if !self.provisional[r] {
+            return self.assigned[r];
+        }
+        if self.allocating[r] {
+            return None;
+        }
+        self.allocating[r] = true;
+        for k in 0..self.this_with[r].len() {
+            let ci = self.this_with[r][k];
+            self.apply_this_with(r, ci);
+        }
+        for k in 0..self.with_this[r].len() {
+            let ci = self.with_this[r][k];
+            self.add_dependent_scores(r, ci, false);
+        }
+        let rsc = &self.c.resources[r];
+        let stopped_by_role = self.target_role(r) == Role::Stopped;
+        if stopped_by_role {
+            self.resource_location(r, None, -INFINITY, "target-role=Stopped");
+            self.stop_reason[r] = Some("target-role is Stopped".into());
+        }
+        if !rsc.managed {
+            let cur = rsc.running_on.first().copied();
+            self.final_scores[r] = self.allowed[r].clone();
+            self.set_assigned(r, cur);
+            if cur.is_none() {
+                self.stop_reason[r] = Some("unmanaged and inactive".into());
+            }
+            self.next_role[r] = if cur.is_some() {
+                rsc.role
+            } else {
+                Role::Stopped
+            };
+        } else if self.c.options.stop_all_resources {
+            self.final_scores[r] = self.allowed[r].clone();
+            self.set_assigned(r, None);
+            self.stop_reason[r] = Some("stop-all-resources".into());
+        } else {
+            self.choose_node(r, prefer);
+        }
+        self.allocating[r] = false;
+        self.assigned[r]
+    }
+
+    fn target_role(&self, r: RscIx) -> Role {
+        self.c.resources[r].target_role
+    }
+
+    fn choose_node(&mut self, r: RscIx, prefer: Option<NodeIx>) {
+        let most_free = self.ban_insufficient_capacity(r);
+        let prefer = prefer.or(most_free);
+        if !self.provisional[r] {
+            return;
+        }
+        let current = self.c.resources[r].running_on.first().copied();
+        let table = self.allowed[r].clone();
+        let nodes = self.sorted_nodes(&table, current);
+        let best = nodes.first().copied();
+        let mut chosen = None;
+        if let (Some(p), Some(b)) = (prefer, best) {
+            if let Some(w) = table[p] {
+                if w >= table[b].unwrap_or(-INFINITY) && self.is_available(p, w) {
+                    chosen = Some(p);
+                }
+            }
+        }
+        if chosen.is_none() {
+            if let Some(b) = best {
+                chosen = Some(b);
+                let bw = table[b].unwrap_or(-INFINITY);
+                let unique_instance = self.c.resources[r]
+                    .parent
+                    .map(|p| matches!(self.c.resources[p].kind, Kind::Clone { unique: true, .. }))
+                    .unwrap_or(false);
+                if !unique_instance && bw > 0 && node_available(self.node(b)) {
+                    if let Some(run) = current {
+                        if table[run]
+                            .map(|w| self.is_available(run, w))
+                            .unwrap_or(false)
+                        {
+                            for &nd in &nodes {
+                                if table[nd] != Some(bw) {
+                                    break;
+                                }
+                                if nd == run {
+                                    chosen = Some(nd);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // pcmk__assign_resource: the node must be usable.
+        if let Some(ch) = chosen {
+            let w = table[ch].unwrap_or(-INFINITY);
+            if !self.is_available(ch, w) {
+                chosen = None;
+            }
+        }
+        self.final_scores[r] = table;
+        if chosen.is_none() && self.stop_reason[r].is_none() {
+            self.stop_reason[r] = Some(
+                "no node can run it (every allowed node has a negative score or is unavailable)"
+                    .into(),
+            );
+        }
+        self.set_assigned(r, chosen);
+    }
+
+    fn set_assigned(&mut self, r: RscIx, node: Option<NodeIx>) {
+        self.provisional[r] = false;
+        self.assigned[r] = node;
+        match node {
+            Some(nd) => {
+                self.num_resources[nd] += 1;
+                if self.c.options.strategy != Strategy::Default {
+                    for (k, v) in &self.c.resources[r].utilization {
+                        *self.remaining[nd].entry(k.clone()).or_insert(0) -= v;
+                    }
+                }
+            }
+            None => self.next_role[r] = Role::Stopped,
+        }
+    }
+
+    fn assign_group(&mut self, g: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
+        if !self.provisional[g] {
+            return self.assigned[g];
+        }
+        if self.allocating[g] {
+            return None;
+        }
+        let children = self.c.resources[g].children.clone();
+        if children.is_empty() {
+            self.provisional[g] = false;
+            return None;
+        }
+        self.allocating[g] = true;
+        // The group's own colocations move to its first and last members.
+        let first = children[0];
+        let last = *children.last().unwrap_or(&first);
+        let tw = std::mem::take(&mut self.this_with[g]);
+        self.this_with[first].extend(tw);
+        let wt = std::mem::take(&mut self.with_this[g]);
+        self.with_this[last].extend(wt);
+        let mut group_node = None;
+        for (i, &ch) in children.iter().enumerate() {
+            let nd = self.assign(ch, prefer);
+            if i == 0 {
+                group_node = nd;
+            }
+        }
+        self.next_role[g] = self.next_role[first];
+        self.allocating[g] = false;
+        self.provisional[g] = false;
+        self.assigned[g] = group_node;
+        group_node
+    }
+
+    // ---------------------------------------------------------------- clones
+
+    fn clone_params(&self, cl: RscIx) -> (bool, bool, usize, usize, usize, usize) {
+        match self.c.resources[cl].kind {
+            Kind::Clone {
+                unique,
+                promotable,
+                max,
+                node_max,
+                promoted_max,
+                promoted_node_max,
+                ..
+            } => (
+                unique,
+                promotable,
+                max,
+                node_max,
+                promoted_max,
+                promoted_node_max,
+            ),
+            _ => (false, false, 0, 0, 0, 0),
+        }
+    }
+
+    fn is_active(&self, r: RscIx) -> bool {
+        let mut p = Vec::new();
+        self.c.primitives_of(r, &mut p);
+        p.iter()
+            .any(|&x| !self.c.resources[x].running_on.is_empty())
+    }
+
+    fn is_failed(&self, r: RscIx) -> bool {
+        let mut p = Vec::new();
+        self.c.primitives_of(r, &mut p);
+        p.iter().any(|&x| self.c.resources[x].failed)
+    }
+
+    /// Promotion score of instance `ch` on `nd` (`promotion_score`).
+    fn promotion_attr(&self, ch: RscIx, nd: NodeIx, not_set: i64) -> i64 {
+        let rsc = &self.c.resources[ch];
+        if rsc.kind == Kind::Group {
+            // The sum over members would be Pacemaker's behaviour; use the members' sum.
+            let mut total = 0;
+            let mut any = false;
+            for &m in &rsc.children {
+                let v = self.promotion_attr(m, nd, i64::MIN);
+                if v != i64::MIN {
+                    total = score::add(total, v);
+                    any = true;
+                }
+            }
+            return if any { total } else { not_set };
+        }
+        let cl = self.c.top_of(ch);
+        let (unique, ..) = self.clone_params(cl);
+        if !unique {
+            // An anonymous instance only scores where it is active, or where no
+            // other instance is active while it is inactive everywhere.
+            let inst = self.instance_of(ch);
+            let here_other = self.c.resources[cl].children.iter().any(|&o| {
+                o != inst && {
+                    let mut p = Vec::new();
+                    self.c.primitives_of(o, &mut p);
+                    p.iter()
+                        .any(|&x| self.c.resources[x].running_on.contains(&nd))
+                }
+            });
+            let me_here = rsc.running_on.contains(&nd);
+            if !me_here && (here_other || !rsc.running_on.is_empty()) {
+                return not_set;
+            }
+        }
+        let mut names: Vec<String> = Vec::new();
+        if unique {
+            names.push(rsc.id.clone());
+        } else {
+            if let Some(h) = &rsc.history_name {
+                names.push(h.clone());
+            }
+            names.push(rsc.base.clone());
+            names.push(format!("{}:0", rsc.base));
+        }
+        for name in names {
+            let key = format!("master-{name}");
+            if let Some(v) = self.node(nd).attrs.get(&key) {
+                return score::parse(v).unwrap_or(0);
+            }
+        }
+        not_set
+    }
+
+    fn instance_of(&self, mut r: RscIx) -> RscIx {
+        while let Some(p) = self.c.resources[r].parent {
+            if self.c.resources[p].is_clone() {
+                return r;
+            }
+            r = p;
+        }
+        r
+    }
+
+    fn assign_clone(&mut self, cl: RscIx) {
+        if !self.provisional[cl] || self.allocating[cl] {
+            return;
+        }
+        self.allocating[cl] = true;
+        let (_unique, promotable, max, node_max, ..) = self.clone_params(cl);
+        let children = self.c.resources[cl].children.clone();
+        if promotable {
+            // Promotion scores as location preferences of the instances.
+            for &ch in &children {
+                let mut prims = Vec::new();
+                self.c.primitives_of(ch, &mut prims);
+                let targets: Vec<RscIx> = if self.c.resources[ch].kind == Kind::Group {
+                    vec![ch]
+                } else {
+                    prims
+                };
+                for t in targets {
+                    for nd in 0..self.n {
+                        if self.allowed[t][nd].is_none() || !node_available(self.node(nd)) {
+                            continue;
+                        }
+                        let sc = self.promotion_attr(t, nd, 0);
+                        if sc > 0 {
+                            let w = self.allowed[t][nd].unwrap_or(0);
+                            self.allowed[t][nd] = Some(score::add(w, sc));
+                            self.note(t, Some(nd), sc, "promotion score");
+                        }
+                    }
+                }
+            }
+        }
+        for k in 0..self.this_with[cl].len() {
+            let ci = self.this_with[cl][k];
+            let p = self.cols[ci].primary;
+            if self.provisional[p] {
+                self.assign(p, None);
+            }
+        }
+        for k in 0..self.with_this[cl].len() {
+            let ci = self.with_this[cl][k];
+            self.add_dependent_scores(cl, ci, true);
+        }
+        // Instance order: active (on a usable node) first, failed last.
+        let mut order = children.clone();
+        order.sort_by_key(|&ch| {
+            let cur = self.current_node(ch);
+            let can = cur.map(|nd| node_available(self.node(nd))).unwrap_or(false);
+            (!can, cur.is_none(), self.is_failed(ch))
+        });
+        self.distribute(cl, &order, max, node_max);
+        if promotable {
+            self.set_roles(cl);
+        } else {
+            for &ch in &children {
+                self.set_instance_next_role(ch, None);
+            }
+        }
+        self.provisional[cl] = false;
+        self.allocating[cl] = false;
+    }
+
+    fn set_instance_next_role(&mut self, ch: RscIx, role: Option<Role>) {
+        let mut prims = Vec::new();
+        self.c.primitives_of(ch, &mut prims);
+        for p in prims {
+            if self.assigned[p].is_some() {
+                if let Some(role) = role {
+                    self.next_role[p] = role;
+                }
+            } else {
+                self.next_role[p] = Role::Stopped;
+            }
+        }
+        if let Some(role) = role {
+            if self.assigned_node(ch).is_some() {
+                self.next_role[ch] = role;
+            }
+        }
+    }
+
+    fn distribute(&mut self, cl: RscIx, order: &[RscIx], max: usize, node_max: usize) {
+        for nd in 0..self.n {
+            self.count[cl][nd] = 0;
+        }
+        let avail = (0..self.n)
+            .filter(|&nd| self.allowed[cl][nd].is_some() && node_available(self.node(nd)))
+            .count();
+        let all_coloc = max < avail;
+        let loop_max = max.checked_div(avail).unwrap_or(1).max(1);
+        let mut allocated = 0;
+        for &ch in order {
+            if allocated >= max {
+                break;
+            }
+            let Some(cur) = self.current_node(ch) else {
+                continue;
+            };
+            if !self.provisional[ch] || self.is_failed(ch) {
+                continue;
+            }
+            if !node_available(self.node(cur)) {
+                continue;
+            }
+            if self.allowed[cl][cur].is_some() && self.count[cl][cur] as usize >= loop_max {
+                continue;
+            }
+            if self.assign_instance(cl, ch, Some(cur), all_coloc, node_max) {
+                allocated += 1;
+            }
+        }
+        for &ch in order {
+            if !self.provisional[ch] {
+                continue;
+            }
+            if allocated >= max {
+                let mut prims = Vec::new();
+                self.c.primitives_of(ch, &mut prims);
+                self.resource_location(ch, None, -INFINITY, "clone-max reached");
+                for p in prims {
+                    self.stop_reason[p] = Some("clone-max instances already placed".into());
+                }
+                self.assign(ch, None);
+                continue;
+            }
+            if self.assign_instance(cl, ch, None, all_coloc, node_max) {
+                allocated += 1;
+            }
+        }
+    }
+
+    fn append_parent_colocations(&mut self, cl: RscIx, ch: RscIx, all: bool) {
+        for k in 0..self.this_with[cl].len() {
+            let ci = self.this_with[cl][k];
+            let s = self.cols[ci].score;
+            if (all || s < 0 || s == INFINITY) && !self.this_with[ch].contains(&ci) {
+                self.this_with[ch].insert(0, ci);
+            }
+        }
+        for k in 0..self.with_this[cl].len() {
+            let ci = self.with_this[cl][k];
+            let col = self.cols[ci].clone();
+            let influence =
+                col.influence || self.c.resources[ch].running_on.is_empty() && !self.is_active(ch);
+            if !influence {
+                continue;
+            }
+            if (all || col.score < 0) && !self.with_this[ch].contains(&ci) {
+                self.with_this[ch].insert(0, ci);
+            }
+        }
+    }
+
+    fn assign_instance(
+        &mut self,
+        cl: RscIx,
+        ch: RscIx,
+        prefer: Option<NodeIx>,
+        all: bool,
+        limit: usize,
+    ) -> bool {
+        if !self.provisional[ch] {
+            return self.assigned_node(ch).is_some();
+        }
+        if self.allocating[ch] {
+            return false;
+        }
+        self.append_parent_colocations(cl, ch, all);
+        if let Some(p) = prefer {
+            let first = self.first_primitive(ch);
+            match self.allowed[first][p] {
+                Some(w) if w >= 0 => {}
+                _ => return false,
+            }
+        }
+        // can_run_instance on every allowed node.
+        for nd in 0..self.n {
+            let targets = self.instance_tables(ch);
+            let ok_node = node_available(self.node(nd));
+            let parent_w = self.allowed[cl][nd];
+            for t in targets {
+                if self.allowed[t][nd].is_none() {
+                    continue;
+                }
+                let w = self.allowed[t][nd].unwrap_or(0);
+                let new = if !ok_node {
+                    score::add(w, -INFINITY)
+                } else {
+                    match parent_w {
+                        None => score::add(w, -INFINITY),
+                        Some(pw) if pw < 0 => score::add(w, pw),
+                        Some(_) if (self.count[cl][nd] as usize) < limit => w,
+                        Some(_) => score::add(w, -INFINITY),
+                    }
+                };
+                self.allowed[t][nd] = Some(new);
+            }
+        }
+        let backup: Vec<(RscIx, Table)> = self
+            .instance_tables(ch)
+            .into_iter()
+            .map(|t| (t, self.allowed[t].clone()))
+            .collect();
+        let chosen = self.assign(ch, prefer);
+        if let (Some(c), Some(p)) = (chosen, prefer) {
+            if c != p {
+                // Undo: not pre-assigning to its current node since another is better.
+                for (t, tab) in backup {
+                    self.allowed[t] = tab;
+                }
+                self.unassign(ch);
+                return false;
+            }
+        }
+        if let Some(nd) = chosen {
+            self.count[cl][nd] += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn first_primitive(&self, r: RscIx) -> RscIx {
+        let mut p = Vec::new();
+        self.c.primitives_of(r, &mut p);
+        p.first().copied().unwrap_or(r)
+    }
+
+    fn instance_tables(&self, ch: RscIx) -> Vec<RscIx> {
+        let mut v = vec![ch];
+        let mut p = Vec::new();
+        self.c.primitives_of(ch, &mut p);
+        for x in p {
+            if x != ch {
+                v.push(x);
+            }
+        }
+        v
+    }
+
+    fn unassign(&mut self, r: RscIx) {
+        let mut all = vec![r];
+        all.extend(self.c.resources[r].children.iter().copied());
+        for x in all {
+            if let Some(nd) = self.assigned[x] {
+                if self.c.resources[x].is_primitive() {
+                    self.num_resources[nd] = self.num_resources[nd].saturating_sub(1);
+                    if self.c.options.strategy != Strategy::Default {
+                        for (k, v) in &self.c.resources[x].utilization {
+                            *self.remaining[nd].entry(k.clone()).or_insert(0) += v;
+                        }
+                    }
+                }
+            }
+            self.assigned[x] = None;
+            self.provisional[x] = true;
+            self.next_role[x] = Role::Unknown;
+            self.stop_reason[x] = None;
+        }
+    }
+
+    // ---------------------------------------------------------------- promotion
+
+    fn set_roles(&mut self, cl: RscIx) {
+        let (_, _, _, _, promoted_max, promoted_node_max) = self.clone_params(cl);
+        let children = self.c.resources[cl].children.clone();
+        for &ch in &children {
+            let chosen = self.assigned_node(ch);
+            let Some(nd) = chosen else {
+                self.priority[ch] = -INFINITY;
+                continue;
+            };
+            let mut pr = self.promotion_attr(self.first_primitive_or_group(ch), nd, -1);
+            if self.c.no_promote.contains(&cl) || self.c.no_promote.contains(&ch) {
+                pr = -INFINITY;
+            }
+            // Promoted-role location constraints.
+            for &(r, lnd, sc) in &self.location_role {
+                if lnd == nd
+                    && (r == cl || r == ch || self.c.resources[r].base == self.c.resources[ch].base)
+                {
+                    pr = score::add(pr, sc);
+                }
+            }
+            // Colocations where the promoted instance is the dependent.
+            for k in 0..self.this_with[cl].len() {
+                let ci = self.this_with[cl][k];
+                let col = self.cols[ci].clone();
+                if col.dependent_role != Role::Promoted && col.dependent_role != Role::Unpromoted {
+                    continue;
+                }
+                let mult = if col.dependent_role == Role::Unpromoted {
+                    -1
+                } else {
+                    1
+                };
+                let pnode_match =
+                    self.primary_matches(col.primary, col.primary_role, nd, &col.node_attribute);
+                if pnode_match {
+                    pr = score::add(pr, mult * col.score);
+                } else if col.score >= INFINITY && col.dependent_role == Role::Promoted {
+                    pr = -INFINITY;
+                }
+            }
+            self.priority[ch] = pr;
+            self.sort_index[ch] = pr;
+        }
+        // promotion_order: fold into the clone's node table, add colocated preferences.
+        let mut table = self.allowed[cl].clone();
+        for &ch in &children {
+            if let Some(nd) = self.assigned_node(ch) {
+                if self.sort_index[ch] >= 0 {
+                    if let Some(w) = table[nd] {
+                        table[nd] = Some(score::add(self.sort_index[ch], w));
+                    }
+                }
+            }
+        }
+        self.allowed[cl] = table;
+        for k in 0..self.with_this[cl].len() {
+            let ci = self.with_this[cl][k];
+            let col = self.cols[ci].clone();
+            if col.primary_role != Role::Promoted || !self.has_influence(&col) {
+                continue;
+            }
+            let f = Flags {
+                init: false,
+                forward: false,
+                rollback: true,
+                positive: true,
+            };
+            if let Some(t) = self.merge(
+                col.dependent,
+                Some(self.allowed[cl].clone()),
+                &col.node_attribute,
+                col.score as f64 / INFINITY as f64,
+                f,
+            ) {
+                self.allowed[cl] = t;
+            }
+        }
+        for &ch in &children {
+            let managed = self.c.resources[self.first_primitive(ch)].managed;
+            if !managed && self.c.resources[self.first_primitive(ch)].role == Role::Promoted {
+                self.sort_index[ch] = INFINITY;
+            } else if let Some(nd) = self.assigned_node(ch) {
+                if self.sort_index[ch] >= 0 {
+                    self.sort_index[ch] = self.allowed[cl][nd].unwrap_or(self.sort_index[ch]);
+                }
+            }
+        }
+        let mut order = children.clone();
+        order.sort_by(|&a, &b| {
+            let (sa, sb) = (self.sort_index[a], self.sort_index[b]);
+            if sa != sb {
+                return sb.cmp(&sa);
+            }
+            let ra = self.c.resources[self.first_primitive(a)].role;
+            let rb = self.c.resources[self.first_primitive(b)].role;
+            rb.cmp(&ra)
+        });
+        let mut promoted = 0;
+        let mut per_node = vec![0usize; self.n];
+        for &ch in &order {
+            let chosen = self.assigned_node(ch);
+            self.promotion_score[ch] = Some(self.sort_index[ch]);
+            let Some(nd) = chosen else {
+                self.set_instance_next_role(ch, None);
+                continue;
+            };
+            let promote = self.sort_index[ch] >= 0
+                && promoted < promoted_max
+                && per_node[nd] < promoted_node_max
+                && self.c.resources[ch].target_role != Role::Unpromoted
+                && self.c.resources[self.first_primitive(ch)].target_role != Role::Unpromoted;
+            if promote {
+                promoted += 1;
+                per_node[nd] += 1;
+                self.set_instance_next_role(ch, Some(Role::Promoted));
+            } else {
+                self.set_instance_next_role(ch, Some(Role::Unpromoted));
+            }
+        }
+    }
+
+    fn first_primitive_or_group(&self, ch: RscIx) -> RscIx {
+        ch
+    }
+
+    fn primary_matches(&self, primary: RscIx, role: Role, nd: NodeIx, attr: &str) -> bool {
+        let value = self.attr(nd, attr);
+        let check = |x: RscIx| -> bool {
+            match self.assigned_node(x) {
+                Some(pn) => {
+                    self.attr(pn, attr) == value
+                        && (role == Role::Unknown || self.role_of(x) == role)
+                }
+                None => false,
+            }
+        };
+        if self.c.resources[primary].is_clone() {
+            self.c.resources[primary]
+                .children
+                .iter()
+                .any(|&ch| check(ch))
+        } else {
+            check(primary)
+        }
+    }
+
+    // ---------------------------------------------------------------- driver
+
+    pub(crate) fn run(mut self) -> Assignment {
+        self.setup();
+        let c = self.c;
+        // Sort top-level resources (pcmk__sort_resources).
+        let mut nodes: Vec<NodeIx> = (0..self.n).collect();
+        let zero: Table = vec![Some(0); self.n];
+        nodes.sort_by(|&a, &b| self.cmp_nodes(a, b, &zero, None));
+        let mut order = c.top.clone();
+        let mut cache = BTreeMap::new();
+        // Stable merge sort like g_list_sort.
+        let mut keyed: Vec<RscIx> = order.clone();
+        merge_sort(&mut keyed, &mut |a, b| {
+            self.cmp_resources(a, b, &nodes, &mut cache)
+        });
+        order = keyed;
+        for r in order {
+            self.assign(r, None);
+        }
+        // Primitives never reached (e.g. loops) are stopped.
+        for r in 0..c.resources.len() {
+            if c.resources[r].is_primitive() && self.provisional[r] {
+                self.assign(r, None);
+            }
+        }
+        self.apply_orders();
+        for r in 0..c.resources.len() {
+            if c.resources[r].is_primitive() {
+                if self.assigned[r].is_none() {
+                    self.next_role[r] = Role::Stopped;
+                } else if self.next_role[r] == Role::Unknown {
+                    let cur = c.resources[r].role;
+                    self.next_role[r] = if !c.resources[r].managed && cur != Role::Unknown {
+                        cur
+                    } else {
+                        Role::Started
+                    };
+                }
+            }
+        }
+        Assignment {
+            node: self.assigned,
+            next_role: self.next_role,
+            final_scores: self.final_scores,
+            contributions: self.contributions,
+            stop_reason: self.stop_reason,
+            promotion_score: self.promotion_score,
+        }
+    }
+
+    /// Mandatory orders: a `then` that would have to start cannot when its `first`
+    /// will not be active (its start is unrunnable), so it stays stopped.
+    fn apply_orders(&mut self) {
+        let c = self.c;
+        loop {
+            let mut changed = false;
+            for o in &c.orders {
+                if o.kind != OrderKind::Mandatory {
+                    continue;
+                }
+                if o.first_action != "start" && o.first_action != "promote" {
+                    continue;
+                }
+                let first_ok = if o.first_action == "promote" {
+                    self.will_have_role(o.first, Role::Promoted)
+                } else {
+                    self.will_be_active(o.first)
+                };
+                let interleave = c.resources[o.first].is_clone()
+                    && matches!(
+                        c.resources[o.then].kind,
+                        Kind::Clone {
+                            interleave: true,
+                            ..
+                        }
+                    );
+                if first_ok && !interleave {
+                    continue;
+                }
+                let mut prims = Vec::new();
+                c.primitives_of(o.then, &mut prims);
+                for p in prims {
+                    let Some(nd) = self.assigned[p] else { continue };
+                    if interleave && first_ok {
+                        // Per node: the first clone must have a fully active instance here.
+                        let here = c.resources[o.first].children.iter().any(|&inst| {
+                            self.will_be_active(inst) && self.assigned_node(inst) == Some(nd)
+                        });
+                        if here {
+                            continue;
+                        }
+                    }
+                    if o.then_action == "promote" {
+                        if self.next_role[p] == Role::Promoted
+                            && c.resources[p].role != Role::Promoted
+                        {
+                            self.next_role[p] = Role::Unpromoted;
+                            changed = true;
+                        }
+                        continue;
+                    }
+                    if o.then_action != "start" {
+                        continue;
+                    }
+                    // Asymmetric: only a start is prevented; a running `then` stays.
+                    if !o.symmetrical
+                        && c.resources[p].running_on.contains(&nd)
+                        && !c.resources[p].failed
+                    {
+                        continue;
+                    }
+                    {
+                        self.assigned[p] = None;
+                        self.next_role[p] = Role::Stopped;
+                        self.stop_reason[p] = Some(format!(
+                            "order {}: {} cannot start before {}",
+                            o.id, c.resources[p].id, c.resources[o.first].id
+                        ));
+                        changed = true;
+                    }
+                }
+            }
+            // A mandatory colocation's dependent cannot stay where its primary
+            // will not be (pcmk__block_colocation_dependents).
+            for k in 0..self.cols.len() {
+                let col = &self.cols[k];
+                if col.score < INFINITY
+                    || col.dependent_role != Role::Unknown
+                    || col.primary_role != Role::Unknown
+                {
+                    continue;
+                }
+                let (dep, prim) = (col.dependent, col.primary);
+                let mut pp = Vec::new();
+                c.primitives_of(prim, &mut pp);
+                let prim_nodes: Vec<NodeIx> = pp.iter().filter_map(|&x| self.assigned[x]).collect();
+                let mut dp = Vec::new();
+                c.primitives_of(dep, &mut dp);
+                let value = |nd: NodeIx| self.attr(nd, &col.node_attribute).map(str::to_string);
+                let mut stops = Vec::new();
+                for &d in &dp {
+                    if !c.resources[d].managed {
+                        continue;
+                    }
+                    if let Some(nd) = self.assigned[d] {
+                        let v = value(nd);
+                        if !prim_nodes.iter().any(|&pn| value(pn) == v) {
+                            stops.push(d);
+                        }
+                    }
+                }
+                for d in stops {
+                    self.assigned[d] = None;
+                    self.next_role[d] = Role::Stopped;
+                    self.stop_reason[d] = Some(format!(
+                        "colocation {}: {} will not be active there",
+                        self.cols[k].id, c.resources[prim].id
+                    ));
+                    changed = true;
+                }
+            }
+            // Group members after a member that cannot start cannot start either.
+            for (g, rsc) in c.resources.iter().enumerate() {
+                if rsc.kind != Kind::Group {
+                    continue;
+                }
+                let _ = g;
+                let mut blocked = false;
+                for &m in &rsc.children {
+                    if blocked {
+                        if let Some(nd) = self.assigned[m] {
+                            let running_here = c.resources[m].running_on.contains(&nd);
+                            if !running_here {
+                                self.assigned[m] = None;
+                                self.next_role[m] = Role::Stopped;
+                                changed = true;
+                            }
+                        }
+                    }
+                    if self.assigned[m].is_none() {
+                        blocked = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn will_be_active(&self, r: RscIx) -> bool {
+        let mut prims = Vec::new();
+        self.c.primitives_of(r, &mut prims);
+        if self.c.resources[r].is_clone() {
+            self.c.resources[r]
+                .children
+                .iter()
+                .any(|&inst| self.will_be_active(inst))
+        } else {
+            !prims.is_empty() && prims.iter().all(|&p| self.assigned[p].is_some())
+        }
+    }
+
+    fn will_have_role(&self, r: RscIx, role: Role) -> bool {
+        let mut prims = Vec::new();
+        self.c.primitives_of(r, &mut prims);
+        prims
+            .iter()
+            .any(|&p| self.assigned[p].is_some() && self.next_role[p] == role)
+    }
+}
+
+fn merge_sort<F: FnMut(RscIx, RscIx) -> Ordering>(v: &mut Vec<RscIx>, cmp: &mut F) {
+    if v.len() <= 1 {
+        return;
+    }
+    let mid = v.len() / 2;
+    let mut right = v.split_off(mid);
+    merge_sort(v, cmp);
+    merge_sort(&mut right, cmp);
+    let left = std::mem::take(v);
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() && j < right.len() {
+        if cmp(left[i], right[j]) != Ordering::Greater {
+            v.push(left[i]);
+            i += 1;
+        } else {
+            v.push(right[j]);
+            j += 1;
+        }
+    }
+    v.extend_from_slice(&left[i..]);
+    v.extend_from_slice(&right[j..]);
+}

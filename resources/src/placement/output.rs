@@ -1,0 +1,591 @@
+//! Results: the revised placement (as the normalised TSV rows of the data README),
+//! the transition summary, explanations, and the `crm_simulate -S`-like text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::alloc::{Assignment, Contribution};
+use super::model::*;
+use super::score;
+
+/// One placement row: `path<TAB>role<TAB>node<TAB>flags`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Row {
+    /// `rsc`, `group/rsc`, `clone/rsc`, `clone/group/rsc`.
+    pub path: String,
+    /// `Started`, `Stopped`, `Promoted`, `Unpromoted`.
+    pub role: String,
+    /// Node name, `-` when inactive.
+    pub node: String,
+    /// Comma-separated flags or `-`.
+    pub flags: String,
+}
+
+impl Row {
+    /// The TSV line (without newline).
+    pub fn tsv(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.path, self.role, self.node, self.flags
+        )
+    }
+}
+
+/// One transition-summary action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Action {
+    /// `Start`, `Stop`, `Move`, `Recover`, `Promote`, `Demote`.
+    pub verb: String,
+    /// Resource id (with instance number for clone instances).
+    pub rsc: String,
+    /// The parenthesised detail as crm_simulate prints it, e.g. `node1 -> node2`.
+    pub detail: String,
+}
+
+/// Everything [`super::schedule`] computes.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Placement before the transition.
+    pub initial: Vec<Row>,
+    /// Placement after the transition (sorted).
+    pub placement: Vec<Row>,
+    /// The transition summary.
+    pub actions: Vec<Action>,
+    /// The raw assignment (scores and contributions), for explanations.
+    pub assignment: Assignment,
+}
+
+fn path_of(c: &Cluster, r: RscIx) -> String {
+    let mut parts = vec![c.resources[r].base.clone()];
+    let mut cur = r;
+    while let Some(p) = c.resources[cur].parent {
+        parts.push(c.resources[p].base.clone());
+        cur = p;
+    }
+    parts.reverse();
+    parts.join("/")
+}
+
+fn flags(c: &Cluster, r: RscIx, revised: bool) -> String {
+    let rsc = &c.resources[r];
+    let mut f: Vec<String> = Vec::new();
+    if !rsc.managed {
+        f.push("unmanaged".into());
+    }
+    let failed = rsc.failed && (!revised || !rsc.managed);
+    if failed {
+        f.push("failed".into());
+    }
+    if rsc.orphan {
+        f.push("orphaned".into());
+    }
+    if rsc.blocked {
+        f.push("blocked".into());
+    }
+    if rsc.failure_ignored {
+        f.push("failure_ignored".into());
+    }
+    if let Some(t) = rsc
+        .target_role_raw
+        .as_ref()
+        .filter(|t| Role::parse(t).is_some())
+    {
+        f.push(format!("target_role={t}"));
+    }
+    f.sort();
+    if f.is_empty() {
+        "-".into()
+    } else {
+        f.join(",")
+    }
+}
+
+fn display_role(c: &Cluster, r: RscIx, role: Role) -> Role {
+    // Started instances of promotable clones are shown as Unpromoted.
+    let top = c.top_of(r);
+    if role == Role::Started
+        && matches!(
+            c.resources[top].kind,
+            Kind::Clone {
+                promotable: true,
+                ..
+            }
+        )
+    {
+        Role::Unpromoted
+    } else {
+        role
+    }
+}
+
+fn rows_initial(c: &Cluster) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (r, rsc) in c.resources.iter().enumerate() {
+        if !rsc.is_primitive() {
+            continue;
+        }
+        let path = path_of(c, r);
+        let fl = flags(c, r, false);
+        if rsc.running_on.is_empty() {
+            rows.push(Row {
+                path,
+                role: "Stopped".into(),
+                node: "-".into(),
+                flags: fl,
+            });
+        } else {
+            for &nd in &rsc.running_on {
+                rows.push(Row {
+                    path: path.clone(),
+                    role: display_role(c, r, rsc.role).name().into(),
+                    node: c.nodes[nd].name.clone(),
+                    flags: fl.clone(),
+                });
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn is_anon_clone(c: &Cluster, cl: RscIx) -> bool {
+    matches!(c.resources[cl].kind, Kind::Clone { unique: false, .. })
+}
+
+/// The orphan rows Pacemaker shows after re-reading the history once the transition
+/// has run: history entries of anonymous clones that find no free instance.
+fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
+    let mut clones: Vec<RscIx> = c.anon_history.iter().map(|h| h.1).collect();
+    clones.sort_unstable();
+    clones.dedup();
+    for cl in clones {
+        let insts: Vec<RscIx> = c.resources[cl]
+            .children
+            .iter()
+            .copied()
+            .filter(|&i| !c.resources[i].orphan)
+            .collect();
+        // Final activity: node -> member bases active there.
+        let mut active: BTreeMap<(NodeIx, String), bool> = BTreeMap::new();
+        for &i in &c.resources[cl].children {
+            let mut prims = Vec::new();
+            c.primitives_of(i, &mut prims);
+            for p in prims {
+                let rsc = &c.resources[p];
+                let nodes: Vec<NodeIx> = if !rsc.managed {
+                    rsc.running_on.clone()
+                } else {
+                    a.node[p]
+                        .filter(|_| a.next_role[p] != Role::Stopped)
+                        .into_iter()
+                        .collect()
+                };
+                for nd in nodes {
+                    active.insert((nd, rsc.base.clone()), true);
+                }
+            }
+        }
+        // Entries per node in document order, then new ones; per (node, base) at
+        // most one entry is active afterwards: the one active before, else the first.
+        let mut per_node: BTreeMap<NodeIx, Vec<(String, bool)>> = BTreeMap::new();
+        for (nd, hcl, base, was) in &c.anon_history {
+            if *hcl == cl {
+                per_node.entry(*nd).or_default().push((base.clone(), *was));
+            }
+        }
+        for (nd, base) in active.keys() {
+            let v = per_node.entry(*nd).or_default();
+            let had_active = v.iter().any(|(b, w)| b == base && *w);
+            let mut done = false;
+            // Without an active entry, the last one is taken (no orphan after it).
+            let last = v.iter().rposition(|(b, _)| b == base);
+            if !had_active {
+                if let Some(k) = last {
+                    v[k].1 = true;
+                    done = true;
+                }
+            }
+            for (b, w) in v.iter_mut() {
+                if b == base && had_active {
+                    if *w && !done {
+                        done = true;
+                    } else {
+                        *w = false;
+                    }
+                }
+            }
+            if !done {
+                v.push((base.clone(), true));
+            }
+        }
+        for (nd, v) in per_node.iter_mut() {
+            for (b, w) in v.iter_mut() {
+                if !active.contains_key(&(*nd, b.clone())) {
+                    *w = false;
+                }
+            }
+        }
+        let mut loc: Vec<Option<NodeIx>> = vec![None; insts.len()];
+        let mut running: Vec<Vec<String>> = vec![Vec::new(); insts.len()];
+        for &nd in &c.status_order {
+            let Some(entries) = per_node.get(&nd) else {
+                continue;
+            };
+            for (base, is_active) in entries {
+                let is_active = *is_active;
+                let here = (0..insts.len()).find(|&k| loc[k] == Some(nd));
+                let slot = match here {
+                    Some(k) => {
+                        if running[k].contains(base) {
+                            None
+                        } else {
+                            Some(k)
+                        }
+                    }
+                    None => (0..insts.len()).find(|&k| loc[k].is_none()),
+                };
+                match slot {
+                    Some(k) => {
+                        if is_active {
+                            loc[k] = Some(nd);
+                            running[k].push(base.clone());
+                        }
+                    }
+                    None => {
+                        // An orphan instance: shown stopped, flags of the member.
+                        let mut prims = Vec::new();
+                        c.primitives_of(insts.first().copied().unwrap_or(cl), &mut prims);
+                        if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
+                            let mut fl = flags(c, p, true);
+                            fl = if fl == "-" {
+                                "orphaned".to_string()
+                            } else {
+                                let mut v: Vec<&str> = fl.split(',').collect();
+                                v.retain(|x| *x != "orphaned");
+                                v.push("orphaned");
+                                v.sort_unstable();
+                                v.join(",")
+                            };
+                            rows.push(Row {
+                                path: path_of(c, p),
+                                role: "Stopped".into(),
+                                node: "-".into(),
+                                flags: fl,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
+    let mut rows = Vec::new();
+    revised_orphans(c, a, &mut rows);
+    for (r, rsc) in c.resources.iter().enumerate() {
+        if !rsc.is_primitive() {
+            continue;
+        }
+        if rsc.orphan {
+            let top = c.top_of(r);
+            if top != r && is_anon_clone(c, top) {
+                continue;
+            }
+        }
+        let path = path_of(c, r);
+        let fl = flags(c, r, true);
+        if !rsc.managed {
+            if rsc.running_on.is_empty() {
+                rows.push(Row {
+                    path,
+                    role: "Stopped".into(),
+                    node: "-".into(),
+                    flags: fl,
+                });
+            } else {
+                for &nd in &rsc.running_on {
+                    rows.push(Row {
+                        path: path.clone(),
+                        role: display_role(c, r, rsc.role).name().into(),
+                        node: c.nodes[nd].name.clone(),
+                        flags: fl.clone(),
+                    });
+                }
+            }
+            continue;
+        }
+        match a.node[r] {
+            Some(nd) if a.next_role[r] != Role::Stopped => rows.push(Row {
+                path,
+                role: display_role(c, r, a.next_role[r]).name().into(),
+                node: c.nodes[nd].name.clone(),
+                flags: fl,
+            }),
+            _ => rows.push(Row {
+                path,
+                role: "Stopped".into(),
+                node: "-".into(),
+                flags: fl,
+            }),
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
+    let mut out = Vec::new();
+    for (r, rsc) in c.resources.iter().enumerate() {
+        if !rsc.is_primitive() || !rsc.managed {
+            continue;
+        }
+        let cur = rsc.running_on.first().copied();
+        let target = a.node[r].filter(|_| a.next_role[r] != Role::Stopped);
+        let name = |n: NodeIx| c.nodes[n].name.clone();
+        let cur_role = display_role(c, r, rsc.role);
+        let next_role = display_role(c, r, a.next_role[r]);
+        let push = |out: &mut Vec<Action>, verb: &str, detail: String| {
+            out.push(Action {
+                verb: verb.into(),
+                rsc: rsc.id.clone(),
+                detail,
+            })
+        };
+        match (cur, target) {
+            (None, None) => {}
+            (None, Some(t)) => {
+                if next_role == Role::Promoted {
+                    push(
+                        &mut out,
+                        "Promote",
+                        format!("Stopped -> Promoted {}", name(t)),
+                    );
+                } else {
+                    push(&mut out, "Start", name(t));
+                }
+            }
+            (Some(cn), None) => {
+                if cur_role == Role::Promoted {
+                    push(&mut out, "Stop", format!("Promoted {}", name(cn)));
+                } else {
+                    push(&mut out, "Stop", name(cn));
+                }
+            }
+            (Some(cn), Some(t)) if cn != t => {
+                let verb = if rsc.failed { "Recover" } else { "Move" };
+                if cur_role == Role::Promoted || next_role == Role::Promoted {
+                    push(
+                        &mut out,
+                        verb,
+                        format!(
+                            "{} {} -> {} {}",
+                            cur_role.name(),
+                            name(cn),
+                            next_role.name(),
+                            name(t)
+                        ),
+                    );
+                } else {
+                    push(&mut out, verb, format!("{} -> {}", name(cn), name(t)));
+                }
+            }
+            (Some(cn), Some(_)) => {
+                if rsc.failed {
+                    if cur_role != next_role {
+                        push(
+                            &mut out,
+                            "Recover",
+                            format!("{} -> {} {}", cur_role.name(), next_role.name(), name(cn)),
+                        );
+                    } else {
+                        push(&mut out, "Recover", name(cn));
+                    }
+                } else if cur_role != Role::Promoted && next_role == Role::Promoted {
+                    push(
+                        &mut out,
+                        "Promote",
+                        format!("{} -> Promoted {}", cur_role.name(), name(cn)),
+                    );
+                } else if cur_role == Role::Promoted && next_role != Role::Promoted {
+                    push(
+                        &mut out,
+                        "Demote",
+                        format!("Promoted -> {} {}", next_role.name(), name(cn)),
+                    );
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub(crate) fn outcome(c: &Cluster, a: Assignment) -> Outcome {
+    Outcome {
+        initial: rows_initial(c),
+        placement: rows_revised(c, &a),
+        actions: actions(c, &a),
+        assignment: a,
+    }
+}
+
+impl Outcome {
+    /// The revised placement as TSV text (one line per row, sorted).
+    pub fn placement_tsv(&self) -> String {
+        let mut s = String::new();
+        for r in &self.placement {
+            s.push_str(&r.tsv());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Why `rsc` is where it is: per-node final scores and their contributions.
+    /// Returns `None` when there is no such resource.
+    pub fn explain(&self, c: &Cluster, rsc: &str) -> Option<String> {
+        let ixs: Vec<RscIx> = c
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id == rsc || r.base == rsc)
+            .map(|(i, _)| i)
+            .collect();
+        if ixs.is_empty() {
+            return None;
+        }
+        let mut s = String::new();
+        for r in ixs {
+            let mut prims = Vec::new();
+            c.primitives_of(r, &mut prims);
+            for p in prims {
+                explain_one(&mut s, c, &self.assignment, p);
+            }
+        }
+        Some(s)
+    }
+
+    /// Text in the layout of `crm_simulate -S`: current status, transition summary,
+    /// revised status.
+    pub fn simulate_text(&self, c: &Cluster) -> String {
+        let mut s = String::new();
+        s.push_str("Current cluster status:\n");
+        status_text(&mut s, c, &self.initial);
+        s.push_str("\nTransition Summary:\n");
+        let w = self.actions.iter().map(|a| a.rsc.len()).max().unwrap_or(0);
+        for a in &self.actions {
+            let _ = writeln!(
+                s,
+                "  * {:<10} {:<w$}  ( {} )",
+                a.verb,
+                a.rsc,
+                a.detail,
+                w = w
+            );
+        }
+        s.push_str("\nRevised Cluster Status:\n");
+        status_text(&mut s, c, &self.placement);
+        s
+    }
+}
+
+fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
+    let rsc = &c.resources[r];
+    let where_ = match a.node[r] {
+        Some(n) if a.next_role[r] != Role::Stopped => {
+            format!("{} on {}", a.next_role[r].name(), c.nodes[n].name)
+        }
+        _ => "Stopped".to_string(),
+    };
+    let _ = writeln!(s, "{}: {}", rsc.id, where_);
+    if let Some(reason) = &a.stop_reason[r] {
+        if a.node[r].is_none() {
+            let _ = writeln!(s, "  reason: {reason}");
+        }
+    }
+    if !rsc.managed {
+        let _ = writeln!(s, "  unmanaged: stays where it is");
+    }
+    let table = &a.final_scores[r];
+    for (nd, node) in c.nodes.iter().enumerate() {
+        let sc = table.get(nd).copied().flatten();
+        let avail = if node.available() {
+            ""
+        } else {
+            " (node unavailable)"
+        };
+        match sc {
+            Some(v) => {
+                let _ = writeln!(s, "  {}: {}{}", node.name, score::show(v), avail);
+            }
+            None => {
+                let _ = writeln!(s, "  {}: not allowed{}", node.name, avail);
+            }
+        }
+        let mut per: BTreeMap<String, i64> = BTreeMap::new();
+        let mut list: Vec<&Contribution> = Vec::new();
+        for x in &a.contributions[r] {
+            if x.node.is_none() || x.node == Some(nd) {
+                list.push(x);
+            }
+        }
+        // Also what the parents contributed (clone/group constraints).
+        let mut p = rsc.parent;
+        while let Some(pp) = p {
+            for x in &a.contributions[pp] {
+                if x.node.is_none() || x.node == Some(nd) {
+                    list.push(x);
+                }
+            }
+            p = c.resources[pp].parent;
+        }
+        for x in list {
+            let e = per.entry(x.reason.clone()).or_insert(0);
+            *e = score::add(*e, x.score);
+        }
+        for (reason, v) in per {
+            let _ = writeln!(s, "    {:>10}  {}", score::show(v), reason);
+        }
+    }
+    if let Some(ps) = a.promotion_score.get(r).copied().flatten() {
+        let _ = writeln!(s, "  promotion score: {}", score::show(ps));
+    }
+}
+
+fn status_text(s: &mut String, c: &Cluster, rows: &[Row]) {
+    s.push_str("  * Node List:\n");
+    let mut online = Vec::new();
+    let mut offline = Vec::new();
+    let mut standby = Vec::new();
+    for n in &c.nodes {
+        if n.online && n.standby {
+            standby.push(n.name.clone());
+        } else if n.online {
+            online.push(n.name.clone());
+        } else {
+            offline.push(n.name.clone());
+        }
+    }
+    for n in &standby {
+        let _ = writeln!(s, "    * Node {n}: standby");
+    }
+    if !online.is_empty() {
+        let _ = writeln!(s, "    * Online: [ {} ]", online.join(" "));
+    }
+    if !offline.is_empty() {
+        let _ = writeln!(s, "    * OFFLINE: [ {} ]", offline.join(" "));
+    }
+    s.push_str("\n  * Full List of Resources:\n");
+    for r in rows {
+        let fl = if r.flags == "-" {
+            String::new()
+        } else {
+            format!(" ({})", r.flags)
+        };
+        if r.node == "-" {
+            let _ = writeln!(s, "    * {}:\t {}{}", r.path, r.role, fl);
+        } else {
+            let _ = writeln!(s, "    * {}:\t {} {}{}", r.path, r.role, r.node, fl);
+        }
+    }
+}
