@@ -1,0 +1,2 @@
+//! `halyard-proxy --config proxy.toml`: placeholder until the runtime lands.
+fn main() {}
