@@ -11,9 +11,11 @@
 
 pub mod backend;
 pub mod balance;
+pub mod config;
 mod error;
 pub mod hash;
 pub mod health;
+pub mod proxy_protocol;
 pub mod stats;
 
 pub use error::{Error, Result};
