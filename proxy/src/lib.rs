@@ -16,6 +16,8 @@ mod error;
 pub mod hash;
 pub mod health;
 pub mod proxy_protocol;
+pub mod runtime;
 pub mod stats;
 
 pub use error::{Error, Result};
+pub use runtime::Proxy;
