@@ -13,6 +13,7 @@
 //! timeout_queue = "5s"
 //! retries = 3
 //! redispatch = true
+//! splice = false                 # option splice-auto (Linux)
 //!
 //! [frontends.web]
 //! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
@@ -141,6 +142,8 @@ pub struct RawDefaults {
     pub retries: Option<u32>,
     /// `option redispatch`.
     pub redispatch: Option<bool>,
+    /// `option splice-auto`: bulk directions switch to splice(2) (Linux).
+    pub splice: Option<bool>,
 }
 
 /// `[frontends.NAME]`.
@@ -159,6 +162,8 @@ pub struct RawFrontend {
     pub timeout_client: Option<RawDuration>,
     /// Concurrent sessions limit of this frontend (0 = none).
     pub maxconn: Option<u32>,
+    /// Overrides `[defaults] splice`.
+    pub splice: Option<bool>,
 }
 
 /// `[backends.NAME]`.
@@ -309,6 +314,8 @@ pub struct FrontendConfig {
     pub timeout_client: Duration,
     /// Concurrent sessions limit (0 = none).
     pub maxconn: u32,
+    /// Bulk directions switch to splice(2).
+    pub splice: bool,
 }
 
 /// A validated server.
@@ -724,6 +731,7 @@ impl Config {
                     dur(&f("timeout_client"), &fe.timeout_client, def_client)?,
                 )?,
                 maxconn: fe.maxconn.unwrap_or(0),
+                splice: fe.splice.or(d.splice).unwrap_or(false),
             });
         }
         Ok(Config {

@@ -48,6 +48,42 @@ async fn forwards_both_ways_and_handles_half_close() {
 }
 
 #[tokio::test]
+async fn splice_path_forwards_bulk_intact() {
+    let (echo, _t) = echo_server().await;
+    let (p, fe) = start("splice = true", &servers(&[("e", echo, "")])).await;
+    let before = halyard_proxy::runtime::spliced_directions();
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let payload: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut r, mut w) = c.split();
+    let send = async {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut back = Vec::new();
+    let recv = r.read_to_end(&mut back);
+    let (_, got) = tokio::time::timeout(BOUND, async { tokio::join!(send, recv) })
+        .await
+        .unwrap();
+    got.unwrap();
+    assert!(
+        back == payload,
+        "payload corrupted ({} bytes back)",
+        back.len()
+    );
+    eventually("session released", || {
+        p.stats().backends[0].cur_sessions == 0
+    })
+    .await;
+    assert_eq!(p.stats().backends[0].bytes_out, 8_000_000);
+    if cfg!(target_os = "linux") {
+        assert!(
+            halyard_proxy::runtime::spliced_directions() > before,
+            "bulk never switched to splice"
+        );
+    }
+}
+
+#[tokio::test]
 async fn roundrobin_spreads_and_weight_changes_apply_to_next_connection() {
     let (a, _ta) = name_server("a").await;
     let (b, _tb) = name_server("b").await;

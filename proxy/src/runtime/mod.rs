@@ -333,6 +333,12 @@ impl Proxy {
     }
 }
 
+/// How many forwarding directions switched to splice(2) in this process
+/// (a diagnostic: shows the zero-copy path is taken).
+pub fn spliced_directions() -> u64 {
+    forward::SPLICED.load(Ordering::Relaxed)
+}
+
 fn add_backend(shared: &Arc<Shared>, b: &BackendConfig, now: Instant) -> Result<()> {
     let mut rt = BackendRt {
         core: Backend::new(b.name.clone(), b.options.clone(), now),
@@ -633,7 +639,7 @@ async fn session_inner(
             &mut server,
             initial,
             &counters,
-            fe.timeout_client,
+            fe,
             timeouts,
             kill_rx,
         )
@@ -663,12 +669,13 @@ async fn relay(
     server: &mut TcpStream,
     initial: Vec<u8>,
     counters: &forward::Counters,
-    timeout_client: Duration,
+    fe: &FrontendConfig,
     t: Timeouts,
     mut kill: watch::Receiver<u64>,
 ) -> std::io::Result<()> {
     let mut kill_all = shared.kill_all.subscribe();
-    let fwd = forward::forward(client, server, initial, counters);
+    let timeout_client = fe.timeout_client;
+    let fwd = forward::forward(client, server, initial, counters, fe.splice);
     tokio::pin!(fwd);
     // Idle detection: a direction is idle when its byte count did not move
     // for its whole timeout (checked when the timer fires).
