@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 /// Scratch buffer size (one per thread).
@@ -207,7 +207,7 @@ fn poll_dir(
         }
         let r = SCRATCH_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
-            match from.try_read(&mut buf) {
+            match read_drain(from, &mut buf) {
                 Ok(0) => {
                     d.eof = true;
                     Ok(())
@@ -248,6 +248,29 @@ fn poll_dir(
             // Continue on the splice path (re-entering sets up nothing new).
             return poll_dir(cx, d, from, to, count);
         }
+    }
+}
+
+/// Reads like `try_read`, but a short read (fewer bytes than asked) also
+/// clears tokio's read readiness: the kernel queue was empty at that moment,
+/// so the next poll waits for epoll instead of paying for a read that would
+/// return EAGAIN (HAProxy does the same). Data that arrives after the read
+/// raises a new readiness event (a new tick), which this clear cannot erase.
+fn read_drain(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = None;
+    let r = from.try_io(Interest::READABLE, || {
+        let n = from.try_read(buf)?;
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            // Report "would block" so the readiness is cleared; the bytes are in `got`.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, got) {
+        (Ok(n), _) => Ok(n),
+        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (Err(e), _) => Err(e),
     }
 }
 
