@@ -8,7 +8,9 @@ wait until the backend holds N sessions, and report (RSS_after - RSS_before) / N
 Everything is on 127.0.0.1, bounded in count and time; only processes this
 script started are signalled.
 
-  proxy/bench/idle-rss.py [-n 10000] [--bin target/release/halyard-proxy]
+  proxy/bench/idle-rss.py [-n 9900] [--bin target/release/halyard-proxy]
+
+The proxy needs 2 fds per session, so n is capped by RLIMIT_NOFILE's hard limit.
 """
 import argparse, asyncio, os, resource, signal, socket, subprocess, sys, tempfile, time
 
@@ -55,8 +57,8 @@ class Holder:
 async def measure(name, cmd, port, n, holder):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, wait_port, port)
-        base_backend = holder.count  # the wait_port probe may count briefly
+        if not await asyncio.get_running_loop().run_in_executor(None, wait_port, port):
+            raise SystemExit(f"{name} did not listen on :{port}")
         await asyncio.sleep(1.0)
         before = rss_kib(proc.pid)
         socks = []
@@ -89,29 +91,62 @@ async def measure(name, cmd, port, n, holder):
             await asyncio.sleep(0.1)
 
 
-async def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=10000)
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "halyard-proxy"))
-    a = ap.parse_args()
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    want = 4 * a.n + 1024
-    try:  # root may raise the hard limit
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, want), max(hard, want)))
-        hard = max(hard, want)
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if hard < 3 * a.n:
-        sys.exit(f"RLIMIT_NOFILE hard limit {hard} is too low for n={a.n}")
+class RemoteHolder:
+    """The holding backend in its own process (so each process stays under
+    RLIMIT_NOFILE): it prints its port, then its connection count every 0.1 s."""
+
+    def __init__(self):
+        import threading
+        self.proc = subprocess.Popen([sys.executable, __file__, "--holder"], stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.count = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.count = int(line)
+            except ValueError:
+                pass
+
+
+async def holder_main():
+    raise_nofile(0)
     holder = Holder()
     server = await asyncio.start_server(holder.handle, "127.0.0.1", 0, backlog=4096)
-    bport = server.sockets[0].getsockname()[1]
+    print(server.sockets[0].getsockname()[1], flush=True)
+    while True:
+        await asyncio.sleep(0.1)
+        try:
+            print(holder.count, flush=True)
+        except BrokenPipeError:
+            return
+
+
+def raise_nofile(n):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def main():
+    if "--holder" in sys.argv:
+        return await holder_main()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=9900)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "halyard-proxy"))
+    a = ap.parse_args()
+    hard = raise_nofile(0)
+    if hard < 2 * a.n + 64:
+        sys.exit(f"RLIMIT_NOFILE hard limit {hard} is too low for n={a.n} (the proxy needs 2 fds per session); use -n {(hard - 64) // 2}")
+    holder = RemoteHolder()
+    bport = holder.port
     tmp = tempfile.mkdtemp(prefix="halyard-idle-")
     hcfg = os.path.join(tmp, "haproxy.cfg")
     with open(hcfg, "w") as f:
         f.write(f"""global
     nbthread 1
-    maxconn {a.n * 2 + 100}
+    maxconn {a.n + 20}
 defaults
     mode tcp
     timeout connect 5s
@@ -139,7 +174,8 @@ address = "127.0.0.1:{bport}"
     h = await measure("haproxy-tcp", ["prlimit", lim, "--", "haproxy", "-db", "-f", hcfg], 28391, a.n, holder)
     y = await measure("halyard-tcp", ["prlimit", lim, "--", "env", "RUST_LOG=warn", a.bin, "--config", ycfg], 28392, a.n, holder)
     print(f"ratio halyard/haproxy: {y / h:.2f}" if h > 0 else "haproxy grew by 0")
-    server.close()
+    holder.proc.terminate()
+    holder.proc.wait()
 
 
 asyncio.run(main())
