@@ -374,39 +374,42 @@ impl Backend {
         self.servers.keys().copied().collect()
     }
 
-    /// The candidates for a new session (the primary/backup rule applied).
+    /// The candidates for a new session (the primary/backup rule applied),
+    /// without `exclude` (a redispatch never turns to the backups while a
+    /// primary is usable).
     fn candidates(&self, now: Instant, exclude: Option<ServerId>) -> Vec<Candidate> {
-        let mk = |(id, s): (&ServerId, &Server)| Candidate {
-            id: *id,
-            weight: s.eff_weight(now),
-            static_weight: if s.eff_weight(now) > 0 {
-                s.spec.weight.max(1)
-            } else {
-                0
-            },
-            sessions: s.c.cur,
-            full: s.full(),
+        let mk = |(id, s): (&ServerId, &Server)| {
+            let weight = s.eff_weight(now);
+            Candidate {
+                id: *id,
+                weight,
+                static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
+                sessions: s.c.cur,
+                full: s.full(),
+            }
         };
         let usable = |s: &Server| s.eff_weight(now) > 0;
-        let not_excluded = |id: &ServerId| Some(*id) != exclude;
         let prim: Vec<Candidate> = self
             .servers
             .iter()
-            .filter(|(id, s)| !s.spec.backup && usable(s) && not_excluded(id))
+            .filter(|(_, s)| !s.spec.backup && usable(s))
             .map(mk)
             .collect();
-        if !prim.is_empty() {
-            return prim;
-        }
-        let mut backups = self
-            .servers
-            .iter()
-            .filter(|(id, s)| s.spec.backup && usable(s) && not_excluded(id));
-        if self.opts.allbackups {
-            backups.map(mk).collect()
+        let mut out = if !prim.is_empty() {
+            prim
         } else {
-            backups.next().map(mk).into_iter().collect()
-        }
+            let mut backups = self
+                .servers
+                .iter()
+                .filter(|(_, s)| s.spec.backup && usable(s));
+            if self.opts.allbackups {
+                backups.map(mk).collect()
+            } else {
+                backups.next().map(mk).into_iter().collect()
+            }
+        };
+        out.retain(|c| Some(c.id) != exclude);
+        out
     }
 
     fn take_slot(&mut self, now: Instant, id: ServerId) -> Option<Assignment> {

@@ -697,7 +697,8 @@ impl Config {
             let mut binds = Vec::new();
             for (i, b) in fe.binds.iter().enumerate() {
                 let a = addr(&format!("frontends.{fname}.binds[{i}]"), b)?;
-                if let Some(other) = seen.insert(a, fname.clone()) {
+                // Port 0 asks for an ephemeral port: never a clash.
+                if let Some(other) = seen.insert(a, fname.clone()).filter(|_| a.port() != 0) {
                     return Err(Error::config(
                         format!("frontends.{fname}.binds[{i}]"),
                         format!("{a} is already bound by frontend `{other}`"),

@@ -485,12 +485,12 @@ async fn session(
 async fn read_proxy_header(
     client: &mut TcpStream,
     timeout: Duration,
-) -> Result<(Option<SocketAddr>, Vec<u8>)> {
+) -> Result<(Option<(SocketAddr, SocketAddr)>, Vec<u8>)> {
     let mut buf = Vec::with_capacity(256);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match proxy_protocol::parse(&buf)? {
-            Some((h, n)) => return Ok((h.addresses.map(|(s, _)| s), buf.split_off(n))),
+            Some((h, n)) => return Ok((h.addresses, buf.split_off(n))),
             None => {
                 let mut chunk = [0u8; 256];
                 let n = tokio::time::timeout_at(deadline, client.read(&mut chunk))
@@ -542,16 +542,18 @@ async fn session_inner(
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
     let local = client.local_addr()?;
-    let (src, initial) = if fe.accept_proxy {
+    // The original client's addresses: from its PROXY header if the
+    // frontend requires one (relayed as-is by send_proxy), else the socket's.
+    let ((src, dst), initial) = if fe.accept_proxy {
         match read_proxy_header(client, fe.timeout_client).await {
-            Ok((addr, rest)) => (addr.unwrap_or(peer), rest),
+            Ok((addrs, rest)) => (addrs.unwrap_or((peer, local)), rest),
             Err(e) => {
                 tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
                 return Ok((End::Denied, 0, 0));
             }
         }
     } else {
-        (peer, Vec::new())
+        ((peer, local), Vec::new())
     };
     let client_ip: Option<IpAddr> = Some(src.ip());
     let backend = fe.backend.as_str();
@@ -630,7 +632,7 @@ async fn session_inner(
     let res = async {
         if let Some(v) = send_proxy {
             server
-                .write_all(&proxy_protocol::encode(v, src, local))
+                .write_all(&proxy_protocol::encode(v, src, dst))
                 .await?;
         }
         relay(
