@@ -4,5 +4,20 @@
 //! frontends, backends and servers, balancing algorithms, health checks,
 //! backup servers, connection limits and queues.
 //!
-//! Nothing public exists yet: the proxy lands with its issue.
+//! The interesting parts are pure state machines with no IO, clock or RNG of
+//! their own ([`balance`], [`health`], [`backend`], [`proxy_protocol`]); the
+//! tokio layer ([`runtime`]) only drives them. See `proxy/README.md`.
 #![deny(unsafe_code)]
+
+pub mod backend;
+pub mod balance;
+pub mod config;
+mod error;
+pub mod hash;
+pub mod health;
+pub mod proxy_protocol;
+pub mod runtime;
+pub mod stats;
+
+pub use error::{Error, Result};
+pub use runtime::Proxy;

@@ -1,0 +1,1138 @@
+//! The pure core of one backend: servers, their admin and health states,
+//! session accounting, `maxconn` and the backend queue (`maxqueue`,
+//! `timeout queue`), `retries` and `redispatch`, and the balancer.
+//!
+//! ```text
+//!  inputs (all take `now`)                       outputs
+//!  acquire(client) ───────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
+//!  release(server, bytes)     │           ├── connect_failed -> Retry::{Same, Redispatch, GiveUp}
+//!  connect_ok / connect_failed├─> Backend ├── take_dispatched(): queued tickets now assigned
+//!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions}
+//!  set_weight/admin/algorithm │           └── poll_timeout(): next queue deadline
+//!  expire_queue(now) ─────────┘
+//! ```
+//!
+//! Which servers may take a new session: those UP, in admin state READY, with
+//! an effective weight above 0. If no primary server may, the backup servers
+//! do: only the first usable one (by id), or all of them with `allbackups`.
+//!
+//! A session holds a slot on its server from [`Backend::acquire`] until
+//! [`Backend::release`] (or [`Backend::connect_failed`]). When every candidate
+//! is at its `maxconn`, the client waits in the backend queue (FIFO) until a
+//! slot frees or `timeout queue` passes. The queue holds at most the sum of
+//! the candidates' `maxqueue`s, unbounded if any candidate's is 0.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::balance::{Algorithm, Balancer, Candidate, ServerId};
+use crate::health::{
+    slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational, Transition,
+};
+use crate::stats::{BackendStats, ServerStats};
+use crate::{Error, Result};
+
+/// Largest server weight (HAProxy's range is 0..=256).
+pub const MAX_WEIGHT: u32 = 256;
+
+/// Admin state of a server (HAProxy `set server ... state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    /// Normal operation.
+    Ready,
+    /// No new sessions; existing ones finish; checks continue.
+    Drain,
+    /// Maintenance: no new sessions, no checks.
+    Maint,
+}
+
+impl std::str::FromStr for AdminState {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "ready" => Ok(AdminState::Ready),
+            "drain" => Ok(AdminState::Drain),
+            "maint" => Ok(AdminState::Maint),
+            _ => Err(Error::Command(format!(
+                "unknown state `{s}`; use ready, drain or maint"
+            ))),
+        }
+    }
+}
+
+/// The static description of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Name, unique in the backend.
+    pub name: String,
+    /// Address to connect to.
+    pub addr: SocketAddr,
+    /// Weight 0..=256.
+    pub weight: u32,
+    /// A backup server (used only when no primary is usable).
+    pub backup: bool,
+    /// Concurrent sessions limit; 0 = unlimited.
+    pub maxconn: u32,
+    /// This server's share of the backend queue; 0 = unlimited.
+    pub maxqueue: u32,
+    /// Check timing; `None` = no active checks (always UP unless told otherwise).
+    pub check: Option<CheckParams>,
+    /// Weight ramp after the server comes back UP.
+    pub slowstart: Duration,
+    /// Passive health: this many consecutive connect errors mark the server DOWN; 0 = off.
+    pub error_limit: u32,
+    /// `on-marked-down shutdown-sessions`.
+    pub shutdown_sessions_on_down: bool,
+}
+
+impl ServerSpec {
+    /// A server with HAProxy's defaults (weight 1, no limits, no checks).
+    pub fn new(name: impl Into<String>, addr: SocketAddr) -> Self {
+        ServerSpec {
+            name: name.into(),
+            addr,
+            weight: 1,
+            backup: false,
+            maxconn: 0,
+            maxqueue: 0,
+            check: None,
+            slowstart: Duration::ZERO,
+            error_limit: 0,
+            shutdown_sessions_on_down: false,
+        }
+    }
+}
+
+/// Backend-wide options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// Balancing algorithm.
+    pub algorithm: Algorithm,
+    /// Use all usable backups at once instead of the first one.
+    pub allbackups: bool,
+    /// Connect retries after the first failure.
+    pub retries: u32,
+    /// Redispatch to another server on the last retry (or when the server is unusable).
+    pub redispatch: bool,
+    /// Longest wait in the queue.
+    pub timeout_queue: Duration,
+    /// Bounded-load factor of the consistent algorithm, percent (0 = unbounded).
+    pub hash_balance_factor: u32,
+    /// Seed of the balancer's RNG.
+    pub seed: u64,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            algorithm: Algorithm::RoundRobin,
+            allbackups: false,
+            retries: 3,
+            redispatch: true,
+            timeout_queue: Duration::from_secs(5),
+            hash_balance_factor: 125,
+            seed: 0,
+        }
+    }
+}
+
+/// Where a session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assignment {
+    /// The server.
+    pub server: ServerId,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// A place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket(pub u64);
+
+/// Result of [`Backend::acquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+    /// Connect to this server now.
+    Assigned(Assignment),
+    /// Wait: the ticket shows up in [`Backend::take_dispatched`] or expires.
+    Queued(Ticket),
+    /// No server can take sessions (all down / drained / maint).
+    NoServer,
+    /// All servers full and the queue too.
+    QueueFull,
+}
+
+/// What to do after a failed connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Retry the same server.
+    Same(Assignment),
+    /// Try this other server.
+    Redispatch(Assignment),
+    /// Stop: report the failure to the client.
+    GiveUp,
+}
+
+/// Something the IO layer must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A server went UP.
+    ServerUp {
+        /// Which.
+        server: ServerId,
+    },
+    /// A server went DOWN.
+    ServerDown {
+        /// Which.
+        server: ServerId,
+        /// Close its sessions now (`on-marked-down shutdown-sessions`).
+        shutdown_sessions: bool,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    cur: u32,
+    max: u32,
+    total: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    connect_errors: u64,
+    retries: u64,
+    redispatches: u64,
+    check_failures: u64,
+    down_transitions: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Server {
+    spec: ServerSpec,
+    weight: u32,
+    admin: AdminState,
+    health: Health,
+    agent_percent: u32,
+    agent_maxconn: Option<u32>,
+    ramp_from: Option<Instant>,
+    errors_in_row: u32,
+    last_change: Instant,
+    check_status: String,
+    check_duration: Option<Duration>,
+    c: Counters,
+}
+
+impl Server {
+    fn maxconn(&self) -> u32 {
+        self.agent_maxconn.unwrap_or(self.spec.maxconn)
+    }
+
+    fn full(&self) -> bool {
+        let m = self.maxconn();
+        m != 0 && self.c.cur >= m
+    }
+
+    fn eff_weight(&self, now: Instant) -> u32 {
+        if self.admin != AdminState::Ready || self.health.state() != Operational::Up {
+            return 0;
+        }
+        let w = (u64::from(self.weight) * u64::from(self.agent_percent) / 100)
+            .min(u64::from(MAX_WEIGHT));
+        let w = u32::try_from(w).unwrap_or(MAX_WEIGHT);
+        match self.ramp_from {
+            Some(t) => slowstart_weight(w, now.saturating_duration_since(t), self.spec.slowstart),
+            None => w,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Waiter {
+    ticket: Ticket,
+    client: Option<IpAddr>,
+    deadline: Instant,
+}
+
+/// One backend's pure state. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    name: String,
+    opts: BackendOptions,
+    balancer: Balancer,
+    servers: BTreeMap<ServerId, Server>,
+    next_id: u32,
+    queue: VecDeque<Waiter>,
+    next_ticket: u64,
+    dispatched: Vec<(Ticket, Assignment)>,
+    events: Vec<Event>,
+    c: Counters,
+    queue_max: u32,
+    no_server: u64,
+    queue_timeouts: u64,
+    last_change: Instant,
+}
+
+impl Backend {
+    /// An empty backend.
+    pub fn new(name: impl Into<String>, opts: BackendOptions, now: Instant) -> Self {
+        let mut balancer = Balancer::new(opts.algorithm, opts.seed);
+        balancer.set_balance_factor(opts.hash_balance_factor);
+        Backend {
+            name: name.into(),
+            opts,
+            balancer,
+            servers: BTreeMap::new(),
+            next_id: 1,
+            queue: VecDeque::new(),
+            next_ticket: 1,
+            dispatched: Vec::new(),
+            events: Vec::new(),
+            c: Counters::default(),
+            queue_max: 0,
+            no_server: 0,
+            queue_timeouts: 0,
+            last_change: now,
+        }
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options.
+    pub fn options(&self) -> &BackendOptions {
+        &self.opts
+    }
+
+    /// Adds a server (effective for the next connection).
+    pub fn add_server(&mut self, spec: ServerSpec, now: Instant) -> Result<ServerId> {
+        if self.servers.values().any(|s| s.spec.name == spec.name) {
+            return Err(Error::ServerExists {
+                backend: self.name.clone(),
+                server: spec.name,
+            });
+        }
+        if spec.weight > MAX_WEIGHT {
+            return Err(Error::Command(format!(
+                "weight {} out of range 0..=256",
+                spec.weight
+            )));
+        }
+        let id = ServerId(self.next_id);
+        self.next_id += 1;
+        let health = Health::new(spec.check.unwrap_or_default());
+        let server = Server {
+            weight: spec.weight,
+            spec,
+            admin: AdminState::Ready,
+            health,
+            agent_percent: 100,
+            agent_maxconn: None,
+            ramp_from: None,
+            errors_in_row: 0,
+            last_change: now,
+            check_status: String::new(),
+            check_duration: None,
+            c: Counters::default(),
+        };
+        self.servers.insert(id, server);
+        self.dispatch(now);
+        Ok(id)
+    }
+
+    /// Removes a server. Its open sessions finish; their release is ignored.
+    pub fn remove_server(&mut self, name: &str, now: Instant) -> Result<ServerId> {
+        let id = self.id_of(name)?;
+        self.servers.remove(&id);
+        self.dispatch(now);
+        Ok(id)
+    }
+
+    /// The id of the server called `name`.
+    pub fn server_id(&self, name: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .find(|(_, s)| s.spec.name == name)
+            .map(|(id, _)| *id)
+    }
+
+    fn id_of(&self, name: &str) -> Result<ServerId> {
+        self.server_id(name).ok_or_else(|| Error::NoSuchServer {
+            backend: self.name.clone(),
+            server: name.to_string(),
+        })
+    }
+
+    /// A server's spec.
+    pub fn server_spec(&self, id: ServerId) -> Option<&ServerSpec> {
+        self.servers.get(&id).map(|s| &s.spec)
+    }
+
+    /// All server ids, in order.
+    pub fn server_ids(&self) -> Vec<ServerId> {
+        self.servers.keys().copied().collect()
+    }
+
+    /// The candidates for a new session (the primary/backup rule applied),
+    /// without `exclude` (a redispatch never turns to the backups while a
+    /// primary is usable).
+    fn candidates(&self, now: Instant, exclude: Option<ServerId>) -> Vec<Candidate> {
+        let mk = |(id, s): (&ServerId, &Server)| {
+            let weight = s.eff_weight(now);
+            Candidate {
+                id: *id,
+                weight,
+                static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
+                sessions: s.c.cur,
+                full: s.full(),
+            }
+        };
+        let usable = |s: &Server| s.eff_weight(now) > 0;
+        let prim: Vec<Candidate> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.spec.backup && usable(s))
+            .map(mk)
+            .collect();
+        let mut out = if !prim.is_empty() {
+            prim
+        } else {
+            let mut backups = self
+                .servers
+                .iter()
+                .filter(|(_, s)| s.spec.backup && usable(s));
+            if self.opts.allbackups {
+                backups.map(mk).collect()
+            } else {
+                backups.next().map(mk).into_iter().collect()
+            }
+        };
+        out.retain(|c| Some(c.id) != exclude);
+        out
+    }
+
+    fn take_slot(&mut self, now: Instant, id: ServerId) -> Option<Assignment> {
+        let s = self.servers.get_mut(&id)?;
+        s.c.cur += 1;
+        s.c.max = s.c.max.max(s.c.cur);
+        s.c.total += 1;
+        self.c.cur += 1;
+        self.c.max = self.c.max.max(self.c.cur);
+        self.c.total += 1;
+        let _ = now;
+        Some(Assignment {
+            server: id,
+            addr: s.spec.addr,
+        })
+    }
+
+    fn try_assign(
+        &mut self,
+        now: Instant,
+        client: Option<IpAddr>,
+        exclude: Option<ServerId>,
+    ) -> Option<Assignment> {
+        let cands = self.candidates(now, exclude);
+        let id = self.balancer.pick(&cands, client)?;
+        self.take_slot(now, id)
+    }
+
+    /// A new session asks for a server.
+    pub fn acquire(&mut self, now: Instant, client: Option<IpAddr>) -> Acquire {
+        // FIFO fairness: nobody overtakes the queue.
+        if self.queue.is_empty() {
+            if let Some(a) = self.try_assign(now, client, None) {
+                return Acquire::Assigned(a);
+            }
+        }
+        let cands = self.candidates(now, None);
+        if cands.is_empty() {
+            self.no_server += 1;
+            return Acquire::NoServer;
+        }
+        let unbounded = cands.iter().any(|c| self.servers[&c.id].spec.maxqueue == 0);
+        let cap: u64 = cands
+            .iter()
+            .map(|c| u64::from(self.servers[&c.id].spec.maxqueue))
+            .sum();
+        if !unbounded && self.queue.len() as u64 >= cap {
+            return Acquire::QueueFull;
+        }
+        let ticket = Ticket(self.next_ticket);
+        self.next_ticket += 1;
+        self.queue.push_back(Waiter {
+            ticket,
+            client,
+            deadline: now + self.opts.timeout_queue,
+        });
+        self.queue_max = self
+            .queue_max
+            .max(u32::try_from(self.queue.len()).unwrap_or(u32::MAX));
+        Acquire::Queued(ticket)
+    }
+
+    /// Hands free slots to queued clients, in order.
+    fn dispatch(&mut self, now: Instant) {
+        while let Some(w) = self.queue.front() {
+            let client = w.client;
+            match self.try_assign(now, client, None) {
+                Some(a) => {
+                    let w = self.queue.pop_front().expect("front exists");
+                    self.dispatched.push((w.ticket, a));
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Queued clients that got a server since the last call.
+    pub fn take_dispatched(&mut self) -> Vec<(Ticket, Assignment)> {
+        std::mem::take(&mut self.dispatched)
+    }
+
+    /// Server state changes since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Removes a ticket from the queue (the client left); false if it was not queued.
+    pub fn cancel(&mut self, ticket: Ticket) -> bool {
+        let before = self.queue.len();
+        self.queue.retain(|w| w.ticket != ticket);
+        self.queue.len() != before
+    }
+
+    /// Drops the tickets whose `timeout queue` passed.
+    pub fn expire_queue(&mut self, now: Instant) -> Vec<Ticket> {
+        let mut out = Vec::new();
+        self.queue.retain(|w| {
+            if w.deadline <= now {
+                out.push(w.ticket);
+                false
+            } else {
+                true
+            }
+        });
+        self.queue_timeouts += out.len() as u64;
+        out
+    }
+
+    /// Counts a queue timeout detected by the IO layer.
+    pub fn note_queue_timeout(&mut self) {
+        self.queue_timeouts += 1;
+    }
+
+    /// The next queue deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.queue.iter().map(|w| w.deadline).min()
+    }
+
+    /// Clients waiting.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// A session ended: frees its slot and records its bytes.
+    pub fn release(&mut self, now: Instant, server: ServerId, bytes_in: u64, bytes_out: u64) {
+        self.c.cur = self.c.cur.saturating_sub(1);
+        self.c.bytes_in += bytes_in;
+        self.c.bytes_out += bytes_out;
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.c.cur = s.c.cur.saturating_sub(1);
+            s.c.bytes_in += bytes_in;
+            s.c.bytes_out += bytes_out;
+        }
+        self.dispatch(now);
+    }
+
+    /// The connect to `server` succeeded (resets the passive error count).
+    pub fn connect_ok(&mut self, server: ServerId) {
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.errors_in_row = 0;
+        }
+    }
+
+    /// The connect to `server` failed; `failures` counts the failures of this
+    /// session so far (1 on the first). Frees the slot, applies passive
+    /// health, and decides about the retry (HAProxy: `retries` more attempts,
+    /// the last one redispatched to another server with `redispatch`).
+    pub fn connect_failed(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        failures: u32,
+        client: Option<IpAddr>,
+    ) -> Retry {
+        self.c.connect_errors += 1;
+        self.c.cur = self.c.cur.saturating_sub(1);
+        self.c.total = self.c.total.saturating_sub(1);
+        let mut usable = false;
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.c.connect_errors += 1;
+            s.c.cur = s.c.cur.saturating_sub(1);
+            s.c.total = s.c.total.saturating_sub(1);
+            s.errors_in_row += 1;
+            if s.spec.error_limit > 0 && s.errors_in_row >= s.spec.error_limit {
+                s.errors_in_row = 0;
+                s.check_status = "passive: connect errors".into();
+                self.set_health(now, server, Operational::Down);
+            }
+            usable = self
+                .servers
+                .get(&server)
+                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full());
+        }
+        let retry = if failures > self.opts.retries {
+            Retry::GiveUp
+        } else if self.opts.redispatch && (failures == self.opts.retries || !usable) {
+            match self.try_assign(now, client, Some(server)) {
+                Some(a) => Retry::Redispatch(a),
+                None if usable => self
+                    .take_slot(now, server)
+                    .map_or(Retry::GiveUp, Retry::Same),
+                None => Retry::GiveUp,
+            }
+        } else if usable {
+            self.take_slot(now, server)
+                .map_or(Retry::GiveUp, Retry::Same)
+        } else {
+            Retry::GiveUp
+        };
+        match retry {
+            Retry::Same(_) => {
+                self.c.retries += 1;
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.c.retries += 1;
+                }
+            }
+            Retry::Redispatch(_) => {
+                self.c.redispatches += 1;
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.c.redispatches += 1;
+                }
+            }
+            Retry::GiveUp => {}
+        }
+        self.dispatch(now);
+        retry
+    }
+
+    fn set_health(&mut self, now: Instant, id: ServerId, state: Operational) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if let Some(t) = s.health.force(state) {
+            self.transition(now, id, t);
+        }
+    }
+
+    fn transition(&mut self, now: Instant, id: ServerId, t: Transition) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        s.last_change = now;
+        self.last_change = now;
+        match t {
+            Transition::WentUp => {
+                if !s.spec.slowstart.is_zero() {
+                    s.ramp_from = Some(now);
+                }
+                tracing::info!(backend = %self.name, server = %s.spec.name, "server UP");
+                self.events.push(Event::ServerUp { server: id });
+            }
+            Transition::WentDown => {
+                s.ramp_from = None;
+                s.c.down_transitions += 1;
+                tracing::warn!(backend = %self.name, server = %s.spec.name, "server DOWN");
+                self.events.push(Event::ServerDown {
+                    server: id,
+                    shutdown_sessions: s.spec.shutdown_sessions_on_down,
+                });
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// An active check finished. `status` is a short HAProxy-like code
+    /// (`L4OK`, `L4CON`, `L7STS`, ...).
+    pub fn check_result(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        ok: bool,
+        status: &str,
+        duration: Duration,
+    ) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return;
+        };
+        s.check_status = status.to_string();
+        s.check_duration = Some(duration);
+        if !ok {
+            s.c.check_failures += 1;
+        }
+        if let Some(t) = s.health.observe(ok) {
+            self.transition(now, server, t);
+        }
+    }
+
+    /// An agent replied (HAProxy `agent-check`).
+    pub fn agent_result(&mut self, now: Instant, server: ServerId, reply: &AgentReply) {
+        let Some(s) = self.servers.get_mut(&server) else {
+            return;
+        };
+        if let Some(p) = reply.weight_percent {
+            s.agent_percent = p;
+        }
+        if let Some(m) = reply.maxconn {
+            s.agent_maxconn = Some(m);
+        }
+        let admin = reply.admin.map(|a| match a {
+            AgentAdmin::Ready => AdminState::Ready,
+            AgentAdmin::Drain => AdminState::Drain,
+            AgentAdmin::Maint => AdminState::Maint,
+        });
+        if let Some(a) = admin {
+            self.apply_admin(now, server, a);
+        }
+        if let Some(op) = reply.operational {
+            self.set_health(now, server, op);
+        }
+        self.dispatch(now);
+    }
+
+    fn apply_admin(&mut self, now: Instant, id: ServerId, admin: AdminState) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if s.admin == admin {
+            return;
+        }
+        let leaving_maint = s.admin == AdminState::Maint;
+        s.admin = admin;
+        s.last_change = now;
+        self.last_change = now;
+        if leaving_maint && admin == AdminState::Ready && !s.spec.slowstart.is_zero() {
+            s.ramp_from = Some(now);
+        }
+        tracing::info!(backend = %self.name, server = %s.spec.name, ?admin, "server admin state");
+        self.dispatch(now);
+    }
+
+    /// Sets a server's weight (0..=256), effective for the next connection.
+    pub fn set_weight(&mut self, now: Instant, name: &str, weight: u32) -> Result<()> {
+        if weight > MAX_WEIGHT {
+            return Err(Error::Command(format!(
+                "weight {weight} out of range; use 0..=256"
+            )));
+        }
+        let id = self.id_of(name)?;
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.weight = weight;
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Sets a server's admin state.
+    pub fn set_admin(&mut self, now: Instant, name: &str, admin: AdminState) -> Result<()> {
+        let id = self.id_of(name)?;
+        self.apply_admin(now, id, admin);
+        Ok(())
+    }
+
+    /// Forces a server UP or DOWN (a [`crate::health::HealthSource`] report).
+    pub fn set_operational(&mut self, now: Instant, name: &str, state: Operational) -> Result<()> {
+        let id = self.id_of(name)?;
+        self.set_health(now, id, state);
+        Ok(())
+    }
+
+    /// Switches the balancing algorithm, effective for the next connection.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+        self.opts.algorithm = algorithm;
+        self.balancer.set_algorithm(algorithm);
+    }
+
+    /// When to run the next active check of `server`; `None` if it has no
+    /// checks, is in maintenance, or is gone.
+    pub fn next_check_in(&self, server: ServerId) -> Option<Duration> {
+        let s = self.servers.get(&server)?;
+        if s.spec.check.is_none() || s.admin == AdminState::Maint {
+            return None;
+        }
+        Some(s.health.next_interval())
+    }
+
+    /// True while `server` exists and is in maintenance.
+    pub fn in_maint(&self, server: ServerId) -> bool {
+        self.servers
+            .get(&server)
+            .is_some_and(|s| s.admin == AdminState::Maint)
+    }
+
+    /// A snapshot of the counters and states.
+    pub fn stats(&self, now: Instant) -> BackendStats {
+        let servers: Vec<ServerStats> = self
+            .servers
+            .iter()
+            .map(|(id, s)| {
+                let full = s.health.params().rise + s.health.params().fall - 1;
+                let status = match (s.admin, s.health.state()) {
+                    (AdminState::Maint, _) => "MAINT".to_string(),
+                    (AdminState::Drain, Operational::Up) => "DRAIN".to_string(),
+                    (_, Operational::Down) if s.spec.check.is_some() && s.health.counter() > 0 => {
+                        format!("DOWN {}/{}", s.health.counter(), s.health.params().rise)
+                    }
+                    (_, Operational::Down) => "DOWN".to_string(),
+                    (_, Operational::Up) if s.spec.check.is_some() && s.health.counter() < full => {
+                        format!(
+                            "UP {}/{}",
+                            s.health.counter() + 1 - s.health.params().rise,
+                            s.health.params().fall
+                        )
+                    }
+                    (_, Operational::Up) => "UP".to_string(),
+                };
+                ServerStats {
+                    id: *id,
+                    name: s.spec.name.clone(),
+                    addr: s.spec.addr,
+                    status,
+                    backup: s.spec.backup,
+                    weight: s.weight,
+                    effective_weight: s.eff_weight(now),
+                    cur_sessions: s.c.cur,
+                    max_sessions: s.c.max,
+                    total_sessions: s.c.total,
+                    bytes_in: s.c.bytes_in,
+                    bytes_out: s.c.bytes_out,
+                    connect_errors: s.c.connect_errors,
+                    retries: s.c.retries,
+                    redispatches: s.c.redispatches,
+                    check_status: s.check_status.clone(),
+                    check_duration_ms: s.check_duration.map(|d| d.as_millis() as u64),
+                    check_failures: s.c.check_failures,
+                    down_transitions: s.c.down_transitions,
+                    last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
+                    maxconn: s.maxconn(),
+                }
+            })
+            .collect();
+        let up = !self.candidates(now, None).is_empty();
+        BackendStats {
+            name: self.name.clone(),
+            status: if up { "UP" } else { "DOWN" }.to_string(),
+            algorithm: self.opts.algorithm,
+            cur_sessions: self.c.cur,
+            max_sessions: self.c.max,
+            total_sessions: self.c.total,
+            bytes_in: self.c.bytes_in,
+            bytes_out: self.c.bytes_out,
+            connect_errors: self.c.connect_errors,
+            retries: self.c.retries,
+            redispatches: self.c.redispatches,
+            queue_cur: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
+            queue_max: self.queue_max,
+            queue_timeouts: self.queue_timeouts,
+            no_server: self.no_server,
+            last_change_secs: now.saturating_duration_since(self.last_change).as_secs(),
+            servers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    fn backend(opts: BackendOptions, specs: Vec<ServerSpec>) -> (Backend, Instant) {
+        let now = Instant::now();
+        let mut b = Backend::new("b", opts, now);
+        for s in specs {
+            b.add_server(s, now).unwrap();
+        }
+        (b, now)
+    }
+
+    fn assigned(a: Acquire) -> ServerId {
+        match a {
+            Acquire::Assigned(a) => a.server,
+            other => panic!("expected assignment, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backups_only_when_no_primary_and_allbackups() {
+        let mut p = ServerSpec::new("p", addr(1));
+        p.check = Some(CheckParams::default());
+        let mut b1 = ServerSpec::new("b1", addr(2));
+        b1.backup = true;
+        let mut b2 = ServerSpec::new("b2", addr(3));
+        b2.backup = true;
+        let (mut b, now) = backend(BackendOptions::default(), vec![p, b1, b2]);
+        for _ in 0..4 {
+            assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+        }
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: ServerId(1),
+                shutdown_sessions: false
+            }]
+        );
+        for _ in 0..4 {
+            assert_eq!(
+                assigned(b.acquire(now, None)),
+                ServerId(2),
+                "first backup only"
+            );
+        }
+        b.set_algorithm(Algorithm::RoundRobin);
+        let mut all = b.clone();
+        all.opts.allbackups = true;
+        let picks: Vec<ServerId> = (0..4).map(|_| assigned(all.acquire(now, None))).collect();
+        assert!(
+            picks.contains(&ServerId(2)) && picks.contains(&ServerId(3)),
+            "{picks:?}"
+        );
+        // A drained primary counts as unusable too.
+        b.set_operational(now, "p", Operational::Up).unwrap();
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+        b.set_admin(now, "p", AdminState::Drain).unwrap();
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(2));
+    }
+
+    #[test]
+    fn maxconn_queue_dispatch_and_timeout() {
+        let mut s = ServerSpec::new("s", addr(1));
+        s.maxconn = 2;
+        s.maxqueue = 2;
+        let opts = BackendOptions {
+            timeout_queue: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let (mut b, now) = backend(opts, vec![s]);
+        let a1 = assigned(b.acquire(now, None));
+        let _a2 = assigned(b.acquire(now, None));
+        let Acquire::Queued(t1) = b.acquire(now, None) else {
+            panic!()
+        };
+        let Acquire::Queued(t2) = b.acquire(now, None) else {
+            panic!()
+        };
+        assert_eq!(b.acquire(now, None), Acquire::QueueFull);
+        assert_eq!(b.stats(now).queue_cur, 2);
+        b.release(now, a1, 10, 20);
+        let d = b.take_dispatched();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, t1, "FIFO");
+        assert_eq!(b.poll_timeout(), Some(now + Duration::from_secs(1)));
+        assert_eq!(b.expire_queue(now + Duration::from_millis(999)), vec![]);
+        assert_eq!(b.expire_queue(now + Duration::from_secs(1)), vec![t2]);
+        let st = b.stats(now);
+        assert_eq!(
+            (
+                st.cur_sessions,
+                st.queue_cur,
+                st.queue_timeouts,
+                st.bytes_out
+            ),
+            (2, 0, 1, 20)
+        );
+        assert!(!b.cancel(t2));
+    }
+
+    #[test]
+    fn no_server_when_all_down() {
+        let mut s = ServerSpec::new("s", addr(1));
+        s.check = Some(CheckParams::default());
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(b.acquire(now, None), Acquire::NoServer);
+        assert_eq!(b.stats(now).status, "DOWN");
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(b.acquire(now, None), Acquire::NoServer, "rise 2");
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+    }
+
+    #[test]
+    fn retries_then_redispatch_on_last_retry() {
+        let opts = BackendOptions {
+            retries: 2,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(
+            opts,
+            vec![ServerSpec::new("a", addr(1)), ServerSpec::new("b", addr(2))],
+        );
+        let first = assigned(b.acquire(now, None));
+        let Retry::Same(r1) = b.connect_failed(now, first, 1, None) else {
+            panic!()
+        };
+        assert_eq!(r1.server, first);
+        let Retry::Redispatch(r2) = b.connect_failed(now, first, 2, None) else {
+            panic!()
+        };
+        assert_ne!(r2.server, first);
+        assert_eq!(b.connect_failed(now, r2.server, 3, None), Retry::GiveUp);
+        let st = b.stats(now);
+        assert_eq!(
+            (
+                st.cur_sessions,
+                st.connect_errors,
+                st.retries,
+                st.redispatches
+            ),
+            (0, 3, 1, 1)
+        );
+    }
+
+    #[test]
+    fn no_redispatch_option_stays_on_server() {
+        let opts = BackendOptions {
+            retries: 1,
+            redispatch: false,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(
+            opts,
+            vec![ServerSpec::new("a", addr(1)), ServerSpec::new("b", addr(2))],
+        );
+        let first = assigned(b.acquire(now, None));
+        assert!(
+            matches!(b.connect_failed(now, first, 1, None), Retry::Same(a) if a.server == first)
+        );
+        assert_eq!(b.connect_failed(now, first, 2, None), Retry::GiveUp);
+    }
+
+    #[test]
+    fn passive_health_marks_down_after_error_limit() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.error_limit = 2;
+        s.shutdown_sessions_on_down = true;
+        let opts = BackendOptions {
+            retries: 5,
+            redispatch: false,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(opts, vec![s]);
+        let first = assigned(b.acquire(now, None));
+        assert!(matches!(
+            b.connect_failed(now, first, 1, None),
+            Retry::Same(_)
+        ));
+        assert_eq!(
+            b.connect_failed(now, first, 2, None),
+            Retry::GiveUp,
+            "server now down"
+        );
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: first,
+                shutdown_sessions: true
+            }]
+        );
+        assert_eq!(b.acquire(now, None), Acquire::NoServer);
+    }
+
+    #[test]
+    fn slowstart_ramps_after_recovery() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.weight = 100;
+        s.slowstart = Duration::from_secs(10);
+        s.check = Some(CheckParams {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        });
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        assert_eq!(
+            b.stats(now).servers[0].effective_weight,
+            100,
+            "no ramp at startup"
+        );
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(
+            b.stats(now + Duration::from_secs(2)).servers[0].effective_weight,
+            20
+        );
+        assert_eq!(
+            b.stats(now + Duration::from_secs(11)).servers[0].effective_weight,
+            100
+        );
+    }
+
+    #[test]
+    fn runtime_weight_admin_add_remove_and_algorithm() {
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![ServerSpec::new("a", addr(1))],
+        );
+        let c = b.add_server(ServerSpec::new("c", addr(3)), now).unwrap();
+        assert!(matches!(
+            b.add_server(ServerSpec::new("c", addr(3)), now),
+            Err(Error::ServerExists { .. })
+        ));
+        b.set_weight(now, "a", 0).unwrap();
+        assert_eq!(assigned(b.acquire(now, None)), c);
+        assert!(b.set_weight(now, "a", 257).is_err());
+        b.set_weight(now, "a", 1).unwrap();
+        b.set_admin(now, "c", AdminState::Maint).unwrap();
+        assert_eq!(b.next_check_in(c), None);
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+        assert_eq!(b.stats(now).servers[1].status, "MAINT");
+        b.set_admin(now, "c", AdminState::Ready).unwrap();
+        b.set_algorithm(Algorithm::First);
+        for _ in 0..3 {
+            assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+        }
+        assert_eq!(b.stats(now).algorithm, Algorithm::First);
+        b.remove_server("a", now).unwrap();
+        assert_eq!(assigned(b.acquire(now, None)), c);
+        b.release(now, ServerId(1), 0, 0); // a gone: ignored per server, counted per backend
+        assert!(matches!(
+            b.set_weight(now, "a", 1),
+            Err(Error::NoSuchServer { .. })
+        ));
+    }
+
+    #[test]
+    fn agent_reply_changes_weight_admin_and_state() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.weight = 10;
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![s, ServerSpec::new("b", addr(2))],
+        );
+        b.agent_result(now, ServerId(1), &crate::health::parse_agent_reply(b"50%"));
+        assert_eq!(b.stats(now).servers[0].effective_weight, 5);
+        b.agent_result(
+            now,
+            ServerId(1),
+            &crate::health::parse_agent_reply(b"drain"),
+        );
+        assert_eq!(b.stats(now).servers[0].status, "DRAIN");
+        b.agent_result(
+            now,
+            ServerId(1),
+            &crate::health::parse_agent_reply(b"ready down"),
+        );
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        b.agent_result(
+            now,
+            ServerId(1),
+            &crate::health::parse_agent_reply(b"up 100%"),
+        );
+        assert_eq!(b.stats(now).servers[0].effective_weight, 10);
+    }
+}

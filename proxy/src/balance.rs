@@ -1,0 +1,621 @@
+//! Balancing algorithms: pure, deterministic given a seed.
+//!
+//! A [`Balancer`] chooses one server among [`Candidate`]s. The caller (the
+//! backend core) decides which servers are candidates at all (up, not in
+//! drain/maint, the primary/backup rule) and passes each one's *effective*
+//! weight (after `slowstart` and agent percentages), its current session count,
+//! and whether it is full (`maxconn` reached). Full servers are never chosen.
+//!
+//! | algorithm | HAProxy name | notes |
+//! |---|---|---|
+//! | [`Algorithm::RoundRobin`] | `roundrobin` | smooth weighted round robin; weight changes apply to the next pick |
+//! | [`Algorithm::StaticRr`] | `static-rr` | weighted round robin over the *configured* weights; runtime weight changes and slowstart are ignored |
+//! | [`Algorithm::LeastConn`] | `leastconn` | lowest `(sessions+1)/weight`, round robin among ties |
+//! | [`Algorithm::First`] | `first` | the first server (by id) with a free slot |
+//! | [`Algorithm::Source`] | `source` | client address hash over a weighted map (map-based: a removed server remaps most clients) |
+//! | [`Algorithm::Consistent`] | `source` + `hash-type consistent` + `hash-balance-factor` | consistent hash ring with bounded loads |
+//! | [`Algorithm::Random`] | `random(2)` | power of two (weighted) random choices, the less loaded wins |
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{hash_ip, mix64};
+
+/// A server's identity inside one backend: stable for the server's life,
+/// never reused, and the tie-break order of every algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServerId(pub u32);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The balancing algorithm of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// Smooth weighted round robin with dynamic weights (HAProxy `roundrobin`).
+    #[default]
+    RoundRobin,
+    /// Weighted round robin over configured weights (HAProxy `static-rr`).
+    StaticRr,
+    /// Fewest sessions per weight (HAProxy `leastconn`).
+    LeastConn,
+    /// First server with a free slot, by id (HAProxy `first`).
+    First,
+    /// Hash of the client address over a weighted map (HAProxy `source`).
+    Source,
+    /// Consistent hashing of the client address with bounded loads.
+    Consistent,
+    /// Power of two random choices (HAProxy `random(2)`).
+    Random,
+}
+
+impl Algorithm {
+    /// Every algorithm, in declaration order.
+    pub const ALL: [Algorithm; 7] = [
+        Algorithm::RoundRobin,
+        Algorithm::StaticRr,
+        Algorithm::LeastConn,
+        Algorithm::First,
+        Algorithm::Source,
+        Algorithm::Consistent,
+        Algorithm::Random,
+    ];
+
+    /// The configuration name (`roundrobin`, `static-rr`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round-robin",
+            Algorithm::StaticRr => "static-rr",
+            Algorithm::LeastConn => "least-conn",
+            Algorithm::First => "first",
+            Algorithm::Source => "source",
+            Algorithm::Consistent => "consistent",
+            Algorithm::Random => "random",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.to_ascii_lowercase().replace('_', "-");
+        let a = match norm.as_str() {
+            "round-robin" | "roundrobin" => Algorithm::RoundRobin,
+            "static-rr" => Algorithm::StaticRr,
+            "least-conn" | "leastconn" => Algorithm::LeastConn,
+            "first" => Algorithm::First,
+            "source" => Algorithm::Source,
+            "consistent" => Algorithm::Consistent,
+            "random" => Algorithm::Random,
+            _ => {
+                return Err(crate::Error::Command(format!(
+                    "unknown algorithm `{s}`; use one of round-robin, static-rr, least-conn, first, source, consistent, random"
+                )))
+            }
+        };
+        Ok(a)
+    }
+}
+
+/// One server as the balancer sees it for one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The server.
+    pub id: ServerId,
+    /// Effective weight now (0 = takes no new sessions).
+    pub weight: u32,
+    /// Configured weight (used by `static-rr` only).
+    pub static_weight: u32,
+    /// Current sessions on the server.
+    pub sessions: u32,
+    /// True when the server is at its `maxconn`.
+    pub full: bool,
+}
+
+/// Points on the consistent-hash ring per unit of weight.
+const RING_POINTS_PER_WEIGHT: u32 = 40;
+
+/// The per-backend state of an algorithm. Create one with [`Balancer::new`];
+/// [`Balancer::set_algorithm`] switches algorithm at runtime (the state of the
+/// new algorithm starts fresh).
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    algorithm: Algorithm,
+    rng: SmallRng,
+    /// Smooth WRR current weights.
+    swrr: BTreeMap<ServerId, i64>,
+    /// static-rr: schedule (ids in order) and its key, plus the cursor.
+    static_key: Vec<(ServerId, u32)>,
+    static_schedule: Vec<ServerId>,
+    static_cursor: usize,
+    /// leastconn tie rotation: the last server chosen.
+    last: Option<ServerId>,
+    /// Consistent ring and the (id, weight) set it was built for.
+    ring_key: Vec<(ServerId, u32)>,
+    ring: Vec<(u64, ServerId)>,
+    /// Bounded-load factor in percent (HAProxy `hash-balance-factor`); 0 = unbounded.
+    balance_factor: u32,
+}
+
+impl Balancer {
+    /// A balancer running `algorithm`, its randomness seeded by `seed`.
+    pub fn new(algorithm: Algorithm, seed: u64) -> Self {
+        Balancer {
+            algorithm,
+            rng: SmallRng::seed_from_u64(seed),
+            swrr: BTreeMap::new(),
+            static_key: Vec::new(),
+            static_schedule: Vec::new(),
+            static_cursor: 0,
+            last: None,
+            ring_key: Vec::new(),
+            ring: Vec::new(),
+            balance_factor: 125,
+        }
+    }
+
+    /// Sets the bounded-load factor of [`Algorithm::Consistent`] in percent of
+    /// the average load (HAProxy `hash-balance-factor`; 0 disables the bound,
+    /// otherwise at least 100).
+    pub fn set_balance_factor(&mut self, percent: u32) {
+        self.balance_factor = percent;
+    }
+
+    /// The algorithm in use.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Switches algorithm; effective for the next pick.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
+        if algorithm != self.algorithm {
+            self.algorithm = algorithm;
+            self.swrr.clear();
+            self.static_key.clear();
+            self.static_schedule.clear();
+            self.static_cursor = 0;
+            self.last = None;
+        }
+    }
+
+    /// Chooses a server among `cands` (which must be sorted by id), or `None`
+    /// when no candidate can take a session. `client` feeds the hash algorithms
+    /// (without it they fall back to round robin).
+    pub fn pick(&mut self, cands: &[Candidate], client: Option<IpAddr>) -> Option<ServerId> {
+        debug_assert!(cands.windows(2).all(|w| w[0].id < w[1].id));
+        match self.algorithm {
+            Algorithm::RoundRobin => self.pick_swrr(cands),
+            Algorithm::StaticRr => self.pick_static(cands),
+            Algorithm::LeastConn => self.pick_leastconn(cands),
+            Algorithm::First => cands.iter().find(|c| c.weight > 0 && !c.full).map(|c| c.id),
+            Algorithm::Source => match client {
+                Some(ip) => pick_source_map(cands, hash_ip(ip)),
+                None => self.pick_swrr(cands),
+            },
+            Algorithm::Consistent => match client {
+                Some(ip) => self.pick_consistent(cands, hash_ip(ip)),
+                None => self.pick_swrr(cands),
+            },
+            Algorithm::Random => self.pick_p2c(cands),
+        }
+    }
+
+    fn pick_swrr(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        let mut total: i64 = 0;
+        let mut best: Option<(ServerId, i64)> = None;
+        // Drop the state of servers that are no longer candidates.
+        self.swrr
+            .retain(|id, _| cands.iter().any(|c| c.id == *id && c.weight > 0 && !c.full));
+        for c in cands.iter().filter(|c| c.weight > 0 && !c.full) {
+            let w = i64::from(c.weight);
+            let cur = self.swrr.entry(c.id).or_insert(0);
+            *cur += w;
+            total += w;
+            if best.is_none_or(|(_, b)| *cur > b) {
+                best = Some((c.id, *cur));
+            }
+        }
+        let (id, _) = best?;
+        if let Some(cur) = self.swrr.get_mut(&id) {
+            *cur -= total;
+        }
+        Some(id)
+    }
+
+    fn pick_static(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        let key: Vec<(ServerId, u32)> = cands.iter().map(|c| (c.id, c.static_weight)).collect();
+        // The schedule covers the configured set; rebuild only when it changes.
+        if !key.iter().all(|k| self.static_key.contains(k)) {
+            let mut merged: BTreeMap<ServerId, u32> = self.static_key.iter().copied().collect();
+            merged.extend(key.iter().copied());
+            self.static_key = merged.into_iter().collect();
+            self.static_schedule = swrr_schedule(&self.static_key);
+            self.static_cursor = 0;
+        }
+        let n = self.static_schedule.len();
+        for _ in 0..n {
+            let id = self.static_schedule[self.static_cursor % n];
+            self.static_cursor = (self.static_cursor + 1) % n;
+            if cands.iter().any(|c| c.id == id && c.weight > 0 && !c.full) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn pick_leastconn(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0 && !c.full).collect();
+        // load(c) = (sessions+1)/weight, compared by cross-multiplication.
+        let less = |a: &Candidate, b: &Candidate| {
+            u64::from(a.sessions + 1) * u64::from(b.weight)
+                < u64::from(b.sessions + 1) * u64::from(a.weight)
+        };
+        let eq = |a: &Candidate, b: &Candidate| {
+            u64::from(a.sessions + 1) * u64::from(b.weight)
+                == u64::from(b.sessions + 1) * u64::from(a.weight)
+        };
+        let mut best: Option<&Candidate> = None;
+        for c in &usable {
+            if best.is_none_or(|b| less(c, b)) {
+                best = Some(c);
+            }
+        }
+        let best = best?;
+        // Round robin among ties: the first tied id after the last chosen one.
+        let ties: Vec<ServerId> = usable
+            .iter()
+            .filter(|c| eq(c, best))
+            .map(|c| c.id)
+            .collect();
+        let chosen = match self.last {
+            Some(last) => ties
+                .iter()
+                .copied()
+                .find(|id| *id > last)
+                .unwrap_or(ties[0]),
+            None => ties[0],
+        };
+        self.last = Some(chosen);
+        Some(chosen)
+    }
+
+    fn pick_p2c(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0 && !c.full).collect();
+        let total: u64 = usable.iter().map(|c| u64::from(c.weight)).sum();
+        if total == 0 {
+            return None;
+        }
+        let draw = |rng: &mut SmallRng| {
+            let mut r = rng.gen_range(0..total);
+            for c in &usable {
+                let w = u64::from(c.weight);
+                if r < w {
+                    return *c;
+                }
+                r -= w;
+            }
+            usable[usable.len() - 1]
+        };
+        let a = draw(&mut self.rng);
+        let b = draw(&mut self.rng);
+        let la = u64::from(a.sessions) * u64::from(b.weight);
+        let lb = u64::from(b.sessions) * u64::from(a.weight);
+        Some(if lb < la { b.id } else { a.id })
+    }
+
+    fn pick_consistent(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
+        let set: Vec<(ServerId, u32)> = cands
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| (c.id, c.weight))
+            .collect();
+        if set != self.ring_key {
+            self.ring = build_ring(&set);
+            self.ring_key = set;
+        }
+        if self.ring.is_empty() {
+            return None;
+        }
+        let total_w: u64 = self.ring_key.iter().map(|(_, w)| u64::from(*w)).sum();
+        let total_s: u64 = cands
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| u64::from(c.sessions))
+            .sum();
+        let start = self.ring.partition_point(|(h, _)| *h < key);
+        let n = self.ring.len();
+        let mut fallback = None;
+        for i in 0..n {
+            let (_, id) = self.ring[(start + i) % n];
+            let Some(c) = cands.iter().find(|c| c.id == id) else {
+                continue;
+            };
+            if c.full {
+                continue;
+            }
+            if self.balance_factor == 0 {
+                return Some(id);
+            }
+            // Bounded load: sessions+1 <= ceil(factor * (total+1) * w / W).
+            let limit = (u64::from(self.balance_factor) * (total_s + 1) * u64::from(c.weight))
+                .div_ceil(100 * total_w);
+            if u64::from(c.sessions) < limit {
+                return Some(id);
+            }
+            fallback.get_or_insert(id);
+        }
+        fallback
+    }
+}
+
+/// Map-based source hashing: `key % total_weight` indexes a weighted map.
+fn pick_source_map(cands: &[Candidate], key: u64) -> Option<ServerId> {
+    let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0).collect();
+    let total: u64 = usable.iter().map(|c| u64::from(c.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut r = key % total;
+    let mut idx = 0;
+    for (i, c) in usable.iter().enumerate() {
+        if r < u64::from(c.weight) {
+            idx = i;
+            break;
+        }
+        r -= u64::from(c.weight);
+    }
+    // A full server hands the client to the next one in map order.
+    (0..usable.len())
+        .map(|k| usable[(idx + k) % usable.len()])
+        .find(|c| !c.full)
+        .map(|c| c.id)
+}
+
+fn build_ring(set: &[(ServerId, u32)]) -> Vec<(u64, ServerId)> {
+    let mut ring = Vec::new();
+    for (id, w) in set {
+        for r in 0..w * RING_POINTS_PER_WEIGHT {
+            ring.push((mix64((u64::from(id.0) << 32) | u64::from(r)), *id));
+        }
+    }
+    ring.sort_unstable();
+    ring
+}
+
+/// One full cycle of smooth weighted round robin over `set`.
+fn swrr_schedule(set: &[(ServerId, u32)]) -> Vec<ServerId> {
+    let total: i64 = set.iter().map(|(_, w)| i64::from(*w)).sum();
+    let mut cur: Vec<i64> = vec![0; set.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, (_, w)) in set.iter().enumerate() {
+            cur[i] += i64::from(*w);
+            if cur[i] > cur[best] {
+                best = i;
+            }
+        }
+        cur[best] -= total;
+        out.push(set[best].0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn cand(id: u32, w: u32) -> Candidate {
+        Candidate {
+            id: ServerId(id),
+            weight: w,
+            static_weight: w,
+            sessions: 0,
+            full: false,
+        }
+    }
+
+    fn counts(b: &mut Balancer, cands: &[Candidate], n: usize) -> BTreeMap<u32, usize> {
+        let mut m = BTreeMap::new();
+        for _ in 0..n {
+            *m.entry(b.pick(cands, None).unwrap().0).or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn swrr_is_smooth_and_weighted() {
+        let mut b = Balancer::new(Algorithm::RoundRobin, 1);
+        let cands = [cand(1, 5), cand(2, 1), cand(3, 1)];
+        let seq: Vec<u32> = (0..7).map(|_| b.pick(&cands, None).unwrap().0).collect();
+        // nginx's classic example: a a b a c a a (smooth, not aaaaabc).
+        assert_eq!(seq, vec![1, 1, 2, 1, 3, 1, 1]);
+        assert_eq!(
+            counts(&mut b, &cands, 700),
+            BTreeMap::from([(1, 500), (2, 100), (3, 100)])
+        );
+    }
+
+    #[test]
+    fn swrr_follows_weight_changes_and_skips_zero_and_full() {
+        let mut b = Balancer::new(Algorithm::RoundRobin, 1);
+        let mut cands = [cand(1, 1), cand(2, 1)];
+        assert_eq!(counts(&mut b, &cands, 10), BTreeMap::from([(1, 5), (2, 5)]));
+        cands[1].weight = 3;
+        assert_eq!(
+            counts(&mut b, &cands, 400),
+            BTreeMap::from([(1, 100), (2, 300)])
+        );
+        cands[0].weight = 0;
+        assert_eq!(counts(&mut b, &cands, 4), BTreeMap::from([(2, 4)]));
+        cands[1].full = true;
+        assert_eq!(b.pick(&cands, None), None);
+    }
+
+    #[test]
+    fn static_rr_ignores_runtime_weights() {
+        let mut b = Balancer::new(Algorithm::StaticRr, 1);
+        let mut cands = [cand(1, 2), cand(2, 1)];
+        assert_eq!(
+            counts(&mut b, &cands, 300),
+            BTreeMap::from([(1, 200), (2, 100)])
+        );
+        cands[0].weight = 100; // runtime change: no effect on static-rr
+        assert_eq!(
+            counts(&mut b, &cands, 300),
+            BTreeMap::from([(1, 200), (2, 100)])
+        );
+        cands[0].weight = 0; // but weight 0 (drain) still excludes it
+        assert_eq!(counts(&mut b, &cands, 5), BTreeMap::from([(2, 5)]));
+    }
+
+    #[test]
+    fn leastconn_prefers_fewest_per_weight_and_rotates_ties() {
+        let mut b = Balancer::new(Algorithm::LeastConn, 1);
+        let mut cands = [cand(1, 1), cand(2, 1), cand(3, 2)];
+        cands[0].sessions = 3;
+        cands[1].sessions = 1;
+        cands[2].sessions = 3; // (3+1)/2 = 2 == (1+1)/1 -> tie between 2 and 3
+        let a = b.pick(&cands, None).unwrap();
+        let c = b.pick(&cands, None).unwrap();
+        assert_ne!(a, c);
+        assert!([a, c].contains(&ServerId(2)) && [a, c].contains(&ServerId(3)));
+        cands[1].sessions = 0;
+        assert_eq!(b.pick(&cands, None), Some(ServerId(2)));
+    }
+
+    #[test]
+    fn first_fills_servers_in_id_order() {
+        let mut b = Balancer::new(Algorithm::First, 1);
+        let mut cands = [cand(1, 1), cand(2, 1), cand(3, 1)];
+        assert_eq!(b.pick(&cands, None), Some(ServerId(1)));
+        cands[0].full = true;
+        assert_eq!(b.pick(&cands, None), Some(ServerId(2)));
+        cands[1].weight = 0;
+        assert_eq!(b.pick(&cands, None), Some(ServerId(3)));
+    }
+
+    #[test]
+    fn source_is_sticky_per_client() {
+        let mut b = Balancer::new(Algorithm::Source, 1);
+        let cands = [cand(1, 1), cand(2, 1), cand(3, 1)];
+        let mut seen = BTreeMap::new();
+        for i in 0..200u32 {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            let s = b.pick(&cands, Some(ip)).unwrap();
+            assert_eq!(b.pick(&cands, Some(ip)), Some(s));
+            *seen.entry(s.0).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 3, "all servers receive clients: {seen:?}");
+    }
+
+    /// Fraction of 10k clients whose server changes when server 2 of 5 goes away.
+    fn disruption(alg: Algorithm) -> (f64, f64) {
+        let mut b = Balancer::new(alg, 7);
+        b.set_balance_factor(0);
+        let all: Vec<Candidate> = (1..=5).map(|i| cand(i, 1)).collect();
+        let less: Vec<Candidate> = all
+            .iter()
+            .copied()
+            .filter(|c| c.id != ServerId(2))
+            .collect();
+        let mut moved = 0;
+        let mut on_removed = 0;
+        for i in 0..10_000u32 {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7));
+            let before = b.pick(&all, Some(ip)).unwrap();
+            let after = b.pick(&less, Some(ip)).unwrap();
+            if before == ServerId(2) {
+                on_removed += 1;
+            }
+            if before != after {
+                moved += 1;
+            }
+        }
+        assert!(on_removed > 0);
+        (
+            f64::from(moved) / 10_000.0,
+            f64::from(on_removed) / 10_000.0,
+        )
+    }
+
+    #[test]
+    fn consistent_hash_moves_only_the_removed_servers_clients() {
+        let (consistent, owned) = disruption(Algorithm::Consistent);
+        let (map, _) = disruption(Algorithm::Source);
+        println!(
+            "disruption when 1 of 5 servers goes away: consistent {consistent:.3} (the removed server owned {owned:.3}), map-based {map:.3}"
+        );
+        // Only the removed server's clients move.
+        assert_eq!(consistent, owned);
+        // Ideal is 1/5 = 0.2; map-based moves most clients.
+        assert!(consistent < 0.3, "consistent moved {consistent}");
+        assert!(map > 0.5, "map-based moved {map}");
+    }
+
+    #[test]
+    fn consistent_hash_bounds_the_load() {
+        let mut b = Balancer::new(Algorithm::Consistent, 7);
+        b.set_balance_factor(125);
+        let mut cands: Vec<Candidate> = (1..=4).map(|i| cand(i, 1)).collect();
+        // Every client hashes somewhere; with sessions held open, no server
+        // exceeds ceil(1.25 * average).
+        for i in 0..400u32 {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            let id = b.pick(&cands, Some(ip)).unwrap();
+            cands[(id.0 - 1) as usize].sessions += 1;
+            let total: u32 = cands.iter().map(|c| c.sessions).sum();
+            let limit = (125 * total).div_ceil(4 * 100);
+            for c in &cands {
+                assert!(c.sessions <= limit.max(1), "{cands:?} limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_p2c_is_deterministic_and_prefers_less_loaded() {
+        let mut cands: Vec<Candidate> = (1..=3).map(|i| cand(i, 1)).collect();
+        cands[0].sessions = 100;
+        let run = |seed| {
+            let mut b = Balancer::new(Algorithm::Random, seed);
+            (0..50)
+                .map(|_| b.pick(&cands, None).unwrap().0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(42), run(42));
+        let picks = run(42);
+        // Server 1 only wins when both draws hit it: about 1/9 of the time.
+        let ones = picks.iter().filter(|&&s| s == 1).count();
+        assert!(ones < 15, "{ones} picks of the loaded server");
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for a in Algorithm::ALL {
+            assert_eq!(a.name().parse::<Algorithm>().unwrap(), a);
+        }
+        assert_eq!(
+            "roundrobin".parse::<Algorithm>().unwrap(),
+            Algorithm::RoundRobin
+        );
+        assert!("nope".parse::<Algorithm>().is_err());
+    }
+}

@@ -1,0 +1,861 @@
+//! Configuration: TOML in, validated typed structs out.
+//!
+//! ```toml
+//! [global]
+//! threads = 1                    # 1 = single-threaded runtime
+//! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
+//!
+//! [defaults]
+//! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds
+//! timeout_client = "30s"
+//! timeout_server = "30s"
+//! # timeout_tunnel = "1h"
+//! timeout_queue = "5s"
+//! retries = 3
+//! redispatch = true
+//! splice = false                 # option splice-auto (Linux)
+//!
+//! [frontends.web]
+//! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
+//! backend = "web"
+//! accept_proxy = false           # require a PROXY v1/v2 header from clients
+//!
+//! [backends.web]
+//! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
+//! allbackups = false
+//! [backends.web.check]           # active checks for servers with check = true
+//! kind = "tcp"                   # or "http" (method, path, expect_status)
+//! inter = "2s"
+//! rise = 2
+//! fall = 3
+//! [backends.web.servers.s1]
+//! address = "127.0.0.1:9001"
+//! weight = 1                     # 0..=256
+//! check = true
+//! # backup, maxconn, maxqueue, slowstart, error_limit, agent_port, agent_inter,
+//! # send_proxy = "v1" | "v2", on_marked_down = "shutdown-sessions"
+//! ```
+//!
+//! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
+use crate::balance::Algorithm;
+use crate::health::CheckParams;
+use crate::proxy_protocol::Version;
+use crate::{Error, Result};
+
+/// A duration as written: integer milliseconds or a string with a unit
+/// (`us`, `ms`, `s`, `m`, `h`, `d`; HAProxy's units, bare numbers are ms).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    /// Milliseconds.
+    Millis(u64),
+    /// With a unit.
+    Text(String),
+}
+
+impl RawDuration {
+    fn parse(&self, field: &str) -> Result<Duration> {
+        match self {
+            RawDuration::Millis(ms) => Ok(Duration::from_millis(*ms)),
+            RawDuration::Text(t) => parse_duration(t).ok_or_else(|| {
+                Error::config(
+                    field,
+                    format!("`{t}` is not a duration"),
+                    "write e.g. \"500ms\", \"2s\", \"1m\" or an integer of milliseconds",
+                )
+            }),
+        }
+    }
+}
+
+/// Parses `"500ms"`, `"2s"`, `"1m"`, `"1h"`, `"1d"`, `"10us"`, `"250"` (ms).
+pub fn parse_duration(t: &str) -> Option<Duration> {
+    let t = t.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit.trim() {
+        "" | "ms" => Duration::from_millis(n),
+        "us" => Duration::from_micros(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400)?),
+        _ => return None,
+    };
+    Some(d)
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[global]`.
+    #[serde(default)]
+    pub global: RawGlobal,
+    /// `[defaults]`.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// `[frontends.NAME]`.
+    #[serde(default)]
+    pub frontends: BTreeMap<String, RawFrontend>,
+    /// `[backends.NAME]`.
+    #[serde(default)]
+    pub backends: BTreeMap<String, RawBackend>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    /// Worker threads (1 = single-threaded runtime).
+    pub threads: Option<usize>,
+    /// Stats/metrics HTTP listener.
+    pub stats_listen: Option<String>,
+    /// Seed of the balancers' RNG.
+    pub seed: Option<u64>,
+}
+
+/// `[defaults]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `timeout connect`.
+    pub timeout_connect: Option<RawDuration>,
+    /// `timeout client`.
+    pub timeout_client: Option<RawDuration>,
+    /// `timeout server`.
+    pub timeout_server: Option<RawDuration>,
+    /// `timeout tunnel`.
+    pub timeout_tunnel: Option<RawDuration>,
+    /// `timeout queue`.
+    pub timeout_queue: Option<RawDuration>,
+    /// `retries`.
+    pub retries: Option<u32>,
+    /// `option redispatch`.
+    pub redispatch: Option<bool>,
+    /// `option splice-auto`: bulk directions switch to splice(2) (Linux).
+    pub splice: Option<bool>,
+}
+
+/// `[frontends.NAME]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFrontend {
+    /// Listen addresses.
+    #[serde(default)]
+    pub binds: Vec<String>,
+    /// Default backend.
+    pub backend: Option<String>,
+    /// Require a PROXY protocol header (v1 or v2) from clients.
+    #[serde(default)]
+    pub accept_proxy: bool,
+    /// Per-frontend `timeout client`.
+    pub timeout_client: Option<RawDuration>,
+    /// Concurrent sessions limit of this frontend (0 = none).
+    pub maxconn: Option<u32>,
+    /// Overrides `[defaults] splice`.
+    pub splice: Option<bool>,
+}
+
+/// `[backends.NAME]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    /// Balancing algorithm.
+    pub balance: Option<String>,
+    /// `option allbackups`.
+    #[serde(default)]
+    pub allbackups: bool,
+    /// `hash-balance-factor` (percent) for `consistent`.
+    pub hash_balance_factor: Option<u32>,
+    /// Overrides `[defaults]`.
+    pub retries: Option<u32>,
+    /// Overrides `[defaults]`.
+    pub redispatch: Option<bool>,
+    /// Overrides `[defaults]`.
+    pub timeout_connect: Option<RawDuration>,
+    /// Overrides `[defaults]`.
+    pub timeout_server: Option<RawDuration>,
+    /// Overrides `[defaults]`.
+    pub timeout_tunnel: Option<RawDuration>,
+    /// Overrides `[defaults]`.
+    pub timeout_queue: Option<RawDuration>,
+    /// Active check settings.
+    pub check: Option<RawCheck>,
+    /// Servers by name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, RawServer>,
+}
+
+/// `[backends.NAME.check]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// `tcp` (connect) or `http`.
+    pub kind: Option<String>,
+    /// HTTP method (default `GET`).
+    pub method: Option<String>,
+    /// HTTP path (default `/`).
+    pub path: Option<String>,
+    /// Expected status (default: any 2xx or 3xx).
+    pub expect_status: Option<u16>,
+    /// `inter`.
+    pub inter: Option<RawDuration>,
+    /// `fastinter`.
+    pub fastinter: Option<RawDuration>,
+    /// `downinter`.
+    pub downinter: Option<RawDuration>,
+    /// `rise`.
+    pub rise: Option<u32>,
+    /// `fall`.
+    pub fall: Option<u32>,
+    /// `timeout check` (default: `inter`).
+    pub timeout: Option<RawDuration>,
+}
+
+/// `[backends.NAME.servers.NAME]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `IP:port`.
+    pub address: Option<String>,
+    /// 0..=256, default 1.
+    pub weight: Option<u32>,
+    /// Backup server.
+    #[serde(default)]
+    pub backup: bool,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub maxconn: u32,
+    /// 0 = unlimited.
+    #[serde(default)]
+    pub maxqueue: u32,
+    /// Run active checks.
+    #[serde(default)]
+    pub check: bool,
+    /// `slowstart`.
+    pub slowstart: Option<RawDuration>,
+    /// Passive health: consecutive connect errors that mark the server down (0 = off).
+    #[serde(default)]
+    pub error_limit: u32,
+    /// Agent check port on the server's IP.
+    pub agent_port: Option<u16>,
+    /// Agent check interval (default: the check `inter`).
+    pub agent_inter: Option<RawDuration>,
+    /// `send-proxy` (`v1`) / `send-proxy-v2` (`v2`).
+    pub send_proxy: Option<String>,
+    /// `on-marked-down`: only `shutdown-sessions`.
+    pub on_marked_down: Option<String>,
+}
+
+/// Timeouts in force for a frontend/backend pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connect to a server.
+    pub connect: Duration,
+    /// Client inactivity.
+    pub client: Duration,
+    /// Server inactivity.
+    pub server: Duration,
+    /// Inactivity in both directions once connected; replaces client/server.
+    pub tunnel: Option<Duration>,
+    /// Longest wait in the queue.
+    pub queue: Duration,
+}
+
+/// What an active check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// TCP connect.
+    Tcp,
+    /// HTTP/1.0 request; success on `expect_status` (or any 2xx/3xx).
+    Http {
+        /// Method.
+        method: String,
+        /// Path.
+        path: String,
+        /// Expected status.
+        expect_status: Option<u16>,
+    },
+}
+
+/// Active check settings of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// What to do.
+    pub kind: CheckKind,
+    /// Timing.
+    pub params: CheckParams,
+    /// Per-check timeout.
+    pub timeout: Duration,
+}
+
+/// A validated frontend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendConfig {
+    /// Name.
+    pub name: String,
+    /// Listen addresses.
+    pub binds: Vec<SocketAddr>,
+    /// Backend name.
+    pub backend: String,
+    /// Require a PROXY header.
+    pub accept_proxy: bool,
+    /// Client inactivity timeout.
+    pub timeout_client: Duration,
+    /// Concurrent sessions limit (0 = none).
+    pub maxconn: u32,
+    /// Bulk directions switch to splice(2).
+    pub splice: bool,
+}
+
+/// A validated server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The pure part.
+    pub spec: ServerSpec,
+    /// PROXY header to send to the server.
+    pub send_proxy: Option<Version>,
+    /// Agent port.
+    pub agent_port: Option<u16>,
+    /// Agent interval.
+    pub agent_inter: Duration,
+}
+
+/// A validated backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Name.
+    pub name: String,
+    /// Options of the pure core.
+    pub options: BackendOptions,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Active checks.
+    pub check: Option<CheckSpec>,
+    /// Servers in name order.
+    pub servers: Vec<ServerConfig>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Worker threads.
+    pub threads: usize,
+    /// Stats listener.
+    pub stats_listen: Option<SocketAddr>,
+    /// Frontends in name order.
+    pub frontends: Vec<FrontendConfig>,
+    /// Backends in name order.
+    pub backends: Vec<BackendConfig>,
+}
+
+fn addr(field: &str, v: &str) -> Result<SocketAddr> {
+    v.parse().map_err(|_| {
+        Error::config(
+            field,
+            format!("`{v}` is not an IP:port address"),
+            "write e.g. \"127.0.0.1:8080\"",
+        )
+    })
+}
+
+fn dur(field: &str, v: &Option<RawDuration>, default: Duration) -> Result<Duration> {
+    v.as_ref().map_or(Ok(default), |d| d.parse(field))
+}
+
+fn positive(field: &str, d: Duration) -> Result<Duration> {
+    if d.is_zero() {
+        return Err(Error::config(
+            field,
+            "must be greater than 0",
+            "give a duration such as \"2s\"",
+        ));
+    }
+    Ok(d)
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| Error::ConfigSyntax(e.to_string()))?;
+        Config::validate(&raw)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn from_file(path: &std::path::Path) -> Result<Config> {
+        Config::from_toml(&std::fs::read_to_string(path)?)
+    }
+
+    /// Validates a parsed file.
+    pub fn validate(raw: &RawConfig) -> Result<Config> {
+        let d = &raw.defaults;
+        let threads = raw.global.threads.unwrap_or(1);
+        if threads == 0 || threads > 256 {
+            return Err(Error::config(
+                "global.threads",
+                format!("{threads} is out of range"),
+                "use 1..=256 (1 = single-threaded)",
+            ));
+        }
+        let stats_listen = raw
+            .global
+            .stats_listen
+            .as_deref()
+            .map(|s| addr("global.stats_listen", s))
+            .transpose()?;
+        let seed = raw.global.seed.unwrap_or(0);
+        let def_connect = positive(
+            "defaults.timeout_connect",
+            dur(
+                "defaults.timeout_connect",
+                &d.timeout_connect,
+                Duration::from_secs(5),
+            )?,
+        )?;
+        let def_client = positive(
+            "defaults.timeout_client",
+            dur(
+                "defaults.timeout_client",
+                &d.timeout_client,
+                Duration::from_secs(30),
+            )?,
+        )?;
+        let def_server = positive(
+            "defaults.timeout_server",
+            dur(
+                "defaults.timeout_server",
+                &d.timeout_server,
+                Duration::from_secs(30),
+            )?,
+        )?;
+        let def_tunnel = d
+            .timeout_tunnel
+            .as_ref()
+            .map(|t| t.parse("defaults.timeout_tunnel"))
+            .transpose()?;
+        let def_queue = dur(
+            "defaults.timeout_queue",
+            &d.timeout_queue,
+            Duration::from_secs(5),
+        )?;
+        if raw.frontends.is_empty() {
+            return Err(Error::config(
+                "frontends",
+                "no frontend is defined",
+                "add a [frontends.NAME] table with binds and backend",
+            ));
+        }
+
+        let mut backends = Vec::new();
+        for (bname, b) in &raw.backends {
+            let f = |k: &str| format!("backends.{bname}.{k}");
+            let algorithm = match &b.balance {
+                None => Algorithm::RoundRobin,
+                Some(a) => a.parse().map_err(|_| {
+                    Error::config(
+                        f("balance"),
+                        format!("unknown algorithm `{a}`"),
+                        "use roundrobin, static-rr, leastconn, first, source, consistent or random",
+                    )
+                })?,
+            };
+            let hbf = b.hash_balance_factor.unwrap_or(125);
+            if hbf != 0 && hbf < 100 {
+                return Err(Error::config(
+                    f("hash_balance_factor"),
+                    format!("{hbf} is below 100"),
+                    "use 0 (no bound) or a percentage >= 100, e.g. 125",
+                ));
+            }
+            let retries = b.retries.or(d.retries).unwrap_or(3);
+            if retries > 100 {
+                return Err(Error::config(
+                    f("retries"),
+                    format!("{retries} is too many"),
+                    "use 0..=100",
+                ));
+            }
+            let timeouts = Timeouts {
+                connect: positive(
+                    &f("timeout_connect"),
+                    dur(&f("timeout_connect"), &b.timeout_connect, def_connect)?,
+                )?,
+                client: def_client,
+                server: positive(
+                    &f("timeout_server"),
+                    dur(&f("timeout_server"), &b.timeout_server, def_server)?,
+                )?,
+                tunnel: match &b.timeout_tunnel {
+                    Some(t) => Some(t.parse(&f("timeout_tunnel"))?),
+                    None => def_tunnel,
+                },
+                queue: dur(&f("timeout_queue"), &b.timeout_queue, def_queue)?,
+            };
+            let check = match &b.check {
+                None => None,
+                Some(c) => {
+                    let cf = |k: &str| format!("backends.{bname}.check.{k}");
+                    let inter = positive(
+                        &cf("inter"),
+                        dur(&cf("inter"), &c.inter, Duration::from_secs(2))?,
+                    )?;
+                    let params = CheckParams {
+                        inter,
+                        fastinter: positive(
+                            &cf("fastinter"),
+                            dur(&cf("fastinter"), &c.fastinter, inter)?,
+                        )?,
+                        downinter: positive(
+                            &cf("downinter"),
+                            dur(&cf("downinter"), &c.downinter, inter)?,
+                        )?,
+                        rise: c.rise.unwrap_or(2),
+                        fall: c.fall.unwrap_or(3),
+                    };
+                    if params.rise == 0 {
+                        return Err(Error::config(
+                            cf("rise"),
+                            "must be at least 1",
+                            "set rise = 2 (HAProxy's default)",
+                        ));
+                    }
+                    if params.fall == 0 {
+                        return Err(Error::config(
+                            cf("fall"),
+                            "must be at least 1",
+                            "set fall = 3 (HAProxy's default)",
+                        ));
+                    }
+                    let kind = match c.kind.as_deref().unwrap_or("tcp") {
+                        "tcp" => CheckKind::Tcp,
+                        "http" => {
+                            let method = c.method.clone().unwrap_or_else(|| "GET".into());
+                            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase())
+                            {
+                                return Err(Error::config(
+                                    cf("method"),
+                                    format!("`{method}` is not an HTTP method"),
+                                    "use e.g. \"GET\", \"HEAD\" or \"OPTIONS\"",
+                                ));
+                            }
+                            let path = c.path.clone().unwrap_or_else(|| "/".into());
+                            if !path.starts_with('/')
+                                || path.bytes().any(|b| b <= b' ' || b == 0x7f)
+                            {
+                                return Err(Error::config(
+                                    cf("path"),
+                                    format!("`{path}` is not a request path"),
+                                    "start it with / and leave out spaces and control characters",
+                                ));
+                            }
+                            if let Some(s) = c.expect_status {
+                                if !(100..=599).contains(&s) {
+                                    return Err(Error::config(
+                                        cf("expect_status"),
+                                        format!("{s} is not an HTTP status"),
+                                        "use 100..=599, e.g. 200",
+                                    ));
+                                }
+                            }
+                            CheckKind::Http {
+                                method,
+                                path,
+                                expect_status: c.expect_status,
+                            }
+                        }
+                        other => {
+                            return Err(Error::config(
+                                cf("kind"),
+                                format!("unknown check kind `{other}`"),
+                                "use \"tcp\" or \"http\"",
+                            ))
+                        }
+                    };
+                    let timeout =
+                        positive(&cf("timeout"), dur(&cf("timeout"), &c.timeout, inter)?)?;
+                    Some(CheckSpec {
+                        kind,
+                        params,
+                        timeout,
+                    })
+                }
+            };
+            let mut servers = Vec::new();
+            for (sname, s) in &b.servers {
+                let sf = |k: &str| format!("backends.{bname}.servers.{sname}.{k}");
+                let a = s.address.as_deref().ok_or_else(|| {
+                    Error::config(sf("address"), "is missing", "add address = \"IP:port\"")
+                })?;
+                let address = addr(&sf("address"), a)?;
+                let weight = s.weight.unwrap_or(1);
+                if weight > MAX_WEIGHT {
+                    return Err(Error::config(
+                        sf("weight"),
+                        format!("{weight} is out of range"),
+                        "use 0..=256",
+                    ));
+                }
+                if s.check && check.is_none() {
+                    return Err(Error::config(
+                        sf("check"),
+                        "checks are enabled but the backend has no check settings",
+                        format!("add a [backends.{bname}.check] table (kind = \"tcp\" is enough)"),
+                    ));
+                }
+                let send_proxy = match s.send_proxy.as_deref() {
+                    None => None,
+                    Some("v1") => Some(Version::V1),
+                    Some("v2") => Some(Version::V2),
+                    Some(o) => {
+                        return Err(Error::config(
+                            sf("send_proxy"),
+                            format!("unknown version `{o}`"),
+                            "use \"v1\" or \"v2\"",
+                        ))
+                    }
+                };
+                let shutdown = match s.on_marked_down.as_deref() {
+                    None => false,
+                    Some("shutdown-sessions") => true,
+                    Some(o) => {
+                        return Err(Error::config(
+                            sf("on_marked_down"),
+                            format!("unknown action `{o}`"),
+                            "use \"shutdown-sessions\" or leave it out",
+                        ))
+                    }
+                };
+                let inter = check
+                    .as_ref()
+                    .map_or(Duration::from_secs(2), |c| c.params.inter);
+                let spec = ServerSpec {
+                    name: sname.clone(),
+                    addr: address,
+                    weight,
+                    backup: s.backup,
+                    maxconn: s.maxconn,
+                    maxqueue: s.maxqueue,
+                    check: if s.check {
+                        check.as_ref().map(|c| c.params)
+                    } else {
+                        None
+                    },
+                    slowstart: dur(&sf("slowstart"), &s.slowstart, Duration::ZERO)?,
+                    error_limit: s.error_limit,
+                    shutdown_sessions_on_down: shutdown,
+                };
+                servers.push(ServerConfig {
+                    spec,
+                    send_proxy,
+                    agent_port: s.agent_port,
+                    agent_inter: positive(
+                        &sf("agent_inter"),
+                        dur(&sf("agent_inter"), &s.agent_inter, inter)?,
+                    )?,
+                });
+            }
+            let options = BackendOptions {
+                algorithm,
+                allbackups: b.allbackups,
+                retries,
+                redispatch: b.redispatch.or(d.redispatch).unwrap_or(true),
+                timeout_queue: timeouts.queue,
+                hash_balance_factor: hbf,
+                seed,
+            };
+            backends.push(BackendConfig {
+                name: bname.clone(),
+                options,
+                timeouts,
+                check,
+                servers,
+            });
+        }
+
+        let mut frontends = Vec::new();
+        let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for (fname, fe) in &raw.frontends {
+            let f = |k: &str| format!("frontends.{fname}.{k}");
+            if fe.binds.is_empty() {
+                return Err(Error::config(
+                    f("binds"),
+                    "is empty",
+                    "add at least one address, e.g. binds = [\"127.0.0.1:8080\"]",
+                ));
+            }
+            let mut binds = Vec::new();
+            for (i, b) in fe.binds.iter().enumerate() {
+                let a = addr(&format!("frontends.{fname}.binds[{i}]"), b)?;
+                // Port 0 asks for an ephemeral port: never a clash.
+                if let Some(other) = seen.insert(a, fname.clone()).filter(|_| a.port() != 0) {
+                    return Err(Error::config(
+                        format!("frontends.{fname}.binds[{i}]"),
+                        format!("{a} is already bound by frontend `{other}`"),
+                        "give each bind address to one frontend",
+                    ));
+                }
+                binds.push(a);
+            }
+            let backend = fe.backend.clone().ok_or_else(|| {
+                Error::config(
+                    f("backend"),
+                    "is missing",
+                    "name one of the [backends.NAME] tables",
+                )
+            })?;
+            if !raw.backends.contains_key(&backend) {
+                let known: Vec<&str> = raw.backends.keys().map(String::as_str).collect();
+                return Err(Error::config(
+                    f("backend"),
+                    format!("backend `{backend}` is not defined"),
+                    format!("use one of {known:?} or add [backends.{backend}]"),
+                ));
+            }
+            frontends.push(FrontendConfig {
+                name: fname.clone(),
+                binds,
+                backend,
+                accept_proxy: fe.accept_proxy,
+                timeout_client: positive(
+                    &f("timeout_client"),
+                    dur(&f("timeout_client"), &fe.timeout_client, def_client)?,
+                )?,
+                maxconn: fe.maxconn.unwrap_or(0),
+                splice: fe.splice.or(d.splice).unwrap_or(false),
+            });
+        }
+        Ok(Config {
+            threads,
+            stats_listen,
+            frontends,
+            backends,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[global]
+stats_listen = "127.0.0.1:9100"
+[defaults]
+timeout_connect = "2s"
+timeout_tunnel = 3600000
+retries = 2
+[frontends.web]
+binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
+backend = "app"
+accept_proxy = true
+[backends.app]
+balance = "leastconn"
+allbackups = true
+[backends.app.check]
+kind = "http"
+path = "/health"
+expect_status = 204
+inter = "1s"
+fastinter = "200ms"
+rise = 3
+[backends.app.servers.a]
+address = "127.0.0.1:9001"
+weight = 10
+check = true
+slowstart = "10s"
+send_proxy = "v2"
+on_marked_down = "shutdown-sessions"
+[backends.app.servers.b]
+address = "127.0.0.1:9002"
+backup = true
+maxconn = 5
+"#;
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.frontends[0].binds.len(), 2);
+        let b = &c.backends[0];
+        assert_eq!(b.options.algorithm, Algorithm::LeastConn);
+        assert_eq!(b.options.retries, 2);
+        assert_eq!(b.timeouts.connect, Duration::from_secs(2));
+        assert_eq!(b.timeouts.tunnel, Some(Duration::from_secs(3600)));
+        let chk = b.check.as_ref().unwrap();
+        assert_eq!(chk.params.fastinter, Duration::from_millis(200));
+        assert_eq!(chk.params.downinter, Duration::from_secs(1));
+        assert_eq!(chk.params.rise, 3);
+        assert_eq!(b.servers[0].spec.weight, 10);
+        assert_eq!(b.servers[0].send_proxy, Some(Version::V2));
+        assert!(b.servers[0].spec.shutdown_sessions_on_down);
+        assert!(b.servers[1].spec.backup && b.servers[1].spec.check.is_none());
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_fix() {
+        let e = err(&GOOD.replace("weight = 10", "weight = 300"));
+        assert!(
+            e.contains("backends.app.servers.a.weight") && e.contains("0..=256"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("backend = \"app\"", "backend = \"nope\""));
+        assert!(
+            e.contains("frontends.web.backend") && e.contains("not defined"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("\"127.0.0.1:9002\"", "\"localhost\""));
+        assert!(
+            e.contains("backends.app.servers.b.address") && e.contains("127.0.0.1:8080"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("\"10s\"", "\"10 parsecs\""));
+        assert!(e.contains("backends.app.servers.a.slowstart"), "{e}");
+        let e = err(&GOOD.replace("rise = 3", "rise = 0"));
+        assert!(e.contains("backends.app.check.rise"), "{e}");
+        let e = err(&GOOD.replace("leastconn", "fastest"));
+        assert!(
+            e.contains("backends.app.balance") && e.contains("roundrobin"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("\"127.0.0.1:8081\"", "\"127.0.0.1:8080\""));
+        assert!(e.contains("frontends.web.binds[1]"), "{e}");
+        let e = err(&GOOD.replace("send_proxy = \"v2\"", "send_proxy = \"v3\""));
+        assert!(e.contains("send_proxy") && e.contains("\"v1\""), "{e}");
+        let e = err(&GOOD.replace(
+            "[backends.app.check]\nkind = \"http\"",
+            "[backends.app.check]\nkind = \"icmp\"",
+        ));
+        assert!(e.contains("backends.app.check.kind"), "{e}");
+        let e = err(&GOOD.replace("allbackups = true", "allbackups = true\nbogus = 1"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = err("[global]\nthreads = 0\n[frontends.x]\nbinds=[\"127.0.0.1:1\"]\nbackend=\"b\"\n[backends.b]\n");
+        assert!(e.contains("global.threads"), "{e}");
+        let e = err("");
+        assert!(e.contains("frontends"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10us"), Some(Duration::from_micros(10)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("5 years"), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+}

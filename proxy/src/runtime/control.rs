@@ -1,0 +1,330 @@
+//! Runtime commands (HAProxy runtime-API-like text) and the stats listener.
+//!
+//! Commands, one per line:
+//!
+//! ```text
+//! set weight BACKEND/SERVER WEIGHT
+//! set server BACKEND/SERVER state ready|drain|maint
+//! set server BACKEND/SERVER health up|down
+//! set balance BACKEND ALGORITHM
+//! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N]
+//! del server BACKEND/SERVER
+//! show stat            (CSV)
+//! show metrics         (Prometheus)
+//! ```
+//!
+//! The stats listener answers `GET /metrics` (Prometheus), `GET /stats`
+//! (CSV) and `POST /command` (body: one command) over HTTP/1.0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::Proxy;
+use crate::backend::{AdminState, ServerSpec};
+use crate::balance::Algorithm;
+use crate::config::ServerConfig;
+use crate::health::Operational;
+use crate::{Error, Result};
+
+/// A parsed runtime command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `set weight B/S W`.
+    SetWeight {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// Weight.
+        weight: u32,
+    },
+    /// `set server B/S state X`.
+    SetState {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// State.
+        state: AdminState,
+    },
+    /// `set server B/S health up|down`.
+    SetHealth {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// State.
+        state: Operational,
+    },
+    /// `set balance B ALG`.
+    SetBalance {
+        /// Backend.
+        backend: String,
+        /// Algorithm.
+        algorithm: Algorithm,
+    },
+    /// `add server B/S ADDR [weight N] [backup] [maxconn N]`.
+    AddServer {
+        /// Backend.
+        backend: String,
+        /// The server (no checks).
+        spec: ServerSpec,
+    },
+    /// `del server B/S`.
+    DelServer {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+    },
+    /// `show stat`.
+    ShowStat,
+    /// `show metrics`.
+    ShowMetrics,
+}
+
+fn bs(s: &str) -> Result<(String, String)> {
+    match s.split_once('/') {
+        Some((b, sv)) if !b.is_empty() && !sv.is_empty() => Ok((b.to_string(), sv.to_string())),
+        _ => Err(Error::Command(format!("`{s}` is not BACKEND/SERVER"))),
+    }
+}
+
+fn num(s: Option<&&str>, what: &str) -> Result<u32> {
+    s.and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Command(format!("{what} needs a number")))
+}
+
+/// Parses one command line.
+pub fn parse_command(line: &str) -> Result<Command> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let cmd = match w.as_slice() {
+        ["set", "weight", target, weight] => {
+            let (backend, server) = bs(target)?;
+            Command::SetWeight {
+                backend,
+                server,
+                weight: num(Some(weight), "weight")?,
+            }
+        }
+        ["set", "server", target, "state", st] => {
+            let (backend, server) = bs(target)?;
+            Command::SetState {
+                backend,
+                server,
+                state: st.parse()?,
+            }
+        }
+        ["set", "server", target, "health", h] => {
+            let (backend, server) = bs(target)?;
+            let state = match *h {
+                "up" => Operational::Up,
+                "down" => Operational::Down,
+                _ => return Err(Error::Command(format!("health `{h}`: use up or down"))),
+            };
+            Command::SetHealth {
+                backend,
+                server,
+                state,
+            }
+        }
+        ["set", "balance", backend, alg] => Command::SetBalance {
+            backend: backend.to_string(),
+            algorithm: alg.parse()?,
+        },
+        ["add", "server", target, addr, rest @ ..] => {
+            let (backend, server) = bs(target)?;
+            let addr: SocketAddr = addr
+                .parse()
+                .map_err(|_| Error::Command(format!("`{addr}` is not IP:port")))?;
+            let mut spec = ServerSpec::new(server, addr);
+            let mut i = 0;
+            while i < rest.len() {
+                match rest[i] {
+                    "backup" => spec.backup = true,
+                    "weight" => {
+                        spec.weight = num(rest.get(i + 1), "weight")?;
+                        i += 1;
+                    }
+                    "maxconn" => {
+                        spec.maxconn = num(rest.get(i + 1), "maxconn")?;
+                        i += 1;
+                    }
+                    o => return Err(Error::Command(format!("unknown server option `{o}`"))),
+                }
+                i += 1;
+            }
+            Command::AddServer { backend, spec }
+        }
+        ["del", "server", target] => {
+            let (backend, server) = bs(target)?;
+            Command::DelServer { backend, server }
+        }
+        ["show", "stat"] => Command::ShowStat,
+        ["show", "metrics"] => Command::ShowMetrics,
+        _ => return Err(Error::Command(format!("unknown command `{}`", line.trim()))),
+    };
+    Ok(cmd)
+}
+
+pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
+    match cmd {
+        Command::SetWeight {
+            backend,
+            server,
+            weight,
+        } => p.set_weight(&backend, &server, weight)?,
+        Command::SetState {
+            backend,
+            server,
+            state,
+        } => p.set_state(&backend, &server, state)?,
+        Command::SetHealth {
+            backend,
+            server,
+            state,
+        } => p.set_health(&backend, &server, state)?,
+        Command::SetBalance { backend, algorithm } => p.set_algorithm(&backend, algorithm)?,
+        Command::AddServer { backend, spec } => {
+            let inter = Duration::from_secs(2);
+            p.add_server(
+                &backend,
+                ServerConfig {
+                    spec,
+                    send_proxy: None,
+                    agent_port: None,
+                    agent_inter: inter,
+                },
+            )?
+        }
+        Command::DelServer { backend, server } => p.remove_server(&backend, &server)?,
+        Command::ShowStat => return Ok(p.stats().to_csv()),
+        Command::ShowMetrics => return Ok(p.stats().to_prometheus()),
+    }
+    Ok("done\n".to_string())
+}
+
+pub(super) async fn stats_listener(p: Proxy, l: TcpListener) {
+    loop {
+        match l.accept().await {
+            Ok((s, _)) => {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), serve(p, s)).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stats accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(p: Proxy, mut s: TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 8192 {
+            return s.write_all(b"HTTP/1.0 431 Too Large\r\n\r\n").await;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.lines();
+    let req = lines.next().unwrap_or("");
+    let len: usize = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+        .min(4096);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..buf.len().min(head_end + len)]).to_string();
+    let mut parts = req.split(' ');
+    let (status, ctype, text) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some("/metrics")) => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            p.stats().to_prometheus(),
+        ),
+        (Some("GET"), Some("/stats")) => ("200 OK", "text/csv", p.stats().to_csv()),
+        (Some("POST"), Some("/command")) => match parse_command(&body).and_then(|c| p.execute(c)) {
+            Ok(t) => ("200 OK", "text/plain", t),
+            Err(e) => ("400 Bad Request", "text/plain", format!("{e}\n")),
+        },
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try GET /metrics, GET /stats, POST /command\n".to_string(),
+        ),
+    };
+    let resp = format!("HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+    s.write_all(resp.as_bytes()).await?;
+    s.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(
+            parse_command("set weight web/s1 10").unwrap(),
+            Command::SetWeight {
+                backend: "web".into(),
+                server: "s1".into(),
+                weight: 10
+            }
+        );
+        assert_eq!(
+            parse_command("set server web/s1 state drain").unwrap(),
+            Command::SetState {
+                backend: "web".into(),
+                server: "s1".into(),
+                state: AdminState::Drain
+            }
+        );
+        assert!(matches!(
+            parse_command("set balance web leastconn").unwrap(),
+            Command::SetBalance {
+                algorithm: Algorithm::LeastConn,
+                ..
+            }
+        ));
+        let Command::AddServer { spec, .. } =
+            parse_command("add server web/s9 127.0.0.1:9 weight 5 backup maxconn 3").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((spec.weight, spec.backup, spec.maxconn), (5, true, 3));
+        for bad in [
+            "",
+            "set weight web 1",
+            "set weight web/s1 x",
+            "set server web/s1 state sleepy",
+            "add server web/s 1.2.3",
+            "frobnicate",
+        ] {
+            assert!(parse_command(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,727 @@
+//! The tokio layer: listeners, sessions, active checks, runtime control and
+//! the stats listener. It owns sockets, clocks and tasks and asks the pure
+//! [`Backend`] cores every question (under one short-held mutex).
+//!
+//! Start with [`Proxy::start`]; the returned [`Proxy`] is the control handle.
+
+mod checks;
+mod control;
+mod forward;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+pub use control::{parse_command, Command};
+
+use crate::backend::{Acquire, AdminState, Assignment, Backend, Event, Retry, Ticket};
+use crate::balance::{Algorithm, ServerId};
+use crate::config::{BackendConfig, CheckSpec, Config, FrontendConfig, ServerConfig, Timeouts};
+use crate::health::{HealthSource, Operational};
+use crate::proxy_protocol::{self, Version};
+use crate::stats::{FrontendStats, Snapshot};
+use crate::{Error, Result};
+
+struct ServerRt {
+    send_proxy: Option<Version>,
+    kill: watch::Sender<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct BackendRt {
+    core: Backend,
+    timeouts: Timeouts,
+    check: Option<CheckSpec>,
+    servers: BTreeMap<ServerId, ServerRt>,
+    waiters: HashMap<Ticket, oneshot::Sender<Assignment>>,
+}
+
+impl BackendRt {
+    /// Delivers queue dispatches and acts on state events.
+    fn flush(&mut self) {
+        for (t, a) in self.core.take_dispatched() {
+            match self.waiters.remove(&t) {
+                Some(tx) => {
+                    if let Err(a) = tx.send(a) {
+                        // The waiter left between dispatch and delivery.
+                        self.core.release(Instant::now(), a.server, 0, 0);
+                    }
+                }
+                None => self.core.release(Instant::now(), a.server, 0, 0),
+            }
+        }
+        for ev in self.core.take_events() {
+            if let Event::ServerDown {
+                server,
+                shutdown_sessions: true,
+            } = ev
+            {
+                if let Some(s) = self.servers.get(&server) {
+                    s.kill.send_modify(|g| *g += 1);
+                }
+            }
+        }
+    }
+}
+
+struct Core {
+    backends: BTreeMap<String, BackendRt>,
+    frontends: BTreeMap<String, FrontendStats>,
+}
+
+struct Shared {
+    core: Mutex<Core>,
+    /// Live session and check tasks (for leak checks).
+    tasks: AtomicUsize,
+    /// Bumped to close every session at once (end of a graceful shutdown).
+    kill_all: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct TaskGuard(Arc<Shared>);
+impl TaskGuard {
+    fn new(s: &Arc<Shared>) -> Self {
+        s.tasks.fetch_add(1, Ordering::Relaxed);
+        TaskGuard(s.clone())
+    }
+}
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.tasks.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A running proxy and its control handle (cheap to clone).
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+    listeners: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    local_addrs: Arc<BTreeMap<String, Vec<SocketAddr>>>,
+    stats_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("local_addrs", &self.local_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Binds every frontend (and the stats listener) and starts serving.
+    /// Must be called inside a tokio runtime. A bind address with port 0
+    /// gets an ephemeral port: see [`Proxy::local_addrs`].
+    pub async fn start(config: Config) -> Result<Proxy> {
+        let now = Instant::now();
+        let (kill_all, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                backends: BTreeMap::new(),
+                frontends: BTreeMap::new(),
+            }),
+            tasks: AtomicUsize::new(0),
+            kill_all,
+        });
+        for b in &config.backends {
+            add_backend(&shared, b, now)?;
+        }
+        let mut listeners = Vec::new();
+        let mut local_addrs = BTreeMap::new();
+        for fe in &config.frontends {
+            shared.lock().frontends.insert(
+                fe.name.clone(),
+                FrontendStats {
+                    name: fe.name.clone(),
+                    ..Default::default()
+                },
+            );
+            let fe = Arc::new(fe.clone());
+            let limit = (fe.maxconn > 0).then(|| Arc::new(Semaphore::new(fe.maxconn as usize)));
+            let mut addrs = Vec::new();
+            for a in &fe.binds {
+                let l = TcpListener::bind(a)
+                    .await
+                    .map_err(|source| Error::Bind { addr: *a, source })?;
+                addrs.push(l.local_addr()?);
+                listeners.push(tokio::spawn(accept_loop(
+                    shared.clone(),
+                    fe.clone(),
+                    l,
+                    limit.clone(),
+                )));
+            }
+            local_addrs.insert(fe.name.clone(), addrs);
+        }
+        let mut proxy = Proxy {
+            shared,
+            listeners: Arc::new(Mutex::new(listeners)),
+            local_addrs: Arc::new(local_addrs),
+            stats_addr: None,
+        };
+        if let Some(a) = config.stats_listen {
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|source| Error::Bind { addr: a, source })?;
+            proxy.stats_addr = Some(l.local_addr()?);
+            let p = proxy.clone();
+            proxy
+                .listeners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(tokio::spawn(control::stats_listener(p, l)));
+        }
+        Ok(proxy)
+    }
+
+    /// The bound addresses of each frontend.
+    pub fn local_addrs(&self, frontend: &str) -> Vec<SocketAddr> {
+        self.local_addrs.get(frontend).cloned().unwrap_or_default()
+    }
+
+    /// The stats listener's address.
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_addr
+    }
+
+    /// Live session and check tasks.
+    pub fn task_count(&self) -> usize {
+        self.shared.tasks.load(Ordering::Relaxed)
+    }
+
+    /// A stats snapshot, in name order.
+    pub fn stats(&self) -> Snapshot {
+        let now = Instant::now();
+        let core = self.shared.lock();
+        Snapshot {
+            frontends: core.frontends.values().cloned().collect(),
+            backends: core.backends.values().map(|b| b.core.stats(now)).collect(),
+        }
+    }
+
+    fn with_backend<T>(
+        &self,
+        backend: &str,
+        f: impl FnOnce(&mut BackendRt) -> Result<T>,
+    ) -> Result<T> {
+        let mut core = self.shared.lock();
+        let b = core
+            .backends
+            .get_mut(backend)
+            .ok_or_else(|| Error::NoSuchBackend(backend.to_string()))?;
+        let r = f(b);
+        b.flush();
+        r
+    }
+
+    /// Sets a server's weight (0..=256).
+    pub fn set_weight(&self, backend: &str, server: &str, weight: u32) -> Result<()> {
+        self.with_backend(backend, |b| {
+            b.core.set_weight(Instant::now(), server, weight)
+        })
+    }
+
+    /// Sets a server's admin state (ready, drain, maint).
+    pub fn set_state(&self, backend: &str, server: &str, state: AdminState) -> Result<()> {
+        self.with_backend(backend, |b| b.core.set_admin(Instant::now(), server, state))
+    }
+
+    /// Forces a server UP or DOWN (what a [`HealthSource`] does).
+    pub fn set_health(&self, backend: &str, server: &str, state: Operational) -> Result<()> {
+        self.with_backend(backend, |b| {
+            b.core.set_operational(Instant::now(), server, state)
+        })
+    }
+
+    /// Changes a backend's balancing algorithm.
+    pub fn set_algorithm(&self, backend: &str, algorithm: Algorithm) -> Result<()> {
+        self.with_backend(backend, |b| {
+            b.core.set_algorithm(algorithm);
+            Ok(())
+        })
+    }
+
+    /// Adds a server (its checks start at once if it has any).
+    pub fn add_server(&self, backend: &str, server: ServerConfig) -> Result<()> {
+        let shared = self.shared.clone();
+        self.with_backend(backend, |b| {
+            add_server_rt(&shared, backend, b, server, Instant::now())
+        })
+    }
+
+    /// Removes a server; its sessions finish, its checks stop.
+    pub fn remove_server(&self, backend: &str, server: &str) -> Result<()> {
+        self.with_backend(backend, |b| {
+            let id = b.core.remove_server(server, Instant::now())?;
+            if let Some(rt) = b.servers.remove(&id) {
+                for t in rt.tasks {
+                    t.abort();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs a text command (see [`parse_command`]); returns the reply text.
+    pub fn execute(&self, cmd: Command) -> Result<String> {
+        control::execute(self, cmd)
+    }
+
+    /// Feeds server states from a [`HealthSource`] until it ends.
+    pub fn attach_health_source(&self, mut source: impl HealthSource) -> JoinHandle<()> {
+        let p = self.clone();
+        tokio::spawn(async move {
+            while let Some(r) = source.next_report().await {
+                if let Err(e) = p.set_health(&r.backend, &r.server, r.state) {
+                    tracing::warn!(error = %e, "health source report ignored");
+                }
+            }
+        })
+    }
+
+    /// Graceful stop: closes the listeners and checks at once, lets open
+    /// sessions finish for up to `grace`, then closes the rest. Returns the
+    /// number of sessions that had to be closed.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            l.abort();
+        }
+        {
+            let mut core = self.shared.lock();
+            for b in core.backends.values_mut() {
+                for s in b.servers.values_mut() {
+                    for t in s.tasks.drain(..) {
+                        t.abort();
+                    }
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        let open = || {
+            self.shared
+                .lock()
+                .frontends
+                .values()
+                .map(|f| f.cur_sessions as usize)
+                .sum::<usize>()
+        };
+        while open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = open();
+        if left > 0 {
+            self.shared.kill_all.send_modify(|g| *g += 1);
+        }
+        left
+    }
+}
+
+/// How many forwarding directions switched to splice(2) in this process
+/// (a diagnostic: shows the zero-copy path is taken).
+pub fn spliced_directions() -> u64 {
+    forward::SPLICED.load(Ordering::Relaxed)
+}
+
+fn add_backend(shared: &Arc<Shared>, b: &BackendConfig, now: Instant) -> Result<()> {
+    let mut rt = BackendRt {
+        core: Backend::new(b.name.clone(), b.options.clone(), now),
+        timeouts: b.timeouts,
+        check: b.check.clone(),
+        servers: BTreeMap::new(),
+        waiters: HashMap::new(),
+    };
+    for s in &b.servers {
+        add_server_rt(shared, &b.name, &mut rt, s.clone(), now)?;
+    }
+    shared.lock().backends.insert(b.name.clone(), rt);
+    Ok(())
+}
+
+fn add_server_rt(
+    shared: &Arc<Shared>,
+    backend: &str,
+    b: &mut BackendRt,
+    s: ServerConfig,
+    now: Instant,
+) -> Result<()> {
+    if s.spec.check.is_some() && b.check.is_none() {
+        return Err(Error::Command(format!(
+            "backend `{backend}` has no check settings; add the server without checks"
+        )));
+    }
+    let id = b.core.add_server(s.spec.clone(), now)?;
+    let (kill, _) = watch::channel(0u64);
+    let mut tasks = Vec::new();
+    // The tokio handle may be absent when building before the runtime runs.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        if let (Some(chk), true) = (&b.check, s.spec.check.is_some()) {
+            tasks.push(tokio::spawn(checks::check_loop(
+                shared.clone(),
+                backend.to_string(),
+                id,
+                s.spec.addr,
+                chk.clone(),
+            )));
+        }
+        if let Some(port) = s.agent_port {
+            let a = SocketAddr::new(s.spec.addr.ip(), port);
+            tasks.push(tokio::spawn(checks::agent_loop(
+                shared.clone(),
+                backend.to_string(),
+                id,
+                a,
+                s.agent_inter,
+            )));
+        }
+    }
+    b.servers.insert(
+        id,
+        ServerRt {
+            send_proxy: s.send_proxy,
+            kill,
+            tasks,
+        },
+    );
+    b.flush();
+    Ok(())
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendConfig>,
+    listener: TcpListener,
+    limit: Option<Arc<Semaphore>>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = match &limit {
+            Some(sem) => match sem.clone().acquire_owned().await {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            },
+            None => None,
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let guard = TaskGuard::new(&shared);
+                let shared = shared.clone();
+                let fe = fe.clone();
+                tokio::spawn(async move {
+                    session(&shared, &fe, stream, peer).await;
+                    drop(permit);
+                    drop(guard);
+                });
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS...: log, count, back off, keep listening.
+                if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+                    f.accept_errors += 1;
+                }
+                tracing::warn!(frontend = %fe.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Why a session ended (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Done,
+    Denied,
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    fe: &FrontendConfig,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) {
+    {
+        let mut core = shared.lock();
+        if let Some(f) = core.frontends.get_mut(&fe.name) {
+            f.cur_sessions += 1;
+            f.max_sessions = f.max_sessions.max(f.cur_sessions);
+            f.total_sessions += 1;
+        }
+    }
+    let (end, bin, bout) = match session_inner(shared, fe, &mut client, peer).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
+            (End::Done, 0, 0)
+        }
+    };
+    let mut core = shared.lock();
+    if let Some(f) = core.frontends.get_mut(&fe.name) {
+        f.cur_sessions = f.cur_sessions.saturating_sub(1);
+        f.bytes_in += bin;
+        f.bytes_out += bout;
+        if end == End::Denied {
+            f.denied += 1;
+        }
+    }
+}
+
+async fn read_proxy_header(
+    client: &mut TcpStream,
+    timeout: Duration,
+) -> Result<(Option<(SocketAddr, SocketAddr)>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(256);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match proxy_protocol::parse(&buf)? {
+            Some((h, n)) => return Ok((h.addresses, buf.split_off(n))),
+            None => {
+                let mut chunk = [0u8; 256];
+                let n = tokio::time::timeout_at(deadline, client.read(&mut chunk))
+                    .await
+                    .map_err(|_| {
+                        Error::ProxyProtocol("timeout client while waiting for the header")
+                    })??;
+                if n == 0 {
+                    return Err(Error::ProxyProtocol(
+                        "connection closed before the header ended",
+                    ));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Waits for a queued ticket or the queue timeout.
+async fn wait_queue(
+    shared: &Arc<Shared>,
+    backend: &str,
+    ticket: Ticket,
+    mut rx: oneshot::Receiver<Assignment>,
+    timeout: Duration,
+) -> Option<Assignment> {
+    match tokio::time::timeout(timeout, &mut rx).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            let mut core = shared.lock();
+            let b = core.backends.get_mut(backend)?;
+            if b.core.cancel(ticket) {
+                b.waiters.remove(&ticket);
+                b.core.note_queue_timeout();
+                None
+            } else {
+                // Dispatched at the last moment: the assignment is in the channel.
+                rx.try_recv().ok()
+            }
+        }
+    }
+}
+
+async fn session_inner(
+    shared: &Arc<Shared>,
+    fe: &FrontendConfig,
+    client: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<(End, u64, u64)> {
+    let _ = client.set_nodelay(true);
+    let local = client.local_addr()?;
+    // The original client's addresses: from its PROXY header if the
+    // frontend requires one (relayed as-is by send_proxy), else the socket's.
+    let ((src, dst), initial) = if fe.accept_proxy {
+        match read_proxy_header(client, fe.timeout_client).await {
+            Ok((addrs, rest)) => (addrs.unwrap_or((peer, local)), rest),
+            Err(e) => {
+                tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
+                return Ok((End::Denied, 0, 0));
+            }
+        }
+    } else {
+        ((peer, local), Vec::new())
+    };
+    let client_ip: Option<IpAddr> = Some(src.ip());
+    let backend = fe.backend.as_str();
+
+    // Acquire a server (maybe after queueing).
+    let (timeouts, first) = {
+        let mut core = shared.lock();
+        let Some(b) = core.backends.get_mut(backend) else {
+            return Ok((End::Denied, 0, 0));
+        };
+        let t = b.timeouts;
+        let r = b.core.acquire(Instant::now(), client_ip);
+        let r = match r {
+            Acquire::Queued(ticket) => {
+                let (tx, rx) = oneshot::channel();
+                b.waiters.insert(ticket, tx);
+                Err((ticket, rx))
+            }
+            other => Ok(other),
+        };
+        b.flush();
+        (t, r)
+    };
+    let mut assignment = match first {
+        Ok(Acquire::Assigned(a)) => a,
+        Ok(_) => {
+            tracing::info!(frontend = %fe.name, %peer, backend, "no server available");
+            return Ok((End::Denied, 0, 0));
+        }
+        Err((ticket, rx)) => match wait_queue(shared, backend, ticket, rx, timeouts.queue).await {
+            Some(a) => a,
+            None => {
+                tracing::info!(frontend = %fe.name, %peer, backend, "timeout queue");
+                return Ok((End::Denied, 0, 0));
+            }
+        },
+    };
+
+    // Connect, with retries and redispatch.
+    let mut failures = 0u32;
+    let (mut server, kill_rx, send_proxy) = loop {
+        let r = tokio::time::timeout(timeouts.connect, TcpStream::connect(assignment.addr)).await;
+        let mut core = shared.lock();
+        let Some(b) = core.backends.get_mut(backend) else {
+            return Ok((End::Denied, 0, 0));
+        };
+        match r {
+            Ok(Ok(s)) => {
+                b.core.connect_ok(assignment.server);
+                let (kill, sp) = match b.servers.get(&assignment.server) {
+                    Some(rt) => (rt.kill.subscribe(), rt.send_proxy),
+                    None => (watch::channel(0).1, None),
+                };
+                break (s, kill, sp);
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed")
+            }
+            Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
+        }
+        failures += 1;
+        let retry = b
+            .core
+            .connect_failed(Instant::now(), assignment.server, failures, client_ip);
+        b.flush();
+        match retry {
+            Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+            Retry::GiveUp => {
+                tracing::info!(frontend = %fe.name, %peer, backend, failures, "connect failed, giving up");
+                return Ok((End::Denied, 0, 0));
+            }
+        }
+    };
+    let _ = server.set_nodelay(true);
+    let counters = forward::Counters::default();
+    let res = async {
+        if let Some(v) = send_proxy {
+            server
+                .write_all(&proxy_protocol::encode(v, src, dst))
+                .await?;
+        }
+        relay(
+            shared,
+            client,
+            &mut server,
+            initial,
+            &counters,
+            fe,
+            timeouts,
+            kill_rx,
+        )
+        .await
+    }
+    .await;
+    let bin = counters.c2s.load(Ordering::Relaxed);
+    let bout = counters.s2c.load(Ordering::Relaxed);
+    {
+        let mut core = shared.lock();
+        if let Some(b) = core.backends.get_mut(backend) {
+            b.core.release(Instant::now(), assignment.server, bin, bout);
+            b.flush();
+        }
+    }
+    if let Err(e) = res {
+        tracing::debug!(frontend = %fe.name, %peer, error = %e, "session ended");
+    }
+    Ok((End::Done, bin, bout))
+}
+
+/// Forwards with idle timeouts, the server kill switch and the global one.
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    shared: &Arc<Shared>,
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    initial: Vec<u8>,
+    counters: &forward::Counters,
+    fe: &FrontendConfig,
+    t: Timeouts,
+    mut kill: watch::Receiver<u64>,
+) -> std::io::Result<()> {
+    let mut kill_all = shared.kill_all.subscribe();
+    let timeout_client = fe.timeout_client;
+    let fwd = forward::forward(client, server, initial, counters, fe.splice);
+    tokio::pin!(fwd);
+    // Idle detection: a direction is idle when its byte count did not move
+    // for its whole timeout (checked when the timer fires).
+    let (tc, ts) = match t.tunnel {
+        Some(tun) => (tun, tun),
+        None => (timeout_client, t.server),
+    };
+    // Each timer remembers the byte count when it was armed.
+    let (mut seen_c, mut seen_s) = (0u64, 0u64);
+    let now = tokio::time::Instant::now();
+    let (mut dc, mut ds) = (now + tc, now + ts);
+    loop {
+        let wake = if t.tunnel.is_some() { dc } else { dc.min(ds) };
+        tokio::select! {
+            r = &mut fwd => return r,
+            _ = kill.changed() => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
+            _ = kill_all.changed() => return Err(std::io::Error::other("proxy stopping")),
+            _ = tokio::time::sleep_until(wake) => {
+                let now = tokio::time::Instant::now();
+                let c = counters.c2s.load(Ordering::Relaxed);
+                let s = counters.s2c.load(Ordering::Relaxed);
+                if t.tunnel.is_some() {
+                    if (c, s) == (seen_c, seen_s) {
+                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout tunnel"));
+                    }
+                    dc = now + tc;
+                    (seen_c, seen_s) = (c, s);
+                    continue;
+                }
+                if now >= dc {
+                    if c == seen_c {
+                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout client"));
+                    }
+                    dc = now + tc;
+                    seen_c = c;
+                }
+                if now >= ds {
+                    if s == seen_s {
+                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout server"));
+                    }
+                    ds = now + ts;
+                    seen_s = s;
+                }
+            }
+        }
+    }
+}

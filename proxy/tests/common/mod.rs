@@ -1,0 +1,108 @@
+//! Loopback helpers for the integration tests: small backends and a config builder.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use halyard_proxy::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Every wait in the tests is bounded by this.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// An echo backend; returns its address and task.
+pub async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let t = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (a, t)
+}
+
+/// A backend that writes `name\n` and closes.
+pub async fn name_server(name: &'static str) -> (SocketAddr, JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (a, tokio::spawn(serve_name(l, name)))
+}
+
+/// Serves `name\n` on an existing listener.
+pub async fn serve_name(l: TcpListener, name: &'static str) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let _ = s.write_all(format!("{name}\n").as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Connects, reads everything until EOF (bounded), returns it.
+pub async fn fetch(addr: SocketAddr) -> String {
+    tokio::time::timeout(BOUND, async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    })
+    .await
+    .expect("fetch bounded")
+}
+
+/// `[frontends.fe]` on an ephemeral port to backend `be`, plus `backend_toml`.
+pub fn config(frontend_extra: &str, backend_toml: &str) -> Config {
+    let text = format!(
+        "[defaults]\ntimeout_connect = \"1s\"\ntimeout_queue = \"2s\"\n\n[frontends.fe]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{frontend_extra}\n\n{backend_toml}\n"
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// `[backends.be.servers.NAME] address = ADDR` lines plus `extra` for each.
+pub fn servers(list: &[(&str, SocketAddr, &str)]) -> String {
+    let mut out = String::new();
+    for (n, a, extra) in list {
+        out.push_str(&format!(
+            "[backends.be.servers.{n}]\naddress = \"{a}\"\n{extra}\n"
+        ));
+    }
+    out
+}
+
+/// Open file descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Polls `f` every 20 ms until it is true (bounded); panics with `what` otherwise.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

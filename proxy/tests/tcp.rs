@@ -1,0 +1,559 @@
+//! L4 behaviour on loopback: forwarding, half-close, balancing, retries,
+//! health, queueing, timeouts, PROXY protocol, runtime control and stats.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use halyard_proxy::backend::AdminState;
+use halyard_proxy::balance::Algorithm;
+use halyard_proxy::health::{ChannelHealthSource, HealthReport, Operational};
+use halyard_proxy::proxy_protocol::{self, Version};
+use halyard_proxy::runtime::parse_command;
+use halyard_proxy::Proxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn start(frontend_extra: &str, backend: &str) -> (Proxy, std::net::SocketAddr) {
+    let p = Proxy::start(config(frontend_extra, backend)).await.unwrap();
+    let a = p.local_addrs("fe")[0];
+    (p, a)
+}
+
+#[tokio::test]
+async fn forwards_both_ways_and_handles_half_close() {
+    let (echo, _t) = echo_server().await;
+    let (p, fe) = start("", &servers(&[("e", echo, "")])).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    c.write_all(&payload).await.unwrap();
+    // Half-close: we stop sending; the echo must still flow back in full.
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(BOUND, c.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, payload);
+    eventually("session released", || {
+        p.stats().backends[0].cur_sessions == 0
+    })
+    .await;
+    let st = p.stats();
+    assert_eq!(st.backends[0].bytes_in, 200_000);
+    assert_eq!(st.backends[0].bytes_out, 200_000);
+    assert_eq!(st.frontends[0].total_sessions, 1);
+}
+
+#[tokio::test]
+async fn splice_path_forwards_bulk_intact() {
+    let (echo, _t) = echo_server().await;
+    let (p, fe) = start("splice = true", &servers(&[("e", echo, "")])).await;
+    let before = halyard_proxy::runtime::spliced_directions();
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let payload: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut r, mut w) = c.split();
+    let send = async {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut back = Vec::new();
+    let recv = r.read_to_end(&mut back);
+    let (_, got) = tokio::time::timeout(BOUND, async { tokio::join!(send, recv) })
+        .await
+        .unwrap();
+    got.unwrap();
+    assert!(
+        back == payload,
+        "payload corrupted ({} bytes back)",
+        back.len()
+    );
+    eventually("session released", || {
+        p.stats().backends[0].cur_sessions == 0
+    })
+    .await;
+    assert_eq!(p.stats().backends[0].bytes_out, 8_000_000);
+    if cfg!(target_os = "linux") {
+        assert!(
+            halyard_proxy::runtime::spliced_directions() > before,
+            "bulk never switched to splice"
+        );
+    }
+}
+
+#[tokio::test]
+async fn roundrobin_spreads_and_weight_changes_apply_to_next_connection() {
+    let (a, _ta) = name_server("a").await;
+    let (b, _tb) = name_server("b").await;
+    let (c, _tc) = name_server("c").await;
+    let (p, fe) = start("", &servers(&[("a", a, ""), ("b", b, ""), ("c", c, "")])).await;
+    let mut seen = BTreeMap::new();
+    for _ in 0..6 {
+        *seen.entry(fetch(fe).await).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen,
+        BTreeMap::from([("a\n".into(), 2), ("b\n".into(), 2), ("c\n".into(), 2)])
+    );
+    p.set_weight("be", "b", 0).unwrap();
+    p.set_state("be", "c", AdminState::Maint).unwrap();
+    for _ in 0..3 {
+        assert_eq!(fetch(fe).await, "a\n");
+    }
+    let st = p.stats();
+    assert_eq!(st.backends[0].servers[1].effective_weight, 0);
+    assert_eq!(st.backends[0].servers[2].status, "MAINT");
+    // Add a server, drop another, switch algorithm: all effective at once.
+    let (d, _td) = name_server("d").await;
+    p.execute(parse_command(&format!("add server be/d {d} weight 3")).unwrap())
+        .unwrap();
+    p.remove_server("be", "a").unwrap();
+    assert_eq!(fetch(fe).await, "d\n");
+    p.set_state("be", "c", AdminState::Ready).unwrap();
+    p.set_algorithm("be", Algorithm::First).unwrap();
+    for _ in 0..3 {
+        assert_eq!(fetch(fe).await, "c\n", "first: lowest id with a free slot");
+    }
+    let st = p.stats();
+    assert_eq!(st.backends[0].algorithm, Algorithm::First);
+    assert_eq!(
+        st.backends[0]
+            .servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["b", "c", "d"]
+    );
+    assert!(p
+        .execute(parse_command("set weight be/nope 1").unwrap())
+        .is_err());
+}
+
+#[tokio::test]
+async fn connect_failures_retry_then_redispatch() {
+    let dead = dead_addr().await;
+    let (ok, _t) = name_server("ok").await;
+    let backend = format!(
+        "[backends.be]\nretries = 2\n{}",
+        servers(&[("a_dead", dead, ""), ("b_ok", ok, "")])
+    );
+    let (p, fe) = start("", &backend).await;
+    for _ in 0..4 {
+        assert_eq!(fetch(fe).await, "ok\n");
+    }
+    let st = p.stats();
+    let b = &st.backends[0];
+    // Two of the four sessions were sent to the dead server first: each
+    // failed, retried once on it, then was redispatched.
+    assert_eq!((b.connect_errors, b.retries, b.redispatches), (4, 2, 2));
+    assert_eq!(b.servers[0].connect_errors, 4);
+}
+
+#[tokio::test]
+async fn all_servers_down_closes_clearly_and_recovers() {
+    let dead = dead_addr().await;
+    let backend = format!(
+        "[backends.be]\nretries = 0\n[backends.be.check]\ninter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", dead, "check = true")])
+    );
+    let (p, fe) = start("", &backend).await;
+    eventually("server marked down", || {
+        p.stats().backends[0].servers[0].status == "DOWN"
+    })
+    .await;
+    assert_eq!(fetch(fe).await, "", "closed without data");
+    assert_eq!(p.stats().backends[0].status, "DOWN");
+    assert!(p.stats().backends[0].no_server >= 1);
+    // The server comes back on the same port.
+    let l = TcpListener::bind(dead).await.unwrap();
+    let _t = tokio::spawn(serve_name(l, "back"));
+    eventually("server back up", || {
+        p.stats().backends[0].servers[0].status == "UP"
+    })
+    .await;
+    assert_eq!(fetch(fe).await, "back\n");
+    let s = &p.stats().backends[0].servers[0];
+    assert_eq!(s.check_status, "L4OK");
+    assert!(s.down_transitions >= 1 && s.check_failures >= 1);
+}
+
+#[tokio::test]
+async fn http_check_follows_status() {
+    // A backend that answers checks with a status read from a shared cell.
+    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(503));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let st2 = status.clone();
+    let _t = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let code = st2.load(std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.0 {code} X\r\n\r\n").as_bytes())
+                    .await;
+            });
+        }
+    });
+    let backend = format!(
+        "[backends.be.check]\nkind = \"http\"\npath = \"/health\"\nexpect_status = 200\ninter = \"50ms\"\nrise = 2\nfall = 1\n{}",
+        servers(&[("s", a, "check = true")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("503 -> DOWN", || {
+        p.stats().backends[0].servers[0].status.starts_with("DOWN")
+    })
+    .await;
+    assert_eq!(p.stats().backends[0].servers[0].check_status, "L7STS");
+    status.store(200, std::sync::atomic::Ordering::Relaxed);
+    eventually("200 -> UP", || {
+        p.stats().backends[0].servers[0].status == "UP"
+    })
+    .await;
+    assert_eq!(p.stats().backends[0].servers[0].check_status, "L7OK");
+}
+
+#[tokio::test]
+async fn agent_check_sets_weight_and_drain() {
+    let (srv, _t) = name_server("s").await;
+    let reply = std::sync::Arc::new(std::sync::Mutex::new("50%\n".to_string()));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_port = l.local_addr().unwrap().port();
+    let r2 = reply.clone();
+    let _ta = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let text = r2.lock().unwrap().clone();
+            let _ = s.write_all(text.as_bytes()).await;
+        }
+    });
+    let extra = format!("weight = 10\nagent_port = {agent_port}\nagent_inter = \"50ms\"");
+    let (p, _fe) = start("", &servers(&[("s", srv, &extra)])).await;
+    eventually("agent 50%", || {
+        p.stats().backends[0].servers[0].effective_weight == 5
+    })
+    .await;
+    *reply.lock().unwrap() = "drain\n".into();
+    eventually("agent drain", || {
+        p.stats().backends[0].servers[0].status == "DRAIN"
+    })
+    .await;
+    *reply.lock().unwrap() = "ready 100% down\n".into();
+    eventually("agent down", || {
+        p.stats().backends[0].servers[0].status == "DOWN"
+    })
+    .await;
+    *reply.lock().unwrap() = "up\n".into();
+    eventually("agent up", || {
+        p.stats().backends[0].servers[0].effective_weight == 10
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_dying_mid_stream_closes_the_client() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let _t = tokio::spawn(async move {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let _ = s.write_all(&[7u8; 10_000]).await;
+        // Die abruptly: RST instead of FIN.
+        #[allow(deprecated)] // linger 0 does not block: it is the point (RST)
+        let _ = s.set_linger(Some(Duration::ZERO));
+        drop(s);
+    });
+    let (p, fe) = start("", &servers(&[("s", a, "")])).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let mut got = Vec::new();
+    // Whatever arrived before the death, the read ends (EOF or reset), bounded.
+    let _ = tokio::time::timeout(BOUND, c.read_to_end(&mut got))
+        .await
+        .expect("client released");
+    assert!(got.len() <= 10_000);
+    eventually("session released", || {
+        p.stats().backends[0].cur_sessions == 0
+    })
+    .await;
+    // The proxy still works.
+    let (b, _tb) = name_server("b").await;
+    p.add_server(
+        "be",
+        halyard_proxy::config::ServerConfig {
+            spec: halyard_proxy::backend::ServerSpec::new("b", b),
+            send_proxy: None,
+            agent_port: None,
+            agent_inter: Duration::from_secs(1),
+        },
+    )
+    .unwrap();
+    p.set_state("be", "s", AdminState::Maint).unwrap();
+    assert_eq!(fetch(fe).await, "b\n");
+}
+
+#[tokio::test]
+async fn slowloris_is_held_only_until_timeout_client() {
+    // The backend never speaks; the client never speaks.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let _t = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let (p, fe) = start("timeout_client = \"200ms\"", &servers(&[("s", a, "")])).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(BOUND, c.read(&mut buf))
+        .await
+        .expect("closed by timeout client");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    eventually("session released", || {
+        p.stats().frontends[0].cur_sessions == 0
+    })
+    .await;
+    // A PROXY-header frontend also drops a client that never finishes its header.
+    let (p2, fe2) = start(
+        "accept_proxy = true\ntimeout_client = \"200ms\"",
+        &servers(&[("s", a, "")]),
+    )
+    .await;
+    let mut c = TcpStream::connect(fe2).await.unwrap();
+    c.write_all(b"PROXY TCP4 1.2.3.4").await.unwrap();
+    let n = tokio::time::timeout(BOUND, c.read(&mut buf))
+        .await
+        .expect("closed by timeout client");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    eventually("denied", || p2.stats().frontends[0].denied == 1).await;
+}
+
+#[tokio::test]
+async fn proxy_protocol_in_and_out() {
+    // The server reads the PROXY header we send and replies with the source it saw.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let _t = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 128];
+                loop {
+                    match proxy_protocol::parse(&buf) {
+                        // Reply once the header and some data behind it arrived.
+                        Ok(Some((h, n))) if buf.len() > n => {
+                            let rest = String::from_utf8_lossy(&buf[n..]).to_string();
+                            let src = h.addresses.map(|(s, _)| s.to_string()).unwrap_or_default();
+                            let _ = s
+                                .write_all(format!("{:?} {src} {rest}", h.version).as_bytes())
+                                .await;
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let (p, fe) = start(
+        "accept_proxy = true",
+        &servers(&[("s", a, "send_proxy = \"v2\"")]),
+    )
+    .await;
+    // A well-formed v1 header with data right behind it.
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"PROXY TCP4 10.1.2.3 10.9.9.9 4242 80\r\nhello")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(BOUND, c.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, "V2 10.1.2.3:4242 hello");
+    // Garbage is rejected, counted, and does not reach the server.
+    for garbage in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"PROXY TCP4 999.1.1.1 1.1.1.1 1 2\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\x99\x11\x00\x0c",
+    ] {
+        let mut c = TcpStream::connect(fe).await.unwrap();
+        c.write_all(garbage).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(BOUND, c.read_to_end(&mut out))
+            .await
+            .unwrap();
+        assert!(out.is_empty());
+    }
+    eventually("3 denied", || p.stats().frontends[0].denied == 3).await;
+    assert_eq!(p.stats().backends[0].total_sessions, 1);
+    // v1 out, from a frontend without accept_proxy: the server sees the real client.
+    let (_p1, fe1) = start("", &servers(&[("s", a, "send_proxy = \"v1\"")])).await;
+    let mut c = TcpStream::connect(fe1).await.unwrap();
+    let me = c.local_addr().unwrap();
+    c.write_all(b"hi").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(BOUND, c.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, format!("{:?} {me} hi", Version::V1));
+}
+
+#[tokio::test]
+async fn maxconn_queues_and_timeout_queue_drops() {
+    // The backend holds each connection until the client closes.
+    let (echo, _t) = echo_server().await;
+    let backend = format!(
+        "[backends.be]\ntimeout_queue = \"300ms\"\n{}",
+        servers(&[("s", echo, "maxconn = 1")])
+    );
+    let (p, fe) = start("", &backend).await;
+    let mut first = TcpStream::connect(fe).await.unwrap();
+    first.write_all(b"1").await.unwrap();
+    let mut b = [0u8; 1];
+    first.read_exact(&mut b).await.unwrap();
+    // Second client queues; it is served once the first leaves.
+    let mut second = TcpStream::connect(fe).await.unwrap();
+    second.write_all(b"2").await.unwrap();
+    eventually("queued", || p.stats().backends[0].queue_cur == 1).await;
+    drop(first);
+    tokio::time::timeout(BOUND, second.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"2");
+    // Third client waits past timeout queue and is closed.
+    let mut third = TcpStream::connect(fe).await.unwrap();
+    let n = tokio::time::timeout(BOUND, third.read(&mut b))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)));
+    let st = p.stats();
+    assert_eq!(st.backends[0].queue_timeouts, 1);
+    assert_eq!(st.backends[0].queue_max, 1);
+    assert_eq!(st.backends[0].servers[0].max_sessions, 1);
+}
+
+#[tokio::test]
+async fn health_source_and_shutdown_sessions_on_marked_down() {
+    let (echo, _t) = echo_server().await;
+    let (other, _t2) = name_server("other").await;
+    let backend = servers(&[
+        ("a", echo, "on_marked_down = \"shutdown-sessions\""),
+        ("b", other, "backup = true"),
+    ]);
+    let (p, fe) = start("", &backend).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).await.unwrap();
+    // The cluster says: a is down.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let _h = p.attach_health_source(ChannelHealthSource(rx));
+    tx.send(HealthReport {
+        backend: "be".into(),
+        server: "a".into(),
+        state: Operational::Down,
+    })
+    .await
+    .unwrap();
+    let n = tokio::time::timeout(BOUND, c.read(&mut b))
+        .await
+        .expect("session shut down");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    // The backup takes over while the primary is down.
+    assert_eq!(fetch(fe).await, "other\n");
+    tx.send(HealthReport {
+        backend: "be".into(),
+        server: "a".into(),
+        state: Operational::Up,
+    })
+    .await
+    .unwrap();
+    eventually("a up", || p.stats().backends[0].servers[0].status == "UP").await;
+}
+
+#[tokio::test]
+async fn stats_listener_serves_metrics_csv_and_commands() {
+    let (a, _t) = name_server("a").await;
+    let text = format!(
+        "[global]\nstats_listen = \"127.0.0.1:0\"\n[frontends.fe]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        servers(&[("a", a, "")])
+    );
+    let p = Proxy::start(halyard_proxy::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    let stats = p.stats_addr().unwrap();
+    let get = |req: String| async move {
+        let mut s = TcpStream::connect(stats).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(BOUND, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        out
+    };
+    let m = get("GET /metrics HTTP/1.0\r\n\r\n".into()).await;
+    assert!(
+        m.starts_with("HTTP/1.0 200")
+            && m.contains("halyard_server_up{backend=\"be\",server=\"a\"} 1"),
+        "{m}"
+    );
+    let cmd = "set weight be/a 7";
+    let r = get(format!(
+        "POST /command HTTP/1.0\r\nContent-Length: {}\r\n\r\n{cmd}",
+        cmd.len()
+    ))
+    .await;
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    let csv = get("GET /stats HTTP/1.0\r\n\r\n".into()).await;
+    assert!(csv.contains("be,a,"), "{csv}");
+    assert_eq!(p.stats().backends[0].servers[0].weight, 7);
+    let bad = get("POST /command HTTP/1.0\r\nContent-Length: 3\r\n\r\nfoo".into()).await;
+    assert!(
+        bad.starts_with("HTTP/1.0 400") && bad.contains("unknown command"),
+        "{bad}"
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_sessions_finish() {
+    let (echo, _t) = echo_server().await;
+    let (p, fe) = start("", &servers(&[("e", echo, "")])).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"a").await.unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).await.unwrap();
+    let p2 = p.clone();
+    let stop = tokio::spawn(async move { p2.shutdown(BOUND).await });
+    // No new sessions...
+    eventually("listener closed", || {
+        std::net::TcpStream::connect_timeout(&fe, Duration::from_millis(200)).is_err()
+    })
+    .await;
+    // ...but the open one still works, and ends on its own.
+    c.write_all(b"b").await.unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"b");
+    drop(c);
+    assert_eq!(tokio::time::timeout(BOUND, stop).await.unwrap().unwrap(), 0);
+}
