@@ -30,12 +30,16 @@
 //!
 //! The arithmetic (`calculate_quorum`, `are_we_quorate` and the
 //! `last_man_standing` trigger in `votequorum_sync_init` of Corosync 3's
-//! `exec/votequorum.c`) is reproduced rule for rule, including two behaviours that
-//! surprise people:
+//! `exec/votequorum.c`) is reproduced rule for rule, with one deliberate deviation
+//! (the first point), including behaviours that surprise people:
 //!
 //! * with `wait_for_all`, losing quorum re-arms the wait: a partition that became
 //!   inquorate needs all expected votes present at once again (or a quorate peer, see
 //!   [`Quorum::handle_peer_quorate`], or [`Quorum::cancel_wait_for_all`]);
+//! * `auto_tie_breaker` applies to an exact half of the expected votes only
+//!   (Corosync's test, `total == expected / 2`, also admits half − 1 when expected
+//!   votes are odd, which with unequal votes lets both sides of a split be quorate:
+//!   votes {1, 1} against {2, 1} of 5; this module does not);
 //! * `auto_tie_breaker` only rescues a partition that *split off* from a larger
 //!   configuration (fewer members than before, and the missing part too small to be
 //!   quorate itself). A partition that *grew* to exactly half at cold start is not
@@ -621,7 +625,13 @@ impl Quorum {
             self.lowest_node_id = self.members.keys().next().copied();
             self.highest_node_id = self.members.keys().next_back().copied();
         }
-        if !quorate && self.config.auto_tie_breaker && total == self.expected_votes / 2 {
+        // Corosync tests `total == expected / 2`, which with an odd expected count
+        // also admits "half - 1"; with unequal votes that side and a quorate other
+        // side can coexist (votes 1,1 | 2,1 of 5). Only an exact half is a tie.
+        if !quorate
+            && self.config.auto_tie_breaker
+            && u64::from(total) * 2 == u64::from(self.expected_votes)
+        {
             // Only a split: this partition shrank, and the missing part is too small
             // to be quorate on its own.
             let previous = self.previous_members.len();

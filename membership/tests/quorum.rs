@@ -660,3 +660,134 @@ fn config_validation_names_the_field() {
         "{e}"
     );
 }
+
+mod split_brain {
+    //! Safety: after any common history, two disjoint halves of a membership are
+    //! never both quorate (two_node excluded: it resolves splits by fencing, by
+    //! design).
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Members: a mask over the nodelist.
+        Members(u8),
+        /// Advance the clock (ms) and fire due timeouts.
+        Wait(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            any::<u8>().prop_map(Step::Members),
+            (0u64..25_000).prop_map(Step::Wait),
+        ]
+    }
+
+    fn members(votes: &[u32], mask: u8) -> Vec<Member> {
+        votes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(i, v)| Member::new(i as u32 + 1, *v))
+            .collect()
+    }
+
+    fn advance(q: &mut Quorum, now: &mut Instant, ms: u64) {
+        *now += Duration::from_millis(ms);
+        while let Some(d) = q.poll_timeout() {
+            if d > *now {
+                break;
+            }
+            q.handle_timeout(d);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn two_halves_are_never_both_quorate(
+            votes in proptest::collection::vec(0u32..4, 2..=8),
+            wait_for_all in any::<bool>(),
+            auto_tie_breaker in any::<bool>(),
+            tie_breaker in 0u8..3,
+            last_man_standing in any::<bool>(),
+            history in proptest::collection::vec(step(), 0..8),
+            split_mask in any::<u8>(),
+            after_ms in 0u64..40_000,
+        ) {
+            let n = votes.len();
+            let config = QuorumConfig {
+                nodelist: votes.iter().enumerate().map(|(i, v)| (NodeId(i as u32 + 1), *v)).collect(),
+                wait_for_all: Some(wait_for_all),
+                auto_tie_breaker,
+                auto_tie_breaker_node: match tie_breaker {
+                    0 => TieBreaker::Lowest,
+                    1 => TieBreaker::Highest,
+                    _ => TieBreaker::List((1..=n as u32).rev().map(NodeId).collect()),
+                },
+                last_man_standing,
+                ..QuorumConfig::default()
+            };
+            let Ok(mut q) = Quorum::new(config) else {
+                return Ok(()); // rejected combinations are tested elsewhere
+            };
+            let mut now = Instant::now();
+            let all: u8 = ((1u16 << n) - 1) as u8;
+            q.handle_membership(now, &members(&votes, all));
+            for s in &history {
+                match s {
+                    Step::Members(mask) => q.handle_membership(now, &members(&votes, mask & all)),
+                    Step::Wait(ms) => advance(&mut q, &mut now, *ms),
+                }
+            }
+            let current: u8 = q.status().members.iter().fold(0u8, |m, id| m | 1 << (id.0 - 1));
+            let side_a = current & split_mask;
+            let side_b = current & !split_mask;
+            let (mut a, mut b) = (q.clone(), q);
+            let (mut now_a, mut now_b) = (now, now);
+            a.handle_membership(now, &members(&votes, side_a));
+            b.handle_membership(now, &members(&votes, side_b));
+            prop_assert!(!(a.is_quorate() && b.is_quorate()), "both halves quorate right after the split: {:?} / {:?}", a.status(), b.status());
+            advance(&mut a, &mut now_a, after_ms);
+            advance(&mut b, &mut now_b, after_ms);
+            prop_assert!(!(a.is_quorate() && b.is_quorate()), "both halves quorate after {after_ms} ms: {:?} / {:?}", a.status(), b.status());
+        }
+    }
+}
+
+#[test]
+fn auto_tie_breaker_needs_an_exact_half() {
+    // Corosync's test (`total == expected / 2`) would make {1, 2} (2 of 5 votes, with
+    // the lowest node id) quorate while {3, 4} (3 of 5) is quorate by majority.
+    let config = QuorumConfig {
+        nodelist: [
+            (NodeId(1), 1),
+            (NodeId(2), 1),
+            (NodeId(3), 2),
+            (NodeId(4), 1),
+        ]
+        .into_iter()
+        .collect(),
+        auto_tie_breaker: true,
+        wait_for_all: Some(true),
+        ..QuorumConfig::default()
+    };
+    let all = [
+        Member::new(1, 1),
+        Member::new(2, 1),
+        Member::new(3, 2),
+        Member::new(4, 1),
+    ];
+    let now = Instant::now();
+    let outcome = |side: &[Member]| {
+        let mut q = Quorum::new(config.clone()).unwrap();
+        q.handle_membership(now, &all);
+        assert!(q.is_quorate());
+        q.handle_membership(now, side);
+        q.is_quorate()
+    };
+    assert!(outcome(&all[2..]), "{{3, 4}}: 3 of 5 votes");
+    assert!(!outcome(&all[..2]), "{{1, 2}}: 2 of 5 votes is no tie");
+}
