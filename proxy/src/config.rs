@@ -18,7 +18,8 @@
 //! [frontends.web]
 //! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
 //! backend = "web"
-//! accept_proxy = false           # require a PROXY v1/v2 header from clients
+//! mode = "tcp"                   # or "http" (L7; then [[frontends.web.routes]])
+//! accept_proxy = false           # TCP mode: require a PROXY v1/v2 header from clients
 //!
 //! [backends.web]
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random

@@ -431,14 +431,20 @@ async fn accept_loop(
                 let guard = TaskGuard::new(&shared);
                 let shared = shared.clone();
                 let fe = fe.clone();
-                tokio::spawn(async move {
-                    match fe.mode {
-                        Mode::Tcp => session(&shared, &fe, stream, peer).await,
-                        Mode::Http => http_session(&shared, &fe, stream, peer).await,
-                    }
-                    drop(permit);
-                    drop(guard);
-                });
+                // Two spawns, not one future with a match: a TCP session's
+                // task then stays as small as its own state (idle memory).
+                match fe.mode {
+                    Mode::Tcp => tokio::spawn(async move {
+                        session(&shared, &fe, stream, peer).await;
+                        drop(permit);
+                        drop(guard);
+                    }),
+                    Mode::Http => tokio::spawn(async move {
+                        http_session(&shared, &fe, stream, peer).await;
+                        drop(permit);
+                        drop(guard);
+                    }),
+                };
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS...: log, count, back off, keep listening.
