@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST};
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE,
+};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -172,14 +174,14 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
 ];
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
@@ -194,8 +196,10 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
+    for n in &HOP_BY_HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
     }
 }
 
@@ -229,6 +233,9 @@ pub(super) async fn serve(
 }
 
 fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str {
+    if fe.routes.is_empty() {
+        return &fe.backend;
+    }
     let host = req
         .uri()
         .host()
