@@ -200,3 +200,67 @@ async fn slow_headers_are_dropped_at_timeout_client() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn request_bodies_flow_and_a_dying_server_gives_502() {
+    // Backend: replies with the number of body bytes it received; path /die
+    // makes it drop the connection without answering.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/die" {
+                        return Err("die");
+                    }
+                    let mut body = req.into_body();
+                    let mut n = 0usize;
+                    while let Some(f) =
+                        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                    {
+                        if let Ok(d) = f.map_err(|_| "body")?.into_data() {
+                            n += d.len();
+                        }
+                    }
+                    Ok::<_, &str>(Response::new(n.to_string()))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let p = Proxy::start(http_config("", &servers(&[("a", a, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    let body = "x".repeat(300_000);
+    let (st, n) = tokio::time::timeout(BOUND, async {
+        c.0.ready().await.unwrap();
+        let req = Request::post("/upload")
+            .header("host", "x")
+            .body(body)
+            .unwrap();
+        let resp = c.0.send_request(req).await.unwrap();
+        let st = resp.status().as_u16();
+        let mut b = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut b).poll_frame(cx)).await {
+            if let Ok(d) = f.unwrap().into_data() {
+                out.extend_from_slice(&d);
+            }
+        }
+        (st, String::from_utf8(out).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!((st, n.as_str()), (200, "300000"));
+    let mut c2 = Client::new(fe).await;
+    assert_eq!(c2.get("x", "/die").await.0, 502);
+    // The proxy and the server connection pool recover.
+    assert_eq!(c2.get("x", "/ok").await, (200, "0".to_string()));
+    eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
+}
