@@ -264,3 +264,82 @@ async fn request_bodies_flow_and_a_dying_server_gives_502() {
     assert_eq!(c2.get("x", "/ok").await, (200, "0".to_string()));
     eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
 }
+
+/// A response body fed by a channel (the test holds the sender).
+struct ChanBody(tokio::sync::mpsc::Receiver<hyper::body::Bytes>);
+
+impl Body for ChanBody {
+    type Data = hyper::body::Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<hyper::body::Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn shutdown_sessions_aborts_in_flight_http_responses() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let senders = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = senders.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let s2 = s2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let s2 = s2.clone();
+                    async move {
+                        let (tx, rx) = tokio::sync::mpsc::channel(4);
+                        tx.send(hyper::body::Bytes::from_static(b"first"))
+                            .await
+                            .unwrap();
+                        s2.lock().unwrap().push(tx); // never finishes on its own
+                        Ok::<_, Infallible>(Response::new(ChanBody(rx)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let backend = servers(&[("a", a, "on_marked_down = \"shutdown-sessions\"")]);
+    let p = Proxy::start(http_config("", &backend)).await.unwrap();
+    let mut c = Client::new(p.local_addrs("fe")[0]).await;
+    c.0.ready().await.unwrap();
+    let req = Request::get("/stream")
+        .header("host", "x")
+        .body(String::new())
+        .unwrap();
+    let resp = tokio::time::timeout(BOUND, c.0.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    p.set_health("be", "a", halyard_proxy::health::Operational::Down)
+        .unwrap();
+    let next = tokio::time::timeout(
+        BOUND,
+        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)),
+    )
+    .await
+    .expect("aborted, not hanging");
+    assert!(
+        matches!(next, Some(Err(_)) | None),
+        "the response must not continue"
+    );
+    eventually("slot released", || p.stats().backends[0].cur_sessions == 0).await;
+    drop(senders);
+}

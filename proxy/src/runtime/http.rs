@@ -26,8 +26,10 @@ use hyper::header::{
 };
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+use tokio::sync::{oneshot, watch};
 
 use super::{wait_queue, Shared};
 use crate::backend::{Acquire, Assignment, Retry};
@@ -76,25 +78,49 @@ impl Pool {
     }
 }
 
+/// Resolves when the server is marked down with `shutdown-sessions`.
+type KillSwitch = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn kill_switch(mut rx: watch::Receiver<u64>) -> KillSwitch {
+    Box::pin(async move {
+        if rx.changed().await.is_err() {
+            // The server was removed: nothing will ever fire.
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Errors of the response body.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The response body: the server's, tracked, or a short local one.
 pub(super) enum ProxyBody {
-    /// From the server; the guard releases the slot when dropped.
-    Server(Incoming, Option<Release>),
+    /// From the server; the guard releases the slot when dropped; the
+    /// switch aborts the response (`on-marked-down shutdown-sessions`).
+    Server(Incoming, Option<Release>, Option<KillSwitch>),
     /// Generated here.
     Local(Option<Bytes>),
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ProxyBody::Server(inner, guard) => {
-                let r = Pin::new(&mut *inner).poll_frame(cx);
+            ProxyBody::Server(inner, guard, kill) => {
+                if let Some(k) = kill.as_mut() {
+                    if k.as_mut().poll(cx).is_ready() {
+                        guard.take();
+                        return Poll::Ready(Some(Err(
+                            "server marked down: shutdown-sessions".into()
+                        )));
+                    }
+                }
+                let r = Pin::new(&mut *inner).poll_frame(cx).map_err(|e| e.into());
                 match &r {
                     Poll::Ready(Some(Ok(f))) => {
                         if let (Some(d), Some(g)) = (f.data_ref(), guard.as_mut()) {
@@ -125,14 +151,14 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Server(inner, _) => inner.is_end_stream(),
+            ProxyBody::Server(inner, _, _) => inner.is_end_stream(),
             ProxyBody::Local(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Server(inner, _) => inner.size_hint(),
+            ProxyBody::Server(inner, _, _) => inner.size_hint(),
             ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Local(None) => SizeHint::with_exact(0),
         }
@@ -373,14 +399,41 @@ async fn handle(
         bytes_out: 0,
         complete: false,
     };
-    match tokio::time::timeout(timeouts.server, sender.send_request(req)).await {
+    // on-marked-down shutdown-sessions: in-flight requests to the server end too.
+    let mut kill = {
+        let core = shared.lock();
+        core.backends.get(&backend).and_then(|b| {
+            let wanted = b
+                .core
+                .server_spec(assignment.server)?
+                .shutdown_sessions_on_down;
+            wanted.then(|| {
+                b.servers
+                    .get(&assignment.server)
+                    .map(|rt| kill_switch(rt.kill.subscribe()))
+            })?
+        })
+    };
+    let sent = async {
+        match kill.as_mut() {
+            Some(k) => tokio::select! {
+                r = tokio::time::timeout(timeouts.server, sender.send_request(req)) => Some(r),
+                _ = k.as_mut() => None,
+            },
+            None => Some(tokio::time::timeout(timeouts.server, sender.send_request(req)).await),
+        }
+    };
+    let Some(sent) = sent.await else {
+        return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
+    };
+    match sent {
         Ok(Ok(resp)) => {
             guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             // An empty body may never be polled: the exchange is complete already.
             guard.complete = body.is_end_stream();
-            Response::from_parts(parts, ProxyBody::Server(body, Some(guard)))
+            Response::from_parts(parts, ProxyBody::Server(body, Some(guard), kill))
         }
         Ok(Err(e)) => {
             tracing::debug!(backend, error = %e, "server failed mid-request");
