@@ -412,7 +412,7 @@ impl Backend {
         out
     }
 
-    fn take_slot(&mut self, now: Instant, id: ServerId) -> Option<Assignment> {
+    fn take_slot(&mut self, id: ServerId) -> Option<Assignment> {
         let s = self.servers.get_mut(&id)?;
         s.c.cur += 1;
         s.c.max = s.c.max.max(s.c.cur);
@@ -420,7 +420,6 @@ impl Backend {
         self.c.cur += 1;
         self.c.max = self.c.max.max(self.c.cur);
         self.c.total += 1;
-        let _ = now;
         Some(Assignment {
             server: id,
             addr: s.spec.addr,
@@ -435,7 +434,7 @@ impl Backend {
     ) -> Option<Assignment> {
         let cands = self.candidates(now, exclude);
         let id = self.balancer.pick(&cands, client)?;
-        self.take_slot(now, id)
+        self.take_slot(id)
     }
 
     /// A new session asks for a server.
@@ -588,14 +587,11 @@ impl Backend {
         } else if self.opts.redispatch && (failures == self.opts.retries || !usable) {
             match self.try_assign(now, client, Some(server)) {
                 Some(a) => Retry::Redispatch(a),
-                None if usable => self
-                    .take_slot(now, server)
-                    .map_or(Retry::GiveUp, Retry::Same),
+                None if usable => self.take_slot(server).map_or(Retry::GiveUp, Retry::Same),
                 None => Retry::GiveUp,
             }
         } else if usable {
-            self.take_slot(now, server)
-                .map_or(Retry::GiveUp, Retry::Same)
+            self.take_slot(server).map_or(Retry::GiveUp, Retry::Same)
         } else {
             Retry::GiveUp
         };

@@ -13,7 +13,7 @@
 //! | [`Algorithm::LeastConn`] | `leastconn` | lowest `(sessions+1)/weight`, round robin among ties |
 //! | [`Algorithm::First`] | `first` | the first server (by id) with a free slot |
 //! | [`Algorithm::Source`] | `source` | client address hash over a weighted map (map-based: a removed server remaps most clients) |
-//! | [`Algorithm::Consistent`] | `source` + `hash-type consistent` + `hash-balance-factor` | consistent hash ring with bounded loads |
+//! | [`Algorithm::Consistent`] | `source` + `hash-type consistent` + `hash-balance-factor` | consistent hash ring (over configured weights) with bounded loads (over effective weights) |
 //! | [`Algorithm::Random`] | `random(2)` | power of two (weighted) random choices, the less loaded wins |
 
 use std::collections::BTreeMap;
@@ -321,10 +321,13 @@ impl Balancer {
     }
 
     fn pick_consistent(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
+        // The ring follows the configured weights of the usable servers, so a
+        // slowstart ramp or an agent percentage does not rebuild (and reshuffle)
+        // it on every pick; those effective weights act through the load bound.
         let set: Vec<(ServerId, u32)> = cands
             .iter()
             .filter(|c| c.weight > 0)
-            .map(|c| (c.id, c.weight))
+            .map(|c| (c.id, c.static_weight.max(1)))
             .collect();
         if set != self.ring_key {
             self.ring = build_ring(&set);
@@ -588,6 +591,26 @@ mod tests {
                 assert!(c.sessions <= limit.max(1), "{cands:?} limit {limit}");
             }
         }
+    }
+
+    #[test]
+    fn consistent_ring_ignores_effective_weight_changes() {
+        let mut b = Balancer::new(Algorithm::Consistent, 7);
+        b.set_balance_factor(0);
+        let mut cands: Vec<Candidate> = (1..=3).map(|i| cand(i, 10)).collect();
+        let ips: Vec<IpAddr> = (0..300u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
+        let before: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        cands[1].weight = 3; // e.g. slowstart ramping server 2
+        let after: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        assert_eq!(before, after);
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! [frontends.web]
 //! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
 //! backend = "web"
-//! accept_proxy = false           # require a PROXY v1/v2 header from clients
+//! mode = "tcp"                   # or "http" (L7; then [[frontends.web.routes]])
+//! accept_proxy = false           # TCP mode: require a PROXY v1/v2 header from clients
 //!
 //! [backends.web]
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
@@ -164,6 +165,23 @@ pub struct RawFrontend {
     pub maxconn: Option<u32>,
     /// Overrides `[defaults] splice`.
     pub splice: Option<bool>,
+    /// `tcp` (default) or `http`.
+    pub mode: Option<String>,
+    /// HTTP mode: routes tried in order before `backend`.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[[frontends.NAME.routes]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Exact host (case-insensitive, port ignored).
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Backend for matching requests.
+    pub backend: Option<String>,
 }
 
 /// `[backends.NAME]`.
@@ -316,6 +334,41 @@ pub struct FrontendConfig {
     pub maxconn: u32,
     /// Bulk directions switch to splice(2).
     pub splice: bool,
+    /// TCP or HTTP.
+    pub mode: Mode,
+    /// HTTP routes, tried in order; `backend` when none matches.
+    pub routes: Vec<Route>,
+}
+
+/// Frontend mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// L4: bytes are forwarded opaquely.
+    Tcp,
+    /// L7: HTTP/1.1, balanced per request over kept-alive server connections.
+    Http,
+}
+
+/// An HTTP route: every given condition must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Host (lowercase, without port).
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Backend name.
+    pub backend: String,
+}
+
+impl Route {
+    /// True when `host` (already lowercased, without port) and `path` match.
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| host == Some(h))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| path.starts_with(p))
+    }
 }
 
 /// A validated server.
@@ -722,6 +775,70 @@ impl Config {
                     format!("use one of {known:?} or add [backends.{backend}]"),
                 ));
             }
+            let mode = match fe.mode.as_deref() {
+                None | Some("tcp") => Mode::Tcp,
+                Some("http") => Mode::Http,
+                Some(o) => {
+                    return Err(Error::config(
+                        f("mode"),
+                        format!("unknown mode `{o}`"),
+                        "use \"tcp\" or \"http\"",
+                    ))
+                }
+            };
+            if mode == Mode::Tcp && !fe.routes.is_empty() {
+                return Err(Error::config(
+                    f("routes"),
+                    "routes need HTTP mode",
+                    "set mode = \"http\" or remove the routes",
+                ));
+            }
+            if mode == Mode::Http && fe.accept_proxy {
+                return Err(Error::config(
+                    f("accept_proxy"),
+                    "is supported in TCP mode only",
+                    "remove accept_proxy or use mode = \"tcp\"",
+                ));
+            }
+            let mut routes = Vec::new();
+            for (i, r) in fe.routes.iter().enumerate() {
+                let rf = |k: &str| format!("frontends.{fname}.routes[{i}].{k}");
+                let backend = r.backend.clone().ok_or_else(|| {
+                    Error::config(
+                        rf("backend"),
+                        "is missing",
+                        "name the backend for this route",
+                    )
+                })?;
+                if !raw.backends.contains_key(&backend) {
+                    return Err(Error::config(
+                        rf("backend"),
+                        format!("backend `{backend}` is not defined"),
+                        format!("add [backends.{backend}] or fix the name"),
+                    ));
+                }
+                if r.host.is_none() && r.path_prefix.is_none() {
+                    return Err(Error::config(
+                        rf("host"),
+                        "a route needs host or path_prefix",
+                        "add host = \"example.com\" and/or path_prefix = \"/api\"",
+                    ));
+                }
+                if let Some(p) = &r.path_prefix {
+                    if !p.starts_with('/') {
+                        return Err(Error::config(
+                            rf("path_prefix"),
+                            format!("`{p}` does not start with /"),
+                            "write e.g. \"/api\"",
+                        ));
+                    }
+                }
+                routes.push(Route {
+                    host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                    path_prefix: r.path_prefix.clone(),
+                    backend,
+                });
+            }
             frontends.push(FrontendConfig {
                 name: fname.clone(),
                 binds,
@@ -733,6 +850,8 @@ impl Config {
                 )?,
                 maxconn: fe.maxconn.unwrap_or(0),
                 splice: fe.splice.or(d.splice).unwrap_or(false),
+                mode,
+                routes,
             });
         }
         Ok(Config {
@@ -846,6 +965,24 @@ maxconn = 5
         assert!(e.contains("global.threads"), "{e}");
         let e = err("");
         assert!(e.contains("frontends"), "{e}");
+    }
+
+    #[test]
+    fn http_routes() {
+        let text = GOOD.replace("accept_proxy = true", "mode = \"http\"\n[[frontends.web.routes]]\nhost = \"API.example.com\"\npath_prefix = \"/v1\"\nbackend = \"app\"");
+        let c = Config::from_toml(&text).unwrap();
+        let fe = &c.frontends[0];
+        assert_eq!(fe.mode, Mode::Http);
+        assert!(fe.routes[0].matches(Some("api.example.com"), "/v1/x"));
+        assert!(!fe.routes[0].matches(Some("api.example.com"), "/v2"));
+        assert!(!fe.routes[0].matches(None, "/v1"));
+        let e = err(&text.replace(
+            "backend = \"app\"\n[backends",
+            "backend = \"nope\"\n[backends",
+        ));
+        assert!(e.contains("frontends.web.routes[0].backend"), "{e}");
+        let e = err(&GOOD.replace("accept_proxy = true", "mode = \"udp\""));
+        assert!(e.contains("frontends.web.mode"), "{e}");
     }
 
     #[test]

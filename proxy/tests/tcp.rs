@@ -557,3 +557,29 @@ async fn graceful_shutdown_lets_sessions_finish() {
     drop(c);
     assert_eq!(tokio::time::timeout(BOUND, stop).await.unwrap().unwrap(), 0);
 }
+
+#[tokio::test]
+async fn frontend_maxconn_leaves_extra_clients_in_the_backlog() {
+    let (echo, _t) = echo_server().await;
+    let (p, fe) = start("maxconn = 1", &servers(&[("e", echo, "")])).await;
+    let mut first = TcpStream::connect(fe).await.unwrap();
+    first.write_all(b"1").await.unwrap();
+    let mut b = [0u8; 1];
+    first.read_exact(&mut b).await.unwrap();
+    // The second connection completes in the kernel but is not accepted yet.
+    let mut second = TcpStream::connect(fe).await.unwrap();
+    second.write_all(b"2").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        p.stats().frontends[0].total_sessions,
+        1,
+        "accepted past maxconn"
+    );
+    drop(first);
+    tokio::time::timeout(BOUND, second.read_exact(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&b, b"2");
+    assert_eq!(p.stats().frontends[0].max_sessions, 1);
+}

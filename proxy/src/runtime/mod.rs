@@ -7,6 +7,7 @@
 mod checks;
 mod control;
 mod forward;
+mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +24,9 @@ pub use control::{parse_command, Command};
 
 use crate::backend::{Acquire, AdminState, Assignment, Backend, Event, Retry, Ticket};
 use crate::balance::{Algorithm, ServerId};
-use crate::config::{BackendConfig, CheckSpec, Config, FrontendConfig, ServerConfig, Timeouts};
+use crate::config::{
+    BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
+};
 use crate::health::{HealthSource, Operational};
 use crate::proxy_protocol::{self, Version};
 use crate::stats::{FrontendStats, Snapshot};
@@ -82,6 +85,8 @@ struct Shared {
     tasks: AtomicUsize,
     /// Bumped to close every session at once (end of a graceful shutdown).
     kill_all: watch::Sender<u64>,
+    /// HTTP mode: idle kept-alive server connections.
+    pool: http::Pool,
 }
 
 impl Shared {
@@ -134,6 +139,7 @@ impl Proxy {
             }),
             tasks: AtomicUsize::new(0),
             kill_all,
+            pool: http::Pool::default(),
         });
         for b in &config.backends {
             add_backend(&shared, b, now)?;
@@ -265,6 +271,7 @@ impl Proxy {
     pub fn remove_server(&self, backend: &str, server: &str) -> Result<()> {
         self.with_backend(backend, |b| {
             let id = b.core.remove_server(server, Instant::now())?;
+            self.shared.pool.purge(backend, id);
             if let Some(rt) = b.servers.remove(&id) {
                 for t in rt.tasks {
                     t.abort();
@@ -424,11 +431,20 @@ async fn accept_loop(
                 let guard = TaskGuard::new(&shared);
                 let shared = shared.clone();
                 let fe = fe.clone();
-                tokio::spawn(async move {
-                    session(&shared, &fe, stream, peer).await;
-                    drop(permit);
-                    drop(guard);
-                });
+                // Two spawns, not one future with a match: a TCP session's
+                // task then stays as small as its own state (idle memory).
+                match fe.mode {
+                    Mode::Tcp => tokio::spawn(async move {
+                        session(&shared, &fe, stream, peer).await;
+                        drop(permit);
+                        drop(guard);
+                    }),
+                    Mode::Http => tokio::spawn(async move {
+                        http_session(&shared, &fe, stream, peer).await;
+                        drop(permit);
+                        drop(guard);
+                    }),
+                };
             }
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS...: log, count, back off, keep listening.
@@ -479,6 +495,26 @@ async fn session(
         if end == End::Denied {
             f.denied += 1;
         }
+    }
+}
+
+async fn http_session(
+    shared: &Arc<Shared>,
+    fe: &Arc<FrontendConfig>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    {
+        let mut core = shared.lock();
+        if let Some(f) = core.frontends.get_mut(&fe.name) {
+            f.cur_sessions += 1;
+            f.max_sessions = f.max_sessions.max(f.cur_sessions);
+            f.total_sessions += 1;
+        }
+    }
+    http::serve(shared.clone(), fe.clone(), stream, peer).await;
+    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+        f.cur_sessions = f.cur_sessions.saturating_sub(1);
     }
 }
 

@@ -1,0 +1,467 @@
+//! HTTP (L7) mode: HTTP/1.1 from clients (hyper server connections with
+//! keep-alive), each request routed (host / path prefix) to a backend,
+//! balanced on its own, and sent over a kept-alive connection from a
+//! per-server pool. `X-Forwarded-For` is appended; hop-by-hop headers are
+//! dropped. The server slot is held from the request until the response
+//! body has been sent (or dropped), then the connection goes back to the pool.
+//!
+//! Answers of the proxy itself: 503 when no server is usable, the queue is
+//! full or `timeout queue` passes, or every connect attempt failed; 502 when
+//! the server fails mid-request; 504 on `timeout server` before the response
+//! headers. `timeout client` bounds the time to receive request headers
+//! (slowloris) and the keep-alive idle time.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE,
+};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use tokio::net::TcpStream;
+
+use tokio::sync::{oneshot, watch};
+
+use super::{wait_queue, Shared};
+use crate::backend::{Acquire, Assignment, Retry};
+use crate::balance::ServerId;
+use crate::config::FrontendConfig;
+
+/// (backend, server) -> idle senders.
+type IdleMap = HashMap<(String, ServerId), Vec<SendRequest<Incoming>>>;
+
+/// Idle kept-alive server connections, per (backend, server).
+#[derive(Default)]
+pub(super) struct Pool {
+    idle: Mutex<IdleMap>,
+}
+
+/// Most idle connections kept per server.
+const POOL_MAX: usize = 64;
+
+impl Pool {
+    fn take(&self, key: &(String, ServerId)) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Drops the idle connections of a removed server.
+    pub(super) fn purge(&self, backend: &str, server: ServerId) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.remove(&(backend.to_string(), server));
+    }
+
+    fn put(&self, key: (String, ServerId), s: SendRequest<Incoming>) {
+        if s.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(key).or_default();
+        if list.len() < POOL_MAX {
+            list.push(s);
+        }
+    }
+}
+
+/// Resolves when the server is marked down with `shutdown-sessions`.
+type KillSwitch = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn kill_switch(mut rx: watch::Receiver<u64>) -> KillSwitch {
+    Box::pin(async move {
+        if rx.changed().await.is_err() {
+            // The server was removed: nothing will ever fire.
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Errors of the response body.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body: the server's, tracked, or a short local one.
+pub(super) enum ProxyBody {
+    /// From the server; the guard releases the slot when dropped; the
+    /// switch aborts the response (`on-marked-down shutdown-sessions`).
+    Server(Incoming, Option<Release>, Option<KillSwitch>),
+    /// Generated here.
+    Local(Option<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ProxyBody::Server(inner, guard, kill) => {
+                if let Some(k) = kill.as_mut() {
+                    if k.as_mut().poll(cx).is_ready() {
+                        guard.take();
+                        return Poll::Ready(Some(Err(
+                            "server marked down: shutdown-sessions".into()
+                        )));
+                    }
+                }
+                let r = Pin::new(&mut *inner).poll_frame(cx).map_err(|e| e.into());
+                match &r {
+                    Poll::Ready(Some(Ok(f))) => {
+                        if let (Some(d), Some(g)) = (f.data_ref(), guard.as_mut()) {
+                            g.bytes_out += d.len() as u64;
+                        }
+                        if inner.is_end_stream() {
+                            // hyper will not poll again after the last frame.
+                            if let Some(g) = guard.as_mut() {
+                                g.complete = true;
+                            }
+                            guard.take();
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        // Complete: the server connection can serve the next request.
+                        if let Some(g) = guard.as_mut() {
+                            g.complete = true;
+                        }
+                        guard.take();
+                    }
+                    _ => {}
+                }
+                r
+            }
+            ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Server(inner, _, _) => inner.is_end_stream(),
+            ProxyBody::Local(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Server(inner, _, _) => inner.size_hint(),
+            ProxyBody::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ProxyBody::Local(None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Releases the server slot (and pools the connection if the response was
+/// complete) when the response body is done or dropped.
+pub(super) struct Release {
+    shared: Arc<Shared>,
+    backend: String,
+    server: ServerId,
+    sender: Option<SendRequest<Incoming>>,
+    bytes_out: u64,
+    complete: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let (true, Some(s)) = (self.complete, self.sender.take()) {
+            self.shared.pool.put((self.backend.clone(), self.server), s);
+        }
+        let mut core = self.shared.lock();
+        if let Some(b) = core.backends.get_mut(&self.backend) {
+            b.core
+                .release(Instant::now(), self.server, 0, self.bytes_out);
+            b.flush();
+        }
+    }
+}
+
+fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Local(Some(Bytes::from_static(text.as_bytes()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+];
+
+fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        if h.contains_key(n) {
+            h.remove(n);
+        }
+    }
+}
+
+/// Serves one client connection.
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendConfig>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let svc_shared = shared.clone();
+    let svc_fe = fe.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        let fe = svc_fe.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, &fe, req, peer.ip()).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(fe.timeout_client)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut kill_all = shared.kill_all.subscribe();
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
+        },
+        _ = kill_all.changed() => {}
+    }
+}
+
+fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str {
+    if fe.routes.is_empty() {
+        return &fe.backend;
+    }
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .map(|h| {
+            // Strip the port (keep IPv6 brackets intact).
+            let h = match h.rfind(':') {
+                Some(i) if !h[i..].contains(']') => h[..i].to_string(),
+                _ => h,
+            };
+            h.to_ascii_lowercase()
+        });
+    let path = req.uri().path();
+    fe.routes
+        .iter()
+        .find(|r| r.matches(host.as_deref(), path))
+        .map_or(fe.backend.as_str(), |r| r.backend.as_str())
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    fe: &FrontendConfig,
+    mut req: Request<Incoming>,
+    client: IpAddr,
+) -> Response<ProxyBody> {
+    let backend = pick_backend(fe, &req).to_string();
+    // Request rewriting: hop-by-hop out, X-Forwarded-For in, origin-form URI.
+    strip_hop_by_hop(req.headers_mut());
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let value = match req.headers().get(&xff).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client}"),
+        None => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        req.headers_mut().insert(xff, v);
+    }
+    if req.uri().authority().is_some() {
+        if let Some(a) = req.uri().authority().cloned() {
+            if !req.headers().contains_key(HOST) {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    req.headers_mut().insert(HOST, v);
+                }
+            }
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        if let Ok(u) = pq.parse() {
+            *req.uri_mut() = u;
+        }
+    }
+
+    // A server for this request.
+    let (timeouts, first) = {
+        let mut core = shared.lock();
+        let Some(b) = core.backends.get_mut(&backend) else {
+            return local(StatusCode::SERVICE_UNAVAILABLE, "503 no such backend\n");
+        };
+        let t = b.timeouts;
+        let r = match b.core.acquire(Instant::now(), Some(client)) {
+            Acquire::Queued(ticket) => {
+                let (tx, rx) = oneshot::channel();
+                b.waiters.insert(ticket, tx);
+                Err((ticket, rx))
+            }
+            other => Ok(other),
+        };
+        b.flush();
+        (t, r)
+    };
+    let mut assignment: Assignment = match first {
+        Ok(Acquire::Assigned(a)) => a,
+        Ok(_) => return denied(shared, fe, "503 no server available\n"),
+        Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
+            Some(a) => a,
+            None => return denied(shared, fe, "503 timeout queue\n"),
+        },
+    };
+
+    // A connection: pooled, or new (with retries and redispatch).
+    let mut failures = 0u32;
+    let mut sender = loop {
+        let key = (backend.clone(), assignment.server);
+        if let Some(mut s) = shared.pool.take(&key) {
+            if s.ready().await.is_ok() {
+                break s;
+            }
+            continue;
+        }
+        match connect(assignment.addr, timeouts.connect).await {
+            Ok(s) => {
+                let mut core = shared.lock();
+                if let Some(b) = core.backends.get_mut(&backend) {
+                    b.core.connect_ok(assignment.server);
+                }
+                break s;
+            }
+            Err(e) => {
+                tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed");
+                failures += 1;
+                let mut core = shared.lock();
+                let Some(b) = core.backends.get_mut(&backend) else {
+                    return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
+                };
+                let retry = b.core.connect_failed(
+                    Instant::now(),
+                    assignment.server,
+                    failures,
+                    Some(client),
+                );
+                b.flush();
+                match retry {
+                    Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+                    Retry::GiveUp => {
+                        drop(core);
+                        return denied(shared, fe, "503 no server could be reached\n");
+                    }
+                }
+            }
+        }
+    };
+    let mut guard = Release {
+        shared: shared.clone(),
+        backend: backend.clone(),
+        server: assignment.server,
+        sender: None,
+        bytes_out: 0,
+        complete: false,
+    };
+    // on-marked-down shutdown-sessions: in-flight requests to the server end too.
+    let mut kill = {
+        let core = shared.lock();
+        core.backends.get(&backend).and_then(|b| {
+            let wanted = b
+                .core
+                .server_spec(assignment.server)?
+                .shutdown_sessions_on_down;
+            wanted.then(|| {
+                b.servers
+                    .get(&assignment.server)
+                    .map(|rt| kill_switch(rt.kill.subscribe()))
+            })?
+        })
+    };
+    let sent = async {
+        match kill.as_mut() {
+            Some(k) => tokio::select! {
+                r = tokio::time::timeout(timeouts.server, sender.send_request(req)) => Some(r),
+                _ = k.as_mut() => None,
+            },
+            None => Some(tokio::time::timeout(timeouts.server, sender.send_request(req)).await),
+        }
+    };
+    let Some(sent) = sent.await else {
+        return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
+    };
+    match sent {
+        Ok(Ok(resp)) => {
+            guard.sender = Some(sender);
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            // An empty body may never be polled: the exchange is complete already.
+            guard.complete = body.is_end_stream();
+            Response::from_parts(parts, ProxyBody::Server(body, Some(guard), kill))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(backend, error = %e, "server failed mid-request");
+            local(StatusCode::BAD_GATEWAY, "502 bad gateway\n")
+        }
+        Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n"),
+    }
+}
+
+fn denied(shared: &Arc<Shared>, fe: &FrontendConfig, text: &'static str) -> Response<ProxyBody> {
+    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+        f.denied += 1;
+    }
+    local(StatusCode::SERVICE_UNAVAILABLE, text)
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<SendRequest<Incoming>> {
+    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout connect"))??;
+    let _ = s.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "server connection ended");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,345 @@
+//! HTTP (L7) mode on loopback: per-request balancing over kept-alive server
+//! connections, X-Forwarded-For, host/path routing, 503s and recovery,
+//! slowloris headers, and HTTP checks.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use halyard_proxy::config::Config;
+use halyard_proxy::Proxy;
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A hyper backend answering `name|x-forwarded-for|path`; counts its TCP connections.
+async fn http_backend(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c2 = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c2.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    let xff = req
+                        .headers()
+                        .get("x-forwarded-for")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_string();
+                    Ok::<_, Infallible>(Response::new(format!("{name}|{xff}|{}", req.uri().path())))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (a, conns)
+}
+
+/// A keep-alive client connection to the proxy.
+struct Client(hyper::client::conn::http1::SendRequest<String>);
+
+impl Client {
+    async fn new(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Client(tx)
+    }
+
+    async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
+        tokio::time::timeout(BOUND, async {
+            self.0.ready().await.unwrap();
+            let req = Request::get(path)
+                .header("host", host)
+                .body(String::new())
+                .unwrap();
+            let resp = self.0.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut out = Vec::new();
+            while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {
+                if let Ok(d) = f.unwrap().into_data() {
+                    out.extend_from_slice(&d);
+                }
+            }
+            (status, String::from_utf8(out).unwrap())
+        })
+        .await
+        .expect("request bounded")
+    }
+}
+
+fn http_config(extra_frontend: &str, backends: &str) -> Config {
+    let text = format!(
+        "[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{extra_frontend}\n{backends}"
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[tokio::test]
+async fn per_request_balancing_over_kept_alive_connections() {
+    let (a, ca) = http_backend("a").await;
+    let (b, cb) = http_backend("b").await;
+    let p = Proxy::start(http_config("", &servers(&[("a", a, ""), ("b", b, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let (st, body) = c.get("x", &format!("/r{i}")).await;
+        assert_eq!(st, 200);
+        let parts: Vec<&str> = body.split('|').collect();
+        assert_eq!(parts[1], "127.0.0.1", "X-Forwarded-For");
+        assert_eq!(parts[2], format!("/r{i}"));
+        names.push(parts[0].to_string());
+    }
+    // One client connection, requests alternate between servers...
+    assert_eq!(names, ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b"]);
+    // ...over kept-alive server connections (sequential requests: one each).
+    assert_eq!(
+        (ca.load(Ordering::Relaxed), cb.load(Ordering::Relaxed)),
+        (1, 1)
+    );
+    let st = p.stats();
+    assert_eq!(st.frontends[0].total_sessions, 1);
+    assert_eq!(st.backends[0].total_sessions, 10);
+    eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
+}
+
+#[tokio::test]
+async fn host_and_path_routing() {
+    let (d, _) = http_backend("default").await;
+    let (api, _) = http_backend("api").await;
+    let (st, _) = http_backend("static").await;
+    let routes = "[[frontends.fe.routes]]\nhost = \"api.test\"\nbackend = \"api\"\n[[frontends.fe.routes]]\npath_prefix = \"/static/\"\nbackend = \"st\"\n";
+    let backends = format!(
+        "[backends.be.servers.d]\naddress = \"{d}\"\n[backends.api.servers.a]\naddress = \"{api}\"\n[backends.st.servers.s]\naddress = \"{st}\"\n"
+    );
+    let p = Proxy::start(http_config(routes, &backends)).await.unwrap();
+    let mut c = Client::new(p.local_addrs("fe")[0]).await;
+    assert!(
+        c.get("API.test:8080", "/static/x")
+            .await
+            .1
+            .starts_with("api|"),
+        "host route first"
+    );
+    assert!(c
+        .get("www.test", "/static/x")
+        .await
+        .1
+        .starts_with("static|"));
+    assert!(c.get("www.test", "/other").await.1.starts_with("default|"));
+}
+
+#[tokio::test]
+async fn all_down_is_503_and_recovers() {
+    let dead = dead_addr().await;
+    let p = Proxy::start(http_config(
+        "",
+        &format!(
+            "[backends.be]\nretries = 1\n{}",
+            servers(&[("s", dead, "")])
+        ),
+    ))
+    .await
+    .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    let (st, body) = c.get("x", "/").await;
+    assert_eq!(
+        (st, body.as_str()),
+        (503, "503 no server could be reached\n")
+    );
+    // A server is added at runtime; the same client connection works again.
+    let (b, _) = http_backend("b").await;
+    p.execute(halyard_proxy::runtime::parse_command(&format!("add server be/b {b}")).unwrap())
+        .unwrap();
+    p.set_state("be", "s", halyard_proxy::backend::AdminState::Maint)
+        .unwrap();
+    assert_eq!(c.get("x", "/").await.0, 200);
+    assert_eq!(p.stats().frontends[0].denied, 1);
+}
+
+#[tokio::test]
+async fn slow_headers_are_dropped_at_timeout_client() {
+    let (a, _) = http_backend("a").await;
+    let p = Proxy::start(http_config(
+        "timeout_client = \"300ms\"",
+        &servers(&[("a", a, "")]),
+    ))
+    .await
+    .unwrap();
+    let mut s = TcpStream::connect(p.local_addrs("fe")[0]).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(BOUND, s.read_to_end(&mut out))
+        .await
+        .expect("closed by timeout client")
+        .ok();
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+    eventually("session closed", || {
+        p.stats().frontends[0].cur_sessions == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn request_bodies_flow_and_a_dying_server_gives_502() {
+    // Backend: replies with the number of body bytes it received; path /die
+    // makes it drop the connection without answering.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/die" {
+                        return Err("die");
+                    }
+                    let mut body = req.into_body();
+                    let mut n = 0usize;
+                    while let Some(f) =
+                        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                    {
+                        if let Ok(d) = f.map_err(|_| "body")?.into_data() {
+                            n += d.len();
+                        }
+                    }
+                    Ok::<_, &str>(Response::new(n.to_string()))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let p = Proxy::start(http_config("", &servers(&[("a", a, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    let body = "x".repeat(300_000);
+    let (st, n) = tokio::time::timeout(BOUND, async {
+        c.0.ready().await.unwrap();
+        let req = Request::post("/upload")
+            .header("host", "x")
+            .body(body)
+            .unwrap();
+        let resp = c.0.send_request(req).await.unwrap();
+        let st = resp.status().as_u16();
+        let mut b = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut b).poll_frame(cx)).await {
+            if let Ok(d) = f.unwrap().into_data() {
+                out.extend_from_slice(&d);
+            }
+        }
+        (st, String::from_utf8(out).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!((st, n.as_str()), (200, "300000"));
+    let mut c2 = Client::new(fe).await;
+    assert_eq!(c2.get("x", "/die").await.0, 502);
+    // The proxy and the server connection pool recover.
+    assert_eq!(c2.get("x", "/ok").await, (200, "0".to_string()));
+    eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
+}
+
+/// A response body fed by a channel (the test holds the sender).
+struct ChanBody(tokio::sync::mpsc::Receiver<hyper::body::Bytes>);
+
+impl Body for ChanBody {
+    type Data = hyper::body::Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<hyper::body::Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn shutdown_sessions_aborts_in_flight_http_responses() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let senders = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = senders.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let s2 = s2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let s2 = s2.clone();
+                    async move {
+                        let (tx, rx) = tokio::sync::mpsc::channel(4);
+                        tx.send(hyper::body::Bytes::from_static(b"first"))
+                            .await
+                            .unwrap();
+                        s2.lock().unwrap().push(tx); // never finishes on its own
+                        Ok::<_, Infallible>(Response::new(ChanBody(rx)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let backend = servers(&[("a", a, "on_marked_down = \"shutdown-sessions\"")]);
+    let p = Proxy::start(http_config("", &backend)).await.unwrap();
+    let mut c = Client::new(p.local_addrs("fe")[0]).await;
+    c.0.ready().await.unwrap();
+    let req = Request::get("/stream")
+        .header("host", "x")
+        .body(String::new())
+        .unwrap();
+    let resp = tokio::time::timeout(BOUND, c.0.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    p.set_health("be", "a", halyard_proxy::health::Operational::Down)
+        .unwrap();
+    let next = tokio::time::timeout(
+        BOUND,
+        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)),
+    )
+    .await
+    .expect("aborted, not hanging");
+    assert!(
+        matches!(next, Some(Err(_)) | None),
+        "the response must not continue"
+    );
+    eventually("slot released", || p.stats().backends[0].cur_sessions == 0).await;
+    drop(senders);
+}
