@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`ocf::OcfAgent`] | OCF scripts under `OCF_ROOT`, with Pacemaker's exact environment |
 //! | [`lsb::LsbAgent`] | LSB init scripts (`start`/`stop`/`status`) |
-//! | `systemd::SystemdAgent` | systemd units over D-Bus |
+//! | [`systemd::SystemdAgent`] | systemd units over D-Bus |
 //! | [`native`] | agents written in Rust against the trait (two documented examples) |
 //!
 //! An action gets an [`ActionContext`] and returns an [`Outcome`], whose
@@ -26,6 +26,7 @@ pub mod native;
 pub mod ocf;
 pub mod outcome;
 pub mod runner;
+pub mod systemd;
 
 pub use context::{Action, ActionContext, CloneInfo, NotifyInfo, NotifyType, Role};
 pub use metadata::{ActionSpec, ContentType, Metadata, ParameterSpec};

@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// `<repo>/../shared`.
+/// `<repo>/../shared` (or `$HALYARD_SHARED`, for a worktree that is not beside it).
 pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    match std::env::var_os("HALYARD_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    }
 }
 
 /// True if the system has what a test needs. Otherwise prints why and returns
