@@ -37,6 +37,19 @@ async fn file_lock_agent_lifecycle_and_mutual_exclusion() {
     assert_eq!(a.stop(&one).await.status, Status::Success);
     assert_eq!(a.stop(&one).await.status, Status::Success, "idempotent");
     assert_eq!(a.start(&two).await.status, Status::Success);
+    // Someone replaces the lock file behind the agent's back: not ours any more.
+    let lockf = dir.path().join("vip.lock");
+    std::fs::remove_file(&lockf).unwrap();
+    std::fs::write(&lockf, "intruder").unwrap();
+    assert_eq!(a.monitor(&two).await.status, Status::NotRunning);
+    std::fs::remove_file(&lockf).unwrap();
+    assert_eq!(a.monitor(&two).await.status, Status::NotRunning);
+    // A fresh agent (no memory) still recognises a lock it did not create.
+    assert_eq!(a.start(&two).await.status, Status::Success);
+    assert_eq!(
+        FileLockAgent::new().monitor(&two).await.status,
+        Status::Success
+    );
     assert_eq!(a.stop(&two).await.status, Status::Success);
     // Missing dir parameter.
     let o = a.start(&ActionContext::new("x")).await;

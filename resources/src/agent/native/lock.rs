@@ -4,8 +4,11 @@ use super::{action, param};
 use crate::agent::{ActionContext, ContentType, Metadata, Outcome, ResourceAgent, Status};
 use crate::error::Result;
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// A resource that is "running" while it holds a lock file: the smallest useful
 /// native agent.
@@ -32,13 +35,49 @@ use std::path::{Path, PathBuf};
 /// assert_eq!(agent.monitor(&ctx).await.status, Status::NotRunning);
 /// # }
 /// ```
-#[derive(Debug, Default, Clone)]
-pub struct FileLockAgent;
+#[derive(Debug, Default)]
+pub struct FileLockAgent {
+    /// Lock files this agent created or confirmed, kept open so that their inode
+    /// cannot be reused, with their (device, inode): a monitor then needs one
+    /// `stat`, not an open and a read. Unknown files are read.
+    held: Mutex<BTreeMap<PathBuf, Held>>,
+}
 
 impl FileLockAgent {
     /// The agent.
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// Remembers that `instance` holds `path` (open as `file`), or forgets what
+    /// `instance` held there (`file` None).
+    fn remember(&self, path: &Path, instance: &str, file: Option<std::fs::File>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        match file.and_then(|f| f.metadata().ok().map(|md| (f, file_id(&md)))) {
+            Some((file, id)) => {
+                let holder = instance.to_string();
+                held.insert(
+                    path.to_path_buf(),
+                    Held {
+                        _file: file,
+                        id,
+                        holder,
+                    },
+                );
+            }
+            None => {
+                if held.get(path).is_some_and(|h| h.holder == instance) {
+                    held.remove(path);
+                }
+            }
+        }
+    }
+
+    fn known(&self, path: &Path, instance: &str) -> Option<FileId> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(path)
+            .filter(|h| h.holder == instance)
+            .map(|h| h.id)
     }
 
     fn lock_path(ctx: &ActionContext) -> std::result::Result<PathBuf, Outcome> {
@@ -68,6 +107,20 @@ impl FileLockAgent {
     }
 }
 
+type FileId = (u64, u64);
+
+/// A lock file this agent knows is held by `holder`; the open file pins the inode.
+#[derive(Debug)]
+struct Held {
+    _file: std::fs::File,
+    id: FileId,
+    holder: String,
+}
+
+fn file_id(md: &std::fs::Metadata) -> FileId {
+    (md.dev(), md.ino())
+}
+
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Outcome {
     let status = match e.kind() {
         std::io::ErrorKind::PermissionDenied => Status::InsufficientPrivilege,
@@ -94,14 +147,20 @@ impl ResourceAgent for FileLockAgent {
             .open(&path);
         match created {
             Ok(mut f) => match f.write_all(ctx.instance.as_bytes()) {
-                Ok(()) => Outcome::success(),
+                Ok(()) => {
+                    self.remember(&path, &ctx.instance, Some(f));
+                    Outcome::success()
+                }
                 Err(e) => {
                     let _ = std::fs::remove_file(&path);
                     io_error("writing", &path, e)
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match Self::holder(&path) {
-                Ok(Some(h)) if h == ctx.instance => Outcome::success(),
+                Ok(Some(h)) if h == ctx.instance => {
+                    self.remember(&path, &ctx.instance, std::fs::File::open(&path).ok());
+                    Outcome::success()
+                }
                 Ok(Some(h)) => Outcome::with_reason(
                     Status::GenericError,
                     format!("lock {} is held by {h}", path.display()),
@@ -121,6 +180,7 @@ impl ResourceAgent for FileLockAgent {
             Ok(p) => p,
             Err(o) => return o,
         };
+        self.remember(&path, &ctx.instance, None);
         match Self::holder(&path) {
             Ok(Some(h)) if h == ctx.instance => match std::fs::remove_file(&path) {
                 Ok(()) => Outcome::success(),
@@ -138,6 +198,18 @@ impl ResourceAgent for FileLockAgent {
             Ok(p) => p,
             Err(o) => return o,
         };
+        if let Some(id) = self.known(&path, &ctx.instance) {
+            // Fast path: the very file this agent created is still there.
+            match std::fs::symlink_metadata(&path) {
+                Ok(md) if file_id(&md) == id => return Outcome::success(),
+                Ok(_) => self.remember(&path, &ctx.instance, None), // replaced: read below
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.remember(&path, &ctx.instance, None);
+                    return Outcome::not_running();
+                }
+                Err(e) => return io_error("checking", &path, e),
+            }
+        }
         match Self::holder(&path) {
             Ok(Some(h)) if h == ctx.instance => Outcome::success(),
             Ok(_) => Outcome::not_running(),
