@@ -10,6 +10,7 @@ use halyard_resources::agent::{
     Action, ActionContext, PromotionUpdate, ResourceAgent, Role, Status,
 };
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn agent(provider: &str, kind: &str) -> OcfAgent {
@@ -181,4 +182,59 @@ async fn ipaddr2_inside_a_private_network_namespace() {
     let o = a.start(&ActionContext::new(tag("vip2"))).await;
     assert_eq!(o.status, NotConfigured);
     assert!(o.exit_reason.unwrap().contains("\"ip\""));
+}
+
+/// Every installed agent whose `meta-data` action succeeds has meta-data our
+/// parser accepts, with a name, parameters that have names, and a start or
+/// monitor action (OCF 1.0 heartbeat agents and OCF 1.1 pacemaker agents alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_data_of_every_installed_agent_parses() {
+    if !have_ocf_agents() {
+        return;
+    }
+    let ids = OcfAgent::discover(DEFAULT_OCF_ROOT).unwrap();
+    assert!(ids.len() > 50, "{} agents", ids.len());
+    let sem = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for id in ids {
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await.unwrap();
+            let a = OcfAgent::new(DEFAULT_OCF_ROOT, &id.provider, &id.kind).unwrap();
+            let (out, _) = a
+                .run_raw("meta-data", &ActionContext::new(id.kind.clone()))
+                .await
+                .unwrap();
+            let ran = out.exit == halyard_resources::agent::runner::Exit::Code(0)
+                && !out.stdout.is_empty();
+            (
+                a.id(),
+                ran,
+                if ran { Some(a.metadata().await) } else { None },
+            )
+        }));
+    }
+    let (mut parsed, mut versions) = (0, std::collections::BTreeSet::new());
+    for t in tasks {
+        let (id, ran, md) = t.await.unwrap();
+        let Some(md) = md else {
+            eprintln!("{id}: meta-data action did not succeed here (skipped)");
+            assert!(!ran);
+            continue;
+        };
+        let md = md.unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(!md.name.is_empty(), "{id}");
+        assert!(md.parameters.iter().all(|p| !p.name.is_empty()), "{id}");
+        assert!(
+            md.action("start").is_some() || md.action("monitor").is_some(),
+            "{id}"
+        );
+        versions.extend(md.ocf_version.clone());
+        parsed += 1;
+    }
+    assert!(parsed > 50, "only {parsed} agents parsed");
+    assert!(
+        versions.contains("1.0") && versions.contains("1.1"),
+        "{versions:?}"
+    );
 }

@@ -270,12 +270,29 @@ impl ActionContext {
             };
             m.insert("notify_type".into(), kind.into());
             m.insert("notify_operation".into(), n.operation.clone());
+            // Pacemaker also names the notification by its key: the operation for
+            // "pre", the completed state for "post".
+            let key_op = match (n.kind, n.operation.as_str()) {
+                (NotifyType::Post, "start") => "running",
+                (NotifyType::Post, "stop") => "stopped",
+                (NotifyType::Post, "promote") => "promoted",
+                (NotifyType::Post, "demote") => "demoted",
+                (_, op) => op,
+            };
+            m.insert("notify_key_type".into(), kind.into());
+            m.insert("notify_key_operation".into(), key_op.into());
             for (k, v) in &n.lists {
                 let joined = if v.is_empty() {
                     " ".to_string()
                 } else {
                     v.join(" ")
                 };
+                // The pre-2.0 names of the promoted/unpromoted lists are still sent.
+                if let Some(rest) = k.strip_prefix("promoted_") {
+                    m.insert(format!("notify_master_{rest}"), joined.clone());
+                } else if let Some(rest) = k.strip_prefix("unpromoted_") {
+                    m.insert(format!("notify_slave_{rest}"), joined.clone());
+                }
                 m.insert(format!("notify_{k}"), joined);
             }
         }
