@@ -151,7 +151,9 @@ pub struct NotifyInfo {
 /// Everything an action needs besides the action itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionContext {
-    /// The resource instance name (`OCF_RESOURCE_INSTANCE`).
+    /// The resource instance name (`OCF_RESOURCE_INSTANCE`). Pacemaker runs an
+    /// anonymous clone's instances with the primitive's name (`st`, not `st:0`);
+    /// notify lists still name instances (`st:0`).
     pub instance: String,
     /// Instance parameters (`OCF_RESKEY_<name>`), in name order.
     pub params: BTreeMap<String, String>,
