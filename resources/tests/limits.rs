@@ -76,6 +76,31 @@ async fn thousand_concurrent_monitors_and_bad_agents_leak_nothing() {
     for w in waits {
         w.await.unwrap();
     }
+    // Cancelled while running: the agent's group is killed and reaped too.
+    let hang = Arc::new(OcfAgent::new(root.root(), "fake", "hang").unwrap());
+    for i in 0..5 {
+        let id = format!("cancel{i}");
+        ex.register(&id, hang.clone(), BTreeMap::new()).unwrap();
+        let ctx = ex.context(&id).unwrap().timeout(Duration::from_secs(3600));
+        let call = ex.submit(&id, Action::Monitor, ctx).unwrap();
+        let mut cancelled = false;
+        for _ in 0..500 {
+            if ex.cancel_call(&id, call).unwrap() {
+                cancelled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(cancelled, "{id} never ran");
+    }
+    // Each resource's next action runs once the cancelled one is gone.
+    for i in 0..5 {
+        let id = format!("cancel{i}");
+        let ctx = ex.context(&id).unwrap().timeout(Duration::from_millis(100));
+        let r = ex.execute(&id, Action::Monitor, ctx).await.unwrap();
+        assert_eq!(r.record.status, Status::TimedOut);
+        assert_eq!(ex.history(&id).unwrap().fail_counts["n1"], 1);
+    }
     for id in ex.resources() {
         ex.unregister(&id).unwrap();
     }
