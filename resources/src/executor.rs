@@ -191,6 +191,15 @@ struct Inflight {
 struct Shared {
     history: Mutex<ResourceHistory>,
     inflight: Mutex<Option<Inflight>>,
+    /// Calls queued and not started, and those of them cancelled. Lock order:
+    /// `queue`, then `inflight`.
+    queue: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    queued: std::collections::BTreeSet<CallId>,
+    cancelled: std::collections::BTreeSet<CallId>,
 }
 
 struct Handle {
@@ -292,6 +301,7 @@ impl Executor {
                 ..ResourceHistory::default()
             }),
             inflight: Mutex::new(None),
+            queue: Mutex::new(QueueState::default()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let worker = Worker {
@@ -359,6 +369,21 @@ impl Executor {
         Ok(g.get(id).ok_or_else(|| unknown(id))?.tx.clone())
     }
 
+    /// Queues a one-shot call on `id`'s worker.
+    fn enqueue(&self, id: &str, op: Op) -> Result<()> {
+        let (tx, shared) = {
+            let g = lock(&self.inner.resources);
+            let h = g.get(id).ok_or_else(|| unknown(id))?;
+            (h.tx.clone(), h.shared.clone())
+        };
+        let call_id = op.call_id;
+        lock(&shared.queue).queued.insert(call_id);
+        tx.send(Cmd::Run(op)).map_err(|_| {
+            lock(&shared.queue).queued.remove(&call_id);
+            Error::Executor(format!("worker of {id} has stopped"))
+        })
+    }
+
     fn call_id(&self) -> CallId {
         self.inner.next_call.fetch_add(1, Ordering::Relaxed)
     }
@@ -366,14 +391,15 @@ impl Executor {
     /// Queues `action` on `id`; the result goes to the stream only.
     pub fn submit(&self, id: &str, action: Action, ctx: ActionContext) -> Result<CallId> {
         let call_id = self.call_id();
-        self.tx(id)?
-            .send(Cmd::Run(Op {
+        self.enqueue(
+            id,
+            Op {
                 call_id,
                 action,
                 ctx,
                 reply: None,
-            }))
-            .map_err(|_| Error::Executor(format!("worker of {id} has stopped")))?;
+            },
+        )?;
         Ok(call_id)
     }
 
@@ -382,14 +408,15 @@ impl Executor {
     pub async fn execute(&self, id: &str, action: Action, ctx: ActionContext) -> Result<OpResult> {
         let (reply, rx) = oneshot::channel();
         let call_id = self.call_id();
-        self.tx(id)?
-            .send(Cmd::Run(Op {
+        self.enqueue(
+            id,
+            Op {
                 call_id,
                 action,
                 ctx,
                 reply: Some(reply),
-            }))
-            .map_err(|_| Error::Executor(format!("worker of {id} has stopped")))?;
+            },
+        )?;
         rx.await
             .map_err(|_| Error::Executor(format!("worker of {id} stopped before call {call_id}")))
     }
@@ -449,13 +476,20 @@ impl Executor {
         Ok(())
     }
 
-    /// Cancels call `call_id` if it is running on `id` now. Returns whether it
-    /// was.
+    /// Cancels call `call_id` on `id`: if it is running, the agent is stopped
+    /// (its process group killed); if it is still queued, it will not run. Either
+    /// way its result is [`Status::Cancelled`]. Returns false if the call is
+    /// neither queued nor running (unknown, or already finished).
     pub fn cancel_call(&self, id: &str, call_id: CallId) -> Result<bool> {
         let shared = {
             let g = lock(&self.inner.resources);
             g.get(id).ok_or_else(|| unknown(id))?.shared.clone()
         };
+        let mut q = lock(&shared.queue);
+        if q.queued.contains(&call_id) {
+            q.cancelled.insert(call_id);
+            return Ok(true);
+        }
         let mut g = lock(&shared.inflight);
         match g.as_mut() {
             Some(inf) if inf.call_id == call_id => Ok(inf
@@ -574,15 +608,25 @@ impl Worker {
     ) -> OpResult {
         let key = key_of(action, &ctx);
         let (cancel_tx, mut cancel_rx) = oneshot::channel();
-        *lock(&self.shared.inflight) = Some(Inflight {
-            call_id,
-            key,
-            recurring,
-            cancel: Some(cancel_tx),
-        });
-        let permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok(),
-            Ok(()) = &mut cancel_rx => None,
+        let precancelled = {
+            let mut q = lock(&self.shared.queue);
+            q.queued.remove(&call_id);
+            let c = q.cancelled.remove(&call_id);
+            *lock(&self.shared.inflight) = Some(Inflight {
+                call_id,
+                key,
+                recurring,
+                cancel: Some(cancel_tx),
+            });
+            c
+        };
+        let permit = if precancelled {
+            None
+        } else {
+            tokio::select! {
+                p = self.permits.clone().acquire_owned() => p.ok(),
+                Ok(()) = &mut cancel_rx => None,
+            }
         };
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -590,7 +634,7 @@ impl Worker {
             .unwrap_or(0);
         let t0 = Instant::now();
         let outcome = if permit.is_none() {
-            Outcome::with_reason(Status::Cancelled, "cancelled while waiting to run")
+            Outcome::with_reason(Status::Cancelled, "cancelled before it ran")
         } else if ctx.timeout.is_zero() {
             Outcome::could_not_execute("operation timeout is 0: give a positive timeout")
         } else {

@@ -324,3 +324,45 @@ async fn ocf_dummy_through_the_executor_with_a_failing_recurring_monitor() {
     let snap = ex.snapshot();
     assert!(snap.contains_key(&id));
 }
+
+#[tokio::test]
+async fn a_queued_call_can_be_cancelled_before_it_runs() {
+    let (ex, mut events) = Executor::new("n1");
+    let mut hang = Probe::new(Status::Success);
+    hang.delay = Duration::from_secs(3600);
+    let hang = Arc::new(hang);
+    reg(&ex, "q", hang.clone());
+    let ctx = ex.context("q").unwrap().timeout(Duration::from_secs(3600));
+    let first = ex.submit("q", Action::Monitor, ctx.clone()).unwrap();
+    let second = ex.submit("q", Action::Monitor, ctx).unwrap();
+    assert!(
+        ex.cancel_call("q", second).unwrap(),
+        "queued call not found"
+    );
+    // Now cancel the first once it runs.
+    for _ in 0..400 {
+        if hang.calls.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(hang.calls.load(Ordering::SeqCst), 1, "first call never ran");
+    assert!(ex.cancel_call("q", first).unwrap());
+    let mut got = BTreeMap::new();
+    while got.len() < 2 {
+        let r = next_for(&mut events, "q").await;
+        got.insert(r.record.call_id, r);
+    }
+    assert_eq!(got[&first].record.status, Status::Cancelled);
+    assert_eq!(got[&first].record.exit_reason.as_deref(), Some("cancelled"));
+    assert_eq!(got[&second].record.status, Status::Cancelled);
+    assert_eq!(
+        got[&second].record.exit_reason.as_deref(),
+        Some("cancelled before it ran")
+    );
+    assert_eq!(hang.calls.load(Ordering::SeqCst), 1, "the queued call ran");
+    assert!(
+        !ex.cancel_call("q", second).unwrap(),
+        "finished calls are not cancellable"
+    );
+}

@@ -512,6 +512,35 @@ mod tests {
         assert_eq!(w[0].name, "bogus");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = Metadata::parse("fuzz", &bytes);
+        }
+
+        /// Mutations of a real document never panic the parser.
+        #[test]
+        fn mutated_documents_never_panic(
+            cut in 0usize..OCF11.len(),
+            at in 0usize..OCF11.len(),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            let mut doc = OCF11.as_bytes()[..cut.max(at)].to_vec();
+            let at = at.min(doc.len());
+            doc.splice(at..at, junk);
+            let _ = Metadata::parse("fuzz", &doc);
+        }
+
+        /// Durations never panic or overflow.
+        #[test]
+        fn durations_never_panic(s in "\\PC{0,24}") {
+            let _ = parse_duration(&s);
+        }
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("20s"), Some(Duration::from_secs(20)));

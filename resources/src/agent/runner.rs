@@ -321,6 +321,7 @@ fn feed<R>(cap: &mut Capture, buf: &[u8], n: std::io::Result<usize>, stream: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn exit_reason_is_the_last_one_cut_to_128() {
@@ -333,6 +334,39 @@ mod tests {
             parse_exit_reason(b"ocf-exit-reason:\xff\xfebad").as_deref(),
             Some("\u{fffd}\u{fffd}bad")
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// For any stderr and any chunking, the streaming scan finds the same exit
+        /// reason as a scan of the whole text (lines up to 4 KiB), and keeps at
+        /// most the capture limit.
+        #[test]
+        fn streaming_scan_agrees_with_whole_scan(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-z ]{0,20}".prop_map(String::into_bytes),
+                    "[a-z ]{0,8}ocf-exit-reason:[a-z \\xff]{0,200}".prop_map(String::into_bytes),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+                ],
+                0..12,
+            ),
+            chunk in 1usize..64,
+            limit in 0usize..300,
+        ) {
+            let text: Vec<u8> = lines.join(&b'\n');
+            let mut c = Capture::new(limit, true);
+            for part in text.chunks(chunk) {
+                c.push(part);
+            }
+            if !c.line.is_empty() {
+                c.finish_line();
+            }
+            proptest::prop_assert_eq!(c.reason, parse_exit_reason(&text));
+            proptest::prop_assert_eq!(c.buf.len(), limit.min(text.len()));
+            proptest::prop_assert_eq!(c.buf.len() as u64 + c.dropped, text.len() as u64);
+        }
     }
 
     #[test]
