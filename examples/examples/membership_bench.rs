@@ -21,11 +21,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
 }
 
 /// One line of `ring_node` output.
@@ -73,19 +79,36 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("state dir");
         let (tx, rx) = mpsc::channel();
-        Cluster { members: addrs.join(","), extra, dir, children: BTreeMap::new(), tx, rx }
+        Cluster {
+            members: addrs.join(","),
+            extra,
+            dir,
+            children: BTreeMap::new(),
+            tx,
+            rx,
+        }
     }
 
     fn spawn(&mut self, i: u32) {
-        let exe = std::env::current_exe().expect("exe").with_file_name("ring_node");
+        let exe = std::env::current_exe()
+            .expect("exe")
+            .with_file_name("ring_node");
         let mut child = Command::new(&exe)
-            .args(["--id", &i.to_string(), "--members", &self.members, "--state-dir"])
+            .args([
+                "--id",
+                &i.to_string(),
+                "--members",
+                &self.members,
+                "--state-dir",
+            ])
             .arg(&self.dir)
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {} (build the examples first): {e}", exe.display()));
+            .unwrap_or_else(|e| {
+                panic!("spawning {} (build the examples first): {e}", exe.display())
+            });
         let out = child.stdout.take().expect("stdout");
         let tx = self.tx.clone();
         std::thread::spawn(move || {
@@ -114,7 +137,12 @@ impl Cluster {
 
     /// Waits until each node in `nodes` delivered a regular configuration equal to
     /// `want`; returns each node's time. Also returns every other configuration seen.
-    fn wait(&self, nodes: &[u32], want: &[u32], timeout: Duration) -> (BTreeMap<u32, f64>, Vec<Conf>) {
+    fn wait(
+        &self,
+        nodes: &[u32],
+        want: &[u32],
+        timeout: Duration,
+    ) -> (BTreeMap<u32, f64>, Vec<Conf>) {
         let deadline = Instant::now() + timeout;
         let mut got = BTreeMap::new();
         let mut others = Vec::new();
@@ -146,7 +174,11 @@ fn median(mut v: Vec<f64>) -> f64 {
         return f64::NAN;
     }
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn main() {
@@ -154,7 +186,9 @@ fn main() {
     let what = args.get(1).cloned().unwrap_or_else(|| "all".into());
     let n: u32 = arg(&args, "-n").and_then(|s| s.parse().ok()).unwrap_or(3);
     let runs: u32 = arg(&args, "-r").and_then(|s| s.parse().ok()).unwrap_or(5);
-    let secs: u64 = arg(&args, "--secs").and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs: u64 = arg(&args, "--secs")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let mut extra = Vec::new();
     for k in ["--token", "--coef"] {
         if let Some(v) = arg(&args, k) {
@@ -169,10 +203,18 @@ fn main() {
         "n={n} token={} coef={}{}",
         arg(&args, "--token").unwrap_or_else(|| "default".into()),
         arg(&args, "--coef").unwrap_or_else(|| "default".into()),
-        if args.iter().any(|a| a == "--no-fast-failover") { " no-fast-failover" } else { "" }
+        if args.iter().any(|a| a == "--no-fast-failover") {
+            " no-fast-failover"
+        } else {
+            ""
+        }
     );
     let all: Vec<u32> = (1..=n).collect();
-    let mut rng = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").subsec_nanos() as u64 | 1;
+    let mut rng = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos() as u64
+        | 1;
     let mut rand01 = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -192,7 +234,10 @@ fn main() {
             println!("{{\"run\":{r},\"n\":{n},\"full_membership_s\":{full:.4}}}");
             xs.push(full);
         }
-        println!("MEDIAN startup {label}: full_membership_s={:.4} (runs {runs})", median(xs));
+        println!(
+            "MEDIAN startup {label}: full_membership_s={:.4} (runs {runs})",
+            median(xs)
+        );
     } else if what == "failover" {
         let mut c = Cluster::new(n, extra.clone());
         for i in 1..=n {
@@ -209,7 +254,9 @@ fn main() {
             c.kill(victim);
             let (got, others) = c.wait(&survivors, &survivors, Duration::from_secs(60));
             let per: Vec<f64> = got.values().map(|t| t - t_kill).collect();
-            let split = others.iter().any(|o| o.t >= t_kill && !o.members.contains(&victim));
+            let split = others
+                .iter()
+                .any(|o| o.t >= t_kill && !o.members.contains(&victim));
             splits += u32::from(split);
             let med = median(per.clone());
             let max = per.iter().copied().fold(f64::MIN, f64::max);
@@ -228,7 +275,9 @@ fn main() {
         c.wait(&all, &all, Duration::from_secs(30));
         let end = Instant::now() + Duration::from_secs(secs);
         let mut changes = 0;
-        while let Ok(conf) = c.rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        while let Ok(conf) =
+            c.rx.recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
             if conf.regular {
                 changes += 1;
                 println!("spurious change: {conf:?}");

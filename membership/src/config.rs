@@ -22,7 +22,7 @@
 //! | `miss_count_const` | 5 | |
 //! | `fast_failover` | on | halyard only, see `ARCHITECTURE.md` |
 //! | `fast_failover_silence` | derived | `token_retransmit` |
-//! | `fast_failover_wait` | derived | `join` |
+//! | `fast_failover_wait` | derived | `join / 2` |
 
 use std::time::Duration;
 
@@ -68,7 +68,8 @@ pub struct TotemConfig {
     /// How long a node must have been silent before fast failover may fail it;
     /// `None` means the effective `token_retransmit`.
     pub fast_failover_silence: Option<Duration>,
-    /// How long after entering GATHER fast failover waits at least; `None` means `join`.
+    /// How long after entering GATHER fast failover waits at least; `None` means
+    /// `join / 2` (a live node answers a JOIN within one round trip).
     pub fast_failover_wait: Option<Duration>,
 }
 
@@ -254,14 +255,14 @@ impl TotemConfig {
             );
         }
         let fast_failover_silence = self.fast_failover_silence.unwrap_or(token_retransmit);
-        let fast_failover_wait = self.fast_failover_wait.unwrap_or(self.join);
-        if self.fast_failover && fast_failover_wait < self.join {
+        let fast_failover_wait = self.fast_failover_wait.unwrap_or(self.join / 2);
+        if self.fast_failover && (fast_failover_wait.is_zero() || fast_failover_wait >= consensus) {
             return err(
                 "fast_failover_wait",
                 format!(
-                    "fast_failover_wait ({} ms) must be at least join ({} ms), so every live node gets a JOIN round",
+                    "fast_failover_wait ({} ms) must be greater than 0 and less than consensus ({} ms); it should exceed the network round trip",
                     ms(fast_failover_wait),
-                    ms(self.join)
+                    ms(consensus)
                 ),
             );
         }

@@ -28,7 +28,7 @@
 //!    (default `token_retransmit`, longer than the idle token hold, so a live
 //!    member of a held ring is always heard within it);
 //! 2. this node has been in GATHER for at least `fast_failover_wait` (default
-//!    `join`), so a live *c* has had a full JOIN period to answer our JOIN; and
+//!    `join / 2`), so a live *c* has had many round trips to answer our JOIN; and
 //! 3. **every** other node of proc − failed has already sent a JOIN with exactly
 //!    our sets (so all the nodes we hear agree, and none of them has news of *c*).
 //!
