@@ -78,6 +78,10 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("halyard-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("state dir");
+        halyard_membership::ClusterKey::generate_os()
+            .expect("operating system RNG")
+            .save(dir.join("authkey"), true)
+            .expect("writing the cluster key");
         let (tx, rx) = mpsc::channel();
         Cluster {
             members: addrs.join(","),
@@ -102,6 +106,8 @@ impl Cluster {
                 "--state-dir",
             ])
             .arg(&self.dir)
+            .arg("--keyfile")
+            .arg(self.dir.join("authkey"))
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

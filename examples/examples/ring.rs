@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use halyard_examples::plain::PlainEnvelope;
+use halyard_membership::crypto::next_epoch;
 use halyard_membership::{
-    ConfigurationKind, Event, FileRingIdStore, Node, NodeConfig, NodeHandle, NodeId, RingId,
-    TotemConfig,
+    ClusterKey, ConfigurationKind, Event, FileRingIdStore, Node, NodeConfig, NodeHandle, NodeId,
+    RingId, SecureEnvelope, TotemConfig,
 };
 use tokio::sync::mpsc;
 
@@ -24,15 +24,23 @@ async fn start(
     id: NodeId,
     members: &BTreeMap<NodeId, SocketAddr>,
     dir: &std::path::Path,
+    key: &ClusterKey,
     tx: &Tx,
 ) -> NodeHandle {
+    let totem = TotemConfig::lan_fast();
+    // Every datagram is authenticated and encrypted with the cluster key; the
+    // epoch (persisted, +1 per start) keeps nonces unique across restarts.
+    let epoch = next_epoch(dir.join(format!("epoch-{}", id.0))).expect("epoch file");
+    let envelope =
+        SecureEnvelope::new(key, &totem.cluster_name, id, epoch, members.keys().copied())
+            .expect("valid envelope");
     let config = NodeConfig {
         node_id: id,
-        totem: TotemConfig::lan_fast(),
+        totem,
         members: members.clone(),
     };
     let store = FileRingIdStore::in_dir(dir, id);
-    let (handle, mut events) = Node::start(config, Box::new(store), Box::new(PlainEnvelope(id)))
+    let (handle, mut events) = Node::start(config, Box::new(store), Box::new(envelope))
         .await
         .expect("node starts");
     let tx = tx.clone();
@@ -103,11 +111,13 @@ async fn main() {
         eff.consensus,
         eff.join
     );
+    // The pre-shared cluster key (what `halyard-keygen` writes to a file).
+    let key = ClusterKey::generate_os().expect("operating system RNG");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let mut nodes = BTreeMap::new();
     for id in &all {
-        nodes.insert(*id, start(*id, &members, &dir, &tx).await);
+        nodes.insert(*id, start(*id, &members, &dir, &key, &tx).await);
     }
     let r1 = until_regular(&mut rx, t0, &all, &all).await;
     let formed = t0.elapsed();
@@ -128,7 +138,7 @@ async fn main() {
     );
 
     let restarted = Instant::now();
-    nodes.insert(NodeId(3), start(NodeId(3), &members, &dir, &tx).await);
+    nodes.insert(NodeId(3), start(NodeId(3), &members, &dir, &key, &tx).await);
     let r3 = until_regular(&mut rx, t0, &all, &all).await;
     println!(
         "--- node 3 rejoined: ring {r3} ({:.1} ms after restart); ring seq {} > {} > {}",

@@ -4,16 +4,21 @@
 //!
 //! ```sh
 //! ring_node --id 1 --members 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
-//!           [--token MS] [--coef MS] [--state-dir DIR] [--lan-fast]
+//!           --keyfile PATH [--token MS] [--coef MS] [--state-dir DIR] [--lan-fast]
 //! ```
+//!
+//! Every datagram is authenticated and encrypted with the cluster key at `--keyfile`
+//! (write one with `halyard-keygen PATH`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use halyard_examples::plain::PlainEnvelope;
-use halyard_membership::{Event, FileRingIdStore, Node, NodeConfig, NodeId, TotemConfig};
+use halyard_membership::crypto::next_epoch;
+use halyard_membership::{
+    ClusterKey, Event, FileRingIdStore, Node, NodeConfig, NodeId, SecureEnvelope, TotemConfig,
+};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -63,6 +68,18 @@ async fn main() {
         "node {}: token {:?} consensus {:?} token_retransmit {:?}",
         id.0, eff.token, eff.consensus, eff.token_retransmit
     );
+    let key_path = arg(&args, "--keyfile").expect("--keyfile PATH (written by halyard-keygen)");
+    let key = ClusterKey::load(&key_path).expect("cluster key");
+    let epoch =
+        next_epoch(std::path::Path::new(&dir).join(format!("epoch-{}", id.0))).expect("epoch file");
+    let envelope = SecureEnvelope::new(
+        &key,
+        &totem.cluster_name,
+        id,
+        epoch,
+        members.keys().copied(),
+    )
+    .expect("valid envelope");
     let config = NodeConfig {
         node_id: id,
         totem,
@@ -71,7 +88,7 @@ async fn main() {
     let (_handle, mut events) = Node::start(
         config,
         Box::new(FileRingIdStore::in_dir(&dir, id)),
-        Box::new(PlainEnvelope(id)),
+        Box::new(envelope),
     )
     .await
     .expect("node starts");

@@ -9,5 +9,3 @@
 //! | `ring_node` | one Totem node per process (used by `membership_bench`) |
 //! | `membership_bench` | start-up and failover times, and an idle stability run |
 #![deny(unsafe_code)]
-
-pub mod plain;

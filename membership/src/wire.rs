@@ -88,7 +88,7 @@ impl MessageType {
 /// The common header of every datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// FNV-1a hash of the cluster name ([`cluster_name_hash`]).
+    /// Hash of the cluster name ([`cluster_name_hash`]).
     pub cluster: u32,
     /// The sending node.
     pub sender: NodeId,
@@ -224,14 +224,10 @@ pub struct Message {
     pub body: Body,
 }
 
-/// FNV-1a (32-bit) of the cluster name, carried in every header.
+/// The cluster-name hash carried in every header: the same value the secure
+/// envelope puts in its clear-text header ([`crate::crypto::cluster_name_hash`]).
 pub fn cluster_name_hash(name: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.as_bytes() {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
+    crate::crypto::cluster_name_hash(name)
 }
 
 fn put_ring_id(buf: &mut BytesMut, r: RingId) {
