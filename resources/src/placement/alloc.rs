@@ -151,18 +151,53 @@ impl<'a> Solver<'a> {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
         self.cols.push(col);
-        // Pacemaker keeps these lists sorted by the other side's priority (stable).
-        let pri = |s: &Self, r: RscIx| s.c.resources[r].priority;
+        // Pacemaker keeps these lists sorted (g_list_insert_sorted: a new entry goes
+        // before the first one that does not sort before it).
         let pos = self.this_with[d]
             .iter()
-            .position(|&k| pri(self, self.cols[k].primary) < pri(self, p))
+            .position(|&k| self.cmp_rsc_priority(p, self.cols[k].primary) != Ordering::Greater)
             .unwrap_or(self.this_with[d].len());
         self.this_with[d].insert(pos, i);
         let pos = self.with_this[p]
             .iter()
-            .position(|&k| pri(self, self.cols[k].dependent) < pri(self, d))
+            .position(|&k| self.cmp_rsc_priority(d, self.cols[k].dependent) != Ordering::Greater)
             .unwrap_or(self.with_this[p].len());
         self.with_this[p].insert(pos, i);
+    }
+
+    /// `cmp_primary_priority` / `cmp_dependent_priority`: higher priority first, clones
+    /// before groups before primitives, promotable clones first, then by id.
+    fn cmp_rsc_priority(&self, a: RscIx, b: RscIx) -> Ordering {
+        let (ra, rb) = (&self.c.resources[a], &self.c.resources[b]);
+        if ra.priority != rb.priority {
+            return rb.priority.cmp(&ra.priority);
+        }
+        let variant = |r: &Resource| match r.kind {
+            Kind::Primitive { .. } => 0,
+            Kind::Group => 1,
+            Kind::Clone { .. } => 2,
+        };
+        let (va, vb) = (variant(ra), variant(rb));
+        if va != vb {
+            return vb.cmp(&va);
+        }
+        let prom = |r: &Resource| {
+            matches!(
+                r.kind,
+                Kind::Clone {
+                    promotable: true,
+                    ..
+                }
+            )
+        };
+        if prom(ra) != prom(rb) {
+            return if prom(ra) {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        ra.id.as_bytes().cmp(rb.id.as_bytes())
     }
 
     fn node(&self, n: NodeIx) -> &Node {
@@ -364,11 +399,21 @@ impl<'a> Solver<'a> {
                 continue;
             }
             let wf = factor * sc as f64;
-            let w = if wf < 0.0 {
+            let mut w = if wf < 0.0 {
                 (wf - 0.5) as i64
             } else {
                 (wf + 0.5) as i64
             };
+            // A non-zero preference never rounds away to nothing.
+            if w == 0 && sc != 0 {
+                w = if factor > 0.0 {
+                    1
+                } else if factor < 0.0 {
+                    -1
+                } else {
+                    0
+                };
+            }
             let new = score::add(w, cur);
             if only_positive && new < 0 {
                 if cur > 0 {
@@ -944,11 +989,8 @@ impl<'a> Solver<'a> {
                 self.note(r, Some(nd), -INFINITY, "insufficient utilization capacity");
             }
         }
-        if self.c.options.strategy == Strategy::Balanced {
-            most
-        } else {
-            None
-        }
+        let _ = most;
+        None
     }
 
     fn assign_primitive(&mut self, r: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
@@ -964,6 +1006,7 @@ impl<'a> Solver<'a> {
             return None;
         }
         self.allocating[r] = true;
+        // Pacemaker 2.1.5 order: every "this with" colocation, then "with this".
         for k in 0..self.this_with[r].len() {
             let ci = self.this_with[r][k];
             self.apply_this_with(r, ci);
@@ -1068,6 +1111,11 @@ impl<'a> Solver<'a> {
     }
 
     fn set_assigned(&mut self, r: RscIx, node: Option<NodeIx>) {
+        tracing::trace!(
+            rsc = %self.c.resources[r].id,
+            node = ?node.map(|n| &self.c.nodes[n].name),
+            "assigned"
+        );
         self.provisional[r] = false;
         self.assigned[r] = node;
         match node {
