@@ -527,7 +527,7 @@ impl<'a> Solver<'a> {
 
     fn sorted_nodes(&self, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
         let mut v: Vec<NodeIx> = (0..self.n).filter(|&nd| table[nd].is_some()).collect();
-        v.sort_by(|&a, &b| self.cmp_nodes(a, b, table, prefer));
+        merge_sort(&mut v, &mut |a, b| self.cmp_nodes(a, b, table, prefer));
         v
     }
 
@@ -1618,7 +1618,7 @@ impl<'a> Solver<'a> {
             }
         }
         let mut order = children.clone();
-        order.sort_by(|&a, &b| {
+        merge_sort(&mut order, &mut |a, b| {
             let (sa, sb) = (self.sort_index[a], self.sort_index[b]);
             if sa != sb {
                 return sb.cmp(&sa);
@@ -1684,7 +1684,7 @@ impl<'a> Solver<'a> {
         // Sort top-level resources (pcmk__sort_resources).
         let mut nodes: Vec<NodeIx> = (0..self.n).collect();
         let zero: Table = vec![Some(0); self.n];
-        nodes.sort_by(|&a, &b| self.cmp_nodes(a, b, &zero, None));
+        merge_sort(&mut nodes, &mut |a, b| self.cmp_nodes(a, b, &zero, None));
         let mut order = c.top.clone();
         let mut cache = BTreeMap::new();
         // Stable merge sort like g_list_sort.
@@ -1889,7 +1889,9 @@ impl<'a> Solver<'a> {
     }
 }
 
-fn merge_sort<F: FnMut(RscIx, RscIx) -> Ordering>(v: &mut Vec<RscIx>, cmp: &mut F) {
+/// A stable top-down merge sort with GLib's `g_list_sort` split and merge, so that
+/// Pacemaker's comparators (not always total orders) give the same order.
+fn merge_sort<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut Vec<T>, cmp: &mut F) {
     if v.len() <= 1 {
         return;
     }
