@@ -147,7 +147,7 @@ fn gen_cib(p: &Params) -> String {
     let fill = rng.gen_range(0.5..1.1);
     let cap_cpu = ((tot.0 as f64 / usable.max(1) as f64 / fill) as u32 + 1).max(4);
     let cap_mem = ((tot.1 as f64 / usable.max(1) as f64 / fill) as u32 + 1).max(8);
-    let mut score = |rng: &mut SmallRng| -> String {
+    let score = |rng: &mut SmallRng| -> String {
         if rng.gen_bool(p.inf_prob) {
             if rng.gen_bool(0.5) {
                 "INFINITY".into()
