@@ -1688,11 +1688,14 @@ impl<'a> Solver<'a> {
         let mut order = c.top.clone();
         let mut cache = BTreeMap::new();
         // Stable merge sort like g_list_sort.
-        let mut keyed: Vec<RscIx> = order.clone();
-        merge_sort(&mut keyed, &mut |a, b| {
-            self.cmp_resources(a, b, &nodes, &mut cache)
-        });
-        order = keyed;
+        // Pacemaker sorts only when a utilization-aware strategy is in use.
+        if c.options.strategy != Strategy::Default {
+            let mut keyed: Vec<RscIx> = order.clone();
+            merge_sort(&mut keyed, &mut |a, b| {
+                self.cmp_resources(a, b, &nodes, &mut cache)
+            });
+            order = keyed;
+        }
         for r in order {
             self.assign(r, None);
         }
