@@ -67,15 +67,19 @@ pub(crate) struct Solver<'a> {
     this_with: Vec<Vec<usize>>,
     with_this: Vec<Vec<usize>>,
     num_resources: Vec<u32>,
-    remaining: Vec<BTreeMap<String, i64>>,
+    /// Remaining capacity per node, per utilization key (`None`: not defined).
+    remaining: Vec<Vec<Option<i64>>>,
+    /// Utilization required per resource, per key.
+    util: Vec<Vec<Option<i64>>>,
     count: Vec<Vec<u32>>,
     contributions: Vec<Vec<Contribution>>,
-    final_scores: Vec<Table>,
     stop_reason: Vec<Option<String>>,
     priority: Vec<i64>,
     sort_index: Vec<i64>,
     promotion_score: Vec<Option<i64>>,
     location_role: Vec<(RscIx, NodeIx, i64)>,
+    by_name: BTreeMap<String, NodeIx>,
+    running_by_node: Vec<Vec<RscIx>>,
 }
 
 fn node_available(node: &Node) -> bool {
@@ -104,16 +108,49 @@ impl<'a> Solver<'a> {
             this_with: vec![Vec::new(); r],
             with_this: vec![Vec::new(); r],
             num_resources: vec![0; n],
-            remaining: c.nodes.iter().map(|n| n.capacity.clone()).collect(),
-            count: vec![vec![0; n]; r],
+            remaining: Vec::new(),
+            util: Vec::new(),
+            count: vec![Vec::new(); r],
             contributions: vec![Vec::new(); r],
-            final_scores: vec![Vec::new(); r],
             stop_reason: vec![None; r],
             priority: c.resources.iter().map(|x| x.priority).collect(),
             sort_index: vec![0; r],
             promotion_score: vec![None; r],
             location_role: Vec::new(),
+            by_name: c
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, nd)| (nd.name.clone(), i))
+                .collect(),
+            running_by_node: {
+                let mut v = vec![Vec::new(); n];
+                for (i, rsc) in c.resources.iter().enumerate() {
+                    for &nd in &rsc.running_on {
+                        v[nd].push(i);
+                    }
+                }
+                v
+            },
         };
+        // Utilization keys, interned.
+        let mut keys: Vec<String> = c
+            .nodes
+            .iter()
+            .flat_map(|n| n.capacity.keys().cloned())
+            .chain(
+                c.resources
+                    .iter()
+                    .flat_map(|r| r.utilization.keys().cloned()),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let dense = |m: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
+            keys.iter().map(|k| m.get(k).copied()).collect()
+        };
+        s.remaining = c.nodes.iter().map(|n| dense(&n.capacity)).collect();
+        s.util = c.resources.iter().map(|r| dense(&r.utilization)).collect();
         // Colocations: group-internal ones first (each member with the previous).
         for (i, rsc) in c.resources.iter().enumerate() {
             if rsc.kind == Kind::Group {
@@ -368,11 +405,25 @@ impl<'a> Solver<'a> {
             .any(|(nd, w)| matches!(w, Some(w) if self.is_available(nd, *w)))
     }
 
+    fn uname_ix(&self, name: &str) -> Option<NodeIx> {
+        self.by_name.get(name).copied()
+    }
+
     fn attr<'b>(&'b self, nd: NodeIx, attr: &str) -> Option<&'b str> {
         self.node(nd).attrs.get(attr).map(String::as_str)
     }
 
     fn best_score_matching(&self, r: RscIx, attr: &str, value: Option<&str>) -> i64 {
+        if attr == "#uname" {
+            // Node names are unique: only the node itself matches.
+            if let Some(nd) = value.and_then(|v| self.uname_ix(v)) {
+                return match self.allowed[r][nd] {
+                    Some(w) if w > -INFINITY && node_available(self.node(nd)) => w,
+                    _ => -INFINITY,
+                };
+            }
+            return -INFINITY;
+        }
         let mut best = -INFINITY;
         for (nd, w) in self.allowed[r].iter().enumerate() {
             if let Some(w) = *w {
@@ -533,23 +584,15 @@ impl<'a> Solver<'a> {
 
     fn capacity_cmp(&self, a: NodeIx, b: NodeIx) -> i32 {
         let mut result = 0;
-        let ra = &self.remaining[a];
-        let rb = &self.remaining[b];
-        for (k, &va) in ra {
-            let vb = rb.get(k).copied().unwrap_or(0);
+        for (x, y) in self.remaining[a].iter().zip(&self.remaining[b]) {
+            let (va, vb) = match (x, y) {
+                (None, None) => continue,
+                (x, y) => (x.unwrap_or(0), y.unwrap_or(0)),
+            };
             if va > vb {
                 result -= 1;
             } else if va < vb {
                 result += 1;
-            }
-        }
-        for (k, &vb) in rb {
-            if !ra.contains_key(k) {
-                if 0 > vb {
-                    result -= 1;
-                } else if 0 < vb {
-                    result += 1;
-                }
             }
         }
         result
@@ -724,6 +767,7 @@ impl<'a> Solver<'a> {
         if target.is_none() && col.score < 0 {
             return;
         }
+        let by_uname = col.node_attribute == "#uname";
         let value = target
             .and_then(|t| self.attr(t, &col.node_attribute))
             .map(str::to_string);
@@ -732,8 +776,13 @@ impl<'a> Solver<'a> {
             let Some(w) = work[nd] else { continue };
             let new = match target {
                 None => score::add(-col.score, w),
-                Some(_) => {
-                    if self.attr(nd, &col.node_attribute).map(str::to_string) == value {
+                Some(t) => {
+                    let same = if by_uname {
+                        t == nd
+                    } else {
+                        self.attr(nd, &col.node_attribute).map(str::to_string) == value
+                    };
+                    if same {
                         if col.score < INFINITY {
                             score::add(col.score, w)
                         } else {
@@ -897,9 +946,13 @@ impl<'a> Solver<'a> {
         }
     }
 
-    fn has_capacity(&self, nd: NodeIx, need: &BTreeMap<String, i64>) -> bool {
+    fn has_capacity(&self, nd: NodeIx, need: &[Option<i64>]) -> bool {
         need.iter()
-            .all(|(k, &v)| v <= self.remaining[nd].get(k).copied().unwrap_or(0))
+            .zip(&self.remaining[nd])
+            .all(|(v, rem)| match v {
+                Some(v) => *v <= rem.unwrap_or(0),
+                None => true,
+            })
     }
 
     /// Utilization: ban nodes without capacity (`pcmk__ban_insufficient_capacity`).
@@ -912,13 +965,19 @@ impl<'a> Solver<'a> {
         let mut seen = vec![false; self.c.resources.len()];
         let mut stack = vec![r];
         seen[r] = true;
-        let mut need: BTreeMap<String, i64> = BTreeMap::new();
+        let mut need: Vec<Option<i64>> =
+            vec![None; self.remaining.first().map(Vec::len).unwrap_or(0)];
+        let add_need = |need: &mut Vec<Option<i64>>, u: &[Option<i64>]| {
+            for (n, v) in need.iter_mut().zip(u) {
+                if let Some(v) = v {
+                    *n = Some(n.unwrap_or(0) + v);
+                }
+            }
+        };
         while let Some(x) = stack.pop() {
             let rx = &self.c.resources[x];
             if rx.is_primitive() && (x == r || self.provisional[x]) {
-                for (k, v) in &rx.utilization {
-                    *need.entry(k.clone()).or_insert(0) += v;
-                }
+                add_need(&mut need, &self.util[x]);
             }
             if rx.is_clone() && self.c.top_of(r) != x {
                 // One instance's worth of a colocated clone.
@@ -926,9 +985,7 @@ impl<'a> Solver<'a> {
                     let mut prims = Vec::new();
                     self.c.primitives_of(inst, &mut prims);
                     for p in prims {
-                        for (k, v) in &self.c.resources[p].utilization {
-                            *need.entry(k.clone()).or_insert(0) += v;
-                        }
+                        add_need(&mut need, &self.util[p]);
                     }
                 }
             }
@@ -975,11 +1032,7 @@ impl<'a> Solver<'a> {
                 most = Some(nd);
             }
         }
-        let need = if any {
-            need
-        } else {
-            self.c.resources[r].utilization.clone()
-        };
+        let need = if any { need } else { self.util[r].clone() };
         for nd in 0..self.n {
             let Some(w) = self.allowed[r][nd] else {
                 continue;
@@ -1023,7 +1076,6 @@ impl<'a> Solver<'a> {
         }
         if !rsc.managed {
             let cur = rsc.running_on.first().copied();
-            self.final_scores[r] = self.allowed[r].clone();
             self.set_assigned(r, cur);
             if cur.is_none() {
                 self.stop_reason[r] = Some("unmanaged and inactive".into());
@@ -1034,7 +1086,6 @@ impl<'a> Solver<'a> {
                 Role::Stopped
             };
         } else if self.c.options.stop_all_resources {
-            self.final_scores[r] = self.allowed[r].clone();
             self.set_assigned(r, None);
             self.stop_reason[r] = Some("stop-all-resources".into());
         } else {
@@ -1100,7 +1151,7 @@ impl<'a> Solver<'a> {
                 chosen = None;
             }
         }
-        self.final_scores[r] = table;
+        let _ = table;
         if chosen.is_none() && self.stop_reason[r].is_none() {
             self.stop_reason[r] = Some(
                 "no node can run it (every allowed node has a negative score or is unavailable)"
@@ -1122,8 +1173,10 @@ impl<'a> Solver<'a> {
             Some(nd) => {
                 self.num_resources[nd] += 1;
                 if self.c.options.strategy != Strategy::Default {
-                    for (k, v) in &self.c.resources[r].utilization {
-                        *self.remaining[nd].entry(k.clone()).or_insert(0) -= v;
+                    for (k, v) in self.util[r].iter().enumerate() {
+                        if let (Some(v), Some(cur)) = (v, self.remaining[nd][k].as_mut()) {
+                            *cur -= v;
+                        }
                     }
                 }
             }
@@ -1224,14 +1277,9 @@ impl<'a> Solver<'a> {
             // An anonymous instance only scores where it is active, or where no
             // other instance is active while it is inactive everywhere.
             let inst = self.instance_of(ch);
-            let here_other = self.c.resources[cl].children.iter().any(|&o| {
-                o != inst && {
-                    let mut p = Vec::new();
-                    self.c.primitives_of(o, &mut p);
-                    p.iter()
-                        .any(|&x| self.c.resources[x].running_on.contains(&nd))
-                }
-            });
+            let here_other = self.running_by_node[nd]
+                .iter()
+                .any(|&x| self.c.top_of(x) == cl && self.instance_of(x) != inst);
             let me_here = rsc.running_on.contains(&nd);
             if !me_here && (here_other || !rsc.running_on.is_empty()) {
                 return not_set;
@@ -1348,9 +1396,7 @@ impl<'a> Solver<'a> {
     }
 
     fn distribute(&mut self, cl: RscIx, order: &[RscIx], max: usize, node_max: usize) {
-        for nd in 0..self.n {
-            self.count[cl][nd] = 0;
-        }
+        self.count[cl] = vec![0; self.n];
         let avail = (0..self.n)
             .filter(|&nd| self.allowed[cl][nd].is_some() && node_available(self.node(nd)))
             .count();
@@ -1514,8 +1560,10 @@ impl<'a> Solver<'a> {
                 if self.c.resources[x].is_primitive() {
                     self.num_resources[nd] = self.num_resources[nd].saturating_sub(1);
                     if self.c.options.strategy != Strategy::Default {
-                        for (k, v) in &self.c.resources[x].utilization {
-                            *self.remaining[nd].entry(k.clone()).or_insert(0) += v;
+                        for (k, v) in self.util[x].iter().enumerate() {
+                            if let (Some(v), Some(cur)) = (v, self.remaining[nd][k].as_mut()) {
+                                *cur += v;
+                            }
                         }
                     }
                 }
@@ -1720,10 +1768,17 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        // The explanation shows each primitive's final allowed-node scores.
+        let mut final_scores = std::mem::take(&mut self.allowed);
+        for (r, rsc) in c.resources.iter().enumerate() {
+            if !rsc.is_primitive() {
+                final_scores[r] = Vec::new();
+            }
+        }
         Assignment {
             node: self.assigned,
             next_role: self.next_role,
-            final_scores: self.final_scores,
+            final_scores,
             contributions: self.contributions,
             stop_reason: self.stop_reason,
             promotion_score: self.promotion_score,
