@@ -1275,35 +1275,68 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
         return Ok(());
     }
     let policy = e.attr("loss-policy").unwrap_or("stop").to_ascii_lowercase();
-    let all: Vec<(NodeIx, i64)> = (0..c.nodes.len()).map(|n| (n, -score::INFINITY)).collect();
+    let n = c.nodes.len();
     for (r, role) in rscs {
         let mut prims = Vec::new();
         c.primitives_of(r, &mut prims);
-        match policy.as_str() {
-            "demote" if role == Role::Promoted => c.no_promote.push(r),
-            "freeze" if granted || prims.iter().any(|&p| !c.resources[p].running_on.is_empty()) => {
-                for p in prims {
-                    if !c.resources[p].running_on.is_empty() {
-                        c.resources[p].managed = false;
-                        c.resources[p].blocked = true;
-                    }
-                }
+        let running: Vec<NodeIx> = prims
+            .iter()
+            .flat_map(|&p| c.resources[p].running_on.clone())
+            .collect();
+        let promoted_now = prims.iter().any(|&p| {
+            c.resources[p].role == Role::Promoted && !c.resources[p].running_on.is_empty()
+        });
+        // What happens: ban everywhere, pin to the current nodes, or only no promotion.
+        enum Effect {
+            Ban,
+            Pin,
+            NoPromote,
+            BanAndFence,
+        }
+        let effect = if granted {
+            // Ticket in standby.
+            if role == Role::Promoted && policy == "demote" {
+                Effect::NoPromote
+            } else {
+                Effect::Ban
             }
-            other => {
-                if other == "fence" && !standby {
-                    for &p in &prims {
-                        for &nd in &c.resources[p].running_on.clone() {
-                            c.nodes[nd].unclean = true;
-                        }
-                    }
-                }
-                c.locations.push(Location {
-                    id: id.clone(),
-                    rsc: r,
-                    role: Role::Unknown,
-                    nodes: all.clone(),
-                });
+        } else if role == Role::Promoted {
+            match policy.as_str() {
+                "stop" if promoted_now => Effect::Ban,
+                "fence" if promoted_now => Effect::BanAndFence,
+                _ => Effect::NoPromote,
             }
+        } else {
+            match policy.as_str() {
+                "freeze" if !running.is_empty() => Effect::Pin,
+                "fence" if !running.is_empty() => Effect::BanAndFence,
+                _ => Effect::Ban,
+            }
+        };
+        let mut ban: Vec<(NodeIx, i64)> = Vec::new();
+        match effect {
+            Effect::NoPromote => c.no_promote.push(r),
+            Effect::Ban => ban = (0..n).map(|x| (x, -score::INFINITY)).collect(),
+            Effect::BanAndFence => {
+                for &nd in &running {
+                    c.nodes[nd].unclean = true;
+                }
+                ban = (0..n).map(|x| (x, -score::INFINITY)).collect();
+            }
+            Effect::Pin => {
+                ban = (0..n)
+                    .filter(|x| !running.contains(x))
+                    .map(|x| (x, -score::INFINITY))
+                    .collect();
+            }
+        }
+        if !ban.is_empty() {
+            c.locations.push(Location {
+                id: id.clone(),
+                rsc: r,
+                role: Role::Unknown,
+                nodes: ban,
+            });
         }
     }
     Ok(())
