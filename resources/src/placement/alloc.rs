@@ -495,9 +495,17 @@ impl<'a> Solver<'a> {
                 return nodes;
             }
             self.merging[r] = true;
+            // For the assignment-order comparison (no table yet) the last member,
+            // which reaches every member through the internal colocations; otherwise
+            // the first member.
+            let member = if flags.init && nodes.is_none() {
+                rsc.children.last()
+            } else {
+                rsc.children.first()
+            };
             let mut nodes = nodes;
-            if let Some(&first) = rsc.children.first() {
-                nodes = self.merge(first, nodes, attr, factor, flags);
+            if let Some(&m) = member {
+                nodes = self.merge(m, nodes, attr, factor, flags);
             }
             for k in 0..self.with_this[r].len() {
                 let ci = self.with_this[r][k];
