@@ -74,6 +74,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            if std::env::var("HALYARD_BENCH_MEM").is_ok() {
+                eprintln!("after parse: peak {:.1} MB", peak_rss_mb().unwrap_or(0.0));
+            }
             let out = placement::schedule(&cluster);
             let dt = t.elapsed().as_secs_f64();
             rows = out.placement.len();
