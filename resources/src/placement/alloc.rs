@@ -507,17 +507,30 @@ impl<'a> Solver<'a> {
             if let Some(&m) = member {
                 nodes = self.merge(m, nodes, attr, factor, flags);
             }
-            for k in 0..self.with_this[r].len() {
-                let ci = self.with_this[r][k];
+            // The group's own colocations (still on the group before it is assigned):
+            // its primaries going forward, its dependents otherwise.
+            let mut flags = flags;
+            flags.init = false;
+            let list = if flags.forward {
+                self.this_with[r].clone()
+            } else {
+                self.with_this[r].clone()
+            };
+            let mult = if factor < 0.0 { -1.0 } else { 1.0 };
+            for ci in list {
                 let col = self.cols[ci].clone();
-                if !self.has_influence(&col) {
+                let other = if flags.forward {
+                    col.primary
+                } else if !self.has_influence(&col) {
                     continue;
-                }
+                } else {
+                    col.dependent
+                };
                 nodes = self.merge(
-                    col.dependent,
+                    other,
                     nodes,
                     &col.node_attribute,
-                    col.score as f64 / INFINITY as f64,
+                    mult * col.score as f64 / INFINITY as f64,
                     flags,
                 );
             }
