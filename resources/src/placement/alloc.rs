@@ -1878,6 +1878,55 @@ impl<'a> Solver<'a> {
                     }
                 }
             }
+            // Stop ordering: x can only stop after y has stopped (symmetric
+            // start orders reversed, explicit stop-stop orders, group members); a
+            // blocked (unmanaged, active) y keeps x where it is.
+            let mut pairs: Vec<(RscIx, RscIx, String)> = Vec::new();
+            for o in &c.orders {
+                if o.kind != OrderKind::Mandatory {
+                    continue;
+                }
+                if o.first_action == "stop" && o.then_action == "stop" {
+                    pairs.push((o.then, o.first, o.id.clone()));
+                } else if o.symmetrical && o.first_action == "start" && o.then_action == "start" {
+                    pairs.push((o.first, o.then, o.id.clone()));
+                }
+            }
+            for rsc in &c.resources {
+                if rsc.kind == Kind::Group {
+                    for w in rsc.children.windows(2) {
+                        pairs.push((w[0], w[1], format!("group {}", rsc.id)));
+                    }
+                }
+            }
+            for (x, y, why) in pairs {
+                let mut yp = Vec::new();
+                c.primitives_of(y, &mut yp);
+                let blocked = yp
+                    .iter()
+                    .any(|&p| !c.resources[p].managed && !c.resources[p].running_on.is_empty());
+                if !blocked {
+                    continue;
+                }
+                let mut xp = Vec::new();
+                c.primitives_of(x, &mut xp);
+                for p in xp {
+                    let rsc = &c.resources[p];
+                    let Some(&cur) = rsc.running_on.first() else {
+                        continue;
+                    };
+                    if !rsc.managed || self.assigned[p] == Some(cur) {
+                        continue;
+                    }
+                    self.assigned[p] = Some(cur);
+                    self.next_role[p] = rsc.role;
+                    self.stop_reason[p] = Some(format!(
+                        "{why}: cannot stop before the blocked {}",
+                        c.resources[y].id
+                    ));
+                    changed = true;
+                }
+            }
             // A mandatory colocation's dependent cannot stay where its primary
             // will not be (pcmk__block_colocation_dependents).
             for k in 0..self.cols.len() {
