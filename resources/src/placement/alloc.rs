@@ -918,8 +918,14 @@ impl<'a> Solver<'a> {
             return;
         }
         if col.score >= INFINITY {
+            // Blocked instances do not count (is_set_recursive(child, pe_rsc_block)).
             let keep: Vec<NodeIx> = children
                 .iter()
+                .filter(|&&ch| {
+                    let mut p = Vec::new();
+                    self.c.primitives_of(ch, &mut p);
+                    !p.iter().any(|&x| self.c.resources[x].blocked)
+                })
                 .filter_map(|&ch| self.assigned_node(ch))
                 .collect();
             self.ban_others(dep, &keep, &label);
