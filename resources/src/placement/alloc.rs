@@ -366,7 +366,8 @@ impl<'a> Solver<'a> {
         // Fail counts against migration-threshold.
         for nd in 0..self.n {
             for (i, r) in c.resources.iter().enumerate() {
-                if !r.is_primitive() || r.migration_threshold == 0 {
+                // Ignored failures do not count against the threshold either.
+                if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
                     continue;
                 }
                 let fc = r.failcount.get(&nd).copied().unwrap_or(0);

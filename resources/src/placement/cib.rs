@@ -740,7 +740,8 @@ fn unpack_status(
                             continue;
                         }
                     }
-                    if of == "ignore" {
+                    // Hard errors are not ignorable.
+                    if of == "ignore" && !matches!(op.rc, 2..=6) && op.status != 7 {
                         ignored = true;
                     }
                     match op.task.as_str() {
