@@ -110,3 +110,30 @@ fn stickiness_keeps_a_running_resource_and_output_is_deterministic() {
     // a first, to the first node by name (both are empty then).
     assert!(a.contains("a\tStarted\tn1\t-"), "{a}");
 }
+
+#[test]
+fn toml_configuration_round_trips() {
+    let running = r#"<lrm id="1"><lrm_resources><lrm_resource id="b" class="ocf" provider="pacemaker" type="Dummy">
+<lrm_rsc_op id="b_last_0" operation="start" call-id="1" rc-code="0" op-status="0" interval="0" transition-key="1:0:0:x"/>
+</lrm_resource></lrm_resources></lrm>"#;
+    let res = format!(
+        "{TWO}<clone id=\"c\"><primitive id=\"p\" class=\"ocf\" provider=\"pacemaker\" type=\"Stateful\"/></clone>"
+    );
+    let t = cib(
+        &res,
+        r#"<rsc_location id="l1" rsc="b" node="n2" score="50"/><rsc_colocation id="c1" rsc="a" with-rsc="b" score="-INFINITY"/>"#,
+        running,
+    );
+    let c = placement::read_cib(&t, None).unwrap();
+    let text = placement::to_toml(&c).unwrap();
+    let back = placement::read_toml(&text).unwrap();
+    assert_eq!(
+        placement::schedule(&c).placement_tsv(),
+        placement::schedule(&back).placement_tsv()
+    );
+    // Out-of-range indices are rejected, not a panic.
+    let broken = text.replacen("running_on = [0]", "running_on = [7]", 1);
+    assert_ne!(broken, text, "the fixture should mention running_on = [0]");
+    assert!(placement::read_toml(&broken).is_err());
+    assert!(placement::read_toml("nonsense = [").is_err());
+}
