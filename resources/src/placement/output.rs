@@ -366,8 +366,12 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
                 }
             }
             (Some(cn), None) => {
-                if cur_role == Role::Promoted {
-                    push(&mut out, "Stop", format!("Promoted {}", name(cn)));
+                if matches!(cur_role, Role::Promoted | Role::Unpromoted) {
+                    push(
+                        &mut out,
+                        "Stop",
+                        format!("{} {}", cur_role.name(), name(cn)),
+                    );
                 } else {
                     push(&mut out, "Stop", name(cn));
                 }
@@ -417,8 +421,101 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
             }
         }
     }
+    restarts(c, a, &mut out);
     out.sort();
     out
+}
+
+/// Whether primitive `p` changes in this transition (starts, stops, moves, recovers).
+fn changes(c: &Cluster, a: &Assignment, p: RscIx) -> bool {
+    let rsc = &c.resources[p];
+    if !rsc.managed {
+        return false;
+    }
+    let cur = rsc.running_on.first().copied();
+    let target = a.node[p].filter(|_| a.next_role[p] != Role::Stopped);
+    cur != target || (rsc.failed && target.is_some())
+}
+
+/// Restarts forced by mandatory orders and group membership: a resource that stays
+/// where it is restarts when something it is ordered after starts, moves, recovers
+/// or restarts (for a clone `first`, when any instance starts or stops).
+fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
+    let n = c.resources.len();
+    let mut restart = vec![false; n];
+    let stays = |p: RscIx| {
+        let rsc = &c.resources[p];
+        rsc.managed
+            && !rsc.failed
+            && rsc.running_on.len() == 1
+            && a.node[p] == rsc.running_on.first().copied()
+            && a.next_role[p] != Role::Stopped
+    };
+    let prims = |r: RscIx| {
+        let mut v = Vec::new();
+        c.primitives_of(r, &mut v);
+        v
+    };
+    loop {
+        let mut changed = false;
+        let moving = |x: RscIx, restart: &Vec<bool>| changes(c, a, x) || restart[x];
+        for o in &c.orders {
+            if o.kind != OrderKind::Mandatory
+                || o.first_action != "start"
+                || o.then_action != "start"
+            {
+                continue;
+            }
+            let first_changes = prims(o.first).iter().any(|&x| {
+                let rsc = &c.resources[x];
+                let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
+                if c.resources[o.first].is_clone() {
+                    moving(x, &restart)
+                } else {
+                    starting && moving(x, &restart) || (starting && rsc.failed)
+                }
+            });
+            if !first_changes {
+                continue;
+            }
+            for p in prims(o.then) {
+                if stays(p) && !restart[p] {
+                    restart[p] = true;
+                    changed = true;
+                }
+            }
+        }
+        for rsc in &c.resources {
+            if rsc.kind != Kind::Group {
+                continue;
+            }
+            let mut before = false;
+            for &m in &rsc.children {
+                if before && stays(m) && !restart[m] {
+                    restart[m] = true;
+                    changed = true;
+                }
+                let starting = a.node[m].is_some() && a.next_role[m] != Role::Stopped;
+                if starting && (changes(c, a, m) || restart[m]) {
+                    before = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (p, &r) in restart.iter().enumerate() {
+        if r {
+            if let Some(nd) = a.node[p] {
+                out.push(Action {
+                    verb: "Restart".into(),
+                    rsc: c.resources[p].id.clone(),
+                    detail: c.nodes[nd].name.clone(),
+                });
+            }
+        }
+    }
 }
 
 pub(crate) fn outcome(c: &Cluster, a: Assignment) -> Outcome {
