@@ -472,7 +472,7 @@ fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
                 if c.resources[o.first].is_clone() {
                     moving(x, &restart)
                 } else {
-                    starting && moving(x, &restart) || (starting && rsc.failed)
+                    starting && (moving(x, &restart) || rsc.failed)
                 }
             });
             if !first_changes {
