@@ -743,6 +743,19 @@ fn unpack_status(
                     // Hard errors are not ignorable.
                     if of == "ignore" && !matches!(op.rc, 2..=6) && op.status != 7 {
                         ignored = true;
+                        // An ignored failure counts as if the action had succeeded.
+                        match op.task.as_str() {
+                            "stop" | "migrate_to" => role = Role::Stopped,
+                            "start" | "migrate_from" => role = Role::Started,
+                            "promote" => role = Role::Promoted,
+                            "demote" => role = Role::Unpromoted,
+                            _ => {
+                                if role < Role::Started {
+                                    role = Role::Started;
+                                }
+                            }
+                        }
+                        continue;
                     }
                     match op.task.as_str() {
                         "stop" => {
