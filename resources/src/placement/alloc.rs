@@ -1826,11 +1826,17 @@ impl<'a> Solver<'a> {
                 if o.first_action != "start" && o.first_action != "promote" {
                     continue;
                 }
-                let first_ok = if o.first_action == "promote" {
-                    self.will_have_role(o.first, Role::Promoted)
-                } else {
-                    self.will_be_active(o.first)
-                };
+                // A blocked `first` cannot start: `then` cannot start either, but a
+                // running `then` is left alone.
+                let mut fpr = Vec::new();
+                c.primitives_of(o.first, &mut fpr);
+                let first_blocked = !fpr.is_empty() && fpr.iter().all(|&x| c.resources[x].blocked);
+                let first_ok = !first_blocked
+                    && if o.first_action == "promote" {
+                        self.will_have_role(o.first, Role::Promoted)
+                    } else {
+                        self.will_be_active(o.first)
+                    };
                 let interleave = c.resources[o.first].is_clone()
                     && matches!(
                         c.resources[o.then].kind,
@@ -1868,7 +1874,7 @@ impl<'a> Solver<'a> {
                         continue;
                     }
                     // Asymmetric: only a start is prevented; a running `then` stays.
-                    if !o.symmetrical
+                    if (!o.symmetrical || first_blocked)
                         && c.resources[p].running_on.contains(&nd)
                         && !c.resources[p].failed
                     {

@@ -27,6 +27,37 @@ fn truthy(v: &str) -> bool {
 /// into milliseconds.
 pub fn parse_interval_ms(s: &str) -> Option<i64> {
     let t = s.trim().to_ascii_lowercase();
+    if let Some(iso) = t.strip_prefix('p') {
+        // ISO 8601 duration: P[nY][nM][nW][nD][T[nH][nM][nS]] (P30S accepted too).
+        let mut total: i64 = 0;
+        let mut num = String::new();
+        let mut in_time = false;
+        for ch in iso.chars() {
+            match ch {
+                '0'..='9' => num.push(ch),
+                't' => in_time = true,
+                u => {
+                    let n: i64 = num.parse().ok()?;
+                    num.clear();
+                    let secs = match (u, in_time) {
+                        ('y', false) => 365 * 86400,
+                        ('m', false) => 30 * 86400,
+                        ('w', false) => 7 * 86400,
+                        ('d', false) => 86400,
+                        ('h', _) => 3600,
+                        ('m', true) => 60,
+                        ('s', _) => 1,
+                        _ => return None,
+                    };
+                    total += n * secs;
+                }
+            }
+        }
+        if !num.is_empty() {
+            return None;
+        }
+        return Some(total * 1000);
+    }
     if t.is_empty() {
         return Some(0);
     }
