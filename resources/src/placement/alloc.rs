@@ -335,8 +335,16 @@ impl<'a> Solver<'a> {
             if r.fatal {
                 self.resource_location(i, None, -INFINITY, "fatal error (not configured)");
             }
+            // For an anonymous clone instance the ban applies to the whole clone.
+            let top = c.top_of(i);
+            let target =
+                if top != i && matches!(c.resources[top].kind, Kind::Clone { unique: false, .. }) {
+                    top
+                } else {
+                    i
+                };
             for &nd in &r.hard_bans {
-                self.resource_location(i, Some(nd), -INFINITY, "hard error on this node");
+                self.resource_location(target, Some(nd), -INFINITY, "hard error on this node");
             }
             if r.stop_on_fail {
                 self.resource_location(i, None, -INFINITY, "on-fail=stop");
