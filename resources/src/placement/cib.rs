@@ -900,7 +900,8 @@ fn unpack_status(
                 }
             };
             let r = &mut c.resources[rix];
-            if r.history_name.is_none() && rid.contains(':') {
+            // The name the active entry goes by (crm_attribute used it too).
+            if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
             }
             if hard && !r.hard_bans.contains(&nix) {
