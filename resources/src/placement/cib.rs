@@ -795,7 +795,10 @@ fn unpack_status(
                         }
                         "promote" => role = Role::Promoted,
                         "demote" => {
-                            role = if op.rc == 7 {
+                            role = if of == "block" {
+                                // A blocked demote leaves it promoted.
+                                Role::Promoted
+                            } else if op.rc == 7 {
                                 Role::Stopped
                             } else {
                                 Role::Unpromoted
