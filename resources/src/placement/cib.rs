@@ -759,7 +759,9 @@ fn unpack_status(
                     }
                 } else {
                     let of = on_fail_for(conf, &op.task, op.interval, stonith);
-                    if matches!(op.rc, 2..=5) || op.status == 7 {
+                    // Unimplemented recurring monitors are ordinary failures.
+                    let unimplemented_recurring = op.rc == 3 && op.interval > 0;
+                    if (matches!(op.rc, 2..=5) && !unimplemented_recurring) || op.status == 7 {
                         hard = true;
                         if probe {
                             continue;
