@@ -1952,6 +1952,31 @@ impl<'a> Solver<'a> {
             // will not be (pcmk__block_colocation_dependents).
             for k in 0..self.cols.len() {
                 let col = &self.cols[k];
+                // A promoted dependent cannot stay promoted where its primary will
+                // not be active: it stays unpromoted instead.
+                if col.score >= INFINITY
+                    && col.dependent_role == Role::Promoted
+                    && matches!(col.primary_role, Role::Unknown | Role::Started)
+                {
+                    let mut pp = Vec::new();
+                    c.primitives_of(col.primary, &mut pp);
+                    let prim_nodes: Vec<NodeIx> =
+                        pp.iter().filter_map(|&x| self.assigned[x]).collect();
+                    let mut dp = Vec::new();
+                    c.primitives_of(col.dependent, &mut dp);
+                    for d in dp {
+                        if let Some(nd) = self.assigned[d] {
+                            if self.next_role[d] == Role::Promoted
+                                && c.resources[d].managed
+                                && !prim_nodes.contains(&nd)
+                            {
+                                self.next_role[d] = Role::Unpromoted;
+                                changed = true;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if col.score < INFINITY
                     || col.dependent_role != Role::Unknown
                     || col.primary_role != Role::Unknown
