@@ -1346,14 +1346,14 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
         }
         let effect = if granted {
             // Ticket in standby.
-            if role == Role::Promoted && policy == "demote" {
+            if role == Role::Promoted && policy != "stop" {
                 Effect::NoPromote
             } else {
                 Effect::Ban
             }
         } else if role == Role::Promoted {
             match policy.as_str() {
-                "stop" if promoted_now => Effect::Ban,
+                "stop" => Effect::Ban,
                 "fence" if promoted_now => Effect::BanAndFence,
                 _ => Effect::NoPromote,
             }
