@@ -1036,12 +1036,20 @@ impl<'a> Solver<'a> {
             }
             for &ci in self.this_with[x].iter().chain(self.with_this[x].iter()) {
                 let col = &self.cols[ci];
-                if col.score >= INFINITY {
+                // Only mandatory, role-less colocations; a clone's non-clone
+                // dependents do not need a copy everywhere the clone runs.
+                if col.score >= INFINITY
+                    && col.dependent_role == Role::Unknown
+                    && col.primary_role == Role::Unknown
+                {
                     let other = if col.dependent == x {
                         col.primary
                     } else {
                         col.dependent
                     };
+                    if col.primary == x && rx.is_clone() && !self.c.resources[other].is_clone() {
+                        continue;
+                    }
                     next.push(other);
                 }
             }
