@@ -132,6 +132,14 @@ fn pacemaker_compat() {
         exp_rows.sort_unstable();
         let outcome = placement::read_cib(&xml, now).map(|c| {
             let o = placement::schedule(&c);
+            // halyard's own TOML configuration holds the same model: same answer.
+            let toml = placement::to_toml(&c).expect("model serialises to TOML");
+            let back = placement::read_toml(&toml).expect("TOML reads back");
+            assert_eq!(
+                placement::schedule(&back).placement_tsv(),
+                o.placement_tsv(),
+                "{case}: TOML round trip changed the placement"
+            );
             (o.placement_tsv(), o.actions)
         });
         let (ok, actions) = match outcome {

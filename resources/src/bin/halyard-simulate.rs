@@ -4,26 +4,33 @@
 //! halyard-simulate [-t DATE] CIB.xml               # status, transition summary, revised status
 //! halyard-simulate [-t DATE] --placement CIB.xml   # normalised placement TSV
 //! halyard-simulate [-t DATE] --explain RSC CIB.xml # why RSC is where it is
+//! halyard-simulate --to-toml CIB.xml                # the model as halyard's TOML
 //! ```
+//!
+//! A file ending in `.toml` is read as halyard's own configuration instead of a CIB.
 #![deny(unsafe_code)]
 
 use halyard_resources::placement;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: halyard-simulate [-t DATE] [--placement | --explain RSC] CIB.xml");
+    eprintln!(
+        "usage: halyard-simulate [-t DATE] [--placement | --explain RSC | --to-toml] CIB.xml|CONFIG.toml"
+    );
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut placement_only = false;
+    let mut to_toml = false;
     let mut explain: Option<String> = None;
     let mut now: Option<i64> = None;
     let mut file: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--placement" => placement_only = true,
+            "--to-toml" => to_toml = true,
             "--explain" => match args.next() {
                 Some(r) => explain = Some(r),
                 None => return usage(),
@@ -53,13 +60,30 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let cluster = match placement::read_cib(&text, now) {
+    let read = if file.ends_with(".toml") {
+        placement::read_toml(&text)
+    } else {
+        placement::read_cib(&text, now)
+    };
+    let cluster = match read {
         Ok(c) => c,
         Err(e) => {
             eprintln!("halyard-simulate: {file}: {e}");
             return ExitCode::from(1);
         }
     };
+    if to_toml {
+        return match placement::to_toml(&cluster) {
+            Ok(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("halyard-simulate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let out = placement::schedule(&cluster);
     if let Some(r) = explain {
         match out.explain(&cluster, &r) {

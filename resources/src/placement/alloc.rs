@@ -67,15 +67,19 @@ pub(crate) struct Solver<'a> {
     this_with: Vec<Vec<usize>>,
     with_this: Vec<Vec<usize>>,
     num_resources: Vec<u32>,
-    remaining: Vec<BTreeMap<String, i64>>,
+    /// Remaining capacity per node, per utilization key (`None`: not defined).
+    remaining: Vec<Vec<Option<i64>>>,
+    /// Utilization required per resource, per key.
+    util: Vec<Vec<Option<i64>>>,
     count: Vec<Vec<u32>>,
     contributions: Vec<Vec<Contribution>>,
-    final_scores: Vec<Table>,
     stop_reason: Vec<Option<String>>,
     priority: Vec<i64>,
     sort_index: Vec<i64>,
     promotion_score: Vec<Option<i64>>,
     location_role: Vec<(RscIx, NodeIx, i64)>,
+    by_name: BTreeMap<String, NodeIx>,
+    running_by_node: Vec<Vec<RscIx>>,
 }
 
 fn node_available(node: &Node) -> bool {
@@ -104,16 +108,49 @@ impl<'a> Solver<'a> {
             this_with: vec![Vec::new(); r],
             with_this: vec![Vec::new(); r],
             num_resources: vec![0; n],
-            remaining: c.nodes.iter().map(|n| n.capacity.clone()).collect(),
-            count: vec![vec![0; n]; r],
+            remaining: Vec::new(),
+            util: Vec::new(),
+            count: vec![Vec::new(); r],
             contributions: vec![Vec::new(); r],
-            final_scores: vec![Vec::new(); r],
             stop_reason: vec![None; r],
             priority: c.resources.iter().map(|x| x.priority).collect(),
             sort_index: vec![0; r],
             promotion_score: vec![None; r],
             location_role: Vec::new(),
+            by_name: c
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, nd)| (nd.name.clone(), i))
+                .collect(),
+            running_by_node: {
+                let mut v = vec![Vec::new(); n];
+                for (i, rsc) in c.resources.iter().enumerate() {
+                    for &nd in &rsc.running_on {
+                        v[nd].push(i);
+                    }
+                }
+                v
+            },
         };
+        // Utilization keys, interned.
+        let mut keys: Vec<String> = c
+            .nodes
+            .iter()
+            .flat_map(|n| n.capacity.keys().cloned())
+            .chain(
+                c.resources
+                    .iter()
+                    .flat_map(|r| r.utilization.keys().cloned()),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let dense = |m: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
+            keys.iter().map(|k| m.get(k).copied()).collect()
+        };
+        s.remaining = c.nodes.iter().map(|n| dense(&n.capacity)).collect();
+        s.util = c.resources.iter().map(|r| dense(&r.utilization)).collect();
         // Colocations: group-internal ones first (each member with the previous).
         for (i, rsc) in c.resources.iter().enumerate() {
             if rsc.kind == Kind::Group {
@@ -151,18 +188,53 @@ impl<'a> Solver<'a> {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
         self.cols.push(col);
-        // Pacemaker keeps these lists sorted by the other side's priority (stable).
-        let pri = |s: &Self, r: RscIx| s.c.resources[r].priority;
+        // Pacemaker keeps these lists sorted (g_list_insert_sorted: a new entry goes
+        // before the first one that does not sort before it).
         let pos = self.this_with[d]
             .iter()
-            .position(|&k| pri(self, self.cols[k].primary) < pri(self, p))
+            .position(|&k| self.cmp_rsc_priority(p, self.cols[k].primary) != Ordering::Greater)
             .unwrap_or(self.this_with[d].len());
         self.this_with[d].insert(pos, i);
         let pos = self.with_this[p]
             .iter()
-            .position(|&k| pri(self, self.cols[k].dependent) < pri(self, d))
+            .position(|&k| self.cmp_rsc_priority(d, self.cols[k].dependent) != Ordering::Greater)
             .unwrap_or(self.with_this[p].len());
         self.with_this[p].insert(pos, i);
+    }
+
+    /// `cmp_primary_priority` / `cmp_dependent_priority`: higher priority first, clones
+    /// before groups before primitives, promotable clones first, then by id.
+    fn cmp_rsc_priority(&self, a: RscIx, b: RscIx) -> Ordering {
+        let (ra, rb) = (&self.c.resources[a], &self.c.resources[b]);
+        if ra.priority != rb.priority {
+            return rb.priority.cmp(&ra.priority);
+        }
+        let variant = |r: &Resource| match r.kind {
+            Kind::Primitive { .. } => 0,
+            Kind::Group => 1,
+            Kind::Clone { .. } => 2,
+        };
+        let (va, vb) = (variant(ra), variant(rb));
+        if va != vb {
+            return vb.cmp(&va);
+        }
+        let prom = |r: &Resource| {
+            matches!(
+                r.kind,
+                Kind::Clone {
+                    promotable: true,
+                    ..
+                }
+            )
+        };
+        if prom(ra) != prom(rb) {
+            return if prom(ra) {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        ra.id.as_bytes().cmp(rb.id.as_bytes())
     }
 
     fn node(&self, n: NodeIx) -> &Node {
@@ -263,8 +335,16 @@ impl<'a> Solver<'a> {
             if r.fatal {
                 self.resource_location(i, None, -INFINITY, "fatal error (not configured)");
             }
+            // For an anonymous clone instance the ban applies to the whole clone.
+            let top = c.top_of(i);
+            let target =
+                if top != i && matches!(c.resources[top].kind, Kind::Clone { unique: false, .. }) {
+                    top
+                } else {
+                    i
+                };
             for &nd in &r.hard_bans {
-                self.resource_location(i, Some(nd), -INFINITY, "hard error on this node");
+                self.resource_location(target, Some(nd), -INFINITY, "hard error on this node");
             }
             if r.stop_on_fail {
                 self.resource_location(i, None, -INFINITY, "on-fail=stop");
@@ -294,7 +374,8 @@ impl<'a> Solver<'a> {
         // Fail counts against migration-threshold.
         for nd in 0..self.n {
             for (i, r) in c.resources.iter().enumerate() {
-                if !r.is_primitive() || r.migration_threshold == 0 {
+                // Ignored failures do not count against the threshold either.
+                if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
                     continue;
                 }
                 let fc = r.failcount.get(&nd).copied().unwrap_or(0);
@@ -333,11 +414,25 @@ impl<'a> Solver<'a> {
             .any(|(nd, w)| matches!(w, Some(w) if self.is_available(nd, *w)))
     }
 
+    fn uname_ix(&self, name: &str) -> Option<NodeIx> {
+        self.by_name.get(name).copied()
+    }
+
     fn attr<'b>(&'b self, nd: NodeIx, attr: &str) -> Option<&'b str> {
         self.node(nd).attrs.get(attr).map(String::as_str)
     }
 
     fn best_score_matching(&self, r: RscIx, attr: &str, value: Option<&str>) -> i64 {
+        if attr == "#uname" {
+            // Node names are unique: only the node itself matches.
+            if let Some(nd) = value.and_then(|v| self.uname_ix(v)) {
+                return match self.allowed[r][nd] {
+                    Some(w) if w > -INFINITY && node_available(self.node(nd)) => w,
+                    _ => -INFINITY,
+                };
+            }
+            return -INFINITY;
+        }
         let mut best = -INFINITY;
         for (nd, w) in self.allowed[r].iter().enumerate() {
             if let Some(w) = *w {
@@ -364,11 +459,21 @@ impl<'a> Solver<'a> {
                 continue;
             }
             let wf = factor * sc as f64;
-            let w = if wf < 0.0 {
+            let mut w = if wf < 0.0 {
                 (wf - 0.5) as i64
             } else {
                 (wf + 0.5) as i64
             };
+            // A non-zero preference never rounds away to nothing.
+            if w == 0 && sc != 0 {
+                w = if factor > 0.0 {
+                    1
+                } else if factor < 0.0 {
+                    -1
+                } else {
+                    0
+                };
+            }
             let new = score::add(w, cur);
             if only_positive && new < 0 {
                 if cur > 0 {
@@ -399,21 +504,42 @@ impl<'a> Solver<'a> {
                 return nodes;
             }
             self.merging[r] = true;
+            // For the assignment-order comparison (no table yet) the last member,
+            // which reaches every member through the internal colocations; otherwise
+            // the first member.
+            let member = if flags.init && nodes.is_none() {
+                rsc.children.last()
+            } else {
+                rsc.children.first()
+            };
             let mut nodes = nodes;
-            if let Some(&first) = rsc.children.first() {
-                nodes = self.merge(first, nodes, attr, factor, flags);
+            if let Some(&m) = member {
+                nodes = self.merge(m, nodes, attr, factor, flags);
             }
-            for k in 0..self.with_this[r].len() {
-                let ci = self.with_this[r][k];
+            // The group's own colocations (still on the group before it is assigned):
+            // its primaries going forward, its dependents otherwise.
+            let mut flags = flags;
+            flags.init = false;
+            let list = if flags.forward {
+                self.this_with[r].clone()
+            } else {
+                self.with_this[r].clone()
+            };
+            let mult = if factor < 0.0 { -1.0 } else { 1.0 };
+            for ci in list {
                 let col = self.cols[ci].clone();
-                if !self.has_influence(&col) {
+                let other = if flags.forward {
+                    col.primary
+                } else if !self.has_influence(&col) {
                     continue;
-                }
+                } else {
+                    col.dependent
+                };
                 nodes = self.merge(
-                    col.dependent,
+                    other,
                     nodes,
                     &col.node_attribute,
-                    col.score as f64 / INFINITY as f64,
+                    mult * col.score as f64 / INFINITY as f64,
                     flags,
                 );
             }
@@ -482,29 +608,21 @@ impl<'a> Solver<'a> {
 
     fn sorted_nodes(&self, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
         let mut v: Vec<NodeIx> = (0..self.n).filter(|&nd| table[nd].is_some()).collect();
-        v.sort_by(|&a, &b| self.cmp_nodes(a, b, table, prefer));
+        merge_sort(&mut v, &mut |a, b| self.cmp_nodes(a, b, table, prefer));
         v
     }
 
     fn capacity_cmp(&self, a: NodeIx, b: NodeIx) -> i32 {
         let mut result = 0;
-        let ra = &self.remaining[a];
-        let rb = &self.remaining[b];
-        for (k, &va) in ra {
-            let vb = rb.get(k).copied().unwrap_or(0);
+        for (x, y) in self.remaining[a].iter().zip(&self.remaining[b]) {
+            let (va, vb) = match (x, y) {
+                (None, None) => continue,
+                (x, y) => (x.unwrap_or(0), y.unwrap_or(0)),
+            };
             if va > vb {
                 result -= 1;
             } else if va < vb {
                 result += 1;
-            }
-        }
-        for (k, &vb) in rb {
-            if !ra.contains_key(k) {
-                if 0 > vb {
-                    result -= 1;
-                } else if 0 < vb {
-                    result += 1;
-                }
             }
         }
         result
@@ -679,6 +797,7 @@ impl<'a> Solver<'a> {
         if target.is_none() && col.score < 0 {
             return;
         }
+        let by_uname = col.node_attribute == "#uname";
         let value = target
             .and_then(|t| self.attr(t, &col.node_attribute))
             .map(str::to_string);
@@ -687,8 +806,13 @@ impl<'a> Solver<'a> {
             let Some(w) = work[nd] else { continue };
             let new = match target {
                 None => score::add(-col.score, w),
-                Some(_) => {
-                    if self.attr(nd, &col.node_attribute).map(str::to_string) == value {
+                Some(t) => {
+                    let same = if by_uname {
+                        t == nd
+                    } else {
+                        self.attr(nd, &col.node_attribute).map(str::to_string) == value
+                    };
+                    if same {
                         if col.score < INFINITY {
                             score::add(col.score, w)
                         } else {
@@ -803,8 +927,14 @@ impl<'a> Solver<'a> {
             return;
         }
         if col.score >= INFINITY {
+            // Blocked instances do not count (is_set_recursive(child, pe_rsc_block)).
             let keep: Vec<NodeIx> = children
                 .iter()
+                .filter(|&&ch| {
+                    let mut p = Vec::new();
+                    self.c.primitives_of(ch, &mut p);
+                    !p.iter().any(|&x| self.c.resources[x].blocked)
+                })
                 .filter_map(|&ch| self.assigned_node(ch))
                 .collect();
             self.ban_others(dep, &keep, &label);
@@ -852,9 +982,13 @@ impl<'a> Solver<'a> {
         }
     }
 
-    fn has_capacity(&self, nd: NodeIx, need: &BTreeMap<String, i64>) -> bool {
+    fn has_capacity(&self, nd: NodeIx, need: &[Option<i64>]) -> bool {
         need.iter()
-            .all(|(k, &v)| v <= self.remaining[nd].get(k).copied().unwrap_or(0))
+            .zip(&self.remaining[nd])
+            .all(|(v, rem)| match v {
+                Some(v) => *v <= rem.unwrap_or(0),
+                None => true,
+            })
     }
 
     /// Utilization: ban nodes without capacity (`pcmk__ban_insufficient_capacity`).
@@ -867,13 +1001,19 @@ impl<'a> Solver<'a> {
         let mut seen = vec![false; self.c.resources.len()];
         let mut stack = vec![r];
         seen[r] = true;
-        let mut need: BTreeMap<String, i64> = BTreeMap::new();
+        let mut need: Vec<Option<i64>> =
+            vec![None; self.remaining.first().map(Vec::len).unwrap_or(0)];
+        let add_need = |need: &mut Vec<Option<i64>>, u: &[Option<i64>]| {
+            for (n, v) in need.iter_mut().zip(u) {
+                if let Some(v) = v {
+                    *n = Some(n.unwrap_or(0) + v);
+                }
+            }
+        };
         while let Some(x) = stack.pop() {
             let rx = &self.c.resources[x];
             if rx.is_primitive() && (x == r || self.provisional[x]) {
-                for (k, v) in &rx.utilization {
-                    *need.entry(k.clone()).or_insert(0) += v;
-                }
+                add_need(&mut need, &self.util[x]);
             }
             if rx.is_clone() && self.c.top_of(r) != x {
                 // One instance's worth of a colocated clone.
@@ -881,9 +1021,7 @@ impl<'a> Solver<'a> {
                     let mut prims = Vec::new();
                     self.c.primitives_of(inst, &mut prims);
                     for p in prims {
-                        for (k, v) in &self.c.resources[p].utilization {
-                            *need.entry(k.clone()).or_insert(0) += v;
-                        }
+                        add_need(&mut need, &self.util[p]);
                     }
                 }
             }
@@ -898,12 +1036,20 @@ impl<'a> Solver<'a> {
             }
             for &ci in self.this_with[x].iter().chain(self.with_this[x].iter()) {
                 let col = &self.cols[ci];
-                if col.score >= INFINITY {
+                // Only mandatory, role-less colocations; a clone's non-clone
+                // dependents do not need a copy everywhere the clone runs.
+                if col.score >= INFINITY
+                    && col.dependent_role == Role::Unknown
+                    && col.primary_role == Role::Unknown
+                {
                     let other = if col.dependent == x {
                         col.primary
                     } else {
                         col.dependent
                     };
+                    if col.primary == x && rx.is_clone() && !self.c.resources[other].is_clone() {
+                        continue;
+                    }
                     next.push(other);
                 }
             }
@@ -930,11 +1076,7 @@ impl<'a> Solver<'a> {
                 most = Some(nd);
             }
         }
-        let need = if any {
-            need
-        } else {
-            self.c.resources[r].utilization.clone()
-        };
+        let need = if any { need } else { self.util[r].clone() };
         for nd in 0..self.n {
             let Some(w) = self.allowed[r][nd] else {
                 continue;
@@ -944,11 +1086,8 @@ impl<'a> Solver<'a> {
                 self.note(r, Some(nd), -INFINITY, "insufficient utilization capacity");
             }
         }
-        if self.c.options.strategy == Strategy::Balanced {
-            most
-        } else {
-            None
-        }
+        let _ = most;
+        None
     }
 
     fn assign_primitive(&mut self, r: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
@@ -964,6 +1103,7 @@ impl<'a> Solver<'a> {
             return None;
         }
         self.allocating[r] = true;
+        // Pacemaker 2.1.5 order: every "this with" colocation, then "with this".
         for k in 0..self.this_with[r].len() {
             let ci = self.this_with[r][k];
             self.apply_this_with(r, ci);
@@ -980,7 +1120,6 @@ impl<'a> Solver<'a> {
         }
         if !rsc.managed {
             let cur = rsc.running_on.first().copied();
-            self.final_scores[r] = self.allowed[r].clone();
             self.set_assigned(r, cur);
             if cur.is_none() {
                 self.stop_reason[r] = Some("unmanaged and inactive".into());
@@ -991,7 +1130,6 @@ impl<'a> Solver<'a> {
                 Role::Stopped
             };
         } else if self.c.options.stop_all_resources {
-            self.final_scores[r] = self.allowed[r].clone();
             self.set_assigned(r, None);
             self.stop_reason[r] = Some("stop-all-resources".into());
         } else {
@@ -1057,7 +1195,7 @@ impl<'a> Solver<'a> {
                 chosen = None;
             }
         }
-        self.final_scores[r] = table;
+        let _ = table;
         if chosen.is_none() && self.stop_reason[r].is_none() {
             self.stop_reason[r] = Some(
                 "no node can run it (every allowed node has a negative score or is unavailable)"
@@ -1068,14 +1206,21 @@ impl<'a> Solver<'a> {
     }
 
     fn set_assigned(&mut self, r: RscIx, node: Option<NodeIx>) {
+        tracing::trace!(
+            rsc = %self.c.resources[r].id,
+            node = ?node.map(|n| &self.c.nodes[n].name),
+            "assigned"
+        );
         self.provisional[r] = false;
         self.assigned[r] = node;
         match node {
             Some(nd) => {
                 self.num_resources[nd] += 1;
                 if self.c.options.strategy != Strategy::Default {
-                    for (k, v) in &self.c.resources[r].utilization {
-                        *self.remaining[nd].entry(k.clone()).or_insert(0) -= v;
+                    for (k, v) in self.util[r].iter().enumerate() {
+                        if let (Some(v), Some(cur)) = (v, self.remaining[nd][k].as_mut()) {
+                            *cur -= v;
+                        }
                     }
                 }
             }
@@ -1176,14 +1321,9 @@ impl<'a> Solver<'a> {
             // An anonymous instance only scores where it is active, or where no
             // other instance is active while it is inactive everywhere.
             let inst = self.instance_of(ch);
-            let here_other = self.c.resources[cl].children.iter().any(|&o| {
-                o != inst && {
-                    let mut p = Vec::new();
-                    self.c.primitives_of(o, &mut p);
-                    p.iter()
-                        .any(|&x| self.c.resources[x].running_on.contains(&nd))
-                }
-            });
+            let here_other = self.running_by_node[nd]
+                .iter()
+                .any(|&x| self.c.top_of(x) == cl && self.instance_of(x) != inst);
             let me_here = rsc.running_on.contains(&nd);
             if !me_here && (here_other || !rsc.running_on.is_empty()) {
                 return not_set;
@@ -1300,9 +1440,7 @@ impl<'a> Solver<'a> {
     }
 
     fn distribute(&mut self, cl: RscIx, order: &[RscIx], max: usize, node_max: usize) {
-        for nd in 0..self.n {
-            self.count[cl][nd] = 0;
-        }
+        self.count[cl] = vec![0; self.n];
         let avail = (0..self.n)
             .filter(|&nd| self.allowed[cl][nd].is_some() && node_available(self.node(nd)))
             .count();
@@ -1466,8 +1604,10 @@ impl<'a> Solver<'a> {
                 if self.c.resources[x].is_primitive() {
                     self.num_resources[nd] = self.num_resources[nd].saturating_sub(1);
                     if self.c.options.strategy != Strategy::Default {
-                        for (k, v) in &self.c.resources[x].utilization {
-                            *self.remaining[nd].entry(k.clone()).or_insert(0) += v;
+                        for (k, v) in self.util[x].iter().enumerate() {
+                            if let (Some(v), Some(cur)) = (v, self.remaining[nd][k].as_mut()) {
+                                *cur += v;
+                            }
                         }
                     }
                 }
@@ -1570,7 +1710,7 @@ impl<'a> Solver<'a> {
             }
         }
         let mut order = children.clone();
-        order.sort_by(|&a, &b| {
+        merge_sort(&mut order, &mut |a, b| {
             let (sa, sb) = (self.sort_index[a], self.sort_index[b]);
             if sa != sb {
                 return sb.cmp(&sa);
@@ -1636,15 +1776,18 @@ impl<'a> Solver<'a> {
         // Sort top-level resources (pcmk__sort_resources).
         let mut nodes: Vec<NodeIx> = (0..self.n).collect();
         let zero: Table = vec![Some(0); self.n];
-        nodes.sort_by(|&a, &b| self.cmp_nodes(a, b, &zero, None));
+        merge_sort(&mut nodes, &mut |a, b| self.cmp_nodes(a, b, &zero, None));
         let mut order = c.top.clone();
         let mut cache = BTreeMap::new();
         // Stable merge sort like g_list_sort.
-        let mut keyed: Vec<RscIx> = order.clone();
-        merge_sort(&mut keyed, &mut |a, b| {
-            self.cmp_resources(a, b, &nodes, &mut cache)
-        });
-        order = keyed;
+        // Pacemaker sorts only when a utilization-aware strategy is in use.
+        if c.options.strategy != Strategy::Default {
+            let mut keyed: Vec<RscIx> = order.clone();
+            merge_sort(&mut keyed, &mut |a, b| {
+                self.cmp_resources(a, b, &nodes, &mut cache)
+            });
+            order = keyed;
+        }
         for r in order {
             self.assign(r, None);
         }
@@ -1669,10 +1812,17 @@ impl<'a> Solver<'a> {
                 }
             }
         }
+        // The explanation shows each primitive's final allowed-node scores.
+        let mut final_scores = std::mem::take(&mut self.allowed);
+        for (r, rsc) in c.resources.iter().enumerate() {
+            if !rsc.is_primitive() {
+                final_scores[r] = Vec::new();
+            }
+        }
         Assignment {
             node: self.assigned,
             next_role: self.next_role,
-            final_scores: self.final_scores,
+            final_scores,
             contributions: self.contributions,
             stop_reason: self.stop_reason,
             promotion_score: self.promotion_score,
@@ -1692,11 +1842,17 @@ impl<'a> Solver<'a> {
                 if o.first_action != "start" && o.first_action != "promote" {
                     continue;
                 }
-                let first_ok = if o.first_action == "promote" {
-                    self.will_have_role(o.first, Role::Promoted)
-                } else {
-                    self.will_be_active(o.first)
-                };
+                // A blocked `first` cannot start: `then` cannot start either, but a
+                // running `then` is left alone.
+                let mut fpr = Vec::new();
+                c.primitives_of(o.first, &mut fpr);
+                let first_blocked = !fpr.is_empty() && fpr.iter().all(|&x| c.resources[x].blocked);
+                let first_ok = !first_blocked
+                    && if o.first_action == "promote" {
+                        self.will_have_role(o.first, Role::Promoted)
+                    } else {
+                        self.will_be_active(o.first)
+                    };
                 let interleave = c.resources[o.first].is_clone()
                     && matches!(
                         c.resources[o.then].kind,
@@ -1734,7 +1890,7 @@ impl<'a> Solver<'a> {
                         continue;
                     }
                     // Asymmetric: only a start is prevented; a running `then` stays.
-                    if !o.symmetrical
+                    if (!o.symmetrical || first_blocked)
                         && c.resources[p].running_on.contains(&nd)
                         && !c.resources[p].failed
                     {
@@ -1751,10 +1907,84 @@ impl<'a> Solver<'a> {
                     }
                 }
             }
+            // Stop ordering: x can only stop after y has stopped (symmetric
+            // start orders reversed, explicit stop-stop orders, group members); a
+            // blocked (unmanaged, active) y keeps x where it is.
+            let mut pairs: Vec<(RscIx, RscIx, String)> = Vec::new();
+            for o in &c.orders {
+                if o.kind != OrderKind::Mandatory {
+                    continue;
+                }
+                if o.first_action == "stop" && o.then_action == "stop" {
+                    pairs.push((o.then, o.first, o.id.clone()));
+                } else if o.symmetrical && o.first_action == "start" && o.then_action == "start" {
+                    pairs.push((o.first, o.then, o.id.clone()));
+                }
+            }
+            for rsc in &c.resources {
+                if rsc.kind == Kind::Group {
+                    for w in rsc.children.windows(2) {
+                        pairs.push((w[0], w[1], format!("group {}", rsc.id)));
+                    }
+                }
+            }
+            for (x, y, why) in pairs {
+                let mut yp = Vec::new();
+                c.primitives_of(y, &mut yp);
+                let blocked = yp
+                    .iter()
+                    .any(|&p| !c.resources[p].managed && !c.resources[p].running_on.is_empty());
+                if !blocked {
+                    continue;
+                }
+                let mut xp = Vec::new();
+                c.primitives_of(x, &mut xp);
+                for p in xp {
+                    let rsc = &c.resources[p];
+                    let Some(&cur) = rsc.running_on.first() else {
+                        continue;
+                    };
+                    if !rsc.managed || self.assigned[p] == Some(cur) {
+                        continue;
+                    }
+                    self.assigned[p] = Some(cur);
+                    self.next_role[p] = rsc.role;
+                    self.stop_reason[p] = Some(format!(
+                        "{why}: cannot stop before the blocked {}",
+                        c.resources[y].id
+                    ));
+                    changed = true;
+                }
+            }
             // A mandatory colocation's dependent cannot stay where its primary
             // will not be (pcmk__block_colocation_dependents).
             for k in 0..self.cols.len() {
                 let col = &self.cols[k];
+                // A promoted dependent cannot stay promoted where its primary will
+                // not be active: it stays unpromoted instead.
+                if col.score >= INFINITY
+                    && col.dependent_role == Role::Promoted
+                    && matches!(col.primary_role, Role::Unknown | Role::Started)
+                {
+                    let mut pp = Vec::new();
+                    c.primitives_of(col.primary, &mut pp);
+                    let prim_nodes: Vec<NodeIx> =
+                        pp.iter().filter_map(|&x| self.assigned[x]).collect();
+                    let mut dp = Vec::new();
+                    c.primitives_of(col.dependent, &mut dp);
+                    for d in dp {
+                        if let Some(nd) = self.assigned[d] {
+                            if self.next_role[d] == Role::Promoted
+                                && c.resources[d].managed
+                                && !prim_nodes.contains(&nd)
+                            {
+                                self.next_role[d] = Role::Unpromoted;
+                                changed = true;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if col.score < INFINITY
                     || col.dependent_role != Role::Unknown
                     || col.primary_role != Role::Unknown
@@ -1841,7 +2071,9 @@ impl<'a> Solver<'a> {
     }
 }
 
-fn merge_sort<F: FnMut(RscIx, RscIx) -> Ordering>(v: &mut Vec<RscIx>, cmp: &mut F) {
+/// A stable top-down merge sort with GLib's `g_list_sort` split and merge, so that
+/// Pacemaker's comparators (not always total orders) give the same order.
+fn merge_sort<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut Vec<T>, cmp: &mut F) {
     if v.len() <= 1 {
         return;
     }

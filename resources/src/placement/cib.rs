@@ -27,6 +27,37 @@ fn truthy(v: &str) -> bool {
 /// into milliseconds.
 pub fn parse_interval_ms(s: &str) -> Option<i64> {
     let t = s.trim().to_ascii_lowercase();
+    if let Some(iso) = t.strip_prefix('p') {
+        // ISO 8601 duration: P[nY][nM][nW][nD][T[nH][nM][nS]] (P30S accepted too).
+        let mut total: i64 = 0;
+        let mut num = String::new();
+        let mut in_time = false;
+        for ch in iso.chars() {
+            match ch {
+                '0'..='9' => num.push(ch),
+                't' => in_time = true,
+                u => {
+                    let n: i64 = num.parse().ok()?;
+                    num.clear();
+                    let secs = match (u, in_time) {
+                        ('y', false) => 365 * 86400,
+                        ('m', false) => 30 * 86400,
+                        ('w', false) => 7 * 86400,
+                        ('d', false) => 86400,
+                        ('h', _) => 3600,
+                        ('m', true) => 60,
+                        ('s', _) => 1,
+                        _ => return None,
+                    };
+                    total += n * secs;
+                }
+            }
+        }
+        if !num.is_empty() {
+            return None;
+        }
+        return Some(total * 1000);
+    }
     if t.is_empty() {
         return Some(0);
     }
@@ -728,7 +759,9 @@ fn unpack_status(
                     }
                 } else {
                     let of = on_fail_for(conf, &op.task, op.interval, stonith);
-                    if matches!(op.rc, 2..=5) || op.status == 7 {
+                    // Unimplemented recurring monitors are ordinary failures.
+                    let unimplemented_recurring = op.rc == 3 && op.interval > 0;
+                    if (matches!(op.rc, 2..=5) && !unimplemented_recurring) || op.status == 7 {
                         hard = true;
                         if probe {
                             continue;
@@ -740,8 +773,22 @@ fn unpack_status(
                             continue;
                         }
                     }
-                    if of == "ignore" {
+                    // Hard errors are not ignorable.
+                    if of == "ignore" && !matches!(op.rc, 2..=6) && op.status != 7 {
                         ignored = true;
+                        // An ignored failure counts as if the action had succeeded.
+                        match op.task.as_str() {
+                            "stop" | "migrate_to" => role = Role::Stopped,
+                            "start" | "migrate_from" => role = Role::Started,
+                            "promote" => role = Role::Promoted,
+                            "demote" => role = Role::Unpromoted,
+                            _ => {
+                                if role < Role::Started {
+                                    role = Role::Started;
+                                }
+                            }
+                        }
+                        continue;
                     }
                     match op.task.as_str() {
                         "stop" => {
@@ -750,7 +797,10 @@ fn unpack_status(
                         }
                         "promote" => role = Role::Promoted,
                         "demote" => {
-                            role = if op.rc == 7 {
+                            role = if of == "block" {
+                                // A blocked demote leaves it promoted.
+                                Role::Promoted
+                            } else if op.rc == 7 {
                                 Role::Stopped
                             } else {
                                 Role::Unpromoted
@@ -855,7 +905,8 @@ fn unpack_status(
                 }
             };
             let r = &mut c.resources[rix];
-            if r.history_name.is_none() && rid.contains(':') {
+            // The name the active entry goes by (crm_attribute used it too).
+            if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
             }
             if hard && !r.hard_bans.contains(&nix) {
@@ -1275,35 +1326,68 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
         return Ok(());
     }
     let policy = e.attr("loss-policy").unwrap_or("stop").to_ascii_lowercase();
-    let all: Vec<(NodeIx, i64)> = (0..c.nodes.len()).map(|n| (n, -score::INFINITY)).collect();
+    let n = c.nodes.len();
     for (r, role) in rscs {
         let mut prims = Vec::new();
         c.primitives_of(r, &mut prims);
-        match policy.as_str() {
-            "demote" if role == Role::Promoted => c.no_promote.push(r),
-            "freeze" if granted || prims.iter().any(|&p| !c.resources[p].running_on.is_empty()) => {
-                for p in prims {
-                    if !c.resources[p].running_on.is_empty() {
-                        c.resources[p].managed = false;
-                        c.resources[p].blocked = true;
-                    }
-                }
+        let running: Vec<NodeIx> = prims
+            .iter()
+            .flat_map(|&p| c.resources[p].running_on.clone())
+            .collect();
+        let promoted_now = prims.iter().any(|&p| {
+            c.resources[p].role == Role::Promoted && !c.resources[p].running_on.is_empty()
+        });
+        // What happens: ban everywhere, pin to the current nodes, or only no promotion.
+        enum Effect {
+            Ban,
+            Pin,
+            NoPromote,
+            BanAndFence,
+        }
+        let effect = if granted {
+            // Ticket in standby.
+            if role == Role::Promoted && policy != "stop" {
+                Effect::NoPromote
+            } else {
+                Effect::Ban
             }
-            other => {
-                if other == "fence" && !standby {
-                    for &p in &prims {
-                        for &nd in &c.resources[p].running_on.clone() {
-                            c.nodes[nd].unclean = true;
-                        }
-                    }
-                }
-                c.locations.push(Location {
-                    id: id.clone(),
-                    rsc: r,
-                    role: Role::Unknown,
-                    nodes: all.clone(),
-                });
+        } else if role == Role::Promoted {
+            match policy.as_str() {
+                "stop" => Effect::Ban,
+                "fence" if promoted_now => Effect::BanAndFence,
+                _ => Effect::NoPromote,
             }
+        } else {
+            match policy.as_str() {
+                "freeze" if !running.is_empty() => Effect::Pin,
+                "fence" if !running.is_empty() => Effect::BanAndFence,
+                _ => Effect::Ban,
+            }
+        };
+        let mut ban: Vec<(NodeIx, i64)> = Vec::new();
+        match effect {
+            Effect::NoPromote => c.no_promote.push(r),
+            Effect::Ban => ban = (0..n).map(|x| (x, -score::INFINITY)).collect(),
+            Effect::BanAndFence => {
+                for &nd in &running {
+                    c.nodes[nd].unclean = true;
+                }
+                ban = (0..n).map(|x| (x, -score::INFINITY)).collect();
+            }
+            Effect::Pin => {
+                ban = (0..n)
+                    .filter(|x| !running.contains(x))
+                    .map(|x| (x, -score::INFINITY))
+                    .collect();
+            }
+        }
+        if !ban.is_empty() {
+            c.locations.push(Location {
+                id: id.clone(),
+                rsc: r,
+                role: Role::Unknown,
+                nodes: ban,
+            });
         }
     }
     Ok(())

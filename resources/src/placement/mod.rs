@@ -37,6 +37,77 @@ pub fn read_cib(text: &str, now: Option<i64>) -> Result<Cluster, Error> {
     cib::read(text, now)
 }
 
+/// Read halyard's own configuration: the [`Cluster`] model as TOML (what
+/// [`to_toml`] writes). The model is validated the same way as a CIB's: every
+/// index must name an existing node or resource.
+pub fn read_toml(text: &str) -> Result<Cluster, Error> {
+    let c: Cluster = toml::from_str(text).map_err(|e| Error::CibInvalid {
+        element: "TOML configuration".into(),
+        detail: e.to_string(),
+    })?;
+    validate(&c)?;
+    Ok(c)
+}
+
+/// Write the [`Cluster`] model as TOML (halyard's configuration format).
+pub fn to_toml(cluster: &Cluster) -> Result<String, Error> {
+    toml::to_string(cluster).map_err(|e| Error::CibInvalid {
+        element: "TOML configuration".into(),
+        detail: e.to_string(),
+    })
+}
+
+fn validate(c: &Cluster) -> Result<(), Error> {
+    let (n, r) = (c.nodes.len(), c.resources.len());
+    let bad = |what: &str, id: &str, detail: String| Error::CibInvalid {
+        element: format!("{what} {id}"),
+        detail,
+    };
+    for (i, rsc) in c.resources.iter().enumerate() {
+        if rsc.parent.map(|p| p >= r).unwrap_or(false)
+            || rsc.children.iter().any(|&ch| ch >= r || ch == i)
+        {
+            return Err(bad(
+                "resource",
+                &rsc.id,
+                "parent or child index out of range".into(),
+            ));
+        }
+        if rsc.running_on.iter().any(|&nd| nd >= n) || rsc.failcount.keys().any(|&nd| nd >= n) {
+            return Err(bad("resource", &rsc.id, "node index out of range".into()));
+        }
+    }
+    if c.top.iter().any(|&t| t >= r) {
+        return Err(bad("top", "", "resource index out of range".into()));
+    }
+    for l in &c.locations {
+        if l.rsc >= r || l.nodes.iter().any(|&(nd, _)| nd >= n) {
+            return Err(bad("location", &l.id, "index out of range".into()));
+        }
+    }
+    for col in &c.colocations {
+        if col.dependent >= r || col.primary >= r {
+            return Err(bad(
+                "colocation",
+                &col.id,
+                "resource index out of range".into(),
+            ));
+        }
+    }
+    for o in &c.orders {
+        if o.first >= r || o.then >= r {
+            return Err(bad("order", &o.id, "resource index out of range".into()));
+        }
+    }
+    if c.anon_history.iter().any(|h| h.0 >= n || h.1 >= r)
+        || c.no_promote.iter().any(|&x| x >= r)
+        || c.status_order.iter().any(|&x| x >= n)
+    {
+        return Err(bad("status", "", "index out of range".into()));
+    }
+    Ok(())
+}
+
 /// Compute the target placement and the transition for `cluster`.
 pub fn schedule(cluster: &Cluster) -> Outcome {
     let assignment = alloc::Solver::new(cluster).run();

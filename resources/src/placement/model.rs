@@ -4,13 +4,31 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
+/// (De)serialise a map keyed by an index as a list of pairs (TOML keys are strings).
+mod index_map {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<usize, i64>, s: S) -> Result<S::Ok, S::Error> {
+        let v: Vec<(usize, i64)> = m.iter().map(|(k, v)| (*k, *v)).collect();
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<usize, i64>, D::Error> {
+        let v: Vec<(usize, i64)> = Vec::deserialize(d)?;
+        Ok(v.into_iter().collect())
+    }
+}
+
 /// Index of a node in [`Cluster::nodes`].
 pub type NodeIx = usize;
 /// Index of a resource in [`Cluster::resources`].
 pub type RscIx = usize;
 
 /// A resource role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Unknown (no opinion).
     Unknown,
@@ -50,7 +68,7 @@ impl Role {
 }
 
 /// Placement strategy (cluster option `placement-strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Strategy {
     /// `default`: utilization ignored, balance by resource count.
     Default,
@@ -63,7 +81,7 @@ pub enum Strategy {
 }
 
 /// Cluster-wide options (`crm_config`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Options {
     /// `symmetric-cluster` (default true).
     pub symmetric: bool,
@@ -86,7 +104,7 @@ pub struct Options {
 }
 
 /// A cluster node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     /// `uname`.
     pub name: String,
@@ -117,7 +135,7 @@ impl Node {
 }
 
 /// What kind of resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Kind {
     /// A primitive (`class:provider:type`).
     Primitive {
@@ -147,7 +165,7 @@ pub enum Kind {
 
 /// A resource: a primitive, a group, a clone, or a clone instance (a primitive or
 /// group whose parent is a clone).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resource {
     /// The id as Pacemaker shows it (instances get `:N`).
     pub id: String,
@@ -185,6 +203,7 @@ pub struct Resource {
     /// A failure is outstanding.
     pub failed: bool,
     /// Fail count per node.
+    #[serde(with = "index_map")]
     pub failcount: BTreeMap<NodeIx, i64>,
     /// A failure with `on-fail=block` (or a stop failure without fencing) blocks it.
     pub blocked: bool,
@@ -216,7 +235,7 @@ impl Resource {
 }
 
 /// A location constraint, already resolved into per-node scores (rules evaluated).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Location {
     /// Constraint id.
     pub id: String,
@@ -229,7 +248,7 @@ pub struct Location {
 }
 
 /// A colocation constraint: `dependent` with `primary`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Colocation {
     /// Constraint id.
     pub id: String,
@@ -250,7 +269,7 @@ pub struct Colocation {
 }
 
 /// Order kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderKind {
     /// Mandatory.
     Mandatory,
@@ -261,7 +280,7 @@ pub enum OrderKind {
 }
 
 /// An order constraint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Order {
     /// Constraint id.
     pub id: String,
@@ -280,7 +299,7 @@ pub struct Order {
 }
 
 /// The whole cluster: configuration and current state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cluster {
     /// Options.
     pub options: Options,

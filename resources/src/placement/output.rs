@@ -366,8 +366,12 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
                 }
             }
             (Some(cn), None) => {
-                if cur_role == Role::Promoted {
-                    push(&mut out, "Stop", format!("Promoted {}", name(cn)));
+                if matches!(cur_role, Role::Promoted | Role::Unpromoted) {
+                    push(
+                        &mut out,
+                        "Stop",
+                        format!("{} {}", cur_role.name(), name(cn)),
+                    );
                 } else {
                     push(&mut out, "Stop", name(cn));
                 }
@@ -417,8 +421,101 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
             }
         }
     }
+    restarts(c, a, &mut out);
     out.sort();
     out
+}
+
+/// Whether primitive `p` changes in this transition (starts, stops, moves, recovers).
+fn changes(c: &Cluster, a: &Assignment, p: RscIx) -> bool {
+    let rsc = &c.resources[p];
+    if !rsc.managed {
+        return false;
+    }
+    let cur = rsc.running_on.first().copied();
+    let target = a.node[p].filter(|_| a.next_role[p] != Role::Stopped);
+    cur != target || (rsc.failed && target.is_some())
+}
+
+/// Restarts forced by mandatory orders and group membership: a resource that stays
+/// where it is restarts when something it is ordered after starts, moves, recovers
+/// or restarts (for a clone `first`, when any instance starts or stops).
+fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
+    let n = c.resources.len();
+    let mut restart = vec![false; n];
+    let stays = |p: RscIx| {
+        let rsc = &c.resources[p];
+        rsc.managed
+            && !rsc.failed
+            && rsc.running_on.len() == 1
+            && a.node[p] == rsc.running_on.first().copied()
+            && a.next_role[p] != Role::Stopped
+    };
+    let prims = |r: RscIx| {
+        let mut v = Vec::new();
+        c.primitives_of(r, &mut v);
+        v
+    };
+    loop {
+        let mut changed = false;
+        let moving = |x: RscIx, restart: &Vec<bool>| changes(c, a, x) || restart[x];
+        for o in &c.orders {
+            if o.kind != OrderKind::Mandatory
+                || o.first_action != "start"
+                || o.then_action != "start"
+            {
+                continue;
+            }
+            let first_changes = prims(o.first).iter().any(|&x| {
+                let rsc = &c.resources[x];
+                let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
+                if c.resources[o.first].is_clone() {
+                    moving(x, &restart)
+                } else {
+                    starting && (moving(x, &restart) || rsc.failed)
+                }
+            });
+            if !first_changes {
+                continue;
+            }
+            for p in prims(o.then) {
+                if stays(p) && !restart[p] {
+                    restart[p] = true;
+                    changed = true;
+                }
+            }
+        }
+        for rsc in &c.resources {
+            if rsc.kind != Kind::Group {
+                continue;
+            }
+            let mut before = false;
+            for &m in &rsc.children {
+                if before && stays(m) && !restart[m] {
+                    restart[m] = true;
+                    changed = true;
+                }
+                let starting = a.node[m].is_some() && a.next_role[m] != Role::Stopped;
+                if starting && (changes(c, a, m) || restart[m]) {
+                    before = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (p, &r) in restart.iter().enumerate() {
+        if r {
+            if let Some(nd) = a.node[p] {
+                out.push(Action {
+                    verb: "Restart".into(),
+                    rsc: c.resources[p].id.clone(),
+                    detail: c.nodes[nd].name.clone(),
+                });
+            }
+        }
+    }
 }
 
 pub(crate) fn outcome(c: &Cluster, a: Assignment) -> Outcome {
@@ -470,7 +567,7 @@ impl Outcome {
     pub fn simulate_text(&self, c: &Cluster) -> String {
         let mut s = String::new();
         s.push_str("Current cluster status:\n");
-        status_text(&mut s, c, &self.initial);
+        status_layout(&mut s, c, None);
         s.push_str("\nTransition Summary:\n");
         let w = self.actions.iter().map(|a| a.rsc.len()).max().unwrap_or(0);
         for a in &self.actions {
@@ -484,7 +581,7 @@ impl Outcome {
             );
         }
         s.push_str("\nRevised Cluster Status:\n");
-        status_text(&mut s, c, &self.placement);
+        status_layout(&mut s, c, Some(&self.assignment));
         s
     }
 }
@@ -552,22 +649,83 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
     }
 }
 
-fn status_text(s: &mut String, c: &Cluster, rows: &[Row]) {
+/// Where each primitive is, as (role, node) pairs, before or after the transition.
+fn placements(c: &Cluster, a: Option<&Assignment>, r: RscIx) -> Vec<(Role, NodeIx)> {
+    let rsc = &c.resources[r];
+    match a {
+        Some(a) if rsc.managed => match a.node[r] {
+            Some(nd) if a.next_role[r] != Role::Stopped => {
+                vec![(display_role(c, r, a.next_role[r]), nd)]
+            }
+            _ => Vec::new(),
+        },
+        _ => rsc
+            .running_on
+            .iter()
+            .map(|&nd| (display_role(c, r, rsc.role), nd))
+            .collect(),
+    }
+}
+
+fn agent(c: &Cluster, r: RscIx) -> &str {
+    match &c.resources[r].kind {
+        Kind::Primitive { agent } => agent,
+        _ => "",
+    }
+}
+
+fn primitive_line(s: &mut String, c: &Cluster, a: Option<&Assignment>, r: RscIx, indent: &str) {
+    let rsc = &c.resources[r];
+    let mut extra = String::new();
+    if !rsc.managed {
+        extra.push_str(" (unmanaged)");
+    }
+    if rsc.failed && (a.is_none() || !rsc.managed) {
+        extra.push_str(" FAILED");
+    }
+    if rsc.orphan {
+        extra.push_str(" (ORPHANED)");
+    }
+    let p = placements(c, a, r);
+    if p.is_empty() {
+        let _ = writeln!(
+            s,
+            "{indent}* {}\t({}):\t Stopped{extra}",
+            rsc.id,
+            agent(c, r)
+        );
+    } else {
+        for (role, nd) in p {
+            let _ = writeln!(
+                s,
+                "{indent}* {}\t({}):\t {} {}{extra}",
+                rsc.id,
+                agent(c, r),
+                role.name(),
+                c.nodes[nd].name
+            );
+        }
+    }
+}
+
+/// Status in the layout of crm_simulate 2.1.5 (`* Node List:`, `* Full List of
+/// Resources:`, groups and clone sets).
+fn status_layout(s: &mut String, c: &Cluster, a: Option<&Assignment>) {
     s.push_str("  * Node List:\n");
     let mut online = Vec::new();
     let mut offline = Vec::new();
-    let mut standby = Vec::new();
     for n in &c.nodes {
         if n.online && n.standby {
-            standby.push(n.name.clone());
+            let _ = writeln!(s, "    * Node {}: standby", n.name);
+        } else if n.online && n.maintenance {
+            let _ = writeln!(s, "    * Node {}: maintenance", n.name);
         } else if n.online {
             online.push(n.name.clone());
+        } else if n.unclean {
+            let _ = writeln!(s, "    * Node {}: UNCLEAN (offline)", n.name);
         } else {
             offline.push(n.name.clone());
         }
-    }
-    for n in &standby {
-        let _ = writeln!(s, "    * Node {n}: standby");
     }
     if !online.is_empty() {
         let _ = writeln!(s, "    * Online: [ {} ]", online.join(" "));
@@ -576,16 +734,55 @@ fn status_text(s: &mut String, c: &Cluster, rows: &[Row]) {
         let _ = writeln!(s, "    * OFFLINE: [ {} ]", offline.join(" "));
     }
     s.push_str("\n  * Full List of Resources:\n");
-    for r in rows {
-        let fl = if r.flags == "-" {
-            String::new()
-        } else {
-            format!(" ({})", r.flags)
-        };
-        if r.node == "-" {
-            let _ = writeln!(s, "    * {}:\t {}{}", r.path, r.role, fl);
-        } else {
-            let _ = writeln!(s, "    * {}:\t {} {}{}", r.path, r.role, r.node, fl);
+    for &t in &c.top {
+        let rsc = &c.resources[t];
+        match &rsc.kind {
+            Kind::Primitive { .. } => primitive_line(s, c, a, t, "    "),
+            Kind::Group => {
+                let _ = writeln!(s, "    * Resource Group: {}:", rsc.id);
+                for &m in &rsc.children {
+                    primitive_line(s, c, a, m, "      ");
+                }
+            }
+            Kind::Clone { promotable, .. } => {
+                let template = rsc.children.first().map(|&i| c.resources[i].base.clone());
+                let _ = writeln!(
+                    s,
+                    "    * Clone Set: {} [{}]{}:",
+                    rsc.id,
+                    template.unwrap_or_default(),
+                    if *promotable { " (promotable)" } else { "" }
+                );
+                let mut by_role: BTreeMap<Role, Vec<String>> = BTreeMap::new();
+                let mut active_nodes = Vec::new();
+                for &inst in &rsc.children {
+                    let mut prims = Vec::new();
+                    c.primitives_of(inst, &mut prims);
+                    if let Some(&p) = prims.first() {
+                        for (role, nd) in placements(c, a, p) {
+                            by_role
+                                .entry(role)
+                                .or_default()
+                                .push(c.nodes[nd].name.clone());
+                            active_nodes.push(nd);
+                        }
+                    }
+                }
+                for role in [Role::Promoted, Role::Unpromoted, Role::Started] {
+                    if let Some(mut v) = by_role.remove(&role) {
+                        v.sort();
+                        let _ = writeln!(s, "      * {}: [ {} ]", role.name(), v.join(" "));
+                    }
+                }
+                let mut stopped: Vec<String> = (0..c.nodes.len())
+                    .filter(|nd| !active_nodes.contains(nd))
+                    .map(|nd| c.nodes[nd].name.clone())
+                    .collect();
+                stopped.sort();
+                if !stopped.is_empty() {
+                    let _ = writeln!(s, "      * Stopped: [ {} ]", stopped.join(" "));
+                }
+            }
         }
     }
 }
