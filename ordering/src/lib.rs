@@ -2,8 +2,27 @@
 //!
 //! Totally ordered messaging over the Totem ring: agreed and safe delivery,
 //! extended virtual synchrony across configuration changes, packing and
-//! fragmentation, and closed process groups (Corosync's CPG).
+//! fragmentation, after Corosync's `totemsrp` (ordering half) and `totempg`.
 //!
-//! Nothing public exists yet: this crate is filled by the ordering issue, on top of
-//! the ring engine in `halyard-membership` (see `ARCHITECTURE.md`).
+//! The core, [`Ordering`], is a sans-IO [`OrderingHook`](halyard_membership::OrderingHook)
+//! for the ring engine of `halyard-membership`: the engine owns the token's
+//! circulation, the ordering layer owns what the token carries (see
+//! `ARCHITECTURE.md` and the [`ordering`] module docs for the algorithm).
+//!
+//! ```text
+//!   app ── send(group, bytes, Agreed|Safe) ──> Ordering ──(hook)── Totem<Ordering> ── datagrams
+//!   app <── poll_event(): Message | Configuration (EVS order) ──┘
+//! ```
 #![deny(unsafe_code)]
+
+pub mod config;
+mod error;
+pub mod frame;
+pub mod ordering;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use config::OrderingConfig;
+pub use error::{Error, Result};
+pub use ordering::{Delivery, Event, Message, Ordering, OrderingStats};
