@@ -18,6 +18,7 @@
 pub mod config;
 mod error;
 pub mod frame;
+pub mod groups;
 pub mod ordering;
 
 #[cfg(any(test, feature = "sim"))]
@@ -25,4 +26,5 @@ pub mod sim;
 
 pub use config::OrderingConfig;
 pub use error::{Error, Result};
+pub use groups::{Addressed, GroupEvent, Groups, Member, Reason};
 pub use ordering::{Delivery, Event, Message, Ordering, OrderingStats};

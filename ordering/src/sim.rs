@@ -38,13 +38,19 @@ use halyard_membership::{
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{Delivery, Error, Event, Ordering, OrderingConfig};
+use crate::{Delivery, Error, Event, GroupEvent, Groups, Member, Ordering, OrderingConfig};
+
+/// The group name of the workload's plain (non-group) messages.
+pub const PLAIN: &[u8] = b"p";
 
 /// A message's identity in the simulator: (sender, incarnation, index).
 pub type MsgId = (u32, u32, u64);
 
 /// A node incarnation: (node, how many times it was started).
 pub type Who = (NodeId, u32);
+
+/// Every group's members at one node.
+type GroupViews = Vec<(Bytes, Vec<Member>)>;
 
 /// An incarnation and the set of messages it delivered in one configuration.
 type WhoSet = (Who, BTreeSet<MsgId>);
@@ -74,6 +80,7 @@ pub enum ConfigKey {
 
 struct SimNode {
     engine: Option<Totem<Ordering>>,
+    groups: Groups,
     store: MemoryRingIdStore,
     incarnation: u32,
     slow: Duration,
@@ -118,6 +125,16 @@ pub struct OrderingSim {
     pub delivered: u64,
     /// The trace, one line per notable event.
     pub trace: Vec<String>,
+    /// Each local member's view of its group, as its Membership events say.
+    group_views: BTreeMap<(Who, Bytes, u32), BTreeSet<Member>>,
+    /// The view the first receiver had when a group message was delivered.
+    msg_views: BTreeMap<(MsgId, ConfigKey), BTreeSet<Member>>,
+    /// Who received each group message, per configuration.
+    msg_receivers: BTreeMap<(MsgId, ConfigKey), BTreeSet<Member>>,
+    /// Group messages delivered to local members (all nodes).
+    pub group_delivered: u64,
+    /// Group membership events delivered.
+    pub group_changes: u64,
 }
 
 fn violation(now: Duration, what: String) -> ! {
@@ -151,12 +168,18 @@ impl OrderingSim {
             would_block: 0,
             delivered: 0,
             trace: Vec::new(),
+            group_views: BTreeMap::new(),
+            msg_views: BTreeMap::new(),
+            msg_receivers: BTreeMap::new(),
+            group_delivered: 0,
+            group_changes: 0,
         };
         for id in &ids {
             sim.nodes.insert(
                 *id,
                 SimNode {
                     engine: None,
+                    groups: Groups::new(*id),
                     store: MemoryRingIdStore::new(),
                     incarnation: 0,
                     slow: Duration::ZERO,
@@ -227,6 +250,7 @@ impl OrderingSim {
         )
         .expect("valid simulator configuration");
         node.engine = Some(engine);
+        node.groups = Groups::new(id);
         node.incarnation += 1;
         node.current = None;
         let inc = node.incarnation;
@@ -297,7 +321,7 @@ impl OrderingSim {
         self.next_index += 1;
         let mid: MsgId = (id.0, inc, self.next_index);
         let payload = encode_payload(mid, len);
-        match e.hook_mut().send(b"", payload, delivery) {
+        match e.hook_mut().send(PLAIN, payload, delivery) {
             Ok(()) => {
                 e.request_token(now);
                 self.sent.get_mut(&(id, inc)).expect("started").push(mid);
@@ -360,19 +384,43 @@ impl OrderingSim {
     }
 
     fn flush(&mut self, id: NodeId) {
-        let mut out = Vec::new();
-        let mut events = Vec::new();
-        let mut receipts = Vec::new();
         let inc = self.nodes[&id].incarnation;
+        let now = self.instant();
+        let mut events = Vec::new();
+        let mut pending_before = false;
         if let Some(e) = self.nodes.get_mut(&id).and_then(|n| n.engine.as_mut()) {
+            while e.poll_event().is_some() {}
+            pending_before = e.hook().has_pending();
+            while let Some(ev) = e.hook_mut().poll_event() {
+                events.push(ev);
+            }
+        }
+        // In lockstep: the ordering event, then what the group layer makes of it.
+        for ev in events {
+            self.record(id, inc, ev.clone());
+            let mut addressed = Vec::new();
+            if let Some(n) = self.nodes.get_mut(&id) {
+                if let Some(e) = n.engine.as_mut() {
+                    n.groups.handle(e.hook_mut(), &ev);
+                    while let Some(a) = n.groups.poll_event() {
+                        addressed.push(a);
+                    }
+                }
+            }
+            for a in addressed {
+                self.record_group(id, inc, a);
+            }
+        }
+        let mut out = Vec::new();
+        let mut receipts = Vec::new();
+        if let Some(e) = self.nodes.get_mut(&id).and_then(|n| n.engine.as_mut()) {
+            receipts = e.hook_mut().take_receipts();
+            if !pending_before && e.hook().has_pending() {
+                // The group layer queued its SYNC: ask for a held token.
+                e.request_token(now);
+            }
             while let Some(t) = e.poll_transmit() {
                 out.push(t);
-            }
-            while e.poll_event().is_some() {}
-            let h = e.hook_mut();
-            receipts = h.take_receipts();
-            while let Some(ev) = h.poll_event() {
-                events.push(ev);
             }
         }
         self.received.entry(id).or_default().extend(receipts);
@@ -388,8 +436,188 @@ impl OrderingSim {
                 }
             }
         }
-        for ev in events {
-            self.record(id, inc, ev);
+    }
+
+    /// Invariant 6, as events arrive: each Membership event is the previous view
+    /// plus `joined` minus `left`; a group message comes from a member, reaches
+    /// only members, and every receiver has the same view when it arrives.
+    fn record_group(&mut self, id: NodeId, inc: u32, a: crate::Addressed) {
+        let now = self.now;
+        let me = Member {
+            node: id,
+            pid: a.pid,
+        };
+        let key = ((id, inc), a.group.clone(), a.pid);
+        match a.event {
+            GroupEvent::Membership {
+                members,
+                joined,
+                left,
+            } => {
+                self.group_changes += 1;
+                let listed: BTreeSet<Member> = members.iter().copied().collect();
+                let Some(mut view) = self.group_views.get(&key).cloned() else {
+                    // Its first event: its own join, listing everyone.
+                    if !joined.iter().any(|(m, _)| *m == me) || !listed.contains(&me) {
+                        violation(
+                            now,
+                            format!(
+                                "{me:?} got a membership event of {:?} before its own join",
+                                a.group
+                            ),
+                        );
+                    }
+                    self.group_views.insert(key, listed);
+                    return;
+                };
+                for (m, _) in &joined {
+                    if !view.insert(*m) {
+                        violation(now, format!("{me:?}: {m:?} joined {:?} twice", a.group));
+                    }
+                }
+                for (m, _) in &left {
+                    if !view.remove(m) {
+                        violation(
+                            now,
+                            format!("{me:?}: {m:?} left {:?} without being a member", a.group),
+                        );
+                    }
+                }
+                if listed != view {
+                    violation(
+                        now,
+                        format!("{me:?}: members {listed:?} of {:?} disagree with the joins and leaves {view:?}", a.group),
+                    );
+                }
+                if left.iter().any(|(m, _)| *m == me) {
+                    self.group_views.remove(&key);
+                } else {
+                    self.group_views.insert(key, view);
+                }
+            }
+            GroupEvent::Message { from, payload, .. } => {
+                self.group_delivered += 1;
+                let Some(mid) = decode_payload(&payload) else {
+                    violation(now, format!("{me:?} got a corrupt group message"))
+                };
+                let view = self.group_views.get(&key).cloned().unwrap_or_default();
+                if !view.contains(&me) || !view.contains(&from) {
+                    violation(
+                        now,
+                        format!(
+                            "{me:?} got {mid:?} from {from:?} in {:?} outside the view {view:?}",
+                            a.group
+                        ),
+                    );
+                }
+                // Receivers in the same configuration must agree on the view.
+                let Some((cfg, _)) = self.nodes[&id].current.clone() else {
+                    violation(
+                        now,
+                        format!("{me:?} got a group message before any configuration"),
+                    )
+                };
+                let k = (mid, cfg);
+                if !self.msg_receivers.entry(k).or_default().insert(me) {
+                    violation(now, format!("{me:?} got {mid:?} twice"));
+                }
+                match self.msg_views.get(&k) {
+                    Some(v) if *v != view => violation(
+                        now,
+                        format!("{me:?} got {mid:?} in {:?} with view {view:?}, another member with {v:?}", a.group),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        self.msg_views.insert(k, view);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Group operation for the workload: local `pid` of `id` joins `group` if it
+    /// is not a member, else sends to it (or, one time in four, leaves).
+    pub fn group_op(&mut self, id: NodeId, group: &[u8], pid: u32, len: usize) {
+        let now = self.instant();
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let inc = node.incarnation;
+        let Some(e) = node.engine.as_mut() else {
+            return;
+        };
+        let member = node.groups.is_member(group, pid);
+        let leave = member && self.rng.gen_ratio(1, 4);
+        let r = if !member {
+            node.groups.join(e.hook_mut(), group, pid)
+        } else if leave {
+            node.groups.leave(e.hook_mut(), group, pid)
+        } else {
+            self.next_index += 1;
+            let mid: MsgId = (id.0, inc, self.next_index);
+            let payload = encode_payload(mid, len);
+            let r = node
+                .groups
+                .send(e.hook_mut(), group, pid, &payload, Delivery::Agreed);
+            if r.is_ok() {
+                self.sent.get_mut(&(id, inc)).expect("started").push(mid);
+                self.lens.insert(mid, payload.len() + 4);
+            }
+            r
+        };
+        match r {
+            Ok(()) => {
+                e.request_token(now);
+                self.flush(id);
+            }
+            Err(Error::WouldBlock { .. }) => self.would_block += 1,
+            Err(e) => panic!("unexpected group error: {e}"),
+        }
+    }
+
+    /// Checks that every live node ended with the same views of every group,
+    /// and that every group message of the final configuration reached every
+    /// member of its view (all of them are live and drained by then).
+    pub fn check_group_views(&self) {
+        if let Some(ring) = self.converged() {
+            let fin = ConfigKey::Regular(ring);
+            for ((mid, cfg), view) in &self.msg_views {
+                if *cfg != fin {
+                    continue;
+                }
+                let got = &self.msg_receivers[&(*mid, *cfg)];
+                if got != view {
+                    violation(
+                        self.now,
+                        format!(
+                            "group message {mid:?} reached {got:?}, not its whole view {view:?}"
+                        ),
+                    );
+                }
+            }
+        }
+        let mut first: Option<(NodeId, GroupViews)> = None;
+        for id in self.live() {
+            let g = &self.nodes[&id].groups;
+            if g.is_syncing() {
+                violation(
+                    self.now,
+                    format!("{id} is still synchronising groups at the end"),
+                );
+            }
+            let views: GroupViews = g
+                .groups()
+                .into_iter()
+                .map(|n| (n.clone(), g.members(&n)))
+                .collect();
+            match &first {
+                None => first = Some((id, views)),
+                Some((f, v)) if *v != views => violation(
+                    self.now,
+                    format!("group views differ at the end: {f}: {v:?} vs {id}: {views:?}"),
+                ),
+                Some(_) => {}
+            }
         }
     }
 
@@ -427,8 +655,18 @@ impl OrderingSim {
                     .push(Entry::Config(key));
             }
             Event::Message(m) => {
+                if m.group.is_empty() {
+                    // A group control message (JOIN, LEAVE, SYNC).
+                    return;
+                }
+                // Plain messages travel in group "p"; group messages start with the pid.
+                let body = if &m.group[..] == PLAIN {
+                    m.payload.clone()
+                } else {
+                    m.payload.slice(4.min(m.payload.len())..)
+                };
                 self.delivered += 1;
-                let Some(mid) = decode_payload(&m.payload) else {
+                let Some(mid) = decode_payload(&body) else {
                     violation(
                         now,
                         format!("{id} delivered a message that was never sent (bad payload)"),
@@ -764,6 +1002,10 @@ pub struct SeedReport {
     pub delivered: u64,
     /// Sends refused with `WouldBlock`.
     pub would_block: u64,
+    /// Group messages delivered to local members.
+    pub group_delivered: u64,
+    /// Group membership events.
+    pub group_changes: u64,
     /// A digest of the delivery logs and trace (determinism).
     pub digest: u64,
 }
@@ -822,7 +1064,13 @@ fn workload(sim: &mut OrderingSim, setup: &mut SmallRng) {
         } else {
             Delivery::Agreed
         };
-        sim.send(id, len, d);
+        if setup.gen_bool(0.3) {
+            let group: &[u8] = if setup.gen_bool(0.5) { b"a" } else { b"b" };
+            let pid = setup.gen_range(1..=2);
+            sim.group_op(id, group, pid, len.min(2000));
+        } else {
+            sim.send(id, len, d);
+        }
     }
 }
 
@@ -880,8 +1128,15 @@ fn faults(sim: &mut OrderingSim, setup: &mut SmallRng) {
     sim.trace.push(format!("{:>10.3} faults stop", sim.t()));
 }
 
-fn finish(seed: u64, sim: &mut OrderingSim) -> SeedReport {
+fn finish(seed: u64, sim: &mut OrderingSim, setup: &mut SmallRng) -> SeedReport {
     let token = sim.token();
+    // Traffic goes on while the partitions merge (groups synchronise under load).
+    let traffic_end = sim.now() + token * 2;
+    while sim.now() < traffic_end {
+        let until = sim.now() + Duration::from_millis(setup.gen_range(1..10));
+        sim.run_until(until);
+        workload(sim, setup);
+    }
     let limit = sim.now() + token * 12;
     // Converge and drain every send queue.
     loop {
@@ -898,6 +1153,7 @@ fn finish(seed: u64, sim: &mut OrderingSim) -> SeedReport {
     );
     sim.check_logs();
     sim.check_self_delivery();
+    sim.check_group_views();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for line in &sim.trace {
         for b in line.bytes() {
@@ -919,6 +1175,8 @@ fn finish(seed: u64, sim: &mut OrderingSim) -> SeedReport {
         sent: sim.sent.values().map(Vec::len).sum(),
         delivered: sim.delivered,
         would_block: sim.would_block,
+        group_delivered: sim.group_delivered,
+        group_changes: sim.group_changes,
         digest: h,
     }
 }
@@ -928,7 +1186,7 @@ pub fn run_seed(seed: u64) -> SeedReport {
     let r = std::panic::catch_unwind(|| {
         let (mut sim, mut setup) = build(seed);
         faults(&mut sim, &mut setup);
-        finish(seed, &mut sim)
+        finish(seed, &mut sim, &mut setup)
     });
     match r {
         Ok(rep) => rep,
@@ -947,7 +1205,7 @@ pub fn replay(seed: u64) -> SeedReport {
     let (mut sim, mut setup) = build(seed);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         faults(&mut sim, &mut setup);
-        finish(seed, &mut sim)
+        finish(seed, &mut sim, &mut setup)
     }));
     for l in &sim.trace {
         println!("{l}");

@@ -59,10 +59,7 @@ fn large_messages_are_fragmented_and_reassembled() {
     sim.run_for(Duration::from_millis(600));
     assert!(sim.send(NodeId(2), 1 << 20, Delivery::Agreed));
     assert!(sim.send(NodeId(3), 100, Delivery::Safe));
-    sim.link.loss = std::env::var("LOSS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.05);
+    sim.link.loss = 0.05;
     sim.run_for(Duration::from_secs(5));
     sim.link.loss = 0.0;
     sim.run_for(Duration::from_secs(2));
@@ -134,16 +131,21 @@ fn random_seeds() {
     let mut sent = 0;
     let mut delivered = 0;
     let mut wb = 0;
+    let mut gd = 0;
+    let mut gc = 0;
     for seed in 0..n {
         let r = run_seed(seed);
+        gd += r.group_delivered;
+        gc += r.group_changes;
         sent += r.sent;
         delivered += r.delivered;
         wb += r.would_block;
     }
     eprintln!(
-        "{n} seeds: {sent} messages sent, {delivered} delivered, {wb} sends refused (queue full)"
+        "{n} seeds: {sent} messages sent, {delivered} delivered, {wb} sends refused (queue full), \
+         {gd} group messages and {gc} group membership events delivered"
     );
-    assert!(sent > 0 && delivered > 0);
+    assert!(sent > 0 && delivered > 0 && gd > 0 && gc > 0);
 }
 
 #[test]
