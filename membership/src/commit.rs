@@ -1,7 +1,7 @@
 //! COMMIT: the commit token goes round the new ring twice.
 //!
-//! The representative builds the token: the new ring id `(rep, highest seq seen
-//! + 4)` and the members (proc − failed, ascending). On the **first rotation**
+//! The representative builds the token: the new ring id (rep, highest seq seen
+//! plus 4) and the members (proc − failed, ascending). On the **first rotation**
 //! each member, on receiving it in GATHER with exactly its own proc − failed,
 //! fills in its entry (old ring id, old-ring aru, high delivered, received flag),
 //! stores the new ring id durably, enters COMMIT and passes the token on. When
@@ -23,7 +23,11 @@ use crate::NodeId;
 impl<H: OrderingHook> Totem<H> {
     /// The representative builds the commit token (Corosync's `memb_state_commit_token_create`).
     pub(crate) fn commit_token_create(&mut self, now: Instant, members: Vec<NodeId>) {
-        let seq = self.highest_seq.max(self.my_ring_id.seq).max(self.oper_ring_id.seq) + 4;
+        let seq = self
+            .highest_seq
+            .max(self.my_ring_id.seq)
+            .max(self.oper_ring_id.seq)
+            + 4;
         let ring_id = RingId::new(self.me, seq);
         let n = members.len();
         let ct = CommitToken {
@@ -63,7 +67,8 @@ impl<H: OrderingHook> Totem<H> {
         let payload = self.commit_token_payload(ring_id, &ct);
         self.send_token(next, payload, true);
         self.timers.set(Timer::TokenLoss, now + self.cfg.token);
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
     }
 
     /// A commit token arrived (Corosync's `message_handler_memb_commit_token`).
@@ -91,13 +96,18 @@ impl<H: OrderingHook> Totem<H> {
                 }
             }
             MembState::Commit => {
-                if ring_id == self.my_ring_id && usize::from(ct.memb_index) == n && ct.entries.iter().all(Option::is_some)
+                if ring_id == self.my_ring_id
+                    && usize::from(ct.memb_index) == n
+                    && ct.entries.iter().all(Option::is_some)
                 {
                     self.recovery_enter(now, ct);
                 }
             }
             MembState::Recovery => {
-                if ring_id == self.my_ring_id && self.me == ring_id.rep && !self.originated_orf_token {
+                if ring_id == self.my_ring_id
+                    && self.me == ring_id.rep
+                    && !self.originated_orf_token
+                {
                     self.originated_orf_token = true;
                     self.orf_token_send_initial(now);
                 }

@@ -22,7 +22,7 @@
 //! | `miss_count_const` | 5 | |
 //! | `fast_failover` | on | halyard only, see `ARCHITECTURE.md` |
 //! | `fast_failover_silence` | derived | `token_retransmit` |
-//! | `fast_failover_wait` | derived | `join` |
+//! | `fast_failover_wait` | derived | `join / 2` |
 
 use std::time::Duration;
 
@@ -68,7 +68,8 @@ pub struct TotemConfig {
     /// How long a node must have been silent before fast failover may fail it;
     /// `None` means the effective `token_retransmit`.
     pub fast_failover_silence: Option<Duration>,
-    /// How long after entering GATHER fast failover waits at least; `None` means `join`.
+    /// How long after entering GATHER fast failover waits at least; `None` means
+    /// `join / 2` (a live node answers a JOIN within one round trip).
     pub fast_failover_wait: Option<Duration>,
 }
 
@@ -152,13 +153,22 @@ impl TotemConfig {
     pub fn effective(&self, nodes: usize) -> Result<EffectiveConfig> {
         let err = |field: &'static str, reason: String| Err(Error::Config { field, reason });
         if self.token.is_zero() {
-            return err("token", "must be greater than 0 ms (Corosync's default is 3000)".into());
+            return err(
+                "token",
+                "must be greater than 0 ms (Corosync's default is 3000)".into(),
+            );
         }
         if self.join.is_zero() {
-            return err("join", "must be greater than 0 ms (Corosync's default is 50)".into());
+            return err(
+                "join",
+                "must be greater than 0 ms (Corosync's default is 50)".into(),
+            );
         }
         if self.merge.is_zero() {
-            return err("merge", "must be greater than 0 ms (Corosync's default is 200)".into());
+            return err(
+                "merge",
+                "must be greater than 0 ms (Corosync's default is 200)".into(),
+            );
         }
         if self.token_retransmits_before_loss_const == 0 {
             return err(
@@ -188,7 +198,11 @@ impl TotemConfig {
             );
         }
         let extra = nodes.saturating_sub(2) as u32;
-        let token = if nodes >= 3 { self.token + self.token_coefficient * extra } else { self.token };
+        let token = if nodes >= 3 {
+            self.token + self.token_coefficient * extra
+        } else {
+            self.token
+        };
         let token_retransmit = self.token_retransmit.unwrap_or_else(|| {
             token.div_f64(f64::from(self.token_retransmits_before_loss_const) + 0.2)
         });
@@ -233,18 +247,22 @@ impl TotemConfig {
         if self.join >= consensus {
             return err(
                 "join",
-                format!("join ({} ms) must be less than consensus ({} ms)", ms(self.join), ms(consensus)),
+                format!(
+                    "join ({} ms) must be less than consensus ({} ms)",
+                    ms(self.join),
+                    ms(consensus)
+                ),
             );
         }
         let fast_failover_silence = self.fast_failover_silence.unwrap_or(token_retransmit);
-        let fast_failover_wait = self.fast_failover_wait.unwrap_or(self.join);
-        if self.fast_failover && fast_failover_wait < self.join {
+        let fast_failover_wait = self.fast_failover_wait.unwrap_or(self.join / 2);
+        if self.fast_failover && (fast_failover_wait.is_zero() || fast_failover_wait >= consensus) {
             return err(
                 "fast_failover_wait",
                 format!(
-                    "fast_failover_wait ({} ms) must be at least join ({} ms), so every live node gets a JOIN round",
+                    "fast_failover_wait ({} ms) must be greater than 0 and less than consensus ({} ms); it should exceed the network round trip",
                     ms(fast_failover_wait),
-                    ms(self.join)
+                    ms(consensus)
                 ),
             );
         }
@@ -285,7 +303,10 @@ mod tests {
 
     #[test]
     fn consensus_below_token_is_rejected_naming_both() {
-        let c = TotemConfig { consensus: Some(Duration::from_millis(1000)), ..TotemConfig::default() };
+        let c = TotemConfig {
+            consensus: Some(Duration::from_millis(1000)),
+            ..TotemConfig::default()
+        };
         let e = c.effective(3).unwrap_err().to_string();
         assert!(e.contains("consensus (1000 ms)"), "{e}");
         assert!(e.contains("3650 ms"), "{e}");
@@ -293,11 +314,24 @@ mod tests {
 
     #[test]
     fn other_validation_errors_name_the_field() {
-        let c = TotemConfig { max_messages: 60, ..TotemConfig::default() };
-        assert!(c.effective(3).unwrap_err().to_string().contains("max_messages (60)"));
-        let c = TotemConfig { token: Duration::ZERO, ..TotemConfig::default() };
+        let c = TotemConfig {
+            max_messages: 60,
+            ..TotemConfig::default()
+        };
+        assert!(c
+            .effective(3)
+            .unwrap_err()
+            .to_string()
+            .contains("max_messages (60)"));
+        let c = TotemConfig {
+            token: Duration::ZERO,
+            ..TotemConfig::default()
+        };
         assert!(c.effective(3).unwrap_err().to_string().contains("token"));
-        let c = TotemConfig { hold: Some(Duration::from_secs(5)), ..TotemConfig::default() };
+        let c = TotemConfig {
+            hold: Some(Duration::from_secs(5)),
+            ..TotemConfig::default()
+        };
         assert!(c.effective(3).unwrap_err().to_string().contains("hold"));
     }
 

@@ -28,12 +28,13 @@
 //!    (default `token_retransmit`, longer than the idle token hold, so a live
 //!    member of a held ring is always heard within it);
 //! 2. this node has been in GATHER for at least `fast_failover_wait` (default
-//!    `join`), so a live *c* has had a full JOIN period to answer our JOIN; and
+//!    `join / 2`), so a live *c* has had many round trips to answer our JOIN; and
 //! 3. **every** other node of proc − failed has already sent a JOIN with exactly
 //!    our sets (so all the nodes we hear agree, and none of them has news of *c*).
 //!
-//! A node that answers within `consensus` after being failed this way proved
-//! slow, not dead: it is exempt from fast failover until a consensus timeout
+//! A node that, within `consensus` after being failed this way, sends anything
+//! still stamped with the ring we shared proved slow, not dead (a crashed and
+//! restarted node speaks with a new ring id): it is exempt from fast failover until a consensus timeout
 //! fails it (then it was really unresponsive).
 //!
 //! This is the consensus timeout's own action (fail those that have not agreed),
@@ -92,7 +93,8 @@ impl<H: OrderingHook> Totem<H> {
     pub(crate) fn join_timeout(&mut self, now: Instant) {
         if self.state == MembState::Gather {
             self.send_join();
-            self.timers.set(crate::timer::Timer::Join, now + self.cfg.join);
+            self.timers
+                .set(crate::timer::Timer::Join, now + self.cfg.join);
             self.check_consensus(now);
         }
     }
@@ -129,7 +131,9 @@ impl<H: OrderingHook> Totem<H> {
                 // merge with it later through MERGE_DETECT, when its failed set is
                 // empty. Reacting now would let stale JOINs cascade into mutual
                 // failures.
-                if f.contains(&self.me) || (!self.memb.contains(&s) && f.iter().any(|n| self.memb.contains(n))) {
+                if f.contains(&self.me)
+                    || (!self.memb.contains(&s) && f.iter().any(|n| self.memb.contains(n)))
+                {
                     return;
                 }
                 self.merge_join(s, &p, &f);
@@ -154,7 +158,13 @@ impl<H: OrderingHook> Totem<H> {
     }
 
     /// Corosync's `memb_join_process`, in GATHER.
-    fn join_process(&mut self, now: Instant, s: NodeId, p: &BTreeSet<NodeId>, f: &BTreeSet<NodeId>) {
+    fn join_process(
+        &mut self,
+        now: Instant,
+        s: NodeId,
+        p: &BTreeSet<NodeId>,
+        f: &BTreeSet<NodeId>,
+    ) {
         if *p == self.proc_set && *f == self.failed_set {
             self.record_agreement(now, s, p, f);
             return;
@@ -182,14 +192,21 @@ impl<H: OrderingHook> Totem<H> {
         } else if self.memb.contains(&s) {
             self.failed_set.extend(f.iter().copied());
         } else {
-            self.failed_set.extend(f.iter().copied().filter(|n| !self.memb.contains(n)));
+            self.failed_set
+                .extend(f.iter().copied().filter(|n| !self.memb.contains(n)));
         }
         self.failed_set.remove(&self.me);
         (self.proc_set.len(), self.failed_set.len()) != before
     }
 
     /// The sender's JOIN carried exactly our sets: it agrees.
-    fn record_agreement(&mut self, now: Instant, s: NodeId, p: &BTreeSet<NodeId>, f: &BTreeSet<NodeId>) {
+    fn record_agreement(
+        &mut self,
+        now: Instant,
+        s: NodeId,
+        p: &BTreeSet<NodeId>,
+        f: &BTreeSet<NodeId>,
+    ) {
         if self.state != MembState::Gather || *p != self.proc_set || *f != self.failed_set {
             return;
         }
@@ -202,7 +219,10 @@ impl<H: OrderingHook> Totem<H> {
 
     /// The candidates for the new ring: proc − failed.
     pub(crate) fn candidates(&self) -> Vec<NodeId> {
-        self.proc_set.difference(&self.failed_set).copied().collect()
+        self.proc_set
+            .difference(&self.failed_set)
+            .copied()
+            .collect()
     }
 
     /// Corosync's `memb_consensus_agreed` + `memb_lowest_in_config`.
@@ -224,8 +244,11 @@ impl<H: OrderingHook> Totem<H> {
             return;
         }
         let cands = self.candidates();
-        let missing: Vec<NodeId> =
-            cands.iter().copied().filter(|n| !self.consensus.contains(n)).collect();
+        let missing: Vec<NodeId> = cands
+            .iter()
+            .copied()
+            .filter(|n| !self.consensus.contains(n))
+            .collect();
         if missing.is_empty() {
             // Everyone agreed but no commit token came: try again, and give up
             // on the silent representative at the next expiry.
@@ -234,7 +257,11 @@ impl<H: OrderingHook> Totem<H> {
             self.timers.set(Timer::Consensus, now + self.cfg.consensus);
             return;
         }
-        tracing::info!(node = self.me.0, ?missing, "consensus timeout: failing nodes that did not agree");
+        tracing::info!(
+            node = self.me.0,
+            ?missing,
+            "consensus timeout: failing nodes that did not agree"
+        );
         for m in &missing {
             self.ff_exempt.remove(m);
         }
@@ -276,10 +303,14 @@ impl<H: OrderingHook> Totem<H> {
             self.timers.set(Timer::FastFailover, eligible_at);
             return;
         }
-        tracing::info!(node = self.me.0, ?silent, "fast failover: failing silent nodes, all others agree");
+        tracing::info!(
+            node = self.me.0,
+            ?silent,
+            "fast failover: failing silent nodes, all others agree"
+        );
         self.stats.fast_failovers += 1;
         for c in &silent {
-            self.ff_failed.insert(*c, now);
+            self.ff_failed.insert(*c, (now, self.oper_ring_id));
         }
         self.failed_set.extend(silent);
         self.gather_enter(now, "fast failover");

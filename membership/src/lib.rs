@@ -20,6 +20,7 @@
 mod commit;
 pub mod config;
 pub mod configuration;
+pub mod driver;
 pub mod envelope;
 mod error;
 pub mod hook;
@@ -36,6 +37,7 @@ pub mod sim;
 
 pub use config::{EffectiveConfig, TotemConfig};
 pub use configuration::{ConfigurationChange, ConfigurationKind, Event};
+pub use driver::{Node, NodeConfig, NodeEvent, NodeEvents, NodeHandle};
 pub use envelope::{Envelope, Opened};
 pub use error::{Error, Result};
 pub use hook::{NoOrdering, OrderingHook};

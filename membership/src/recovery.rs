@@ -62,7 +62,8 @@ impl<H: OrderingHook> Totem<H> {
         let payload = self.commit_token_payload(self.my_ring_id, &ct);
         self.send_token(next, payload, true);
         self.timers.set(Timer::TokenLoss, now + self.cfg.token);
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
     }
 
     /// The representative starts the new ring's ORF token (Corosync's `orf_token_send_initial`).
@@ -82,7 +83,8 @@ impl<H: OrderingHook> Totem<H> {
         let payload = self.message(self.my_ring_id, Body::OrfToken(token));
         self.send_token(next, payload, true);
         self.timers.set(Timer::TokenLoss, now + self.cfg.token);
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
     }
 
     /// RECOVERY's per-visit bookkeeping; may enter OPERATIONAL.
@@ -104,7 +106,10 @@ impl<H: OrderingHook> Totem<H> {
         if self.retrans_flg_count == 2 {
             self.install_seq = token.seq;
         }
-        if self.retrans_flg_count >= 2 && !self.recovery_received_flg && self.install_seq <= self.hook.my_aru() {
+        if self.retrans_flg_count >= 2
+            && !self.recovery_received_flg
+            && self.install_seq <= self.hook.my_aru()
+        {
             self.recovery_received_flg = true;
         }
         if self.retrans_flg_count >= 3 && self.install_seq <= token.aru {
@@ -125,8 +130,11 @@ impl<H: OrderingHook> Totem<H> {
         let new: BTreeSet<NodeId> = self.new_memb.iter().copied().collect();
         let trans: BTreeSet<NodeId> = self.trans_memb.iter().copied().collect();
         let left: Vec<NodeId> = old_memb.difference(&trans).copied().collect();
-        let left_gracefully: Vec<NodeId> =
-            left.iter().copied().filter(|n| self.leave_set.contains(n)).collect();
+        let left_gracefully: Vec<NodeId> = left
+            .iter()
+            .copied()
+            .filter(|n| self.leave_set.contains(n))
+            .collect();
         let joined: Vec<NodeId> = new.difference(&trans).copied().collect();
         self.hook.on_operational_enter(&OperationalInfo {
             ring_id: self.my_ring_id,
@@ -134,24 +142,26 @@ impl<H: OrderingHook> Totem<H> {
             transitional: &self.trans_memb,
         });
         let old_ring_id = self.oper_ring_id;
-        self.events.push_back(Event::Configuration(ConfigurationChange {
-            kind: ConfigurationKind::Transitional,
-            ring_id: self.my_ring_id,
-            old_ring_id,
-            members: self.trans_memb.clone(),
-            joined: Vec::new(),
-            left: left.clone(),
-            left_gracefully: left_gracefully.clone(),
-        }));
-        self.events.push_back(Event::Configuration(ConfigurationChange {
-            kind: ConfigurationKind::Regular,
-            ring_id: self.my_ring_id,
-            old_ring_id,
-            members: self.new_memb.clone(),
-            joined: joined.clone(),
-            left: left.clone(),
-            left_gracefully,
-        }));
+        self.events
+            .push_back(Event::Configuration(ConfigurationChange {
+                kind: ConfigurationKind::Transitional,
+                ring_id: self.my_ring_id,
+                old_ring_id,
+                members: self.trans_memb.clone(),
+                joined: Vec::new(),
+                left: left.clone(),
+                left_gracefully: left_gracefully.clone(),
+            }));
+        self.events
+            .push_back(Event::Configuration(ConfigurationChange {
+                kind: ConfigurationKind::Regular,
+                ring_id: self.my_ring_id,
+                old_ring_id,
+                members: self.new_memb.clone(),
+                joined: joined.clone(),
+                left: left.clone(),
+                left_gracefully,
+            }));
         tracing::info!(
             node = self.me.0,
             ring = %self.my_ring_id,

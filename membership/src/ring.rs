@@ -88,7 +88,10 @@ impl FileRingIdStore {
         Self::new(dir.as_ref().join(format!("ringid_{}", node.0)))
     }
     fn io(&self, what: &str, source: std::io::Error) -> Error {
-        Error::Io { context: format!("{what} ring id file {}", self.path.display()), source }
+        Error::Io {
+            context: format!("{what} ring id file {}", self.path.display()),
+            source,
+        }
     }
 }
 
@@ -128,7 +131,10 @@ mod tests {
         let _ = std::fs::remove_file(dir.join("ringid_3"));
         assert_eq!(s.load().unwrap(), None);
         s.store(RingId::new(NodeId(1), 44)).unwrap();
-        assert_eq!(FileRingIdStore::in_dir(&dir, NodeId(3)).load().unwrap(), Some(44));
+        assert_eq!(
+            FileRingIdStore::in_dir(&dir, NodeId(3)).load().unwrap(),
+            Some(44)
+        );
         std::fs::write(dir.join("ringid_3"), "garbage").unwrap();
         assert!(s.load().is_err());
         std::fs::remove_dir_all(&dir).unwrap();

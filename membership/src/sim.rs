@@ -123,7 +123,14 @@ impl Sim {
             regular: BTreeMap::new(),
         };
         for id in &ids {
-            sim.nodes.insert(*id, SimNode { engine: None, store: MemoryRingIdStore::new(), slow: Duration::ZERO });
+            sim.nodes.insert(
+                *id,
+                SimNode {
+                    engine: None,
+                    store: MemoryRingIdStore::new(),
+                    slow: Duration::ZERO,
+                },
+            );
         }
         for id in ids {
             sim.start(id);
@@ -152,7 +159,11 @@ impl Sim {
 
     /// Live node ids.
     pub fn live(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(_, n)| n.engine.is_some()).map(|(i, _)| *i).collect()
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.engine.is_some())
+            .map(|(i, _)| *i)
+            .collect()
     }
 
     /// (Re)starts a node with the ring id store it had.
@@ -162,10 +173,20 @@ impl Sim {
         if node.engine.is_some() {
             return;
         }
-        let engine = Totem::new(id, self.ids.clone(), &self.config, Box::new(node.store.clone()), now)
-            .expect("valid simulator configuration");
+        let engine = Totem::new(
+            id,
+            self.ids.clone(),
+            &self.config,
+            Box::new(node.store.clone()),
+            now,
+        )
+        .expect("valid simulator configuration");
         node.engine = Some(engine);
-        self.trace.push(format!("{:>10.3} {} start", self.now.as_secs_f64() * 1e3, id.0));
+        self.trace.push(format!(
+            "{:>10.3} {} start",
+            self.now.as_secs_f64() * 1e3,
+            id.0
+        ));
         self.flush(id);
     }
 
@@ -173,7 +194,11 @@ impl Sim {
     pub fn crash(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.get_mut(&id) {
             if n.engine.take().is_some() {
-                self.trace.push(format!("{:>10.3} {} crash", self.now.as_secs_f64() * 1e3, id.0));
+                self.trace.push(format!(
+                    "{:>10.3} {} crash",
+                    self.now.as_secs_f64() * 1e3,
+                    id.0
+                ));
             }
         }
     }
@@ -193,7 +218,11 @@ impl Sim {
         for (k, v) in groups {
             self.group.insert(*k, *v);
         }
-        self.trace.push(format!("{:>10.3} partition {:?}", self.now.as_secs_f64() * 1e3, self.group));
+        self.trace.push(format!(
+            "{:>10.3} partition {:?}",
+            self.now.as_secs_f64() * 1e3,
+            self.group
+        ));
     }
 
     /// Heals every partition.
@@ -201,7 +230,8 @@ impl Sim {
         for v in self.group.values_mut() {
             *v = 0;
         }
-        self.trace.push(format!("{:>10.3} heal", self.now.as_secs_f64() * 1e3));
+        self.trace
+            .push(format!("{:>10.3} heal", self.now.as_secs_f64() * 1e3));
     }
 
     /// Makes a node slow: `extra` one-way delay on all its datagrams.
@@ -216,7 +246,13 @@ impl Sim {
             // Loopback: no loss, no partition.
             self.order += 1;
             let at = self.now + Duration::from_micros(20);
-            self.queue.push(Reverse(InFlight { at, order: self.order, from, to, payload }));
+            self.queue.push(Reverse(InFlight {
+                at,
+                order: self.order,
+                from,
+                to,
+                payload,
+            }));
             return;
         }
         if self.group.get(&from) != self.group.get(&to) {
@@ -226,14 +262,29 @@ impl Sim {
         if l.loss > 0.0 && self.rng.gen_bool(l.loss) {
             return;
         }
-        let copies = if l.duplicate > 0.0 && self.rng.gen_bool(l.duplicate) { 2 } else { 1 };
+        let copies = if l.duplicate > 0.0 && self.rng.gen_bool(l.duplicate) {
+            2
+        } else {
+            1
+        };
         let slow = self.nodes[&from].slow + self.nodes[&to].slow;
         for _ in 0..copies {
             let span = l.delay_max.saturating_sub(l.delay_min).as_micros() as u64;
-            let d = l.delay_min + Duration::from_micros(if span == 0 { 0 } else { self.rng.gen_range(0..=span) });
+            let d = l.delay_min
+                + Duration::from_micros(if span == 0 {
+                    0
+                } else {
+                    self.rng.gen_range(0..=span)
+                });
             self.order += 1;
             let at = self.now + d + slow;
-            self.queue.push(Reverse(InFlight { at, order: self.order, from, to, payload: payload.clone() }));
+            self.queue.push(Reverse(InFlight {
+                at,
+                order: self.order,
+                from,
+                to,
+                payload: payload.clone(),
+            }));
         }
     }
 
@@ -283,11 +334,17 @@ impl Sim {
                     ConfigurationKind::Regular => {
                         self.violation_if(
                             !c.members.contains(&id),
-                            format!("{id} delivered ring {} without itself: {:?}", c.ring_id, c.members),
+                            format!(
+                                "{id} delivered ring {} without itself: {:?}",
+                                c.ring_id, c.members
+                            ),
                         );
                         self.violation_if(
                             c.members.first() != Some(&c.ring_id.rep),
-                            format!("ring {} has representative other than its lowest member {:?}", c.ring_id, c.members),
+                            format!(
+                                "ring {} has representative other than its lowest member {:?}",
+                                c.ring_id, c.members
+                            ),
                         );
                         if let Some(prev) = self.rings.get(&c.ring_id) {
                             self.violation_if(
@@ -309,11 +366,17 @@ impl Sim {
                         if let Some((tr, tm)) = self.last_transitional.get(&id) {
                             self.violation_if(
                                 *tr != c.ring_id || !tm.iter().all(|m| c.members.contains(m)),
-                                format!("{id} transitional {tr} {tm:?} not a subset of regular {} {:?}", c.ring_id, c.members),
+                                format!(
+                                    "{id} transitional {tr} {tm:?} not a subset of regular {} {:?}",
+                                    c.ring_id, c.members
+                                ),
                             );
                         }
                         self.last_regular.insert(id, c.ring_id);
-                        self.regular.entry(id).or_default().push((self.now, c.ring_id, c.members));
+                        self.regular
+                            .entry(id)
+                            .or_default()
+                            .push((self.now, c.ring_id, c.members));
                     }
                 }
             }
@@ -322,7 +385,10 @@ impl Sim {
 
     fn violation_if(&mut self, bad: bool, what: String) {
         if bad {
-            panic!("INVARIANT VIOLATED at {:.3} ms: {what}", self.now.as_secs_f64() * 1e3);
+            panic!(
+                "INVARIANT VIOLATED at {:.3} ms: {what}",
+                self.now.as_secs_f64() * 1e3
+            );
         }
     }
 
@@ -500,7 +566,11 @@ pub fn random_config(rng: &mut SmallRng) -> TotemConfig {
     let token = [200u64, 300, 500, 1000][rng.gen_range(0..4)];
     TotemConfig {
         token: Duration::from_millis(token),
-        token_coefficient: if rng.gen_bool(0.5) { Duration::ZERO } else { Duration::from_millis(token / 4) },
+        token_coefficient: if rng.gen_bool(0.5) {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(token / 4)
+        },
         join: Duration::from_millis([20u64, 30, 50][rng.gen_range(0..3)]),
         merge: Duration::from_millis(100),
         fast_failover: rng.gen_bool(0.8),
@@ -521,7 +591,10 @@ pub fn run_seed(seed: u64) -> SeedReport {
     match r {
         Ok(rep) => rep,
         Err(e) => {
-            eprintln!("simulation seed {seed} failed; replay with:\n  {}", replay_command(seed));
+            eprintln!(
+                "simulation seed {seed} failed; replay with:\n  {}",
+                replay_command(seed)
+            );
             std::panic::resume_unwind(e)
         }
     }
@@ -543,13 +616,15 @@ fn faults(sim: &mut Sim, setup: &mut SmallRng) {
     // Fault phase.
     let fault_end = sim.now() + token * setup.gen_range(4..12u32);
     while sim.now() < fault_end {
-        let gap = Duration::from_millis(setup.gen_range(10..(token.as_millis() as u64 * 2).max(20)));
+        let gap =
+            Duration::from_millis(setup.gen_range(10..(token.as_millis() as u64 * 2).max(20)));
         let until = (sim.now() + gap).min(fault_end);
         sim.run_until(until);
         let ids = sim.ids();
         match setup.gen_range(0..10) {
             0 | 1 => {
-                let groups: BTreeMap<NodeId, u32> = ids.iter().map(|i| (*i, setup.gen_range(0..3))).collect();
+                let groups: BTreeMap<NodeId, u32> =
+                    ids.iter().map(|i| (*i, setup.gen_range(0..3))).collect();
                 sim.partition(&groups);
             }
             2 => sim.heal(),
@@ -591,7 +666,10 @@ fn faults(sim: &mut Sim, setup: &mut SmallRng) {
         sim.set_slow(id, Duration::ZERO);
         sim.start(id);
     }
-    sim.trace.push(format!("{:>10.3} faults stop", sim.now().as_secs_f64() * 1e3));
+    sim.trace.push(format!(
+        "{:>10.3} faults stop",
+        sim.now().as_secs_f64() * 1e3
+    ));
 }
 
 fn finish(seed: u64, sim: &mut Sim) -> SeedReport {

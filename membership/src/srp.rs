@@ -145,8 +145,9 @@ pub struct Totem<H: OrderingHook = NoOrdering> {
     /// Until when the first GATHER after start waits for other nodes' JOINs
     /// before forming a ring (one `join` period).
     pub(crate) startup_grace: Option<Instant>,
-    /// Nodes this node failed by fast failover, and when.
-    pub(crate) ff_failed: BTreeMap<NodeId, Instant>,
+    /// Nodes this node failed by fast failover: when, and the ring they were
+    /// members of then.
+    pub(crate) ff_failed: BTreeMap<NodeId, (Instant, RingId)>,
     /// Nodes heard from soon after being fast-failed (slow, not dead): exempt
     /// from fast failover until a consensus timeout fails them.
     pub(crate) ff_exempt: BTreeSet<NodeId>,
@@ -185,7 +186,10 @@ impl<H: OrderingHook> Totem<H> {
             return Err(Error::InvalidNode(0, "node id 0 is reserved".into()));
         }
         if !nodes.contains(&me) {
-            return Err(Error::InvalidNode(me.0, "this node is not in the node list".into()));
+            return Err(Error::InvalidNode(
+                me.0,
+                "this node is not in the node list".into(),
+            ));
         }
         let cfg = config.effective(nodes.len())?;
         let stored = store.load()?.unwrap_or(0);
@@ -326,9 +330,13 @@ impl<H: OrderingHook> Totem<H> {
         self.stats.received += 1;
         if sender != self.me {
             self.last_heard.insert(sender, now);
-            if let Some(t) = self.ff_failed.remove(&sender) {
-                if now.saturating_duration_since(t) <= self.cfg.consensus {
-                    // It answered soon after we gave up on it: slow, not dead.
+            if let Some((t, ring)) = self.ff_failed.get(&sender).copied() {
+                if now.saturating_duration_since(t) > self.cfg.consensus {
+                    self.ff_failed.remove(&sender);
+                } else if msg.header.ring_id == ring {
+                    // Soon after we gave up on it, it still speaks for the ring we
+                    // shared: slow, not dead (a restarted node has a new ring id).
+                    self.ff_failed.remove(&sender);
                     self.ff_exempt.insert(sender);
                     tracing::info!(node = self.me.0, %sender, "fast failover exempts a node that proved slow, not dead");
                 }
@@ -408,16 +416,30 @@ impl<H: OrderingHook> Totem<H> {
     // ----- helpers shared by the phase modules -----
 
     pub(crate) fn message(&self, ring_id: RingId, body: Body) -> Bytes {
-        Message { header: Header { cluster: self.cluster, sender: self.me, ring_id }, body }.encode()
+        Message {
+            header: Header {
+                cluster: self.cluster,
+                sender: self.me,
+                ring_id,
+            },
+            body,
+        }
+        .encode()
     }
 
     pub(crate) fn multicast(&mut self, body: Body) {
         let payload = self.message(self.my_ring_id, body);
-        self.transmits.push_back(Transmit { dest: Destination::Multicast, payload });
+        self.transmits.push_back(Transmit {
+            dest: Destination::Multicast,
+            payload,
+        });
     }
 
     pub(crate) fn unicast(&mut self, to: NodeId, payload: Bytes) {
-        self.transmits.push_back(Transmit { dest: Destination::Node(to), payload });
+        self.transmits.push_back(Transmit {
+            dest: Destination::Node(to),
+            payload,
+        });
     }
 
     /// Sends a token (ORF or commit) and keeps it for retransmission.
@@ -452,11 +474,11 @@ impl<H: OrderingHook> Totem<H> {
                 self.proc_set.insert(sender);
                 self.gather_enter(now, why);
             }
-            MembState::Gather => {
-                if !self.proc_set.contains(&sender) && !self.failed_set.contains(&sender) {
-                    self.proc_set.insert(sender);
-                    self.gather_enter(now, why);
-                }
+            MembState::Gather
+                if !self.proc_set.contains(&sender) && !self.failed_set.contains(&sender) =>
+            {
+                self.proc_set.insert(sender);
+                self.gather_enter(now, why);
             }
             _ => {}
         }

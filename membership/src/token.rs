@@ -75,7 +75,11 @@ impl<H: OrderingHook> Totem<H> {
         let my_aru = self.hook.my_aru();
         if my_aru < token.aru || token.aru_addr == Some(self.me) || token.aru_addr.is_none() {
             token.aru = my_aru;
-            token.aru_addr = if token.aru == token.seq { None } else { Some(self.me) };
+            token.aru_addr = if token.aru == token.seq {
+                None
+            } else {
+                Some(self.me)
+            };
         }
         if token.aru == self.my_last_aru && token.aru_addr.is_some() {
             self.my_aru_count += 1;
@@ -83,12 +87,20 @@ impl<H: OrderingHook> Totem<H> {
             self.my_aru_count = 0;
         }
         if self.my_aru_count > self.cfg.fail_recv_const && token.aru_addr == Some(self.me) {
-            tracing::warn!(node = self.me.0, "failed to receive: forming a ring on my own");
+            tracing::warn!(
+                node = self.me.0,
+                "failed to receive: forming a ring on my own"
+            );
             self.failed_to_recv = true;
             if self.state == MembState::Recovery {
                 self.hook.on_recovery_abort();
             }
-            let others: Vec<_> = self.proc_set.union(&self.memb).copied().filter(|n| *n != self.me).collect();
+            let others: Vec<_> = self
+                .proc_set
+                .union(&self.memb)
+                .copied()
+                .filter(|n| *n != self.me)
+                .collect();
             self.failed_set.extend(others);
             self.gather_enter(now, "fail to receive");
             return;
@@ -100,13 +112,17 @@ impl<H: OrderingHook> Totem<H> {
         if self.state == MembState::Recovery {
             self.recovery_token_visit(now, &mut token);
         }
-        let members: Vec<_> =
-            if self.state == MembState::Recovery { self.new_memb.clone() } else { self.memb.iter().copied().collect() };
+        let members: Vec<_> = if self.state == MembState::Recovery {
+            self.new_memb.clone()
+        } else {
+            self.memb.iter().copied().collect()
+        };
         let next = self.next_in(&members);
         let payload = self.message(self.my_ring_id, Body::OrfToken(token));
         self.send_token(next, payload, forward);
         self.timers.set(Timer::TokenLoss, now + self.cfg.token);
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
         if self.token_held {
             self.timers.set(Timer::TokenHold, now + self.cfg.hold);
         }
@@ -129,7 +145,8 @@ impl<H: OrderingHook> Totem<H> {
             self.timers.stop(Timer::TokenRetransmit);
         }
         if matches!(self.state, MembState::Operational | MembState::Recovery) {
-            self.hook.on_mcast(self.state, header.sender, header.ring_id, &mcast);
+            self.hook
+                .on_mcast(self.state, header.sender, header.ring_id, &mcast);
         }
     }
 
@@ -149,13 +166,17 @@ impl<H: OrderingHook> Totem<H> {
     }
 
     pub(crate) fn token_retransmit_timeout(&mut self, now: Instant) {
-        if !matches!(self.state, MembState::Operational | MembState::Commit | MembState::Recovery) {
+        if !matches!(
+            self.state,
+            MembState::Operational | MembState::Commit | MembState::Recovery
+        ) {
             return;
         }
         if let Some((to, payload)) = self.last_token.clone() {
             self.unicast(to, payload);
         }
-        self.timers.set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
+        self.timers
+            .set(Timer::TokenRetransmit, now + self.cfg.token_retransmit);
     }
 
     pub(crate) fn token_hold_timeout(&mut self, _now: Instant) {

@@ -336,7 +336,11 @@ impl Message {
         if r.u32()? != 0 {
             return Err(malformed("reserved header bytes are not zero"));
         }
-        let header = Header { cluster, sender, ring_id };
+        let header = Header {
+            cluster,
+            sender,
+            ring_id,
+        };
         let body = match ty {
             MessageType::OrfToken => {
                 let token_seq = r.u64()?;
@@ -382,7 +386,12 @@ impl Message {
                 r.need(n)?;
                 let payload = Bytes::copy_from_slice(&r.buf[..n]);
                 r.buf.advance(n);
-                Body::Mcast(Mcast { seq, guarantee, encapsulated, payload })
+                Body::Mcast(Mcast {
+                    seq,
+                    guarantee,
+                    encapsulated,
+                    payload,
+                })
             }
             MessageType::MergeDetect => Body::MergeDetect,
             MessageType::TokenHoldCancel => Body::TokenHoldCancel,
@@ -395,7 +404,11 @@ impl Message {
                 }
                 let proc_list = r.nodes(p)?;
                 let failed_list = r.nodes(f)?;
-                let j = Join { ring_seq, proc_list, failed_list };
+                let j = Join {
+                    ring_seq,
+                    proc_list,
+                    failed_list,
+                };
                 if ty == MessageType::Join {
                     Body::Join(j)
                 } else {
@@ -535,30 +548,51 @@ mod tests {
             any::<bool>(),
             proptest::collection::vec((ring_id(), any::<u64>()), 0..5),
         )
-            .prop_map(|(token_seq, seq, aru, aru_addr, backlog, fcc, retrans_flg, rtr)| {
-                Body::OrfToken(OrfToken {
-                    token_seq,
+            .prop_map(
+                |(token_seq, seq, aru, aru_addr, backlog, fcc, retrans_flg, rtr)| {
+                    Body::OrfToken(OrfToken {
+                        token_seq,
+                        seq,
+                        aru,
+                        aru_addr,
+                        backlog,
+                        fcc,
+                        retrans_flg,
+                        rtr_list: rtr
+                            .into_iter()
+                            .map(|(ring_id, seq)| RtrItem { ring_id, seq })
+                            .collect(),
+                    })
+                },
+            );
+        let mcast = (
+            any::<u64>(),
+            any::<u8>(),
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(seq, guarantee, encapsulated, p)| {
+                Body::Mcast(Mcast {
                     seq,
-                    aru,
-                    aru_addr,
-                    backlog,
-                    fcc,
-                    retrans_flg,
-                    rtr_list: rtr.into_iter().map(|(ring_id, seq)| RtrItem { ring_id, seq }).collect(),
+                    guarantee,
+                    encapsulated,
+                    payload: Bytes::from(p),
                 })
             });
-        let mcast = (any::<u64>(), any::<u8>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64))
-            .prop_map(|(seq, guarantee, encapsulated, p)| {
-                Body::Mcast(Mcast { seq, guarantee, encapsulated, payload: Bytes::from(p) })
-            });
-        let join = (any::<u64>(), node_set(), node_set(), any::<bool>()).prop_map(|(ring_seq, p, f, leave)| {
-            let j = Join { ring_seq, proc_list: p, failed_list: f };
-            if leave {
-                Body::Leave(j)
-            } else {
-                Body::Join(j)
-            }
-        });
+        let join = (any::<u64>(), node_set(), node_set(), any::<bool>()).prop_map(
+            |(ring_seq, p, f, leave)| {
+                let j = Join {
+                    ring_seq,
+                    proc_list: p,
+                    failed_list: f,
+                };
+                if leave {
+                    Body::Leave(j)
+                } else {
+                    Body::Join(j)
+                }
+            },
+        );
         let commit = (
             any::<u64>(),
             any::<bool>(),
@@ -580,12 +614,14 @@ mod tests {
                     entries: entries[..n]
                         .iter()
                         .map(|e| {
-                            e.map(|(old_ring_id, aru, high_delivered, received_flg)| CommitEntry {
-                                old_ring_id,
-                                aru,
-                                high_delivered,
-                                received_flg,
-                            })
+                            e.map(
+                                |(old_ring_id, aru, high_delivered, received_flg)| CommitEntry {
+                                    old_ring_id,
+                                    aru,
+                                    high_delivered,
+                                    received_flg,
+                                },
+                            )
                         })
                         .collect(),
                 })
@@ -634,7 +670,11 @@ mod tests {
     #[test]
     fn rejects_wrong_version_and_trailing_bytes() {
         let m = Message {
-            header: Header { cluster: 1, sender: NodeId(1), ring_id: RingId::new(NodeId(1), 4) },
+            header: Header {
+                cluster: 1,
+                sender: NodeId(1),
+                ring_id: RingId::new(NodeId(1), 4),
+            },
             body: Body::MergeDetect,
         };
         let mut b = m.encode().to_vec();
@@ -642,13 +682,20 @@ mod tests {
         assert!(matches!(Message::decode(&b), Err(Error::Malformed(_))));
         let mut b = m.encode().to_vec();
         b[2] = 9;
-        assert!(matches!(Message::decode(&b), Err(Error::UnsupportedVersion(9))));
+        assert!(matches!(
+            Message::decode(&b),
+            Err(Error::UnsupportedVersion(9))
+        ));
     }
 
     #[test]
     fn huge_declared_lengths_are_rejected_without_allocating() {
         let m = Message {
-            header: Header { cluster: 1, sender: NodeId(1), ring_id: RingId::new(NodeId(1), 4) },
+            header: Header {
+                cluster: 1,
+                sender: NodeId(1),
+                ring_id: RingId::new(NodeId(1), 4),
+            },
             body: Body::Join(Join::default()),
         };
         let mut b = m.encode().to_vec();
