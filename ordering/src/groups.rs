@@ -199,6 +199,8 @@ pub struct Groups {
     me: NodeId,
     views: BTreeMap<Bytes, BTreeSet<Member>>,
     syncing: Option<Syncing>,
+    /// Nodes of the configuration being delivered (`None` before the first).
+    config_nodes: Option<BTreeSet<NodeId>>,
     events: VecDeque<Addressed>,
 }
 
@@ -222,6 +224,7 @@ impl Groups {
             me,
             views: BTreeMap::new(),
             syncing: None,
+            config_nodes: None,
             events: VecDeque::new(),
         }
     }
@@ -357,6 +360,7 @@ impl Groups {
                     // what came (every node moving on together has the same).
                     self.finish_sync();
                     let keep: BTreeSet<NodeId> = c.members.iter().copied().collect();
+                    self.config_nodes = Some(keep.clone());
                     let groups: Vec<Bytes> = self.views.keys().cloned().collect();
                     for g in groups {
                         let gone: Vec<(Member, Reason)> = self.views[&g]
@@ -368,6 +372,7 @@ impl Groups {
                     }
                 }
                 ConfigurationKind::Regular => {
+                    self.config_nodes = Some(c.members.iter().copied().collect());
                     if !c.joined.is_empty() {
                         let mine: Vec<(Bytes, u32)> = self
                             .views
@@ -462,7 +467,13 @@ impl Groups {
                         node: m.sender,
                         pid,
                     };
-                    if !self.views.get(&g).is_some_and(|v| v.contains(&who)) {
+                    // A JOIN from a node that has left (delivered in the
+                    // transitional configuration) does not count.
+                    let present = self
+                        .config_nodes
+                        .as_ref()
+                        .is_some_and(|n| n.contains(&m.sender));
+                    if present && !self.views.get(&g).is_some_and(|v| v.contains(&who)) {
                         self.change(&g, vec![(who, Reason::Join)], Vec::new());
                     }
                 }

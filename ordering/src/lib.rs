@@ -15,6 +15,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 mod error;
 pub mod frame;
@@ -24,6 +25,7 @@ pub mod ordering;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
+pub use cluster::{Cluster, ClusterConfig, Group, GroupSender};
 pub use config::OrderingConfig;
 pub use error::{Error, Result};
 pub use groups::{Addressed, GroupEvent, Groups, Member, Reason};

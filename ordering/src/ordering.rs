@@ -16,7 +16,8 @@
 //!    1. old messages up to the first gap (safe ones only up to the highest any
 //!       transitional member delivered) in the old regular configuration
 //!    2. the transitional configuration
-//!    3. the remaining old messages from transitional members, holes skipped
+//!    3. the remaining old messages, holes skipped (after the first hole only
+//!       those from transitional members)
 //!    4. the regular configuration
 //! ```
 //!
@@ -883,18 +884,25 @@ impl OrderingHook for Ordering {
                 left: left.clone(),
                 left_gracefully: Vec::new(),
             }));
-        // 3. The remaining old messages from transitional members, holes skipped.
+        // 3. The remaining old messages, holes skipped: up to the first hole
+        //    every message (safe ones that stopped step 1 included), after it
+        //    only those from transitional members (a message from elsewhere may
+        //    depend on what is missing).
         let rest: Vec<(u64, Stored)> = old
             .msgs
             .range(old.delivered + 1..)
             .map(|(k, v)| (*k, v.clone()))
             .collect();
+        let mut next = old.delivered + 1;
+        let mut gap = false;
         for (seq, m) in rest {
+            gap |= seq != next;
+            next = seq + 1;
             if m.encapsulated {
                 continue;
             }
             let from_trans = Frame::origin(&m.payload).is_some_and(|o| trans.contains(&o));
-            if from_trans {
+            if !gap || from_trans {
                 self.deliver_frame(
                     old.ring_id,
                     seq,

@@ -897,6 +897,64 @@ impl OrderingSim {
                 by_config.entry(c).or_default().push((*who, msgs));
             }
         }
+        // Safe: a message delivered Safe in a regular configuration is delivered
+        // by every member that goes on to the next configuration, in that
+        // configuration or in the transitional one right after it.
+        let mut safe_in: BTreeMap<RingId, BTreeSet<MsgId>> = BTreeMap::new();
+        for log in self.logs.values() {
+            let mut cur = None;
+            for e in log {
+                match e {
+                    Entry::Config(ConfigKey::Regular(r)) => cur = Some(*r),
+                    Entry::Config(_) => cur = None,
+                    Entry::Msg {
+                        id,
+                        delivery: Delivery::Safe,
+                    } => {
+                        if let Some(r) = cur {
+                            safe_in.entry(r).or_default().insert(*id);
+                        }
+                    }
+                    Entry::Msg { .. } => {}
+                }
+            }
+        }
+        for (who, log) in &self.logs {
+            let mut i = 0;
+            while i < log.len() {
+                if let Entry::Config(ConfigKey::Regular(r)) = log[i] {
+                    let mut got = BTreeSet::new();
+                    let mut j = i + 1;
+                    let mut moved_on = false;
+                    let mut in_trans = false;
+                    while j < log.len() {
+                        match log[j] {
+                            Entry::Msg { id, .. } => {
+                                got.insert(id);
+                            }
+                            Entry::Config(ConfigKey::Transitional(_, old))
+                                if old == r && !in_trans =>
+                            {
+                                in_trans = true
+                            }
+                            Entry::Config(_) => {
+                                moved_on = true;
+                                break;
+                            }
+                        }
+                        j += 1;
+                    }
+                    if moved_on {
+                        if let Some(safe) = safe_in.get(&r) {
+                            if let Some(m) = safe.difference(&got).next() {
+                                violation(now, format!("{who:?} moved on from ring {r} without delivering safe {m:?}"));
+                            }
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }
         for (c, segs) in &by_config {
             for (a, sa) in segs {
                 for (b, sb) in segs {
