@@ -13,6 +13,28 @@
 //!   app ── send(group, bytes, Agreed|Safe) ──> Ordering ──(hook)── Totem<Ordering> ── datagrams
 //!   app <── poll_event(): Message | Configuration (EVS order) ──┘
 //! ```
+//!
+//! On top: [`Groups`], closed process groups (Corosync's CPG), also sans IO,
+//! and [`Cluster`] / [`Group`], the tokio API over UDP:
+//!
+//! ```no_run
+//! # async fn demo(cluster: halyard_ordering::Cluster) -> halyard_ordering::Result<()> {
+//! use halyard_ordering::{Delivery, GroupEvent};
+//! let mut group = cluster.join("locks").await?;
+//! group.send(&b"hello"[..], Delivery::Safe).await?;
+//! while let Some(ev) = group.recv().await {
+//!     match ev {
+//!         GroupEvent::Message { from, payload, .. } => println!("{from:?}: {payload:?}"),
+//!         GroupEvent::Membership { members, joined, left } => println!("{members:?} +{joined:?} -{left:?}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! The simulator (`sim`, for tests and behind the `sim` feature) checks total
+//! order, integrity, self-delivery, virtual synchrony, safe delivery and group
+//! consistency over thousands of seeded runs with loss, duplication,
+//! reordering, partitions, crashes and restarts.
 #![deny(unsafe_code)]
 
 pub mod cluster;

@@ -937,3 +937,122 @@ impl OrderingHook for Ordering {
         self.deliver_regular();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> OrderingConfig {
+        OrderingConfig {
+            max_message: 4096,
+            send_queue_bytes: 8192,
+            ..OrderingConfig::default()
+        }
+    }
+
+    #[test]
+    fn too_large_is_refused_with_a_clear_error() {
+        let mut o = Ordering::new(NodeId(1), small()).unwrap();
+        let e = o
+            .send(b"", Bytes::from(vec![0; 4097]), Delivery::Agreed)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::MessageTooLarge {
+                len: 4097,
+                max: 4096
+            }
+        );
+        assert!(e.to_string().contains("max_message"));
+        assert!(matches!(
+            o.send(&[0; 256], Bytes::new(), Delivery::Agreed),
+            Err(Error::GroupNameTooLong(256))
+        ));
+    }
+
+    #[test]
+    fn full_queue_blocks_instead_of_growing() {
+        let mut o = Ordering::new(NodeId(1), small()).unwrap();
+        o.send(b"", Bytes::from(vec![0; 4096]), Delivery::Agreed)
+            .unwrap();
+        o.send(b"", Bytes::from(vec![0; 4096]), Delivery::Safe)
+            .unwrap();
+        assert!(!o.has_room(1));
+        let e = o
+            .send(b"", Bytes::from(vec![0; 1]), Delivery::Agreed)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::WouldBlock {
+                queued: 8192,
+                limit: 8192
+            }
+        );
+        assert_eq!(o.queued_bytes(), 8192);
+    }
+
+    #[test]
+    fn packing_and_fragmentation_fill_frames() {
+        let cfg = OrderingConfig {
+            frame_size: 1024,
+            ..OrderingConfig::default()
+        };
+        let mut o = Ordering::new(NodeId(7), cfg).unwrap();
+        for _ in 0..40 {
+            o.send(b"g", Bytes::from(vec![1; 50]), Delivery::Agreed)
+                .unwrap();
+        }
+        o.send(b"g", Bytes::from(vec![2; 3000]), Delivery::Agreed)
+            .unwrap();
+        let mut frames = Vec::new();
+        while let Some((_, f)) = o.build_frame() {
+            assert!(f.len() <= 1024);
+            frames.push(Frame::decode(&f).unwrap());
+        }
+        // 40 × (50 + 14 header bytes) packed into 3 frames, then 3000 bytes in 3 or 4 more.
+        let whole: usize = frames
+            .iter()
+            .map(|f| f.items.iter().filter(|i| i.is_whole()).count())
+            .sum();
+        assert_eq!(whole, 40);
+        assert!(frames.len() <= 7, "{} frames", frames.len());
+        let chunks: Vec<&crate::frame::Item> = frames
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter(|i| !i.is_whole())
+            .collect();
+        assert_eq!(chunks.iter().map(|c| c.chunk.len()).sum::<usize>(), 3000);
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let e = OrderingConfig {
+            frame_size: 10,
+            ..OrderingConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidConfig {
+                field: "frame_size",
+                ..
+            }
+        ));
+        let e = OrderingConfig {
+            send_queue_bytes: 10,
+            ..OrderingConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidConfig {
+                field: "send_queue_bytes",
+                ..
+            }
+        ));
+        OrderingConfig::loopback().validate().unwrap();
+    }
+}
