@@ -262,6 +262,9 @@ impl Group {
     }
 }
 
+/// Datagrams read in one go after a wake-up, before the engine's output is flushed.
+const RECV_BATCH: usize = 256;
+
 struct Waiting {
     group: Bytes,
     pid: u32,
@@ -300,17 +303,43 @@ impl Driver {
             };
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => match self.envelope.open(&buf[..n]) {
-                        Ok(o) => self.engine.handle_datagram(Instant::now(), o.sender, &o.plaintext),
-                        Err(e) => tracing::debug!(node = me.0, %from, error = %e, "envelope rejected a datagram"),
-                    },
+                    Ok((n, from)) => {
+                        self.datagram(&buf[..n], from);
+                        // Drain what else is waiting before flushing (bounded), so a
+                        // burst does not overflow the socket's receive buffer.
+                        for _ in 0..RECV_BATCH {
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => self.datagram(&buf[..n], from),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     Err(e) => tracing::debug!(node = me.0, error = %e, "recv_from failed"),
                 },
                 () = sleep => self.engine.handle_timeout(Instant::now()),
                 cmd = rx.recv() => match cmd {
-                    Some(c) => self.command(c),
+                    Some(c) => {
+                        self.command(c);
+                        for _ in 0..RECV_BATCH {
+                            match rx.try_recv() {
+                                Ok(c) => self.command(c),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => return,
                 },
+            }
+        }
+    }
+
+    fn datagram(&mut self, d: &[u8], from: SocketAddr) {
+        match self.envelope.open(d) {
+            Ok(o) => self
+                .engine
+                .handle_datagram(Instant::now(), o.sender, &o.plaintext),
+            Err(e) => {
+                tracing::debug!(node = self.engine.node_id().0, %from, error = %e, "envelope rejected a datagram")
             }
         }
     }

@@ -71,11 +71,13 @@ impl OrderingConfig {
         }
     }
 
-    /// A preset for loopback or jumbo-frame networks: 60 KiB frames, so a
-    /// token visit moves far more bytes.
+    /// A preset for loopback: 16 KiB frames (a token visit moves far more
+    /// bytes than with MTU-sized frames) and at most 4 frames per visit, so a
+    /// visit's burst stays well below a default socket receive buffer (208 KiB).
     pub fn loopback() -> Self {
         OrderingConfig {
-            frame_size: 60 * 1024,
+            frame_size: 16 * 1024,
+            max_messages: 4,
             retransmit_queue_bytes: 64 * 1024 * 1024,
             ..OrderingConfig::default()
         }
