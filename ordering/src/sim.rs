@@ -793,7 +793,33 @@ impl OrderingSim {
                 }
             }
         }
+        self.check_bounded();
         true
+    }
+
+    /// Bounded memory: frames held for retransmission and delivery stay within
+    /// the retransmit queue (old and new ring together), and the send queue
+    /// within its limit (plus the group layer's few small SYNCs).
+    fn check_bounded(&self) {
+        let frames =
+            2 * (self.ocfg.retransmit_frames() + u64::from(self.ocfg.window_size)) as usize;
+        for (id, n) in &self.nodes {
+            if let Some(e) = &n.engine {
+                let h = e.hook();
+                if h.held_frames() > frames
+                    || h.queued_bytes() > self.ocfg.send_queue_bytes + 64 * 1024
+                {
+                    violation(
+                        self.now,
+                        format!(
+                            "{id} holds {} frames and {} queued bytes: unbounded",
+                            h.held_frames(),
+                            h.queued_bytes()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// Runs until `until`.
