@@ -64,6 +64,9 @@ enum Command {
         delivery: Delivery,
         reply: oneshot::Sender<Result<()>>,
     },
+    LeaveRing {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A running node. Dropping it stops the node (like [`kill`](Self::kill)).
@@ -109,6 +112,7 @@ pub struct Group {
     me: Member,
     cmd: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<GroupEvent>,
+    left: bool,
 }
 
 impl Cluster {
@@ -158,6 +162,7 @@ impl Cluster {
             routes: BTreeMap::new(),
             joining: BTreeMap::new(),
             waiting: VecDeque::new(),
+            stopping: None,
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Cluster {
@@ -201,7 +206,19 @@ impl Cluster {
             },
             cmd: self.cmd.clone(),
             events: erx,
+            left: false,
         })
+    }
+
+    /// Leaves the ring gracefully (Totem LEAVE, so the others re-form at once
+    /// instead of waiting for token loss), then stops the node. Messages still
+    /// queued are not sent.
+    pub async fn leave(self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::LeaveRing { reply })
+            .map_err(|_| Error::Closed("the node has stopped"))?;
+        rx.await.map_err(|_| Error::Closed("the node has stopped"))
     }
 
     /// Stops the node at once, without a word to the others (like SIGKILL).
@@ -247,8 +264,9 @@ impl Group {
         self.events.recv().await
     }
 
-    /// Leaves the group.
-    pub async fn leave(self) -> Result<()> {
+    /// Leaves the group (dropping the handle leaves too, without waiting).
+    pub async fn leave(mut self) -> Result<()> {
+        self.left = true;
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Leave {
@@ -259,6 +277,19 @@ impl Group {
             .map_err(|_| Error::Closed("the node has stopped"))?;
         rx.await
             .map_err(|_| Error::Closed("the node has stopped"))?
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.left {
+            let (reply, _) = oneshot::channel();
+            let _ = self.cmd.send(Command::Leave {
+                group: self.group.clone(),
+                pid: self.me.pid,
+                reply,
+            });
+        }
     }
 }
 
@@ -283,6 +314,8 @@ struct Driver {
     joining: BTreeMap<(Bytes, u32), oneshot::Sender<Result<()>>>,
     /// Sends waiting for room in the send queue, in order.
     waiting: VecDeque<Waiting>,
+    /// Set by a graceful leave: flush the LEAVE, answer, stop.
+    stopping: Option<oneshot::Sender<()>>,
 }
 
 impl Driver {
@@ -330,6 +363,11 @@ impl Driver {
                     None => return,
                 },
             }
+            if let Some(reply) = self.stopping.take() {
+                self.flush().await;
+                let _ = reply.send(());
+                return;
+            }
         }
     }
 
@@ -368,6 +406,10 @@ impl Driver {
                     self.engine.request_token(now);
                 }
                 let _ = reply.send(r);
+            }
+            Command::LeaveRing { reply } => {
+                self.engine.leave(now);
+                self.stopping = Some(reply);
             }
             Command::Send {
                 group,

@@ -260,3 +260,96 @@ fn node3_down(c: &GroupEvent) -> bool {
         GroupEvent::Message { .. } => false,
     }
 }
+
+/// Waits (bounded) for a Membership event matching `f`.
+async fn wait_change(g: &mut Group, f: impl Fn(&GroupEvent) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, g.recv())
+            .await
+            .expect("membership change in time")
+        {
+            Some(ev) if f(&ev) => return,
+            Some(_) => {}
+            None => panic!("node stopped"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_leave_and_graceful_node_leave() {
+    let mut sockets = BTreeMap::new();
+    for i in 1..=3u32 {
+        let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
+            .await
+            .unwrap();
+        sockets.insert(NodeId(i), s);
+    }
+    let members: BTreeMap<NodeId, SocketAddr> = sockets
+        .iter()
+        .map(|(id, s)| (*id, s.local_addr().unwrap()))
+        .collect();
+    let totem = TotemConfig {
+        cluster_name: "ordering-leave-test".into(),
+        ..TotemConfig::lan_fast()
+    };
+    let mut nodes = BTreeMap::new();
+    for (id, socket) in sockets {
+        let cfg = ClusterConfig {
+            node_id: id,
+            totem: totem.clone(),
+            ordering: OrderingConfig::default(),
+            members: members.clone(),
+        };
+        let c = Cluster::start_with_socket(
+            cfg,
+            socket,
+            Box::new(MemoryRingIdStore::new()),
+            Box::new(Plain(id)),
+        )
+        .unwrap();
+        nodes.insert(id, c);
+    }
+    let mut groups = BTreeMap::new();
+    for (id, c) in &nodes {
+        groups.insert(
+            *id,
+            tokio::time::timeout(Duration::from_secs(10), c.join("g"))
+                .await
+                .expect("join")
+                .unwrap(),
+        );
+    }
+    for g in groups.values_mut() {
+        wait_change(
+            g,
+            |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 3),
+        )
+        .await;
+    }
+    // Node 2's member leaves the group: the others see it leave with reason Leave.
+    groups.remove(&NodeId(2)).unwrap().leave().await.unwrap();
+    for id in [1u32, 3] {
+        let g = groups.get_mut(&NodeId(id)).unwrap();
+        wait_change(g, |e| {
+            matches!(e, GroupEvent::Membership { left, members, .. }
+                if members.len() == 2 && left.iter().any(|(m, r)| m.node == NodeId(2) && *r == Reason::Leave))
+        })
+        .await;
+    }
+    // Node 3 leaves the ring gracefully: node 1 sees its member go down.
+    nodes.remove(&NodeId(3)).unwrap().leave().await.unwrap();
+    let g = groups.get_mut(&NodeId(1)).unwrap();
+    wait_change(g, |e| {
+        matches!(e, GroupEvent::Membership { left, members, .. }
+            if members.len() == 1 && left.iter().any(|(m, r)| m.node == NodeId(3) && *r == Reason::NodeDown))
+    })
+    .await;
+    // And the group still works for who is left.
+    g.send(&b"still here"[..], Delivery::Safe).await.unwrap();
+    wait_change(
+        g,
+        |e| matches!(e, GroupEvent::Message { payload, .. } if &payload[..] == b"still here"),
+    )
+    .await;
+}
