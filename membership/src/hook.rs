@@ -217,4 +217,101 @@ mod tests {
         assert_eq!((hooks[0].get("mcast"), hooks[1].get("mcast")), (1, 1));
         assert_eq!(engines[0].state(), MembState::Operational);
     }
+
+    /// Node 2's ordering layer never receives anything (its aru stays 0 while
+    /// node 1 keeps numbering messages): after `fail_recv_const` rotations it
+    /// declares itself failed to receive, forms a ring on its own (never putting
+    /// itself in its failed set), and merges back.
+    #[test]
+    fn fail_to_receive_forms_a_ring_alone_then_merges_back() {
+        #[derive(Default)]
+        struct Deaf {
+            sender: bool,
+            ring: Option<RingId>,
+            seq: u64,
+        }
+        impl OrderingHook for Deaf {
+            fn on_token(&mut self, visit: TokenVisit<'_>) {
+                if Some(visit.ring_id) != self.ring {
+                    self.ring = Some(visit.ring_id);
+                    self.seq = 0;
+                }
+                if self.sender && visit.state == MembState::Operational {
+                    visit.token.seq += 1;
+                }
+                if self.sender {
+                    self.seq = visit.token.seq;
+                }
+            }
+            fn my_aru(&self) -> u64 {
+                self.seq
+            }
+        }
+        let base = Instant::now();
+        let mut now = base;
+        let nodes = [NodeId(1), NodeId(2)];
+        let cfg = TotemConfig {
+            fail_recv_const: 10,
+            ..TotemConfig::lan_fast()
+        };
+        let mut engines: Vec<Totem<Deaf>> = (0..2)
+            .map(|i| {
+                let hook = Deaf {
+                    sender: i == 0,
+                    ..Deaf::default()
+                };
+                Totem::with_hook(
+                    nodes[i],
+                    nodes,
+                    &cfg,
+                    Box::new(MemoryRingIdStore::new()),
+                    hook,
+                    now,
+                )
+                .unwrap()
+            })
+            .collect();
+        let mut alone = 0;
+        let mut together = 0;
+        while now < base + Duration::from_secs(5) {
+            let mut moved = true;
+            while moved {
+                moved = false;
+                for i in 0..2 {
+                    assert!(!engines[i].status().failed_set.contains(&nodes[i]));
+                    while let Some(ev) = engines[i].poll_event() {
+                        if let crate::Event::Configuration(c) = ev {
+                            if c.kind == crate::ConfigurationKind::Regular && i == 1 {
+                                if c.members == [NodeId(2)] {
+                                    alone += 1;
+                                } else {
+                                    together += 1;
+                                }
+                            }
+                        }
+                    }
+                    while let Some(t) = engines[i].poll_transmit() {
+                        moved = true;
+                        let to = match t.dest {
+                            Destination::Node(n) => n,
+                            Destination::Multicast => nodes[1 - i],
+                        };
+                        let j = if to == nodes[0] { 0 } else { 1 };
+                        engines[j].handle_datagram(now, nodes[i], &t.payload);
+                    }
+                }
+            }
+            now = engines
+                .iter()
+                .filter_map(|e| e.poll_timeout())
+                .min()
+                .unwrap()
+                .max(now);
+            for e in &mut engines {
+                e.handle_timeout(now);
+            }
+        }
+        assert!(alone >= 1, "node 2 never declared itself failed to receive");
+        assert!(together >= 2, "node 2 never merged back");
+    }
 }

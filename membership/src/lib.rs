@@ -13,8 +13,12 @@
 //! configuration changes, quorum (votequorum semantics) and an authenticated,
 //! encrypted transport.
 //!
-//! The protocol core is a sans-IO state machine; see `ARCHITECTURE.md` at the
-//! repository root.
+//! The protocol core is a sans-IO state machine, [`Totem`] (module [`srp`]):
+//! feed it datagrams and timeouts, take transmits, events and the next deadline.
+//! [`driver::Node`] runs it over UDP with tokio; [`sim`] (tests and the `sim`
+//! feature) runs many of them deterministically under injected faults. See
+//! `ARCHITECTURE.md` at the repository root for the module map, the seam with
+//! `halyard-ordering` ([`hook::OrderingHook`]) and halyard's fast failover.
 #![deny(unsafe_code)]
 
 mod commit;

@@ -2,8 +2,9 @@
 //!
 //! Compiled for this crate's tests and, behind the `sim` feature, for other
 //! crates. One thread, a virtual clock (a fixed base `Instant` plus virtual
-//! elapsed time), a seeded [`SmallRng`], and a network with per-link loss,
-//! delay, duplication, reordering (from random delays), partitions and heals,
+//! elapsed time), a seeded [`SmallRng`], and a network with loss, delay,
+//! duplication and reordering (from random delays) — a default profile plus
+//! per directed link overrides (one-way failures) — partitions and heals,
 //! plus node crashes and restarts (a restarted node keeps its [`MemoryRingIdStore`]).
 //!
 //! After every step the invariants are checked (see [`Sim::check_invariants`]):
@@ -86,6 +87,8 @@ pub struct Sim {
     order: u64,
     /// Default link profile.
     pub link: LinkProfile,
+    /// Per directed link overrides of `link`.
+    pub links: BTreeMap<(NodeId, NodeId), LinkProfile>,
     /// Partition group of each node; datagrams cross only within a group.
     group: BTreeMap<NodeId, u32>,
     /// Every regular configuration seen: ring id -> members.
@@ -114,6 +117,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             order: 0,
             link: LinkProfile::default(),
+            links: BTreeMap::new(),
             group: ids.iter().map(|i| (*i, 0)).collect(),
             rings: BTreeMap::new(),
             last_regular: BTreeMap::new(),
@@ -258,8 +262,8 @@ impl Sim {
         if self.group.get(&from) != self.group.get(&to) {
             return;
         }
-        let l = self.link;
-        if l.loss > 0.0 && self.rng.gen_bool(l.loss) {
+        let l = self.links.get(&(from, to)).copied().unwrap_or(self.link);
+        if l.loss >= 1.0 || (l.loss > 0.0 && self.rng.gen_bool(l.loss)) {
             return;
         }
         let copies = if l.duplicate > 0.0 && self.rng.gen_bool(l.duplicate) {
@@ -621,7 +625,7 @@ fn faults(sim: &mut Sim, setup: &mut SmallRng) {
         let until = (sim.now() + gap).min(fault_end);
         sim.run_until(until);
         let ids = sim.ids();
-        match setup.gen_range(0..10) {
+        match setup.gen_range(0..11) {
             0 | 1 => {
                 let groups: BTreeMap<NodeId, u32> =
                     ids.iter().map(|i| (*i, setup.gen_range(0..3))).collect();
@@ -651,6 +655,14 @@ fn faults(sim: &mut Sim, setup: &mut SmallRng) {
                 let slow = Duration::from_millis([0u64, 5, 15][setup.gen_range(0..3)]);
                 sim.set_slow(id, slow);
             }
+            9 => {
+                // One directed link turns lossy or fails outright (asymmetric faults).
+                let a = ids[setup.gen_range(0..ids.len())];
+                let b = ids[setup.gen_range(0..ids.len())];
+                let loss = [0.3, 0.7, 1.0][setup.gen_range(0..3)];
+                let profile = LinkProfile { loss, ..sim.link };
+                sim.links.insert((a, b), profile);
+            }
             _ => {
                 if setup.gen_bool(0.3) {
                     let id = ids[setup.gen_range(0..ids.len())];
@@ -662,6 +674,7 @@ fn faults(sim: &mut Sim, setup: &mut SmallRng) {
     // Faults stop: heal, perfect links, restart every stopped node.
     sim.heal();
     sim.link = LinkProfile::default();
+    sim.links.clear();
     for id in sim.ids() {
         sim.set_slow(id, Duration::ZERO);
         sim.start(id);
