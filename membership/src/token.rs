@@ -137,8 +137,13 @@ impl<H: OrderingHook> Totem<H> {
             self.foreign_ring_seen(now, header.sender, "MCAST from another ring");
             return;
         }
-        // Someone else holds the token and is sending: no need to retransmit ours.
-        self.timers.stop(Timer::TokenRetransmit);
+        // Someone else holds the token and is sending new messages: no need to
+        // retransmit ours. A retransmission of an older message (seq at or below
+        // the token's seq at our last visit) proves nothing: it may be a late copy
+        // sent before our visit, and our token may still be lost.
+        if mcast.seq > self.my_last_seq {
+            self.timers.stop(Timer::TokenRetransmit);
+        }
         if matches!(self.state, MembState::Operational | MembState::Recovery) {
             self.hook
                 .on_mcast(self.state, header.sender, header.ring_id, &mcast);
