@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+/// How often a spawn that failed with `ETXTBSY` is retried (5, 10, ... ms apart).
+const SPAWN_BUSY_RETRIES: u64 = 8;
+
 /// The prefix agents put before their exit reason on stderr.
 pub const EXIT_REASON_PREFIX: &str = "ocf-exit-reason:";
 
@@ -237,10 +240,29 @@ pub async fn run(spec: &RunSpec) -> Result<RunOutput, SpawnError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| SpawnError {
-        program: spec.program.clone(),
-        source,
-    })?;
+    // ETXTBSY: the executable is still open for writing somewhere, typically for
+    // an instant while another thread of this process forks (the forked child holds
+    // a copy of the writer's fd until its own exec), or while a package upgrade
+    // replaces the agent. It clears by itself; retry a few times before giving up.
+    let mut attempts = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(child) => break child,
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && attempts < SPAWN_BUSY_RETRIES =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+            }
+            Err(source) => {
+                return Err(SpawnError {
+                    program: spec.program.clone(),
+                    source,
+                })
+            }
+        }
+    };
     let mut guard = GroupGuard(child.id().and_then(|id| Pid::from_raw(id as i32)));
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
