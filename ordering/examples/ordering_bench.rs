@@ -8,8 +8,10 @@
 //! Prints one line per case: msg/s at the slowest receiver (one sender / all
 //! three sending) for 64 B, 1 KiB, 64 KiB; one-way latency p50/p99 at 1000 msg/s
 //! (1 KiB, node 1 → nodes 2 and 3, same clock); process CPU per delivered
-//! message (the three nodes and their receivers together). Datagrams are not
-//! encrypted (a plaintext envelope), so compare with Corosync udpu.
+//! message (the three nodes and their receivers together). Every datagram is
+//! authenticated and encrypted (`SecureEnvelope`, XChaCha20-Poly1305), so compare
+//! with Corosync knet aes256; `HALYARD_BENCH_PLAIN=1` uses a plaintext envelope
+//! instead, to compare with Corosync udpu.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use halyard_membership::{Envelope, MemoryRingIdStore, NodeId, Opened, TotemConfig};
+use halyard_membership::{
+    ClusterKey, Envelope, MemoryRingIdStore, NodeId, Opened, SecureEnvelope, TotemConfig,
+};
 use halyard_ordering::{Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig};
 
 struct Plain(NodeId);
@@ -242,21 +246,36 @@ async fn main() {
         "frame_size {} max_messages {} window_size {}",
         ordering.frame_size, ordering.max_messages, ordering.window_size
     );
+    let plain = std::env::var_os("HALYARD_BENCH_PLAIN").is_some();
+    println!(
+        "envelope {}",
+        if plain {
+            "plaintext"
+        } else {
+            "XChaCha20-Poly1305"
+        }
+    );
+    let key = ClusterKey::generate_os().expect("operating system RNG");
     let mut nodes = BTreeMap::new();
     for (id, socket) in sockets {
+        let envelope: Box<dyn Envelope> = if plain {
+            Box::new(Plain(id))
+        } else {
+            // A fresh key per run, so epoch 1 never repeats a nonce.
+            Box::new(
+                SecureEnvelope::new(&key, &totem.cluster_name, id, 1, members.keys().copied())
+                    .expect("envelope"),
+            )
+        };
         let cfg = ClusterConfig {
             node_id: id,
             totem: totem.clone(),
             ordering: ordering.clone(),
             members: members.clone(),
         };
-        let c = Cluster::start_with_socket(
-            cfg,
-            socket,
-            Box::new(MemoryRingIdStore::new()),
-            Box::new(Plain(id)),
-        )
-        .expect("start");
+        let c =
+            Cluster::start_with_socket(cfg, socket, Box::new(MemoryRingIdStore::new()), envelope)
+                .expect("start");
         nodes.insert(id, c);
     }
     println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg");
