@@ -1,34 +1,35 @@
 //! The tokio driver on loopback: 3 and 5 nodes form a ring; killing one gives
 //! the survivors a new configuration; restarting it rejoins with a higher ring id.
+//! Every datagram goes through the secure envelope, as in production.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use halyard_membership::{
-    ConfigurationKind, Envelope, Event, MemoryRingIdStore, Node, NodeConfig, NodeEvents,
-    NodeHandle, NodeId, Opened, RingId, TotemConfig,
+    ClusterKey, ConfigurationKind, Envelope, Event, MemoryRingIdStore, Node, NodeConfig,
+    NodeEvents, NodeHandle, NodeId, RingId, SecureEnvelope, TotemConfig,
 };
 
-/// Test-only envelope: no crypto, just the sender id in front.
-struct Plain(NodeId);
-
-impl Envelope for Plain {
-    fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
-        let mut v = self.0 .0.to_be_bytes().to_vec();
-        v.extend_from_slice(plaintext);
-        v
-    }
-    fn open(&mut self, d: &[u8]) -> halyard_membership::Result<Opened> {
-        if d.len() < 4 {
-            return Err(halyard_membership::Error::Malformed("short".into()));
-        }
-        let sender = NodeId(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
-        Ok(Opened {
-            sender,
-            plaintext: d[4..].to_vec(),
-        })
-    }
+/// The secure envelope every node uses: authenticated encryption under one
+/// cluster key; `epoch` grows on every (re)start of a node, as in production.
+fn envelope(
+    key: &ClusterKey,
+    config: &TotemConfig,
+    members: &BTreeMap<NodeId, SocketAddr>,
+    id: NodeId,
+    epoch: u64,
+) -> Box<dyn Envelope> {
+    Box::new(
+        SecureEnvelope::new(
+            key,
+            &config.cluster_name,
+            id,
+            epoch,
+            members.keys().copied(),
+        )
+        .unwrap(),
+    )
 }
 
 struct Cluster {
@@ -36,6 +37,8 @@ struct Cluster {
     stores: BTreeMap<NodeId, MemoryRingIdStore>,
     nodes: BTreeMap<NodeId, (NodeHandle, NodeEvents)>,
     config: TotemConfig,
+    key: ClusterKey,
+    epochs: BTreeMap<NodeId, u64>,
 }
 
 impl Cluster {
@@ -59,6 +62,8 @@ impl Cluster {
             stores: BTreeMap::new(),
             nodes: BTreeMap::new(),
             config,
+            key: ClusterKey::from_bytes([7; 32]),
+            epochs: BTreeMap::new(),
         };
         for (id, sock) in sockets {
             let store = MemoryRingIdStore::new();
@@ -68,8 +73,9 @@ impl Cluster {
                 totem: c.config.clone(),
                 members: c.members.clone(),
             };
-            let n =
-                Node::start_with_socket(nc, sock, Box::new(store), Box::new(Plain(id))).unwrap();
+            c.epochs.insert(id, 1);
+            let env = envelope(&c.key, &c.config, &c.members, id, 1);
+            let n = Node::start_with_socket(nc, sock, Box::new(store), env).unwrap();
             c.nodes.insert(id, n);
         }
         c
@@ -81,7 +87,10 @@ impl Cluster {
             totem: self.config.clone(),
             members: self.members.clone(),
         };
-        let n = Node::start(nc, Box::new(self.stores[&id].clone()), Box::new(Plain(id)))
+        let epoch = self.epochs.entry(id).or_insert(0);
+        *epoch += 1;
+        let env = envelope(&self.key, &self.config, &self.members, id, *epoch);
+        let n = Node::start(nc, Box::new(self.stores[&id].clone()), env)
             .await
             .unwrap();
         self.nodes.insert(id, n);
