@@ -48,6 +48,34 @@ pub struct LinkProfile {
     pub delay_max: Duration,
 }
 
+impl LinkProfile {
+    /// The one-way delays of the copies this link delivers of one datagram: none
+    /// if it is lost, two if it is duplicated, each uniform in
+    /// `delay_min..=delay_max`. Draws from `rng` in a fixed order (loss,
+    /// duplication, then one delay per copy), so a seed replays exactly.
+    pub fn deliveries<R: Rng>(&self, rng: &mut R) -> Vec<Duration> {
+        if self.loss >= 1.0 || (self.loss > 0.0 && rng.gen_bool(self.loss)) {
+            return Vec::new();
+        }
+        let copies = if self.duplicate > 0.0 && rng.gen_bool(self.duplicate) {
+            2
+        } else {
+            1
+        };
+        let span = self.delay_max.saturating_sub(self.delay_min).as_micros() as u64;
+        (0..copies)
+            .map(|_| {
+                self.delay_min
+                    + Duration::from_micros(if span == 0 {
+                        0
+                    } else {
+                        rng.gen_range(0..=span)
+                    })
+            })
+            .collect()
+    }
+}
+
 impl Default for LinkProfile {
     fn default() -> Self {
         LinkProfile {
@@ -263,23 +291,8 @@ impl Sim {
             return;
         }
         let l = self.links.get(&(from, to)).copied().unwrap_or(self.link);
-        if l.loss >= 1.0 || (l.loss > 0.0 && self.rng.gen_bool(l.loss)) {
-            return;
-        }
-        let copies = if l.duplicate > 0.0 && self.rng.gen_bool(l.duplicate) {
-            2
-        } else {
-            1
-        };
         let slow = self.nodes[&from].slow + self.nodes[&to].slow;
-        for _ in 0..copies {
-            let span = l.delay_max.saturating_sub(l.delay_min).as_micros() as u64;
-            let d = l.delay_min
-                + Duration::from_micros(if span == 0 {
-                    0
-                } else {
-                    self.rng.gen_range(0..=span)
-                });
+        for d in l.deliveries(&mut self.rng) {
             self.order += 1;
             let at = self.now + d + slow;
             self.queue.push(Reverse(InFlight {

@@ -353,24 +353,8 @@ impl OrderingSim {
         if self.group.get(&from) != self.group.get(&to) {
             return;
         }
-        let l = self.link;
-        if l.loss > 0.0 && self.rng.gen_bool(l.loss) {
-            return;
-        }
-        let copies = if l.duplicate > 0.0 && self.rng.gen_bool(l.duplicate) {
-            2
-        } else {
-            1
-        };
         let slow = self.nodes[&from].slow + self.nodes[&to].slow;
-        for _ in 0..copies {
-            let span = l.delay_max.saturating_sub(l.delay_min).as_micros() as u64;
-            let d = l.delay_min
-                + Duration::from_micros(if span == 0 {
-                    0
-                } else {
-                    self.rng.gen_range(0..=span)
-                });
+        for d in self.link.deliveries(&mut self.rng) {
             self.order += 1;
             let at = self.now + d + slow;
             self.queue.push(Reverse(InFlight {
