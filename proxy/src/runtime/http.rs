@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -36,22 +37,28 @@ use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
 
-/// (backend, server) -> idle senders.
-type IdleMap = HashMap<(String, ServerId), Vec<SendRequest<Incoming>>>;
+/// (backend, server, thread) -> idle senders.
+type IdleMap = HashMap<PoolKey, Vec<SendRequest<Incoming>>>;
 
-/// Idle kept-alive server connections, per (backend, server).
+/// Pooled connections are per thread: a connection's task runs on the
+/// runtime that opened it, so reusing it from another worker thread
+/// (thread-per-core mode) would cost a cross-thread wakeup per request.
+type PoolKey = (String, ServerId, ThreadId);
+
+/// Idle kept-alive server connections, per (backend, server, thread).
 #[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<IdleMap>,
 }
 
-/// Most idle connections kept per server.
+/// Most idle connections kept per server (and thread).
 const POOL_MAX: usize = 64;
 
 impl Pool {
-    fn take(&self, key: &(String, ServerId)) -> Option<SendRequest<Incoming>> {
+    fn take(&self, backend: &str, server: ServerId) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
+        let key = (backend.to_string(), server, std::thread::current().id());
+        let list = idle.get_mut(&key)?;
         while let Some(s) = list.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -63,15 +70,17 @@ impl Pool {
     /// Drops the idle connections of a removed server.
     pub(super) fn purge(&self, backend: &str, server: ServerId) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.remove(&(backend.to_string(), server));
+        idle.retain(|(b, s, _), _| !(b == backend && *s == server));
     }
 
-    fn put(&self, key: (String, ServerId), s: SendRequest<Incoming>) {
+    fn put(&self, backend: String, server: ServerId, s: SendRequest<Incoming>) {
         if s.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(key).or_default();
+        let list = idle
+            .entry((backend, server, std::thread::current().id()))
+            .or_default();
         if list.len() < POOL_MAX {
             list.push(s);
         }
@@ -179,7 +188,7 @@ pub(super) struct Release {
 impl Drop for Release {
     fn drop(&mut self) {
         if let (true, Some(s)) = (self.complete, self.sender.take()) {
-            self.shared.pool.put((self.backend.clone(), self.server), s);
+            self.shared.pool.put(self.backend.clone(), self.server, s);
         }
         let mut core = self.shared.lock();
         if let Some(b) = core.backends.get_mut(&self.backend) {
@@ -352,8 +361,7 @@ async fn handle(
     // A connection: pooled, or new (with retries and redispatch).
     let mut failures = 0u32;
     let mut sender = loop {
-        let key = (backend.clone(), assignment.server);
-        if let Some(mut s) = shared.pool.take(&key) {
+        if let Some(mut s) = shared.pool.take(&backend, assignment.server) {
             if s.ready().await.is_ok() {
                 break s;
             }
