@@ -3,9 +3,11 @@
 # or $ANCHORS) ONCE with HAProxy (http, tcp, tcp+splice; nbthread 1) and
 # halyard-proxy (http, tcp, tcp+splice; 1 thread), direct-to-nginx being the
 # harness's baseline. EXTRA='name|port|bulkport|cmd' adds a target (e.g. the
-# 2-thread config halyard-tcp-mt.toml on 28182/25302).
+# 2-thread config halyard-tcp-mt.toml on 28182/25302); more targets can follow the
+# options as 'name|port|bulkport|cmd' arguments (BENCHMARKS.md ## proxy adds the
+# per-core 2-thread configs halyard-tcp-mt.toml and halyard-http-2t.toml that way).
 # Output goes to ${TMPDIR:-/tmp}/halyard-proxy-runs/<timestamp>/ (summary.txt).
-#   proxy/bench/run.sh [bench.sh options, e.g. -d 10 -r 3 -c "50 200"]
+#   proxy/bench/run.sh [bench.sh options, e.g. -d 10 -r 3 -c "50 200"] [extra targets]
 # Needs: apt-get install -y haproxy wrk nginx-light iperf3 curl; a release build:
 #   cargo build --release -p halyard-proxy --bin halyard-proxy
 set -euo pipefail

@@ -3,6 +3,8 @@
 //! ```toml
 //! [global]
 //! threads = 1                    # 1 = single-threaded runtime
+//! thread_model = "per-core"      # threads > 1: "per-core" (one single-threaded runtime and
+//!                                # SO_REUSEPORT listener per thread) or "work-stealing"
 //! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
 //!
 //! [defaults]
@@ -119,6 +121,8 @@ pub struct RawConfig {
 pub struct RawGlobal {
     /// Worker threads (1 = single-threaded runtime).
     pub threads: Option<usize>,
+    /// How several threads share the work: `per-core` or `work-stealing`.
+    pub thread_model: Option<String>,
     /// Stats/metrics HTTP listener.
     pub stats_listen: Option<String>,
     /// Seed of the balancers' RNG.
@@ -399,11 +403,26 @@ pub struct BackendConfig {
     pub servers: Vec<ServerConfig>,
 }
 
+/// How `threads > 1` worker threads share the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThreadModel {
+    /// Thread per core: every thread runs its own single-threaded runtime
+    /// with its own `SO_REUSEPORT` listener per bind address (the kernel
+    /// spreads new connections); a session stays on the thread that
+    /// accepted it. Backend state is shared (one short-held mutex).
+    #[default]
+    PerCore,
+    /// One tokio multi-threaded (work-stealing) runtime with `threads` workers.
+    WorkStealing,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Worker threads.
     pub threads: usize,
+    /// How several worker threads share the work.
+    pub thread_model: ThreadModel,
     /// Stats listener.
     pub stats_listen: Option<SocketAddr>,
     /// Frontends in name order.
@@ -461,6 +480,17 @@ impl Config {
                 "use 1..=256 (1 = single-threaded)",
             ));
         }
+        let thread_model = match raw.global.thread_model.as_deref() {
+            None | Some("per-core") => ThreadModel::PerCore,
+            Some("work-stealing") => ThreadModel::WorkStealing,
+            Some(other) => {
+                return Err(Error::config(
+                    "global.thread_model",
+                    format!("unknown thread model `{other}`"),
+                    "use \"per-core\" or \"work-stealing\"",
+                ))
+            }
+        };
         let stats_listen = raw
             .global
             .stats_listen
@@ -856,6 +886,7 @@ impl Config {
         }
         Ok(Config {
             threads,
+            thread_model,
             stats_listen,
             frontends,
             backends,
@@ -963,6 +994,11 @@ maxconn = 5
         assert!(e.contains("bogus"), "{e}");
         let e = err("[global]\nthreads = 0\n[frontends.x]\nbinds=[\"127.0.0.1:1\"]\nbackend=\"b\"\n[backends.b]\n");
         assert!(e.contains("global.threads"), "{e}");
+        let e = err("[global]\nthread_model = \"fibers\"\n[frontends.x]\nbinds=[\"127.0.0.1:1\"]\nbackend=\"b\"\n[backends.b]\n");
+        assert!(
+            e.contains("global.thread_model") && e.contains("per-core"),
+            "{e}"
+        );
         let e = err("");
         assert!(e.contains("frontends"), "{e}");
     }

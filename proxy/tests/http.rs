@@ -343,3 +343,37 @@ async fn shutdown_sessions_aborts_in_flight_http_responses() {
     eventually("slot released", || p.stats().backends[0].cur_sessions == 0).await;
     drop(senders);
 }
+
+#[tokio::test]
+async fn per_core_workers_serve_http_with_their_own_server_connections() {
+    let (a, ca) = http_backend("a").await;
+    let text = format!(
+        "[global]\nthreads = 2\n[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        servers(&[("a", a, "")])
+    );
+    let p = Proxy::start(Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let (stop, worker, _) = per_core_worker(p.clone());
+    // Sequential keep-alive clients until both workers have served some.
+    let mut clients = 0;
+    while p.accepted_per_worker().contains(&0) {
+        assert!(clients < 200, "{:?}", p.accepted_per_worker());
+        clients += 1;
+        let mut c = Client::new(fe).await;
+        for i in 0..3 {
+            let (st, body) = c.get("x", &format!("/c{clients}/{i}")).await;
+            assert_eq!(st, 200);
+            assert_eq!(body, format!("a|127.0.0.1|/c{clients}/{i}"));
+        }
+    }
+    eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
+    // Requests are sequential, so each worker thread needed one server
+    // connection of its own (pools are per thread), reused afterwards.
+    assert_eq!(ca.load(Ordering::Relaxed), 2);
+    assert_eq!(p.stats().backends[0].total_sessions, 3 * clients as u64);
+    p.shutdown(std::time::Duration::from_secs(1)).await;
+    stop.send(()).unwrap();
+    worker.join().unwrap();
+}

@@ -583,3 +583,70 @@ async fn frontend_maxconn_leaves_extra_clients_in_the_backlog() {
     assert_eq!(&b, b"2");
     assert_eq!(p.stats().frontends[0].max_sessions, 1);
 }
+
+#[tokio::test]
+async fn per_core_workers_share_the_listen_address() {
+    let (echo, _t) = echo_server().await;
+    let text = format!(
+        "[global]\nthreads = 2\n[defaults]\ntimeout_connect = \"1s\"\n[frontends.fe]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        servers(&[("e", echo, "")])
+    );
+    let p = Proxy::start(halyard_proxy::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let (stop, worker, n) = per_core_worker(p.clone());
+    assert_eq!(n, 1);
+    // 64 sessions, 4 at a time; SO_REUSEPORT hashes each one to a worker.
+    const SESSIONS: u64 = 64;
+    for round in 0..SESSIONS / 4 {
+        let mut all = Vec::new();
+        for i in 0..4 {
+            all.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(fe).await.unwrap();
+                let msg = format!("hello {round}/{i}");
+                c.write_all(msg.as_bytes()).await.unwrap();
+                c.shutdown().await.unwrap();
+                let mut back = String::new();
+                tokio::time::timeout(BOUND, c.read_to_string(&mut back))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(back, msg);
+            }));
+        }
+        for t in all {
+            t.await.unwrap();
+        }
+    }
+    let per_worker = p.accepted_per_worker();
+    assert_eq!(per_worker.len(), 2);
+    assert_eq!(per_worker.iter().sum::<u64>(), SESSIONS, "{per_worker:?}");
+    // P(all 64 on one listener) = 2^-63 with the kernel's 4-tuple hash.
+    assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+    eventually("sessions released", || p.task_count() == 0).await;
+    let st = p.stats();
+    assert_eq!(st.frontends[0].total_sessions, SESSIONS);
+    assert_eq!(st.backends[0].bytes_in, st.backends[0].bytes_out);
+    assert_eq!(p.shutdown(Duration::from_secs(1)).await, 0);
+    // Both workers' listeners close (the worker's on its own thread, soon).
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while TcpStream::connect(fe).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a listener stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    worker.join().unwrap();
+}
+
+#[tokio::test]
+async fn serve_here_needs_a_per_core_config() {
+    let (echo, _t) = echo_server().await;
+    // threads = 1: the address is bound without SO_REUSEPORT.
+    let (p, _fe) = start("", &servers(&[("e", echo, "")])).await;
+    let e = p.serve_here().await.unwrap_err();
+    assert!(matches!(e, halyard_proxy::Error::Bind { .. }), "{e}");
+}

@@ -2,12 +2,17 @@
 //! a TOML file (see `halyard_proxy::config`) until SIGINT/SIGTERM, then stops
 //! gracefully (open sessions get 5 s to finish). `--check` only validates.
 //! Logs go to stderr; filter with `RUST_LOG` (default `info`).
+//!
+//! `threads = N > 1` with `thread_model = "per-core"` (the default) runs N
+//! single-threaded runtimes, one per OS thread: this thread starts the proxy
+//! (listeners, checks, stats), the others call `Proxy::serve_here` to accept
+//! on their own `SO_REUSEPORT` listeners.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use halyard_proxy::config::Config;
+use halyard_proxy::config::{Config, ThreadModel};
 use halyard_proxy::Proxy;
 
 fn usage() -> ExitCode {
@@ -48,7 +53,8 @@ fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    let rt = if config.threads == 1 {
+    let per_core = config.threads > 1 && config.thread_model == ThreadModel::PerCore;
+    let rt = if config.threads == 1 || per_core {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let threads = config.threads;
     rt.block_on(async move {
         let proxy = match Proxy::start(config).await {
             Ok(p) => p,
@@ -73,7 +80,57 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        tracing::info!("halyard-proxy running");
+        // Thread per core: the other workers, stopped once shutdown is over.
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let mut workers = Vec::new();
+        if per_core {
+            for i in 1..threads {
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                let handle = proxy.clone();
+                let mut stopped = stopped_rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("halyard-worker-{i}"))
+                    .spawn(move || {
+                        let rt = match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(rt) => rt,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        };
+                        rt.block_on(async move {
+                            let r = handle.serve_here().await.map_err(|e| e.to_string());
+                            let ok = r.is_ok();
+                            let _ = ready_tx.send(r.map(|_| ()));
+                            if ok {
+                                // Sessions of this worker run until the shutdown is over.
+                                while !*stopped.borrow_and_update() {
+                                    if stopped.changed().await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        });
+                    });
+                let started = match spawned {
+                    Ok(h) => {
+                        workers.push(h);
+                        ready_rx.await.unwrap_or_else(|_| Err("worker exited".into()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = started {
+                    eprintln!("halyard-proxy: cannot start worker thread {i}: {e}");
+                    proxy.shutdown(Duration::ZERO).await;
+                    let _ = stopped_tx.send(true);
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        tracing::info!(threads, per_core, "halyard-proxy running");
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
@@ -88,7 +145,11 @@ fn main() -> ExitCode {
         }
         tracing::info!("stopping: no new sessions, open ones get 5s");
         let left = proxy.shutdown(Duration::from_secs(5)).await;
-        tracing::info!(closed = left, "stopped");
+        let _ = stopped_tx.send(true);
+        for w in workers {
+            let _ = w.join();
+        }
+        tracing::info!(closed = left, accepted_per_worker = ?proxy.accepted_per_worker(), "stopped");
         ExitCode::SUCCESS
     })
 }

@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -36,22 +37,28 @@ use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
 
-/// (backend, server) -> idle senders.
-type IdleMap = HashMap<(String, ServerId), Vec<SendRequest<Incoming>>>;
+/// backend -> (server, thread) -> idle senders (looked up by `&str`, no
+/// allocation per request).
+type IdleMap = HashMap<String, HashMap<(ServerId, ThreadId), Vec<SendRequest<Incoming>>>>;
 
-/// Idle kept-alive server connections, per (backend, server).
+/// Idle kept-alive server connections, per (backend, server, thread).
+/// Pooled connections are per thread: a connection's task runs on the
+/// runtime that opened it, so reusing it from another worker thread
+/// (thread-per-core mode) would cost a cross-thread wakeup per request.
 #[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<IdleMap>,
 }
 
-/// Most idle connections kept per server.
+/// Most idle connections kept per server (and thread).
 const POOL_MAX: usize = 64;
 
 impl Pool {
-    fn take(&self, key: &(String, ServerId)) -> Option<SendRequest<Incoming>> {
+    fn take(&self, backend: &str, server: ServerId) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
+        let list = idle
+            .get_mut(backend)?
+            .get_mut(&(server, std::thread::current().id()))?;
         while let Some(s) = list.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -63,15 +70,23 @@ impl Pool {
     /// Drops the idle connections of a removed server.
     pub(super) fn purge(&self, backend: &str, server: ServerId) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.remove(&(backend.to_string(), server));
+        if let Some(m) = idle.get_mut(backend) {
+            m.retain(|(s, _), _| *s != server);
+        }
     }
 
-    fn put(&self, key: (String, ServerId), s: SendRequest<Incoming>) {
+    fn put(&self, backend: &str, server: ServerId, s: SendRequest<Incoming>) {
         if s.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(key).or_default();
+        let per_backend = match idle.get_mut(backend) {
+            Some(m) => m,
+            None => idle.entry(backend.to_string()).or_default(),
+        };
+        let list = per_backend
+            .entry((server, std::thread::current().id()))
+            .or_default();
         if list.len() < POOL_MAX {
             list.push(s);
         }
@@ -179,7 +194,7 @@ pub(super) struct Release {
 impl Drop for Release {
     fn drop(&mut self) {
         if let (true, Some(s)) = (self.complete, self.sender.take()) {
-            self.shared.pool.put((self.backend.clone(), self.server), s);
+            self.shared.pool.put(&self.backend, self.server, s);
         }
         let mut core = self.shared.lock();
         if let Some(b) = core.backends.get_mut(&self.backend) {
@@ -239,10 +254,16 @@ pub(super) async fn serve(
     let _ = stream.set_nodelay(true);
     let svc_shared = shared.clone();
     let svc_fe = fe.clone();
+    // The client's address as an X-Forwarded-For value, built once per connection.
+    let client = Client {
+        ip: peer.ip(),
+        xff: HeaderValue::from_maybe_shared(Bytes::from(peer.ip().to_string())).ok(),
+    };
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, &fe, req, peer.ip()).await) }
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, &fe, req, client).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -287,23 +308,32 @@ fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str 
         .map_or(fe.backend.as_str(), |r| r.backend.as_str())
 }
 
+/// The client of a connection.
+#[derive(Clone)]
+struct Client {
+    ip: IpAddr,
+    /// `ip` as a header value (cheap to clone).
+    xff: Option<HeaderValue>,
+}
+
 async fn handle(
     shared: &Arc<Shared>,
     fe: &FrontendConfig,
     mut req: Request<Incoming>,
-    client: IpAddr,
+    client: Client,
 ) -> Response<ProxyBody> {
     let backend = pick_backend(fe, &req).to_string();
     // Request rewriting: hop-by-hop out, X-Forwarded-For in, origin-form URI.
     strip_hop_by_hop(req.headers_mut());
     let xff = HeaderName::from_static("x-forwarded-for");
     let value = match req.headers().get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client}"),
-        None => client.to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip)).ok(),
+        None => client.xff,
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Some(v) = value {
         req.headers_mut().insert(xff, v);
     }
+    let client = client.ip;
     if req.uri().authority().is_some() {
         if let Some(a) = req.uri().authority().cloned() {
             if !req.headers().contains_key(HOST) {
@@ -352,8 +382,7 @@ async fn handle(
     // A connection: pooled, or new (with retries and redispatch).
     let mut failures = 0u32;
     let mut sender = loop {
-        let key = (backend.clone(), assignment.server);
-        if let Some(mut s) = shared.pool.take(&key) {
+        if let Some(mut s) = shared.pool.take(&backend, assignment.server) {
             if s.ready().await.is_ok() {
                 break s;
             }
@@ -393,7 +422,7 @@ async fn handle(
     };
     let mut guard = Release {
         shared: shared.clone(),
-        backend: backend.clone(),
+        backend,
         server: assignment.server,
         sender: None,
         bytes_out: 0,
@@ -402,7 +431,7 @@ async fn handle(
     // on-marked-down shutdown-sessions: in-flight requests to the server end too.
     let mut kill = {
         let core = shared.lock();
-        core.backends.get(&backend).and_then(|b| {
+        core.backends.get(&guard.backend).and_then(|b| {
             let wanted = b
                 .core
                 .server_spec(assignment.server)?
@@ -436,7 +465,7 @@ async fn handle(
             Response::from_parts(parts, ProxyBody::Server(body, Some(guard), kill))
         }
         Ok(Err(e)) => {
-            tracing::debug!(backend, error = %e, "server failed mid-request");
+            tracing::debug!(backend = %guard.backend, error = %e, "server failed mid-request");
             local(StatusCode::BAD_GATEWAY, "502 bad gateway\n")
         }
         Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n"),

@@ -11,12 +11,12 @@ mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -25,7 +25,7 @@ pub use control::{parse_command, Command};
 use crate::backend::{Acquire, AdminState, Assignment, Backend, Event, Retry, Ticket};
 use crate::balance::{Algorithm, ServerId};
 use crate::config::{
-    BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
+    BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, ThreadModel, Timeouts,
 };
 use crate::health::{HealthSource, Operational};
 use crate::proxy_protocol::{self, Version};
@@ -87,6 +87,8 @@ struct Shared {
     kill_all: watch::Sender<u64>,
     /// HTTP mode: idle kept-alive server connections.
     pool: http::Pool,
+    /// Sessions accepted by each worker (index = worker number).
+    accepted: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl Shared {
@@ -108,6 +110,13 @@ impl Drop for TaskGuard {
     }
 }
 
+/// A frontend as bound by the first worker (what further workers bind again).
+struct BoundFrontend {
+    fe: Arc<FrontendConfig>,
+    limit: Option<Arc<Semaphore>>,
+    addrs: Vec<SocketAddr>,
+}
+
 /// A running proxy and its control handle (cheap to clone).
 #[derive(Clone)]
 pub struct Proxy {
@@ -115,7 +124,27 @@ pub struct Proxy {
     listeners: Arc<Mutex<Vec<JoinHandle<()>>>>,
     local_addrs: Arc<BTreeMap<String, Vec<SocketAddr>>>,
     stats_addr: Option<SocketAddr>,
+    bound: Arc<Vec<BoundFrontend>>,
 }
+
+/// Binds a listener like `TcpListener::bind` (`SO_REUSEADDR`), plus
+/// `SO_REUSEPORT` when several workers share the address.
+fn bind_listener(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    if reuseport {
+        sock.set_reuseport(true)?;
+    }
+    sock.bind(addr)?;
+    sock.listen(LISTEN_BACKLOG)
+}
+
+/// listen(2) backlog of frontend sockets.
+const LISTEN_BACKLOG: u32 = 1024;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,7 +169,11 @@ impl Proxy {
             tasks: AtomicUsize::new(0),
             kill_all,
             pool: http::Pool::default(),
+            accepted: Mutex::new(vec![Arc::new(AtomicU64::new(0))]),
         });
+        let reuseport = config.threads > 1 && config.thread_model == ThreadModel::PerCore;
+        let accepted = shared.accepted.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
+        let mut bound = Vec::new();
         for b in &config.backends {
             add_backend(&shared, b, now)?;
         }
@@ -158,8 +191,7 @@ impl Proxy {
             let limit = (fe.maxconn > 0).then(|| Arc::new(Semaphore::new(fe.maxconn as usize)));
             let mut addrs = Vec::new();
             for a in &fe.binds {
-                let l = TcpListener::bind(a)
-                    .await
+                let l = bind_listener(*a, reuseport)
                     .map_err(|source| Error::Bind { addr: *a, source })?;
                 addrs.push(l.local_addr()?);
                 listeners.push(tokio::spawn(accept_loop(
@@ -167,15 +199,18 @@ impl Proxy {
                     fe.clone(),
                     l,
                     limit.clone(),
+                    accepted.clone(),
                 )));
             }
-            local_addrs.insert(fe.name.clone(), addrs);
+            local_addrs.insert(fe.name.clone(), addrs.clone());
+            bound.push(BoundFrontend { fe, limit, addrs });
         }
         let mut proxy = Proxy {
             shared,
             listeners: Arc::new(Mutex::new(listeners)),
             local_addrs: Arc::new(local_addrs),
             stats_addr: None,
+            bound: Arc::new(bound),
         };
         if let Some(a) = config.stats_listen {
             let l = TcpListener::bind(a)
@@ -190,6 +225,67 @@ impl Proxy {
                 .push(tokio::spawn(control::stats_listener(p, l)));
         }
         Ok(proxy)
+    }
+
+    /// Thread per core: also serves every frontend on the calling (usually
+    /// single-threaded) tokio runtime, through a new `SO_REUSEPORT` listener
+    /// on each of the addresses the first worker bound, so the kernel spreads
+    /// new connections over the workers. Sessions stay on the worker that
+    /// accepted them; checks, the stats listener and the backend state stay
+    /// shared. The proxy must come from a config with `threads > 1` and
+    /// `thread_model = "per-core"` (otherwise the addresses are bound
+    /// without `SO_REUSEPORT` and this fails with [`Error::Bind`]). The
+    /// runtime must keep running until [`Proxy::shutdown`] has returned.
+    /// Returns the new worker's number (the index in [`Proxy::accepted_per_worker`]).
+    pub async fn serve_here(&self) -> Result<usize> {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let mut listeners = Vec::new();
+        for b in self.bound.iter() {
+            for a in &b.addrs {
+                let l =
+                    bind_listener(*a, true).map_err(|source| Error::Bind { addr: *a, source })?;
+                listeners.push(l);
+            }
+        }
+        let mut handles = Vec::new();
+        let mut it = listeners.into_iter();
+        for b in self.bound.iter() {
+            for _ in &b.addrs {
+                if let Some(l) = it.next() {
+                    handles.push(tokio::spawn(accept_loop(
+                        self.shared.clone(),
+                        b.fe.clone(),
+                        l,
+                        b.limit.clone(),
+                        accepted.clone(),
+                    )));
+                }
+            }
+        }
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(handles);
+        let mut all = self
+            .shared
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.push(accepted);
+        Ok(all.len() - 1)
+    }
+
+    /// Sessions (TCP) or client connections (HTTP) accepted so far by each
+    /// worker: index 0 is the runtime that called [`Proxy::start`], then one
+    /// entry per [`Proxy::serve_here`].
+    pub fn accepted_per_worker(&self) -> Vec<u64> {
+        self.shared
+            .accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The bound addresses of each frontend.
@@ -415,6 +511,7 @@ async fn accept_loop(
     fe: Arc<FrontendConfig>,
     listener: TcpListener,
     limit: Option<Arc<Semaphore>>,
+    accepted: Arc<AtomicU64>,
 ) {
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -428,6 +525,7 @@ async fn accept_loop(
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let guard = TaskGuard::new(&shared);
                 let shared = shared.clone();
                 let fe = fe.clone();

@@ -106,3 +106,36 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Thread per core: runs [`halyard_proxy::Proxy::serve_here`] on a new OS
+/// thread with its own single-threaded runtime, which keeps running until
+/// the returned sender is used or dropped. Returns the worker number too.
+pub fn per_core_worker(
+    p: halyard_proxy::Proxy,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+    usize,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let r = p.serve_here().await.map_err(|e| e.to_string());
+            let ok = r.is_ok();
+            ready_tx.send(r).unwrap();
+            if ok {
+                let _ = stop_rx.await;
+            }
+        });
+    });
+    let n = ready_rx
+        .recv_timeout(BOUND)
+        .expect("worker started in time")
+        .expect("serve_here");
+    (stop_tx, h, n)
+}
