@@ -1074,6 +1074,8 @@ pub struct SeedReport {
     pub group_delivered: u64,
     /// Group membership events.
     pub group_changes: u64,
+    /// Held tokens the representative released with a fresh visit (live nodes at the end).
+    pub held_token_releases: u64,
     /// A digest of the delivery logs and trace (determinism).
     pub digest: u64,
 }
@@ -1245,6 +1247,12 @@ fn finish(seed: u64, sim: &mut OrderingSim, setup: &mut SmallRng) -> SeedReport 
         would_block: sim.would_block,
         group_delivered: sim.group_delivered,
         group_changes: sim.group_changes,
+        held_token_releases: sim
+            .live()
+            .iter()
+            .filter_map(|id| sim.engine(*id))
+            .map(|e| e.stats().held_token_releases)
+            .sum(),
         digest: h,
     }
 }
