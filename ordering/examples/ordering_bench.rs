@@ -134,6 +134,9 @@ async fn throughput(
                         n += 1;
                         last = Instant::now();
                     }
+                    Ok(Some(GroupEvent::Overflow { capacity })) => {
+                        panic!("a receiver fell {capacity} events behind and was removed")
+                    }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(_) => {
@@ -308,12 +311,7 @@ async fn run(layout: Layout) {
                     .expect("envelope"),
             )
         };
-        let cfg = ClusterConfig {
-            node_id: id,
-            totem: totem.clone(),
-            ordering: ordering.clone(),
-            members: members.clone(),
-        };
+        let cfg = ClusterConfig::new(id, totem.clone(), ordering.clone(), members.clone());
         if layout != Layout::NodeThreads {
             let c = Cluster::start_with_socket(
                 cfg,
