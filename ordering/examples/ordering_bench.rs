@@ -15,7 +15,10 @@
 //! node on its own thread with a single-threaded runtime, like one
 //! single-threaded Corosync daemon per node; application tasks on a 2-worker
 //! runtime), `single` (everything on one single-threaded runtime).
-//! `HALYARD_BENCH_LATENCY_ONLY=1` runs only the latency case. Every datagram is
+//! `HALYARD_BENCH_LATENCY_ONLY=1` runs only the latency case;
+//! `HALYARD_BENCH_SOCKBUF=default` keeps the system's socket buffer sizes. The
+//! last column of the throughput lines is the host's UDP `RcvbufErrors` during
+//! the case (datagrams the kernel dropped for a full receive buffer). Every datagram is
 //! authenticated and encrypted (`SecureEnvelope`, XChaCha20-Poly1305), so compare
 //! with Corosync knet aes256; `HALYARD_BENCH_PLAIN=1` uses a plaintext envelope
 //! instead, to compare with Corosync udpu.
@@ -30,7 +33,9 @@ use bytes::Bytes;
 use halyard_membership::{
     ClusterKey, Envelope, MemoryRingIdStore, NodeId, Opened, SecureEnvelope, TotemConfig,
 };
-use halyard_ordering::{Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig};
+use halyard_ordering::{
+    Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig, SocketBuffers,
+};
 
 struct Plain(NodeId);
 
@@ -62,6 +67,22 @@ fn cpu_ticks() -> u64 {
         .collect();
     f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// The kernel's UDP `RcvbufErrors` counter (datagrams dropped because a socket's
+/// receive buffer was full), from `/proc/net/snmp`; whole host, all sockets.
+fn rcvbuf_errors() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn members(g: &mut Group, n: usize) {
@@ -289,6 +310,9 @@ async fn run(layout: Layout) {
         "frame_size {} max_messages {} window_size {}",
         ordering.frame_size, ordering.max_messages, ordering.window_size
     );
+    // HALYARD_BENCH_SOCKBUF=default keeps the system's socket buffer sizes
+    // (instead of ClusterConfig's 8 MiB), to show what they change.
+    let sockbuf_default = std::env::var("HALYARD_BENCH_SOCKBUF").as_deref() == Ok("default");
     let plain = std::env::var_os("HALYARD_BENCH_PLAIN").is_some();
     println!(
         "envelope {}",
@@ -311,7 +335,13 @@ async fn run(layout: Layout) {
                     .expect("envelope"),
             )
         };
-        let cfg = ClusterConfig::new(id, totem.clone(), ordering.clone(), members.clone());
+        let mut cfg = ClusterConfig::new(id, totem.clone(), ordering.clone(), members.clone());
+        if sockbuf_default {
+            cfg.socket_buffers = SocketBuffers {
+                recv: None,
+                send: None,
+            };
+        }
         if layout != Layout::NodeThreads {
             let c = Cluster::start_with_socket(
                 cfg,
@@ -355,7 +385,7 @@ async fn run(layout: Layout) {
         ));
         nodes.insert(id, rx.recv().expect("node started"));
     }
-    println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg");
+    println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg,rcvbuf_errors");
     let sizes: &[usize] = if std::env::var_os("HALYARD_BENCH_LATENCY_ONLY").is_some() {
         &[]
     } else {
@@ -364,14 +394,16 @@ async fn run(layout: Layout) {
     for &size in sizes {
         for all in [false, true] {
             let name = format!("t{size}{all}");
+            let drops = rcvbuf_errors();
             let (rate, cpu) = throughput(&nodes, &name, size, all, secs).await;
             println!(
-                "{} {} B,{:.0},{:.2},{:.1}",
+                "{} {} B,{:.0},{:.2},{:.1},{}",
                 if all { "all" } else { "one" },
                 size,
                 rate,
                 rate * size as f64 / 1e6,
-                cpu
+                cpu,
+                rcvbuf_errors() - drops
             );
         }
     }
