@@ -336,6 +336,10 @@ async fn run(layout: Layout) {
             )
         };
         let mut cfg = ClusterConfig::new(id, totem.clone(), ordering.clone(), members.clone());
+        // The throughput cases measure the ring, not the application: a receiver
+        // task may lag behind (e.g. descheduled on a busy host) without being
+        // removed from its group, as with the unbounded queues before.
+        cfg.group_event_capacity = 1 << 24;
         if sockbuf_default {
             cfg.socket_buffers = SocketBuffers {
                 recv: None,
