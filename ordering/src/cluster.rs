@@ -30,6 +30,17 @@
 //! `CAP_NET_ADMIN` (then `SO_RCVBUFFORCE` is used); a capped size is logged as a
 //! warning naming the sysctl to raise.
 //!
+//! **Latency.** The node task sends as soon as the application's send reaches
+//! it (no timer on the path), and an idle ring's held token is released with a
+//! fresh visit (see `halyard_membership`'s `token` module). What remains in the
+//! tail on a busy host is thread scheduling: on tokio's multi-threaded runtime a
+//! task woken by the node task (the one awaiting [`Group::recv`]) sits in that
+//! worker's LIFO slot, which other workers cannot steal, so it waits whenever the
+//! OS preempts that worker. Running the node and the tasks that consume its
+//! groups on one current-thread runtime (or the process under `SCHED_RR`, as
+//! Corosync runs) keeps the one-way p99 near 0.1–0.2 ms on loopback (see
+//! `BENCHMARKS.md`).
+//!
 //! This driver mirrors `halyard_membership::driver` (udpu-style: a multicast is
 //! one unicast per member) but runs a `Totem<Ordering>`; the membership driver
 //! runs only the membership-only engine.
