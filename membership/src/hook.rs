@@ -31,6 +31,11 @@ pub struct TokenVisit<'a> {
     pub token: &'a mut OrfToken,
     /// MCASTs to multicast on this visit (already numbered from `token.seq`).
     pub mcasts: &'a mut Vec<Mcast>,
+    /// The representative releases a token it held, with a second visit of its
+    /// own: no other node has seen the token since this node's last visit, so
+    /// its `aru` brings no news and this visit must not count as a rotation
+    /// (e.g. for safe delivery, which needs the aru of two rotations).
+    pub revisit: bool,
 }
 
 /// What the hook learns on entering RECOVERY.

@@ -73,7 +73,7 @@ impl<H: OrderingHook> Totem<H> {
         self.timers.stop(Timer::MergeDetect);
         self.timers.stop(Timer::FastFailover);
         self.merge_detect_outstanding = false;
-        self.token_held = false;
+        self.held_token = None;
         self.consensus.clear();
         self.consensus.insert(self.me);
         // Our own JOIN "arrives" at once: this is where a one-node ring forms.

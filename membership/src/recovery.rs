@@ -46,7 +46,7 @@ impl<H: OrderingHook> Totem<H> {
         self.originated_orf_token = false;
         self.my_last_seq = 0;
         self.my_seq_unchanged = 0;
-        self.token_held = false;
+        self.held_token = None;
         self.my_last_aru = 0;
         self.my_aru_count = 0;
         self.hook.on_recovery_enter(&RecoveryInfo {

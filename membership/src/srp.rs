@@ -29,7 +29,7 @@ use crate::configuration::Event;
 use crate::hook::{NoOrdering, OrderingHook};
 use crate::ring::{RingId, RingIdStore};
 use crate::timer::{Timer, Timers};
-use crate::wire::{self, Body, CommitToken, Header, Join, Message};
+use crate::wire::{self, Body, CommitToken, Header, Join, Message, OrfToken};
 use crate::{Error, NodeId, Result};
 
 /// The membership state (Corosync's `memb_state`), plus `Left` after a graceful leave.
@@ -80,6 +80,9 @@ pub struct Stats {
     pub rings: u64,
     /// Times fast failover failed a silent node early.
     pub fast_failovers: u64,
+    /// Times this node, as the idle representative, released the token it held
+    /// with a fresh visit because a node wanted to send.
+    pub held_token_releases: u64,
 }
 
 /// A snapshot of the engine for status displays and invariant checks.
@@ -127,7 +130,9 @@ pub struct Totem<H: OrderingHook = NoOrdering> {
     pub(crate) my_token_seq: Option<u64>,
     pub(crate) my_last_seq: u64,
     pub(crate) my_seq_unchanged: u32,
-    pub(crate) token_held: bool,
+    /// The ORF token the idle representative holds (already visited, never
+    /// sent); `None` whenever the token is not held here.
+    pub(crate) held_token: Option<OrfToken>,
     pub(crate) merge_detect_outstanding: bool,
     pub(crate) my_last_aru: u64,
     pub(crate) my_aru_count: u32,
@@ -217,7 +222,7 @@ impl<H: OrderingHook> Totem<H> {
             my_token_seq: None,
             my_last_seq: 0,
             my_seq_unchanged: 0,
-            token_held: false,
+            held_token: None,
             merge_detect_outstanding: false,
             my_last_aru: 0,
             my_aru_count: 0,
@@ -397,17 +402,15 @@ impl<H: OrderingHook> Totem<H> {
     }
 
     /// Asks for the token now (the ordering layer has something to send). If this
-    /// node is the representative holding the token it forwards it; otherwise it
-    /// multicasts TOKEN_HOLD_CANCEL.
+    /// node is the representative holding the token it releases it at once with a
+    /// fresh visit (so what is queued here goes out now, see the `token` module);
+    /// otherwise it multicasts TOKEN_HOLD_CANCEL.
     pub fn request_token(&mut self, now: Instant) {
         if !matches!(self.state, MembState::Operational | MembState::Recovery) {
             return;
         }
         if self.my_ring_id.rep == self.me {
-            self.my_seq_unchanged = 0;
-            if self.token_held {
-                self.token_retransmit_timeout(now);
-            }
+            self.release_held_token(now);
         } else {
             self.multicast(Body::TokenHoldCancel);
         }
@@ -496,8 +499,10 @@ impl<H: OrderingHook> Totem<H> {
             return;
         }
         self.my_seq_unchanged = 0;
-        if self.my_ring_id.rep == self.me && self.token_held {
-            self.token_retransmit_timeout(now);
+        if self.my_ring_id.rep == self.me
+            && matches!(self.state, MembState::Operational | MembState::Recovery)
+        {
+            self.release_held_token(now);
         }
     }
 

@@ -8,7 +8,17 @@
 //! Prints one line per case: msg/s at the slowest receiver (one sender / all
 //! three sending) for 64 B, 1 KiB, 64 KiB; one-way latency p50/p99 at 1000 msg/s
 //! (1 KiB, node 1 → nodes 2 and 3, same clock); process CPU per delivered
-//! message (the three nodes and their receivers together). Every datagram is
+//! message (the three nodes and their receivers together).
+//!
+//! `HALYARD_BENCH_RT` chooses how threads are shared: `shared` (default: nodes
+//! and application tasks on one 2-worker tokio runtime), `node-threads` (each
+//! node on its own thread with a single-threaded runtime, like one
+//! single-threaded Corosync daemon per node; application tasks on a 2-worker
+//! runtime), `single` (everything on one single-threaded runtime).
+//! `HALYARD_BENCH_LATENCY_ONLY=1` runs only the latency case;
+//! `HALYARD_BENCH_SOCKBUF=default` keeps the system's socket buffer sizes. The
+//! last column of the throughput lines is the host's UDP `RcvbufErrors` during
+//! the case (datagrams the kernel dropped for a full receive buffer). Every datagram is
 //! authenticated and encrypted (`SecureEnvelope`, XChaCha20-Poly1305), so compare
 //! with Corosync knet aes256; `HALYARD_BENCH_PLAIN=1` uses a plaintext envelope
 //! instead, to compare with Corosync udpu.
@@ -23,7 +33,9 @@ use bytes::Bytes;
 use halyard_membership::{
     ClusterKey, Envelope, MemoryRingIdStore, NodeId, Opened, SecureEnvelope, TotemConfig,
 };
-use halyard_ordering::{Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig};
+use halyard_ordering::{
+    Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig, SocketBuffers,
+};
 
 struct Plain(NodeId);
 
@@ -55,6 +67,22 @@ fn cpu_ticks() -> u64 {
         .collect();
     f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// The kernel's UDP `RcvbufErrors` counter (datagrams dropped because a socket's
+/// receive buffer was full), from `/proc/net/snmp`; whole host, all sockets.
+fn rcvbuf_errors() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn members(g: &mut Group, n: usize) {
@@ -126,6 +154,9 @@ async fn throughput(
                     Ok(Some(GroupEvent::Message { .. })) => {
                         n += 1;
                         last = Instant::now();
+                    }
+                    Ok(Some(GroupEvent::Overflow { capacity })) => {
+                        panic!("a receiver fell {capacity} events behind and was removed")
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -207,8 +238,41 @@ async fn latency(nodes: &BTreeMap<NodeId, Cluster>, secs: f64) -> (f64, f64) {
     (q(0.5), q(0.99))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// How the nodes and the application tasks share threads (`HALYARD_BENCH_RT`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    /// Everything on one 2-worker multi-threaded runtime (the default).
+    Shared,
+    /// Each node on its own thread with a single-threaded runtime (like one
+    /// single-threaded Corosync daemon per node); application tasks on a
+    /// 2-worker runtime.
+    NodeThreads,
+    /// Everything on one single-threaded runtime.
+    Single,
+}
+
+fn main() {
+    let layout = match std::env::var("HALYARD_BENCH_RT").as_deref() {
+        Ok("node-threads") => Layout::NodeThreads,
+        Ok("single") => Layout::Single,
+        Ok("shared") | Err(_) => Layout::Shared,
+        Ok(other) => panic!("HALYARD_BENCH_RT={other}: use shared, node-threads or single"),
+    };
+    let rt = if layout == Layout::Single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
+    println!("runtime layout {layout:?}");
+    rt.block_on(run(layout));
+}
+
+async fn run(layout: Layout) {
     let secs: f64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -246,6 +310,9 @@ async fn main() {
         "frame_size {} max_messages {} window_size {}",
         ordering.frame_size, ordering.max_messages, ordering.window_size
     );
+    // HALYARD_BENCH_SOCKBUF=default keeps the system's socket buffer sizes
+    // (instead of ClusterConfig's 8 MiB), to show what they change.
+    let sockbuf_default = std::env::var("HALYARD_BENCH_SOCKBUF").as_deref() == Ok("default");
     let plain = std::env::var_os("HALYARD_BENCH_PLAIN").is_some();
     println!(
         "envelope {}",
@@ -257,6 +324,7 @@ async fn main() {
     );
     let key = ClusterKey::generate_os().expect("operating system RNG");
     let mut nodes = BTreeMap::new();
+    let mut threads = Vec::new();
     for (id, socket) in sockets {
         let envelope: Box<dyn Envelope> = if plain {
             Box::new(Plain(id))
@@ -267,32 +335,87 @@ async fn main() {
                     .expect("envelope"),
             )
         };
-        let cfg = ClusterConfig {
-            node_id: id,
-            totem: totem.clone(),
-            ordering: ordering.clone(),
-            members: members.clone(),
-        };
-        let c =
-            Cluster::start_with_socket(cfg, socket, Box::new(MemoryRingIdStore::new()), envelope)
-                .expect("start");
-        nodes.insert(id, c);
+        let mut cfg = ClusterConfig::new(id, totem.clone(), ordering.clone(), members.clone());
+        // The throughput cases measure the ring, not the application: a receiver
+        // task may lag behind (e.g. descheduled on a busy host) without being
+        // removed from its group, as with the unbounded queues before.
+        cfg.group_event_capacity = 1 << 24;
+        if sockbuf_default {
+            cfg.socket_buffers = SocketBuffers {
+                recv: None,
+                send: None,
+            };
+        }
+        if layout != Layout::NodeThreads {
+            let c = Cluster::start_with_socket(
+                cfg,
+                socket,
+                Box::new(MemoryRingIdStore::new()),
+                envelope,
+            )
+            .expect("start");
+            nodes.insert(id, c);
+            continue;
+        }
+        // Each node on its own thread with a single-threaded runtime, as each
+        // Corosync node is one single-threaded daemon; the application tasks
+        // (cpgperf's clients) run on the main multi-threaded runtime.
+        let socket = socket.into_std().expect("std socket");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        threads.push((
+            stop_tx,
+            std::thread::Builder::new()
+                .name(format!("node-{}", id.0))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    let c = rt.block_on(async move {
+                        let socket = tokio::net::UdpSocket::from_std(socket).expect("socket");
+                        Cluster::start_with_socket(
+                            cfg,
+                            socket,
+                            Box::new(MemoryRingIdStore::new()),
+                            envelope,
+                        )
+                        .expect("start")
+                    });
+                    tx.send(c).expect("main thread");
+                    let _ = rt.block_on(stop_rx);
+                })
+                .expect("thread"),
+        ));
+        nodes.insert(id, rx.recv().expect("node started"));
     }
-    println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg");
-    for size in [64usize, 1024, 65536] {
+    println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg,rcvbuf_errors");
+    let sizes: &[usize] = if std::env::var_os("HALYARD_BENCH_LATENCY_ONLY").is_some() {
+        &[]
+    } else {
+        &[64, 1024, 65536]
+    };
+    for &size in sizes {
         for all in [false, true] {
             let name = format!("t{size}{all}");
+            let drops = rcvbuf_errors();
             let (rate, cpu) = throughput(&nodes, &name, size, all, secs).await;
             println!(
-                "{} {} B,{:.0},{:.2},{:.1}",
+                "{} {} B,{:.0},{:.2},{:.1},{}",
                 if all { "all" } else { "one" },
                 size,
                 rate,
                 rate * size as f64 / 1e6,
-                cpu
+                cpu,
+                rcvbuf_errors() - drops
             );
         }
     }
     let (p50, p99) = latency(&nodes, secs).await;
     println!("latency 1 KiB at 1000 msg/s: p50 {p50:.3} ms, p99 {p99:.3} ms");
+    drop(nodes);
+    for (stop, t) in threads {
+        let _ = stop.send(());
+        let _ = t.join();
+    }
 }

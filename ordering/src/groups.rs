@@ -49,6 +49,10 @@ pub enum Reason {
     NodeDown,
     /// Its node joined the configuration (learned from the node's SYNC).
     NodeUp,
+    /// Its process stopped taking the group's events (Corosync's
+    /// `CPG_REASON_PROCDOWN`): in the tokio API, its [`Group`](crate::Group)
+    /// handle let its event queue fill up, so its node removed it.
+    ProcDown,
 }
 
 /// What a local member receives.
@@ -62,6 +66,15 @@ pub enum GroupEvent {
         delivery: Delivery,
         /// The bytes.
         payload: Bytes,
+    },
+    /// The last event of a [`Group`](crate::Group) handle that did not keep up:
+    /// its queue of `capacity` events was full, so its node removed it from the
+    /// group (the others see it leave with [`Reason::ProcDown`]) rather than
+    /// block the ring. The events before this one are a consistent prefix of
+    /// the group's stream; nothing follows. Never produced by [`Groups`].
+    Overflow {
+        /// The handle's queue capacity ([`ClusterConfig::group_event_capacity`](crate::ClusterConfig::group_event_capacity)).
+        capacity: usize,
     },
     /// The group's membership changed.
     Membership {
@@ -88,6 +101,7 @@ pub struct Addressed {
 const JOIN: u8 = 1;
 const LEAVE: u8 = 2;
 const SYNC: u8 = 3;
+const PROC_DOWN: u8 = 4;
 
 /// A control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +112,8 @@ pub enum Control {
     Leave(Bytes, u32),
     /// The sender's local members (group, pid), for the configuration of a ring.
     Sync(RingId, Vec<(Bytes, u32)>),
+    /// `pid` is removed from `group` because it stopped taking events.
+    ProcDown(Bytes, u32),
 }
 
 impl Control {
@@ -105,11 +121,11 @@ impl Control {
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::new();
         match self {
-            Control::Join(g, p) | Control::Leave(g, p) => {
-                b.put_u8(if matches!(self, Control::Join(..)) {
-                    JOIN
-                } else {
-                    LEAVE
+            Control::Join(g, p) | Control::Leave(g, p) | Control::ProcDown(g, p) => {
+                b.put_u8(match self {
+                    Control::Join(..) => JOIN,
+                    Control::Leave(..) => LEAVE,
+                    _ => PROC_DOWN,
                 });
                 b.put_u8(g.len() as u8);
                 b.put_slice(g);
@@ -155,6 +171,10 @@ impl Control {
             LEAVE => {
                 let (g, p) = entry(&mut r)?;
                 Control::Leave(g, p)
+            }
+            PROC_DOWN => {
+                let (g, p) = entry(&mut r)?;
+                Control::ProcDown(g, p)
             }
             SYNC => {
                 if r.remaining() < 16 {
@@ -246,6 +266,17 @@ impl Groups {
         ord.send(
             b"",
             Control::Leave(Bytes::copy_from_slice(group), pid).encode(),
+            Delivery::Agreed,
+        )
+    }
+
+    /// Removes local `pid` from `group` because it stopped taking events (the
+    /// others see it leave with [`Reason::ProcDown`]).
+    pub fn proc_down(&mut self, ord: &mut Ordering, group: &[u8], pid: u32) -> Result<()> {
+        check_group(group)?;
+        ord.send(
+            b"",
+            Control::ProcDown(Bytes::copy_from_slice(group), pid).encode(),
             Delivery::Agreed,
         )
     }
@@ -461,6 +492,11 @@ impl Groups {
                 tracing::warn!(node = self.me.0, from = %m.sender, "malformed group control message");
                 return;
             };
+            let reason = if matches!(c, Control::ProcDown(..)) {
+                Reason::ProcDown
+            } else {
+                Reason::Leave
+            };
             match c {
                 Control::Join(g, pid) => {
                     let who = Member {
@@ -477,13 +513,13 @@ impl Groups {
                         self.change(&g, vec![(who, Reason::Join)], Vec::new());
                     }
                 }
-                Control::Leave(g, pid) => {
+                Control::Leave(g, pid) | Control::ProcDown(g, pid) => {
                     let who = Member {
                         node: m.sender,
                         pid,
                     };
                     if self.views.get(&g).is_some_and(|v| v.contains(&who)) {
-                        self.change(&g, Vec::new(), vec![(who, Reason::Leave)]);
+                        self.change(&g, Vec::new(), vec![(who, reason)]);
                     }
                 }
                 // A SYNC outside its synchronisation (sent for a configuration
@@ -532,7 +568,7 @@ mod tests {
         #[test]
         fn control_round_trips(g in proptest::collection::vec(any::<u8>(), 1..20), pid in any::<u32>(), n in 0usize..5) {
             let g = Bytes::from(g);
-            for c in [Control::Join(g.clone(), pid), Control::Leave(g.clone(), pid), Control::Sync(RingId::new(NodeId(pid), 7), vec![(g.clone(), pid); n])] {
+            for c in [Control::Join(g.clone(), pid), Control::Leave(g.clone(), pid), Control::ProcDown(g.clone(), pid), Control::Sync(RingId::new(NodeId(pid), 7), vec![(g.clone(), pid); n])] {
                 prop_assert_eq!(Control::decode(&c.encode()).unwrap(), c);
             }
         }

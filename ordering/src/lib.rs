@@ -26,6 +26,7 @@
 //!     match ev {
 //!         GroupEvent::Message { from, payload, .. } => println!("{from:?}: {payload:?}"),
 //!         GroupEvent::Membership { members, joined, left } => println!("{members:?} +{joined:?} -{left:?}"),
+//!         GroupEvent::Overflow { capacity } => eprintln!("fell {capacity} events behind: removed"),
 //!     }
 //! }
 //! # Ok(()) }
@@ -47,7 +48,7 @@ pub mod ordering;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
-pub use cluster::{Cluster, ClusterConfig, Group, GroupSender};
+pub use cluster::{Cluster, ClusterConfig, Group, GroupSender, SocketBuffers};
 pub use config::OrderingConfig;
 pub use error::{Error, Result};
 pub use groups::{Addressed, GroupEvent, Groups, Member, Reason};

@@ -452,12 +452,17 @@ impl Ordering {
             return;
         }
         // Safe bound and release (OPERATIONAL only, as Corosync's messages_free).
+        // A revisit (the representative releasing a token it held) is not a
+        // rotation: its aru is the one this node just wrote, so it proves nothing
+        // about the others and must not stand for the second of two rotations.
         let entry_aru = token.aru;
-        if let Some(prev) = self.cur.prev_token_aru {
-            let both = prev.min(entry_aru).min(self.cur.aru);
-            self.cur.all_have = self.cur.all_have.max(both);
+        if !visit.revisit {
+            if let Some(prev) = self.cur.prev_token_aru {
+                let both = prev.min(entry_aru).min(self.cur.aru);
+                self.cur.all_have = self.cur.all_have.max(both);
+            }
+            self.cur.prev_token_aru = Some(entry_aru);
         }
-        self.cur.prev_token_aru = Some(entry_aru);
         if operational {
             let release_to = self.cur.all_have.min(self.cur.delivered);
             if release_to > self.cur.released {
@@ -1073,6 +1078,7 @@ mod tests {
             ring_id,
             token,
             mcasts: &mut mcasts,
+            revisit: false,
         });
         mcasts
     }

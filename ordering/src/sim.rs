@@ -479,6 +479,9 @@ impl OrderingSim {
                     self.group_views.insert(key, view);
                 }
             }
+            GroupEvent::Overflow { .. } => {
+                violation(now, format!("{me:?} got an Overflow event from Groups"))
+            }
             GroupEvent::Message { from, payload, .. } => {
                 self.group_delivered += 1;
                 let Some(mid) = decode_payload(&payload) else {
@@ -531,9 +534,14 @@ impl OrderingSim {
             return;
         };
         let member = node.groups.is_member(group, pid);
-        let leave = member && self.rng.gen_ratio(1, 4);
+        // One time in four a member leaves; one leave in two is a ProcDown
+        // (what the tokio API sends for a handle that overflowed).
+        let roll = self.rng.gen_range(0..8u32);
+        let leave = member && roll < 2;
         let r = if !member {
             node.groups.join(e.hook_mut(), group, pid)
+        } else if leave && roll == 0 {
+            node.groups.proc_down(e.hook_mut(), group, pid)
         } else if leave {
             node.groups.leave(e.hook_mut(), group, pid)
         } else {
@@ -1074,6 +1082,8 @@ pub struct SeedReport {
     pub group_delivered: u64,
     /// Group membership events.
     pub group_changes: u64,
+    /// Held tokens the representative released with a fresh visit (live nodes at the end).
+    pub held_token_releases: u64,
     /// A digest of the delivery logs and trace (determinism).
     pub digest: u64,
 }
@@ -1245,6 +1255,12 @@ fn finish(seed: u64, sim: &mut OrderingSim, setup: &mut SmallRng) -> SeedReport 
         would_block: sim.would_block,
         group_delivered: sim.group_delivered,
         group_changes: sim.group_changes,
+        held_token_releases: sim
+            .live()
+            .iter()
+            .filter_map(|id| sim.engine(*id))
+            .map(|e| e.stats().held_token_releases)
+            .sum(),
         digest: h,
     }
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use halyard_membership::{Envelope, MemoryRingIdStore, NodeId, Opened, TotemConfig};
+use halyard_ordering::cluster::apply_socket_buffers;
 use halyard_ordering::{
-    Cluster, ClusterConfig, Delivery, Group, GroupEvent, OrderingConfig, Reason,
+    Cluster, ClusterConfig, Delivery, Error, Group, GroupEvent, OrderingConfig, Reason,
+    SocketBuffers,
 };
 
 /// Test-only envelope: no crypto, just the sender id in front.
@@ -96,15 +98,15 @@ async fn three_nodes_concurrent_senders_one_killed() {
     };
     let mut nodes = BTreeMap::new();
     for (id, socket) in sockets {
-        let cfg = ClusterConfig {
-            node_id: id,
-            totem: totem.clone(),
-            ordering: OrderingConfig {
+        let cfg = ClusterConfig::new(
+            id,
+            totem.clone(),
+            OrderingConfig {
                 send_queue_bytes: 1 << 20,
                 ..OrderingConfig::default()
             },
-            members: members.clone(),
-        };
+            members.clone(),
+        );
         let c = Cluster::start_with_socket(
             cfg,
             socket,
@@ -257,7 +259,7 @@ fn node3_down(c: &GroupEvent) -> bool {
         GroupEvent::Membership { left, .. } => left
             .iter()
             .any(|(m, r)| m.node == NodeId(3) && *r == Reason::NodeDown),
-        GroupEvent::Message { .. } => false,
+        GroupEvent::Message { .. } | GroupEvent::Overflow { .. } => false,
     }
 }
 
@@ -295,12 +297,12 @@ async fn group_leave_and_graceful_node_leave() {
     };
     let mut nodes = BTreeMap::new();
     for (id, socket) in sockets {
-        let cfg = ClusterConfig {
-            node_id: id,
-            totem: totem.clone(),
-            ordering: OrderingConfig::default(),
-            members: members.clone(),
-        };
+        let cfg = ClusterConfig::new(
+            id,
+            totem.clone(),
+            OrderingConfig::default(),
+            members.clone(),
+        );
         let c = Cluster::start_with_socket(
             cfg,
             socket,
@@ -352,4 +354,171 @@ async fn group_leave_and_graceful_node_leave() {
         |e| matches!(e, GroupEvent::Message { payload, .. } if &payload[..] == b"still here"),
     )
     .await;
+}
+
+/// A member that never reads: once its queue (8 events) is full its node
+/// removes it (the other member sees it leave with ProcDown), it gets what was
+/// queued, then Overflow, then None, and its sends fail; the ring goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_keep_up_is_removed_not_waited_for() {
+    let mut sockets = BTreeMap::new();
+    for i in 1..=2u32 {
+        let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
+            .await
+            .unwrap();
+        sockets.insert(NodeId(i), s);
+    }
+    let members: BTreeMap<NodeId, SocketAddr> = sockets
+        .iter()
+        .map(|(id, s)| (*id, s.local_addr().unwrap()))
+        .collect();
+    let totem = TotemConfig {
+        cluster_name: "ordering-overflow-test".into(),
+        ..TotemConfig::lan_fast()
+    };
+    let mut nodes = BTreeMap::new();
+    for (id, socket) in sockets {
+        let mut cfg = ClusterConfig::new(
+            id,
+            totem.clone(),
+            OrderingConfig::default(),
+            members.clone(),
+        );
+        if id == NodeId(1) {
+            cfg.group_event_capacity = 8;
+        }
+        let c = Cluster::start_with_socket(
+            cfg,
+            socket,
+            Box::new(MemoryRingIdStore::new()),
+            Box::new(Plain(id)),
+        )
+        .unwrap();
+        nodes.insert(id, c);
+    }
+    let mut slow = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    let slow_member = slow.member();
+    let mut fast = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(2)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    wait_change(
+        &mut fast,
+        |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 2),
+    )
+    .await;
+    const N: u64 = 40;
+    for i in 0..N {
+        fast.send(Bytes::from(i.to_be_bytes().to_vec()), Delivery::Agreed)
+            .await
+            .unwrap();
+    }
+    // The fast member sees the slow one removed (ProcDown) and all its own messages.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut own = 0;
+    let mut removed = false;
+    while !(removed && own == N) {
+        match tokio::time::timeout_at(deadline, fast.recv())
+            .await
+            .expect("events in time")
+            .expect("node running")
+        {
+            GroupEvent::Message { .. } => own += 1,
+            GroupEvent::Membership { left, members, .. } => {
+                if left.contains(&(slow_member, Reason::ProcDown)) {
+                    assert_eq!(members.len(), 1);
+                    removed = true;
+                }
+            }
+            GroupEvent::Overflow { .. } => panic!("the fast member overflowed"),
+        }
+    }
+    // The slow handle: at most 8 queued events, a prefix of the stream, then
+    // Overflow, then None.
+    let mut got = Vec::new();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(10), slow.recv())
+        .await
+        .expect("slow handle closes in time")
+    {
+        got.push(ev);
+    }
+    assert!(slow.overflowed());
+    assert_eq!(got.last(), Some(&GroupEvent::Overflow { capacity: 8 }));
+    assert!(got.len() <= 9, "{got:?}");
+    let msgs: Vec<u64> = got
+        .iter()
+        .filter_map(|e| match e {
+            GroupEvent::Message { payload, .. } => {
+                Some(u64::from_be_bytes(payload[..].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msgs, (0..msgs.len() as u64).collect::<Vec<_>>(), "a prefix");
+    assert!(matches!(
+        slow.send(&b"late"[..], Delivery::Agreed).await,
+        Err(Error::Closed(_))
+    ));
+}
+
+/// SO_RCVBUF / SO_SNDBUF are applied and read back; a size above
+/// net.core.rmem_max is reported as capped unless the FORCE option works
+/// (CAP_NET_ADMIN, e.g. root).
+#[tokio::test]
+async fn socket_buffers_are_applied_and_capping_is_reported() {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let small = 96 * 1024;
+    let a = apply_socket_buffers(
+        &s,
+        SocketBuffers {
+            recv: Some(small),
+            send: Some(small),
+        },
+    )
+    .unwrap();
+    // Linux reports twice the size asked for.
+    assert!(a.recv >= 2 * small && a.send >= 2 * small, "{a:?}");
+    assert!(!a.recv_capped && !a.send_capped);
+
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let big = rmem_max + (1 << 20);
+    let a = apply_socket_buffers(
+        &s,
+        SocketBuffers {
+            recv: Some(big),
+            send: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(a.recv_capped, a.recv < 2 * big, "{a:?}");
+    if rustix::process::geteuid().is_root() {
+        assert!(!a.recv_capped, "root should get SO_RCVBUFFORCE: {a:?}");
+    }
+    // The defaults reach the socket a Cluster starts on.
+    let c = ClusterConfig::new(
+        NodeId(1),
+        TotemConfig::lan_fast(),
+        OrderingConfig::default(),
+        BTreeMap::from([(NodeId(1), s.local_addr().unwrap())]),
+    );
+    assert_eq!(c.socket_buffers, SocketBuffers::default());
+    let cluster = Cluster::start_with_socket(
+        c,
+        s,
+        Box::new(MemoryRingIdStore::new()),
+        Box::new(Plain(NodeId(1))),
+    )
+    .unwrap();
+    let applied = cluster.socket_buffers().expect("applied");
+    assert!(
+        applied.recv_capped || applied.recv >= 2 * (8 << 20),
+        "{applied:?}"
+    );
 }

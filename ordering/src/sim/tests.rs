@@ -133,8 +133,10 @@ fn random_seeds() {
     let mut wb = 0;
     let mut gd = 0;
     let mut gc = 0;
+    let mut releases = 0;
     for seed in 0..n {
         let r = run_seed(seed);
+        releases += r.held_token_releases;
         gd += r.group_delivered;
         gc += r.group_changes;
         sent += r.sent;
@@ -143,9 +145,12 @@ fn random_seeds() {
     }
     eprintln!(
         "{n} seeds: {sent} messages sent, {delivered} delivered, {wb} sends refused (queue full), \
-         {gd} group messages and {gc} group membership events delivered"
+         {gd} group messages and {gc} group membership events delivered, \
+         {releases} held tokens released with a fresh visit"
     );
     assert!(sent > 0 && delivered > 0 && gd > 0 && gc > 0);
+    // The representative's fresh visit on a held token is exercised.
+    assert!(releases > 0);
 }
 
 #[test]
