@@ -388,6 +388,15 @@ impl Controller {
                 }
                 None => say(self.t0, &self.who(), "ignored an unknown control message"),
             },
+            GroupEvent::Overflow { capacity } => {
+                // This controller fell more than `capacity` events behind and was
+                // removed from the group; a real controller would restart itself.
+                say(
+                    self.t0,
+                    &self.who(),
+                    format!("removed from the group: {capacity} events behind"),
+                );
+            }
         }
     }
 
@@ -525,12 +534,7 @@ async fn start_node(s: &Setup, me: NodeId) -> Result<RunningNode, String> {
         s.ring.keys().copied(),
     )
     .map_err(|e| e.to_string())?;
-    let config = ClusterConfig {
-        node_id: me,
-        totem,
-        ordering: OrderingConfig::default(),
-        members: s.ring.clone(),
-    };
+    let config = ClusterConfig::new(me, totem, OrderingConfig::default(), s.ring.clone());
     let store = FileRingIdStore::in_dir(&s.dir, me);
     let cluster = Cluster::start(config, Box::new(store), Box::new(envelope))
         .await
