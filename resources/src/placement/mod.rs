@@ -23,11 +23,13 @@ pub mod model;
 pub mod output;
 pub mod rules;
 pub mod score;
+pub mod transition;
 pub mod xml;
 
 pub use alloc::{Assignment, Contribution};
 pub use model::{Cluster, Role};
 pub use output::{Action, Outcome, Row};
+pub use transition::{GraphSummary, Transition};
 
 use crate::Error;
 
@@ -108,8 +110,15 @@ fn validate(c: &Cluster) -> Result<(), Error> {
     Ok(())
 }
 
-/// Compute the target placement and the transition for `cluster`.
+/// Compute the target placement and the transition (summary and graph) for `cluster`.
 pub fn schedule(cluster: &Cluster) -> Outcome {
-    let assignment = alloc::Solver::new(cluster).run();
-    output::outcome(cluster, assignment)
+    schedule_with(cluster, true)
+}
+
+/// [`schedule`], building the transition graph only when `graph` is true (the
+/// summary is always computed); for measuring what the graph costs.
+pub fn schedule_with(cluster: &Cluster, graph: bool) -> Outcome {
+    let mut assignment = alloc::Solver::new(cluster).run();
+    transition::apply_fencing_requirements(cluster, &mut assignment);
+    output::outcome(cluster, assignment, graph)
 }

@@ -124,6 +124,10 @@ pub struct Node {
     pub attrs: BTreeMap<String, String>,
     /// Utilization capacity.
     pub capacity: BTreeMap<String, i64>,
+    /// Why the node is unclean, as crm_simulate prints it in the Fence line
+    /// (e.g. `peer is no longer part of the cluster`).
+    #[serde(default)]
+    pub unclean_reason: Option<String>,
 }
 
 impl Node {
@@ -220,6 +224,26 @@ pub struct Resource {
     /// Nodes where the resource's operation history says a failed stop happened
     /// (the resource is blocked there without fencing).
     pub failed_stop: Vec<NodeIx>,
+    /// Configured operations (`<op>`), for the transition graph's recurring monitors.
+    #[serde(default)]
+    pub ops: Vec<OpDef>,
+    /// Nodes with an operation history for this resource (no probe needed there).
+    #[serde(default)]
+    pub known_on: Vec<NodeIx>,
+    /// Recurring monitors the history shows on a node: (node, interval ms).
+    #[serde(default)]
+    pub monitors_on: Vec<(NodeIx, i64)>,
+}
+
+/// A configured operation of a primitive (`<op name interval role>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpDef {
+    /// `name` (`monitor`, `start`, ...).
+    pub name: String,
+    /// `interval` in milliseconds.
+    pub interval_ms: i64,
+    /// `role` (Unknown when not given).
+    pub role: Role,
 }
 
 impl Resource {
