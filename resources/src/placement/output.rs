@@ -528,7 +528,28 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
             if !first_changes {
                 continue;
             }
+            // Interleaved clones: an instance restarts only for the first clone's
+            // instance on its own node.
+            let interleave = c.resources[o.first].is_clone()
+                && matches!(
+                    c.resources[o.then].kind,
+                    Kind::Clone {
+                        interleave: true,
+                        ..
+                    }
+                );
             for p in prims(o.then) {
+                if interleave {
+                    let here = a.node[p];
+                    let local = prims(o.first).iter().any(|&x| {
+                        moving(x, &restart)
+                            && (c.resources[x].running_on.first().copied() == here
+                                || a.node[x] == here)
+                    });
+                    if !local {
+                        continue;
+                    }
+                }
                 if stays(p) && !restart[p] {
                     restart[p] = true;
                     changed = true;

@@ -189,12 +189,14 @@ fn plan(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Plan {
         return pl;
     }
     let fenced = |n: NodeIx| c.nodes[n].unclean;
+    // Active on several nodes: stopped everywhere, started once (multiple-active=stop_start).
+    let multiple = rsc.running_on.len() > 1;
     for &n in &rsc.running_on {
         if !c.nodes[n].online && !fenced(n) {
             // Gone cleanly: nothing can run there, and nothing needs to.
             continue;
         }
-        if Some(n) != target || rsc.failed || restart {
+        if Some(n) != target || rsc.failed || restart || multiple {
             pl.stop.push((n, fenced(n) || !c.nodes[n].online));
             if rsc.role == Role::Promoted {
                 pl.demote.push((n, fenced(n) || !c.nodes[n].online));
@@ -228,6 +230,8 @@ struct Builder<'a> {
     by_rsc: BTreeMap<RscIx, Vec<usize>>,
     /// The node a (pseudo) instance action concerns, for interleaved orders.
     host: HashMap<usize, NodeIx>,
+    /// Actions dropped from the graph (unrunnable).
+    removed: BTreeSet<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -263,12 +267,26 @@ impl<'a> Builder<'a> {
         i
     }
 
+    /// Drop action `i` (and its edges) from the graph: it stays in `actions` as a
+    /// tombstone until [`Builder::finish`] compacts the graph.
+    fn remove(&mut self, i: usize) {
+        self.removed.insert(i);
+    }
+
     fn find(&self, key: &str, node: Option<NodeIx>) -> Option<usize> {
+        if self
+            .index
+            .get(&(key.to_string(), node))
+            .map(|i| self.removed.contains(i))
+            .unwrap_or(false)
+        {
+            return None;
+        }
         self.index.get(&(key.to_string(), node)).copied()
     }
 
     fn edge(&mut self, before: usize, after: usize) {
-        if before != after {
+        if before != after && !self.removed.contains(&before) && !self.removed.contains(&after) {
             self.edges.insert((before, after));
         }
     }
@@ -345,6 +363,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         edges: BTreeSet::new(),
         by_rsc: BTreeMap::new(),
         host: HashMap::new(),
+        removed: BTreeSet::new(),
     };
     let fenced = fenced_nodes(c);
     let fence_ix: Vec<usize> = fenced
@@ -407,6 +426,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
     }
 
     // Per-primitive actions and their own orderings.
+    let mut top_probes: Vec<(usize, RscIx)> = Vec::new();
     for (&p, pl) in &plans {
         let rsc = &c.resources[p];
         let mut demotes = Vec::new();
@@ -471,7 +491,8 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 b.edge(d, pr);
             }
         }
-        // Probes before the start (and the migration).
+        // Probes before the start (and the migration); for clone instances, before
+        // the clone's start (added below).
         let probes: Vec<usize> = b
             .by_rsc
             .get(&p)
@@ -491,6 +512,10 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                     b.edge(pr, to);
                 }
             }
+            let top = c.top_of(p);
+            if top != p && c.resources[top].is_clone() {
+                top_probes.push((pr, top));
+            }
         }
         // Fencing before any start of what requires it.
         if requires_fencing(c, p) {
@@ -506,15 +531,36 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
 
     groups(&mut b, &plans);
     clones(&mut b);
+    for (pr, top) in top_probes {
+        if let Some(st) = b.find(&format!("{}_start_0", c.resources[top].id), None) {
+            b.edge(pr, st);
+        }
+    }
     orders(&mut b);
     load_stopped(&mut b, &plans);
 
-    // Actions that nothing needs (pseudo actions with no resource action around them)
-    // are kept: every pseudo action above is created only when a member acts.
-    let edges: Vec<(usize, usize)> = b.edges.into_iter().collect();
-    Transition {
-        actions: b.actions,
-        edges,
+    b.finish()
+}
+
+impl Builder<'_> {
+    /// Compact: drop removed actions, renumber, sort the edges.
+    fn finish(self) -> Transition {
+        let mut map = vec![usize::MAX; self.actions.len()];
+        let mut actions = Vec::with_capacity(self.actions.len());
+        for (i, a) in self.actions.into_iter().enumerate() {
+            if !self.removed.contains(&i) {
+                map[i] = actions.len();
+                actions.push(a);
+            }
+        }
+        let mut edges: Vec<(usize, usize)> = self
+            .edges
+            .into_iter()
+            .filter(|&(x, y)| map[x] != usize::MAX && map[y] != usize::MAX)
+            .map(|(x, y)| (map[x], map[y]))
+            .collect();
+        edges.sort_unstable();
+        Transition { actions, edges }
     }
 }
 
@@ -655,8 +701,17 @@ fn groups(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         } else {
             None
         };
+        let all_run = members.iter().all(|&m| {
+            !c.resources[m].managed || (b.a.node[m].is_some() && b.a.next_role[m] != Role::Stopped)
+        });
         let start = if has_start || (has_stop && will_run && c.resources[g].parent.is_some()) {
-            Some(anchor(b, "start", false))
+            let (st, running) = anchor(b, "start", false);
+            if !all_run {
+                // A member that cannot start makes `running` unrunnable: Pacemaker
+                // leaves it out of the graph.
+                b.remove(running);
+            }
+            Some((st, running))
         } else {
             None
         };
@@ -927,7 +982,6 @@ fn orders(b: &mut Builder<'_>) {
                         }
                     }
                 }
-                continue;
             }
             let fs = side(b, f, fa, true);
             let ts = side(b, t, ta, false);
@@ -948,10 +1002,12 @@ fn load_stopped(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         return;
     }
     let mut per_node: BTreeMap<NodeIx, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
-    for (&p, pl) in plans {
-        if c.resources[p].utilization.is_empty() {
-            continue;
+    for n in 0..c.nodes.len() {
+        if c.nodes[n].online && !c.nodes[n].unclean {
+            per_node.insert(n, (Vec::new(), Vec::new()));
         }
+    }
+    for (&p, pl) in plans {
         for (i, &(n, _)) in pl.stop.iter().enumerate() {
             let _ = i;
             for s in b.of(p, "stop") {
@@ -967,9 +1023,6 @@ fn load_stopped(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         }
     }
     for (n, (stops, starts)) in per_node {
-        if starts.is_empty() {
-            continue;
-        }
         let key = format!("load_stopped_{}", c.nodes[n].name);
         let l = b.add(
             key,
