@@ -232,6 +232,8 @@ struct Builder<'a> {
     host: HashMap<usize, NodeIx>,
     /// Actions dropped from the graph (unrunnable).
     removed: BTreeSet<usize>,
+    /// Primitives restarted in place.
+    restart: &'a [bool],
 }
 
 impl<'a> Builder<'a> {
@@ -364,6 +366,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         by_rsc: BTreeMap::new(),
         host: HashMap::new(),
         removed: BTreeSet::new(),
+        restart,
     };
     let fenced = fenced_nodes(c);
     let fence_ix: Vec<usize> = fenced
@@ -609,6 +612,9 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
                         b.edge(s, m);
                     }
                 }
+                if let Some(pr) = b.find(&format!("{name}_monitor_0"), Some(nd)) {
+                    b.edge(pr, m);
+                }
             }
             continue;
         }
@@ -623,8 +629,9 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         if !matches_role {
             continue;
         }
-        let role_changes = pl.promote.is_some() || pl.demote.iter().any(|&(n, _)| n == t);
-        let fresh = !starts.is_empty() || role_changes;
+        // A monitor the history already runs on that node is kept (also across a
+        // promotion or demotion: same key, Pacemaker leaves it alone).
+        let fresh = !starts.is_empty();
         if !fresh && rsc.monitors_on.contains(&(t, op.interval_ms)) {
             continue;
         }
@@ -765,8 +772,18 @@ fn clones(b: &mut Builder<'_>) {
                 .any(|&i| !instance_anchor(b, i, task).0.is_empty())
         };
         let has_stop = has(b, "stop");
+        // A clone that only stops instances still gets its start/running pseudo
+        // actions when a resource ordered after its start restarts for it.
+        let restarts_then = c.orders.iter().any(|o| {
+            o.first == cl && o.first_action == "start" && o.kind == OrderKind::Mandatory && {
+                let mut ps = Vec::new();
+                c.primitives_of(o.then, &mut ps);
+                ps.iter()
+                    .any(|&p| b.restart.get(p).copied().unwrap_or(false))
+            }
+        });
         for task in ["stop", "demote", "start", "promote"] {
-            let needed = has(b, task) || (task == "start" && has_stop && will_run);
+            let needed = has(b, task) || (task == "start" && has_stop && will_run && restarts_then);
             if !needed {
                 continue;
             }
@@ -850,39 +867,67 @@ fn clones(b: &mut Builder<'_>) {
             for &p in &prims {
                 let rsc = &c.resources[p];
                 let name = b.name(p);
-                // Pre: where it is active now (and reachable).
-                for &n in &rsc.running_on {
-                    if c.nodes[n].online && !c.nodes[n].unclean && rsc.managed {
-                        let x = b.add(
-                            format!("{name}_pre_notify_{task}_0"),
-                            "notify",
-                            0,
-                            Some(p),
-                            Some(n),
-                            ActionKind::Resource,
-                        );
-                        b.edge(pre, x);
-                        b.edge(x, cpre);
-                    }
-                }
-                // Post: where it is active afterwards.
-                let after = if rsc.managed {
-                    b.a.node[p].filter(|_| b.a.next_role[p] != Role::Stopped)
+                // Who is notified: before stop/demote, the instances active now;
+                // after stop/demote and before start/promote, those that keep
+                // running; after start/promote, those active afterwards.
+                let now: Vec<NodeIx> = if rsc.managed {
+                    rsc.running_on
+                        .iter()
+                        .copied()
+                        .filter(|&n| c.nodes[n].online && !c.nodes[n].unclean)
+                        .collect()
                 } else {
-                    rsc.running_on.first().copied()
+                    Vec::new()
                 };
-                if let Some(n) = after {
-                    if c.nodes[n].online && !c.nodes[n].unclean {
-                        let x = b.add(
-                            format!("{name}_post_notify_{task}_0"),
-                            "notify",
-                            0,
-                            Some(p),
-                            Some(n),
-                            ActionKind::Resource,
-                        );
-                        b.edge(post, x);
-                        b.edge(x, cpost);
+                let stopping: Vec<NodeIx> = b
+                    .of(p, "stop")
+                    .iter()
+                    .filter_map(|x| b.host.get(x).copied())
+                    .collect();
+                let kept: Vec<NodeIx> = now
+                    .iter()
+                    .copied()
+                    .filter(|n| !stopping.contains(n))
+                    .collect();
+                let after_set: Vec<NodeIx> = if rsc.managed {
+                    b.a.node[p]
+                        .filter(|_| b.a.next_role[p] != Role::Stopped)
+                        .into_iter()
+                        .collect()
+                } else {
+                    rsc.running_on.first().copied().into_iter().collect()
+                };
+                let (pre_set, post_set) = match task {
+                    "stop" | "demote" => (now.clone(), kept.clone()),
+                    _ => (kept.clone(), after_set),
+                };
+                for n in pre_set {
+                    let x = b.add(
+                        format!("{name}_pre_notify_{task}_0"),
+                        "notify",
+                        0,
+                        Some(p),
+                        Some(n),
+                        ActionKind::Resource,
+                    );
+                    b.edge(pre, x);
+                    b.edge(x, cpre);
+                }
+                for n in post_set {
+                    let after = Some(n);
+                    if let Some(n) = after {
+                        if c.nodes[n].online && !c.nodes[n].unclean {
+                            let x = b.add(
+                                format!("{name}_post_notify_{task}_0"),
+                                "notify",
+                                0,
+                                Some(p),
+                                Some(n),
+                                ActionKind::Resource,
+                            );
+                            b.edge(post, x);
+                            b.edge(x, cpost);
+                        }
                     }
                 }
             }
