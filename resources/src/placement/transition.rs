@@ -588,6 +588,16 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         if op.name != "monitor" || op.interval_ms <= 0 || !seen.insert((op.interval_ms, op.role)) {
             continue;
         }
+        // Two monitors with the same interval are a configuration error Pacemaker
+        // refuses: neither is scheduled.
+        let same = rsc
+            .ops
+            .iter()
+            .filter(|o| o.name == "monitor" && o.interval_ms == op.interval_ms)
+            .count();
+        if same > 1 {
+            continue;
+        }
         let key = format!("{name}_monitor_{}", op.interval_ms);
         if op.role == Role::Stopped {
             for nd in 0..c.nodes.len() {
@@ -1053,6 +1063,9 @@ fn load_stopped(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         }
     }
     for (&p, pl) in plans {
+        if c.resources[p].utilization.is_empty() {
+            continue;
+        }
         for (i, &(n, _)) in pl.stop.iter().enumerate() {
             let _ = i;
             for s in b.of(p, "stop") {
