@@ -306,6 +306,37 @@ impl<'a> Builder<'a> {
             .unwrap_or_default()
     }
 
+    /// The probes of every primitive under `r`.
+    fn probes_of(&self, r: RscIx) -> Vec<usize> {
+        let mut prims = Vec::new();
+        self.c.primitives_of(r, &mut prims);
+        prims
+            .iter()
+            .filter_map(|p| self.by_rsc.get(p))
+            .flatten()
+            .copied()
+            .filter(|&i| self.actions[i].target_rc == Some(7))
+            .collect()
+    }
+
+    /// The stops of every primitive under `r`.
+    fn stops_of(&self, r: RscIx) -> Vec<usize> {
+        let mut prims = Vec::new();
+        self.c.primitives_of(r, &mut prims);
+        prims.iter().flat_map(|&p| self.of(p, "stop")).collect()
+    }
+
+    /// Probes of `first` before `then` when `first`'s stop is ordered before
+    /// `then` (Pacemaker's "order first probes imply stops": the probe might find
+    /// `first` active where it must be stopped first).
+    fn probes_before(&mut self, first: RscIx, then: &[usize]) {
+        for pr in self.probes_of(first) {
+            for &t in then {
+                self.edge(pr, t);
+            }
+        }
+    }
+
     /// The name a resource's operations go by: anonymous clone instances drop `:N`.
     fn name(&self, r: RscIx) -> String {
         let rsc = &self.c.resources[r];
@@ -735,6 +766,18 @@ fn groups(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         if let (Some((_, stopped)), Some((st, _))) = (stop, start) {
             b.edge(stopped, st);
         }
+        for w in members.windows(2) {
+            let (m0, m1) = (w[0], w[1]);
+            let s1 = b.stops_of(m1);
+            b.probes_before(m0, &s1);
+            let s0 = b.stops_of(m0);
+            b.probes_before(m1, &s0);
+        }
+        if let Some((_, stopped)) = stop {
+            for &m in &members {
+                b.probes_before(m, &[stopped]);
+            }
+        }
     }
 }
 
@@ -1003,6 +1046,51 @@ fn per_node(b: &Builder<'_>, cl: RscIx, task: &str, first: bool) -> Vec<(NodeIx,
 
 fn orders(b: &mut Builder<'_>) {
     let c = b.c;
+    // -INFINITY colocations involving the promoted role order the loss of one role
+    // before the gain of the other (Pacemaker's anti_colocation_order).
+    for col in &c.colocations {
+        if col.score > -super::score::INFINITY
+            || (col.dependent_role != Role::Promoted && col.primary_role != Role::Promoted)
+        {
+            continue;
+        }
+        let lose = |r: Role| {
+            if r == Role::Promoted {
+                "demote"
+            } else {
+                "stop"
+            }
+        };
+        let gain = |r: Role| {
+            if r == Role::Promoted {
+                "promote"
+            } else {
+                "start"
+            }
+        };
+        for (f, fr, t, tr) in [
+            (
+                col.dependent,
+                col.dependent_role,
+                col.primary,
+                col.primary_role,
+            ),
+            (
+                col.primary,
+                col.primary_role,
+                col.dependent,
+                col.dependent_role,
+            ),
+        ] {
+            let fs = side(b, f, lose(fr), true);
+            let ts = side(b, t, gain(tr), false);
+            for &x in &fs {
+                for &y in &ts {
+                    b.edge(x, y);
+                }
+            }
+        }
+    }
     for o in &c.orders {
         if o.kind == OrderKind::Serialize {
             continue;
@@ -1017,6 +1105,10 @@ fn orders(b: &mut Builder<'_>) {
             if let (Some(fi), Some(ti)) = (invert(&o.first_action), invert(&o.then_action)) {
                 pairs.push((o.then, ti, o.first, fi));
             }
+        }
+        if o.kind == OrderKind::Mandatory && o.first_action == "start" && o.then_action == "start" {
+            let stops = b.stops_of(o.then);
+            b.probes_before(o.first, &stops);
         }
         for (f, fa, t, ta) in pairs {
             let interleave = c.resources[f].is_clone()
@@ -1044,6 +1136,9 @@ fn orders(b: &mut Builder<'_>) {
                 for &y in &ts {
                     b.edge(x, y);
                 }
+            }
+            if fa == "stop" && ta == "stop" {
+                b.probes_before(f, &ts);
             }
         }
     }
