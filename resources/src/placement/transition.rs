@@ -670,9 +670,10 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         if !matches_role {
             continue;
         }
-        // A monitor the history already runs on that node is kept (also across a
-        // promotion or demotion: same key, Pacemaker leaves it alone).
-        let fresh = !starts.is_empty();
+        // A monitor the history already runs on that node is kept unless the
+        // resource (re)starts or changes role there.
+        let role_changes = pl.promote.is_some() || pl.demote.iter().any(|&(n, _)| n == t);
+        let fresh = !starts.is_empty() || role_changes;
         if !fresh && rsc.monitors_on.contains(&(t, op.interval_ms)) {
             continue;
         }
@@ -1049,24 +1050,21 @@ fn orders(b: &mut Builder<'_>) {
     // -INFINITY colocations involving the promoted role order the loss of one role
     // before the gain of the other (Pacemaker's anti_colocation_order).
     for col in &c.colocations {
+        let special = |r: Role| matches!(r, Role::Promoted | Role::Unpromoted);
         if col.score > -super::score::INFINITY
-            || (col.dependent_role != Role::Promoted && col.primary_role != Role::Promoted)
+            || !(special(col.dependent_role) || special(col.primary_role))
         {
             continue;
         }
-        let lose = |r: Role| {
-            if r == Role::Promoted {
-                "demote"
-            } else {
-                "stop"
-            }
+        let lose = |r: Role| match r {
+            Role::Promoted => vec!["demote"],
+            Role::Unpromoted => vec!["stop", "promote"],
+            _ => vec!["stop"],
         };
-        let gain = |r: Role| {
-            if r == Role::Promoted {
-                "promote"
-            } else {
-                "start"
-            }
+        let gain = |r: Role| match r {
+            Role::Promoted => vec!["promote"],
+            Role::Unpromoted => vec!["start", "demote"],
+            _ => vec!["start"],
         };
         for (f, fr, t, tr) in [
             (
@@ -1082,11 +1080,15 @@ fn orders(b: &mut Builder<'_>) {
                 col.dependent_role,
             ),
         ] {
-            let fs = side(b, f, lose(fr), true);
-            let ts = side(b, t, gain(tr), false);
-            for &x in &fs {
-                for &y in &ts {
-                    b.edge(x, y);
+            for fa in lose(fr) {
+                for ta in gain(tr) {
+                    let fs = side(b, f, fa, true);
+                    let ts = side(b, t, ta, false);
+                    for &x in &fs {
+                        for &y in &ts {
+                            b.edge(x, y);
+                        }
+                    }
                 }
             }
         }
