@@ -183,6 +183,19 @@ fn transition_compat() {
                 let o = placement::schedule(&c);
                 violations.extend(check_invariants(case, &c, &o));
                 let got = o.transition.summary(&c);
+                // The XML halyard-simulate --graph writes reads back to the same graph.
+                let back = GraphSummary::from_pacemaker_xml(&o.transition.to_pacemaker_xml(&c))
+                    .expect("halyard's graph XML parses");
+                assert_eq!(
+                    back.action_multiset(),
+                    got.action_multiset(),
+                    "{case}: graph XML round trip"
+                );
+                assert_eq!(
+                    back.reachable_pairs(),
+                    got.reachable_pairs(),
+                    "{case}: graph XML round trip"
+                );
                 let acts_ok = got.action_multiset() == want.action_multiset();
                 let (rg, rw) = common_reach(&got, &want);
                 if only.is_some() {
@@ -270,4 +283,38 @@ fn transition_compat() {
         below.is_empty(),
         "agreement fell below the floors: {below:?}"
     );
+}
+
+/// Compare halyard's graph for any CIB with a graph written by `crm_simulate -G`
+/// (e.g. the benchmark CIBs): `HALYARD_CIB=cib.xml HALYARD_EXP=graph.xml cargo test
+/// -p halyard-resources --test transition_compat compare_files -- --nocapture`.
+#[test]
+fn compare_files() {
+    let (Ok(cib), Ok(exp)) = (std::env::var("HALYARD_CIB"), std::env::var("HALYARD_EXP")) else {
+        eprintln!("SKIP compare_files: set HALYARD_CIB and HALYARD_EXP to compare one graph");
+        return;
+    };
+    let xml = std::fs::read_to_string(&cib).expect("HALYARD_CIB readable");
+    let c = placement::read_cib(&xml, None).expect("CIB reads");
+    let o = placement::schedule(&c);
+    let got = o.transition.summary(&c);
+    let want = GraphSummary::from_pacemaker_xml(
+        &std::fs::read_to_string(&exp).expect("HALYARD_EXP readable"),
+    )
+    .expect("graph parses");
+    let (ga, wa) = (got.action_multiset(), want.action_multiset());
+    let (rg, rw) = common_reach(&got, &want);
+    println!(
+        "actions: halyard {} pacemaker {} same multiset: {}; ordered pairs among common actions: halyard {} pacemaker {} common {}",
+        ga.len(),
+        wa.len(),
+        ga == wa,
+        rg.len(),
+        rw.len(),
+        rg.intersection(&rw).count()
+    );
+    for (a, b) in rg.symmetric_difference(&rw).take(20) {
+        println!("  differs: {a} -> {b}");
+    }
+    assert!(o.transition.is_acyclic());
 }

@@ -101,6 +101,14 @@ pub struct Options {
     pub maintenance_mode: bool,
     /// `stop-all-resources`.
     pub stop_all_resources: bool,
+    /// `enable-startup-probes` (default true): probe resources on nodes without
+    /// history for them.
+    #[serde(default = "default_true")]
+    pub startup_probes: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A cluster node.

@@ -424,7 +424,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
 
     // Probes: one per primitive (per anonymous clone and member) and node without history.
     let mut probed: BTreeSet<(RscIx, String, NodeIx)> = BTreeSet::new();
-    for &p in &prims {
+    for &p in prims.iter().filter(|_| c.options.startup_probes) {
         let rsc = &c.resources[p];
         if rsc.orphan {
             continue;
