@@ -922,8 +922,8 @@ fn clones(b: &mut Builder<'_>) {
                 let rsc = &c.resources[p];
                 let name = b.name(p);
                 // Who is notified: before stop/demote, the instances active now;
-                // after stop/demote and before start/promote, those that keep
-                // running; after start/promote, those active afterwards.
+                // after stop/demote and before start, those that keep running;
+                // before promote and after start/promote, those active afterwards.
                 let now: Vec<NodeIx> = if rsc.managed {
                     rsc.running_on
                         .iter()
@@ -953,7 +953,8 @@ fn clones(b: &mut Builder<'_>) {
                 };
                 let (pre_set, post_set) = match task {
                     "stop" | "demote" => (now.clone(), kept.clone()),
-                    _ => (kept.clone(), after_set),
+                    "start" => (kept.clone(), after_set),
+                    _ => (after_set.clone(), after_set),
                 };
                 for n in pre_set {
                     let x = b.add(
@@ -986,6 +987,28 @@ fn clones(b: &mut Builder<'_>) {
                 }
             }
             chain.insert(task, (pre, cpre, post, cpost));
+        }
+        // Recurring monitors of the instances wait for the notifications.
+        let mut prims = Vec::new();
+        for &i in &insts {
+            c.primitives_of(i, &mut prims);
+        }
+        for &p in &prims {
+            let mons: Vec<usize> = b
+                .by_rsc
+                .get(&p)
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|&x| b.actions[x].interval_ms > 0)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for m in mons {
+                for &(_, _, _, cpost) in chain.values() {
+                    b.edge(cpost, m);
+                }
+            }
         }
         for (f, t) in internal {
             if let (Some(&(_, _, _, fcpost)), Some(&(tpre, _, _, _))) = (chain.get(f), chain.get(t))
