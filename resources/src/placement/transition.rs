@@ -750,10 +750,15 @@ fn groups(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         } else {
             None
         };
+        // A member stopped by its target-role keeps the group's start pseudo action
+        // (group stopped → start); one that just cannot run anywhere does not.
+        let disabled_stop = members
+            .iter()
+            .any(|&m| c.resources[m].target_role == Role::Stopped && !b.of(m, "stop").is_empty());
         let all_run = members.iter().all(|&m| {
             !c.resources[m].managed || (b.a.node[m].is_some() && b.a.next_role[m] != Role::Stopped)
         });
-        let start = if has_start || (has_stop && will_run && c.resources[g].parent.is_some()) {
+        let start = if has_start || (has_stop && will_run && disabled_stop) {
             let (st, running) = anchor(b, "start", false);
             if !all_run {
                 // A member that cannot start makes `running` unrunnable: Pacemaker
