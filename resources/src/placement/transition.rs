@@ -559,6 +559,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 }
             }
         }
+        cancels(&mut b, p, pl, &stops);
         recurring_monitors(&mut b, p, pl, &starts, &stops);
         let _ = rsc;
     }
@@ -595,6 +596,62 @@ impl Builder<'_> {
             .collect();
         edges.sort_unstable();
         Transition { actions, edges }
+    }
+}
+
+/// A role change in place cancels the recurring monitors of the old role first
+/// (`cancel` actions carry the monitor's key).
+fn cancels(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let name = b.name(p);
+    let stopping = |n: NodeIx| stops.iter().any(|s| b.host.get(s) == Some(&n));
+    let mut changes: Vec<(NodeIx, Role, &str)> = Vec::new();
+    if let Some(t) = pl.promote {
+        if pl.start.is_none() && rsc.running_on.contains(&t) {
+            changes.push((t, Role::Unpromoted, "promote"));
+        }
+    }
+    for &(n, pseudo) in &pl.demote {
+        if !pseudo && !stopping(n) {
+            changes.push((n, Role::Promoted, "demote"));
+        }
+    }
+    for (n, old_role, task) in changes {
+        let Some(x) = b
+            .of(p, task)
+            .into_iter()
+            .find(|&x| b.actions[x].node == Some(n))
+        else {
+            continue;
+        };
+        let mut ivs: Vec<i64> = rsc
+            .monitors_on
+            .iter()
+            .filter(|&&(nd, _)| nd == n)
+            .map(|&(_, iv)| iv)
+            .filter(|iv| {
+                let same: Vec<&OpDef> = rsc
+                    .ops
+                    .iter()
+                    .filter(|o| o.name == "monitor" && o.interval_ms == *iv)
+                    .collect();
+                same.len() == 1 && same[0].role == old_role
+            })
+            .collect();
+        ivs.sort_unstable();
+        ivs.dedup();
+        for iv in ivs {
+            let k = b.add(
+                format!("{name}_monitor_{iv}"),
+                "cancel",
+                iv,
+                Some(p),
+                Some(n),
+                ActionKind::Resource,
+            );
+            b.edge(k, x);
+        }
     }
 }
 
@@ -664,7 +721,7 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
             Role::Unknown => true,
             Role::Promoted => next == Role::Promoted,
             Role::Unpromoted => promotable && next != Role::Promoted,
-            Role::Started => next != Role::Promoted,
+            Role::Started => !promotable && next != Role::Promoted,
             Role::Stopped => false,
         };
         if !matches_role {
@@ -1005,7 +1062,7 @@ fn clones(b: &mut Builder<'_>) {
                 .map(|v| {
                     v.iter()
                         .copied()
-                        .filter(|&x| b.actions[x].interval_ms > 0)
+                        .filter(|&x| b.actions[x].interval_ms > 0 && b.actions[x].task == "monitor")
                         .collect()
                 })
                 .unwrap_or_default();
