@@ -251,7 +251,7 @@ fn transition_compat() {
             100.0 * *a as f64 / (*t).max(1) as f64
         );
     }
-    for t in ["T0", "T1", "T2", "T3"] {
+    for t in ["T0", "T1", "T2", "T3", "T4"] {
         if let Some(v) = disagree.get(t) {
             println!("  disagreeing {t}: {}", v.join(" "));
         }

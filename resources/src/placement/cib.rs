@@ -184,6 +184,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         maintenance_mode: prop("maintenance-mode").map(truthy).unwrap_or(false),
         stop_all_resources: prop("stop-all-resources").map(truthy).unwrap_or(false),
         startup_probes: prop("enable-startup-probes").map(truthy).unwrap_or(true),
+        concurrent_fencing: prop("concurrent-fencing").map(truthy).unwrap_or(false),
     };
 
     // --- nodes ---

@@ -105,6 +105,9 @@ pub struct Options {
     /// history for them.
     #[serde(default = "default_true")]
     pub startup_probes: bool,
+    /// `concurrent-fencing` (default false in 2.1.5): fence several nodes at once.
+    #[serde(default)]
+    pub concurrent_fencing: bool,
 }
 
 fn default_true() -> bool {

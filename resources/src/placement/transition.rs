@@ -413,6 +413,28 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
             )
         })
         .collect();
+    // Fencing is serialised unless concurrent-fencing is set; the DC is fenced last
+    // either way.
+    let is_dc = |n: NodeIx| {
+        c.nodes[n]
+            .attrs
+            .get("#is_dc")
+            .map(|v| v == "true")
+            .unwrap_or(false)
+    };
+    let mut seq: Vec<usize> = (0..fenced.len()).filter(|&k| !is_dc(fenced[k])).collect();
+    let dc: Vec<usize> = (0..fenced.len()).filter(|&k| is_dc(fenced[k])).collect();
+    if !c.options.concurrent_fencing {
+        for w in seq.windows(2) {
+            b.edge(fence_ix[w[0]], fence_ix[w[1]]);
+        }
+    }
+    for &d in &dc {
+        for &k in &seq {
+            b.edge(fence_ix[k], fence_ix[d]);
+        }
+    }
+    seq.extend(dc);
     let mut prims: Vec<RscIx> = Vec::new();
     for &t in &c.top {
         c.primitives_of(t, &mut prims);
@@ -551,11 +573,12 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 top_probes.push((pr, top));
             }
         }
-        // Fencing before any start of what requires it.
-        if requires_fencing(c, p) {
-            for &f in &fence_ix {
+        // Fencing before any start of what requires it, and of what has no history
+        // on the fenced node (it cannot be probed there: the fence tells).
+        for (k, &n) in fenced.iter().enumerate() {
+            if requires_fencing(c, p) || !rsc.known_on.contains(&n) {
                 for &s in &starts {
-                    b.edge(f, s);
+                    b.edge(fence_ix[k], s);
                 }
             }
         }
