@@ -941,6 +941,9 @@ fn unpack_status(
                     ix
                 }
             };
+            // A node that will be fenced resolves any failure there (its resources
+            // are stopped by the fencing): on-fail=block does not block.
+            let node_fenced = stonith && c.nodes[nix].unclean;
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
             if !r.known_on.contains(&nix) {
@@ -965,7 +968,7 @@ fn unpack_status(
             }
             if active {
                 match on_fail.as_deref() {
-                    Some("block") => {
+                    Some("block") if !node_fenced => {
                         r.blocked = true;
                         r.managed = false;
                     }
