@@ -318,3 +318,80 @@ fn compare_files() {
     }
     assert!(o.transition.is_acyclic());
 }
+
+fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fencing")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Fencing semantics against the real thing: node2 left the cluster with `a`
+/// (requires=fencing) and `b` (requires=quorum) active there. With stonith, node2 is
+/// fenced, `a` starts elsewhere only after the fence, `b` does not wait for it; the
+/// graph equals crm_simulate's (actions and every ordered pair). Without stonith,
+/// Pacemaker takes node2 as cleanly down: both start elsewhere, no fence.
+#[test]
+fn fencing_matches_crm_simulate() {
+    for (cib, exp, fence) in [
+        ("stonith-on.xml", "stonith-on.exp", true),
+        ("stonith-off.xml", "stonith-off.exp", false),
+    ] {
+        let c = placement::read_cib(&fixture(cib), None).expect("fixture reads");
+        let o = placement::schedule(&c);
+        let got = o.transition.summary(&c);
+        let want = GraphSummary::from_pacemaker_xml(&fixture(exp)).expect("exp parses");
+        assert_eq!(
+            got.action_multiset(),
+            want.action_multiset(),
+            "{cib}: actions"
+        );
+        assert_eq!(
+            got.reachable_pairs(),
+            want.reachable_pairs(),
+            "{cib}: ordering"
+        );
+        let lines: Vec<String> = o.actions.iter().map(|a| a.line(0)).collect();
+        let fence_line = "Fence (reboot) node2 'peer is no longer part of the cluster'".to_string();
+        assert_eq!(lines.contains(&fence_line), fence, "{cib}: {lines:?}");
+        assert!(check_invariants(cib, &c, &o).is_empty());
+        let text = o.simulate_text(&c);
+        assert!(text.contains("Executing Cluster Transition:"), "{text}");
+        assert_eq!(text.contains("  * Fencing node2 (reboot)"), fence, "{text}");
+    }
+}
+
+/// halyard's own model can describe what a CIB cannot: an unclean node with stonith
+/// disabled. Then a resource that requires fencing is not recovered elsewhere (it
+/// stays, blocked, and the explanation says why), while one that requires only quorum
+/// is; nothing is fenced.
+#[test]
+fn requires_fencing_without_stonith_is_not_recovered() {
+    let mut c = placement::read_cib(&fixture("stonith-on.xml"), None).expect("fixture reads");
+    c.options.stonith_enabled = false;
+    let toml = placement::to_toml(&c).expect("model serialises");
+    let c = placement::read_toml(&toml).expect("model reads back");
+    let node2 = c.node_ix("node2").expect("node2");
+    assert!(c.nodes[node2].unclean);
+    let o = placement::schedule(&c);
+    let a = c.rsc_ix("a").expect("a");
+    let b = c.rsc_ix("b").expect("b");
+    let t = &o.transition;
+    let starts = |r: usize| {
+        t.actions
+            .iter()
+            .filter(|x| x.rsc == Some(r) && x.task == "start")
+            .count()
+    };
+    assert_eq!(starts(a), 0, "a must not be recovered without fencing");
+    assert_eq!(starts(b), 1, "b (requires=quorum) is recovered");
+    assert!(t.actions.iter().all(|x| x.task != "stonith"));
+    assert!(
+        o.actions.iter().all(|x| x.verb != "Fence" && x.rsc != "a"),
+        "{:?}",
+        o.actions
+    );
+    let why = o.explain(&c, "a").expect("a explained");
+    assert!(why.contains("requires=fencing"), "{why}");
+    assert!(check_invariants("toml", &c, &o).is_empty());
+}

@@ -250,7 +250,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         if options.stonith_enabled {
             if in_ccm && crmd && join == "member" {
                 node.online = true;
-            } else if (!in_ccm && join != "down" || in_ccm && !crmd) && expected == "member" {
+            } else if (!in_ccm || !crmd) && expected == "member" {
                 node.unclean = true;
                 node.unclean_reason = Some(if in_ccm {
                     "peer process is no longer available".into()
@@ -663,6 +663,11 @@ fn unpack_status(
             continue;
         };
         let Some(lrm) = ns.kid("lrm") else { continue };
+        if !stonith && !c.nodes[nix].online && !c.nodes[nix].unclean {
+            // Without fencing, a node that is down is taken as cleanly down: what
+            // its history says ran there is not running (crm_simulate 2.1.5 agrees).
+            continue;
+        }
         let Some(lrs) = lrm.kid("lrm_resources") else {
             continue;
         };

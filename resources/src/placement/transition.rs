@@ -104,9 +104,11 @@ pub fn fenced_nodes(c: &Cluster) -> Vec<NodeIx> {
 }
 
 /// Fencing semantics applied to an assignment: with stonith disabled a resource that
-/// `requires=fencing` and is active on a node that is gone (offline or unclean) cannot
-/// be recovered elsewhere, since nothing guarantees it stopped there. It stays where
-/// it was (blocked), with the reason recorded in the explanation.
+/// `requires=fencing` and is active on an unclean node cannot be recovered elsewhere,
+/// since nothing guarantees it stopped there. It stays where it was (blocked), with the
+/// reason recorded in the explanation. (A CIB never yields an unclean node without
+/// stonith: like Pacemaker 2.1.5, halyard then takes a node that is down as cleanly
+/// down. halyard's own TOML model can say so, and then this applies.)
 pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
     if c.options.stonith_enabled {
         return;
@@ -118,11 +120,7 @@ pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
         {
             continue;
         }
-        let Some(&gone) = rsc
-            .running_on
-            .iter()
-            .find(|&&n| !c.nodes[n].online || c.nodes[n].unclean)
-        else {
+        let Some(&gone) = rsc.running_on.iter().find(|&&n| c.nodes[n].unclean) else {
             continue;
         };
         if a.node[p] == Some(gone) {
@@ -205,7 +203,7 @@ fn plan(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Plan {
             pl.demote.push((n, false));
         }
     }
-    if let Some(t) = target {
+    if let Some(t) = target.filter(|&t| c.nodes[t].online && !c.nodes[t].unclean) {
         let stopped_here = pl.stop.iter().any(|&(n, _)| n == t);
         let running_here = rsc.running_on.contains(&t) && c.nodes[t].online;
         if !running_here || stopped_here {
@@ -507,7 +505,8 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 b.op(p, "stop", n)
             };
             b.host.insert(s, n);
-            if pseudo {
+            // The fence stops it; only what requires fencing waits for it.
+            if pseudo && requires_fencing(c, p) {
                 if let Some(k) = fenced.iter().position(|&f| f == n) {
                     b.edge(fence_ix[k], s);
                 }
