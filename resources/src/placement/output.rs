@@ -518,6 +518,10 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
             }
             let first_changes = prims(o.first).iter().any(|&x| {
                 let rsc = &c.resources[x];
+                if transition::migration(c, a, x, restart[x]).is_some() {
+                    // A live migration does not restart what is ordered after it.
+                    return false;
+                }
                 let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
                 if c.resources[o.first].is_clone() {
                     moving(x, &restart)

@@ -154,6 +154,37 @@ struct Plan {
 /// node to its target: a top-level primitive moving between two healthy nodes, not
 /// failed, not restarted for another reason.
 pub fn migration(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Option<(NodeIx, NodeIx)> {
+    let m = basic_migration(c, a, p, restart)?;
+    // Not when something it must start after is itself stopped and started again.
+    for o in &c.orders {
+        if o.then != p
+            || o.kind != OrderKind::Mandatory
+            || o.first_action != "start"
+            || o.then_action != "start"
+        {
+            continue;
+        }
+        let mut firsts = Vec::new();
+        c.primitives_of(o.first, &mut firsts);
+        let restarts_first = firsts.iter().any(|&x| {
+            let r = &c.resources[x];
+            let target = a.node[x].filter(|_| a.next_role[x] != Role::Stopped);
+            let changes = r.managed && (r.running_on.first().copied() != target || r.failed);
+            changes && target.is_some() && basic_migration(c, a, x, false).is_none()
+        });
+        if restarts_first {
+            return None;
+        }
+    }
+    Some(m)
+}
+
+fn basic_migration(
+    c: &Cluster,
+    a: &Assignment,
+    p: RscIx,
+    restart: bool,
+) -> Option<(NodeIx, NodeIx)> {
     let rsc = &c.resources[p];
     if !rsc.is_primitive()
         || !rsc.managed
@@ -1110,12 +1141,7 @@ fn side(b: &Builder<'_>, r: RscIx, task: &str, first: bool) -> Vec<usize> {
     let c = b.c;
     let rsc = &c.resources[r];
     if rsc.is_primitive() {
-        let mut v = b.of(r, task);
-        if task == "start" && first {
-            // A migration completes at migrate_from / the pseudo start.
-            v.retain(|_| true);
-        }
-        return v;
+        return b.of(r, task);
     }
     let id = &rsc.id;
     if first {
@@ -1210,7 +1236,10 @@ fn orders(b: &mut Builder<'_>) {
             o.then,
             o.then_action.as_str(),
         )];
-        if o.symmetrical {
+        // A migrating `then` stops only after its migrate_from, which already follows
+        // `first`: Pacemaker drops the inverse order (it would be a cycle).
+        let then_migrates = !b.of(o.then, "migrate_to").is_empty();
+        if o.symmetrical && !then_migrates {
             if let (Some(fi), Some(ti)) = (invert(&o.first_action), invert(&o.then_action)) {
                 pairs.push((o.then, ti, o.first, fi));
             }
@@ -1248,6 +1277,24 @@ fn orders(b: &mut Builder<'_>) {
             }
             if fa == "stop" && ta == "stop" {
                 b.probes_before(f, &ts);
+            }
+            // A migrating `then` starts with migrate_to: it waits for the first's
+            // migrate_from (both migrating) or start.
+            if fa == "start" && ta == "start" && c.resources[t].is_primitive() {
+                let to = b.of(t, "migrate_to");
+                if !to.is_empty() {
+                    let from = b.of(f, "migrate_from");
+                    let before = if from.is_empty() {
+                        b.of(f, "start")
+                    } else {
+                        from
+                    };
+                    for &x in &before {
+                        for &y in &to {
+                            b.edge(x, y);
+                        }
+                    }
+                }
             }
         }
     }
