@@ -970,6 +970,10 @@ fn clones(b: &mut Builder<'_>) {
             }
             present.insert(task, (begin, end));
         }
+        // Probes of the instances come before the clone counts as stopped.
+        if let Some(&(_, stopped)) = present.get("stop") {
+            b.probes_before(cl, &[stopped]);
+        }
         // Internal orderings: (first done, then begin).
         let internal = [
             ("stop", "start"),
@@ -1180,6 +1184,38 @@ fn per_node(b: &Builder<'_>, cl: RscIx, task: &str, first: bool) -> Vec<(NodeIx,
 
 fn orders(b: &mut Builder<'_>) {
     let c = b.c;
+    // -INFINITY colocations of primitives: on a node, what leaves it (stop) or is
+    // looked for there (probe) comes before the other starts there.
+    for col in &c.colocations {
+        if col.score > -super::score::INFINITY
+            || !c.resources[col.dependent].is_primitive()
+            || !c.resources[col.primary].is_primitive()
+        {
+            continue;
+        }
+        for (x, y) in [(col.dependent, col.primary), (col.primary, col.dependent)] {
+            let starts = b.of(y, "start");
+            let befores: Vec<usize> = b
+                .by_rsc
+                .get(&x)
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|&i| {
+                            b.actions[i].task == "stop" || b.actions[i].target_rc == Some(7)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for &s in &starts {
+                for &x in &befores {
+                    if b.host.get(&x).is_some() && b.host.get(&x) == b.actions[s].node.as_ref() {
+                        b.edge(x, s);
+                    }
+                }
+            }
+        }
+    }
     // -INFINITY colocations involving the promoted role order the loss of one role
     // before the gain of the other (Pacemaker's anti_colocation_order).
     for col in &c.colocations {
