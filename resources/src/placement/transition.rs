@@ -1209,7 +1209,7 @@ fn orders(b: &mut Builder<'_>) {
                 .unwrap_or_default();
             for &s in &starts {
                 for &x in &befores {
-                    if b.host.get(&x).is_some() && b.host.get(&x) == b.actions[s].node.as_ref() {
+                    if b.host.contains_key(&x) && b.host.get(&x) == b.actions[s].node.as_ref() {
                         b.edge(x, s);
                     }
                 }
