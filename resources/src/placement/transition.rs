@@ -1282,7 +1282,20 @@ fn orders(b: &mut Builder<'_>) {
         }
         if o.kind == OrderKind::Mandatory && o.first_action == "start" && o.then_action == "start" {
             let stops = b.stops_of(o.then);
-            b.probes_before(o.first, &stops);
+            if c.resources[o.first].is_clone() && c.resources[o.then].is_clone() {
+                // Clone instances: only the probe on the node of the stop.
+                for pr in b.probes_of(o.first) {
+                    for &st in &stops {
+                        if b.actions[pr].node.is_some()
+                            && b.actions[pr].node == b.host.get(&st).copied()
+                        {
+                            b.edge(pr, st);
+                        }
+                    }
+                }
+            } else {
+                b.probes_before(o.first, &stops);
+            }
         }
         for (f, fa, t, ta) in pairs {
             let interleave = c.resources[f].is_clone()
