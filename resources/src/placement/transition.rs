@@ -970,6 +970,28 @@ fn clones(b: &mut Builder<'_>) {
             }
             present.insert(task, (begin, end));
         }
+        // ordered=true: instances start one after the other, stop in reverse.
+        if truthy(c.resources[cl].meta.get("ordered")) {
+            for (task, rev) in [("start", false), ("stop", true)] {
+                let mut seq: Vec<RscIx> = insts.clone();
+                if rev {
+                    seq.reverse();
+                }
+                let mut prev: Vec<usize> = Vec::new();
+                for i in seq {
+                    let (then_side, first_side) = instance_anchor(b, i, task);
+                    if then_side.is_empty() {
+                        continue;
+                    }
+                    for &p in &prev {
+                        for &x in &then_side {
+                            b.edge(p, x);
+                        }
+                    }
+                    prev = first_side;
+                }
+            }
+        }
         // Probes of the instances come before the clone counts as stopped.
         if let Some(&(_, stopped)) = present.get("stop") {
             b.probes_before(cl, &[stopped]);
