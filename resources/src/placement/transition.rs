@@ -882,12 +882,15 @@ fn groups(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         if let (Some((_, stopped)), Some((st, _))) = (stop, start) {
             b.edge(stopped, st);
         }
-        for w in members.windows(2) {
-            let (m0, m1) = (w[0], w[1]);
-            let s1 = b.stops_of(m1);
-            b.probes_before(m0, &s1);
-            let s0 = b.stops_of(m0);
-            b.probes_before(m1, &s0);
+        for (i, &m0) in members.iter().enumerate() {
+            for &m1 in &members[i + 1..] {
+                let s1 = b.stops_of(m1);
+                b.probes_before(m0, &s1);
+            }
+            if let Some(&m1) = members.get(i + 1) {
+                let s0 = b.stops_of(m0);
+                b.probes_before(m1, &s0);
+            }
         }
         if let Some((_, stopped)) = stop {
             for &m in &members {
