@@ -689,7 +689,9 @@ fn cancels(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) {
                     .iter()
                     .filter(|o| o.name == "monitor" && o.interval_ms == *iv)
                     .collect();
-                same.len() == 1 && same[0].role == old_role
+                same.len() == 1
+                    && (same[0].role == old_role
+                        || (same[0].role == Role::Unknown && old_role == Role::Unpromoted))
             })
             .collect();
         ivs.sort_unstable();
@@ -771,7 +773,9 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         }
         let Some(t) = target else { continue };
         let matches_role = match op.role {
-            Role::Unknown => true,
+            // A monitor without a role, on a promotable resource, is the unpromoted
+            // one (the promoted instance reports rc 8 to it).
+            Role::Unknown => !promotable || next != Role::Promoted,
             Role::Promoted => next == Role::Promoted,
             Role::Unpromoted => promotable && next != Role::Promoted,
             Role::Started => !promotable && next != Role::Promoted,
