@@ -534,14 +534,17 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
             }
             // Interleaved clones: an instance restarts only for the first clone's
             // instance on its own node.
+            // Interleaved clones, and anything after a clone that is not a clone
+            // itself: only a change of the first clone's instance on the same node
+            // restarts it.
             let interleave = c.resources[o.first].is_clone()
-                && matches!(
+                && (matches!(
                     c.resources[o.then].kind,
                     Kind::Clone {
                         interleave: true,
                         ..
                     }
-                );
+                ) || !c.resources[o.then].is_clone());
             for p in prims(o.then) {
                 if interleave {
                     let here = a.node[p];
