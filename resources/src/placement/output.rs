@@ -434,6 +434,19 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
                     push(&mut out, verb, format!("{} -> {}", name(cn), name(t)));
                 }
             }
+            (Some(cn), Some(t)) if rsc.running_on.len() > 1 && rsc.running_on.contains(&t) => {
+                // Active on several nodes: stopped everywhere, started again here.
+                let _ = cn;
+                push(&mut out, "Restart", name(t));
+            }
+            (Some(cn), Some(_)) if restart[r] && cur_role != next_role => {
+                // A restart that also changes the role is one line.
+                push(
+                    &mut out,
+                    "Restart",
+                    format!("{} -> {} {}", cur_role.name(), next_role.name(), name(cn)),
+                );
+            }
             (Some(cn), Some(_)) => {
                 if rsc.failed {
                     if cur_role != next_role {
@@ -462,7 +475,9 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
         }
     }
     for (p, &r) in restart.iter().enumerate() {
-        if r {
+        let role_changes =
+            display_role(c, p, c.resources[p].role) != display_role(c, p, a.next_role[p]);
+        if r && !role_changes {
             if let Some(nd) = a.node[p] {
                 out.push(Action {
                     verb: "Restart".into(),
