@@ -872,7 +872,9 @@ fn groups(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
         let all_run = members.iter().all(|&m| {
             !c.resources[m].managed || (b.a.node[m].is_some() && b.a.next_role[m] != Role::Stopped)
         });
-        let start = if has_start || (has_stop && will_run && disabled_stop) {
+        let start = if has_start
+            || (has_stop && will_run && disabled_stop && c.resources[g].parent.is_none())
+        {
             let (st, running) = anchor(b, "start", false);
             if !all_run {
                 // A member that cannot start makes `running` unrunnable: Pacemaker
