@@ -1841,6 +1841,26 @@ mod tests {
     }
 
     #[test]
+    fn malformed_graphs_are_errors_not_panics() {
+        let bad = [
+            "",
+            "<transition_graph>",
+            "<transition_graph><synapse><action_set><rsc_op operation_key=\"x\"/></action_set></synapse></transition_graph>",
+            "<transition_graph><synapse><action_set><rsc_op id=\"1\"/></action_set></synapse></transition_graph>",
+            "<a b=\"&bogus;\"/>",
+            "<<<>>>",
+            "<transition_graph><synapse><inputs><trigger><rsc_op id=\"9\"/></trigger></inputs></synapse></transition_graph>",
+        ];
+        for text in bad {
+            let _ = GraphSummary::from_pacemaker_xml(text);
+        }
+        // Inputs naming actions that are not in the graph are dropped.
+        let g = GraphSummary::from_pacemaker_xml(bad[6]).expect("parses");
+        assert!(g.actions.is_empty() && g.edges.is_empty());
+        assert!(GraphSummary::from_pacemaker_xml(bad[3]).is_err());
+    }
+
+    #[test]
     fn a_cycle_has_no_order() {
         let act = |k: &str| GraphAction {
             key: k.into(),
