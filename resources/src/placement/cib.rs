@@ -345,6 +345,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         anon_history: Vec::new(),
         no_promote: Vec::new(),
         status_order: Vec::new(),
+        orphan_history: Vec::new(),
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
 
@@ -895,6 +896,7 @@ fn unpack_status(
                     }
                     // Orphan: in the status but not in the configuration.
                     if !active {
+                        c.orphan_history.push((nix, rid.to_string()));
                         continue;
                     }
                     let ix = match by_id.get(rid) {

@@ -75,7 +75,11 @@ fn validate(c: &Cluster) -> Result<(), Error> {
                 "parent or child index out of range".into(),
             ));
         }
-        if rsc.running_on.iter().any(|&nd| nd >= n) || rsc.failcount.keys().any(|&nd| nd >= n) {
+        if rsc.running_on.iter().any(|&nd| nd >= n)
+            || rsc.failcount.keys().any(|&nd| nd >= n)
+            || rsc.known_on.iter().any(|&nd| nd >= n)
+            || rsc.monitors_on.iter().any(|&(nd, _)| nd >= n)
+        {
             return Err(bad("resource", &rsc.id, "node index out of range".into()));
         }
     }
@@ -104,6 +108,7 @@ fn validate(c: &Cluster) -> Result<(), Error> {
     if c.anon_history.iter().any(|h| h.0 >= n || h.1 >= r)
         || c.no_promote.iter().any(|&x| x >= r)
         || c.status_order.iter().any(|&x| x >= n)
+        || c.orphan_history.iter().any(|h| h.0 >= n)
     {
         return Err(bad("status", "", "index out of range".into()));
     }

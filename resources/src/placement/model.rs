@@ -358,6 +358,10 @@ pub struct Cluster {
     pub no_promote: Vec<RscIx>,
     /// Nodes in the order of their `<node_state>` entries (others after).
     pub status_order: Vec<NodeIx>,
+    /// Histories of resources no longer configured and not active: (node, history
+    /// id). Pacemaker deletes them (`<id>_delete_0` in the transition).
+    #[serde(default)]
+    pub orphan_history: Vec<(NodeIx, String)>,
 }
 
 impl Cluster {

@@ -617,6 +617,21 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         let _ = rsc;
     }
 
+    // The history of what is no longer configured (and not active) is deleted.
+    if c.options.stop_orphan_resources {
+        for (n, id) in &c.orphan_history {
+            if c.nodes[*n].online && !c.nodes[*n].unclean {
+                b.add(
+                    format!("{id}_delete_0"),
+                    "delete",
+                    0,
+                    None,
+                    Some(*n),
+                    ActionKind::Resource,
+                );
+            }
+        }
+    }
     groups(&mut b, &plans);
     clones(&mut b);
     for (pr, top) in top_probes {
