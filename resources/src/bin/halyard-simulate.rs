@@ -1,7 +1,8 @@
 //! `halyard-simulate`: run halyard's placement solver on a Pacemaker CIB.
 //!
 //! ```text
-//! halyard-simulate [-t DATE] CIB.xml               # status, transition summary, revised status
+//! halyard-simulate [-t DATE] CIB.xml               # status, transition summary, executed actions, revised status
+//! halyard-simulate [-t DATE] --graph OUT.xml CIB.xml  # also write the transition graph (Pacemaker's XML form)
 //! halyard-simulate [-t DATE] --placement CIB.xml   # normalised placement TSV
 //! halyard-simulate [-t DATE] --explain RSC CIB.xml # why RSC is where it is
 //! halyard-simulate --to-toml CIB.xml                # the model as halyard's TOML
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: halyard-simulate [-t DATE] [--placement | --explain RSC | --to-toml] CIB.xml|CONFIG.toml"
+        "usage: halyard-simulate [-t DATE] [--graph OUT.xml] [--placement | --explain RSC | --to-toml] CIB.xml|CONFIG.toml"
     );
     ExitCode::from(2)
 }
@@ -27,10 +28,15 @@ fn main() -> ExitCode {
     let mut explain: Option<String> = None;
     let mut now: Option<i64> = None;
     let mut file: Option<String> = None;
+    let mut graph_out: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--placement" => placement_only = true,
             "--to-toml" => to_toml = true,
+            "--graph" | "-G" => match args.next() {
+                Some(f) => graph_out = Some(f),
+                None => return usage(),
+            },
             "--explain" => match args.next() {
                 Some(r) => explain = Some(r),
                 None => return usage(),
@@ -85,6 +91,12 @@ fn main() -> ExitCode {
         };
     }
     let out = placement::schedule(&cluster);
+    if let Some(g) = &graph_out {
+        if let Err(e) = std::fs::write(g, out.transition.to_pacemaker_xml(&cluster)) {
+            eprintln!("halyard-simulate: cannot write {g}: {e}");
+            return ExitCode::from(1);
+        }
+    }
     if let Some(r) = explain {
         match out.explain(&cluster, &r) {
             Some(t) => print!("{t}"),

@@ -4,8 +4,11 @@
 //! so far (VmHWM). Run one file per process to attribute peak RSS to one size.
 //!
 //! ```text
-//! placement-bench [-n N] [--placement OUT.tsv] CIB.xml...
+//! placement-bench [-n N] [--no-graph] [--placement OUT.tsv] CIB.xml...
 //! ```
+//!
+//! `--no-graph` skips building the transition graph (the summary is still made), to
+//! measure what the graph costs.
 #![deny(unsafe_code)]
 
 use halyard_resources::placement;
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let mut reps = 3usize;
     let mut files = Vec::new();
     let mut placement_out: Option<String> = None;
+    let mut graph = true;
     while let Some(a) = args.next() {
         match a.as_str() {
             "-n" => match args.next().and_then(|v| v.parse().ok()) {
@@ -44,11 +48,12 @@ fn main() -> ExitCode {
                 }
             },
             "--placement" => placement_out = args.next(),
+            "--no-graph" => graph = false,
             _ => files.push(a),
         }
     }
     if files.is_empty() {
-        eprintln!("usage: placement-bench [-n N] [--placement OUT.tsv] CIB.xml...");
+        eprintln!("usage: placement-bench [-n N] [--no-graph] [--placement OUT.tsv] CIB.xml...");
         return ExitCode::from(2);
     }
     println!("file\treps\tbest_wall_s\tmean_wall_s\tcpu_s_per_rep\tpeak_rss_mb\trows");
@@ -77,7 +82,7 @@ fn main() -> ExitCode {
             if std::env::var("HALYARD_BENCH_MEM").is_ok() {
                 eprintln!("after parse: peak {:.1} MB", peak_rss_mb().unwrap_or(0.0));
             }
-            let out = placement::schedule(&cluster);
+            let out = placement::schedule_with(&cluster, graph);
             let dt = t.elapsed().as_secs_f64();
             rows = out.placement.len();
             tsv = out.placement_tsv();

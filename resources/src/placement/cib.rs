@@ -183,6 +183,8 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         },
         maintenance_mode: prop("maintenance-mode").map(truthy).unwrap_or(false),
         stop_all_resources: prop("stop-all-resources").map(truthy).unwrap_or(false),
+        startup_probes: prop("enable-startup-probes").map(truthy).unwrap_or(true),
+        concurrent_fencing: prop("concurrent-fencing").map(truthy).unwrap_or(false),
     };
 
     // --- nodes ---
@@ -212,6 +214,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
                 shutdown: false,
                 attrs,
                 capacity,
+                unclean_reason: None,
             });
         }
     }
@@ -247,8 +250,13 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         if options.stonith_enabled {
             if in_ccm && crmd && join == "member" {
                 node.online = true;
-            } else if (!in_ccm && join != "down" || in_ccm && !crmd) && expected == "member" {
+            } else if (!in_ccm || !crmd) && expected == "member" {
                 node.unclean = true;
+                node.unclean_reason = Some(if in_ccm {
+                    "peer process is no longer available".into()
+                } else {
+                    "peer is no longer part of the cluster".into()
+                });
             }
         } else {
             node.online = in_ccm && crmd && join == "member";
@@ -264,6 +272,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         if !seen[ix] && options.stonith_enabled {
             // Never seen: unclean (startup fencing) but offline either way.
             node.unclean = true;
+            node.unclean_reason = Some("node is unclean".into());
         }
         node.standby = node
             .attrs
@@ -336,6 +345,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
         anon_history: Vec::new(),
         no_promote: Vec::new(),
         status_order: Vec::new(),
+        orphan_history: Vec::new(),
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
 
@@ -446,6 +456,9 @@ impl<'a> Builder<'a> {
             stop_on_fail: false,
             history_name: None,
             failed_stop: Vec::new(),
+            ops: Vec::new(),
+            known_on: Vec::new(),
+            monitors_on: Vec::new(),
         });
         let ix = self.resources.len() - 1;
         if let Some(p) = parent {
@@ -492,6 +505,7 @@ impl<'a> Builder<'a> {
                     }
                 }
                 self.ops.insert(ix, conf);
+                self.resources[ix].ops = op_defs(self.ids, e);
                 Ok(Some(ix))
             }
             "group" => {
@@ -568,6 +582,27 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The `<op>` definitions of primitive `e`.
+fn op_defs(ids: &Ids<'_>, e: &Element) -> Vec<OpDef> {
+    let Some(ops) = e.kid("operations") else {
+        return Vec::new();
+    };
+    ops.kids("op")
+        .map(|op| ids.resolve(op))
+        .filter(|op| op.attr("enabled").map(truthy).unwrap_or(true))
+        .filter_map(|op| {
+            Some(OpDef {
+                name: op.attr("name")?.to_string(),
+                interval_ms: op.attr("interval").and_then(parse_interval_ms).unwrap_or(0),
+                role: op
+                    .attr("role")
+                    .and_then(Role::parse)
+                    .unwrap_or(Role::Unknown),
+            })
+        })
+        .collect()
+}
+
 fn on_fail_for(conf: Option<&OpConf>, task: &str, interval: i64, stonith: bool) -> String {
     if let Some(c) = conf {
         for (t, iv, of) in &c.on_fail {
@@ -596,7 +631,7 @@ fn unpack_status(
     ops_conf: &HashMap<RscIx, OpConf>,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
-    let mut fence_nodes: Vec<NodeIx> = Vec::new();
+    let mut fence_nodes: Vec<(NodeIx, String)> = Vec::new();
     let mut by_id: HashMap<String, RscIx> = HashMap::new();
     let mut clone_child_base: HashMap<String, RscIx> = HashMap::new();
     for (i, r) in c.resources.iter().enumerate() {
@@ -629,6 +664,11 @@ fn unpack_status(
             continue;
         };
         let Some(lrm) = ns.kid("lrm") else { continue };
+        if !stonith && !c.nodes[nix].online && !c.nodes[nix].unclean {
+            // Without fencing, a node that is down is taken as cleanly down: what
+            // its history says ran there is not running (crm_simulate 2.1.5 agrees).
+            continue;
+        }
         let Some(lrs) = lrm.kid("lrm_resources") else {
             continue;
         };
@@ -856,6 +896,7 @@ fn unpack_status(
                     }
                     // Orphan: in the status but not in the configuration.
                     if !active {
+                        c.orphan_history.push((nix, rid.to_string()));
                         continue;
                     }
                     let ix = match by_id.get(rid) {
@@ -894,6 +935,9 @@ fn unpack_status(
                                 stop_on_fail: false,
                                 history_name: None,
                                 failed_stop: Vec::new(),
+                                ops: Vec::new(),
+                                known_on: Vec::new(),
+                                monitors_on: Vec::new(),
                             });
                             let i = c.resources.len() - 1;
                             c.top.push(i);
@@ -904,8 +948,19 @@ fn unpack_status(
                     ix
                 }
             };
+            // A node that will be fenced resolves any failure there (its resources
+            // are stopped by the fencing): on-fail=block does not block.
+            let node_fenced = stonith && c.nodes[nix].unclean;
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
+            if !r.known_on.contains(&nix) {
+                r.known_on.push(nix);
+            }
+            for op in &ops {
+                if op.task == "monitor" && op.interval > 0 && op.status != 1 {
+                    r.monitors_on.push((nix, op.interval));
+                }
+            }
             if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
             }
@@ -920,12 +975,12 @@ fn unpack_status(
             }
             if active {
                 match on_fail.as_deref() {
-                    Some("block") => {
+                    Some("block") if !node_fenced => {
                         r.blocked = true;
                         r.managed = false;
                     }
                     Some("stop") => r.stop_on_fail = true,
-                    Some("fence") if failed_stop => fence_nodes.push(nix),
+                    Some("fence") if failed_stop => fence_nodes.push((nix, r.id.clone())),
                     _ => {}
                 }
                 if !r.running_on.contains(&nix) {
@@ -945,8 +1000,12 @@ fn unpack_status(
             }
         }
     }
-    for nix in fence_nodes {
-        c.nodes[nix].unclean = true;
+    for (nix, rsc) in fence_nodes {
+        let node = &mut c.nodes[nix];
+        if !node.unclean {
+            node.unclean_reason = Some(format!("{rsc} failed there"));
+        }
+        node.unclean = true;
     }
     // Fail counts from transient attributes.
     let names: Vec<(RscIx, String, String)> = c
@@ -1026,6 +1085,8 @@ fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) ->
     r.history_name = None;
     r.failed_stop = Vec::new();
     r.hard_bans = Vec::new();
+    r.known_on = Vec::new();
+    r.monitors_on = Vec::new();
     c.resources.push(r);
     let ix = c.resources.len() - 1;
     let kids = c.resources[src].children.clone();
@@ -1371,6 +1432,7 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
             Effect::BanAndFence => {
                 for &nd in &running {
                     c.nodes[nd].unclean = true;
+                    c.nodes[nd].unclean_reason = Some("deadman ticket was lost".into());
                 }
                 ban = (0..n).map(|x| (x, -score::INFINITY)).collect();
             }

@@ -23,11 +23,13 @@ pub mod model;
 pub mod output;
 pub mod rules;
 pub mod score;
+pub mod transition;
 pub mod xml;
 
 pub use alloc::{Assignment, Contribution};
 pub use model::{Cluster, Role};
 pub use output::{Action, Outcome, Row};
+pub use transition::{GraphSummary, Transition};
 
 use crate::Error;
 
@@ -73,7 +75,11 @@ fn validate(c: &Cluster) -> Result<(), Error> {
                 "parent or child index out of range".into(),
             ));
         }
-        if rsc.running_on.iter().any(|&nd| nd >= n) || rsc.failcount.keys().any(|&nd| nd >= n) {
+        if rsc.running_on.iter().any(|&nd| nd >= n)
+            || rsc.failcount.keys().any(|&nd| nd >= n)
+            || rsc.known_on.iter().any(|&nd| nd >= n)
+            || rsc.monitors_on.iter().any(|&(nd, _)| nd >= n)
+        {
             return Err(bad("resource", &rsc.id, "node index out of range".into()));
         }
     }
@@ -102,14 +108,22 @@ fn validate(c: &Cluster) -> Result<(), Error> {
     if c.anon_history.iter().any(|h| h.0 >= n || h.1 >= r)
         || c.no_promote.iter().any(|&x| x >= r)
         || c.status_order.iter().any(|&x| x >= n)
+        || c.orphan_history.iter().any(|h| h.0 >= n)
     {
         return Err(bad("status", "", "index out of range".into()));
     }
     Ok(())
 }
 
-/// Compute the target placement and the transition for `cluster`.
+/// Compute the target placement and the transition (summary and graph) for `cluster`.
 pub fn schedule(cluster: &Cluster) -> Outcome {
-    let assignment = alloc::Solver::new(cluster).run();
-    output::outcome(cluster, assignment)
+    schedule_with(cluster, true)
+}
+
+/// [`schedule`], building the transition graph only when `graph` is true (the
+/// summary is always computed); for measuring what the graph costs.
+pub fn schedule_with(cluster: &Cluster, graph: bool) -> Outcome {
+    let mut assignment = alloc::Solver::new(cluster).run();
+    transition::apply_fencing_requirements(cluster, &mut assignment);
+    output::outcome(cluster, assignment, graph)
 }

@@ -101,6 +101,17 @@ pub struct Options {
     pub maintenance_mode: bool,
     /// `stop-all-resources`.
     pub stop_all_resources: bool,
+    /// `enable-startup-probes` (default true): probe resources on nodes without
+    /// history for them.
+    #[serde(default = "default_true")]
+    pub startup_probes: bool,
+    /// `concurrent-fencing` (default false in 2.1.5): fence several nodes at once.
+    #[serde(default)]
+    pub concurrent_fencing: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A cluster node.
@@ -124,6 +135,10 @@ pub struct Node {
     pub attrs: BTreeMap<String, String>,
     /// Utilization capacity.
     pub capacity: BTreeMap<String, i64>,
+    /// Why the node is unclean, as crm_simulate prints it in the Fence line
+    /// (e.g. `peer is no longer part of the cluster`).
+    #[serde(default)]
+    pub unclean_reason: Option<String>,
 }
 
 impl Node {
@@ -220,6 +235,26 @@ pub struct Resource {
     /// Nodes where the resource's operation history says a failed stop happened
     /// (the resource is blocked there without fencing).
     pub failed_stop: Vec<NodeIx>,
+    /// Configured operations (`<op>`), for the transition graph's recurring monitors.
+    #[serde(default)]
+    pub ops: Vec<OpDef>,
+    /// Nodes with an operation history for this resource (no probe needed there).
+    #[serde(default)]
+    pub known_on: Vec<NodeIx>,
+    /// Recurring monitors the history shows on a node: (node, interval ms).
+    #[serde(default)]
+    pub monitors_on: Vec<(NodeIx, i64)>,
+}
+
+/// A configured operation of a primitive (`<op name interval role>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpDef {
+    /// `name` (`monitor`, `start`, ...).
+    pub name: String,
+    /// `interval` in milliseconds.
+    pub interval_ms: i64,
+    /// `role` (Unknown when not given).
+    pub role: Role,
 }
 
 impl Resource {
@@ -323,6 +358,10 @@ pub struct Cluster {
     pub no_promote: Vec<RscIx>,
     /// Nodes in the order of their `<node_state>` entries (others after).
     pub status_order: Vec<NodeIx>,
+    /// Histories of resources no longer configured and not active: (node, history
+    /// id). Pacemaker deletes them (`<id>_delete_0` in the transition).
+    #[serde(default)]
+    pub orphan_history: Vec<(NodeIx, String)>,
 }
 
 impl Cluster {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::alloc::{Assignment, Contribution};
 use super::model::*;
 use super::score;
+use super::transition::{self, Transition};
 
 /// One placement row: `path<TAB>role<TAB>node<TAB>flags`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,12 +35,32 @@ impl Row {
 /// One transition-summary action.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Action {
-    /// `Start`, `Stop`, `Move`, `Recover`, `Promote`, `Demote`.
+    /// `Start`, `Stop`, `Move`, `Migrate`, `Recover`, `Promote`, `Demote`, `Restart`,
+    /// `Fence`.
     pub verb: String,
-    /// Resource id (with instance number for clone instances).
+    /// Resource id (with instance number for clone instances); the node for `Fence`.
     pub rsc: String,
-    /// The parenthesised detail as crm_simulate prints it, e.g. `node1 -> node2`.
+    /// The parenthesised detail as crm_simulate prints it, e.g. `node1 -> node2`; the
+    /// reason for `Fence`.
     pub detail: String,
+}
+
+impl Action {
+    /// The summary line as `crm_simulate -S` prints it (without the leading `  * `),
+    /// `w` being the width of the resource column.
+    pub fn line(&self, w: usize) -> String {
+        if self.verb == "Fence" {
+            format!("Fence (reboot) {} '{}'", self.rsc, self.detail)
+        } else {
+            format!(
+                "{:<10} {:<w$}  ( {} )",
+                self.verb,
+                self.rsc,
+                self.detail,
+                w = w
+            )
+        }
+    }
 }
 
 /// Everything [`super::schedule`] computes.
@@ -51,6 +72,8 @@ pub struct Outcome {
     pub placement: Vec<Row>,
     /// The transition summary.
     pub actions: Vec<Action>,
+    /// The transition graph (actions and ordering edges).
+    pub transition: Transition,
     /// The raw assignment (scores and contributions), for explanations.
     pub assignment: Assignment,
 }
@@ -334,8 +357,19 @@ fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
     rows
 }
 
-fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
+fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
     let mut out = Vec::new();
+    for n in transition::fenced_nodes(c) {
+        let node = &c.nodes[n];
+        out.push(Action {
+            verb: "Fence".into(),
+            rsc: node.name.clone(),
+            detail: node
+                .unclean_reason
+                .clone()
+                .unwrap_or_else(|| "node is unclean".into()),
+        });
+    }
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() || !rsc.managed {
             continue;
@@ -377,7 +411,13 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
                 }
             }
             (Some(cn), Some(t)) if cn != t => {
-                let verb = if rsc.failed { "Recover" } else { "Move" };
+                let verb = if rsc.failed {
+                    "Recover"
+                } else if transition::migration(c, a, r, restart[r]).is_some() {
+                    "Migrate"
+                } else {
+                    "Move"
+                };
                 if cur_role == Role::Promoted || next_role == Role::Promoted {
                     push(
                         &mut out,
@@ -393,6 +433,19 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
                 } else {
                     push(&mut out, verb, format!("{} -> {}", name(cn), name(t)));
                 }
+            }
+            (Some(cn), Some(t)) if rsc.running_on.len() > 1 && rsc.running_on.contains(&t) => {
+                // Active on several nodes: stopped everywhere, started again here.
+                let _ = cn;
+                push(&mut out, "Restart", name(t));
+            }
+            (Some(cn), Some(_)) if restart[r] && cur_role != next_role => {
+                // A restart that also changes the role is one line.
+                push(
+                    &mut out,
+                    "Restart",
+                    format!("{} -> {} {}", cur_role.name(), next_role.name(), name(cn)),
+                );
             }
             (Some(cn), Some(_)) => {
                 if rsc.failed {
@@ -421,7 +474,19 @@ fn actions(c: &Cluster, a: &Assignment) -> Vec<Action> {
             }
         }
     }
-    restarts(c, a, &mut out);
+    for (p, &r) in restart.iter().enumerate() {
+        let role_changes =
+            display_role(c, p, c.resources[p].role) != display_role(c, p, a.next_role[p]);
+        if r && !role_changes {
+            if let Some(nd) = a.node[p] {
+                out.push(Action {
+                    verb: "Restart".into(),
+                    rsc: c.resources[p].id.clone(),
+                    detail: c.nodes[nd].name.clone(),
+                });
+            }
+        }
+    }
     out.sort();
     out
 }
@@ -440,7 +505,7 @@ fn changes(c: &Cluster, a: &Assignment, p: RscIx) -> bool {
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
 /// or restarts (for a clone `first`, when any instance starts or stops).
-fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
+fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     let n = c.resources.len();
     let mut restart = vec![false; n];
     let stays = |p: RscIx| {
@@ -468,6 +533,10 @@ fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
             }
             let first_changes = prims(o.first).iter().any(|&x| {
                 let rsc = &c.resources[x];
+                if transition::migration(c, a, x, restart[x]).is_some() {
+                    // A live migration does not restart what is ordered after it.
+                    return false;
+                }
                 let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
                 if c.resources[o.first].is_clone() {
                     moving(x, &restart)
@@ -478,7 +547,31 @@ fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
             if !first_changes {
                 continue;
             }
+            // Interleaved clones: an instance restarts only for the first clone's
+            // instance on its own node.
+            // Interleaved clones, and anything after a clone that is not a clone
+            // itself: only a change of the first clone's instance on the same node
+            // restarts it.
+            let interleave = c.resources[o.first].is_clone()
+                && (matches!(
+                    c.resources[o.then].kind,
+                    Kind::Clone {
+                        interleave: true,
+                        ..
+                    }
+                ) || !c.resources[o.then].is_clone());
             for p in prims(o.then) {
+                if interleave {
+                    let here = a.node[p];
+                    let local = prims(o.first).iter().any(|&x| {
+                        moving(x, &restart)
+                            && (c.resources[x].running_on.first().copied() == here
+                                || a.node[x] == here)
+                    });
+                    if !local {
+                        continue;
+                    }
+                }
                 if stays(p) && !restart[p] {
                     restart[p] = true;
                     changed = true;
@@ -505,24 +598,21 @@ fn restarts(c: &Cluster, a: &Assignment, out: &mut Vec<Action>) {
             break;
         }
     }
-    for (p, &r) in restart.iter().enumerate() {
-        if r {
-            if let Some(nd) = a.node[p] {
-                out.push(Action {
-                    verb: "Restart".into(),
-                    rsc: c.resources[p].id.clone(),
-                    detail: c.nodes[nd].name.clone(),
-                });
-            }
-        }
-    }
+    restart
 }
 
-pub(crate) fn outcome(c: &Cluster, a: Assignment) -> Outcome {
+pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
+    let restart = restarts(c, &a);
+    let transition = if with_graph {
+        transition::build(c, &a, &restart)
+    } else {
+        Transition::default()
+    };
     Outcome {
         initial: rows_initial(c),
         placement: rows_revised(c, &a),
-        actions: actions(c, &a),
+        actions: actions(c, &a, &restart),
+        transition,
         assignment: a,
     }
 }
@@ -569,16 +659,24 @@ impl Outcome {
         s.push_str("Current cluster status:\n");
         status_layout(&mut s, c, None);
         s.push_str("\nTransition Summary:\n");
-        let w = self.actions.iter().map(|a| a.rsc.len()).max().unwrap_or(0);
-        for a in &self.actions {
-            let _ = writeln!(
-                s,
-                "  * {:<10} {:<w$}  ( {} )",
-                a.verb,
-                a.rsc,
-                a.detail,
-                w = w
-            );
+        let w = self
+            .actions
+            .iter()
+            .filter(|a| a.verb != "Fence")
+            .map(|a| a.rsc.len())
+            .max()
+            .unwrap_or(0);
+        let fence_first = self
+            .actions
+            .iter()
+            .filter(|a| a.verb == "Fence")
+            .chain(self.actions.iter().filter(|a| a.verb != "Fence"));
+        for a in fence_first {
+            let _ = writeln!(s, "  * {}", a.line(w));
+        }
+        if !self.transition.actions.is_empty() {
+            s.push_str("\nExecuting Cluster Transition:\n");
+            s.push_str(&self.transition.executed_text(c));
         }
         s.push_str("\nRevised Cluster Status:\n");
         status_layout(&mut s, c, Some(&self.assignment));
@@ -596,7 +694,7 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
     };
     let _ = writeln!(s, "{}: {}", rsc.id, where_);
     if let Some(reason) = &a.stop_reason[r] {
-        if a.node[r].is_none() {
+        if a.node[r].is_none() || reason.starts_with("requires=fencing") {
             let _ = writeln!(s, "  reason: {reason}");
         }
     }
