@@ -10,6 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use super::ghash::{self, GHashLayout};
 use super::model::*;
 use super::score::{self, INFINITY};
 
@@ -80,6 +81,109 @@ pub(crate) struct Solver<'a> {
     location_role: Vec<(RscIx, NodeIx, i64)>,
     by_name: BTreeMap<String, NodeIx>,
     running_by_node: Vec<Vec<RscIx>>,
+    /// Nodes in Pacemaker's `data_set->nodes` order (`sort_node_uname`).
+    pcmk_nodes: Vec<NodeIx>,
+    /// GHashTable layouts of the allowed-node tables (see [`Layouts`]).
+    lay: Layouts,
+    /// The layout of each resource's allowed-node table.
+    layout_of: Vec<u32>,
+    /// Copies made by the `merge` in progress (`pcmk__copy_node_table` per level).
+    merge_copies: u32,
+    /// Each clone's children in assignment order (after `pcmk__cmp_instance`).
+    child_order: Vec<Vec<RscIx>>,
+}
+
+/// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
+/// resource's allowed nodes in `GHashTable` order, which depends on how the table was
+/// built (insertions, `pcmk__copy_node_table`). Tables with the same history share a
+/// layout, so this stays small.
+struct Layouts {
+    tables: Vec<GHashLayout>,
+    /// Iteration order of each layout.
+    orders: Vec<Vec<NodeIx>>,
+    copy_memo: BTreeMap<u32, u32>,
+    insert_memo: BTreeMap<(u32, NodeIx), u32>,
+    node_hash: Vec<u32>,
+}
+
+impl Layouts {
+    fn intern(&mut self, t: GHashLayout) -> u32 {
+        self.orders.push(t.iter().map(|k| k as NodeIx).collect());
+        self.tables.push(t);
+        (self.tables.len() - 1) as u32
+    }
+
+    fn copy(&mut self, l: u32) -> u32 {
+        if let Some(&c) = self.copy_memo.get(&l) {
+            return c;
+        }
+        let t = self.tables[l as usize].copy();
+        let c = if t == self.tables[l as usize] {
+            l
+        } else {
+            self.intern(t)
+        };
+        self.copy_memo.insert(l, c);
+        c
+    }
+
+    fn copies(&mut self, mut l: u32, k: u32) -> u32 {
+        for _ in 0..k {
+            let c = self.copy(l);
+            if c == l {
+                break;
+            }
+            l = c;
+        }
+        l
+    }
+
+    fn insert(&mut self, l: u32, nd: NodeIx) -> u32 {
+        if let Some(&c) = self.insert_memo.get(&(l, nd)) {
+            return c;
+        }
+        let mut t = self.tables[l as usize].clone();
+        let c = if t.insert(self.node_hash[nd], nd as u32) {
+            self.intern(t)
+        } else {
+            l
+        };
+        self.insert_memo.insert((l, nd), c);
+        c
+    }
+}
+
+/// Pacemaker 2.1.5's `sort_node_uname`: digit runs compare numerically (then by
+/// length), other characters case-insensitively.
+fn cmp_node_uname(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let ei = i + a[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let ej = j + b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let num = |s: &[u8]| -> u128 {
+                s.iter().fold(0u128, |n, c| {
+                    n.saturating_mul(10).saturating_add((c - b'0') as u128)
+                })
+            };
+            let (na, nb) = (num(&a[i..ei]), num(&b[j..ej]));
+            let o = na.cmp(&nb).then((ei - i).cmp(&(ej - j)));
+            if o != Ordering::Equal {
+                return o;
+            }
+            i = ei;
+            j = ej;
+        } else {
+            let o = a[i].to_ascii_lowercase().cmp(&b[j].to_ascii_lowercase());
+            if o != Ordering::Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (a.len() - i).min(1).cmp(&(b.len() - j).min(1))
 }
 
 fn node_available(node: &Node) -> bool {
@@ -132,7 +236,36 @@ impl<'a> Solver<'a> {
                 }
                 v
             },
+            pcmk_nodes: Vec::new(),
+            lay: Layouts {
+                tables: Vec::new(),
+                orders: Vec::new(),
+                copy_memo: BTreeMap::new(),
+                insert_memo: BTreeMap::new(),
+                node_hash: c
+                    .nodes
+                    .iter()
+                    .map(|nd| ghash::strcase_hash(&nd.id))
+                    .collect(),
+            },
+            layout_of: vec![0; r],
+            merge_copies: 0,
+            child_order: vec![Vec::new(); r],
         };
+        // g_list_insert_sorted by uname: equal names keep insertion order.
+        let mut order: Vec<NodeIx> = (0..n).collect();
+        order.sort_by(|&a, &b| cmp_node_uname(&c.nodes[a].name, &c.nodes[b].name));
+        s.pcmk_nodes = order;
+        // Every table starts empty; a symmetric cluster inserts every node in
+        // data_set->nodes order ("symmetric_default").
+        let empty = s.lay.intern(GHashLayout::new());
+        let mut l = empty;
+        if c.options.symmetric {
+            for k in 0..n {
+                l = s.lay.insert(l, s.pcmk_nodes[k]);
+            }
+        }
+        s.layout_of = vec![l; r];
         // Utilization keys, interned.
         let mut keys: Vec<String> = c
             .nodes
@@ -259,7 +392,8 @@ impl<'a> Solver<'a> {
         match node {
             Some(nd) => self.node_score(r, nd, score),
             None => {
-                for nd in 0..self.n {
+                for k in 0..self.n {
+                    let nd = self.pcmk_nodes[k];
                     self.node_score(r, nd, score);
                 }
             }
@@ -270,6 +404,9 @@ impl<'a> Solver<'a> {
         for k in 0..self.c.resources[r].children.len() {
             let ch = self.c.resources[r].children[k];
             self.node_score(ch, nd, score);
+        }
+        if self.allowed[r][nd].is_none() {
+            self.layout_of[r] = self.lay.insert(self.layout_of[r], nd);
         }
         let e = &mut self.allowed[r][nd];
         *e = Some(score::add(e.unwrap_or(0), score));
@@ -314,6 +451,9 @@ impl<'a> Solver<'a> {
         for &(nd, sc) in entries {
             if sc != 0 {
                 self.note(r, Some(nd), sc, id);
+            }
+            if self.allowed[r][nd].is_none() {
+                self.layout_of[r] = self.lay.insert(self.layout_of[r], nd);
             }
             let e = &mut self.allowed[r][nd];
             *e = Some(score::add(e.unwrap_or(0), sc));
@@ -550,6 +690,9 @@ impl<'a> Solver<'a> {
             return nodes;
         }
         self.merging[r] = true;
+        let entry_copies = self.merge_copies;
+        // pcmk__copy_node_table of the incoming table.
+        self.merge_copies += 1;
         let mut flags = flags;
         let mut work: Table = if flags.init {
             flags.init = false;
@@ -587,6 +730,7 @@ impl<'a> Solver<'a> {
             }
         } else if flags.rollback {
             self.merging[r] = false;
+            self.merge_copies = entry_copies;
             return nodes;
         }
         if flags.positive {
@@ -606,8 +750,34 @@ impl<'a> Solver<'a> {
 
     // ---------------------------------------------------------------- sorting
 
-    fn sorted_nodes(&self, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
-        let mut v: Vec<NodeIx> = (0..self.n).filter(|&nd| table[nd].is_some()).collect();
+    /// `r`'s allowed nodes in `GHashTableIter` order.
+    fn iter_order(&self, r: RscIx, table: &Table) -> Vec<NodeIx> {
+        let mut v: Vec<NodeIx> = self.lay.orders[self.layout_of[r] as usize]
+            .iter()
+            .copied()
+            .filter(|&nd| table[nd].is_some())
+            .collect();
+        if v.len() != table.iter().filter(|w| w.is_some()).count() {
+            // Entries the layout does not know (not expected): append them in
+            // data_set->nodes order.
+            let mut seen = vec![false; self.n];
+            for &nd in &v {
+                seen[nd] = true;
+            }
+            for &nd in &self.pcmk_nodes {
+                if table[nd].is_some() && !seen[nd] {
+                    v.push(nd);
+                }
+            }
+        }
+        v
+    }
+
+    /// `pcmk__sort_nodes(g_hash_table_get_values(r->allowed_nodes), prefer)`: the
+    /// values list is the reverse of the iteration order (each one is prepended).
+    fn sorted_nodes(&self, r: RscIx, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
+        let mut v = self.iter_order(r, table);
+        v.reverse();
         merge_sort(&mut v, &mut |a, b| self.cmp_nodes(a, b, table, prefer));
         v
     }
@@ -740,6 +910,7 @@ impl<'a> Solver<'a> {
             } else {
                 None
             };
+        let archive_layout = self.layout_of[r];
         let primary = col.primary;
         if self.provisional[primary] {
             self.assign(primary, None);
@@ -748,6 +919,7 @@ impl<'a> Solver<'a> {
         if let Some(a) = archive {
             if !self.any_available(&self.allowed[r]) {
                 self.allowed[r] = a;
+                self.layout_of[r] = self.lay.copy(archive_layout);
             }
         }
     }
@@ -840,6 +1012,7 @@ impl<'a> Solver<'a> {
                 }
             }
             self.allowed[r] = work;
+            self.layout_of[r] = self.lay.copy(self.layout_of[r]);
         }
     }
 
@@ -868,7 +1041,11 @@ impl<'a> Solver<'a> {
             "colocation {} with {}",
             col.id, self.c.resources[primary].id
         );
-        let children = self.c.resources[primary].children.clone();
+        let children = if self.child_order[primary].is_empty() {
+            self.c.resources[primary].children.clone()
+        } else {
+            self.child_order[primary].clone()
+        };
         if col.primary_role != Role::Unknown {
             let mut affected = Vec::new();
             for &ch in &children {
@@ -905,7 +1082,7 @@ impl<'a> Solver<'a> {
             );
         if interleave {
             // Pair with the primary instance on the dependent's best node.
-            let order = self.sorted_nodes(&self.allowed[dep].clone(), None);
+            let order = self.sorted_nodes(dep, &self.allowed[dep].clone(), None);
             let mut found = None;
             for nd in order {
                 if let Some(&ch) = children
@@ -959,6 +1136,7 @@ impl<'a> Solver<'a> {
             rollback: true,
             positive,
         };
+        self.merge_copies = 0;
         let out = self.merge(
             col.dependent,
             Some(self.allowed[r].clone()),
@@ -979,6 +1157,7 @@ impl<'a> Solver<'a> {
                 }
             }
             self.allowed[r] = t;
+            self.layout_of[r] = self.lay.copies(self.layout_of[r], self.merge_copies);
         }
     }
 
@@ -1062,7 +1241,7 @@ impl<'a> Solver<'a> {
         }
         let mut any = false;
         let mut most: Option<NodeIx> = None;
-        for nd in 0..self.n {
+        for nd in self.iter_order(r, &self.allowed[r]) {
             let Some(w) = self.allowed[r][nd] else {
                 continue;
             };
@@ -1086,8 +1265,12 @@ impl<'a> Solver<'a> {
                 self.note(r, Some(nd), -INFINITY, "insufficient utilization capacity");
             }
         }
-        let _ = most;
-        None
+        // Only when no node can take the resource with its colocated ones.
+        if any {
+            None
+        } else {
+            most
+        }
     }
 
     fn assign_primitive(&mut self, r: RscIx, prefer: Option<NodeIx>) -> Option<NodeIx> {
@@ -1151,7 +1334,7 @@ impl<'a> Solver<'a> {
         }
         let current = self.c.resources[r].running_on.first().copied();
         let table = self.allowed[r].clone();
-        let nodes = self.sorted_nodes(&table, current);
+        let nodes = self.sorted_nodes(r, &table, current);
         let best = nodes.first().copied();
         let mut chosen = None;
         if let (Some(p), Some(b)) = (prefer, best) {
@@ -1401,13 +1584,11 @@ impl<'a> Solver<'a> {
             let ci = self.with_this[cl][k];
             self.add_dependent_scores(cl, ci, true);
         }
-        // Instance order: active (on a usable node) first, failed last.
+        // Instance order: `rsc->children = g_list_sort(rsc->children,
+        // pcmk__cmp_instance)`; the clone keeps its children in that order.
         let mut order = children.clone();
-        order.sort_by_key(|&ch| {
-            let cur = self.current_node(ch);
-            let can = cur.map(|nd| node_available(self.node(nd))).unwrap_or(false);
-            (!can, cur.is_none(), self.is_failed(ch))
-        });
+        merge_sort(&mut order, &mut |a, b| self.cmp_instance(cl, a, b));
+        self.child_order[cl] = order.clone();
         self.distribute(cl, &order, max, node_max);
         if promotable {
             self.set_roles(cl);
@@ -1418,6 +1599,143 @@ impl<'a> Solver<'a> {
         }
         self.provisional[cl] = false;
         self.allocating[cl] = false;
+    }
+
+    /// Nodes an instance is active on (`pe__find_active_on`).
+    fn active_nodes(&self, ch: RscIx) -> Vec<NodeIx> {
+        let mut p = Vec::new();
+        self.c.primitives_of(ch, &mut p);
+        let mut v: Vec<NodeIx> = Vec::new();
+        for x in p {
+            for &nd in &self.c.resources[x].running_on {
+                if !v.contains(&nd) {
+                    v.push(nd);
+                }
+            }
+        }
+        v
+    }
+
+    /// `cmp_instance_by_colocation`: the parent's colocations applied to a table
+    /// holding only the instance's current node.
+    fn instance_colocation_score(&mut self, cl: RscIx, cur: NodeIx) -> i64 {
+        let mut t: Table = vec![None; self.n];
+        t[cur] = Some(0);
+        let mut nodes = Some(t);
+        for k in 0..self.this_with[cl].len() {
+            let col = self.cols[self.this_with[cl][k]].clone();
+            let f = Flags {
+                init: false,
+                forward: false,
+                rollback: false,
+                positive: false,
+            };
+            nodes = self.merge(
+                col.primary,
+                nodes,
+                &col.node_attribute,
+                col.score as f64 / INFINITY as f64,
+                f,
+            );
+        }
+        for k in 0..self.with_this[cl].len() {
+            let col = self.cols[self.with_this[cl][k]].clone();
+            if !self.has_influence(&col) {
+                continue;
+            }
+            let f = Flags {
+                init: false,
+                forward: false,
+                rollback: false,
+                positive: true,
+            };
+            nodes = self.merge(
+                col.dependent,
+                nodes,
+                &col.node_attribute,
+                col.score as f64 / INFINITY as f64,
+                f,
+            );
+        }
+        nodes.and_then(|t| t[cur]).unwrap_or(0)
+    }
+
+    /// `pcmk__cmp_instance`: the order in which clone instances are assigned.
+    fn cmp_instance(&mut self, cl: RscIx, a: RscIx, b: RscIx) -> Ordering {
+        let (na, nb) = (self.active_nodes(a), self.active_nodes(b));
+        if !na.is_empty() && !nb.is_empty() && na.len() != nb.len() {
+            return na.len().cmp(&nb.len());
+        }
+        let allowed = |s: &Self, r: RscIx, nd: Option<&NodeIx>| -> (bool, Option<NodeIx>) {
+            match nd {
+                None => (true, None),
+                Some(&nd) => match s.allowed[r][nd] {
+                    Some(w) if w >= 0 => (true, Some(nd)),
+                    _ => (false, None),
+                },
+            }
+        };
+        let (can1, n1) = allowed(self, a, na.first());
+        let (can2, n2) = allowed(self, b, nb.first());
+        if can1 != can2 {
+            return if can1 {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
+        if pa != pb {
+            return pb.cmp(&pa);
+        }
+        let (n1, n2) = match (n1, n2) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(x), Some(y)) => (x, y),
+        };
+        let (c1, c2) = (node_available(self.node(n1)), node_available(self.node(n2)));
+        if c1 != c2 {
+            return if c1 {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        let (t1, t2) = (
+            self.allowed[cl][n1].is_some(),
+            self.allowed[cl][n2].is_some(),
+        );
+        match (t1, t2) {
+            (false, false) => return Ordering::Equal,
+            (false, true) => return Ordering::Greater,
+            (true, false) => return Ordering::Less,
+            _ => {}
+        }
+        // Instances already counted on the current nodes (none before distribution).
+        let (f1, f2) = (self.is_failed(a), self.is_failed(b));
+        if f1 != f2 {
+            return if f1 {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
+        }
+        let (s1, s2) = (
+            self.instance_colocation_score(cl, n1),
+            self.instance_colocation_score(cl, n2),
+        );
+        if s1 != s2 {
+            return s2.cmp(&s1);
+        }
+        let num = |s: &Self, r: RscIx| -> i64 {
+            let id = &s.c.resources[r].id;
+            id.rsplit(':')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0)
+        };
+        num(self, a).cmp(&num(self, b))
     }
 
     fn set_instance_next_role(&mut self, ch: RscIx, role: Option<Role>) {
@@ -1559,6 +1877,7 @@ impl<'a> Solver<'a> {
             .into_iter()
             .map(|t| (t, self.allowed[t].clone()))
             .collect();
+        let backup_layout = self.layout_of[ch];
         let chosen = self.assign(ch, prefer);
         if let (Some(c), Some(p)) = (chosen, prefer) {
             if c != p {
@@ -1566,6 +1885,7 @@ impl<'a> Solver<'a> {
                 for (t, tab) in backup {
                     self.allowed[t] = tab;
                 }
+                self.layout_of[ch] = self.lay.copy(backup_layout);
                 self.unassign(ch);
                 return false;
             }
@@ -1774,7 +2094,7 @@ impl<'a> Solver<'a> {
         self.setup();
         let c = self.c;
         // Sort top-level resources (pcmk__sort_resources).
-        let mut nodes: Vec<NodeIx> = (0..self.n).collect();
+        let mut nodes: Vec<NodeIx> = self.pcmk_nodes.clone();
         let zero: Table = vec![Some(0); self.n];
         merge_sort(&mut nodes, &mut |a, b| self.cmp_nodes(a, b, &zero, None));
         let mut order = c.top.clone();
