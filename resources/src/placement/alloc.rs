@@ -91,6 +91,11 @@ pub(crate) struct Solver<'a> {
     merge_copies: u32,
     /// Each clone's children in assignment order (after `pcmk__cmp_instance`).
     child_order: Vec<Vec<RscIx>>,
+    /// Whether a node has any `master-*` attribute (promotion scores).
+    has_master_attr: Vec<bool>,
+    /// Rank of each node name in `strcmp` order (the last tie-break of
+    /// `compare_nodes`).
+    name_rank: Vec<u32>,
 }
 
 /// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
@@ -251,6 +256,20 @@ impl<'a> Solver<'a> {
             layout_of: vec![0; r],
             merge_copies: 0,
             child_order: vec![Vec::new(); r],
+            has_master_attr: c
+                .nodes
+                .iter()
+                .map(|nd| nd.attrs.keys().any(|k| k.starts_with("master-")))
+                .collect(),
+            name_rank: {
+                let mut by: Vec<NodeIx> = (0..n).collect();
+                by.sort_by(|&a, &b| c.nodes[a].name.as_bytes().cmp(c.nodes[b].name.as_bytes()));
+                let mut rank = vec![0u32; n];
+                for (i, &nd) in by.iter().enumerate() {
+                    rank[nd] = i as u32;
+                }
+                rank
+            },
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -833,7 +852,7 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        self.node(a).name.cmp(&self.node(b).name)
+        self.name_rank[a].cmp(&self.name_rank[b])
     }
 
     fn current_node(&self, r: RscIx) -> Option<NodeIx> {
@@ -1512,23 +1531,30 @@ impl<'a> Solver<'a> {
                 return not_set;
             }
         }
-        let mut names: Vec<String> = Vec::new();
-        if unique {
-            names.push(rsc.id.clone());
+        if !self.has_master_attr[nd] {
+            return not_set;
+        }
+        let mut key = String::with_capacity(rsc.base.len() + 16);
+        let mut lookup = |name: &str, suffix: &str| -> Option<i64> {
+            key.clear();
+            key.push_str("master-");
+            key.push_str(name);
+            key.push_str(suffix);
+            self.node(nd)
+                .attrs
+                .get(&key)
+                .map(|v| score::parse(v).unwrap_or(0))
+        };
+        let found = if unique {
+            lookup(&rsc.id, "")
         } else {
-            if let Some(h) = &rsc.history_name {
-                names.push(h.clone());
-            }
-            names.push(rsc.base.clone());
-            names.push(format!("{}:0", rsc.base));
-        }
-        for name in names {
-            let key = format!("master-{name}");
-            if let Some(v) = self.node(nd).attrs.get(&key) {
-                return score::parse(v).unwrap_or(0);
-            }
-        }
-        not_set
+            rsc.history_name
+                .as_deref()
+                .and_then(|h| lookup(h, ""))
+                .or_else(|| lookup(&rsc.base, ""))
+                .or_else(|| lookup(&rsc.base, ":0"))
+        };
+        found.unwrap_or(not_set)
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {
@@ -2393,25 +2419,36 @@ impl<'a> Solver<'a> {
 
 /// A stable top-down merge sort with GLib's `g_list_sort` split and merge, so that
 /// Pacemaker's comparators (not always total orders) give the same order.
-fn merge_sort<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut Vec<T>, cmp: &mut F) {
+fn merge_sort<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut [T], cmp: &mut F) {
     if v.len() <= 1 {
         return;
     }
-    let mid = v.len() / 2;
-    let mut right = v.split_off(mid);
-    merge_sort(v, cmp);
-    merge_sort(&mut right, cmp);
-    let left = std::mem::take(v);
-    let (mut i, mut j) = (0, 0);
-    while i < left.len() && j < right.len() {
-        if cmp(left[i], right[j]) != Ordering::Greater {
-            v.push(left[i]);
+    let mut scratch: Vec<T> = Vec::with_capacity(v.len());
+    sort_range(v, &mut scratch, cmp);
+}
+
+/// Sort `v` in place: left half `len / 2` elements, as `g_list_sort_real` splits;
+/// the merge takes from the left run on ties (`cmp <= 0`).
+fn sort_range<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut [T], scratch: &mut Vec<T>, cmp: &mut F) {
+    let len = v.len();
+    if len <= 1 {
+        return;
+    }
+    let mid = len / 2;
+    sort_range(&mut v[..mid], scratch, cmp);
+    sort_range(&mut v[mid..], scratch, cmp);
+    scratch.clear();
+    let (mut i, mut j) = (0, mid);
+    while i < mid && j < len {
+        if cmp(v[i], v[j]) != Ordering::Greater {
+            scratch.push(v[i]);
             i += 1;
         } else {
-            v.push(right[j]);
+            scratch.push(v[j]);
             j += 1;
         }
     }
-    v.extend_from_slice(&left[i..]);
-    v.extend_from_slice(&right[j..]);
+    scratch.extend_from_slice(&v[i..mid]);
+    scratch.extend_from_slice(&v[j..len]);
+    v.copy_from_slice(scratch);
 }
