@@ -1595,6 +1595,11 @@ impl<'a> Solver<'a> {
                             self.allowed[t][nd] = Some(score::add(w, sc));
                             self.note(t, Some(nd), sc, "promotion score");
                         }
+                        // pcmk__add_promotion_scores: the instance's priority becomes
+                        // its best promotion score (used to order the instances).
+                        if sc > self.priority[ch] {
+                            self.priority[ch] = sc;
+                        }
                     }
                 }
             }
@@ -1710,7 +1715,7 @@ impl<'a> Solver<'a> {
                 Ordering::Greater
             };
         }
-        let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
+        let (pa, pb) = (self.priority[a], self.priority[b]);
         if pa != pb {
             return pb.cmp(&pa);
         }
