@@ -91,6 +91,11 @@ pub(crate) struct Solver<'a> {
     merge_copies: u32,
     /// Each clone's children in assignment order (after `pcmk__cmp_instance`).
     child_order: Vec<Vec<RscIx>>,
+    /// Per node, `(top-level resource, instance)` of every resource active there,
+    /// sorted (to find the other instances of a clone on a node quickly).
+    running_tops: Vec<Vec<(RscIx, RscIx)>>,
+    /// `pcmk__node_available` without the score, per node.
+    node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
     has_master_attr: Vec<bool>,
     /// Rank of each node name in `strcmp` order (the last tie-break of
@@ -256,6 +261,8 @@ impl<'a> Solver<'a> {
             layout_of: vec![0; r],
             merge_copies: 0,
             child_order: vec![Vec::new(); r],
+            running_tops: Vec::new(),
+            node_ok: c.nodes.iter().map(node_available).collect(),
             has_master_attr: c
                 .nodes
                 .iter()
@@ -275,6 +282,18 @@ impl<'a> Solver<'a> {
         let mut order: Vec<NodeIx> = (0..n).collect();
         order.sort_by(|&a, &b| cmp_node_uname(&c.nodes[a].name, &c.nodes[b].name));
         s.pcmk_nodes = order;
+        s.running_tops = s
+            .running_by_node
+            .iter()
+            .map(|list| {
+                let mut v: Vec<(RscIx, RscIx)> = list
+                    .iter()
+                    .map(|&x| (c.top_of(x), s.instance_of(x)))
+                    .collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
         // Every table starts empty; a symmetric cluster inserts every node in
         // data_set->nodes order ("symmetric_default").
         let empty = s.lay.intern(GHashLayout::new());
@@ -818,12 +837,12 @@ impl<'a> Solver<'a> {
     }
 
     fn cmp_nodes(&self, a: NodeIx, b: NodeIx, table: &Table, prefer: Option<NodeIx>) -> Ordering {
-        let sa = if node_available(self.node(a)) {
+        let sa = if self.node_ok[a] {
             table[a].unwrap_or(-INFINITY)
         } else {
             -INFINITY
         };
-        let sb = if node_available(self.node(b)) {
+        let sb = if self.node_ok[b] {
             table[b].unwrap_or(-INFINITY)
         } else {
             -INFINITY
@@ -1523,9 +1542,12 @@ impl<'a> Solver<'a> {
             // An anonymous instance only scores where it is active, or where no
             // other instance is active while it is inactive everywhere.
             let inst = self.instance_of(ch);
-            let here_other = self.running_by_node[nd]
+            let here = &self.running_tops[nd];
+            let from = here.partition_point(|&(t, _)| t < cl);
+            let here_other = here[from..]
                 .iter()
-                .any(|&x| self.c.top_of(x) == cl && self.instance_of(x) != inst);
+                .take_while(|&&(t, _)| t == cl)
+                .any(|&(_, i)| i != inst);
             let me_here = rsc.running_on.contains(&nd);
             if !me_here && (here_other || !rsc.running_on.is_empty()) {
                 return not_set;

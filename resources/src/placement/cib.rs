@@ -343,12 +343,13 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
 
     // --- constraints ---
     if let Some(cs) = config.kid("constraints") {
+        let lk = RscLookup::new(&cluster);
         for c in &cs.children {
             match c.name.as_str() {
-                "rsc_location" => location(&mut cluster, c, now)?,
-                "rsc_colocation" => colocation(&mut cluster, c)?,
-                "rsc_order" => order(&mut cluster, c)?,
-                "rsc_ticket" => ticket(&mut cluster, c, status)?,
+                "rsc_location" => location(&mut cluster, &lk, c, now)?,
+                "rsc_colocation" => colocation(&mut cluster, &lk, c)?,
+                "rsc_order" => order(&mut cluster, &lk, c)?,
+                "rsc_ticket" => ticket(&mut cluster, &lk, c, status)?,
                 _ => {}
             }
         }
@@ -1071,15 +1072,42 @@ fn find_anon(c: &Cluster, clone: RscIx, node: NodeIx, base: &str) -> Option<RscI
 }
 
 /// Resolve a resource id used by a constraint: clone children map to their clone.
-fn constraint_rsc(c: &Cluster, id: &str, e: &Element, attr: &str) -> Result<RscIx, Error> {
-    if let Some(i) = c.resources.iter().position(|r| r.id == id && !r.orphan) {
+/// Resource ids for constraint references, indexed once (a linear search per
+/// reference was quadratic on large CIBs).
+struct RscLookup {
+    /// First non-orphan resource with this id.
+    by_id: HashMap<String, RscIx>,
+    /// First child resource with this base name.
+    by_base: HashMap<String, RscIx>,
+}
+
+impl RscLookup {
+    fn new(c: &Cluster) -> Self {
+        let mut by_id = HashMap::new();
+        let mut by_base = HashMap::new();
+        for (i, r) in c.resources.iter().enumerate() {
+            if !r.orphan {
+                by_id.entry(r.id.clone()).or_insert(i);
+            }
+            if r.parent.is_some() {
+                by_base.entry(r.base.clone()).or_insert(i);
+            }
+        }
+        RscLookup { by_id, by_base }
+    }
+}
+
+fn constraint_rsc(
+    c: &Cluster,
+    lk: &RscLookup,
+    id: &str,
+    e: &Element,
+    attr: &str,
+) -> Result<RscIx, Error> {
+    if let Some(&i) = lk.by_id.get(id) {
         return Ok(i);
     }
-    if let Some(i) = c
-        .resources
-        .iter()
-        .position(|r| r.base == id && r.parent.is_some())
-    {
+    if let Some(&i) = lk.by_base.get(id) {
         return Ok(c.top_of(i));
     }
     Err(invalid(
@@ -1101,10 +1129,10 @@ fn parse_role(e: &Element, attr: &str) -> Result<Role, Error> {
     }
 }
 
-fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error> {
+fn location(c: &mut Cluster, lk: &RscLookup, e: &Element, now: Option<i64>) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let rscs: Vec<RscIx> = if let Some(r) = e.attr("rsc") {
-        vec![constraint_rsc(c, r, e, "rsc")?]
+        vec![constraint_rsc(c, lk, r, e, "rsc")?]
     } else if let Some(p) = e.attr("rsc-pattern") {
         // Only literal prefixes and '.*' suffix forms are supported.
         let prefix = p
@@ -1121,7 +1149,7 @@ fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error>
         for set in e.kids("resource_set") {
             for rr in set.kids("resource_ref") {
                 if let Some(r) = rr.attr("id") {
-                    v.push(constraint_rsc(c, r, e, "resource_ref")?);
+                    v.push(constraint_rsc(c, lk, r, e, "resource_ref")?);
                 }
             }
         }
@@ -1197,7 +1225,7 @@ fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error>
     Ok(())
 }
 
-fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
+fn colocation(c: &mut Cluster, lk: &RscLookup, e: &Element) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let sc = e.attr("score").unwrap_or("INFINITY");
     let score = score::parse(sc).ok_or_else(|| {
@@ -1215,7 +1243,7 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
             let members: Vec<RscIx> = set
                 .kids("resource_ref")
                 .filter_map(|r| r.attr("id"))
-                .map(|r| constraint_rsc(c, r, e, "resource_ref"))
+                .map(|r| constraint_rsc(c, lk, r, e, "resource_ref"))
                 .collect::<Result<_, _>>()?;
             let role = parse_role(set, "role")?;
             let sequential = set.attr("sequential").map(truthy).unwrap_or(true);
@@ -1268,8 +1296,8 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
     let prim = e
         .attr("with-rsc")
         .ok_or_else(|| invalid(e, "colocation without with-rsc; add with-rsc=\"ID\""))?;
-    let dependent = constraint_rsc(c, dep, e, "rsc")?;
-    let primary = constraint_rsc(c, prim, e, "with-rsc")?;
+    let dependent = constraint_rsc(c, lk, dep, e, "rsc")?;
+    let primary = constraint_rsc(c, lk, prim, e, "with-rsc")?;
     if dependent == primary {
         return Err(invalid(e, "a resource cannot be colocated with itself"));
     }
@@ -1294,20 +1322,23 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
 }
 
 /// `rsc_ticket`: what a resource does while its ticket is not granted (or in standby).
-fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
+fn ticket(c: &mut Cluster, lk: &RscLookup, e: &Element, status: &Element) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let t = e
         .attr("ticket")
         .ok_or_else(|| invalid(e, "rsc_ticket without ticket; add ticket=\"NAME\""))?;
     let mut rscs = Vec::new();
     if let Some(r) = e.attr("rsc") {
-        rscs.push((constraint_rsc(c, r, e, "rsc")?, parse_role(e, "rsc-role")?));
+        rscs.push((
+            constraint_rsc(c, lk, r, e, "rsc")?,
+            parse_role(e, "rsc-role")?,
+        ));
     }
     for set in e.kids("resource_set") {
         let role = parse_role(set, "role")?;
         for rr in set.kids("resource_ref") {
             if let Some(r) = rr.attr("id") {
-                rscs.push((constraint_rsc(c, r, e, "resource_ref")?, role));
+                rscs.push((constraint_rsc(c, lk, r, e, "resource_ref")?, role));
             }
         }
     }
@@ -1393,7 +1424,7 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
     Ok(())
 }
 
-fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
+fn order(c: &mut Cluster, lk: &RscLookup, e: &Element) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let kind = match e.attr("kind") {
         Some(k) => match k.to_ascii_lowercase().as_str() {
@@ -1429,7 +1460,7 @@ fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
             let members: Vec<RscIx> = set
                 .kids("resource_ref")
                 .filter_map(|r| r.attr("id"))
-                .map(|r| constraint_rsc(c, r, e, "resource_ref"))
+                .map(|r| constraint_rsc(c, lk, r, e, "resource_ref"))
                 .collect::<Result<_, _>>()?;
             let action = set.attr("action").unwrap_or("start").to_string();
             let sequential = set.attr("sequential").map(truthy).unwrap_or(true);
@@ -1468,8 +1499,8 @@ fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
     let then = e
         .attr("then")
         .ok_or_else(|| invalid(e, "order without then; add then=\"ID\""))?;
-    let first = constraint_rsc(c, first, e, "first")?;
-    let then = constraint_rsc(c, then, e, "then")?;
+    let first = constraint_rsc(c, lk, first, e, "first")?;
+    let then = constraint_rsc(c, lk, then, e, "then")?;
     c.orders.push(Order {
         id,
         first,
