@@ -9,7 +9,7 @@ use super::score;
 use super::xml::{self, Element};
 use crate::Error;
 
-fn invalid(e: &Element, detail: impl Into<String>) -> Error {
+fn invalid(e: &Element<'_>, detail: impl Into<String>) -> Error {
     Error::CibInvalid {
         element: e.describe(),
         detail: detail.into(),
@@ -77,11 +77,11 @@ pub fn parse_interval_ms(s: &str) -> Option<i64> {
 
 /// Index of elements carrying an id, for `id-ref` resolution.
 struct Ids<'a> {
-    by_id: HashMap<&'a str, &'a Element>,
+    by_id: HashMap<&'a str, &'a Element<'a>>,
 }
 
 impl<'a> Ids<'a> {
-    fn new(root: &'a Element) -> Self {
+    fn new(root: &'a Element<'a>) -> Self {
         let mut by_id = HashMap::new();
         let mut stack = vec![root];
         while let Some(e) = stack.pop() {
@@ -95,7 +95,7 @@ impl<'a> Ids<'a> {
         Ids { by_id }
     }
 
-    fn resolve(&self, e: &'a Element) -> &'a Element {
+    fn resolve(&self, e: &'a Element<'a>) -> &'a Element<'a> {
         match e.attr("id-ref") {
             Some(r) => self.by_id.get(r).copied().unwrap_or(e),
             None => e,
@@ -104,8 +104,13 @@ impl<'a> Ids<'a> {
 
     /// nvpairs of all `set_name` sets under `parent`, first set wins per name (sets
     /// are sorted by `score` descending as Pacemaker does).
-    fn nvpairs(&self, parent: &'a Element, set_name: &str, out: &mut BTreeMap<String, String>) {
-        let mut sets: Vec<&Element> = parent.kids(set_name).map(|s| self.resolve(s)).collect();
+    fn nvpairs(
+        &self,
+        parent: &'a Element<'a>,
+        set_name: &'a str,
+        out: &mut BTreeMap<String, String>,
+    ) {
+        let mut sets: Vec<&Element<'a>> = parent.kids(set_name).map(|s| self.resolve(s)).collect();
         sets.sort_by_key(|s| {
             std::cmp::Reverse(s.attr("score").and_then(score::parse).unwrap_or(0))
         });
@@ -136,7 +141,7 @@ struct Op {
     target_rc: i32,
 }
 
-fn target_rc(op: &Element) -> Option<i32> {
+fn target_rc(op: &Element<'_>) -> Option<i32> {
     let key = op.attr("transition-key").or_else(|| {
         op.attr("transition-magic")
             .and_then(|m| m.split_once(';').map(|(_, k)| k))
@@ -151,7 +156,7 @@ pub fn read(text: &str, now: Option<i64>) -> Result<Cluster, Error> {
 }
 
 /// Build the model from an already-parsed CIB root element.
-pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> {
+pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Error> {
     if root.name != "cib" {
         return Err(invalid(root, "the root element must be <cib>"));
     }
@@ -345,7 +350,7 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
     if let Some(cs) = config.kid("constraints") {
         let lk = RscLookup::new(&cluster);
         for c in &cs.children {
-            match c.name.as_str() {
+            match c.name.as_ref() {
                 "rsc_location" => location(&mut cluster, &lk, c, now)?,
                 "rsc_colocation" => colocation(&mut cluster, &lk, c)?,
                 "rsc_order" => order(&mut cluster, &lk, c)?,
@@ -377,7 +382,7 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new_rsc(
         &mut self,
-        e: &Element,
+        e: &Element<'_>,
         id: String,
         kind: Kind,
         parent: Option<RscIx>,
@@ -458,13 +463,13 @@ impl<'a> Builder<'a> {
     /// Build the resource `e` (suffix = instance number for clone instances).
     fn resource(
         &mut self,
-        e: &Element,
+        e: &Element<'_>,
         parent: Option<RscIx>,
         inst: Option<usize>,
     ) -> Result<Option<RscIx>, Error> {
         let e = self.ids.resolve(e);
         let Some(id) = e.attr("id") else {
-            if matches!(e.name.as_str(), "primitive" | "group" | "clone" | "master") {
+            if matches!(e.name.as_ref(), "primitive" | "group" | "clone" | "master") {
                 return Err(invalid(e, "resource without id; add id=\"...\""));
             }
             return Ok(None);
@@ -473,7 +478,7 @@ impl<'a> Builder<'a> {
             Some(n) => format!("{id}:{n}"),
             None => id.to_string(),
         };
-        match e.name.as_str() {
+        match e.name.as_ref() {
             "primitive" => {
                 let class = e.attr("class").unwrap_or("ocf");
                 let ty = e.attr("type").unwrap_or("");
@@ -549,7 +554,7 @@ impl<'a> Builder<'a> {
                 let child = e
                     .children
                     .iter()
-                    .find(|c| matches!(c.name.as_str(), "primitive" | "group"))
+                    .find(|c| matches!(c.name.as_ref(), "primitive" | "group"))
                     .ok_or_else(|| invalid(e, "clone without a primitive or group inside"))?;
                 for n in 0..max.max(1) {
                     self.resource(child, Some(ix), Some(n))?;
@@ -593,7 +598,7 @@ fn on_fail_for(conf: Option<&OpConf>, task: &str, interval: i64, stonith: bool) 
 /// fail counts from transient attributes.
 fn unpack_status(
     c: &mut Cluster,
-    status: &Element,
+    status: &Element<'_>,
     ops_conf: &HashMap<RscIx, OpConf>,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
@@ -1101,7 +1106,7 @@ fn constraint_rsc(
     c: &Cluster,
     lk: &RscLookup,
     id: &str,
-    e: &Element,
+    e: &Element<'_>,
     attr: &str,
 ) -> Result<RscIx, Error> {
     if let Some(&i) = lk.by_id.get(id) {
@@ -1118,7 +1123,7 @@ fn constraint_rsc(
     ))
 }
 
-fn parse_role(e: &Element, attr: &str) -> Result<Role, Error> {
+fn parse_role(e: &Element<'_>, attr: &str) -> Result<Role, Error> {
     match e.attr(attr) {
         None => Ok(Role::Unknown),
         Some(v) => match Role::parse(v) {
@@ -1129,7 +1134,12 @@ fn parse_role(e: &Element, attr: &str) -> Result<Role, Error> {
     }
 }
 
-fn location(c: &mut Cluster, lk: &RscLookup, e: &Element, now: Option<i64>) -> Result<(), Error> {
+fn location(
+    c: &mut Cluster,
+    lk: &RscLookup,
+    e: &Element<'_>,
+    now: Option<i64>,
+) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let rscs: Vec<RscIx> = if let Some(r) = e.attr("rsc") {
         vec![constraint_rsc(c, lk, r, e, "rsc")?]
@@ -1225,7 +1235,7 @@ fn location(c: &mut Cluster, lk: &RscLookup, e: &Element, now: Option<i64>) -> R
     Ok(())
 }
 
-fn colocation(c: &mut Cluster, lk: &RscLookup, e: &Element) -> Result<(), Error> {
+fn colocation(c: &mut Cluster, lk: &RscLookup, e: &Element<'_>) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let sc = e.attr("score").unwrap_or("INFINITY");
     let score = score::parse(sc).ok_or_else(|| {
@@ -1322,7 +1332,12 @@ fn colocation(c: &mut Cluster, lk: &RscLookup, e: &Element) -> Result<(), Error>
 }
 
 /// `rsc_ticket`: what a resource does while its ticket is not granted (or in standby).
-fn ticket(c: &mut Cluster, lk: &RscLookup, e: &Element, status: &Element) -> Result<(), Error> {
+fn ticket(
+    c: &mut Cluster,
+    lk: &RscLookup,
+    e: &Element<'_>,
+    status: &Element<'_>,
+) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let t = e
         .attr("ticket")
@@ -1424,7 +1439,7 @@ fn ticket(c: &mut Cluster, lk: &RscLookup, e: &Element, status: &Element) -> Res
     Ok(())
 }
 
-fn order(c: &mut Cluster, lk: &RscLookup, e: &Element) -> Result<(), Error> {
+fn order(c: &mut Cluster, lk: &RscLookup, e: &Element<'_>) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let kind = match e.attr("kind") {
         Some(k) => match k.to_ascii_lowercase().as_str() {
