@@ -612,6 +612,22 @@ fn unpack_status(
             clone_child_base.entry(r.base.clone()).or_insert(top);
         }
     }
+    // The first primitive of each base name inside its clone (looked up per
+    // history entry; searching the instances each time was quadratic).
+    let mut clone_first_prim: HashMap<&str, RscIx> = HashMap::new();
+    {
+        let mut prims_of: HashMap<RscIx, Vec<RscIx>> = HashMap::new();
+        for (base, &cl) in &clone_child_base {
+            let prims = prims_of.entry(cl).or_insert_with(|| {
+                let mut v = Vec::new();
+                c.primitives_of(cl, &mut v);
+                v
+            });
+            if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
+                clone_first_prim.insert(base.as_str(), p);
+            }
+        }
+    }
     for ns in status.kids("node_state") {
         if let Some(nix) = ns.attr("uname").and_then(|u| c.node_ix(u)).or_else(|| {
             ns.attr("id")
@@ -676,13 +692,7 @@ fn unpack_status(
                 .copied()
                 .filter(|&i| not_anon(i))
                 .or_else(|| by_id.get(base).copied().filter(|&i| not_anon(i)));
-            let conf_ix = target_ix.or_else(|| {
-                clone_child_base.get(base).and_then(|&cl| {
-                    let mut prims = Vec::new();
-                    c.primitives_of(cl, &mut prims);
-                    prims.into_iter().find(|&p| c.resources[p].base == base)
-                })
-            });
+            let conf_ix = target_ix.or_else(|| clone_first_prim.get(base).copied());
             let conf = conf_ix.and_then(|i| ops_conf.get(&i));
             for op in &ops {
                 if op.status == 1 {
