@@ -816,7 +816,57 @@ impl<'a> Solver<'a> {
     fn sorted_nodes(&self, r: RscIx, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
         let mut v = self.iter_order(r, table);
         v.reverse();
-        merge_sort(&mut v, &mut |a, b| self.cmp_nodes(a, b, table, prefer));
+        // compare_nodes over keys gathered once per sort (the same comparisons as
+        // `cmp_nodes`; a missing capacity counts as 0 there too).
+        let k = self.remaining.first().map_or(0, Vec::len);
+        let strat = self.c.options.strategy;
+        let mut score = vec![0i64; self.n];
+        let mut caps = vec![0i64; self.n * k];
+        for &nd in &v {
+            score[nd] = if self.node_ok[nd] {
+                table[nd].unwrap_or(-INFINITY)
+            } else {
+                -INFINITY
+            };
+            for (j, c) in self.remaining[nd].iter().enumerate() {
+                caps[nd * k + j] = c.unwrap_or(0);
+            }
+        }
+        merge_sort(&mut v, &mut |a, b| {
+            let (sa, sb) = (score[a], score[b]);
+            if sa != sb {
+                return sb.cmp(&sa);
+            }
+            if strat != Strategy::Minimal {
+                if strat == Strategy::Balanced {
+                    let mut result = 0i32;
+                    for j in 0..k {
+                        let (va, vb) = (caps[a * k + j], caps[b * k + j]);
+                        if va > vb {
+                            result -= 1;
+                        } else if va < vb {
+                            result += 1;
+                        }
+                    }
+                    if result != 0 {
+                        return result.cmp(&0);
+                    }
+                }
+                let (na, nb) = (self.num_resources[a], self.num_resources[b]);
+                if na != nb {
+                    return na.cmp(&nb);
+                }
+                if let Some(p) = prefer {
+                    if p == a {
+                        return Ordering::Less;
+                    }
+                    if p == b {
+                        return Ordering::Greater;
+                    }
+                }
+            }
+            self.name_rank[a].cmp(&self.name_rank[b])
+        });
         v
     }
 
