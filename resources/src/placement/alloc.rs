@@ -55,6 +55,14 @@ struct Flags {
 
 const INFINITY_HACK: i64 = INFINITY * -100;
 
+/// Per-node sort keys of one `compare_nodes` sort.
+struct NodeKeys {
+    score: Vec<i64>,
+    /// Remaining capacity, `k` values per node.
+    caps: Vec<i64>,
+    k: usize,
+}
+
 pub(crate) struct Solver<'a> {
     c: &'a Cluster,
     n: usize,
@@ -816,13 +824,45 @@ impl<'a> Solver<'a> {
     fn sorted_nodes(&self, r: RscIx, table: &Table, prefer: Option<NodeIx>) -> Vec<NodeIx> {
         let mut v = self.iter_order(r, table);
         v.reverse();
-        // compare_nodes over keys gathered once per sort (the same comparisons as
-        // `cmp_nodes`; a missing capacity counts as 0 there too).
+        let keys = self.node_keys(&v, table);
+        merge_sort(&mut v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer));
+        v
+    }
+
+    /// The head of `sorted_nodes(r, table, prefer)` without sorting the rest: the
+    /// first element of a merge sort is the winner of the same tree of head-to-head
+    /// comparisons (n - 1 of them instead of n log n). The weight is the first key,
+    /// so the sorted list is in weight order whatever the later keys do.
+    fn best_node(&self, r: RscIx, table: &Table, prefer: Option<NodeIx>) -> Option<NodeIx> {
+        let mut v = self.iter_order(r, table);
+        v.reverse();
+        let keys = self.node_keys(&v, table);
+        fn head<F: FnMut(NodeIx, NodeIx) -> Ordering>(v: &[NodeIx], cmp: &mut F) -> NodeIx {
+            if v.len() == 1 {
+                return v[0];
+            }
+            let mid = v.len() / 2;
+            let l = head(&v[..mid], cmp);
+            let r = head(&v[mid..], cmp);
+            if cmp(l, r) != Ordering::Greater {
+                l
+            } else {
+                r
+            }
+        }
+        if v.is_empty() {
+            return None;
+        }
+        Some(head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer)))
+    }
+
+    /// The keys `compare_nodes` looks at, gathered once per sort (a missing
+    /// capacity counts as 0, as in `capacity_cmp`).
+    fn node_keys(&self, v: &[NodeIx], table: &Table) -> NodeKeys {
         let k = self.remaining.first().map_or(0, Vec::len);
-        let strat = self.c.options.strategy;
         let mut score = vec![0i64; self.n];
         let mut caps = vec![0i64; self.n * k];
-        for &nd in &v {
+        for &nd in v {
             score[nd] = if self.node_ok[nd] {
                 table[nd].unwrap_or(-INFINITY)
             } else {
@@ -832,42 +872,46 @@ impl<'a> Solver<'a> {
                 caps[nd * k + j] = c.unwrap_or(0);
             }
         }
-        merge_sort(&mut v, &mut |a, b| {
-            let (sa, sb) = (score[a], score[b]);
-            if sa != sb {
-                return sb.cmp(&sa);
-            }
-            if strat != Strategy::Minimal {
-                if strat == Strategy::Balanced {
-                    let mut result = 0i32;
-                    for j in 0..k {
-                        let (va, vb) = (caps[a * k + j], caps[b * k + j]);
-                        if va > vb {
-                            result -= 1;
-                        } else if va < vb {
-                            result += 1;
-                        }
-                    }
-                    if result != 0 {
-                        return result.cmp(&0);
+        NodeKeys { score, caps, k }
+    }
+
+    /// `compare_nodes` over [`NodeKeys`] (the same comparisons as `cmp_nodes`).
+    fn cmp_keys(&self, keys: &NodeKeys, a: NodeIx, b: NodeIx, prefer: Option<NodeIx>) -> Ordering {
+        let (sa, sb) = (keys.score[a], keys.score[b]);
+        if sa != sb {
+            return sb.cmp(&sa);
+        }
+        let strat = self.c.options.strategy;
+        if strat != Strategy::Minimal {
+            if strat == Strategy::Balanced {
+                let k = keys.k;
+                let mut result = 0i32;
+                for j in 0..k {
+                    let (va, vb) = (keys.caps[a * k + j], keys.caps[b * k + j]);
+                    if va > vb {
+                        result -= 1;
+                    } else if va < vb {
+                        result += 1;
                     }
                 }
-                let (na, nb) = (self.num_resources[a], self.num_resources[b]);
-                if na != nb {
-                    return na.cmp(&nb);
-                }
-                if let Some(p) = prefer {
-                    if p == a {
-                        return Ordering::Less;
-                    }
-                    if p == b {
-                        return Ordering::Greater;
-                    }
+                if result != 0 {
+                    return result.cmp(&0);
                 }
             }
-            self.name_rank[a].cmp(&self.name_rank[b])
-        });
-        v
+            let (na, nb) = (self.num_resources[a], self.num_resources[b]);
+            if na != nb {
+                return na.cmp(&nb);
+            }
+            if let Some(p) = prefer {
+                if p == a {
+                    return Ordering::Less;
+                }
+                if p == b {
+                    return Ordering::Greater;
+                }
+            }
+        }
+        self.name_rank[a].cmp(&self.name_rank[b])
     }
 
     fn capacity_cmp(&self, a: NodeIx, b: NodeIx) -> i32 {
@@ -1422,8 +1466,7 @@ impl<'a> Solver<'a> {
         }
         let current = self.c.resources[r].running_on.first().copied();
         let table = self.allowed[r].clone();
-        let nodes = self.sorted_nodes(r, &table, current);
-        let best = nodes.first().copied();
+        let best = self.best_node(r, &table, current);
         let mut chosen = None;
         if let (Some(p), Some(b)) = (prefer, best) {
             if let Some(w) = table[p] {
@@ -1446,13 +1489,11 @@ impl<'a> Solver<'a> {
                             .map(|w| self.is_available(run, w))
                             .unwrap_or(false)
                         {
-                            for &nd in &nodes {
-                                if table[nd] != Some(bw) {
-                                    break;
-                                }
-                                if nd == run {
-                                    chosen = Some(nd);
-                                }
+                            // The nodes sorted after the best one start with every
+                            // node of the same weight: the running node is among
+                            // them exactly when its weight is the best one.
+                            if table[run] == Some(bw) {
+                                chosen = Some(run);
                             }
                         }
                     }
