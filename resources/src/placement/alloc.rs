@@ -638,9 +638,18 @@ impl<'a> Solver<'a> {
         factor: f64,
         only_positive: bool,
     ) {
+        let by_uname = attr == "#uname";
         for nd in 0..self.n {
             let Some(cur) = work[nd] else { continue };
-            let sc = self.best_score_matching(r, attr, self.attr(nd, attr));
+            // Node names are unique, so by `#uname` only the node itself matches.
+            let sc = if by_uname {
+                match self.allowed[r][nd] {
+                    Some(w) if w > -INFINITY && self.node_ok[nd] => w,
+                    _ => -INFINITY,
+                }
+            } else {
+                self.best_score_matching(r, attr, self.attr(nd, attr))
+            };
             if factor < 0.0 && sc < 0 {
                 continue;
             }
@@ -1731,7 +1740,10 @@ impl<'a> Solver<'a> {
         // Instance order: `rsc->children = g_list_sort(rsc->children,
         // pcmk__cmp_instance)`; the clone keeps its children in that order.
         let mut order = children.clone();
-        merge_sort(&mut order, &mut |a, b| self.cmp_instance(cl, a, b));
+        let mut coloc_cache: BTreeMap<NodeIx, i64> = BTreeMap::new();
+        merge_sort(&mut order, &mut |a, b| {
+            self.cmp_instance(cl, a, b, &mut coloc_cache)
+        });
         self.child_order[cl] = order.clone();
         self.distribute(cl, &order, max, node_max);
         if promotable {
@@ -1805,7 +1817,13 @@ impl<'a> Solver<'a> {
     }
 
     /// `pcmk__cmp_instance`: the order in which clone instances are assigned.
-    fn cmp_instance(&mut self, cl: RscIx, a: RscIx, b: RscIx) -> Ordering {
+    fn cmp_instance(
+        &mut self,
+        cl: RscIx,
+        a: RscIx,
+        b: RscIx,
+        coloc_cache: &mut BTreeMap<NodeIx, i64>,
+    ) -> Ordering {
         let (na, nb) = (self.active_nodes(a), self.active_nodes(b));
         if !na.is_empty() && !nb.is_empty() && na.len() != nb.len() {
             return na.len().cmp(&nb.len());
@@ -1865,10 +1883,18 @@ impl<'a> Solver<'a> {
                 Ordering::Less
             };
         }
-        let (s1, s2) = (
-            self.instance_colocation_score(cl, n1),
-            self.instance_colocation_score(cl, n2),
-        );
+        // The score depends only on the clone and the node (nothing changes while
+        // the instances are sorted), so it is computed once per node.
+        let mut score_on = |s: &mut Self, nd: NodeIx| -> i64 {
+            if let Some(&v) = coloc_cache.get(&nd) {
+                return v;
+            }
+            let v = s.instance_colocation_score(cl, nd);
+            coloc_cache.insert(nd, v);
+            v
+        };
+        let s1 = score_on(self, n1);
+        let s2 = score_on(self, n2);
         if s1 != s2 {
             return s2.cmp(&s1);
         }
