@@ -1318,9 +1318,9 @@ impl<'a> Solver<'a> {
         }
         // The resource plus the not yet assigned resources mandatorily colocated with
         // it, transitively (find_colocated_rscs).
-        let mut seen = vec![false; self.c.resources.len()];
+        // The chain is small: a list is cheaper than a flag per resource.
+        let mut seen: Vec<RscIx> = vec![r];
         let mut stack = vec![r];
-        seen[r] = true;
         let mut need: Vec<Option<i64>> =
             vec![None; self.remaining.first().map(Vec::len).unwrap_or(0)];
         let add_need = |need: &mut Vec<Option<i64>>, u: &[Option<i64>]| {
@@ -1374,8 +1374,8 @@ impl<'a> Solver<'a> {
                 }
             }
             for y in next {
-                if !seen[y] {
-                    seen[y] = true;
+                if !seen.contains(&y) {
+                    seen.push(y);
                     stack.push(y);
                 }
             }
@@ -2020,11 +2020,11 @@ impl<'a> Solver<'a> {
             }
         }
         // can_run_instance on every allowed node.
+        let targets = self.instance_tables(ch);
         for nd in 0..self.n {
-            let targets = self.instance_tables(ch);
             let ok_node = node_available(self.node(nd));
             let parent_w = self.allowed[cl][nd];
-            for t in targets {
+            for &t in &targets {
                 if self.allowed[t][nd].is_none() {
                     continue;
                 }
