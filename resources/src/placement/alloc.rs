@@ -1380,20 +1380,24 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let mut any = false;
+        let any = (0..self.n).any(|nd| {
+            matches!(self.allowed[r][nd], Some(w) if self.is_available(nd, w))
+                && self.has_capacity(nd, &need)
+        });
+        // The most capable node, in GHashTable order, matters only when no node
+        // can take the resource with its colocated ones.
         let mut most: Option<NodeIx> = None;
-        for nd in self.iter_order(r, &self.allowed[r]) {
-            let Some(w) = self.allowed[r][nd] else {
-                continue;
-            };
-            if !self.is_available(nd, w) {
-                continue;
-            }
-            if self.has_capacity(nd, &need) {
-                any = true;
-            }
-            if most.map(|m| self.capacity_cmp(nd, m) < 0).unwrap_or(true) {
-                most = Some(nd);
+        if !any {
+            for nd in self.iter_order(r, &self.allowed[r]) {
+                let Some(w) = self.allowed[r][nd] else {
+                    continue;
+                };
+                if !self.is_available(nd, w) {
+                    continue;
+                }
+                if most.map(|m| self.capacity_cmp(nd, m) < 0).unwrap_or(true) {
+                    most = Some(nd);
+                }
             }
         }
         let need = if any { need } else { self.util[r].clone() };
