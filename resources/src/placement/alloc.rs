@@ -102,6 +102,8 @@ pub(crate) struct Solver<'a> {
     /// Per node, `(top-level resource, instance)` of every resource active there,
     /// sorted (to find the other instances of a clone on a node quickly).
     running_tops: Vec<Vec<(RscIx, RscIx)>>,
+    /// Promotion-score lookups shared by an anonymous clone's inactive instances.
+    promo_cache: std::cell::RefCell<BTreeMap<(RscIx, NodeIx), Option<i64>>>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
@@ -271,6 +273,7 @@ impl<'a> Solver<'a> {
             child_order: vec![Vec::new(); r],
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
+            promo_cache: Default::default(),
             has_master_attr: c
                 .nodes
                 .iter()
@@ -1660,6 +1663,14 @@ impl<'a> Solver<'a> {
         if !self.has_master_attr[nd] {
             return not_set;
         }
+        // Every inactive instance without history of an anonymous clone looks up
+        // the same names on a node: remember the answer per (clone, node).
+        let shared = !unique && rsc.history_name.is_none() && rsc.parent == Some(cl);
+        if shared {
+            if let Some(v) = self.promo_cache.borrow().get(&(cl, nd)) {
+                return v.unwrap_or(not_set);
+            }
+        }
         let mut key = String::with_capacity(rsc.base.len() + 16);
         let mut lookup = |name: &str, suffix: &str| -> Option<i64> {
             key.clear();
@@ -1680,6 +1691,9 @@ impl<'a> Solver<'a> {
                 .or_else(|| lookup(&rsc.base, ""))
                 .or_else(|| lookup(&rsc.base, ":0"))
         };
+        if shared {
+            self.promo_cache.borrow_mut().insert((cl, nd), found);
+        }
         found.unwrap_or(not_set)
     }
 
