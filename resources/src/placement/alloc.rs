@@ -1481,7 +1481,7 @@ impl<'a> Solver<'a> {
             return;
         }
         let current = self.c.resources[r].running_on.first().copied();
-        let table = self.allowed[r].clone();
+        let table = std::mem::take(&mut self.allowed[r]);
         let best = self.best_node(r, &table, current);
         let mut chosen = None;
         if let (Some(p), Some(b)) = (prefer, best) {
@@ -1523,7 +1523,7 @@ impl<'a> Solver<'a> {
                 chosen = None;
             }
         }
-        let _ = table;
+        self.allowed[r] = table;
         if chosen.is_none() && self.stop_reason[r].is_none() {
             self.stop_reason[r] = Some(
                 "no node can run it (every allowed node has a negative score or is unavailable)"
@@ -2060,11 +2060,15 @@ impl<'a> Solver<'a> {
                 self.allowed[t][nd] = Some(new);
             }
         }
-        let backup: Vec<(RscIx, Table)> = self
-            .instance_tables(ch)
-            .into_iter()
-            .map(|t| (t, self.allowed[t].clone()))
-            .collect();
+        // Only a pre-assignment to the current node can be undone.
+        let backup: Vec<(RscIx, Table)> = if prefer.is_some() {
+            targets
+                .iter()
+                .map(|&t| (t, self.allowed[t].clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let backup_layout = self.layout_of[ch];
         let chosen = self.assign(ch, prefer);
         if let (Some(c), Some(p)) = (chosen, prefer) {
