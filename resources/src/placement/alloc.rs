@@ -102,6 +102,8 @@ pub(crate) struct Solver<'a> {
     /// Per node, `(top-level resource, instance)` of every resource active there,
     /// sorted (to find the other instances of a clone on a node quickly).
     running_tops: Vec<Vec<(RscIx, RscIx)>>,
+    /// A spare node table (see `apply_coloc_to_scores`).
+    scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
     promo_cache: std::cell::RefCell<BTreeMap<(RscIx, NodeIx), Option<i64>>>,
     /// `pcmk__node_available` without the score, per node.
@@ -274,6 +276,7 @@ impl<'a> Solver<'a> {
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
             promo_cache: Default::default(),
+            scratch: Vec::new(),
             has_master_attr: c
                 .nodes
                 .iter()
@@ -1117,7 +1120,10 @@ impl<'a> Solver<'a> {
         let value = target
             .and_then(|t| self.attr(t, &col.node_attribute))
             .map(str::to_string);
-        let mut work = self.allowed[r].clone();
+        // A reused buffer: this runs for every instance a clone colocation touches.
+        let mut work = std::mem::take(&mut self.scratch);
+        work.clear();
+        work.extend_from_slice(&self.allowed[r]);
         for nd in 0..self.n {
             let Some(w) = work[nd] else { continue };
             let new = match target {
@@ -1126,7 +1132,7 @@ impl<'a> Solver<'a> {
                     let same = if by_uname {
                         t == nd
                     } else {
-                        self.attr(nd, &col.node_attribute).map(str::to_string) == value
+                        self.attr(nd, &col.node_attribute) == value.as_deref()
                     };
                     if same {
                         if col.score < INFINITY {
@@ -1144,20 +1150,25 @@ impl<'a> Solver<'a> {
             work[nd] = Some(new);
         }
         if col.score <= -INFINITY || col.score >= INFINITY || self.any_available(&work) {
-            let label = format!(
-                "colocation {} with {}",
-                col.id, self.c.resources[col.primary].id
-            );
+            let mut label: Option<String> = None;
             for nd in 0..self.n {
                 if let (Some(a), Some(b)) = (self.allowed[r][nd], work[nd]) {
                     if a != b {
-                        self.note(r, Some(nd), b.saturating_sub(a), &label);
+                        if label.is_none() {
+                            label = Some(format!(
+                                "colocation {} with {}",
+                                col.id, self.c.resources[col.primary].id
+                            ));
+                        }
+                        let l = label.as_deref().unwrap_or_default();
+                        self.note(r, Some(nd), b.saturating_sub(a), l);
                     }
                 }
             }
-            self.allowed[r] = work;
+            std::mem::swap(&mut self.allowed[r], &mut work);
             self.layout_of[r] = self.lay.copy(self.layout_of[r]);
         }
+        self.scratch = work;
     }
 
     fn ban_others(&mut self, r: RscIx, keep: &[NodeIx], label: &str) {
