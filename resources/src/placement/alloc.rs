@@ -852,23 +852,7 @@ impl<'a> Solver<'a> {
         let mut v = self.iter_order(r, table);
         v.reverse();
         let keys = self.node_keys(&v, table);
-        fn head<F: FnMut(NodeIx, NodeIx) -> Ordering>(v: &[NodeIx], cmp: &mut F) -> NodeIx {
-            if v.len() == 1 {
-                return v[0];
-            }
-            let mid = v.len() / 2;
-            let l = head(&v[..mid], cmp);
-            let r = head(&v[mid..], cmp);
-            if cmp(l, r) != Ordering::Greater {
-                l
-            } else {
-                r
-            }
-        }
-        if v.is_empty() {
-            return None;
-        }
-        Some(head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer)))
+        merge_sort_head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer))
     }
 
     /// The keys `compare_nodes` looks at, gathered once per sort (a missing
@@ -2628,4 +2612,84 @@ fn sort_range<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut [T], scratch: &mut Ve
     scratch.extend_from_slice(&v[i..mid]);
     scratch.extend_from_slice(&v[j..len]);
     v.copy_from_slice(scratch);
+}
+
+/// The first element `merge_sort` would produce, with n - 1 comparisons: the head of
+/// a merged list is the winner of its two halves' heads (left wins ties), the same
+/// tree of comparisons whatever the comparator (total order or not).
+fn merge_sort_head<T: Copy, F: FnMut(T, T) -> Ordering>(v: &[T], cmp: &mut F) -> Option<T> {
+    match v.len() {
+        0 => None,
+        1 => Some(v[0]),
+        len => {
+            let mid = len / 2;
+            let l = merge_sort_head(&v[..mid], cmp)?;
+            let r = merge_sort_head(&v[mid..], cmp)?;
+            Some(if cmp(l, r) != Ordering::Greater { l } else { r })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A comparator that is not a total order (like `compare_nodes` with
+    /// `balanced`): rock-paper-scissors on `x % 3`, ties by nothing.
+    fn rps(a: u32, b: u32) -> Ordering {
+        match ((a % 3) + 3 - (b % 3)) % 3 {
+            0 => Ordering::Equal,
+            1 => Ordering::Less,
+            _ => Ordering::Greater,
+        }
+    }
+
+    #[test]
+    fn merge_sort_splits_like_g_list_sort() {
+        // g_list_sort keeps equal elements in order and puts len / 2 on the left.
+        let mut v = vec![5u32, 3, 5, 1, 3];
+        merge_sort(&mut v, &mut |a, b| a.cmp(&b));
+        assert_eq!(v, vec![1, 3, 3, 5, 5]);
+        // With a non-total comparator the result depends on the split; expected
+        // orders read from GLib 2.74.6's g_list_sort with the same comparator.
+        for (input, glib) in [
+            (vec![0u32, 1, 2], vec![0u32, 2, 1]),
+            (vec![2, 0, 1], vec![2, 1, 0]),
+            (
+                vec![5, 3, 5, 1, 3, 7, 4, 9, 2],
+                vec![7, 4, 3, 3, 9, 5, 5, 2, 1],
+            ),
+        ] {
+            let mut v = input.clone();
+            merge_sort(&mut v, &mut rps);
+            assert_eq!(v, glib, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn head_is_the_first_element_of_the_merge_sort() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 40) as usize;
+            let v: Vec<u32> = (0..len).map(|_| (next() % 1000) as u32).collect();
+            let mut sorted = v.clone();
+            merge_sort(&mut sorted, &mut rps);
+            assert_eq!(
+                merge_sort_head(&v, &mut rps),
+                sorted.first().copied(),
+                "{v:?}"
+            );
+            // And with a comparator that ties a lot (stability decides).
+            let mut cmp = |a: u32, b: u32| (a % 4).cmp(&(b % 4));
+            let mut sorted = v.clone();
+            merge_sort(&mut sorted, &mut cmp);
+            assert_eq!(merge_sort_head(&v, &mut cmp), sorted.first().copied());
+        }
+    }
 }
