@@ -429,9 +429,9 @@ fn strip_inst(id: &str) -> &str {
     }
 }
 
-fn walk(e: &xml::Element, prefix: &str, in_clone: bool, rows: &mut Vec<String>) {
+fn walk(e: &xml::Element<'_>, prefix: &str, in_clone: bool, rows: &mut Vec<String>) {
     for c in &e.children {
-        match c.name.as_str() {
+        match c.name.as_ref() {
             "resource" => {
                 let id = c.attr("id").unwrap_or("");
                 let name = if in_clone { strip_inst(id) } else { id };

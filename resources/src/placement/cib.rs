@@ -9,7 +9,7 @@ use super::score;
 use super::xml::{self, Element};
 use crate::Error;
 
-fn invalid(e: &Element, detail: impl Into<String>) -> Error {
+fn invalid(e: &Element<'_>, detail: impl Into<String>) -> Error {
     Error::CibInvalid {
         element: e.describe(),
         detail: detail.into(),
@@ -77,11 +77,11 @@ pub fn parse_interval_ms(s: &str) -> Option<i64> {
 
 /// Index of elements carrying an id, for `id-ref` resolution.
 struct Ids<'a> {
-    by_id: HashMap<&'a str, &'a Element>,
+    by_id: HashMap<&'a str, &'a Element<'a>>,
 }
 
 impl<'a> Ids<'a> {
-    fn new(root: &'a Element) -> Self {
+    fn new(root: &'a Element<'a>) -> Self {
         let mut by_id = HashMap::new();
         let mut stack = vec![root];
         while let Some(e) = stack.pop() {
@@ -95,7 +95,7 @@ impl<'a> Ids<'a> {
         Ids { by_id }
     }
 
-    fn resolve(&self, e: &'a Element) -> &'a Element {
+    fn resolve(&self, e: &'a Element<'a>) -> &'a Element<'a> {
         match e.attr("id-ref") {
             Some(r) => self.by_id.get(r).copied().unwrap_or(e),
             None => e,
@@ -104,8 +104,13 @@ impl<'a> Ids<'a> {
 
     /// nvpairs of all `set_name` sets under `parent`, first set wins per name (sets
     /// are sorted by `score` descending as Pacemaker does).
-    fn nvpairs(&self, parent: &'a Element, set_name: &str, out: &mut BTreeMap<String, String>) {
-        let mut sets: Vec<&Element> = parent.kids(set_name).map(|s| self.resolve(s)).collect();
+    fn nvpairs(
+        &self,
+        parent: &'a Element<'a>,
+        set_name: &'a str,
+        out: &mut BTreeMap<String, String>,
+    ) {
+        let mut sets: Vec<&Element<'a>> = parent.kids(set_name).map(|s| self.resolve(s)).collect();
         sets.sort_by_key(|s| {
             std::cmp::Reverse(s.attr("score").and_then(score::parse).unwrap_or(0))
         });
@@ -136,7 +141,7 @@ struct Op {
     target_rc: i32,
 }
 
-fn target_rc(op: &Element) -> Option<i32> {
+fn target_rc(op: &Element<'_>) -> Option<i32> {
     let key = op.attr("transition-key").or_else(|| {
         op.attr("transition-magic")
             .and_then(|m| m.split_once(';').map(|(_, k)| k))
@@ -151,7 +156,7 @@ pub fn read(text: &str, now: Option<i64>) -> Result<Cluster, Error> {
 }
 
 /// Build the model from an already-parsed CIB root element.
-pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> {
+pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Error> {
     if root.name != "cib" {
         return Err(invalid(root, "the root element must be <cib>"));
     }
@@ -353,12 +358,13 @@ pub fn from_element(root: &Element, now: Option<i64>) -> Result<Cluster, Error> 
 
     // --- constraints ---
     if let Some(cs) = config.kid("constraints") {
+        let lk = RscLookup::new(&cluster);
         for c in &cs.children {
-            match c.name.as_str() {
-                "rsc_location" => location(&mut cluster, c, now)?,
-                "rsc_colocation" => colocation(&mut cluster, c)?,
-                "rsc_order" => order(&mut cluster, c)?,
-                "rsc_ticket" => ticket(&mut cluster, c, status)?,
+            match c.name.as_ref() {
+                "rsc_location" => location(&mut cluster, &lk, c, now)?,
+                "rsc_colocation" => colocation(&mut cluster, &lk, c)?,
+                "rsc_order" => order(&mut cluster, &lk, c)?,
+                "rsc_ticket" => ticket(&mut cluster, &lk, c, status)?,
                 _ => {}
             }
         }
@@ -386,7 +392,7 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new_rsc(
         &mut self,
-        e: &Element,
+        e: &Element<'_>,
         id: String,
         kind: Kind,
         parent: Option<RscIx>,
@@ -470,13 +476,13 @@ impl<'a> Builder<'a> {
     /// Build the resource `e` (suffix = instance number for clone instances).
     fn resource(
         &mut self,
-        e: &Element,
+        e: &Element<'_>,
         parent: Option<RscIx>,
         inst: Option<usize>,
     ) -> Result<Option<RscIx>, Error> {
         let e = self.ids.resolve(e);
         let Some(id) = e.attr("id") else {
-            if matches!(e.name.as_str(), "primitive" | "group" | "clone" | "master") {
+            if matches!(e.name.as_ref(), "primitive" | "group" | "clone" | "master") {
                 return Err(invalid(e, "resource without id; add id=\"...\""));
             }
             return Ok(None);
@@ -485,7 +491,7 @@ impl<'a> Builder<'a> {
             Some(n) => format!("{id}:{n}"),
             None => id.to_string(),
         };
-        match e.name.as_str() {
+        match e.name.as_ref() {
             "primitive" => {
                 let class = e.attr("class").unwrap_or("ocf");
                 let ty = e.attr("type").unwrap_or("");
@@ -562,7 +568,7 @@ impl<'a> Builder<'a> {
                 let child = e
                     .children
                     .iter()
-                    .find(|c| matches!(c.name.as_str(), "primitive" | "group"))
+                    .find(|c| matches!(c.name.as_ref(), "primitive" | "group"))
                     .ok_or_else(|| invalid(e, "clone without a primitive or group inside"))?;
                 for n in 0..max.max(1) {
                     self.resource(child, Some(ix), Some(n))?;
@@ -583,7 +589,7 @@ impl<'a> Builder<'a> {
 }
 
 /// The `<op>` definitions of primitive `e`.
-fn op_defs(ids: &Ids<'_>, e: &Element) -> Vec<OpDef> {
+fn op_defs(ids: &Ids<'_>, e: &Element<'_>) -> Vec<OpDef> {
     let Some(ops) = e.kid("operations") else {
         return Vec::new();
     };
@@ -627,7 +633,7 @@ fn on_fail_for(conf: Option<&OpConf>, task: &str, interval: i64, stonith: bool) 
 /// fail counts from transient attributes.
 fn unpack_status(
     c: &mut Cluster,
-    status: &Element,
+    status: &Element<'_>,
     ops_conf: &HashMap<RscIx, OpConf>,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
@@ -639,6 +645,22 @@ fn unpack_status(
         let top = c.top_of(i);
         if i != top && c.resources[top].is_clone() && r.is_primitive() {
             clone_child_base.entry(r.base.clone()).or_insert(top);
+        }
+    }
+    // The first primitive of each base name inside its clone (looked up per
+    // history entry; searching the instances each time was quadratic).
+    let mut clone_first_prim: HashMap<&str, RscIx> = HashMap::new();
+    {
+        let mut prims_of: HashMap<RscIx, Vec<RscIx>> = HashMap::new();
+        for (base, &cl) in &clone_child_base {
+            let prims = prims_of.entry(cl).or_insert_with(|| {
+                let mut v = Vec::new();
+                c.primitives_of(cl, &mut v);
+                v
+            });
+            if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
+                clone_first_prim.insert(base.as_str(), p);
+            }
         }
     }
     for ns in status.kids("node_state") {
@@ -710,13 +732,7 @@ fn unpack_status(
                 .copied()
                 .filter(|&i| not_anon(i))
                 .or_else(|| by_id.get(base).copied().filter(|&i| not_anon(i)));
-            let conf_ix = target_ix.or_else(|| {
-                clone_child_base.get(base).and_then(|&cl| {
-                    let mut prims = Vec::new();
-                    c.primitives_of(cl, &mut prims);
-                    prims.into_iter().find(|&p| c.resources[p].base == base)
-                })
-            });
+            let conf_ix = target_ix.or_else(|| clone_first_prim.get(base).copied());
             let conf = conf_ix.and_then(|i| ops_conf.get(&i));
             for op in &ops {
                 if op.status == 1 {
@@ -1132,15 +1148,42 @@ fn find_anon(c: &Cluster, clone: RscIx, node: NodeIx, base: &str) -> Option<RscI
 }
 
 /// Resolve a resource id used by a constraint: clone children map to their clone.
-fn constraint_rsc(c: &Cluster, id: &str, e: &Element, attr: &str) -> Result<RscIx, Error> {
-    if let Some(i) = c.resources.iter().position(|r| r.id == id && !r.orphan) {
+/// Resource ids for constraint references, indexed once (a linear search per
+/// reference was quadratic on large CIBs).
+struct RscLookup {
+    /// First non-orphan resource with this id.
+    by_id: HashMap<String, RscIx>,
+    /// First child resource with this base name.
+    by_base: HashMap<String, RscIx>,
+}
+
+impl RscLookup {
+    fn new(c: &Cluster) -> Self {
+        let mut by_id = HashMap::new();
+        let mut by_base = HashMap::new();
+        for (i, r) in c.resources.iter().enumerate() {
+            if !r.orphan {
+                by_id.entry(r.id.clone()).or_insert(i);
+            }
+            if r.parent.is_some() {
+                by_base.entry(r.base.clone()).or_insert(i);
+            }
+        }
+        RscLookup { by_id, by_base }
+    }
+}
+
+fn constraint_rsc(
+    c: &Cluster,
+    lk: &RscLookup,
+    id: &str,
+    e: &Element<'_>,
+    attr: &str,
+) -> Result<RscIx, Error> {
+    if let Some(&i) = lk.by_id.get(id) {
         return Ok(i);
     }
-    if let Some(i) = c
-        .resources
-        .iter()
-        .position(|r| r.base == id && r.parent.is_some())
-    {
+    if let Some(&i) = lk.by_base.get(id) {
         return Ok(c.top_of(i));
     }
     Err(invalid(
@@ -1151,7 +1194,7 @@ fn constraint_rsc(c: &Cluster, id: &str, e: &Element, attr: &str) -> Result<RscI
     ))
 }
 
-fn parse_role(e: &Element, attr: &str) -> Result<Role, Error> {
+fn parse_role(e: &Element<'_>, attr: &str) -> Result<Role, Error> {
     match e.attr(attr) {
         None => Ok(Role::Unknown),
         Some(v) => match Role::parse(v) {
@@ -1162,10 +1205,15 @@ fn parse_role(e: &Element, attr: &str) -> Result<Role, Error> {
     }
 }
 
-fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error> {
+fn location(
+    c: &mut Cluster,
+    lk: &RscLookup,
+    e: &Element<'_>,
+    now: Option<i64>,
+) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let rscs: Vec<RscIx> = if let Some(r) = e.attr("rsc") {
-        vec![constraint_rsc(c, r, e, "rsc")?]
+        vec![constraint_rsc(c, lk, r, e, "rsc")?]
     } else if let Some(p) = e.attr("rsc-pattern") {
         // Only literal prefixes and '.*' suffix forms are supported.
         let prefix = p
@@ -1182,7 +1230,7 @@ fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error>
         for set in e.kids("resource_set") {
             for rr in set.kids("resource_ref") {
                 if let Some(r) = rr.attr("id") {
-                    v.push(constraint_rsc(c, r, e, "resource_ref")?);
+                    v.push(constraint_rsc(c, lk, r, e, "resource_ref")?);
                 }
             }
         }
@@ -1258,7 +1306,7 @@ fn location(c: &mut Cluster, e: &Element, now: Option<i64>) -> Result<(), Error>
     Ok(())
 }
 
-fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
+fn colocation(c: &mut Cluster, lk: &RscLookup, e: &Element<'_>) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let sc = e.attr("score").unwrap_or("INFINITY");
     let score = score::parse(sc).ok_or_else(|| {
@@ -1276,7 +1324,7 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
             let members: Vec<RscIx> = set
                 .kids("resource_ref")
                 .filter_map(|r| r.attr("id"))
-                .map(|r| constraint_rsc(c, r, e, "resource_ref"))
+                .map(|r| constraint_rsc(c, lk, r, e, "resource_ref"))
                 .collect::<Result<_, _>>()?;
             let role = parse_role(set, "role")?;
             let sequential = set.attr("sequential").map(truthy).unwrap_or(true);
@@ -1329,8 +1377,8 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
     let prim = e
         .attr("with-rsc")
         .ok_or_else(|| invalid(e, "colocation without with-rsc; add with-rsc=\"ID\""))?;
-    let dependent = constraint_rsc(c, dep, e, "rsc")?;
-    let primary = constraint_rsc(c, prim, e, "with-rsc")?;
+    let dependent = constraint_rsc(c, lk, dep, e, "rsc")?;
+    let primary = constraint_rsc(c, lk, prim, e, "with-rsc")?;
     if dependent == primary {
         return Err(invalid(e, "a resource cannot be colocated with itself"));
     }
@@ -1355,20 +1403,28 @@ fn colocation(c: &mut Cluster, e: &Element) -> Result<(), Error> {
 }
 
 /// `rsc_ticket`: what a resource does while its ticket is not granted (or in standby).
-fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
+fn ticket(
+    c: &mut Cluster,
+    lk: &RscLookup,
+    e: &Element<'_>,
+    status: &Element<'_>,
+) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let t = e
         .attr("ticket")
         .ok_or_else(|| invalid(e, "rsc_ticket without ticket; add ticket=\"NAME\""))?;
     let mut rscs = Vec::new();
     if let Some(r) = e.attr("rsc") {
-        rscs.push((constraint_rsc(c, r, e, "rsc")?, parse_role(e, "rsc-role")?));
+        rscs.push((
+            constraint_rsc(c, lk, r, e, "rsc")?,
+            parse_role(e, "rsc-role")?,
+        ));
     }
     for set in e.kids("resource_set") {
         let role = parse_role(set, "role")?;
         for rr in set.kids("resource_ref") {
             if let Some(r) = rr.attr("id") {
-                rscs.push((constraint_rsc(c, r, e, "resource_ref")?, role));
+                rscs.push((constraint_rsc(c, lk, r, e, "resource_ref")?, role));
             }
         }
     }
@@ -1455,7 +1511,7 @@ fn ticket(c: &mut Cluster, e: &Element, status: &Element) -> Result<(), Error> {
     Ok(())
 }
 
-fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
+fn order(c: &mut Cluster, lk: &RscLookup, e: &Element<'_>) -> Result<(), Error> {
     let id = e.attr("id").unwrap_or("").to_string();
     let kind = match e.attr("kind") {
         Some(k) => match k.to_ascii_lowercase().as_str() {
@@ -1491,7 +1547,7 @@ fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
             let members: Vec<RscIx> = set
                 .kids("resource_ref")
                 .filter_map(|r| r.attr("id"))
-                .map(|r| constraint_rsc(c, r, e, "resource_ref"))
+                .map(|r| constraint_rsc(c, lk, r, e, "resource_ref"))
                 .collect::<Result<_, _>>()?;
             let action = set.attr("action").unwrap_or("start").to_string();
             let sequential = set.attr("sequential").map(truthy).unwrap_or(true);
@@ -1530,8 +1586,8 @@ fn order(c: &mut Cluster, e: &Element) -> Result<(), Error> {
     let then = e
         .attr("then")
         .ok_or_else(|| invalid(e, "order without then; add then=\"ID\""))?;
-    let first = constraint_rsc(c, first, e, "first")?;
-    let then = constraint_rsc(c, then, e, "then")?;
+    let first = constraint_rsc(c, lk, first, e, "first")?;
+    let then = constraint_rsc(c, lk, then, e, "then")?;
     c.orders.push(Order {
         id,
         first,

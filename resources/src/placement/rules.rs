@@ -59,7 +59,7 @@ fn cmp_values(a: &str, b: &str, ty: &str) -> Option<std::cmp::Ordering> {
     }
 }
 
-fn expr(e: &Element, node: &Node) -> Result<bool, Error> {
+fn expr(e: &Element<'_>, node: &Node) -> Result<bool, Error> {
     let attr = e.attr("attribute").ok_or_else(|| Error::CibInvalid {
         element: e.describe(),
         detail: "expression without attribute; add attribute=\"NAME\"".into(),
@@ -169,7 +169,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-fn date_expr(e: &Element, now: Option<i64>) -> Result<bool, Error> {
+fn date_expr(e: &Element<'_>, now: Option<i64>) -> Result<bool, Error> {
     let Some(now) = now else {
         return Ok(false);
     };
@@ -191,7 +191,7 @@ fn date_expr(e: &Element, now: Option<i64>) -> Result<bool, Error> {
 }
 
 /// Evaluate a `<rule>` for `node` at time `now` (seconds since the epoch, if known).
-pub fn eval(rule: &Element, node: &Node, now: Option<i64>) -> Result<bool, Error> {
+pub fn eval(rule: &Element<'_>, node: &Node, now: Option<i64>) -> Result<bool, Error> {
     let or = rule
         .attr("boolean-op")
         .map(|b| b.eq_ignore_ascii_case("or"))
@@ -200,7 +200,7 @@ pub fn eval(rule: &Element, node: &Node, now: Option<i64>) -> Result<bool, Error
     let mut all = true;
     let mut seen = false;
     for c in &rule.children {
-        let v = match c.name.as_str() {
+        let v = match c.name.as_ref() {
             "expression" => expr(c, node)?,
             "date_expression" => date_expr(c, now)?,
             "rule" => eval(c, node, now)?,
