@@ -14,7 +14,10 @@
 //! and application tasks on one 2-worker tokio runtime), `node-threads` (each
 //! node on its own thread with a single-threaded runtime, like one
 //! single-threaded Corosync daemon per node; application tasks on a 2-worker
-//! runtime), `single` (everything on one single-threaded runtime).
+//! runtime), `node-local` (each node on its own thread with a single-threaded
+//! runtime that also runs that node's sender and receiver tasks: one
+//! single-threaded process per node, daemon and client together), `single`
+//! (everything on one single-threaded runtime).
 //! `HALYARD_BENCH_LATENCY_ONLY=1` runs only the latency case;
 //! `HALYARD_BENCH_SOCKBUF=default` keeps the system's socket buffer sizes. The
 //! last column of the throughput lines is the host's UDP `RcvbufErrors` during
@@ -112,6 +115,7 @@ async fn join_all(nodes: &BTreeMap<NodeId, Cluster>, name: &str) -> Vec<Group> {
 /// Returns (msg/s at the slowest receiver, CPU µs per delivered message).
 async fn throughput(
     nodes: &BTreeMap<NodeId, Cluster>,
+    rts: &[tokio::runtime::Handle],
     name: &str,
     size: usize,
     all: bool,
@@ -128,7 +132,7 @@ async fn throughput(
         if all || i == 0 {
             let tx = g.sender();
             let (sent, stop) = (sent.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.push(spawn_on(rts, i, async move {
                 let p = Bytes::from(vec![7u8; size]);
                 while stop.load(AtomicOrdering::Relaxed) == 0 {
                     if tx.send(p.clone(), Delivery::Agreed).await.is_err() {
@@ -140,7 +144,7 @@ async fn throughput(
         }
         let stop = stop.clone();
         let sent = sent.clone();
-        recv.push(tokio::spawn(async move {
+        recv.push(spawn_on(rts, i, async move {
             let mut g = g;
             let mut n = 0u64;
             let mut last = Instant::now();
@@ -189,14 +193,18 @@ async fn throughput(
 }
 
 /// One-way latency p50/p99 (ms) of 1 KiB messages paced at 1000/s from node 1.
-async fn latency(nodes: &BTreeMap<NodeId, Cluster>, secs: f64) -> (f64, f64) {
+async fn latency(
+    nodes: &BTreeMap<NodeId, Cluster>,
+    rts: &[tokio::runtime::Handle],
+    secs: f64,
+) -> (f64, f64) {
     let gs = join_all(nodes, "latency").await;
     let base = Instant::now();
     let count = (secs * 1000.0) as u64;
     let mut it = gs.into_iter();
     let g1 = it.next().expect("node 1");
     let tx = g1.sender();
-    let sender = tokio::spawn(async move {
+    let sender = spawn_on(rts, 0, async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         for _ in 0..count {
             tick.tick().await;
@@ -208,8 +216,8 @@ async fn latency(nodes: &BTreeMap<NodeId, Cluster>, secs: f64) -> (f64, f64) {
         }
     });
     let mut rx = Vec::new();
-    for mut g in it {
-        rx.push(tokio::spawn(async move {
+    for (i, mut g) in it.enumerate() {
+        rx.push(spawn_on(rts, i + 1, async move {
             let mut lat = Vec::new();
             while (lat.len() as u64) < count {
                 match tokio::time::timeout(Duration::from_secs(5), g.recv()).await {
@@ -249,14 +257,38 @@ enum Layout {
     NodeThreads,
     /// Everything on one single-threaded runtime.
     Single,
+    /// Each node on its own thread with a single-threaded runtime that also runs
+    /// that node's application tasks: one single-threaded process per node, as
+    /// Corosync's daemon with its local cpgperf client.
+    NodeLocal,
+}
+
+/// Spawns a node's application task: on that node's own runtime (`NodeLocal`),
+/// else on the current one.
+fn spawn_on<F>(
+    rts: &[tokio::runtime::Handle],
+    node: usize,
+    f: F,
+) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match rts.get(node) {
+        Some(h) => h.spawn(f),
+        None => tokio::spawn(f),
+    }
 }
 
 fn main() {
     let layout = match std::env::var("HALYARD_BENCH_RT").as_deref() {
         Ok("node-threads") => Layout::NodeThreads,
         Ok("single") => Layout::Single,
+        Ok("node-local") => Layout::NodeLocal,
         Ok("shared") | Err(_) => Layout::Shared,
-        Ok(other) => panic!("HALYARD_BENCH_RT={other}: use shared, node-threads or single"),
+        Ok(other) => {
+            panic!("HALYARD_BENCH_RT={other}: use shared, node-threads, node-local or single")
+        }
     };
     let rt = if layout == Layout::Single {
         tokio::runtime::Builder::new_current_thread()
@@ -325,6 +357,8 @@ async fn run(layout: Layout) {
     let key = ClusterKey::generate_os().expect("operating system RNG");
     let mut nodes = BTreeMap::new();
     let mut threads = Vec::new();
+    // Per-node runtimes for the application tasks (NodeLocal only).
+    let mut rts = Vec::new();
     for (id, socket) in sockets {
         let envelope: Box<dyn Envelope> = if plain {
             Box::new(Plain(id))
@@ -346,7 +380,7 @@ async fn run(layout: Layout) {
                 send: None,
             };
         }
-        if layout != Layout::NodeThreads {
+        if !matches!(layout, Layout::NodeThreads | Layout::NodeLocal) {
             let c = Cluster::start_with_socket(
                 cfg,
                 socket,
@@ -382,12 +416,16 @@ async fn run(layout: Layout) {
                         )
                         .expect("start")
                     });
-                    tx.send(c).expect("main thread");
+                    tx.send((c, rt.handle().clone())).expect("main thread");
                     let _ = rt.block_on(stop_rx);
                 })
                 .expect("thread"),
         ));
-        nodes.insert(id, rx.recv().expect("node started"));
+        let (c, handle) = rx.recv().expect("node started");
+        if layout == Layout::NodeLocal {
+            rts.push(handle);
+        }
+        nodes.insert(id, c);
     }
     println!("case,msgs_per_s_slowest,MB_per_s,cpu_us_per_msg,rcvbuf_errors");
     let sizes: &[usize] = if std::env::var_os("HALYARD_BENCH_LATENCY_ONLY").is_some() {
@@ -399,7 +437,7 @@ async fn run(layout: Layout) {
         for all in [false, true] {
             let name = format!("t{size}{all}");
             let drops = rcvbuf_errors();
-            let (rate, cpu) = throughput(&nodes, &name, size, all, secs).await;
+            let (rate, cpu) = throughput(&nodes, &rts, &name, size, all, secs).await;
             println!(
                 "{} {} B,{:.0},{:.2},{:.1},{}",
                 if all { "all" } else { "one" },
@@ -411,7 +449,7 @@ async fn run(layout: Layout) {
             );
         }
     }
-    let (p50, p99) = latency(&nodes, secs).await;
+    let (p50, p99) = latency(&nodes, &rts, secs).await;
     println!("latency 1 KiB at 1000 msg/s: p50 {p50:.3} ms, p99 {p99:.3} ms");
     drop(nodes);
     for (stop, t) in threads {

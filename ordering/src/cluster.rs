@@ -33,7 +33,7 @@
 //! **Latency.** The node task sends as soon as the application's send reaches
 //! it (no timer on the path), and an idle ring's held token is released with a
 //! fresh visit (see `halyard_membership`'s `token` module). What remains in the
-//! tail on a busy host is thread scheduling: on tokio's multi-threaded runtime a
+//! tail (on a busy host, and in some runs on an idle one) is thread scheduling: on tokio's multi-threaded runtime a
 //! task woken by the node task (the one awaiting [`Group::recv`]) sits in that
 //! worker's LIFO slot, which other workers cannot steal, so it waits whenever the
 //! OS preempts that worker. Running the node and the tasks that consume its
