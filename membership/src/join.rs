@@ -74,6 +74,7 @@ impl<H: OrderingHook> Totem<H> {
         self.timers.stop(Timer::FastFailover);
         self.merge_detect_outstanding = false;
         self.held_token = None;
+        self.token_held_elsewhere = false;
         self.consensus.clear();
         self.consensus.insert(self.me);
         // Our own JOIN "arrives" at once: this is where a one-node ring forms.

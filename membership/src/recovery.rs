@@ -47,6 +47,7 @@ impl<H: OrderingHook> Totem<H> {
         self.my_last_seq = 0;
         self.my_seq_unchanged = 0;
         self.held_token = None;
+        self.token_held_elsewhere = false;
         self.my_last_aru = 0;
         self.my_aru_count = 0;
         self.hook.on_recovery_enter(&RecoveryInfo {

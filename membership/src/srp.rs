@@ -133,6 +133,12 @@ pub struct Totem<H: OrderingHook = NoOrdering> {
     /// The ORF token the idle representative holds (already visited, never
     /// sent); `None` whenever the token is not held here.
     pub(crate) held_token: Option<OrfToken>,
+    /// On a node that is not the representative: the ring looked idle for
+    /// `seqno_unchanged_const` visits, so the representative probably holds the
+    /// token (Corosync's `my_token_held` on the other nodes). A send multicasts
+    /// TOKEN_HOLD_CANCEL only then, once per belief: while the token circulates,
+    /// a send needs no message of its own.
+    pub(crate) token_held_elsewhere: bool,
     pub(crate) merge_detect_outstanding: bool,
     pub(crate) my_last_aru: u64,
     pub(crate) my_aru_count: u32,
@@ -223,6 +229,7 @@ impl<H: OrderingHook> Totem<H> {
             my_last_seq: 0,
             my_seq_unchanged: 0,
             held_token: None,
+            token_held_elsewhere: false,
             merge_detect_outstanding: false,
             my_last_aru: 0,
             my_aru_count: 0,
@@ -404,14 +411,16 @@ impl<H: OrderingHook> Totem<H> {
     /// Asks for the token now (the ordering layer has something to send). If this
     /// node is the representative holding the token it releases it at once with a
     /// fresh visit (so what is queued here goes out now, see the `token` module);
-    /// otherwise it multicasts TOKEN_HOLD_CANCEL.
+    /// otherwise, if the ring has looked idle long enough that the representative
+    /// probably holds the token, it multicasts TOKEN_HOLD_CANCEL (once).
     pub fn request_token(&mut self, now: Instant) {
         if !matches!(self.state, MembState::Operational | MembState::Recovery) {
             return;
         }
         if self.my_ring_id.rep == self.me {
             self.release_held_token(now);
-        } else {
+        } else if self.token_held_elsewhere {
+            self.token_held_elsewhere = false;
             self.multicast(Body::TokenHoldCancel);
         }
     }

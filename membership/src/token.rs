@@ -57,6 +57,11 @@ impl<H: OrderingHook> Totem<H> {
             self.my_seq_unchanged = 0;
         }
         self.my_last_seq = token.seq;
+        // The representative holds the token after more than
+        // `seqno_unchanged_const` idle visits of its own; the others' counts are
+        // equal to or one ahead of its count, hence `>=` (as totemsrp.c).
+        self.token_held_elsewhere = self.my_ring_id.rep != self.me
+            && self.my_seq_unchanged >= self.cfg.seqno_unchanged_const;
         self.token_visit(now, token, false);
     }
 
@@ -444,5 +449,29 @@ mod tests {
             .engines
             .iter()
             .all(|e| e.state() == MembState::Operational));
+    }
+
+    fn is_hold_cancel(t: &Transmit) -> bool {
+        matches!(
+            Message::decode(&t.payload).unwrap().body,
+            Body::TokenHoldCancel
+        )
+    }
+
+    #[test]
+    fn token_hold_cancel_only_when_the_ring_looks_idle_and_once() {
+        let mut r = Ring::new();
+        // Idle long enough that the representative holds it: node 3 believes so,
+        // multicasts TOKEN_HOLD_CANCEL on its first request, and not on the next.
+        r.until_held();
+        assert!(r.engines[2].token_held_elsewhere);
+        r.engines[2].request_token(r.now);
+        let first: Vec<Transmit> = std::iter::from_fn(|| r.engines[2].poll_transmit()).collect();
+        assert_eq!(first.iter().filter(|t| is_hold_cancel(t)).count(), 1);
+        r.engines[2].request_token(r.now);
+        assert!(
+            r.engines[2].poll_transmit().is_none(),
+            "one TOKEN_HOLD_CANCEL per idle period"
+        );
     }
 }
