@@ -79,10 +79,10 @@ pub struct Outcome {
 }
 
 fn path_of(c: &Cluster, r: RscIx) -> String {
-    let mut parts = vec![c.resources[r].base.clone()];
+    let mut parts: Vec<&str> = vec![&c.resources[r].base];
     let mut cur = r;
     while let Some(p) = c.resources[cur].parent {
-        parts.push(c.resources[p].base.clone());
+        parts.push(&c.resources[p].base);
         cur = p;
     }
     parts.reverse();
@@ -703,7 +703,7 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
     }
     let table = &a.final_scores[r];
     for (nd, node) in c.nodes.iter().enumerate() {
-        let sc = table.get(nd).copied().flatten();
+        let sc = table.get(nd).and_then(|w| w.get());
         let avail = if node.available() {
             ""
         } else {
