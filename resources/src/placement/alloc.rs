@@ -4,8 +4,9 @@
 //! `pcmk_sched_group.c`, `pcmk_sched_clone.c`, `pcmk_sched_promotable.c`,
 //! `pcmk_sched_utilization.c`).
 //!
-//! Node tables are dense vectors (`None` = the node is not in the resource's allowed
-//! list), so every iteration is in node order and the result is deterministic.
+//! Node tables are dense vectors of 4-byte [`Score`]s ([`Score::NONE`] = the node is
+//! not in the resource's allowed list), so every iteration is in node order and the
+//! result is deterministic.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
