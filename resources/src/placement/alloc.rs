@@ -4,8 +4,9 @@
 //! `pcmk_sched_group.c`, `pcmk_sched_clone.c`, `pcmk_sched_promotable.c`,
 //! `pcmk_sched_utilization.c`).
 //!
-//! Node tables are dense vectors (`None` = the node is not in the resource's allowed
-//! list), so every iteration is in node order and the result is deterministic.
+//! Node tables are dense vectors of 4-byte [`Score`]s ([`Score::NONE`] = the node is
+//! not in the resource's allowed list), so every iteration is in node order and the
+//! result is deterministic.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -14,8 +15,73 @@ use super::ghash::{self, GHashLayout};
 use super::model::*;
 use super::score::{self, INFINITY};
 
-/// A resource's allowed-node table.
-pub type Table = Vec<Option<i64>>;
+/// One entry of an allowed-node table: a score, or "the node is not in the
+/// resource's allowed list".
+///
+/// Stored scores are always within `INFINITY_HACK ..= INFINITY` (Pacemaker clamps
+/// every sum to ±INFINITY; `-100 * INFINITY` is a transient marker of `merge`), so
+/// an `i32` holds them exactly; `i32::MIN` marks "not allowed". Four bytes instead
+/// of the sixteen of an `Option<i64>`: on a 256-node, 10 000-resource cluster the
+/// tables are most of the solver's memory. Arithmetic stays in `i64`; only the
+/// stored value is narrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Score(i32);
+
+impl Score {
+    /// The node is not in the allowed list.
+    pub const NONE: Score = Score(i32::MIN);
+
+    /// A stored score (debug builds check it is within the range Pacemaker keeps).
+    #[inline]
+    pub fn some(v: i64) -> Score {
+        debug_assert!(
+            (INFINITY_HACK..=INFINITY).contains(&v),
+            "score {v} outside -100*INFINITY..=INFINITY"
+        );
+        Score(v.clamp(INFINITY_HACK, INFINITY) as i32)
+    }
+
+    /// From an optional score.
+    #[inline]
+    pub fn new(v: Option<i64>) -> Score {
+        match v {
+            Some(v) => Score::some(v),
+            None => Score::NONE,
+        }
+    }
+
+    /// The score, `None` when the node is not allowed.
+    #[inline]
+    pub fn get(self) -> Option<i64> {
+        if self.0 == i32::MIN {
+            None
+        } else {
+            Some(i64::from(self.0))
+        }
+    }
+
+    /// Replace the score.
+    #[inline]
+    pub fn set(&mut self, v: Option<i64>) {
+        *self = Score::new(v);
+    }
+
+    /// Whether the node is not in the allowed list.
+    #[inline]
+    pub fn is_none(self) -> bool {
+        self.0 == i32::MIN
+    }
+
+    /// Whether the node is in the allowed list.
+    #[inline]
+    pub fn is_some(self) -> bool {
+        self.0 != i32::MIN
+    }
+}
+
+/// A resource's allowed-node table, indexed by node.
+pub type Table = Vec<Score>;
 
 /// One contribution to a resource's score on a node, for explanations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,9 +283,9 @@ impl<'a> Solver<'a> {
         let n = c.nodes.len();
         let r = c.resources.len();
         let init: Table = if c.options.symmetric {
-            vec![Some(0); n]
+            vec![Score::some(0); n]
         } else {
-            vec![None; n]
+            vec![Score::NONE; n]
         };
         let mut s = Solver {
             c,
@@ -461,7 +527,7 @@ impl<'a> Solver<'a> {
             self.layout_of[r] = self.lay.insert(self.layout_of[r], nd);
         }
         let e = &mut self.allowed[r][nd];
-        *e = Some(score::add(e.unwrap_or(0), score));
+        e.set(Some(score::add(e.get().unwrap_or(0), score)));
     }
 
     // ---------------------------------------------------------------- setup
@@ -508,7 +574,7 @@ impl<'a> Solver<'a> {
                 self.layout_of[r] = self.lay.insert(self.layout_of[r], nd);
             }
             let e = &mut self.allowed[r][nd];
-            *e = Some(score::add(e.unwrap_or(0), sc));
+            e.set(Some(score::add(e.get().unwrap_or(0), sc)));
         }
     }
 
@@ -603,7 +669,7 @@ impl<'a> Solver<'a> {
     fn any_available(&self, t: &Table) -> bool {
         t.iter()
             .enumerate()
-            .any(|(nd, w)| matches!(w, Some(w) if self.is_available(nd, *w)))
+            .any(|(nd, w)| matches!(w.get(), Some(w) if self.is_available(nd, w)))
     }
 
     fn uname_ix(&self, name: &str) -> Option<NodeIx> {
@@ -618,7 +684,7 @@ impl<'a> Solver<'a> {
         if attr == "#uname" {
             // Node names are unique: only the node itself matches.
             if let Some(nd) = value.and_then(|v| self.uname_ix(v)) {
-                return match self.allowed[r][nd] {
+                return match self.allowed[r][nd].get() {
                     Some(w) if w > -INFINITY && node_available(self.node(nd)) => w,
                     _ => -INFINITY,
                 };
@@ -627,7 +693,7 @@ impl<'a> Solver<'a> {
         }
         let mut best = -INFINITY;
         for (nd, w) in self.allowed[r].iter().enumerate() {
-            if let Some(w) = *w {
+            if let Some(w) = w.get() {
                 if w > best && node_available(self.node(nd)) && self.attr(nd, attr) == value {
                     best = w;
                 }
@@ -646,10 +712,10 @@ impl<'a> Solver<'a> {
     ) {
         let by_uname = attr == "#uname";
         for nd in 0..self.n {
-            let Some(cur) = work[nd] else { continue };
+            let Some(cur) = work[nd].get() else { continue };
             // Node names are unique, so by `#uname` only the node itself matches.
             let sc = if by_uname {
-                match self.allowed[r][nd] {
+                match self.allowed[r][nd].get() {
                     Some(w) if w > -INFINITY && self.node_ok[nd] => w,
                     _ => -INFINITY,
                 }
@@ -678,14 +744,14 @@ impl<'a> Solver<'a> {
             let new = score::add(w, cur);
             if only_positive && new < 0 {
                 if cur > 0 {
-                    work[nd] = Some(INFINITY_HACK);
+                    work[nd].set(Some(INFINITY_HACK));
                 }
                 continue;
             }
             if only_positive && new < 0 && cur == 0 {
                 continue;
             }
-            work[nd] = Some(new);
+            work[nd].set(Some(new));
         }
     }
 
@@ -759,7 +825,7 @@ impl<'a> Solver<'a> {
             flags.init = false;
             self.allowed[r].clone()
         } else {
-            let mut w = nodes.clone().unwrap_or_else(|| vec![None; self.n]);
+            let mut w = nodes.clone().unwrap_or_else(|| vec![Score::NONE; self.n]);
             self.add_matching(&mut w, r, attr, factor, flags.positive);
             w
         };
@@ -795,9 +861,9 @@ impl<'a> Solver<'a> {
             return nodes;
         }
         if flags.positive {
-            for w in work.iter_mut().flatten() {
-                if *w == INFINITY_HACK {
-                    *w = 1;
+            for w in work.iter_mut() {
+                if w.get() == Some(INFINITY_HACK) {
+                    w.set(Some(1));
                 }
             }
         }
@@ -863,7 +929,7 @@ impl<'a> Solver<'a> {
         let mut caps = vec![0i64; self.n * k];
         for &nd in v {
             score[nd] = if self.node_ok[nd] {
-                table[nd].unwrap_or(-INFINITY)
+                table[nd].get().unwrap_or(-INFINITY)
             } else {
                 -INFINITY
             };
@@ -931,12 +997,12 @@ impl<'a> Solver<'a> {
 
     fn cmp_nodes(&self, a: NodeIx, b: NodeIx, table: &Table, prefer: Option<NodeIx>) -> Ordering {
         let sa = if self.node_ok[a] {
-            table[a].unwrap_or(-INFINITY)
+            table[a].get().unwrap_or(-INFINITY)
         } else {
             -INFINITY
         };
         let sb = if self.node_ok[b] {
-            table[b].unwrap_or(-INFINITY)
+            table[b].get().unwrap_or(-INFINITY)
         } else {
             -INFINITY
         };
@@ -980,14 +1046,14 @@ impl<'a> Solver<'a> {
         a: RscIx,
         b: RscIx,
         nodes: &[NodeIx],
-        cache: &mut BTreeMap<RscIx, Table>,
+        cache: &mut [Option<Table>],
     ) -> Ordering {
         let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
         if pa != pb {
             return pb.cmp(&pa);
         }
         for r in [a, b] {
-            if let std::collections::btree_map::Entry::Vacant(_) = cache.entry(r) {
+            if cache[r].is_none() {
                 let f = Flags {
                     init: true,
                     forward: true,
@@ -996,14 +1062,16 @@ impl<'a> Solver<'a> {
                 };
                 let t = self
                     .merge(r, None, "#uname", 1.0, f)
-                    .unwrap_or_else(|| vec![None; self.n]);
-                cache.insert(r, t);
+                    .unwrap_or_else(|| vec![Score::NONE; self.n]);
+                cache[r] = Some(t);
             }
         }
-        let (ta, tb) = (&cache[&a], &cache[&b]);
+        let (Some(ta), Some(tb)) = (&cache[a], &cache[b]) else {
+            unreachable!("both tables were just cached")
+        };
         let cur = |r: RscIx, t: &Table| -> i64 {
             match self.current_node(r) {
-                Some(nd) => t[nd].unwrap_or(-INFINITY),
+                Some(nd) => t[nd].get().unwrap_or(-INFINITY),
                 None => -INFINITY,
             }
         };
@@ -1012,7 +1080,10 @@ impl<'a> Solver<'a> {
             return cb.cmp(&ca);
         }
         for &nd in nodes {
-            let (x, y) = (ta[nd].unwrap_or(-INFINITY), tb[nd].unwrap_or(-INFINITY));
+            let (x, y) = (
+                ta[nd].get().unwrap_or(-INFINITY),
+                tb[nd].get().unwrap_or(-INFINITY),
+            );
             if x != y {
                 return y.cmp(&x);
             }
@@ -1109,7 +1180,7 @@ impl<'a> Solver<'a> {
         work.clear();
         work.extend_from_slice(&self.allowed[r]);
         for nd in 0..self.n {
-            let Some(w) = work[nd] else { continue };
+            let Some(w) = work[nd].get() else { continue };
             let new = match target {
                 None => score::add(-col.score, w),
                 Some(t) => {
@@ -1131,12 +1202,12 @@ impl<'a> Solver<'a> {
                     }
                 }
             };
-            work[nd] = Some(new);
+            work[nd].set(Some(new));
         }
         if col.score <= -INFINITY || col.score >= INFINITY || self.any_available(&work) {
             let mut label: Option<String> = None;
             for nd in 0..self.n {
-                if let (Some(a), Some(b)) = (self.allowed[r][nd], work[nd]) {
+                if let (Some(a), Some(b)) = (self.allowed[r][nd].get(), work[nd].get()) {
                     if a != b {
                         if label.is_none() {
                             label = Some(format!(
@@ -1158,11 +1229,11 @@ impl<'a> Solver<'a> {
     fn ban_others(&mut self, r: RscIx, keep: &[NodeIx], label: &str) {
         for nd in 0..self.n {
             if !keep.contains(&nd) {
-                if let Some(w) = self.allowed[r][nd] {
+                if let Some(w) = self.allowed[r][nd].get() {
                     if w > -INFINITY {
                         self.note(r, Some(nd), -INFINITY, label);
                     }
-                    self.allowed[r][nd] = Some(-INFINITY);
+                    self.allowed[r][nd].set(Some(-INFINITY));
                 }
             }
         }
@@ -1191,8 +1262,8 @@ impl<'a> Solver<'a> {
                 if let Some(nd) = self.assigned_node(ch) {
                     if self.role_of(ch) == col.primary_role {
                         if col.score < INFINITY {
-                            if let Some(w) = self.allowed[dep][nd] {
-                                self.allowed[dep][nd] = Some(score::add(w, col.score));
+                            if let Some(w) = self.allowed[dep][nd].get() {
+                                self.allowed[dep][nd].set(Some(score::add(w, col.score)));
                                 self.note(dep, Some(nd), col.score, &label);
                             }
                         }
@@ -1289,7 +1360,7 @@ impl<'a> Solver<'a> {
                 self.c.resources[col.dependent].id, col.id
             );
             for nd in 0..self.n {
-                if let (Some(a), Some(b)) = (before[nd], t[nd]) {
+                if let (Some(a), Some(b)) = (before[nd].get(), t[nd].get()) {
                     if a != b {
                         self.note(r, Some(nd), b.saturating_sub(a), &label);
                     }
@@ -1379,7 +1450,7 @@ impl<'a> Solver<'a> {
             }
         }
         let any = (0..self.n).any(|nd| {
-            matches!(self.allowed[r][nd], Some(w) if self.is_available(nd, w))
+            matches!(self.allowed[r][nd].get(), Some(w) if self.is_available(nd, w))
                 && self.has_capacity(nd, &need)
         });
         // The most capable node, in GHashTable order, matters only when no node
@@ -1387,7 +1458,7 @@ impl<'a> Solver<'a> {
         let mut most: Option<NodeIx> = None;
         if !any {
             for nd in self.iter_order(r, &self.allowed[r]) {
-                let Some(w) = self.allowed[r][nd] else {
+                let Some(w) = self.allowed[r][nd].get() else {
                     continue;
                 };
                 if !self.is_available(nd, w) {
@@ -1400,11 +1471,11 @@ impl<'a> Solver<'a> {
         }
         let need = if any { need } else { self.util[r].clone() };
         for nd in 0..self.n {
-            let Some(w) = self.allowed[r][nd] else {
+            let Some(w) = self.allowed[r][nd].get() else {
                 continue;
             };
             if w >= 0 && !self.has_capacity(nd, &need) {
-                self.allowed[r][nd] = Some(-INFINITY);
+                self.allowed[r][nd].set(Some(-INFINITY));
                 self.note(r, Some(nd), -INFINITY, "insufficient utilization capacity");
             }
         }
@@ -1480,8 +1551,8 @@ impl<'a> Solver<'a> {
         let best = self.best_node(r, &table, current);
         let mut chosen = None;
         if let (Some(p), Some(b)) = (prefer, best) {
-            if let Some(w) = table[p] {
-                if w >= table[b].unwrap_or(-INFINITY) && self.is_available(p, w) {
+            if let Some(w) = table[p].get() {
+                if w >= table[b].get().unwrap_or(-INFINITY) && self.is_available(p, w) {
                     chosen = Some(p);
                 }
             }
@@ -1489,7 +1560,7 @@ impl<'a> Solver<'a> {
         if chosen.is_none() {
             if let Some(b) = best {
                 chosen = Some(b);
-                let bw = table[b].unwrap_or(-INFINITY);
+                let bw = table[b].get().unwrap_or(-INFINITY);
                 let unique_instance = self.c.resources[r]
                     .parent
                     .map(|p| matches!(self.c.resources[p].kind, Kind::Clone { unique: true, .. }))
@@ -1497,13 +1568,14 @@ impl<'a> Solver<'a> {
                 if !unique_instance && bw > 0 && node_available(self.node(b)) {
                     if let Some(run) = current {
                         if table[run]
+                            .get()
                             .map(|w| self.is_available(run, w))
                             .unwrap_or(false)
                         {
                             // The nodes sorted after the best one start with every
                             // node of the same weight: the running node is among
                             // them exactly when its weight is the best one.
-                            if table[run] == Some(bw) {
+                            if table[run].get() == Some(bw) {
                                 chosen = Some(run);
                             }
                         }
@@ -1513,7 +1585,7 @@ impl<'a> Solver<'a> {
         }
         // pcmk__assign_resource: the node must be usable.
         if let Some(ch) = chosen {
-            let w = table[ch].unwrap_or(-INFINITY);
+            let w = table[ch].get().unwrap_or(-INFINITY);
             if !self.is_available(ch, w) {
                 chosen = None;
             }
@@ -1726,8 +1798,8 @@ impl<'a> Solver<'a> {
                         }
                         let sc = self.promotion_attr(t, nd, 0);
                         if sc > 0 {
-                            let w = self.allowed[t][nd].unwrap_or(0);
-                            self.allowed[t][nd] = Some(score::add(w, sc));
+                            let w = self.allowed[t][nd].get().unwrap_or(0);
+                            self.allowed[t][nd].set(Some(score::add(w, sc)));
                             self.note(t, Some(nd), sc, "promotion score");
                         }
                         // pcmk__add_promotion_scores: the instance's priority becomes
@@ -1788,8 +1860,8 @@ impl<'a> Solver<'a> {
     /// `cmp_instance_by_colocation`: the parent's colocations applied to a table
     /// holding only the instance's current node.
     fn instance_colocation_score(&mut self, cl: RscIx, cur: NodeIx) -> i64 {
-        let mut t: Table = vec![None; self.n];
-        t[cur] = Some(0);
+        let mut t: Table = vec![Score::NONE; self.n];
+        t[cur].set(Some(0));
         let mut nodes = Some(t);
         for k in 0..self.this_with[cl].len() {
             let col = self.cols[self.this_with[cl][k]].clone();
@@ -1826,7 +1898,7 @@ impl<'a> Solver<'a> {
                 f,
             );
         }
-        nodes.and_then(|t| t[cur]).unwrap_or(0)
+        nodes.and_then(|t| t[cur].get()).unwrap_or(0)
     }
 
     /// `pcmk__cmp_instance`: the order in which clone instances are assigned.
@@ -1844,7 +1916,7 @@ impl<'a> Solver<'a> {
         let allowed = |s: &Self, r: RscIx, nd: Option<&NodeIx>| -> (bool, Option<NodeIx>) {
             match nd {
                 None => (true, None),
-                Some(&nd) => match s.allowed[r][nd] {
+                Some(&nd) => match s.allowed[r][nd].get() {
                     Some(w) if w >= 0 => (true, Some(nd)),
                     _ => (false, None),
                 },
@@ -2027,7 +2099,7 @@ impl<'a> Solver<'a> {
         self.append_parent_colocations(cl, ch, all);
         if let Some(p) = prefer {
             let first = self.first_primitive(ch);
-            match self.allowed[first][p] {
+            match self.allowed[first][p].get() {
                 Some(w) if w >= 0 => {}
                 _ => return false,
             }
@@ -2036,12 +2108,12 @@ impl<'a> Solver<'a> {
         let targets = self.instance_tables(ch);
         for nd in 0..self.n {
             let ok_node = node_available(self.node(nd));
-            let parent_w = self.allowed[cl][nd];
+            let parent_w = self.allowed[cl][nd].get();
             for &t in &targets {
                 if self.allowed[t][nd].is_none() {
                     continue;
                 }
-                let w = self.allowed[t][nd].unwrap_or(0);
+                let w = self.allowed[t][nd].get().unwrap_or(0);
                 let new = if !ok_node {
                     score::add(w, -INFINITY)
                 } else {
@@ -2052,7 +2124,7 @@ impl<'a> Solver<'a> {
                         Some(_) => score::add(w, -INFINITY),
                     }
                 };
-                self.allowed[t][nd] = Some(new);
+                self.allowed[t][nd].set(Some(new));
             }
         }
         // Only a pre-assignment to the current node can be undone.
@@ -2177,8 +2249,8 @@ impl<'a> Solver<'a> {
         for &ch in &children {
             if let Some(nd) = self.assigned_node(ch) {
                 if self.sort_index[ch] >= 0 {
-                    if let Some(w) = table[nd] {
-                        table[nd] = Some(score::add(self.sort_index[ch], w));
+                    if let Some(w) = table[nd].get() {
+                        table[nd].set(Some(score::add(self.sort_index[ch], w)));
                     }
                 }
             }
@@ -2212,7 +2284,7 @@ impl<'a> Solver<'a> {
                 self.sort_index[ch] = INFINITY;
             } else if let Some(nd) = self.assigned_node(ch) {
                 if self.sort_index[ch] >= 0 {
-                    self.sort_index[ch] = self.allowed[cl][nd].unwrap_or(self.sort_index[ch]);
+                    self.sort_index[ch] = self.allowed[cl][nd].get().unwrap_or(self.sort_index[ch]);
                 }
             }
         }
@@ -2282,13 +2354,15 @@ impl<'a> Solver<'a> {
         let c = self.c;
         // Sort top-level resources (pcmk__sort_resources).
         let mut nodes: Vec<NodeIx> = self.pcmk_nodes.clone();
-        let zero: Table = vec![Some(0); self.n];
+        let zero: Table = vec![Score::some(0); self.n];
         merge_sort(&mut nodes, &mut |a, b| self.cmp_nodes(a, b, &zero, None));
         let mut order = c.top.clone();
-        let mut cache = BTreeMap::new();
         // Stable merge sort like g_list_sort.
         // Pacemaker sorts only when a utilization-aware strategy is in use.
         if c.options.strategy != Strategy::Default {
+            // Merged tables per resource, computed on first use (dropped after the
+            // sort: they are only sort keys).
+            let mut cache: Vec<Option<Table>> = vec![None; c.resources.len()];
             let mut keyed: Vec<RscIx> = order.clone();
             merge_sort(&mut keyed, &mut |a, b| {
                 self.cmp_resources(a, b, &nodes, &mut cache)

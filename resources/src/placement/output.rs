@@ -79,14 +79,18 @@ pub struct Outcome {
 }
 
 fn path_of(c: &Cluster, r: RscIx) -> String {
-    let mut parts = vec![c.resources[r].base.clone()];
-    let mut cur = r;
-    while let Some(p) = c.resources[cur].parent {
-        parts.push(c.resources[p].base.clone());
-        cur = p;
+    let mut s = String::with_capacity(32);
+    push_path(c, r, &mut s);
+    s
+}
+
+/// Append `r`'s path (ancestors first, `/`-separated) to `s`.
+fn push_path(c: &Cluster, r: RscIx, s: &mut String) {
+    if let Some(p) = c.resources[r].parent {
+        push_path(c, p, s);
+        s.push('/');
     }
-    parts.reverse();
-    parts.join("/")
+    s.push_str(&c.resources[r].base);
 }
 
 fn flags(c: &Cluster, r: RscIx, revised: bool) -> String {
@@ -167,7 +171,8 @@ fn rows_initial(c: &Cluster) -> Vec<Row> {
             }
         }
     }
-    rows.sort();
+    // Rows equal in every field are indistinguishable: unstable is enough.
+    rows.sort_unstable();
     rows
 }
 
@@ -353,7 +358,8 @@ fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
             }),
         }
     }
-    rows.sort();
+    // Rows equal in every field are indistinguishable: unstable is enough.
+    rows.sort_unstable();
     rows
 }
 
@@ -703,7 +709,7 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
     }
     let table = &a.final_scores[r];
     for (nd, node) in c.nodes.iter().enumerate() {
-        let sc = table.get(nd).copied().flatten();
+        let sc = table.get(nd).and_then(|w| w.get());
         let avail = if node.available() {
             ""
         } else {
