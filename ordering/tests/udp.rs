@@ -79,19 +79,31 @@ async fn collect(
     (msgs, changes)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_concurrent_senders_one_killed() {
+/// One UDP socket per node on 127.0.0.1..=n (node i on 127.0.0.i), and the
+/// member list that names their addresses.
+async fn loopback_sockets(
+    n: u32,
+) -> (
+    BTreeMap<NodeId, tokio::net::UdpSocket>,
+    BTreeMap<NodeId, SocketAddr>,
+) {
     let mut sockets = BTreeMap::new();
-    for i in 1..=3u32 {
+    for i in 1..=n {
         let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
             .await
             .unwrap();
         sockets.insert(NodeId(i), s);
     }
-    let members: BTreeMap<NodeId, SocketAddr> = sockets
+    let members = sockets
         .iter()
         .map(|(id, s)| (*id, s.local_addr().unwrap()))
         .collect();
+    (sockets, members)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_concurrent_senders_one_killed() {
+    let (sockets, members) = loopback_sockets(3).await;
     let totem = TotemConfig {
         cluster_name: "ordering-udp-test".into(),
         ..TotemConfig::lan_fast()
@@ -280,17 +292,7 @@ async fn wait_change(g: &mut Group, f: impl Fn(&GroupEvent) -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_leave_and_graceful_node_leave() {
-    let mut sockets = BTreeMap::new();
-    for i in 1..=3u32 {
-        let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
-            .await
-            .unwrap();
-        sockets.insert(NodeId(i), s);
-    }
-    let members: BTreeMap<NodeId, SocketAddr> = sockets
-        .iter()
-        .map(|(id, s)| (*id, s.local_addr().unwrap()))
-        .collect();
+    let (sockets, members) = loopback_sockets(3).await;
     let totem = TotemConfig {
         cluster_name: "ordering-leave-test".into(),
         ..TotemConfig::lan_fast()
@@ -361,17 +363,7 @@ async fn group_leave_and_graceful_node_leave() {
 /// queued, then Overflow, then None, and its sends fail; the ring goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_does_not_keep_up_is_removed_not_waited_for() {
-    let mut sockets = BTreeMap::new();
-    for i in 1..=2u32 {
-        let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
-            .await
-            .unwrap();
-        sockets.insert(NodeId(i), s);
-    }
-    let members: BTreeMap<NodeId, SocketAddr> = sockets
-        .iter()
-        .map(|(id, s)| (*id, s.local_addr().unwrap()))
-        .collect();
+    let (sockets, members) = loopback_sockets(2).await;
     let totem = TotemConfig {
         cluster_name: "ordering-overflow-test".into(),
         ..TotemConfig::lan_fast()
