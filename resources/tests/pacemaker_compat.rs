@@ -9,37 +9,13 @@
 //! file's format).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use halyard_resources::placement;
 
-fn shared_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("HALYARD_SHARED_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    // <repo root>/../shared, or the first ancestor's `shared` (git worktrees).
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for anc in manifest.ancestors().skip(1) {
-        let cand = anc.join("shared");
-        if cand.join("data/pacemaker-scheduler/cases.tsv").is_file() {
-            return Some(cand);
-        }
-    }
-    None
-}
+mod common;
 
-fn require_system() -> bool {
-    std::env::var("HALYARD_REQUIRE_SYSTEM")
-        .map(|v| v == "1")
-        .unwrap_or(false)
-}
-
-fn now_from_args(args: &str) -> Option<i64> {
-    // `-t DATE`, DATE possibly quoted.
-    let rest = args.trim().strip_prefix("-t")?.trim();
-    let d = rest.trim_matches(|c| c == '\'' || c == '"');
-    placement::rules::parse_date(d)
-}
+use common::{now_from_args, require_system, scheduler_corpus as shared_dir};
 
 fn expected_actions(summary: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -108,7 +84,9 @@ fn pacemaker_compat() {
         if require_system() {
             panic!("shared/data/pacemaker-scheduler not found beside the repository (HALYARD_REQUIRE_SYSTEM=1)");
         }
-        eprintln!("SKIP pacemaker_compat: shared/data/pacemaker-scheduler not found (set HALYARD_SHARED_DIR)");
+        eprintln!(
+            "SKIP pacemaker_compat: shared/data/pacemaker-scheduler not found (set HALYARD_SHARED)"
+        );
         return;
     };
     let data = shared.join("data/pacemaker-scheduler");

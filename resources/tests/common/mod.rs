@@ -4,12 +4,41 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// `<repo>/../shared` (or `$HALYARD_SHARED`, for a worktree that is not beside it).
+/// The shared material: `$HALYARD_SHARED` if set, else `<repo>/../shared`, found
+/// as the first ancestor of the crate with a `shared/anchors` folder (so a git
+/// worktree elsewhere finds it too).
 pub fn shared() -> PathBuf {
-    match std::env::var_os("HALYARD_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    if let Some(p) = std::env::var_os("HALYARD_SHARED") {
+        return PathBuf::from(p);
     }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .skip(1)
+        .map(|a| a.join("shared"))
+        .find(|c| c.join("anchors").is_dir())
+        .unwrap_or_else(|| manifest.join("../../shared"))
+}
+
+/// The folder of Pacemaker's scheduler regression cases, if present.
+pub fn scheduler_corpus() -> Option<PathBuf> {
+    let shared = shared();
+    shared
+        .join("data/pacemaker-scheduler/cases.tsv")
+        .is_file()
+        .then_some(shared)
+}
+
+/// True under `HALYARD_REQUIRE_SYSTEM=1` (CI): a missing dependency fails the test.
+pub fn require_system() -> bool {
+    std::env::var("HALYARD_REQUIRE_SYSTEM").as_deref() == Ok("1")
+}
+
+/// "Now" from a corpus case's `.args` (`-t DATE`, DATE possibly quoted).
+pub fn now_from_args(args: &str) -> Option<i64> {
+    let rest = args.trim().strip_prefix("-t")?.trim();
+    let d = rest.trim_matches(|c| c == '\'' || c == '"');
+    halyard_resources::placement::rules::parse_date(d)
 }
 
 /// True if the system has what a test needs. Otherwise prints why and returns
