@@ -79,14 +79,13 @@ async fn collect(
     (msgs, changes)
 }
 
-/// One UDP socket per node on 127.0.0.1..=n (node i on 127.0.0.i), and the
-/// member list that names their addresses.
-async fn loopback_sockets(
+/// Starts `n` nodes (node i on a UDP socket on 127.0.0.i) with plaintext
+/// envelopes and in-memory ring ids; `configure` adjusts each node's config.
+async fn start_nodes(
     n: u32,
-) -> (
-    BTreeMap<NodeId, tokio::net::UdpSocket>,
-    BTreeMap<NodeId, SocketAddr>,
-) {
+    cluster_name: &str,
+    configure: impl Fn(NodeId, &mut ClusterConfig),
+) -> BTreeMap<NodeId, Cluster> {
     let mut sockets = BTreeMap::new();
     for i in 1..=n {
         let s = tokio::net::UdpSocket::bind(format!("127.0.0.{i}:0"))
@@ -94,31 +93,23 @@ async fn loopback_sockets(
             .unwrap();
         sockets.insert(NodeId(i), s);
     }
-    let members = sockets
+    let members: BTreeMap<NodeId, SocketAddr> = sockets
         .iter()
         .map(|(id, s)| (*id, s.local_addr().unwrap()))
         .collect();
-    (sockets, members)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_concurrent_senders_one_killed() {
-    let (sockets, members) = loopback_sockets(3).await;
     let totem = TotemConfig {
-        cluster_name: "ordering-udp-test".into(),
+        cluster_name: cluster_name.into(),
         ..TotemConfig::lan_fast()
     };
     let mut nodes = BTreeMap::new();
     for (id, socket) in sockets {
-        let cfg = ClusterConfig::new(
+        let mut cfg = ClusterConfig::new(
             id,
             totem.clone(),
-            OrderingConfig {
-                send_queue_bytes: 1 << 20,
-                ..OrderingConfig::default()
-            },
+            OrderingConfig::default(),
             members.clone(),
         );
+        configure(id, &mut cfg);
         let c = Cluster::start_with_socket(
             cfg,
             socket,
@@ -128,6 +119,15 @@ async fn three_nodes_concurrent_senders_one_killed() {
         .unwrap();
         nodes.insert(id, c);
     }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_concurrent_senders_one_killed() {
+    let mut nodes = start_nodes(3, "ordering-udp-test", |_, cfg| {
+        cfg.ordering.send_queue_bytes = 1 << 20
+    })
+    .await;
     // Everyone joins; wait until each sees all three members.
     let mut groups = BTreeMap::new();
     for (id, c) in &nodes {
@@ -292,28 +292,7 @@ async fn wait_change(g: &mut Group, f: impl Fn(&GroupEvent) -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_leave_and_graceful_node_leave() {
-    let (sockets, members) = loopback_sockets(3).await;
-    let totem = TotemConfig {
-        cluster_name: "ordering-leave-test".into(),
-        ..TotemConfig::lan_fast()
-    };
-    let mut nodes = BTreeMap::new();
-    for (id, socket) in sockets {
-        let cfg = ClusterConfig::new(
-            id,
-            totem.clone(),
-            OrderingConfig::default(),
-            members.clone(),
-        );
-        let c = Cluster::start_with_socket(
-            cfg,
-            socket,
-            Box::new(MemoryRingIdStore::new()),
-            Box::new(Plain(id)),
-        )
-        .unwrap();
-        nodes.insert(id, c);
-    }
+    let mut nodes = start_nodes(3, "ordering-leave-test", |_, _| {}).await;
     let mut groups = BTreeMap::new();
     for (id, c) in &nodes {
         groups.insert(
@@ -363,31 +342,12 @@ async fn group_leave_and_graceful_node_leave() {
 /// queued, then Overflow, then None, and its sends fail; the ring goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_does_not_keep_up_is_removed_not_waited_for() {
-    let (sockets, members) = loopback_sockets(2).await;
-    let totem = TotemConfig {
-        cluster_name: "ordering-overflow-test".into(),
-        ..TotemConfig::lan_fast()
-    };
-    let mut nodes = BTreeMap::new();
-    for (id, socket) in sockets {
-        let mut cfg = ClusterConfig::new(
-            id,
-            totem.clone(),
-            OrderingConfig::default(),
-            members.clone(),
-        );
+    let nodes = start_nodes(2, "ordering-overflow-test", |id, cfg| {
         if id == NodeId(1) {
             cfg.group_event_capacity = 8;
         }
-        let c = Cluster::start_with_socket(
-            cfg,
-            socket,
-            Box::new(MemoryRingIdStore::new()),
-            Box::new(Plain(id)),
-        )
-        .unwrap();
-        nodes.insert(id, c);
-    }
+    })
+    .await;
     let mut slow = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
         .await
         .expect("join")
