@@ -481,7 +481,8 @@ impl Group {
         self.overflowed.load(AtomicOrdering::Acquire)
     }
 
-    /// Leaves the group (dropping the handle leaves too, without waiting).
+    /// Leaves the group, after this member's sends that are still waiting for
+    /// room in the send queue (dropping the handle leaves too, without waiting).
     pub async fn leave(mut self) -> Result<()> {
         self.left = true;
         let (reply, rx) = oneshot::channel();
@@ -513,12 +514,23 @@ impl Drop for Group {
 /// Datagrams read in one go after a wake-up, before the engine's output is flushed.
 const RECV_BATCH: usize = 256;
 
+/// A local member's request waiting for room in the send queue.
 struct Waiting {
     group: Bytes,
     pid: u32,
-    payload: Bytes,
-    delivery: Delivery,
+    request: Request,
     reply: oneshot::Sender<Result<()>>,
+}
+
+/// What a [`Waiting`] entry asks for.
+enum Request {
+    Send {
+        payload: Bytes,
+        delivery: Delivery,
+    },
+    /// Queued behind the member's earlier sends, so it never overtakes them,
+    /// and kept until there is room, so a dropped handle's leave is never lost.
+    Leave,
 }
 
 struct Driver {
@@ -529,7 +541,7 @@ struct Driver {
     envelope: Box<dyn Envelope>,
     routes: BTreeMap<(Bytes, u32), Route>,
     joining: BTreeMap<(Bytes, u32), oneshot::Sender<Result<()>>>,
-    /// Sends waiting for room in the send queue, in order.
+    /// Sends and leaves waiting for room in the send queue, in order.
     waiting: VecDeque<Waiting>,
     /// Members removed for not keeping up whose ProcDown is not queued yet.
     removing: VecDeque<(Bytes, u32)>,
@@ -622,11 +634,13 @@ impl Driver {
                 }
             },
             Command::Leave { group, pid, reply } => {
-                let r = self.groups.leave(self.engine.hook_mut(), &group, pid);
-                if r.is_ok() {
-                    self.engine.request_token(now);
-                }
-                let _ = reply.send(r);
+                self.waiting.push_back(Waiting {
+                    group,
+                    pid,
+                    request: Request::Leave,
+                    reply,
+                });
+                self.retry_waiting();
             }
             Command::LeaveRing { reply } => {
                 self.engine.leave(now);
@@ -648,8 +662,7 @@ impl Driver {
                 self.waiting.push_back(Waiting {
                     group,
                     pid,
-                    payload,
-                    delivery,
+                    request: Request::Send { payload, delivery },
                     reply,
                 });
                 self.retry_waiting();
@@ -657,21 +670,25 @@ impl Driver {
         }
     }
 
-    /// Hands waiting sends to the ordering layer while it has room.
+    /// Hands waiting sends and leaves to the ordering layer, in order, while it
+    /// has room.
     fn retry_waiting(&mut self) {
         let mut sent = false;
         while let Some(w) = self.waiting.front() {
-            if !self.engine.hook().has_room(w.payload.len() + 4) {
+            let r = match &w.request {
+                Request::Send { payload, delivery } => {
+                    if !self.engine.hook().has_room(payload.len() + 4) {
+                        break;
+                    }
+                    self.groups
+                        .send(self.engine.hook_mut(), &w.group, w.pid, payload, *delivery)
+                }
+                Request::Leave => self.groups.leave(self.engine.hook_mut(), &w.group, w.pid),
+            };
+            if matches!(r, Err(Error::WouldBlock { .. })) {
                 break;
             }
             let w = self.waiting.pop_front().expect("peeked");
-            let r = self.groups.send(
-                self.engine.hook_mut(),
-                &w.group,
-                w.pid,
-                &w.payload,
-                w.delivery,
-            );
             sent |= r.is_ok();
             let _ = w.reply.send(r);
         }

@@ -7,6 +7,7 @@
 //! message it sent.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -473,4 +474,89 @@ async fn socket_buffers_are_applied_and_capping_is_reported() {
         applied.recv_capped || applied.recv >= 2 * (8 << 20),
         "{applied:?}"
     );
+}
+
+/// Dropping a handle while its sends wait for room in a full send queue: the
+/// LEAVE waits behind them instead of being lost or overtaking them, so the
+/// other member gets every message, then sees the member leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_handle_leaves_after_its_waiting_sends() {
+    let nodes = start_nodes(2, "ordering-drop-leave-test", |id, cfg| {
+        if id == NodeId(1) {
+            cfg.ordering.send_queue_bytes = 4096;
+            cfg.ordering.max_message = 4096;
+        }
+    })
+    .await;
+    let leaving = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    let leaving_member = leaving.member();
+    let mut watcher = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(2)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    wait_change(
+        &mut watcher,
+        |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 2),
+    )
+    .await;
+    // 40 sends of 1000 B against a 4096 B queue: most of them must wait.
+    const N: u64 = 40;
+    let sender = leaving.sender();
+    let mut sends: Vec<_> = (0..N)
+        .map(|i| {
+            let mut p = i.to_be_bytes().to_vec();
+            p.resize(1000, 0);
+            Box::pin(sender.send(Bytes::from(p), Delivery::Agreed))
+        })
+        .collect();
+    // Poll each once, in order: that hands all 40 to the node before the drop.
+    let mut results: Vec<Option<Result<(), Error>>> = (0..N).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (f, r) in sends.iter_mut().zip(results.iter_mut()) {
+            if let std::task::Poll::Ready(x) = f.as_mut().poll(cx) {
+                *r = Some(x);
+            }
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    drop(leaving);
+    for (f, r) in sends.iter_mut().zip(results.iter_mut()) {
+        if r.is_none() {
+            *r = Some(
+                tokio::time::timeout(Duration::from_secs(10), f)
+                    .await
+                    .expect("send queued in time"),
+            );
+        }
+    }
+    assert!(
+        results.iter().all(|r| matches!(r, Some(Ok(())))),
+        "{results:?}"
+    );
+    // The watcher gets the 40 messages in order, then the member's leave.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, watcher.recv())
+            .await
+            .expect("events in time")
+            .expect("node running")
+        {
+            GroupEvent::Message { from, payload, .. } => {
+                assert_eq!(from, leaving_member);
+                got.push(u64::from_be_bytes(payload[..8].try_into().unwrap()));
+            }
+            GroupEvent::Membership { left, .. } => {
+                if left.contains(&(leaving_member, Reason::Leave)) {
+                    break;
+                }
+            }
+            GroupEvent::Overflow { .. } => panic!("the watcher overflowed"),
+        }
+    }
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
 }
