@@ -5,13 +5,6 @@
 //! dropped. The server slot is held from the request until the response
 //! body has been sent (or dropped), then the connection goes back to the pool.
 //!
-//! A server connection has no task of its own: the client connection's task
-//! drives it (sending the request, then, from the response body, reading the
-//! response) while it serves a request, so a request costs no task wakeups
-//! between a server-connection task and the client's. An idle pooled
-//! connection is not polled; when taken from the pool it is polled once to
-//! learn whether the server closed it meanwhile.
-//!
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
 //! the server fails mid-request; 504 on `timeout server` before the response
@@ -44,51 +37,14 @@ use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
 
-/// backend -> (server, thread) -> idle connections (looked up by `&str`, no
+/// backend -> (server, thread) -> idle senders (looked up by `&str`, no
 /// allocation per request).
-type IdleMap = HashMap<String, HashMap<(ServerId, ThreadId), Vec<Upstream>>>;
-
-/// hyper's half of a server connection (the future that does its IO).
-type ClientConn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Incoming>;
-
-/// A kept-alive server connection, driven by the task that uses it.
-pub(super) struct Upstream {
-    sender: SendRequest<Incoming>,
-    /// Boxed once per connection: moving the connection between the pool and
-    /// a response then copies a pointer, not hyper's whole state.
-    conn: Pin<Box<ClientConn>>,
-    /// The connection future completed (the server closed it, or it failed).
-    ended: bool,
-}
-
-impl Upstream {
-    /// Drives the connection's IO; true once the connection has ended.
-    fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended {
-            if let Poll::Ready(r) = self.conn.as_mut().poll(cx) {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "server connection ended");
-                }
-                self.ended = true;
-            }
-        }
-        self.ended
-    }
-
-    /// Whether an idle connection can take a request: polls it once (no
-    /// waker needed, nothing waits on it) so that a close by the server
-    /// while it sat in the pool is seen.
-    fn usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        !self.poll_conn(&mut cx) && !self.sender.is_closed()
-    }
-}
+type IdleMap = HashMap<String, HashMap<(ServerId, ThreadId), Vec<SendRequest<Incoming>>>>;
 
 /// Idle kept-alive server connections, per (backend, server, thread).
-/// Pooled connections are per thread: a connection's socket is registered
-/// with the IO driver of the runtime that opened it, so using it from another
-/// worker thread (thread-per-core mode) would cost a cross-thread wakeup per
-/// request.
+/// Pooled connections are per thread: a connection's task runs on the
+/// runtime that opened it, so reusing it from another worker thread
+/// (thread-per-core mode) would cost a cross-thread wakeup per request.
 #[derive(Default)]
 pub(super) struct Pool {
     idle: Mutex<IdleMap>,
@@ -98,12 +54,17 @@ pub(super) struct Pool {
 const POOL_MAX: usize = 64;
 
 impl Pool {
-    fn take(&self, backend: &str, server: ServerId) -> Option<Upstream> {
+    fn take(&self, backend: &str, server: ServerId) -> Option<SendRequest<Incoming>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle
             .get_mut(backend)?
             .get_mut(&(server, std::thread::current().id()))?;
-        list.pop()
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// Drops the idle connections of a removed server.
@@ -114,8 +75,8 @@ impl Pool {
         }
     }
 
-    fn put(&self, backend: &str, server: ServerId, s: Upstream) {
-        if s.ended || s.sender.is_closed() {
+    fn put(&self, backend: &str, server: ServerId, s: SendRequest<Incoming>) {
+        if s.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,16 +135,7 @@ impl Body for ProxyBody {
                         )));
                     }
                 }
-                let mut r = Pin::new(&mut *inner).poll_frame(cx);
-                if r.is_pending() {
-                    // The server connection feeding this body runs here: let
-                    // it read, then look again.
-                    if let Some(up) = guard.as_mut().and_then(|g| g.upstream.as_mut()) {
-                        up.poll_conn(cx);
-                        r = Pin::new(&mut *inner).poll_frame(cx);
-                    }
-                }
-                let r = r.map_err(|e| e.into());
+                let r = Pin::new(&mut *inner).poll_frame(cx).map_err(|e| e.into());
                 match &r {
                     Poll::Ready(Some(Ok(f))) => {
                         if let (Some(d), Some(g)) = (f.data_ref(), guard.as_mut()) {
@@ -234,14 +186,14 @@ pub(super) struct Release {
     shared: Arc<Shared>,
     backend: String,
     server: ServerId,
-    upstream: Option<Upstream>,
+    sender: Option<SendRequest<Incoming>>,
     bytes_out: u64,
     complete: bool,
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
-        if let (true, Some(s)) = (self.complete, self.upstream.take()) {
+        if let (true, Some(s)) = (self.complete, self.sender.take()) {
             self.shared.pool.put(&self.backend, self.server, s);
         }
         let mut core = self.shared.lock();
@@ -429,10 +381,10 @@ async fn handle(
 
     // A connection: pooled, or new (with retries and redispatch).
     let mut failures = 0u32;
-    let mut up = loop {
-        if let Some(mut u) = shared.pool.take(&backend, assignment.server) {
-            if u.usable() {
-                break u;
+    let mut sender = loop {
+        if let Some(mut s) = shared.pool.take(&backend, assignment.server) {
+            if s.ready().await.is_ok() {
+                break s;
             }
             continue;
         }
@@ -472,7 +424,7 @@ async fn handle(
         shared: shared.clone(),
         backend,
         server: assignment.server,
-        upstream: None,
+        sender: None,
         bytes_out: 0,
         complete: false,
     };
@@ -494,10 +446,10 @@ async fn handle(
     let sent = async {
         match kill.as_mut() {
             Some(k) => tokio::select! {
-                r = tokio::time::timeout(timeouts.server, exchange(&mut up, req)) => Some(r),
+                r = tokio::time::timeout(timeouts.server, sender.send_request(req)) => Some(r),
                 _ = k.as_mut() => None,
             },
-            None => Some(tokio::time::timeout(timeouts.server, exchange(&mut up, req)).await),
+            None => Some(tokio::time::timeout(timeouts.server, sender.send_request(req)).await),
         }
     };
     let Some(sent) = sent.await else {
@@ -505,7 +457,7 @@ async fn handle(
     };
     match sent {
         Ok(Ok(resp)) => {
-            guard.upstream = Some(up);
+            guard.sender = Some(sender);
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             // An empty body may never be polled: the exchange is complete already.
@@ -527,35 +479,7 @@ fn denied(shared: &Arc<Shared>, fe: &FrontendConfig, text: &'static str) -> Resp
     local(StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
-/// Sends `req` over `up` and waits for the response head, driving the
-/// connection meanwhile.
-async fn exchange(
-    up: &mut Upstream,
-    req: Request<Incoming>,
-) -> Result<Response<Incoming>, BodyError> {
-    // Ready for a request (the connection must run to say so).
-    std::future::poll_fn(|cx| {
-        if up.poll_conn(cx) {
-            return Poll::Ready(Err(BodyError::from("server connection closed")));
-        }
-        up.sender.poll_ready(cx).map_err(BodyError::from)
-    })
-    .await?;
-    let resp = up.sender.send_request(req);
-    tokio::pin!(resp);
-    std::future::poll_fn(|cx| {
-        // The connection first: it writes the request and reads the answer.
-        let ended = up.poll_conn(cx);
-        match resp.as_mut().poll(cx) {
-            Poll::Ready(r) => Poll::Ready(r.map_err(BodyError::from)),
-            Poll::Pending if ended => Poll::Ready(Err("server connection closed".into())),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
-
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Upstream> {
+async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<SendRequest<Incoming>> {
     let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout connect"))??;
@@ -563,9 +487,10 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<Upstrea
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
         .await
         .map_err(std::io::Error::other)?;
-    Ok(Upstream {
-        sender,
-        conn: Box::pin(conn),
-        ended: false,
-    })
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "server connection ended");
+        }
+    });
+    Ok(sender)
 }
