@@ -54,7 +54,17 @@ for s in a.specs:
     n, port, cmd = s.split('|', 2)
     p = start('exec ' + cmd, f'{out}/{n}.log')
     targets.append((n, int(port), p))
-time.sleep(2.5)
+# Ready when each target answers 200 six times in a row (its checks have
+# brought the backends up); bounded at 30 s.
+import urllib.request
+for n, port, p in targets:
+    ok, end = 0, time.time() + 30
+    while ok < 6 and time.time() < end:
+        try:
+            ok = ok + 1 if urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=2).status == 200 else 0
+        except Exception:
+            ok = 0; time.sleep(0.2)
+    if ok < 6: sys.exit(f'{n} not ready on :{port} within 30 s (log: {out}/{n}.log)')
 def pids(pg):
     r = subprocess.run(['pgrep', '-g', str(pg)], capture_output=True, text=True).stdout.split()
     return [int(x) for x in r]
@@ -86,6 +96,7 @@ for rep in range(a.r):
             m = re.search(r"RESULT requests=(\d+) p99_us=(\d+) errors=(\d+)", r)
             if not m: print(r); continue
             req, p99, err = map(int, m.groups())
+            if err: print(f'warning: {n} had {err} errors in this run', flush=True)
             us = (c1[0] - c0[0]) / 1e3 / req
             u = (c1[1] - c0[1]) / HZ * 1e6 / req; sy = (c1[2] - c0[2]) / HZ * 1e6 / req
             sg = (s1 - s0) / req
