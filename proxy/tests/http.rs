@@ -377,3 +377,60 @@ async fn per_core_workers_serve_http_with_their_own_server_connections() {
     stop.send(()).unwrap();
     worker.join().unwrap();
 }
+
+/// A backend that answers one request per connection with a kept-alive
+/// response (no `Connection: close`), then closes the connection when told
+/// to: the proxy has pooled it by then, and must see the close before
+/// reusing it.
+async fn one_shot_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<tokio::sync::Notify>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let close_now = Arc::new(tokio::sync::Notify::new());
+    let (c2, n2) = (closed.clone(), close_now.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let (c2, n2) = (c2.clone(), n2.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                n2.notified().await;
+                drop(s);
+                c2.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    });
+    (a, closed, close_now)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_not_reused() {
+    let (a, closed, close_now) = one_shot_backend().await;
+    let p = Proxy::start(http_config("", &servers(&[("a", a, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    for i in 0..5 {
+        let (st, body) = c.get("x", "/").await;
+        assert_eq!((st, body.as_str()), (200, "ok"), "request {i}");
+        // The server closes the connection the proxy has pooled.
+        close_now.notify_one();
+        eventually("backend closed", || closed.load(Ordering::Relaxed) == i + 1).await;
+    }
+    let st = p.stats();
+    assert_eq!(st.backends[0].total_sessions, 5);
+    eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
+}
