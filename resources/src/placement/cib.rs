@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::digest;
 use super::model::*;
 use super::rules;
 use super::score;
@@ -139,6 +140,8 @@ struct Op {
     status: i32,
     call_id: i64,
     target_rc: i32,
+    /// For the configuration check (operation digests).
+    history: digest::HistoryOp,
 }
 
 fn target_rc(op: &Element<'_>) -> Option<i32> {
@@ -190,6 +193,7 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
         stop_all_resources: prop("stop-all-resources").map(truthy).unwrap_or(false),
         startup_probes: prop("enable-startup-probes").map(truthy).unwrap_or(true),
         concurrent_fencing: prop("concurrent-fencing").map(truthy).unwrap_or(false),
+        stop_orphan_actions: prop("stop-orphan-actions").map(truthy).unwrap_or(true),
     };
 
     // --- nodes ---
@@ -315,6 +319,12 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
         resources: Vec::new(),
         ops: HashMap::new(),
         maintenance: options.maintenance_mode,
+        inst_params: HashMap::new(),
+        op_timeout: config.kid("op_defaults").and_then(|d| {
+            let mut m = BTreeMap::new();
+            ids.nvpairs(d, "meta_attributes", &mut m);
+            m.get("timeout").and_then(|t| parse_interval_ms(t))
+        }),
     };
     let mut top = Vec::new();
     if let Some(rs) = config.kid("resources") {
@@ -387,6 +397,10 @@ struct Builder<'a> {
     resources: Vec<Resource>,
     ops: HashMap<RscIx, OpConf>,
     maintenance: bool,
+    /// Instance attributes per resource, for operation digests (`None`: rule-based).
+    inst_params: HashMap<RscIx, Option<BTreeMap<String, String>>>,
+    /// `timeout` of `op_defaults` (ms), for operation digests.
+    op_timeout: Option<i64>,
 }
 
 impl<'a> Builder<'a> {
@@ -465,11 +479,15 @@ impl<'a> Builder<'a> {
             ops: Vec::new(),
             known_on: Vec::new(),
             monitors_on: Vec::new(),
+            definition_changes: Vec::new(),
+            definition_changed_on: Vec::new(),
+            digest: None,
         });
         let ix = self.resources.len() - 1;
         if let Some(p) = parent {
             self.resources[p].children.push(ix);
         }
+        self.inst_params.insert(ix, instance_params(self.ids, e));
         Ok(ix)
     }
 
@@ -510,6 +528,25 @@ impl<'a> Builder<'a> {
                         }
                     }
                 }
+                // Instance attributes for digests: own first, then the parents'.
+                let mut params = self.inst_params.get(&ix).cloned().flatten();
+                let mut up = parent;
+                while let Some(p) = up {
+                    match (&mut params, self.inst_params.get(&p).cloned().flatten()) {
+                        (Some(mine), Some(theirs)) => {
+                            for (k, v) in theirs {
+                                mine.entry(k).or_insert(v);
+                            }
+                        }
+                        _ => params = None,
+                    }
+                    up = self.resources[p].parent;
+                }
+                self.resources[ix].digest = Some(digest::Config {
+                    params,
+                    ops: digest_ops(self.ids, e, self.op_timeout),
+                    fencing: class == "stonith",
+                });
                 self.ops.insert(ix, conf);
                 self.resources[ix].ops = op_defs(self.ids, e);
                 Ok(Some(ix))
@@ -585,6 +622,87 @@ impl<'a> Builder<'a> {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// The instance attributes of resource `e` for operation digests (first set wins
+/// per name, sets by descending score); `None` when a set has a rule (Pacemaker
+/// evaluates those per node; the digests are then not checked).
+fn instance_params(ids: &Ids<'_>, e: &Element<'_>) -> Option<BTreeMap<String, String>> {
+    let mut sets: Vec<&Element<'_>> = e
+        .kids("instance_attributes")
+        .map(|s| ids.resolve(s))
+        .collect();
+    if sets.iter().any(|s| s.kid("rule").is_some()) {
+        return None;
+    }
+    sets.sort_by_key(|s| std::cmp::Reverse(s.attr("score").and_then(score::parse).unwrap_or(0)));
+    let mut out = BTreeMap::new();
+    for set in sets {
+        for nv in set.kids("nvpair") {
+            let nv = ids.resolve(nv);
+            if let (Some(n), Some(v)) = (nv.attr("name"), nv.attr("value")) {
+                // "#default" means unset (populate_hash).
+                if !v.eq_ignore_ascii_case("#default") {
+                    out.entry(n.to_string()).or_insert_with(|| v.to_string());
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The operations of primitive `e` as the digests see them (disabled ones too):
+/// timeout from the `<op>`, its meta attributes, `op_defaults`, or 20 s.
+fn digest_ops(
+    ids: &Ids<'_>,
+    e: &Element<'_>,
+    default_timeout: Option<i64>,
+) -> Vec<digest::OpConfig> {
+    let Some(ops) = e.kid("operations") else {
+        return Vec::new();
+    };
+    ops.kids("op")
+        .map(|op| ids.resolve(op))
+        .filter_map(|op| {
+            let mut meta = BTreeMap::new();
+            ids.nvpairs(op, "meta_attributes", &mut meta);
+            let timeout_ms = op
+                .attr("timeout")
+                .or(meta.get("timeout").map(String::as_str))
+                .and_then(parse_interval_ms)
+                .or(default_timeout)
+                .unwrap_or(digest::DEFAULT_TIMEOUT_MS);
+            let mut params = BTreeMap::new();
+            ids.nvpairs(op, "instance_attributes", &mut params);
+            Some(digest::OpConfig {
+                name: op.attr("name")?.to_string(),
+                interval_ms: op.attr("interval").and_then(parse_interval_ms).unwrap_or(0),
+                timeout_ms,
+                params,
+            })
+        })
+        .collect()
+}
+
+/// What the configuration check needs of one `<lrm_rsc_op>`.
+fn history_op(o: &Element<'_>) -> digest::HistoryOp {
+    let s = |k: &str| o.attr(k).map(str::to_string);
+    digest::HistoryOp {
+        task: o.attr("operation").unwrap_or("").to_string(),
+        interval_ms: o.attr("interval").and_then(|v| v.parse().ok()).unwrap_or(0),
+        call_id: o.attr("call-id").and_then(|v| v.parse().ok()).unwrap_or(0),
+        status: o
+            .attr("op-status")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        rc: o.attr("rc-code").and_then(|v| v.parse().ok()).unwrap_or(0),
+        digest: s("op-digest"),
+        restart_digest: s("op-restart-digest"),
+        force_restart: s("op-force-restart"),
+        secure_digest: s("op-secure-digest"),
+        secure_params: s("op-secure-params"),
+        feature_set: s("crm_feature_set"),
     }
 }
 
@@ -709,6 +827,7 @@ fn unpack_status(
                         .unwrap_or(0),
                     call_id: o.attr("call-id").and_then(|v| v.parse().ok()).unwrap_or(0),
                     target_rc: target_rc(o).unwrap_or(0),
+                    history: history_op(o),
                 })
                 .collect();
             ops.sort_by_key(|o| if o.call_id < 0 { i64::MAX } else { o.call_id });
@@ -954,6 +1073,9 @@ fn unpack_status(
                                 ops: Vec::new(),
                                 known_on: Vec::new(),
                                 monitors_on: Vec::new(),
+                                definition_changes: Vec::new(),
+                                definition_changed_on: Vec::new(),
+                                digest: None,
                             });
                             let i = c.resources.len() - 1;
                             c.top.push(i);
@@ -967,6 +1089,34 @@ fn unpack_status(
             // A node that will be fenced resolves any failure there (its resources
             // are stopped by the fencing): on-fail=block does not block.
             let node_fenced = stonith && c.nodes[nix].unclean;
+            // The configuration check of the history (operation digests), on nodes
+            // that can run actions (pcmk__handle_rsc_config_changes).
+            let mut def_changes = (Vec::new(), false);
+            if active {
+                let node = &c.nodes[nix];
+                let checked = node.maintenance
+                    || (node.online && !node.shutdown && !node.unclean && !node.standby);
+                if let (true, Some(conf)) =
+                    (checked, c.resources[conf_ix.unwrap_or(rix)].digest.as_ref())
+                {
+                    let maintenance = node.maintenance
+                        || c.options.maintenance_mode
+                        || c.resources[rix]
+                            .meta
+                            .get("maintenance")
+                            .map(|v| truthy(v))
+                            .unwrap_or(false);
+                    let hist: Vec<digest::HistoryOp> =
+                        ops.iter().map(|o| o.history.clone()).collect();
+                    def_changes = digest::check_history(
+                        conf,
+                        nix,
+                        &hist,
+                        maintenance,
+                        c.options.stop_orphan_actions,
+                    );
+                }
+            }
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
             if !r.known_on.contains(&nix) {
@@ -979,6 +1129,10 @@ fn unpack_status(
             }
             if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
+            }
+            r.definition_changes.extend(def_changes.0);
+            if def_changes.1 && !r.definition_changed_on.contains(&nix) {
+                r.definition_changed_on.push(nix);
             }
             if hard && !r.hard_bans.contains(&nix) {
                 r.hard_bans.push(nix);
@@ -1103,6 +1257,8 @@ fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) ->
     r.hard_bans = Vec::new();
     r.known_on = Vec::new();
     r.monitors_on = Vec::new();
+    r.definition_changes = Vec::new();
+    r.definition_changed_on = Vec::new();
     c.resources.push(r);
     let ix = c.resources.len() - 1;
     let kids = c.resources[src].children.clone();

@@ -19,6 +19,7 @@
 
 pub mod alloc;
 pub mod cib;
+pub mod digest;
 pub mod ghash;
 pub mod model;
 pub mod output;

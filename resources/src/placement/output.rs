@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::alloc::{Assignment, Contribution};
+use super::digest::ChangeKind;
 use super::model::*;
 use super::score;
 use super::transition::{self, Transition};
@@ -493,6 +494,31 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
             }
         }
     }
+    // Agent reloads for a changed definition (see transition::reload).
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if !rsc.is_primitive() || !rsc.managed || rsc.failed || restart[p] {
+            continue;
+        }
+        let Some(d) = rsc
+            .definition_changes
+            .iter()
+            .find(|d| d.kind == ChangeKind::Reload)
+        else {
+            continue;
+        };
+        let stays = rsc.running_on.len() == 1
+            && rsc.running_on[0] == d.node
+            && a.node[p] == Some(d.node)
+            && a.next_role[p] != Role::Stopped
+            && !(rsc.role == Role::Promoted && a.next_role[p] != Role::Promoted);
+        if stays {
+            out.push(Action {
+                verb: "Reload".into(),
+                rsc: rsc.id.clone(),
+                detail: c.nodes[d.node].name.clone(),
+            });
+        }
+    }
     out.sort();
     out
 }
@@ -527,6 +553,17 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
         c.primitives_of(r, &mut v);
         v
     };
+    // A changed resource definition (operation digests) restarts a resource that
+    // stays where it is (force_restart in pcmk_sched_actions.c).
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if stays(p)
+            && rsc.definition_changes.iter().any(|d| {
+                d.kind == ChangeKind::Restart && Some(d.node) == rsc.running_on.first().copied()
+            })
+        {
+            restart[p] = true;
+        }
+    }
     loop {
         let mut changed = false;
         let moving = |x: RscIx, restart: &Vec<bool>| changes(c, a, x) || restart[x];

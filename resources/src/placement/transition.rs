@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::alloc::Assignment;
+use super::digest::ChangeKind;
 use super::model::*;
 use crate::Error;
 
@@ -613,7 +614,9 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
             }
         }
         cancels(&mut b, p, pl, &stops);
-        recurring_monitors(&mut b, p, pl, &starts, &stops);
+        let reload = reload(&mut b, p, pl, &stops);
+        definition_cancels(&mut b, p, &stops);
+        recurring_monitors(&mut b, p, pl, &starts, &stops, reload);
         let _ = rsc;
     }
 
@@ -725,7 +728,89 @@ fn cancels(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) {
     }
 }
 
-fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize], stops: &[usize]) {
+/// The agent reload a changed definition asks for (`schedule_reload` in
+/// pcmk_sched_actions.c): only for a managed, healthy resource that stays where it is
+/// and is neither stopped nor demoted there (a required stop or demote cancels it).
+/// Probes come first, as for a start.
+fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<usize> {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let n = rsc
+        .definition_changes
+        .iter()
+        .find(|d| d.kind == ChangeKind::Reload)?
+        .node;
+    let stays = b.a.node[p] == Some(n) && b.a.next_role[p] != Role::Stopped;
+    if !rsc.managed
+        || rsc.failed
+        || !stays
+        || b.restart.get(p).copied().unwrap_or(false)
+        || pl.start.is_some()
+        || pl.demote.iter().any(|&(d, _)| d == n)
+        || stops.iter().any(|s| b.host.get(s) == Some(&n))
+    {
+        return None;
+    }
+    let name = b.name(p);
+    let r = b.add(
+        format!("{name}_reload-agent_0"),
+        "reload-agent",
+        0,
+        Some(p),
+        Some(n),
+        ActionKind::Resource,
+    );
+    let probes: Vec<usize> = b
+        .by_rsc
+        .get(&p)
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&i| b.actions[i].target_rc == Some(7))
+                .collect()
+        })
+        .unwrap_or_default();
+    for pr in probes {
+        b.edge(pr, r);
+    }
+    Some(r)
+}
+
+/// Recurring operations that the history runs but the configuration no longer has
+/// (or that maintenance suspends) are cancelled (`pcmk__schedule_cancel`), after a
+/// stop of the resource on that node (`pcmk__new_ordering(rsc, stop_key, ..., cancel)`).
+fn definition_cancels(b: &mut Builder<'_>, p: RscIx, stops: &[usize]) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let name = b.name(p);
+    for d in &rsc.definition_changes {
+        if d.kind != ChangeKind::Cancel || !d.task_is_monitor {
+            continue;
+        }
+        let x = b.add(
+            format!("{name}_monitor_{}", d.interval_ms),
+            "cancel",
+            d.interval_ms,
+            Some(p),
+            Some(d.node),
+            ActionKind::Resource,
+        );
+        for &st in stops {
+            if b.host.get(&st) == Some(&d.node) {
+                b.edge(st, x);
+            }
+        }
+    }
+}
+
+fn recurring_monitors(
+    b: &mut Builder<'_>,
+    p: RscIx,
+    pl: &Plan,
+    starts: &[usize],
+    stops: &[usize],
+    reload: Option<usize>,
+) {
     let c = b.c;
     let rsc = &c.resources[p];
     if !rsc.managed {
@@ -802,7 +887,13 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         // A monitor the history already runs on that node is kept unless the
         // resource (re)starts or changes role there.
         let role_changes = pl.promote.is_some() || pl.demote.iter().any(|&(n, _)| n == t);
-        let fresh = !starts.is_empty() || role_changes;
+        // A changed definition re-creates the monitor (its digest differs, or the
+        // resource is reloaded).
+        let rescheduled = reload.is_some()
+            || rsc.definition_changes.iter().any(|d| {
+                d.kind == ChangeKind::Reschedule && d.node == t && d.interval_ms == op.interval_ms
+            });
+        let fresh = !starts.is_empty() || role_changes || rescheduled;
         if !fresh && rsc.monitors_on.contains(&(t, op.interval_ms)) {
             continue;
         }
@@ -814,7 +905,7 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
             Some(t),
             ActionKind::Resource,
         );
-        for &s in starts {
+        for &s in starts.iter().chain(reload.iter()) {
             b.edge(s, m);
         }
         for task in ["promote", "demote"] {
