@@ -494,6 +494,19 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
             }
         }
     }
+    // Starts an order left unrunnable: crm_simulate lists them ("due to unrunnable
+    // ... (blocked)"); nothing runs.
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if let (Some(nd), true) = (a.blocked_start[p], rsc.is_primitive() && rsc.managed) {
+            if a.node[p].is_none() && rsc.running_on.is_empty() {
+                out.push(Action {
+                    verb: "Start".into(),
+                    rsc: rsc.id.clone(),
+                    detail: c.nodes[nd].name.clone(),
+                });
+            }
+        }
+    }
     // Agent reloads for a changed definition (see transition::reload).
     for (p, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() || !rsc.managed || rsc.failed || restart[p] {
