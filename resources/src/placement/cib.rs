@@ -1122,9 +1122,12 @@ fn unpack_status(
             if !r.known_on.contains(&nix) {
                 r.known_on.push(nix);
             }
-            for op in &ops {
-                if op.task == "monitor" && op.interval > 0 && op.status != 1 {
-                    r.monitors_on.push((nix, op.interval));
+            // Recurring monitors running now: those recorded since the last
+            // start-like operation (process_recurring).
+            let hist: Vec<digest::HistoryOp> = ops.iter().map(|o| o.history.clone()).collect();
+            for (task, iv) in digest::active_recurring(&hist) {
+                if task == "monitor" {
+                    r.monitors_on.push((nix, iv));
                 }
             }
             if rid.contains(':') && (active || r.history_name.is_none()) {

@@ -399,6 +399,27 @@ pub fn check_history(
     (out, changed)
 }
 
+/// The recurring operations the history says are running (`process_recurring` in
+/// unpack.c): those recorded after the last start-like operation of an active
+/// resource, not pending. `(task, interval ms)`, in call order.
+pub fn active_recurring(ops: &[HistoryOp]) -> Vec<(String, i64)> {
+    let mut sorted: Vec<&HistoryOp> = ops.iter().collect();
+    sorted.sort_by_key(|o| if o.call_id < 0 { i64::MAX } else { o.call_id });
+    let (start, stop) = active_ops(&sorted);
+    let mut out = Vec::new();
+    for (i, op) in sorted.iter().enumerate() {
+        let i = i as i64;
+        if (start < stop && i <= stop) || i < start {
+            continue;
+        }
+        if op.interval_ms == 0 || op.status == -1 {
+            continue;
+        }
+        out.push((op.task.clone(), op.interval_ms));
+    }
+    out
+}
+
 /// `calculate_active_ops`: the index of the last start-like and the last stop.
 fn active_ops(sorted: &[&HistoryOp]) -> (i64, i64) {
     let (mut start, mut stop) = (-1i64, -1i64);

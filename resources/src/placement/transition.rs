@@ -474,6 +474,27 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         .map(|&p| (p, plan(c, a, p, restart.get(p).copied().unwrap_or(false))))
         .collect();
 
+    // A node whose (pre-1.1.14) `probe_complete` attribute is false is re-probed as a
+    // whole (`probe_again-<node>`, pcmk__schedule_probes) instead of per resource.
+    let reprobe = |n: NodeIx| {
+        c.nodes[n]
+            .attrs
+            .get("probe_complete")
+            .map(|v| !truthy(Some(v)))
+            .unwrap_or(false)
+    };
+    for n in 0..c.nodes.len() {
+        if c.nodes[n].online && !c.nodes[n].unclean && reprobe(n) {
+            b.add(
+                format!("probe_again-{}", c.nodes[n].name),
+                "probe_again",
+                0,
+                None,
+                Some(n),
+                ActionKind::Resource,
+            );
+        }
+    }
     // Probes: one per primitive (per anonymous clone and member) and node without history.
     let mut probed: BTreeSet<(RscIx, String, NodeIx)> = BTreeSet::new();
     for &p in prims.iter().filter(|_| c.options.startup_probes) {
@@ -485,7 +506,12 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         let anon = top != p && matches!(c.resources[top].kind, Kind::Clone { unique: false, .. });
         for nd in 0..c.nodes.len() {
             let node = &c.nodes[nd];
-            if !node.online || node.unclean || node.maintenance || c.options.maintenance_mode {
+            if !node.online
+                || node.unclean
+                || node.maintenance
+                || c.options.maintenance_mode
+                || reprobe(nd)
+            {
                 continue;
             }
             let known = if anon {
