@@ -494,6 +494,23 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
             }
         }
     }
+    // Promotions a blocked colocation primary leaves unrunnable: listed as promotions.
+    for p in transition::blocked_promotions(c, a) {
+        let Some(nd) = a.node[p] else { continue };
+        let rsc = &c.resources[p];
+        let cur = display_role(c, p, rsc.role);
+        let from = if rsc.running_on.is_empty() {
+            Role::Stopped
+        } else {
+            cur
+        };
+        out.retain(|x| !(x.rsc == rsc.id && (x.verb == "Start" || x.verb == "Promote")));
+        out.push(Action {
+            verb: "Promote".into(),
+            rsc: rsc.id.clone(),
+            detail: format!("{} -> Promoted {}", from.name(), c.nodes[nd].name),
+        });
+    }
     // Starts an order left unrunnable: crm_simulate lists them ("due to unrunnable
     // ... (blocked)"); nothing runs.
     for (p, rsc) in c.resources.iter().enumerate() {

@@ -136,6 +136,52 @@ pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
     }
 }
 
+/// Promotable instances whose promotion is scheduled but unrunnable: a mandatory
+/// Promoted-role colocation with a primary whose start an order blocked
+/// (`Assignment::blocked_start`). crm_simulate lists "Promote ... (blocked)"; the
+/// instance starts but is not promoted, and gets no recurring monitor (the promoted
+/// one depends on the promote, the unpromoted one is not its next role).
+/// promoted-with-blocked; the choice of the instance (the clone's one on the
+/// primary's node, when the clone has a promotion slot left) is inferred.
+pub fn blocked_promotions(c: &Cluster, a: &Assignment) -> Vec<RscIx> {
+    let mut out = Vec::new();
+    for col in &c.colocations {
+        if col.score < super::score::INFINITY || col.dependent_role != Role::Promoted {
+            continue;
+        }
+        let Some(n) = a.blocked_start.get(col.primary).copied().flatten() else {
+            continue;
+        };
+        let cl = col.dependent;
+        let Kind::Clone {
+            promotable: true,
+            promoted_max,
+            ..
+        } = c.resources[cl].kind
+        else {
+            continue;
+        };
+        let mut prims = Vec::new();
+        c.primitives_of(cl, &mut prims);
+        let promoted = prims
+            .iter()
+            .filter(|&&p| a.next_role[p] == Role::Promoted)
+            .count();
+        if promoted >= promoted_max {
+            continue;
+        }
+        if let Some(&p) = prims
+            .iter()
+            .find(|&&p| a.node[p] == Some(n) && a.next_role[p] != Role::Stopped)
+        {
+            out.push(p);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// What one primitive does in the transition.
 #[derive(Debug, Clone, Default)]
 struct Plan {
@@ -264,6 +310,8 @@ struct Builder<'a> {
     removed: BTreeSet<usize>,
     /// Primitives restarted in place.
     restart: &'a [bool],
+    /// Instances whose promotion is blocked ([`blocked_promotions`]).
+    blocked_promotions: Vec<RscIx>,
 }
 
 impl<'a> Builder<'a> {
@@ -428,6 +476,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         host: HashMap::new(),
         removed: BTreeSet::new(),
         restart,
+        blocked_promotions: blocked_promotions(c, a),
     };
     let fenced = fenced_nodes(c);
     let fence_ix: Vec<usize> = fenced
@@ -839,7 +888,7 @@ fn recurring_monitors(
 ) {
     let c = b.c;
     let rsc = &c.resources[p];
-    if !rsc.managed {
+    if !rsc.managed || b.blocked_promotions.contains(&p) {
         return;
     }
     let target = b.a.node[p].filter(|_| b.a.next_role[p] != Role::Stopped);
@@ -1443,7 +1492,21 @@ fn orders(b: &mut Builder<'_>) {
                 pairs.push((o.then, ti, o.first, fi));
             }
         }
-        if o.kind == OrderKind::Mandatory && o.first_action == "start" && o.then_action == "start" {
+        // The deprecated `restart-type=restart` of `then` makes even an optional order
+        // imply `then` (pe_order_implies_then in unpack_simple_rsc_order), so the
+        // probes of `first` come before `then`'s stops too (order6).
+        let restart_type = {
+            let mut ps = Vec::new();
+            c.primitives_of(o.then, &mut ps);
+            !ps.is_empty()
+                && ps.iter().all(|&p| {
+                    c.resources[p].meta.get("restart-type").map(String::as_str) == Some("restart")
+                })
+        };
+        if (o.kind == OrderKind::Mandatory || restart_type)
+            && o.first_action == "start"
+            && o.then_action == "start"
+        {
             let stops = b.stops_of(o.then);
             if c.resources[o.first].is_clone() && c.resources[o.then].is_clone() {
                 // Clone instances: only the probe on the node of the stop.
