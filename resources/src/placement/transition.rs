@@ -43,6 +43,8 @@ pub enum ActionKind {
     Pseudo,
     /// A cluster event (`crm_event`): fencing.
     Fence,
+    /// A cluster event (`crm_event`): a node's clean shutdown (`do_shutdown`).
+    Shutdown,
 }
 
 /// One action of the transition graph.
@@ -719,6 +721,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
     }
     orders(&mut b);
     load_stopped(&mut b, &plans);
+    shutdowns(&mut b, &fence_ix, &fenced);
 
     b.finish()
 }
@@ -1575,6 +1578,85 @@ fn orders(b: &mut Builder<'_>) {
     }
 }
 
+/// Nodes shutting down cleanly (online, `shutdown` attribute set) get
+/// `do_shutdown-<node>` after every stop there of a managed resource not in
+/// maintenance (`pcmk__new_shutdown_action`, `pcmk__order_stops_before_shutdown`);
+/// the DC's shutdown comes after the other shutdowns and after the last fencing
+/// (`schedule_fencing_and_shutdowns`).
+fn shutdowns(b: &mut Builder<'_>, fence_ix: &[usize], fenced: &[NodeIx]) {
+    let c = b.c;
+    let is_dc = |n: NodeIx| {
+        c.nodes[n]
+            .attrs
+            .get("#is_dc")
+            .map(|v| v == "true")
+            .unwrap_or(false)
+    };
+    let mut others = Vec::new();
+    let mut dc = None;
+    for n in 0..c.nodes.len() {
+        let node = &c.nodes[n];
+        if !node.online || node.unclean || !node.shutdown {
+            continue;
+        }
+        let x = b.add(
+            format!("do_shutdown-{}", node.name),
+            "do_shutdown",
+            0,
+            None,
+            Some(n),
+            ActionKind::Shutdown,
+        );
+        let stops: Vec<usize> = (0..b.actions.len())
+            .filter(|&i| {
+                let a = &b.actions[i];
+                a.task == "stop"
+                    && a.kind == ActionKind::Resource
+                    && a.node == Some(n)
+                    && !b.removed.contains(&i)
+                    && a.rsc
+                        .map(|r| {
+                            let rsc = &c.resources[r];
+                            (rsc.managed || rsc.blocked)
+                                && !rsc
+                                    .meta
+                                    .get("maintenance")
+                                    .map(|v| truthy(Some(v)))
+                                    .unwrap_or(false)
+                        })
+                        .unwrap_or(false)
+            })
+            .collect();
+        if !node.maintenance {
+            for s in stops {
+                b.edge(s, x);
+            }
+        }
+        if is_dc(n) {
+            dc = Some(x);
+        } else {
+            others.push(x);
+        }
+    }
+    if let Some(d) = dc {
+        for &o in &others {
+            b.edge(o, d);
+        }
+        // After the last non-DC fencing (the chain's end without concurrent fencing).
+        let non_dc: Vec<usize> = (0..fenced.len())
+            .filter(|&k| !is_dc(fenced[k]))
+            .map(|k| fence_ix[k])
+            .collect();
+        if c.options.concurrent_fencing {
+            for &f in &non_dc {
+                b.edge(f, d);
+            }
+        } else if let Some(&f) = non_dc.last() {
+            b.edge(f, d);
+        }
+    }
+}
+
 /// `load_stopped_<node>`: with a utilization-aware strategy, what stops on a node
 /// comes before what starts there.
 fn load_stopped(b: &mut Builder<'_>, plans: &BTreeMap<RscIx, Plan>) {
@@ -1695,6 +1777,10 @@ impl Transition {
                     let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
                     let _ = writeln!(s, "  * Fencing {node} (reboot)");
                 }
+                ActionKind::Shutdown => {
+                    let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
+                    let _ = writeln!(s, "  * Cluster action:  do_shutdown on {node}");
+                }
                 ActionKind::Pseudo => {
                     let _ = writeln!(s, "  * Pseudo action:   {}", a.key);
                 }
@@ -1749,7 +1835,7 @@ impl Transition {
         let tag = match a.kind {
             ActionKind::Resource => "rsc_op",
             ActionKind::Pseudo => "pseudo_event",
-            ActionKind::Fence => "crm_event",
+            ActionKind::Fence | ActionKind::Shutdown => "crm_event",
         };
         let indent = if full { "      " } else { "        " };
         let _ = write!(
