@@ -364,7 +364,12 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
 
-    unpack_status(&mut cluster, status, &ops)?;
+    // The effective "now" for failure expiry: -t, else the CIB's execution-date,
+    // else (crm_simulate's wall clock) later than anything recorded.
+    let effective_now = now
+        .or_else(|| root.attr("execution-date").and_then(|v| v.parse().ok()))
+        .unwrap_or(i64::MAX);
+    unpack_status(&mut cluster, status, &ops, effective_now)?;
 
     // --- constraints ---
     if let Some(cs) = config.kid("constraints") {
@@ -481,6 +486,7 @@ impl<'a> Builder<'a> {
             monitors_on: Vec::new(),
             definition_changes: Vec::new(),
             definition_changed_on: Vec::new(),
+            failure_expired_on: Vec::new(),
             digest: None,
         });
         let ix = self.resources.len() - 1;
@@ -703,6 +709,7 @@ fn history_op(o: &Element<'_>) -> digest::HistoryOp {
         secure_digest: s("op-secure-digest"),
         secure_params: s("op-secure-params"),
         feature_set: s("crm_feature_set"),
+        last_rc_change: o.attr("last-rc-change").and_then(|v| v.parse().ok()),
     }
 }
 
@@ -753,6 +760,7 @@ fn unpack_status(
     c: &mut Cluster,
     status: &Element<'_>,
     ops_conf: &HashMap<RscIx, OpConf>,
+    now: i64,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
     let mut fence_nodes: Vec<(NodeIx, String)> = Vec::new();
@@ -1075,6 +1083,7 @@ fn unpack_status(
                                 monitors_on: Vec::new(),
                                 definition_changes: Vec::new(),
                                 definition_changed_on: Vec::new(),
+                                failure_expired_on: Vec::new(),
                                 digest: None,
                             });
                             let i = c.resources.len() - 1;
@@ -1132,6 +1141,20 @@ fn unpack_status(
             }
             if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
+            }
+            // Fail counts whose failures all expired are cleared.
+            let timeout_s = r
+                .meta
+                .get("failure-timeout")
+                .and_then(|v| parse_interval_ms(v))
+                .unwrap_or(0)
+                / 1000;
+            if timeout_s > 0 && !r.failure_expired_on.contains(&nix) {
+                let hist: Vec<digest::HistoryOp> = ops.iter().map(|o| o.history.clone()).collect();
+                let names = [rid, base];
+                if digest::failure_expired(&hist, &c.nodes[nix].attrs, &names, timeout_s, now) {
+                    r.failure_expired_on.push(nix);
+                }
             }
             r.definition_changes.extend(def_changes.0);
             if def_changes.1 && !r.definition_changed_on.contains(&nix) {
@@ -1262,6 +1285,7 @@ fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) ->
     r.monitors_on = Vec::new();
     r.definition_changes = Vec::new();
     r.definition_changed_on = Vec::new();
+    r.failure_expired_on = Vec::new();
     c.resources.push(r);
     let ix = c.resources.len() - 1;
     let kids = c.resources[src].children.clone();

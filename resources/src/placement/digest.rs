@@ -149,7 +149,7 @@ impl Config {
 pub const DEFAULT_TIMEOUT_MS: i64 = 20_000;
 
 /// One entry of a resource's operation history on a node, as far as the check needs it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HistoryOp {
     /// `operation`.
     pub task: String,
@@ -173,6 +173,9 @@ pub struct HistoryOp {
     pub secure_params: Option<String>,
     /// `crm_feature_set` the entry was recorded with (else the CIB's).
     pub feature_set: Option<String>,
+    /// `last-rc-change` (seconds since the epoch).
+    #[serde(default)]
+    pub last_rc_change: Option<i64>,
 }
 
 /// `pcmk_stonith_param`: parameters Pacemaker itself defines for fence devices.
@@ -418,6 +421,66 @@ pub fn active_recurring(ops: &[HistoryOp]) -> Vec<(String, i64)> {
         out.push((op.task.clone(), op.interval_ms));
     }
     out
+}
+
+/// The fail count of `names` (a resource id and, for anonymous clone instances, the
+/// id without instance number) in a node's attributes: the sum of
+/// `fail-count-<name>#<op>_<interval>` (and the old `fail-count-<name>`), and the
+/// latest `last-failure-<name>...` (`pe_get_failcount`).
+pub fn fail_count(attrs: &BTreeMap<String, String>, names: &[&str]) -> (i64, i64) {
+    let (mut count, mut last) = (0i64, 0i64);
+    for (k, v) in attrs {
+        let value = || super::score::parse(v).unwrap_or(0);
+        let matches = |rest: &str| {
+            names
+                .iter()
+                .any(|n| rest == *n || rest.strip_prefix(n).is_some_and(|r| r.starts_with('#')))
+        };
+        if let Some(rest) = k.strip_prefix("fail-count-") {
+            if matches(rest) {
+                count = super::score::add(count, value());
+            }
+        } else if let Some(rest) = k.strip_prefix("last-failure-") {
+            if matches(rest) {
+                last = last.max(value());
+            }
+        }
+    }
+    (count, last)
+}
+
+/// Whether a resource's fail count on a node is cleared because its failures
+/// expired (`check_operation_expiry` in unpack.c): the resource has a
+/// `failure-timeout`, one of its history entries is older than that, it has a fail
+/// count, and none of it is still effective (the last failure is older than the
+/// timeout too). `now` is the effective time (crm_simulate's `-t`, else the CIB's
+/// `execution-date`; when neither is given crm_simulate uses the wall clock, later
+/// than any recorded time, which `i64::MAX` stands for).
+pub fn failure_expired(
+    ops: &[HistoryOp],
+    attrs: &BTreeMap<String, String>,
+    names: &[&str],
+    failure_timeout_s: i64,
+    now: i64,
+) -> bool {
+    if failure_timeout_s <= 0 {
+        return false;
+    }
+    let old = ops.iter().any(|o| {
+        o.last_rc_change
+            .map(|t| now >= t.saturating_add(failure_timeout_s))
+            .unwrap_or(false)
+    });
+    if !old {
+        return false;
+    }
+    let (count, last) = fail_count(attrs, names);
+    let effective = if count > 0 && last > 0 && now > last.saturating_add(failure_timeout_s) {
+        0
+    } else {
+        count
+    };
+    count > 0 && effective == 0
 }
 
 /// `calculate_active_ops`: the index of the last start-like and the last stop.

@@ -256,6 +256,10 @@ pub struct Resource {
     /// count there is cleared: `clear_failcount`).
     #[serde(default)]
     pub definition_changed_on: Vec<NodeIx>,
+    /// Nodes where the resource's fail count is cleared because its failures expired
+    /// (`failure-timeout`).
+    #[serde(default)]
+    pub failure_expired_on: Vec<NodeIx>,
     /// What Pacemaker's operation digests are computed from (instance attributes and
     /// operation definitions), when read from a CIB.
     #[serde(default)]

@@ -43,8 +43,9 @@ pub enum ActionKind {
     Pseudo,
     /// A cluster event (`crm_event`): fencing.
     Fence,
-    /// A cluster event (`crm_event`): a node's clean shutdown (`do_shutdown`).
-    Shutdown,
+    /// Another cluster event (`crm_event`): a node's clean shutdown
+    /// (`do_shutdown`), clearing a fail count (`clear_failcount`).
+    NodeEvent,
 }
 
 /// One action of the transition graph.
@@ -690,6 +691,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 }
             }
         }
+        clear_failcounts(&mut b, p);
         cancels(&mut b, p, pl, &stops);
         let reload = reload(&mut b, p, pl, &stops);
         definition_cancels(&mut b, p, &stops);
@@ -852,6 +854,35 @@ fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<u
         b.edge(pr, r);
     }
     Some(r)
+}
+
+/// `clear_failcount` (`pe__clear_failcount`): where the resource's failures expired
+/// (`failure-timeout`), or where an operation's definition changed and a fail count
+/// is in effect. No ordering: the controller does not wait for it.
+fn clear_failcounts(b: &mut Builder<'_>, p: RscIx) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let mut nodes: Vec<NodeIx> = rsc.failure_expired_on.clone();
+    for &n in &rsc.definition_changed_on {
+        if rsc.failcount.get(&n).copied().unwrap_or(0) != 0 {
+            nodes.push(n);
+        }
+    }
+    nodes.sort_unstable();
+    nodes.dedup();
+    for n in nodes {
+        if !c.nodes[n].online || c.nodes[n].unclean {
+            continue;
+        }
+        b.add(
+            format!("{}_clear_failcount_0", rsc.id),
+            "clear_failcount",
+            0,
+            Some(p),
+            Some(n),
+            ActionKind::NodeEvent,
+        );
+    }
 }
 
 /// Recurring operations that the history runs but the configuration no longer has
@@ -1605,7 +1636,7 @@ fn shutdowns(b: &mut Builder<'_>, fence_ix: &[usize], fenced: &[NodeIx]) {
             0,
             None,
             Some(n),
-            ActionKind::Shutdown,
+            ActionKind::NodeEvent,
         );
         let stops: Vec<usize> = (0..b.actions.len())
             .filter(|&i| {
@@ -1777,9 +1808,18 @@ impl Transition {
                     let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
                     let _ = writeln!(s, "  * Fencing {node} (reboot)");
                 }
-                ActionKind::Shutdown => {
+                ActionKind::NodeEvent => {
                     let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
-                    let _ = writeln!(s, "  * Cluster action:  do_shutdown on {node}");
+                    match a.rsc {
+                        Some(r) => {
+                            let rsc = &c.resources[r].id;
+                            let _ =
+                                writeln!(s, "  * Cluster action:  {} for {rsc} on {node}", a.task);
+                        }
+                        None => {
+                            let _ = writeln!(s, "  * Cluster action:  {} on {node}", a.task);
+                        }
+                    }
                 }
                 ActionKind::Pseudo => {
                     let _ = writeln!(s, "  * Pseudo action:   {}", a.key);
@@ -1835,7 +1875,7 @@ impl Transition {
         let tag = match a.kind {
             ActionKind::Resource => "rsc_op",
             ActionKind::Pseudo => "pseudo_event",
-            ActionKind::Fence | ActionKind::Shutdown => "crm_event",
+            ActionKind::Fence | ActionKind::NodeEvent => "crm_event",
         };
         let indent = if full { "      " } else { "        " };
         let _ = write!(
