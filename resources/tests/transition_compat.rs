@@ -296,6 +296,12 @@ fn transition_compat() {
             "  T2-T4 cases with {what} actions, by kind: {}",
             line.join(" ")
         );
+        if let Ok(k) = std::env::var("HALYARD_KIND") {
+            if let Some(cs) = m.get(&k) {
+                let cs: Vec<&str> = cs.iter().map(String::as_str).collect();
+                println!("    {what} {k}: {}", cs.join(" "));
+            }
+        }
     }
     assert!(
         violations.is_empty(),

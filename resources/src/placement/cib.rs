@@ -486,7 +486,7 @@ impl<'a> Builder<'a> {
             monitors_on: Vec::new(),
             definition_changes: Vec::new(),
             definition_changed_on: Vec::new(),
-            failure_expired_on: Vec::new(),
+            clear_failcount_on: Vec::new(),
             digest: None,
         });
         let ix = self.resources.len() - 1;
@@ -710,6 +710,7 @@ fn history_op(o: &Element<'_>) -> digest::HistoryOp {
         secure_params: s("op-secure-params"),
         feature_set: s("crm_feature_set"),
         last_rc_change: o.attr("last-rc-change").and_then(|v| v.parse().ok()),
+        last_failure: o.attr("id").is_some_and(|i| i.ends_with("_last_failure_0")),
     }
 }
 
@@ -1083,7 +1084,7 @@ fn unpack_status(
                                 monitors_on: Vec::new(),
                                 definition_changes: Vec::new(),
                                 definition_changed_on: Vec::new(),
-                                failure_expired_on: Vec::new(),
+                                clear_failcount_on: Vec::new(),
                                 digest: None,
                             });
                             let i = c.resources.len() - 1;
@@ -1126,6 +1127,7 @@ fn unpack_status(
                     );
                 }
             }
+            let digest_conf = c.resources[conf_ix.unwrap_or(rix)].digest.clone();
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
             if !r.known_on.contains(&nix) {
@@ -1149,11 +1151,31 @@ fn unpack_status(
                 .and_then(|v| parse_interval_ms(v))
                 .unwrap_or(0)
                 / 1000;
-            if timeout_s > 0 && !r.failure_expired_on.contains(&nix) {
+            // A failure of an operation configured with on-fail=block never expires
+            // (block_failure in failcounts.c).
+            let blocks = conf.map(|cf| {
+                cf.on_fail.iter().any(|(task, iv, of)| {
+                    of == "block"
+                        && ops.iter().any(|o| {
+                            &o.task == task
+                                && o.interval == *iv
+                                && o.status != -1
+                                && (o.status != 0 || o.rc != o.target_rc)
+                        })
+                })
+            });
+            let params_changed = digest_conf.as_ref().is_some_and(|cf| {
+                ops.iter()
+                    .any(|o| digest::last_failure_params_changed(cf, &o.history))
+            });
+            if params_changed && !r.clear_failcount_on.contains(&nix) {
+                r.clear_failcount_on.push(nix);
+            }
+            if timeout_s > 0 && !blocks.unwrap_or(false) && !r.clear_failcount_on.contains(&nix) {
                 let hist: Vec<digest::HistoryOp> = ops.iter().map(|o| o.history.clone()).collect();
                 let names = [rid, base];
                 if digest::failure_expired(&hist, &c.nodes[nix].attrs, &names, timeout_s, now) {
-                    r.failure_expired_on.push(nix);
+                    r.clear_failcount_on.push(nix);
                 }
             }
             r.definition_changes.extend(def_changes.0);
@@ -1285,7 +1307,7 @@ fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) ->
     r.monitors_on = Vec::new();
     r.definition_changes = Vec::new();
     r.definition_changed_on = Vec::new();
-    r.failure_expired_on = Vec::new();
+    r.clear_failcount_on = Vec::new();
     c.resources.push(r);
     let ix = c.resources.len() - 1;
     let kids = c.resources[src].children.clone();

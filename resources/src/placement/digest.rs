@@ -176,6 +176,20 @@ pub struct HistoryOp {
     /// `last-rc-change` (seconds since the epoch).
     #[serde(default)]
     pub last_rc_change: Option<i64>,
+    /// The entry is the resource's `<rsc>_last_failure_0` record.
+    #[serde(default)]
+    pub last_failure: bool,
+}
+
+/// Whether the parameters of a `_last_failure_0` start or monitor changed since
+/// (`should_clear_for_param_change` in unpack.c): its fail count is then cleared.
+pub fn last_failure_params_changed(cfg: &Config, op: &HistoryOp) -> bool {
+    op.last_failure
+        && matches!(op.task.as_str(), "start" | "monitor")
+        && matches!(
+            compare(cfg, op),
+            Some(DigestResult::Restart) | Some(DigestResult::All)
+        )
 }
 
 /// `pcmk_stonith_param`: parameters Pacemaker itself defines for fence devices.

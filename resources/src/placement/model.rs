@@ -256,10 +256,10 @@ pub struct Resource {
     /// count there is cleared: `clear_failcount`).
     #[serde(default)]
     pub definition_changed_on: Vec<NodeIx>,
-    /// Nodes where the resource's fail count is cleared because its failures expired
-    /// (`failure-timeout`).
+    /// Nodes where the resource's fail count is cleared: its failures expired
+    /// (`failure-timeout`), or the parameters of its last failure changed since.
     #[serde(default)]
-    pub failure_expired_on: Vec<NodeIx>,
+    pub clear_failcount_on: Vec<NodeIx>,
     /// What Pacemaker's operation digests are computed from (instance attributes and
     /// operation definitions), when read from a CIB.
     #[serde(default)]

@@ -862,7 +862,7 @@ fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<u
 fn clear_failcounts(b: &mut Builder<'_>, p: RscIx) {
     let c = b.c;
     let rsc = &c.resources[p];
-    let mut nodes: Vec<NodeIx> = rsc.failure_expired_on.clone();
+    let mut nodes: Vec<NodeIx> = rsc.clear_failcount_on.clone();
     for &n in &rsc.definition_changed_on {
         if rsc.failcount.get(&n).copied().unwrap_or(0) != 0 {
             nodes.push(n);
