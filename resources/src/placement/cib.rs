@@ -1128,6 +1128,54 @@ fn unpack_status(
                 }
             }
             let digest_conf = c.resources[conf_ix.unwrap_or(rix)].digest.clone();
+            // A changed agent (class, provider or type) since the history: the history
+            // is deleted, after a stop where it is active (pcmk__rsc_agent_changed,
+            // pcmk__schedule_cleanup). Orphans are cleaned up where they ran.
+            {
+                let node = &c.nodes[nix];
+                let available = node.online
+                    && !node.shutdown
+                    && !node.unclean
+                    && !node.standby
+                    && !node.maintenance;
+                let rsc = &c.resources[rix];
+                let history_agent = {
+                    let class = lr.attr("class").unwrap_or("");
+                    let ty = lr.attr("type").unwrap_or("");
+                    match lr.attr("provider") {
+                        Some(p) => format!("{class}:{p}:{ty}"),
+                        None => format!("{class}:{ty}"),
+                    }
+                };
+                let changed = match &rsc.kind {
+                    Kind::Primitive { agent } => *agent != history_agent,
+                    _ => false,
+                };
+                let anon_instance = rsc.parent.is_some()
+                    && matches!(
+                        c.resources[c.top_of(rix)].kind,
+                        Kind::Clone { unique: false, .. }
+                    );
+                let cleanup = (changed && !rsc.orphan)
+                    || (rsc.orphan && !anon_instance && c.options.stop_orphan_resources);
+                if cleanup && (available || (node.maintenance && node.online)) {
+                    let kind = digest::ChangeKind::Delete;
+                    def_changes.0.push(digest::DefinitionChange {
+                        node: nix,
+                        kind,
+                        interval_ms: 0,
+                        task_is_monitor: false,
+                    });
+                    if active && changed && !rsc.orphan {
+                        def_changes.0.push(digest::DefinitionChange {
+                            node: nix,
+                            kind: digest::ChangeKind::Restart,
+                            interval_ms: 0,
+                            task_is_monitor: false,
+                        });
+                    }
+                }
+            }
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
             if !r.known_on.contains(&nix) {

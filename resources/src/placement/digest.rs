@@ -314,6 +314,9 @@ pub enum ChangeKind {
     /// Cancel the recurring operation of this interval: it is no longer configured,
     /// or the resource or node is in maintenance.
     Cancel,
+    /// Delete the resource's history on the node (`<rsc>_delete_0`): its agent
+    /// changed, or it is an orphan.
+    Delete,
 }
 
 /// One change the history check found.

@@ -714,6 +714,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
             }
         }
     }
+    history_deletes(&mut b);
     groups(&mut b, &plans);
     clones(&mut b);
     for (pr, top) in top_probes {
@@ -854,6 +855,34 @@ fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<u
         b.edge(pr, r);
     }
     Some(r)
+}
+
+/// History clean-ups (`pcmk__schedule_cleanup`): `<rsc>_delete_0` on the node, after
+/// every stop of the resource and before every start of it.
+fn history_deletes(b: &mut Builder<'_>) {
+    let c = b.c;
+    for p in 0..c.resources.len() {
+        let rsc = &c.resources[p];
+        for d in &rsc.definition_changes {
+            if d.kind != ChangeKind::Delete {
+                continue;
+            }
+            let x = b.add(
+                format!("{}_delete_0", rsc.id),
+                "delete",
+                0,
+                Some(p),
+                Some(d.node),
+                ActionKind::Resource,
+            );
+            for s in b.of(p, "stop") {
+                b.edge(s, x);
+            }
+            for s in b.of(p, "start") {
+                b.edge(x, s);
+            }
+        }
+    }
 }
 
 /// `clear_failcount` (`pe__clear_failcount`): where the resource's failures expired
