@@ -133,7 +133,7 @@ impl<'a> Ids<'a> {
 
 /// What one operation-history entry says.
 #[derive(Debug, Clone)]
-struct Op {
+struct Op<'a> {
     task: String,
     interval: i64,
     rc: i32,
@@ -141,7 +141,7 @@ struct Op {
     call_id: i64,
     target_rc: i32,
     /// For the configuration check (operation digests).
-    history: digest::HistoryOp,
+    history: digest::HistoryOp<'a>,
 }
 
 fn target_rc(op: &Element<'_>) -> Option<i32> {
@@ -692,10 +692,10 @@ fn digest_ops(
 }
 
 /// What the configuration check needs of one `<lrm_rsc_op>`.
-fn history_op(o: &Element<'_>) -> digest::HistoryOp {
-    let s = |k: &str| o.attr(k).map(str::to_string);
+fn history_op<'a>(o: &'a Element<'_>) -> digest::HistoryOp<'a> {
+    let s = |k: &str| o.attr(k);
     digest::HistoryOp {
-        task: o.attr("operation").unwrap_or("").to_string(),
+        task: o.attr("operation").unwrap_or(""),
         interval_ms: o.attr("interval").and_then(|v| v.parse().ok()).unwrap_or(0),
         call_id: o.attr("call-id").and_then(|v| v.parse().ok()).unwrap_or(0),
         status: o
@@ -824,7 +824,7 @@ fn unpack_status(
         for lr in lrs.kids("lrm_resource") {
             let Some(rid) = lr.attr("id") else { continue };
             // Operation history, in call order.
-            let mut ops: Vec<Op> = lr
+            let mut ops: Vec<Op<'_>> = lr
                 .kids("lrm_rsc_op")
                 .map(|o| Op {
                     task: o.attr("operation").unwrap_or("").to_string(),
@@ -1099,6 +1099,7 @@ fn unpack_status(
             // A node that will be fenced resolves any failure there (its resources
             // are stopped by the fencing): on-fail=block does not block.
             let node_fenced = stonith && c.nodes[nix].unclean;
+            let hist: Vec<&digest::HistoryOp<'_>> = ops.iter().map(|o| &o.history).collect();
             // The configuration check of the history (operation digests), on nodes
             // that can run actions (pcmk__handle_rsc_config_changes).
             let mut def_changes = (Vec::new(), false);
@@ -1116,8 +1117,6 @@ fn unpack_status(
                             .get("maintenance")
                             .map(|v| truthy(v))
                             .unwrap_or(false);
-                    let hist: Vec<digest::HistoryOp> =
-                        ops.iter().map(|o| o.history.clone()).collect();
                     def_changes = digest::check_history(
                         conf,
                         nix,
@@ -1127,7 +1126,14 @@ fn unpack_status(
                     );
                 }
             }
-            let digest_conf = c.resources[conf_ix.unwrap_or(rix)].digest.clone();
+            let params_changed = hist.iter().any(|o| o.last_failure)
+                && c.resources[conf_ix.unwrap_or(rix)]
+                    .digest
+                    .as_ref()
+                    .is_some_and(|cf| {
+                        hist.iter()
+                            .any(|o| digest::last_failure_params_changed(cf, o))
+                    });
             // A changed agent (class, provider or type) since the history: the history
             // is deleted, after a stop where it is active (pcmk__rsc_agent_changed,
             // pcmk__schedule_cleanup). Orphans are cleaned up where they ran.
@@ -1183,7 +1189,6 @@ fn unpack_status(
             }
             // Recurring monitors running now: those recorded since the last
             // start-like operation (process_recurring).
-            let hist: Vec<digest::HistoryOp> = ops.iter().map(|o| o.history.clone()).collect();
             for (task, iv) in digest::active_recurring(&hist) {
                 if task == "monitor" {
                     r.monitors_on.push((nix, iv));
@@ -1212,15 +1217,10 @@ fn unpack_status(
                         })
                 })
             });
-            let params_changed = digest_conf.as_ref().is_some_and(|cf| {
-                ops.iter()
-                    .any(|o| digest::last_failure_params_changed(cf, &o.history))
-            });
             if params_changed && !r.clear_failcount_on.contains(&nix) {
                 r.clear_failcount_on.push(nix);
             }
             if timeout_s > 0 && !blocks.unwrap_or(false) && !r.clear_failcount_on.contains(&nix) {
-                let hist: Vec<digest::HistoryOp> = ops.iter().map(|o| o.history.clone()).collect();
                 let names = [rid, base];
                 if digest::failure_expired(&hist, &c.nodes[nix].attrs, &names, timeout_s, now) {
                     r.clear_failcount_on.push(nix);

@@ -148,11 +148,12 @@ impl Config {
 /// The default operation timeout (`PCMK_DEFAULT_ACTION_TIMEOUT_MS`).
 pub const DEFAULT_TIMEOUT_MS: i64 = 20_000;
 
-/// One entry of a resource's operation history on a node, as far as the check needs it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HistoryOp {
+/// One entry of a resource's operation history on a node, as far as the checks
+/// need it (borrowed from the CIB text).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryOp<'a> {
     /// `operation`.
-    pub task: String,
+    pub task: &'a str,
     /// `interval` (ms).
     pub interval_ms: i64,
     /// `call-id`.
@@ -162,30 +163,28 @@ pub struct HistoryOp {
     /// `rc-code`.
     pub rc: i32,
     /// `op-digest`.
-    pub digest: Option<String>,
+    pub digest: Option<&'a str>,
     /// `op-restart-digest`.
-    pub restart_digest: Option<String>,
+    pub restart_digest: Option<&'a str>,
     /// `op-force-restart`.
-    pub force_restart: Option<String>,
+    pub force_restart: Option<&'a str>,
     /// `op-secure-digest`.
-    pub secure_digest: Option<String>,
+    pub secure_digest: Option<&'a str>,
     /// `op-secure-params`.
-    pub secure_params: Option<String>,
-    /// `crm_feature_set` the entry was recorded with (else the CIB's).
-    pub feature_set: Option<String>,
+    pub secure_params: Option<&'a str>,
+    /// `crm_feature_set` the entry was recorded with.
+    pub feature_set: Option<&'a str>,
     /// `last-rc-change` (seconds since the epoch).
-    #[serde(default)]
     pub last_rc_change: Option<i64>,
     /// The entry is the resource's `<rsc>_last_failure_0` record.
-    #[serde(default)]
     pub last_failure: bool,
 }
 
 /// Whether the parameters of a `_last_failure_0` start or monitor changed since
 /// (`should_clear_for_param_change` in unpack.c): its fail count is then cleared.
-pub fn last_failure_params_changed(cfg: &Config, op: &HistoryOp) -> bool {
+pub fn last_failure_params_changed(cfg: &Config, op: &HistoryOp<'_>) -> bool {
     op.last_failure
-        && matches!(op.task.as_str(), "start" | "monitor")
+        && matches!(op.task, "start" | "monitor")
         && matches!(
             compare(cfg, op),
             Some(DigestResult::Restart) | Some(DigestResult::All)
@@ -242,17 +241,14 @@ fn older(a: &str, b: &str) -> bool {
 /// sensitive ones (`op-secure-params`), which crm_report masks. crm_simulate runs
 /// with `pe_flag_sanitized`, so a history whose only differences are masked
 /// parameters is not a change (`only_sanitized_changed`).
-fn secure_digest(cfg: &Config, op: &HistoryOp) -> Option<String> {
-    let old = older(op.feature_set.as_deref().unwrap_or("3.16.0"), "3.16.0");
+fn secure_digest(cfg: &Config, op: &HistoryOp<'_>) -> Option<String> {
+    let old = older(op.feature_set.unwrap_or("3.16.0"), "3.16.0");
     let mut p = if old {
         cfg.params.clone()?
     } else {
-        cfg.main_params(&op.task, op.interval_ms)?.0
+        cfg.main_params(op.task, op.interval_ms)?.0
     };
-    let list = op
-        .secure_params
-        .clone()
-        .unwrap_or_else(|| " passwd password user ".into());
+    let list = op.secure_params.unwrap_or(" passwd password user ");
     p.retain(|k, _| !list.contains(&format!(" {k} ")));
     if old && cfg.fencing {
         p.retain(|k, _| !is_fence_param(k));
@@ -278,21 +274,21 @@ pub enum DigestResult {
 }
 
 /// Compare a history entry with the configuration.
-pub fn compare(cfg: &Config, op: &HistoryOp) -> Option<DigestResult> {
-    let (all, extra) = cfg.main_params(&op.task, op.interval_ms)?;
-    if let Some(recorded) = &op.restart_digest {
+pub fn compare(cfg: &Config, op: &HistoryOp<'_>) -> Option<DigestResult> {
+    let (all, extra) = cfg.main_params(op.task, op.interval_ms)?;
+    if let Some(recorded) = op.restart_digest {
         let mut restart = all.clone();
-        if let Some(list) = &op.force_restart {
+        if let Some(list) = op.force_restart {
             restart.retain(|k, _| list.contains(&format!(" {k} ")));
         }
-        if &operation_digest(&restart) != recorded {
+        if operation_digest(&restart) != recorded {
             return Some(DigestResult::Restart);
         }
     }
-    let Some(recorded) = &op.digest else {
+    let Some(recorded) = op.digest else {
         return Some(DigestResult::Unknown);
     };
-    if &operation_digest(&all) == recorded {
+    if operation_digest(&all) == recorded {
         Some(DigestResult::Match)
     } else if op.interval_ms == 0 && extra {
         Some(DigestResult::Restart)
@@ -339,11 +335,11 @@ pub struct DefinitionChange {
 pub fn check_history(
     cfg: &Config,
     node: NodeIx,
-    ops: &[HistoryOp],
+    ops: &[&HistoryOp<'_>],
     maintenance: bool,
     stop_orphan_actions: bool,
 ) -> (Vec<DefinitionChange>, bool) {
-    let mut sorted: Vec<&HistoryOp> = ops.iter().collect();
+    let mut sorted: Vec<&HistoryOp<'_>> = ops.to_vec();
     // sort_op_by_callid: pending (negative call ids) last; ties keep document order.
     sorted.sort_by_key(|o| if o.call_id < 0 { i64::MAX } else { o.call_id });
     let (start, stop) = active_ops(&sorted);
@@ -365,14 +361,11 @@ pub fn check_history(
             continue;
         }
         if !(op.interval_ms > 0
-            || matches!(
-                op.task.as_str(),
-                "monitor" | "start" | "promote" | "migrate_from"
-            ))
+            || matches!(op.task, "monitor" | "start" | "promote" | "migrate_from"))
         {
             continue;
         }
-        if op.interval_ms > 0 && cfg.op(&op.task, op.interval_ms).is_none() {
+        if op.interval_ms > 0 && cfg.op(op.task, op.interval_ms).is_none() {
             // An orphaned recurring operation: cancelled with stop-orphan-actions.
             if stop_orphan_actions {
                 out.push(change(ChangeKind::Cancel, op.interval_ms));
@@ -385,7 +378,7 @@ pub fn check_history(
         };
         if res != DigestResult::Match
             && op.secure_digest.is_some()
-            && secure_digest(cfg, op).as_ref() == op.secure_digest.as_ref()
+            && secure_digest(cfg, op).as_deref() == op.secure_digest
         {
             // Only masked ("private") parameters differ.
             res = DigestResult::Match;
@@ -422,8 +415,8 @@ pub fn check_history(
 /// The recurring operations the history says are running (`process_recurring` in
 /// unpack.c): those recorded after the last start-like operation of an active
 /// resource, not pending. `(task, interval ms)`, in call order.
-pub fn active_recurring(ops: &[HistoryOp]) -> Vec<(String, i64)> {
-    let mut sorted: Vec<&HistoryOp> = ops.iter().collect();
+pub fn active_recurring<'a>(ops: &[&HistoryOp<'a>]) -> Vec<(&'a str, i64)> {
+    let mut sorted: Vec<&HistoryOp<'a>> = ops.to_vec();
     sorted.sort_by_key(|o| if o.call_id < 0 { i64::MAX } else { o.call_id });
     let (start, stop) = active_ops(&sorted);
     let mut out = Vec::new();
@@ -435,7 +428,7 @@ pub fn active_recurring(ops: &[HistoryOp]) -> Vec<(String, i64)> {
         if op.interval_ms == 0 || op.status == -1 {
             continue;
         }
-        out.push((op.task.clone(), op.interval_ms));
+        out.push((op.task, op.interval_ms));
     }
     out
 }
@@ -474,7 +467,7 @@ pub fn fail_count(attrs: &BTreeMap<String, String>, names: &[&str]) -> (i64, i64
 /// `execution-date`; when neither is given crm_simulate uses the wall clock, later
 /// than any recorded time, which `i64::MAX` stands for).
 pub fn failure_expired(
-    ops: &[HistoryOp],
+    ops: &[&HistoryOp<'_>],
     attrs: &BTreeMap<String, String>,
     names: &[&str],
     failure_timeout_s: i64,
@@ -501,13 +494,13 @@ pub fn failure_expired(
 }
 
 /// `calculate_active_ops`: the index of the last start-like and the last stop.
-fn active_ops(sorted: &[&HistoryOp]) -> (i64, i64) {
+fn active_ops(sorted: &[&HistoryOp<'_>]) -> (i64, i64) {
     let (mut start, mut stop) = (-1i64, -1i64);
     let mut implied_monitor_start = -1i64;
     let mut implied_clone_start = -1i64;
     for (i, op) in sorted.iter().enumerate() {
         let i = i as i64;
-        match op.task.as_str() {
+        match op.task {
             "stop" if op.status == 0 => stop = i,
             "start" | "migrate_from" => start = i,
             "monitor" if implied_monitor_start <= stop && (op.rc == 0 || op.rc == 8) => {
@@ -576,15 +569,15 @@ mod tests {
             fencing: false,
         };
         let op = HistoryOp {
-            task: "start".into(),
+            task: "start",
             call_id: 10,
-            digest: Some("457016173e548c394dcf3896e3066412".into()),
-            restart_digest: Some("5de129d7fe42dbcfe537f2c63b1921b6".into()),
-            force_restart: Some("  envfile op_sleep passwd state  ".into()),
+            digest: Some("457016173e548c394dcf3896e3066412"),
+            restart_digest: Some("5de129d7fe42dbcfe537f2c63b1921b6"),
+            force_restart: Some("  envfile op_sleep passwd state  "),
             ..Default::default()
         };
         assert_eq!(compare(&cfg, &op), Some(DigestResult::Restart));
-        let (changes, changed) = check_history(&cfg, 1, &[op], false, true);
+        let (changes, changed) = check_history(&cfg, 1, &[&op], false, true);
         assert!(changed);
         assert_eq!(changes[0].kind, ChangeKind::Restart);
     }
@@ -596,22 +589,23 @@ mod tests {
             ops: Vec::new(),
             fencing: false,
         };
+        let zeros = "0".repeat(32);
         let start = HistoryOp {
-            task: "start".into(),
+            task: "start",
             call_id: 1,
-            digest: Some("0".repeat(32)),
+            digest: Some(&zeros),
             ..Default::default()
         };
         let stop = HistoryOp {
-            task: "stop".into(),
+            task: "stop",
             call_id: 2,
             ..Default::default()
         };
-        assert!(check_history(&cfg, 0, &[start.clone(), stop], false, true)
+        assert!(check_history(&cfg, 0, &[&start, &stop], false, true)
             .0
             .is_empty());
         assert_eq!(
-            check_history(&cfg, 0, &[start], false, true).0[0].kind,
+            check_history(&cfg, 0, &[&start], false, true).0[0].kind,
             ChangeKind::Restart
         );
     }
