@@ -862,6 +862,32 @@ fn unpack_status(
                 .or_else(|| by_id.get(base).copied().filter(|&i| not_anon(i)));
             let conf_ix = target_ix.or_else(|| clone_first_prim.get(base).copied());
             let conf = conf_ix.and_then(|i| ops_conf.get(&i));
+            // Failures older than failure-timeout are ignored when no fail count is
+            // still in effect (check_operation_expiry, unpack_rsc_op); never for an
+            // operation configured on-fail=block (block_failure).
+            let expiry_timeout_s = conf_ix
+                .and_then(|i| c.resources[i].meta.get("failure-timeout"))
+                .and_then(|v| parse_interval_ms(v))
+                .unwrap_or(0)
+                / 1000;
+            let failures_may_expire = expiry_timeout_s > 0 && {
+                let (count, last) = digest::fail_count(&c.nodes[nix].attrs, &[rid, base]);
+                let effective =
+                    count > 0 && !(last > 0 && now > last.saturating_add(expiry_timeout_s));
+                let blocks = conf.is_some_and(|cf| {
+                    cf.on_fail.iter().any(|(task, iv, of)| {
+                        of == "block"
+                            && ops.iter().any(|o| {
+                                &o.task == task
+                                    && o.interval == *iv
+                                    && o.status != -1
+                                    && (o.status != 0 || o.rc != o.target_rc)
+                            })
+                    })
+                });
+                !effective && !blocks
+            };
+            let mut expired_monitors: Vec<i64> = Vec::new();
             for op in &ops {
                 if op.status == 1 {
                     continue; // cancelled
@@ -942,6 +968,22 @@ fn unpack_status(
                         failed_stop = false;
                     }
                 } else {
+                    let expired = failures_may_expire
+                        && op.status != 7
+                        && op
+                            .history
+                            .last_rc_change
+                            .is_some_and(|t| now >= t.saturating_add(expiry_timeout_s));
+                    if expired {
+                        // A recurring monitor whose own record holds the expired
+                        // failure is scheduled again (inferred: failcount-block
+                        // re-creates it; expire-non-blocked-failure, where the
+                        // failure is only in the _last_failure_0 record, does not).
+                        if op.interval > 0 && op.task == "monitor" && !op.history.last_failure {
+                            expired_monitors.push(op.interval);
+                        }
+                        continue;
+                    }
                     let of = on_fail_for(conf, &op.task, op.interval, stonith);
                     // Unimplemented recurring monitors are ordinary failures.
                     let unimplemented_recurring = op.rc == 3 && op.interval > 0;
@@ -1227,6 +1269,14 @@ fn unpack_status(
                 }
             }
             r.definition_changes.extend(def_changes.0);
+            for iv in expired_monitors {
+                r.definition_changes.push(digest::DefinitionChange {
+                    node: nix,
+                    kind: digest::ChangeKind::Reschedule,
+                    interval_ms: iv,
+                    task_is_monitor: true,
+                });
+            }
             if def_changes.1 && !r.definition_changed_on.contains(&nix) {
                 r.definition_changed_on.push(nix);
             }
@@ -1316,6 +1366,27 @@ fn unpack_status(
                         break;
                     }
                 }
+            }
+        }
+    }
+    // A fail count whose last failure is older than failure-timeout is not in
+    // effect (pe_get_failcount with pe_fc_effective).
+    for i in 0..c.resources.len() {
+        let timeout_s = c.resources[i]
+            .meta
+            .get("failure-timeout")
+            .and_then(|v| parse_interval_ms(v))
+            .unwrap_or(0)
+            / 1000;
+        if timeout_s <= 0 || c.resources[i].failcount.is_empty() {
+            continue;
+        }
+        let (id, base) = (c.resources[i].id.clone(), c.resources[i].base.clone());
+        let nodes: Vec<NodeIx> = c.resources[i].failcount.keys().copied().collect();
+        for nix in nodes {
+            let (_, last) = digest::fail_count(&c.nodes[nix].attrs, &[&id, &base]);
+            if last > 0 && now > last.saturating_add(timeout_s) {
+                c.resources[i].failcount.remove(&nix);
             }
         }
     }
