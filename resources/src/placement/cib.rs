@@ -1226,7 +1226,14 @@ fn unpack_status(
             }
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
-            if !r.known_on.contains(&nix) {
+            // A history of nothing but pending probes leaves the role unknown: the
+            // resource is not known there and is probed again (process_rsc_state
+            // adds to known_on only when the role is not Unknown).
+            let only_pending_probes = !ops.is_empty()
+                && ops.iter().all(|o| {
+                    o.task == "monitor" && o.interval == 0 && (o.status == -1 || o.call_id < 0)
+                });
+            if !r.known_on.contains(&nix) && !only_pending_probes {
                 r.known_on.push(nix);
             }
             // Recurring monitors running now: those recorded since the last

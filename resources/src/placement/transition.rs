@@ -691,7 +691,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 }
             }
         }
-        clear_failcounts(&mut b, p);
+        clear_failcounts(&mut b, p, &stops);
         cancels(&mut b, p, pl, &stops);
         let reload = reload(&mut b, p, pl, &stops);
         definition_cancels(&mut b, p, &stops);
@@ -887,11 +887,22 @@ fn history_deletes(b: &mut Builder<'_>) {
 
 /// `clear_failcount` (`pe__clear_failcount`): where the resource's failures expired
 /// (`failure-timeout`), or where an operation's definition changed and a fail count
-/// is in effect. No ordering: the controller does not wait for it.
-fn clear_failcounts(b: &mut Builder<'_>, p: RscIx) {
+/// is in effect; and of an orphan (top-level, with stop-orphan-resources) on every
+/// online node where it has a fail count, before its stop
+/// (`clear_failcounts_if_orphaned` in pcmk_sched_allocate.c). Otherwise no ordering.
+fn clear_failcounts(b: &mut Builder<'_>, p: RscIx, stops: &[usize]) {
     let c = b.c;
     let rsc = &c.resources[p];
     let mut nodes: Vec<NodeIx> = rsc.clear_failcount_on.clone();
+    let orphan = rsc.orphan && rsc.parent.is_none() && c.options.stop_orphan_resources;
+    if orphan {
+        nodes.extend(
+            rsc.failcount
+                .iter()
+                .filter(|(_, &v)| v != 0)
+                .map(|(&n, _)| n),
+        );
+    }
     for &n in &rsc.definition_changed_on {
         if rsc.failcount.get(&n).copied().unwrap_or(0) != 0 {
             nodes.push(n);
@@ -903,7 +914,7 @@ fn clear_failcounts(b: &mut Builder<'_>, p: RscIx) {
         if !c.nodes[n].online || c.nodes[n].unclean {
             continue;
         }
-        b.add(
+        let x = b.add(
             format!("{}_clear_failcount_0", rsc.id),
             "clear_failcount",
             0,
@@ -911,6 +922,11 @@ fn clear_failcounts(b: &mut Builder<'_>, p: RscIx) {
             Some(n),
             ActionKind::NodeEvent,
         );
+        if orphan {
+            for &s in stops {
+                b.edge(x, s);
+            }
+        }
     }
 }
 
