@@ -686,6 +686,7 @@ fn digest_ops(
                 interval_ms: op.attr("interval").and_then(parse_interval_ms).unwrap_or(0),
                 timeout_ms,
                 params,
+                enabled: op.attr("enabled").map(truthy).unwrap_or(true),
             })
         })
         .collect()

@@ -81,6 +81,14 @@ pub struct OpConfig {
     pub timeout_ms: i64,
     /// The operation's own `instance_attributes`.
     pub params: BTreeMap<String, String>,
+    /// `enabled` (a disabled recurring operation counts as not configured, but its
+    /// definition still feeds the digests).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What the digests need of a primitive's configuration.
@@ -365,7 +373,7 @@ pub fn check_history(
         {
             continue;
         }
-        if op.interval_ms > 0 && cfg.op(op.task, op.interval_ms).is_none() {
+        if op.interval_ms > 0 && !cfg.op(op.task, op.interval_ms).is_some_and(|o| o.enabled) {
             // An orphaned recurring operation: cancelled with stop-orphan-actions.
             if stop_orphan_actions {
                 out.push(change(ChangeKind::Cancel, op.interval_ms));
@@ -565,6 +573,7 @@ mod tests {
                 interval_ms: 0,
                 timeout_ms: 20_000,
                 params: map(&[("trace_ra", "1")]),
+                enabled: true,
             }],
             fencing: false,
         };
