@@ -80,6 +80,7 @@ fn kind_of(name: &str) -> String {
         "notify",
         "migrate_to",
         "migrate_from",
+        "one-or-more",
     ] {
         if key.contains(special) {
             return special.trim_matches('_').to_string();
