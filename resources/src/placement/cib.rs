@@ -665,7 +665,7 @@ fn digest_ops(
     e: &Element<'_>,
     default_timeout: Option<i64>,
 ) -> Vec<digest::OpConfig> {
-    let Some(ops) = e.kid("operations") else {
+    let Some(ops) = e.kid("operations").map(|o| ids.resolve(o)) else {
         return Vec::new();
     };
     ops.kids("op")
@@ -717,7 +717,7 @@ fn history_op<'a>(o: &'a Element<'_>) -> digest::HistoryOp<'a> {
 
 /// The `<op>` definitions of primitive `e`.
 fn op_defs(ids: &Ids<'_>, e: &Element<'_>) -> Vec<OpDef> {
-    let Some(ops) = e.kid("operations") else {
+    let Some(ops) = e.kid("operations").map(|o| ids.resolve(o)) else {
         return Vec::new();
     };
     ops.kids("op")
