@@ -104,7 +104,21 @@ pub fn fenced_nodes(c: &Cluster) -> Vec<NodeIx> {
     if !c.options.stonith_enabled {
         return Vec::new();
     }
-    (0..c.nodes.len()).filter(|&n| c.nodes[n].unclean).collect()
+    // pe_can_fence: a fence device must be configured, and without quorum only a
+    // node still in the membership can be fenced (unless no-quorum-policy=ignore);
+    // needs_fencing: only when some resource is managed.
+    let have_device = c
+        .resources
+        .iter()
+        .any(|r| matches!(&r.kind, Kind::Primitive { agent } if agent.starts_with("stonith:")));
+    let have_managed = c.resources.iter().any(|r| r.is_primitive() && r.managed);
+    if !have_device || !have_managed {
+        return Vec::new();
+    }
+    let quorum = c.options.have_quorum || c.options.no_quorum_policy == "ignore";
+    (0..c.nodes.len())
+        .filter(|&n| c.nodes[n].unclean && (quorum || c.nodes[n].online))
+        .collect()
 }
 
 /// Fencing semantics applied to an assignment: with stonith disabled a resource that
@@ -114,17 +128,22 @@ pub fn fenced_nodes(c: &Cluster) -> Vec<NodeIx> {
 /// stonith: like Pacemaker 2.1.5, halyard then takes a node that is down as cleanly
 /// down. halyard's own TOML model can say so, and then this applies.)
 pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
-    if c.options.stonith_enabled {
+    // Unclean nodes that cannot be fenced (no device, or no quorum: pe_can_fence).
+    let fenced = fenced_nodes(c);
+    let unfenceable = |n: NodeIx| c.nodes[n].unclean && !fenced.contains(&n);
+    if c.options.stonith_enabled && !c.nodes.iter().enumerate().any(|(n, _)| unfenceable(n)) {
         return;
     }
     for (p, rsc) in c.resources.iter().enumerate() {
-        if !rsc.is_primitive()
-            || !rsc.managed
-            || rsc.meta.get("requires").map(|s| s.as_str()) != Some("fencing")
-        {
+        let needs = if c.options.stonith_enabled {
+            requires_fencing(c, p)
+        } else {
+            rsc.meta.get("requires").map(|s| s.as_str()) == Some("fencing")
+        };
+        if !rsc.is_primitive() || !rsc.managed || !needs {
             continue;
         }
-        let Some(&gone) = rsc.running_on.iter().find(|&&n| c.nodes[n].unclean) else {
+        let Some(&gone) = rsc.running_on.iter().find(|&&n| unfenceable(n)) else {
             continue;
         };
         if a.node[p] == Some(gone) {
@@ -133,7 +152,7 @@ pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
         a.node[p] = Some(gone);
         a.next_role[p] = rsc.role;
         a.stop_reason[p] = Some(format!(
-            "requires=fencing, and node {} left uncleanly but stonith is disabled: not recovered elsewhere",
+            "requires=fencing, and node {} left uncleanly but cannot be fenced (stonith disabled, no fence device, or no quorum): not recovered elsewhere",
             c.nodes[gone].name
         ));
     }
