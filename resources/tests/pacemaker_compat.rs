@@ -161,6 +161,19 @@ fn pacemaker_compat() {
             e.1 += 1;
             if got == want {
                 e.0 += 1;
+            } else {
+                disagree
+                    .entry(format!("summary-{tier}"))
+                    .or_default()
+                    .push(case.to_string());
+                if std::env::var("HALYARD_CASE").as_deref() == Ok(case) {
+                    for x in got.iter().filter(|x| !want.contains(x)) {
+                        println!("  extra   {x}");
+                    }
+                    for x in want.iter().filter(|x| !got.contains(x)) {
+                        println!("  missing {x}");
+                    }
+                }
             }
         }
     }
@@ -172,7 +185,7 @@ fn pacemaker_compat() {
         );
     }
     println!("  ({errors} cases rejected as invalid input)");
-    for t in ["T0", "T1"] {
+    for t in ["T0", "T1", "summary-T0", "summary-T1"] {
         if let Some(v) = disagree.get(t) {
             println!("  disagreeing {t}: {}", v.join(" "));
         }

@@ -65,6 +65,40 @@ fn common_reach(a: &GraphSummary, b: &GraphSummary) -> (Pairs, Pairs) {
     (ra, rb)
 }
 
+/// The kind of a normalised action name, for the tally of what disagrees:
+/// `clear_failcount`, `do_shutdown`, `probe`, `monitor` (recurring), `start`, ...
+fn kind_of(name: &str) -> String {
+    let key = name.split('@').next().unwrap_or(name);
+    for special in [
+        "clear_failcount",
+        "do_shutdown",
+        "probe_again",
+        "stonith",
+        "load_stopped",
+        "reload-agent",
+        "_delete_0",
+        "notify",
+        "migrate_to",
+        "migrate_from",
+        "one-or-more",
+    ] {
+        if key.contains(special) {
+            return special.trim_matches('_').to_string();
+        }
+    }
+    if key.ends_with("_monitor_0") {
+        return "probe".into();
+    }
+    if key.contains("_monitor_") {
+        return "monitor".into();
+    }
+    let parts: Vec<&str> = key.rsplitn(3, '_').collect();
+    match parts.as_slice() {
+        [_, task, _] => (*task).to_string(),
+        _ => key.to_string(),
+    }
+}
+
 /// The invariants of the fencing semantics and of the graph's shape.
 fn check_invariants(case: &str, c: &placement::Cluster, o: &placement::Outcome) -> Vec<String> {
     let t = &o.transition;
@@ -140,6 +174,10 @@ fn transition_compat() {
     let mut tally: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut disagree: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut violations = Vec::new();
+    // Per action kind: cases (T2-T4) where Pacemaker has it and halyard not, and the
+    // other way round.
+    let mut missing_kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut extra_kinds: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in cases.lines().skip(1) {
         let mut f = line.split('\t');
         let (Some(case), Some(tier)) = (f.next(), f.next()) else {
@@ -175,6 +213,23 @@ fn transition_compat() {
                     "{case}: graph XML round trip"
                 );
                 let acts_ok = got.action_multiset() == want.action_multiset();
+                if !acts_ok && tier != "T0" && tier != "T1" {
+                    let (ga, wa) = (got.action_multiset(), want.action_multiset());
+                    let (gs, ws): (BTreeSet<&String>, BTreeSet<&String>) =
+                        (ga.iter().collect(), wa.iter().collect());
+                    for x in ws.difference(&gs) {
+                        missing_kinds
+                            .entry(kind_of(x))
+                            .or_default()
+                            .insert(case.to_string());
+                    }
+                    for x in gs.difference(&ws) {
+                        extra_kinds
+                            .entry(kind_of(x))
+                            .or_default()
+                            .insert(case.to_string());
+                    }
+                }
                 let (rg, rw) = common_reach(&got, &want);
                 if only.is_some() {
                     let (ga, wa) = (got.action_multiset(), want.action_multiset());
@@ -232,6 +287,21 @@ fn transition_compat() {
     for t in ["T0", "T1", "T2", "T3", "T4"] {
         if let Some(v) = disagree.get(t) {
             println!("  disagreeing {t}: {}", v.join(" "));
+        }
+    }
+    for (what, m) in [("missing", &missing_kinds), ("extra", &extra_kinds)] {
+        let mut v: Vec<(usize, &String)> = m.iter().map(|(k, cs)| (cs.len(), k)).collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let line: Vec<String> = v.iter().map(|(n, k)| format!("{k}={n}")).collect();
+        println!(
+            "  T2-T4 cases with {what} actions, by kind: {}",
+            line.join(" ")
+        );
+        if let Ok(k) = std::env::var("HALYARD_KIND") {
+            if let Some(cs) = m.get(&k) {
+                let cs: Vec<&str> = cs.iter().map(String::as_str).collect();
+                println!("    {what} {k}: {}", cs.join(" "));
+            }
         }
     }
     assert!(

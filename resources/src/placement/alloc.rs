@@ -109,6 +109,9 @@ pub struct Assignment {
     pub stop_reason: Vec<Option<String>>,
     /// Promotion score per promotable instance.
     pub promotion_score: Vec<Option<i64>>,
+    /// The node a stopped resource was assigned to before a mandatory order left its
+    /// start unrunnable (crm_simulate still lists that start, "blocked").
+    pub blocked_start: Vec<Option<NodeIx>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -149,6 +152,7 @@ pub(crate) struct Solver<'a> {
     count: Vec<Vec<u32>>,
     contributions: Vec<Vec<Contribution>>,
     stop_reason: Vec<Option<String>>,
+    blocked_start: Vec<Option<NodeIx>>,
     priority: Vec<i64>,
     sort_index: Vec<i64>,
     promotion_score: Vec<Option<i64>>,
@@ -305,6 +309,7 @@ impl<'a> Solver<'a> {
             count: vec![Vec::new(); r],
             contributions: vec![Vec::new(); r],
             stop_reason: vec![None; r],
+            blocked_start: vec![None; r],
             priority: c.resources.iter().map(|x| x.priority).collect(),
             sort_index: vec![0; r],
             promotion_score: vec![None; r],
@@ -2407,6 +2412,7 @@ impl<'a> Solver<'a> {
             contributions: self.contributions,
             stop_reason: self.stop_reason,
             promotion_score: self.promotion_score,
+            blocked_start: self.blocked_start,
         }
     }
 
@@ -2478,6 +2484,13 @@ impl<'a> Solver<'a> {
                         continue;
                     }
                     {
+                        // Inferred from the corpus (bug-5014-*, bug-lf-2361 list the
+                        // start; clone-interleave-1, order-clone do not): only when
+                        // `first` is not a clone.
+                        if c.resources[p].running_on.is_empty() && !c.resources[o.first].is_clone()
+                        {
+                            self.blocked_start[p] = Some(nd);
+                        }
                         self.assigned[p] = None;
                         self.next_role[p] = Role::Stopped;
                         self.stop_reason[p] = Some(format!(

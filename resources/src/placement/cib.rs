@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use super::digest;
 use super::model::*;
 use super::rules;
 use super::score;
@@ -132,13 +133,15 @@ impl<'a> Ids<'a> {
 
 /// What one operation-history entry says.
 #[derive(Debug, Clone)]
-struct Op {
+struct Op<'a> {
     task: String,
     interval: i64,
     rc: i32,
     status: i32,
     call_id: i64,
     target_rc: i32,
+    /// For the configuration check (operation digests).
+    history: digest::HistoryOp<'a>,
 }
 
 fn target_rc(op: &Element<'_>) -> Option<i32> {
@@ -190,6 +193,7 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
         stop_all_resources: prop("stop-all-resources").map(truthy).unwrap_or(false),
         startup_probes: prop("enable-startup-probes").map(truthy).unwrap_or(true),
         concurrent_fencing: prop("concurrent-fencing").map(truthy).unwrap_or(false),
+        stop_orphan_actions: prop("stop-orphan-actions").map(truthy).unwrap_or(true),
     };
 
     // --- nodes ---
@@ -315,6 +319,12 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
         resources: Vec::new(),
         ops: HashMap::new(),
         maintenance: options.maintenance_mode,
+        inst_params: HashMap::new(),
+        op_timeout: config.kid("op_defaults").and_then(|d| {
+            let mut m = BTreeMap::new();
+            ids.nvpairs(d, "meta_attributes", &mut m);
+            m.get("timeout").and_then(|t| parse_interval_ms(t))
+        }),
     };
     let mut top = Vec::new();
     if let Some(rs) = config.kid("resources") {
@@ -354,7 +364,12 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
     };
     std::mem::swap(&mut cluster.resources, &mut resources);
 
-    unpack_status(&mut cluster, status, &ops)?;
+    // The effective "now" for failure expiry: -t, else the CIB's execution-date,
+    // else (crm_simulate's wall clock) later than anything recorded.
+    let effective_now = now
+        .or_else(|| root.attr("execution-date").and_then(|v| v.parse().ok()))
+        .unwrap_or(i64::MAX);
+    unpack_status(&mut cluster, status, &ops, effective_now)?;
 
     // --- constraints ---
     if let Some(cs) = config.kid("constraints") {
@@ -387,6 +402,10 @@ struct Builder<'a> {
     resources: Vec<Resource>,
     ops: HashMap<RscIx, OpConf>,
     maintenance: bool,
+    /// Instance attributes per resource, for operation digests (`None`: rule-based).
+    inst_params: HashMap<RscIx, Option<BTreeMap<String, String>>>,
+    /// `timeout` of `op_defaults` (ms), for operation digests.
+    op_timeout: Option<i64>,
 }
 
 impl<'a> Builder<'a> {
@@ -465,11 +484,16 @@ impl<'a> Builder<'a> {
             ops: Vec::new(),
             known_on: Vec::new(),
             monitors_on: Vec::new(),
+            definition_changes: Vec::new(),
+            definition_changed_on: Vec::new(),
+            clear_failcount_on: Vec::new(),
+            digest: None,
         });
         let ix = self.resources.len() - 1;
         if let Some(p) = parent {
             self.resources[p].children.push(ix);
         }
+        self.inst_params.insert(ix, instance_params(self.ids, e));
         Ok(ix)
     }
 
@@ -510,6 +534,25 @@ impl<'a> Builder<'a> {
                         }
                     }
                 }
+                // Instance attributes for digests: own first, then the parents'.
+                let mut params = self.inst_params.get(&ix).cloned().flatten();
+                let mut up = parent;
+                while let Some(p) = up {
+                    match (&mut params, self.inst_params.get(&p).cloned().flatten()) {
+                        (Some(mine), Some(theirs)) => {
+                            for (k, v) in theirs {
+                                mine.entry(k).or_insert(v);
+                            }
+                        }
+                        _ => params = None,
+                    }
+                    up = self.resources[p].parent;
+                }
+                self.resources[ix].digest = Some(digest::Config {
+                    params,
+                    ops: digest_ops(self.ids, e, self.op_timeout),
+                    fencing: class == "stonith",
+                });
                 self.ops.insert(ix, conf);
                 self.resources[ix].ops = op_defs(self.ids, e);
                 Ok(Some(ix))
@@ -588,9 +631,93 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The instance attributes of resource `e` for operation digests (first set wins
+/// per name, sets by descending score); `None` when a set has a rule (Pacemaker
+/// evaluates those per node; the digests are then not checked).
+fn instance_params(ids: &Ids<'_>, e: &Element<'_>) -> Option<BTreeMap<String, String>> {
+    let mut sets: Vec<&Element<'_>> = e
+        .kids("instance_attributes")
+        .map(|s| ids.resolve(s))
+        .collect();
+    if sets.iter().any(|s| s.kid("rule").is_some()) {
+        return None;
+    }
+    sets.sort_by_key(|s| std::cmp::Reverse(s.attr("score").and_then(score::parse).unwrap_or(0)));
+    let mut out = BTreeMap::new();
+    for set in sets {
+        for nv in set.kids("nvpair") {
+            let nv = ids.resolve(nv);
+            if let (Some(n), Some(v)) = (nv.attr("name"), nv.attr("value")) {
+                // "#default" means unset (populate_hash).
+                if !v.eq_ignore_ascii_case("#default") {
+                    out.entry(n.to_string()).or_insert_with(|| v.to_string());
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The operations of primitive `e` as the digests see them (disabled ones too):
+/// timeout from the `<op>`, its meta attributes, `op_defaults`, or 20 s.
+fn digest_ops(
+    ids: &Ids<'_>,
+    e: &Element<'_>,
+    default_timeout: Option<i64>,
+) -> Vec<digest::OpConfig> {
+    let Some(ops) = e.kid("operations").map(|o| ids.resolve(o)) else {
+        return Vec::new();
+    };
+    ops.kids("op")
+        .map(|op| ids.resolve(op))
+        .filter_map(|op| {
+            let mut meta = BTreeMap::new();
+            ids.nvpairs(op, "meta_attributes", &mut meta);
+            let timeout_ms = op
+                .attr("timeout")
+                .or(meta.get("timeout").map(String::as_str))
+                .and_then(parse_interval_ms)
+                .or(default_timeout)
+                .unwrap_or(digest::DEFAULT_TIMEOUT_MS);
+            let mut params = BTreeMap::new();
+            ids.nvpairs(op, "instance_attributes", &mut params);
+            Some(digest::OpConfig {
+                name: op.attr("name")?.to_string(),
+                interval_ms: op.attr("interval").and_then(parse_interval_ms).unwrap_or(0),
+                timeout_ms,
+                params,
+                enabled: op.attr("enabled").map(truthy).unwrap_or(true),
+            })
+        })
+        .collect()
+}
+
+/// What the configuration check needs of one `<lrm_rsc_op>`.
+fn history_op<'a>(o: &'a Element<'_>) -> digest::HistoryOp<'a> {
+    let s = |k: &str| o.attr(k);
+    digest::HistoryOp {
+        task: o.attr("operation").unwrap_or(""),
+        interval_ms: o.attr("interval").and_then(|v| v.parse().ok()).unwrap_or(0),
+        call_id: o.attr("call-id").and_then(|v| v.parse().ok()).unwrap_or(0),
+        status: o
+            .attr("op-status")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        rc: o.attr("rc-code").and_then(|v| v.parse().ok()).unwrap_or(0),
+        digest: s("op-digest"),
+        restart_digest: s("op-restart-digest"),
+        force_restart: s("op-force-restart"),
+        secure_digest: s("op-secure-digest"),
+        secure_params: s("op-secure-params"),
+        feature_set: s("crm_feature_set"),
+        last_rc_change: o.attr("last-rc-change").and_then(|v| v.parse().ok()),
+        last_failure: o.attr("id").is_some_and(|i| i.ends_with("_last_failure_0")),
+    }
+}
+
 /// The `<op>` definitions of primitive `e`.
 fn op_defs(ids: &Ids<'_>, e: &Element<'_>) -> Vec<OpDef> {
-    let Some(ops) = e.kid("operations") else {
+    let Some(ops) = e.kid("operations").map(|o| ids.resolve(o)) else {
         return Vec::new();
     };
     ops.kids("op")
@@ -635,6 +762,7 @@ fn unpack_status(
     c: &mut Cluster,
     status: &Element<'_>,
     ops_conf: &HashMap<RscIx, OpConf>,
+    now: i64,
 ) -> Result<(), Error> {
     let stonith = c.options.stonith_enabled;
     let mut fence_nodes: Vec<(NodeIx, String)> = Vec::new();
@@ -697,7 +825,7 @@ fn unpack_status(
         for lr in lrs.kids("lrm_resource") {
             let Some(rid) = lr.attr("id") else { continue };
             // Operation history, in call order.
-            let mut ops: Vec<Op> = lr
+            let mut ops: Vec<Op<'_>> = lr
                 .kids("lrm_rsc_op")
                 .map(|o| Op {
                     task: o.attr("operation").unwrap_or("").to_string(),
@@ -709,6 +837,7 @@ fn unpack_status(
                         .unwrap_or(0),
                     call_id: o.attr("call-id").and_then(|v| v.parse().ok()).unwrap_or(0),
                     target_rc: target_rc(o).unwrap_or(0),
+                    history: history_op(o),
                 })
                 .collect();
             ops.sort_by_key(|o| if o.call_id < 0 { i64::MAX } else { o.call_id });
@@ -734,6 +863,32 @@ fn unpack_status(
                 .or_else(|| by_id.get(base).copied().filter(|&i| not_anon(i)));
             let conf_ix = target_ix.or_else(|| clone_first_prim.get(base).copied());
             let conf = conf_ix.and_then(|i| ops_conf.get(&i));
+            // Failures older than failure-timeout are ignored when no fail count is
+            // still in effect (check_operation_expiry, unpack_rsc_op); never for an
+            // operation configured on-fail=block (block_failure).
+            let expiry_timeout_s = conf_ix
+                .and_then(|i| c.resources[i].meta.get("failure-timeout"))
+                .and_then(|v| parse_interval_ms(v))
+                .unwrap_or(0)
+                / 1000;
+            let failures_may_expire = expiry_timeout_s > 0 && {
+                let (count, last) = digest::fail_count(&c.nodes[nix].attrs, &[rid, base]);
+                let effective =
+                    count > 0 && !(last > 0 && now > last.saturating_add(expiry_timeout_s));
+                let blocks = conf.is_some_and(|cf| {
+                    cf.on_fail.iter().any(|(task, iv, of)| {
+                        of == "block"
+                            && ops.iter().any(|o| {
+                                &o.task == task
+                                    && o.interval == *iv
+                                    && o.status != -1
+                                    && (o.status != 0 || o.rc != o.target_rc)
+                            })
+                    })
+                });
+                !effective && !blocks
+            };
+            let mut expired_monitors: Vec<i64> = Vec::new();
             for op in &ops {
                 if op.status == 1 {
                     continue; // cancelled
@@ -814,6 +969,22 @@ fn unpack_status(
                         failed_stop = false;
                     }
                 } else {
+                    let expired = failures_may_expire
+                        && op.status != 7
+                        && op
+                            .history
+                            .last_rc_change
+                            .is_some_and(|t| now >= t.saturating_add(expiry_timeout_s));
+                    if expired {
+                        // A recurring monitor whose own record holds the expired
+                        // failure is scheduled again (inferred: failcount-block
+                        // re-creates it; expire-non-blocked-failure, where the
+                        // failure is only in the _last_failure_0 record, does not).
+                        if op.interval > 0 && op.task == "monitor" && !op.history.last_failure {
+                            expired_monitors.push(op.interval);
+                        }
+                        continue;
+                    }
                     let of = on_fail_for(conf, &op.task, op.interval, stonith);
                     // Unimplemented recurring monitors are ordinary failures.
                     let unimplemented_recurring = op.rc == 3 && op.interval > 0;
@@ -954,6 +1125,10 @@ fn unpack_status(
                                 ops: Vec::new(),
                                 known_on: Vec::new(),
                                 monitors_on: Vec::new(),
+                                definition_changes: Vec::new(),
+                                definition_changed_on: Vec::new(),
+                                clear_failcount_on: Vec::new(),
+                                digest: None,
                             });
                             let i = c.resources.len() - 1;
                             c.top.push(i);
@@ -967,18 +1142,151 @@ fn unpack_status(
             // A node that will be fenced resolves any failure there (its resources
             // are stopped by the fencing): on-fail=block does not block.
             let node_fenced = stonith && c.nodes[nix].unclean;
+            let hist: Vec<&digest::HistoryOp<'_>> = ops.iter().map(|o| &o.history).collect();
+            // The configuration check of the history (operation digests), on nodes
+            // that can run actions (pcmk__handle_rsc_config_changes).
+            let mut def_changes = (Vec::new(), false);
+            if active {
+                let node = &c.nodes[nix];
+                let checked = node.maintenance
+                    || (node.online && !node.shutdown && !node.unclean && !node.standby);
+                if let (true, Some(conf)) =
+                    (checked, c.resources[conf_ix.unwrap_or(rix)].digest.as_ref())
+                {
+                    let maintenance = node.maintenance
+                        || c.options.maintenance_mode
+                        || c.resources[rix]
+                            .meta
+                            .get("maintenance")
+                            .map(|v| truthy(v))
+                            .unwrap_or(false);
+                    def_changes = digest::check_history(
+                        conf,
+                        nix,
+                        &hist,
+                        maintenance,
+                        c.options.stop_orphan_actions,
+                    );
+                }
+            }
+            let params_changed = hist.iter().any(|o| o.last_failure)
+                && c.resources[conf_ix.unwrap_or(rix)]
+                    .digest
+                    .as_ref()
+                    .is_some_and(|cf| {
+                        hist.iter()
+                            .any(|o| digest::last_failure_params_changed(cf, o))
+                    });
+            // A changed agent (class, provider or type) since the history: the history
+            // is deleted, after a stop where it is active (pcmk__rsc_agent_changed,
+            // pcmk__schedule_cleanup). Orphans are cleaned up where they ran.
+            {
+                let node = &c.nodes[nix];
+                let available = node.online
+                    && !node.shutdown
+                    && !node.unclean
+                    && !node.standby
+                    && !node.maintenance;
+                let rsc = &c.resources[rix];
+                let history_agent = {
+                    let class = lr.attr("class").unwrap_or("");
+                    let ty = lr.attr("type").unwrap_or("");
+                    match lr.attr("provider") {
+                        Some(p) => format!("{class}:{p}:{ty}"),
+                        None => format!("{class}:{ty}"),
+                    }
+                };
+                let changed = match &rsc.kind {
+                    Kind::Primitive { agent } => *agent != history_agent,
+                    _ => false,
+                };
+                let anon_instance = rsc.parent.is_some()
+                    && matches!(
+                        c.resources[c.top_of(rix)].kind,
+                        Kind::Clone { unique: false, .. }
+                    );
+                let cleanup = (changed && !rsc.orphan)
+                    || (rsc.orphan && !anon_instance && c.options.stop_orphan_resources);
+                if cleanup && (available || (node.maintenance && node.online)) {
+                    let kind = digest::ChangeKind::Delete;
+                    def_changes.0.push(digest::DefinitionChange {
+                        node: nix,
+                        kind,
+                        interval_ms: 0,
+                        task_is_monitor: false,
+                    });
+                    if active && changed && !rsc.orphan {
+                        def_changes.0.push(digest::DefinitionChange {
+                            node: nix,
+                            kind: digest::ChangeKind::Restart,
+                            interval_ms: 0,
+                            task_is_monitor: false,
+                        });
+                    }
+                }
+            }
             let r = &mut c.resources[rix];
             // The name the active entry goes by (crm_attribute used it too).
-            if !r.known_on.contains(&nix) {
+            // A history of nothing but pending probes leaves the role unknown: the
+            // resource is not known there and is probed again (process_rsc_state
+            // adds to known_on only when the role is not Unknown).
+            let only_pending_probes = !ops.is_empty()
+                && ops.iter().all(|o| {
+                    o.task == "monitor" && o.interval == 0 && (o.status == -1 || o.call_id < 0)
+                });
+            if !r.known_on.contains(&nix) && !only_pending_probes {
                 r.known_on.push(nix);
             }
-            for op in &ops {
-                if op.task == "monitor" && op.interval > 0 && op.status != 1 {
-                    r.monitors_on.push((nix, op.interval));
+            // Recurring monitors running now: those recorded since the last
+            // start-like operation (process_recurring).
+            for (task, iv) in digest::active_recurring(&hist) {
+                if task == "monitor" {
+                    r.monitors_on.push((nix, iv));
                 }
             }
             if rid.contains(':') && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
+            }
+            // Fail counts whose failures all expired are cleared.
+            let timeout_s = r
+                .meta
+                .get("failure-timeout")
+                .and_then(|v| parse_interval_ms(v))
+                .unwrap_or(0)
+                / 1000;
+            // A failure of an operation configured with on-fail=block never expires
+            // (block_failure in failcounts.c).
+            let blocks = conf.map(|cf| {
+                cf.on_fail.iter().any(|(task, iv, of)| {
+                    of == "block"
+                        && ops.iter().any(|o| {
+                            &o.task == task
+                                && o.interval == *iv
+                                && o.status != -1
+                                && (o.status != 0 || o.rc != o.target_rc)
+                        })
+                })
+            });
+            if params_changed && !r.clear_failcount_on.contains(&nix) {
+                r.clear_failcount_on.push(nix);
+            }
+            if timeout_s > 0 && !blocks.unwrap_or(false) && !r.clear_failcount_on.contains(&nix) {
+                let names = [rid, base];
+                if digest::failure_expired(&hist, &c.nodes[nix].attrs, &names, timeout_s, now) {
+                    r.clear_failcount_on.push(nix);
+                }
+            }
+            r.definition_changes.extend(def_changes.0);
+            for iv in expired_monitors {
+                r.definition_changes.push(digest::DefinitionChange {
+                    node: nix,
+                    kind: digest::ChangeKind::Reschedule,
+                    interval_ms: iv,
+                    task_is_monitor: true,
+                });
+            }
+            if def_changes.1 && !r.definition_changed_on.contains(&nix) {
+                r.definition_changed_on.push(nix);
             }
             if hard && !r.hard_bans.contains(&nix) {
                 r.hard_bans.push(nix);
@@ -1069,6 +1377,27 @@ fn unpack_status(
             }
         }
     }
+    // A fail count whose last failure is older than failure-timeout is not in
+    // effect (pe_get_failcount with pe_fc_effective).
+    for i in 0..c.resources.len() {
+        let timeout_s = c.resources[i]
+            .meta
+            .get("failure-timeout")
+            .and_then(|v| parse_interval_ms(v))
+            .unwrap_or(0)
+            / 1000;
+        if timeout_s <= 0 || c.resources[i].failcount.is_empty() {
+            continue;
+        }
+        let (id, base) = (c.resources[i].id.clone(), c.resources[i].base.clone());
+        let nodes: Vec<NodeIx> = c.resources[i].failcount.keys().copied().collect();
+        for nix in nodes {
+            let (_, last) = digest::fail_count(&c.nodes[nix].attrs, &[&id, &base]);
+            if last > 0 && now > last.saturating_add(timeout_s) {
+                c.resources[i].failcount.remove(&nix);
+            }
+        }
+    }
     // Roles of clones/groups follow their children for display purposes.
     Ok(())
 }
@@ -1103,6 +1432,9 @@ fn copy_subtree(c: &mut Cluster, src: RscIx, parent: Option<RscIx>, n: usize) ->
     r.hard_bans = Vec::new();
     r.known_on = Vec::new();
     r.monitors_on = Vec::new();
+    r.definition_changes = Vec::new();
+    r.definition_changed_on = Vec::new();
+    r.clear_failcount_on = Vec::new();
     c.resources.push(r);
     let ix = c.resources.len() - 1;
     let kids = c.resources[src].children.clone();

@@ -19,6 +19,7 @@
 
 pub mod alloc;
 pub mod cib;
+pub mod digest;
 pub mod ghash;
 pub mod model;
 pub mod output;
@@ -35,7 +36,10 @@ pub use transition::{GraphSummary, Transition};
 use crate::Error;
 
 /// Read a CIB document. `now` (seconds since the Unix epoch) fixes the time for date
-/// rules; `None` makes date expressions false.
+/// rules; `None` makes date expressions false. `now` is also the time failures are
+/// expired against (`failure-timeout`); with `None` that is the CIB's
+/// `execution-date`, else later than every recorded time (what crm_simulate's wall
+/// clock is for a saved CIB): a live caller should pass the current time.
 pub fn read_cib(text: &str, now: Option<i64>) -> Result<Cluster, Error> {
     cib::read(text, now)
 }

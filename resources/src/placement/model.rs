@@ -108,6 +108,10 @@ pub struct Options {
     /// `concurrent-fencing` (default false in 2.1.5): fence several nodes at once.
     #[serde(default)]
     pub concurrent_fencing: bool,
+    /// `stop-orphan-actions` (default true): cancel recurring operations that are no
+    /// longer configured.
+    #[serde(default = "default_true")]
+    pub stop_orphan_actions: bool,
 }
 
 fn default_true() -> bool {
@@ -244,6 +248,22 @@ pub struct Resource {
     /// Recurring monitors the history shows on a node: (node, interval ms).
     #[serde(default)]
     pub monitors_on: Vec<(NodeIx, i64)>,
+    /// What the operation history's digests say changed in the definition since
+    /// (restart, reload, re-created or cancelled recurring operations), per node.
+    #[serde(default)]
+    pub definition_changes: Vec<super::digest::DefinitionChange>,
+    /// Nodes where the definition of an operation in the history changed (a fail
+    /// count there is cleared: `clear_failcount`).
+    #[serde(default)]
+    pub definition_changed_on: Vec<NodeIx>,
+    /// Nodes where the resource's fail count is cleared: its failures expired
+    /// (`failure-timeout`), or the parameters of its last failure changed since.
+    #[serde(default)]
+    pub clear_failcount_on: Vec<NodeIx>,
+    /// What Pacemaker's operation digests are computed from (instance attributes and
+    /// operation definitions), when read from a CIB.
+    #[serde(default)]
+    pub digest: Option<super::digest::Config>,
 }
 
 /// A configured operation of a primitive (`<op name interval role>`).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::alloc::{Assignment, Contribution};
+use super::digest::ChangeKind;
 use super::model::*;
 use super::score;
 use super::transition::{self, Transition};
@@ -493,6 +494,61 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
             }
         }
     }
+    // Promotions a blocked colocation primary leaves unrunnable: listed as promotions.
+    for p in transition::blocked_promotions(c, a) {
+        let Some(nd) = a.node[p] else { continue };
+        let rsc = &c.resources[p];
+        let cur = display_role(c, p, rsc.role);
+        let from = if rsc.running_on.is_empty() {
+            Role::Stopped
+        } else {
+            cur
+        };
+        out.retain(|x| !(x.rsc == rsc.id && (x.verb == "Start" || x.verb == "Promote")));
+        out.push(Action {
+            verb: "Promote".into(),
+            rsc: rsc.id.clone(),
+            detail: format!("{} -> Promoted {}", from.name(), c.nodes[nd].name),
+        });
+    }
+    // Starts an order left unrunnable: crm_simulate lists them ("due to unrunnable
+    // ... (blocked)"); nothing runs.
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if let (Some(nd), true) = (a.blocked_start[p], rsc.is_primitive() && rsc.managed) {
+            if a.node[p].is_none() && rsc.running_on.is_empty() {
+                out.push(Action {
+                    verb: "Start".into(),
+                    rsc: rsc.id.clone(),
+                    detail: c.nodes[nd].name.clone(),
+                });
+            }
+        }
+    }
+    // Agent reloads for a changed definition (see transition::reload).
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if !rsc.is_primitive() || !rsc.managed || rsc.failed || restart[p] {
+            continue;
+        }
+        let Some(d) = rsc
+            .definition_changes
+            .iter()
+            .find(|d| d.kind == ChangeKind::Reload)
+        else {
+            continue;
+        };
+        let stays = rsc.running_on.len() == 1
+            && rsc.running_on[0] == d.node
+            && a.node[p] == Some(d.node)
+            && a.next_role[p] != Role::Stopped
+            && !(rsc.role == Role::Promoted && a.next_role[p] != Role::Promoted);
+        if stays {
+            out.push(Action {
+                verb: "Reload".into(),
+                rsc: rsc.id.clone(),
+                detail: c.nodes[d.node].name.clone(),
+            });
+        }
+    }
     out.sort();
     out
 }
@@ -527,6 +583,17 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
         c.primitives_of(r, &mut v);
         v
     };
+    // A changed resource definition (operation digests) restarts a resource that
+    // stays where it is (force_restart in pcmk_sched_actions.c).
+    for (p, rsc) in c.resources.iter().enumerate() {
+        if stays(p)
+            && rsc.definition_changes.iter().any(|d| {
+                d.kind == ChangeKind::Restart && Some(d.node) == rsc.running_on.first().copied()
+            })
+        {
+            restart[p] = true;
+        }
+    }
     loop {
         let mut changed = false;
         let moving = |x: RscIx, restart: &Vec<bool>| changes(c, a, x) || restart[x];

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::alloc::Assignment;
+use super::digest::ChangeKind;
 use super::model::*;
 use crate::Error;
 
@@ -42,6 +43,9 @@ pub enum ActionKind {
     Pseudo,
     /// A cluster event (`crm_event`): fencing.
     Fence,
+    /// Another cluster event (`crm_event`): a node's clean shutdown
+    /// (`do_shutdown`), clearing a fail count (`clear_failcount`).
+    NodeEvent,
 }
 
 /// One action of the transition graph.
@@ -100,7 +104,21 @@ pub fn fenced_nodes(c: &Cluster) -> Vec<NodeIx> {
     if !c.options.stonith_enabled {
         return Vec::new();
     }
-    (0..c.nodes.len()).filter(|&n| c.nodes[n].unclean).collect()
+    // pe_can_fence: a fence device must be configured, and without quorum only a
+    // node still in the membership can be fenced (unless no-quorum-policy=ignore);
+    // needs_fencing: only when some resource is managed.
+    let have_device = c
+        .resources
+        .iter()
+        .any(|r| matches!(&r.kind, Kind::Primitive { agent } if agent.starts_with("stonith:")));
+    let have_managed = c.resources.iter().any(|r| r.is_primitive() && r.managed);
+    if !have_device || !have_managed {
+        return Vec::new();
+    }
+    let quorum = c.options.have_quorum || c.options.no_quorum_policy == "ignore";
+    (0..c.nodes.len())
+        .filter(|&n| c.nodes[n].unclean && (quorum || c.nodes[n].online))
+        .collect()
 }
 
 /// Fencing semantics applied to an assignment: with stonith disabled a resource that
@@ -110,17 +128,22 @@ pub fn fenced_nodes(c: &Cluster) -> Vec<NodeIx> {
 /// stonith: like Pacemaker 2.1.5, halyard then takes a node that is down as cleanly
 /// down. halyard's own TOML model can say so, and then this applies.)
 pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
-    if c.options.stonith_enabled {
+    // Unclean nodes that cannot be fenced (no device, or no quorum: pe_can_fence).
+    let fenced = fenced_nodes(c);
+    let unfenceable = |n: NodeIx| c.nodes[n].unclean && !fenced.contains(&n);
+    if c.options.stonith_enabled && !c.nodes.iter().enumerate().any(|(n, _)| unfenceable(n)) {
         return;
     }
     for (p, rsc) in c.resources.iter().enumerate() {
-        if !rsc.is_primitive()
-            || !rsc.managed
-            || rsc.meta.get("requires").map(|s| s.as_str()) != Some("fencing")
-        {
+        let needs = if c.options.stonith_enabled {
+            requires_fencing(c, p)
+        } else {
+            rsc.meta.get("requires").map(|s| s.as_str()) == Some("fencing")
+        };
+        if !rsc.is_primitive() || !rsc.managed || !needs {
             continue;
         }
-        let Some(&gone) = rsc.running_on.iter().find(|&&n| c.nodes[n].unclean) else {
+        let Some(&gone) = rsc.running_on.iter().find(|&&n| unfenceable(n)) else {
             continue;
         };
         if a.node[p] == Some(gone) {
@@ -129,10 +152,56 @@ pub fn apply_fencing_requirements(c: &Cluster, a: &mut Assignment) {
         a.node[p] = Some(gone);
         a.next_role[p] = rsc.role;
         a.stop_reason[p] = Some(format!(
-            "requires=fencing, and node {} left uncleanly but stonith is disabled: not recovered elsewhere",
+            "requires=fencing, and node {} left uncleanly but cannot be fenced (stonith disabled, no fence device, or no quorum): not recovered elsewhere",
             c.nodes[gone].name
         ));
     }
+}
+
+/// Promotable instances whose promotion is scheduled but unrunnable: a mandatory
+/// Promoted-role colocation with a primary whose start an order blocked
+/// (`Assignment::blocked_start`). crm_simulate lists "Promote ... (blocked)"; the
+/// instance starts but is not promoted, and gets no recurring monitor (the promoted
+/// one depends on the promote, the unpromoted one is not its next role).
+/// promoted-with-blocked; the choice of the instance (the clone's one on the
+/// primary's node, when the clone has a promotion slot left) is inferred.
+pub fn blocked_promotions(c: &Cluster, a: &Assignment) -> Vec<RscIx> {
+    let mut out = Vec::new();
+    for col in &c.colocations {
+        if col.score < super::score::INFINITY || col.dependent_role != Role::Promoted {
+            continue;
+        }
+        let Some(n) = a.blocked_start.get(col.primary).copied().flatten() else {
+            continue;
+        };
+        let cl = col.dependent;
+        let Kind::Clone {
+            promotable: true,
+            promoted_max,
+            ..
+        } = c.resources[cl].kind
+        else {
+            continue;
+        };
+        let mut prims = Vec::new();
+        c.primitives_of(cl, &mut prims);
+        let promoted = prims
+            .iter()
+            .filter(|&&p| a.next_role[p] == Role::Promoted)
+            .count();
+        if promoted >= promoted_max {
+            continue;
+        }
+        if let Some(&p) = prims
+            .iter()
+            .find(|&&p| a.node[p] == Some(n) && a.next_role[p] != Role::Stopped)
+        {
+            out.push(p);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// What one primitive does in the transition.
@@ -263,6 +332,8 @@ struct Builder<'a> {
     removed: BTreeSet<usize>,
     /// Primitives restarted in place.
     restart: &'a [bool],
+    /// Instances whose promotion is blocked ([`blocked_promotions`]).
+    blocked_promotions: Vec<RscIx>,
 }
 
 impl<'a> Builder<'a> {
@@ -427,6 +498,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         host: HashMap::new(),
         removed: BTreeSet::new(),
         restart,
+        blocked_promotions: blocked_promotions(c, a),
     };
     let fenced = fenced_nodes(c);
     let fence_ix: Vec<usize> = fenced
@@ -473,6 +545,27 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         .map(|&p| (p, plan(c, a, p, restart.get(p).copied().unwrap_or(false))))
         .collect();
 
+    // A node whose (pre-1.1.14) `probe_complete` attribute is false is re-probed as a
+    // whole (`probe_again-<node>`, pcmk__schedule_probes) instead of per resource.
+    let reprobe = |n: NodeIx| {
+        c.nodes[n]
+            .attrs
+            .get("probe_complete")
+            .map(|v| !truthy(Some(v)))
+            .unwrap_or(false)
+    };
+    for n in 0..c.nodes.len() {
+        if c.nodes[n].online && !c.nodes[n].unclean && reprobe(n) {
+            b.add(
+                format!("probe_again-{}", c.nodes[n].name),
+                "probe_again",
+                0,
+                None,
+                Some(n),
+                ActionKind::Resource,
+            );
+        }
+    }
     // Probes: one per primitive (per anonymous clone and member) and node without history.
     let mut probed: BTreeSet<(RscIx, String, NodeIx)> = BTreeSet::new();
     for &p in prims.iter().filter(|_| c.options.startup_probes) {
@@ -484,7 +577,12 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         let anon = top != p && matches!(c.resources[top].kind, Kind::Clone { unique: false, .. });
         for nd in 0..c.nodes.len() {
             let node = &c.nodes[nd];
-            if !node.online || node.unclean || node.maintenance || c.options.maintenance_mode {
+            if !node.online
+                || node.unclean
+                || node.maintenance
+                || c.options.maintenance_mode
+                || reprobe(nd)
+            {
                 continue;
             }
             let known = if anon {
@@ -612,8 +710,11 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
                 }
             }
         }
+        clear_failcounts(&mut b, p, &stops);
         cancels(&mut b, p, pl, &stops);
-        recurring_monitors(&mut b, p, pl, &starts, &stops);
+        let reload = reload(&mut b, p, pl, &stops);
+        definition_cancels(&mut b, p, &stops);
+        recurring_monitors(&mut b, p, pl, &starts, &stops, reload);
         let _ = rsc;
     }
 
@@ -632,6 +733,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
             }
         }
     }
+    history_deletes(&mut b);
     groups(&mut b, &plans);
     clones(&mut b);
     for (pr, top) in top_probes {
@@ -641,6 +743,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
     }
     orders(&mut b);
     load_stopped(&mut b, &plans);
+    shutdowns(&mut b, &fence_ix, &fenced);
 
     b.finish()
 }
@@ -725,10 +828,165 @@ fn cancels(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) {
     }
 }
 
-fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize], stops: &[usize]) {
+/// The agent reload a changed definition asks for (`schedule_reload` in
+/// pcmk_sched_actions.c): only for a managed, healthy resource that stays where it is
+/// and is neither stopped nor demoted there (a required stop or demote cancels it).
+/// Probes come first, as for a start.
+fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<usize> {
     let c = b.c;
     let rsc = &c.resources[p];
-    if !rsc.managed {
+    let n = rsc
+        .definition_changes
+        .iter()
+        .find(|d| d.kind == ChangeKind::Reload)?
+        .node;
+    let stays = b.a.node[p] == Some(n) && b.a.next_role[p] != Role::Stopped;
+    if !rsc.managed
+        || rsc.failed
+        || !stays
+        || b.restart.get(p).copied().unwrap_or(false)
+        || pl.start.is_some()
+        || pl.demote.iter().any(|&(d, _)| d == n)
+        || stops.iter().any(|s| b.host.get(s) == Some(&n))
+    {
+        return None;
+    }
+    let name = b.name(p);
+    let r = b.add(
+        format!("{name}_reload-agent_0"),
+        "reload-agent",
+        0,
+        Some(p),
+        Some(n),
+        ActionKind::Resource,
+    );
+    let probes: Vec<usize> = b
+        .by_rsc
+        .get(&p)
+        .map(|v| {
+            v.iter()
+                .copied()
+                .filter(|&i| b.actions[i].target_rc == Some(7))
+                .collect()
+        })
+        .unwrap_or_default();
+    for pr in probes {
+        b.edge(pr, r);
+    }
+    Some(r)
+}
+
+/// History clean-ups (`pcmk__schedule_cleanup`): `<rsc>_delete_0` on the node, after
+/// every stop of the resource and before every start of it.
+fn history_deletes(b: &mut Builder<'_>) {
+    let c = b.c;
+    for p in 0..c.resources.len() {
+        let rsc = &c.resources[p];
+        for d in &rsc.definition_changes {
+            if d.kind != ChangeKind::Delete {
+                continue;
+            }
+            let x = b.add(
+                format!("{}_delete_0", rsc.id),
+                "delete",
+                0,
+                Some(p),
+                Some(d.node),
+                ActionKind::Resource,
+            );
+            for s in b.of(p, "stop") {
+                b.edge(s, x);
+            }
+            for s in b.of(p, "start") {
+                b.edge(x, s);
+            }
+        }
+    }
+}
+
+/// `clear_failcount` (`pe__clear_failcount`): where the resource's failures expired
+/// (`failure-timeout`), or where an operation's definition changed and a fail count
+/// is in effect; and of an orphan (top-level, with stop-orphan-resources) on every
+/// online node where it has a fail count, before its stop
+/// (`clear_failcounts_if_orphaned` in pcmk_sched_allocate.c). Otherwise no ordering.
+fn clear_failcounts(b: &mut Builder<'_>, p: RscIx, stops: &[usize]) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let mut nodes: Vec<NodeIx> = rsc.clear_failcount_on.clone();
+    let orphan = rsc.orphan && rsc.parent.is_none() && c.options.stop_orphan_resources;
+    if orphan {
+        nodes.extend(
+            rsc.failcount
+                .iter()
+                .filter(|(_, &v)| v != 0)
+                .map(|(&n, _)| n),
+        );
+    }
+    for &n in &rsc.definition_changed_on {
+        if rsc.failcount.get(&n).copied().unwrap_or(0) != 0 {
+            nodes.push(n);
+        }
+    }
+    nodes.sort_unstable();
+    nodes.dedup();
+    for n in nodes {
+        if !c.nodes[n].online || c.nodes[n].unclean {
+            continue;
+        }
+        let x = b.add(
+            format!("{}_clear_failcount_0", rsc.id),
+            "clear_failcount",
+            0,
+            Some(p),
+            Some(n),
+            ActionKind::NodeEvent,
+        );
+        if orphan {
+            for &s in stops {
+                b.edge(x, s);
+            }
+        }
+    }
+}
+
+/// Recurring operations that the history runs but the configuration no longer has
+/// (or that maintenance suspends) are cancelled (`pcmk__schedule_cancel`), after a
+/// stop of the resource on that node (`pcmk__new_ordering(rsc, stop_key, ..., cancel)`).
+fn definition_cancels(b: &mut Builder<'_>, p: RscIx, stops: &[usize]) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    let name = b.name(p);
+    for d in &rsc.definition_changes {
+        if d.kind != ChangeKind::Cancel || !d.task_is_monitor {
+            continue;
+        }
+        let x = b.add(
+            format!("{name}_monitor_{}", d.interval_ms),
+            "cancel",
+            d.interval_ms,
+            Some(p),
+            Some(d.node),
+            ActionKind::Resource,
+        );
+        for &st in stops {
+            if b.host.get(&st) == Some(&d.node) {
+                b.edge(st, x);
+            }
+        }
+    }
+}
+
+fn recurring_monitors(
+    b: &mut Builder<'_>,
+    p: RscIx,
+    pl: &Plan,
+    starts: &[usize],
+    stops: &[usize],
+    reload: Option<usize>,
+) {
+    let c = b.c;
+    let rsc = &c.resources[p];
+    if !rsc.managed || b.blocked_promotions.contains(&p) {
         return;
     }
     let target = b.a.node[p].filter(|_| b.a.next_role[p] != Role::Stopped);
@@ -802,7 +1060,13 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
         // A monitor the history already runs on that node is kept unless the
         // resource (re)starts or changes role there.
         let role_changes = pl.promote.is_some() || pl.demote.iter().any(|&(n, _)| n == t);
-        let fresh = !starts.is_empty() || role_changes;
+        // A changed definition re-creates the monitor (its digest differs, or the
+        // resource is reloaded).
+        let rescheduled = reload.is_some()
+            || rsc.definition_changes.iter().any(|d| {
+                d.kind == ChangeKind::Reschedule && d.node == t && d.interval_ms == op.interval_ms
+            });
+        let fresh = !starts.is_empty() || role_changes || rescheduled;
         if !fresh && rsc.monitors_on.contains(&(t, op.interval_ms)) {
             continue;
         }
@@ -814,7 +1078,7 @@ fn recurring_monitors(b: &mut Builder<'_>, p: RscIx, pl: &Plan, starts: &[usize]
             Some(t),
             ActionKind::Resource,
         );
-        for &s in starts {
+        for &s in starts.iter().chain(reload.iter()) {
             b.edge(s, m);
         }
         for task in ["promote", "demote"] {
@@ -1326,7 +1590,21 @@ fn orders(b: &mut Builder<'_>) {
                 pairs.push((o.then, ti, o.first, fi));
             }
         }
-        if o.kind == OrderKind::Mandatory && o.first_action == "start" && o.then_action == "start" {
+        // The deprecated `restart-type=restart` of `then` makes even an optional order
+        // imply `then` (pe_order_implies_then in unpack_simple_rsc_order), so the
+        // probes of `first` come before `then`'s stops too (order6).
+        let restart_type = {
+            let mut ps = Vec::new();
+            c.primitives_of(o.then, &mut ps);
+            !ps.is_empty()
+                && ps.iter().all(|&p| {
+                    c.resources[p].meta.get("restart-type").map(String::as_str) == Some("restart")
+                })
+        };
+        if (o.kind == OrderKind::Mandatory || restart_type)
+            && o.first_action == "start"
+            && o.then_action == "start"
+        {
             let stops = b.stops_of(o.then);
             if c.resources[o.first].is_clone() && c.resources[o.then].is_clone() {
                 // Clone instances: only the probe on the node of the stop.
@@ -1391,6 +1669,85 @@ fn orders(b: &mut Builder<'_>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Nodes shutting down cleanly (online, `shutdown` attribute set) get
+/// `do_shutdown-<node>` after every stop there of a managed resource not in
+/// maintenance (`pcmk__new_shutdown_action`, `pcmk__order_stops_before_shutdown`);
+/// the DC's shutdown comes after the other shutdowns and after the last fencing
+/// (`schedule_fencing_and_shutdowns`).
+fn shutdowns(b: &mut Builder<'_>, fence_ix: &[usize], fenced: &[NodeIx]) {
+    let c = b.c;
+    let is_dc = |n: NodeIx| {
+        c.nodes[n]
+            .attrs
+            .get("#is_dc")
+            .map(|v| v == "true")
+            .unwrap_or(false)
+    };
+    let mut others = Vec::new();
+    let mut dc = None;
+    for n in 0..c.nodes.len() {
+        let node = &c.nodes[n];
+        if !node.online || node.unclean || !node.shutdown {
+            continue;
+        }
+        let x = b.add(
+            format!("do_shutdown-{}", node.name),
+            "do_shutdown",
+            0,
+            None,
+            Some(n),
+            ActionKind::NodeEvent,
+        );
+        let stops: Vec<usize> = (0..b.actions.len())
+            .filter(|&i| {
+                let a = &b.actions[i];
+                a.task == "stop"
+                    && a.kind == ActionKind::Resource
+                    && a.node == Some(n)
+                    && !b.removed.contains(&i)
+                    && a.rsc
+                        .map(|r| {
+                            let rsc = &c.resources[r];
+                            (rsc.managed || rsc.blocked)
+                                && !rsc
+                                    .meta
+                                    .get("maintenance")
+                                    .map(|v| truthy(Some(v)))
+                                    .unwrap_or(false)
+                        })
+                        .unwrap_or(false)
+            })
+            .collect();
+        if !node.maintenance {
+            for s in stops {
+                b.edge(s, x);
+            }
+        }
+        if is_dc(n) {
+            dc = Some(x);
+        } else {
+            others.push(x);
+        }
+    }
+    if let Some(d) = dc {
+        for &o in &others {
+            b.edge(o, d);
+        }
+        // After the last non-DC fencing (the chain's end without concurrent fencing).
+        let non_dc: Vec<usize> = (0..fenced.len())
+            .filter(|&k| !is_dc(fenced[k]))
+            .map(|k| fence_ix[k])
+            .collect();
+        if c.options.concurrent_fencing {
+            for &f in &non_dc {
+                b.edge(f, d);
+            }
+        } else if let Some(&f) = non_dc.last() {
+            b.edge(f, d);
         }
     }
 }
@@ -1515,6 +1872,19 @@ impl Transition {
                     let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
                     let _ = writeln!(s, "  * Fencing {node} (reboot)");
                 }
+                ActionKind::NodeEvent => {
+                    let node = a.node.map(|n| c.nodes[n].name.as_str()).unwrap_or("");
+                    match a.rsc {
+                        Some(r) => {
+                            let rsc = &c.resources[r].id;
+                            let _ =
+                                writeln!(s, "  * Cluster action:  {} for {rsc} on {node}", a.task);
+                        }
+                        None => {
+                            let _ = writeln!(s, "  * Cluster action:  {} on {node}", a.task);
+                        }
+                    }
+                }
                 ActionKind::Pseudo => {
                     let _ = writeln!(s, "  * Pseudo action:   {}", a.key);
                 }
@@ -1569,7 +1939,7 @@ impl Transition {
         let tag = match a.kind {
             ActionKind::Resource => "rsc_op",
             ActionKind::Pseudo => "pseudo_event",
-            ActionKind::Fence => "crm_event",
+            ActionKind::Fence | ActionKind::NodeEvent => "crm_event",
         };
         let indent = if full { "      " } else { "        " };
         let _ = write!(
