@@ -408,7 +408,13 @@ impl Controller {
             .filter(|(n, _)| self.members.contains(n))
             .map(|(n, s)| (*n, s.clone()))
             .collect();
-        let cluster = match placement::read_cib(&cib(&self.all_nodes, &status), None) {
+        // The solver has no clock: the DC's wall clock is "now" for date rules and
+        // failure expiry.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .ok();
+        let cluster = match placement::read_cib(&cib(&self.all_nodes, &status), now) {
             Ok(c) => c,
             Err(e) => {
                 say(self.t0, &self.who(), format!("CIB rejected: {e}"));
