@@ -1327,10 +1327,15 @@ impl<'a> Solver<'a> {
             self.ban_others(dep, &keep, &label);
             return;
         }
+        // Every instance, assigned or not (`pcmk__clone_apply_coloc_score` calls each
+        // child's `apply_coloc_score`): a stopped instance pushes a positive
+        // colocation's score off every node (`pcmk__apply_coloc_to_weights`).
+        if col.dependent_role != Role::Unknown && col.dependent_role != self.next_role[dep] {
+            return;
+        }
         for &ch in &children {
-            if let Some(nd) = self.assigned_node(ch) {
-                self.apply_coloc_to_scores(dep, Some(nd), col);
-            }
+            let target = self.assigned_node(ch);
+            self.apply_coloc_to_scores(dep, target, col);
         }
     }
 

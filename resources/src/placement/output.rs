@@ -261,7 +261,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
             };
             for (base, is_active) in entries {
                 let is_active = *is_active;
-                let here = (0..insts.len()).find(|&k| loc[k] == Some(nd));
+                let here = (0..loc.len()).find(|&k| loc[k] == Some(nd));
                 let slot = match here {
                     Some(k) => {
                         if running[k].contains(base) {
@@ -270,7 +270,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
                             Some(k)
                         }
                     }
-                    None => (0..insts.len()).find(|&k| loc[k].is_none()),
+                    None => (0..loc.len()).find(|&k| loc[k].is_none()),
                 };
                 match slot {
                     Some(k) => {
@@ -280,7 +280,15 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
                         }
                     }
                     None => {
-                        // An orphan instance: shown stopped, flags of the member.
+                        // An orphan instance: shown stopped, flags of the member. It
+                        // joins the clone's children (`create_child_clone`), so a later
+                        // entry can be matched to it as an inactive instance.
+                        loc.push(is_active.then_some(nd));
+                        running.push(if is_active {
+                            vec![base.clone()]
+                        } else {
+                            Vec::new()
+                        });
                         let mut prims = Vec::new();
                         c.primitives_of(insts.first().copied().unwrap_or(cl), &mut prims);
                         if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
