@@ -316,7 +316,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
     }
 }
 
-fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
+fn rows_revised(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Row> {
     let mut rows = Vec::new();
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
@@ -351,10 +351,21 @@ fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
             }
             continue;
         }
+        // A promoted instance restarted in place only because of an ordering comes
+        // back unpromoted: its promote action was created optional (it stays
+        // promoted) and the order makes only its start mandatory — `start then
+        // promote` is `pe_order_runnable_left`, which does not carry that on.
+        let mut role = a.next_role[r];
+        if role == Role::Promoted
+            && rsc.role == Role::Promoted
+            && restart.get(r).copied().unwrap_or(false)
+        {
+            role = Role::Unpromoted;
+        }
         match a.node[r] {
             Some(nd) if a.next_role[r] != Role::Stopped => rows.push(Row {
                 path,
-                role: display_role(c, r, a.next_role[r]).name().into(),
+                role: display_role(c, r, role).name().into(),
                 node: c.nodes[nd].name.clone(),
                 flags: fl,
             }),
@@ -624,7 +635,7 @@ pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
     };
     Outcome {
         initial: rows_initial(c),
-        placement: rows_revised(c, &a),
+        placement: rows_revised(c, &a, &restart),
         actions: actions(c, &a, &restart),
         transition,
         assignment: a,
