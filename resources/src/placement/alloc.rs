@@ -2124,7 +2124,9 @@ impl<'a> Solver<'a> {
                 } else {
                     match parent_w {
                         None => score::add(w, -INFINITY),
-                        Some(pw) if pw < 0 => score::add(w, pw),
+                        // can_run_instance: the parent's negative score is added, then
+                        // it falls through to `bail`, which bans the node.
+                        Some(pw) if pw < 0 => score::add(score::add(w, pw), -INFINITY),
                         Some(_) if (self.count[cl][nd] as usize) < limit => w,
                         Some(_) => score::add(w, -INFINITY),
                     }
@@ -2210,8 +2212,9 @@ impl<'a> Solver<'a> {
         let children = self.c.resources[cl].children.clone();
         for &ch in &children {
             let chosen = self.assigned_node(ch);
+            // set_instance_priority leaves an instance that will not be active alone
+            // (its priority and sort index stay as they are).
             let Some(nd) = chosen else {
-                self.priority[ch] = -INFINITY;
                 continue;
             };
             let mut pr = self.promotion_attr(self.first_primitive_or_group(ch), nd, -1);
@@ -2293,7 +2296,16 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let mut order = children.clone();
+        // sort_promotable_instances: `clone->children = g_list_sort(clone->children,
+        // cmp_promotable_instance)` — from the order `pcmk__cmp_instance` left, ties
+        // broken by `pcmk__cmp_instance` again; the clone keeps the result (later
+        // colocations with the clone walk its instances in this order).
+        let mut order = if self.child_order[cl].is_empty() {
+            children.clone()
+        } else {
+            self.child_order[cl].clone()
+        };
+        let mut coloc_cache: BTreeMap<NodeIx, i64> = BTreeMap::new();
         merge_sort(&mut order, &mut |a, b| {
             let (sa, sb) = (self.sort_index[a], self.sort_index[b]);
             if sa != sb {
@@ -2301,8 +2313,12 @@ impl<'a> Solver<'a> {
             }
             let ra = self.c.resources[self.first_primitive(a)].role;
             let rb = self.c.resources[self.first_primitive(b)].role;
-            rb.cmp(&ra)
+            if ra != rb {
+                return rb.cmp(&ra);
+            }
+            self.cmp_instance(cl, a, b, &mut coloc_cache)
         });
+        self.child_order[cl] = order.clone();
         let mut promoted = 0;
         let mut per_node = vec![0usize; self.n];
         for &ch in &order {
