@@ -836,6 +836,10 @@ impl<'a> Solver<'a> {
                 self.with_this[r].clone()
             };
             let mult = if factor < 0.0 { -1.0 } else { 1.0 };
+            // Further levels always roll back a merge that leaves no node available
+            // (`flags | pcmk__coloc_select_active`).
+            let mut deeper = flags;
+            deeper.rollback = true;
             for ci in list {
                 let col = self.cols[ci].clone();
                 let other = if flags.forward {
@@ -851,7 +855,7 @@ impl<'a> Solver<'a> {
                         Some(work),
                         &col.node_attribute,
                         mult * col.score as f64 / INFINITY as f64,
-                        flags,
+                        deeper,
                     )
                     .unwrap_or_default();
             }
