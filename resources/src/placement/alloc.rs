@@ -439,18 +439,30 @@ impl<'a> Solver<'a> {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
         self.cols.push(col);
-        // Pacemaker keeps these lists sorted (g_list_insert_sorted: a new entry goes
-        // before the first one that does not sort before it).
-        let pos = self.this_with[d]
+        self.insert_this_with(d, i);
+        self.insert_with_this(p, i);
+    }
+
+    /// `pcmk__add_this_with`: Pacemaker keeps these lists sorted
+    /// (g_list_insert_sorted: a new entry goes before the first one that does not
+    /// sort before it, so equal entries end up in reverse insertion order).
+    fn insert_this_with(&mut self, r: RscIx, ci: usize) {
+        let p = self.cols[ci].primary;
+        let pos = self.this_with[r]
             .iter()
             .position(|&k| self.cmp_rsc_priority(p, self.cols[k].primary) != Ordering::Greater)
-            .unwrap_or(self.this_with[d].len());
-        self.this_with[d].insert(pos, i);
-        let pos = self.with_this[p]
+            .unwrap_or(self.this_with[r].len());
+        self.this_with[r].insert(pos, ci);
+    }
+
+    /// `pcmk__add_with_this`, the same for the "with this" lists.
+    fn insert_with_this(&mut self, r: RscIx, ci: usize) {
+        let d = self.cols[ci].dependent;
+        let pos = self.with_this[r]
             .iter()
             .position(|&k| self.cmp_rsc_priority(d, self.cols[k].dependent) != Ordering::Greater)
-            .unwrap_or(self.with_this[p].len());
-        self.with_this[p].insert(pos, i);
+            .unwrap_or(self.with_this[r].len());
+        self.with_this[r].insert(pos, ci);
     }
 
     /// `cmp_primary_priority` / `cmp_dependent_priority`: higher priority first, clones
@@ -1648,8 +1660,13 @@ impl<'a> Solver<'a> {
         // The group's own colocations move to its first and last members.
         let first = children[0];
         let last = *children.last().unwrap_or(&first);
-        let tw = std::mem::take(&mut self.this_with[g]);
-        self.this_with[first].extend(tw);
+        // The "this with" ones are inserted into the member's sorted list one by one,
+        // which reverses equal entries again: crm_simulate's traces show a group's
+        // colocations with one clone reaching its first member in configuration
+        // order (seed 1 #132), while a primitive's own come in reverse order.
+        for ci in std::mem::take(&mut self.this_with[g]) {
+            self.insert_this_with(first, ci);
+        }
         let wt = std::mem::take(&mut self.with_this[g]);
         self.with_this[last].extend(wt);
         let mut group_node = None;
