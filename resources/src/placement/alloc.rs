@@ -795,15 +795,24 @@ impl<'a> Solver<'a> {
             if let Some(&m) = member {
                 nodes = self.merge(m, nodes, attr, factor, flags);
             }
-            // The group's own colocations (still on the group before it is assigned):
-            // its primaries going forward, its dependents otherwise.
+            // Then the colocations of the group as a whole: its own (still on the
+            // group before it is assigned) and, for its dependents, those of its last
+            // member, which 2.1.5 checks "using last member": where the group's went
+            // when it was assigned, so they count a second time (crm_simulate's trace,
+            // seed 1 #176). Deeper levels roll back (pcmk__coloc_select_active).
             let mut flags = flags;
             flags.init = false;
-            let list = if flags.forward {
+            flags.rollback = true;
+            let mut list = if flags.forward {
                 self.this_with[r].clone()
             } else {
                 self.with_this[r].clone()
             };
+            if !flags.forward {
+                if let Some(&m) = rsc.children.last() {
+                    list.extend(self.with_this[m].iter().copied());
+                }
+            }
             let mult = if factor < 0.0 { -1.0 } else { 1.0 };
             for ci in list {
                 let col = self.cols[ci].clone();
