@@ -2099,7 +2099,7 @@ impl<'a> Solver<'a> {
         for k in 0..self.this_with[cl].len() {
             let ci = self.this_with[cl][k];
             let s = self.cols[ci].score;
-            if (all || s < 0 || s == INFINITY) && !self.this_with[ch].contains(&ci) {
+            if all || s < 0 || s == INFINITY {
                 self.this_with[ch].insert(0, ci);
             }
         }
@@ -2111,7 +2111,7 @@ impl<'a> Solver<'a> {
             if !influence {
                 continue;
             }
-            if (all || col.score < 0) && !self.with_this[ch].contains(&ci) {
+            if all || col.score < 0 {
                 self.with_this[ch].insert(0, ci);
             }
         }
