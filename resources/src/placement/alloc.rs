@@ -2100,7 +2100,7 @@ impl<'a> Solver<'a> {
             let ci = self.this_with[cl][k];
             let s = self.cols[ci].score;
             if all || s < 0 || s == INFINITY {
-                self.this_with[ch].insert(0, ci);
+                self.insert_this_with(ch, ci);
             }
         }
         for k in 0..self.with_this[cl].len() {
@@ -2112,7 +2112,7 @@ impl<'a> Solver<'a> {
                 continue;
             }
             if all || col.score < 0 {
-                self.with_this[ch].insert(0, ci);
+                self.insert_with_this(ch, ci);
             }
         }
     }
