@@ -795,24 +795,24 @@ impl<'a> Solver<'a> {
             if let Some(&m) = member {
                 nodes = self.merge(m, nodes, attr, factor, flags);
             }
-            // Then the colocations of the group as a whole: its own (still on the
-            // group before it is assigned) and, for its dependents, those of its last
-            // member, which 2.1.5 checks "using last member": where the group's went
-            // when it was assigned, so they count a second time (crm_simulate's trace,
-            // seed 1 #176). Deeper levels roll back (pcmk__coloc_select_active).
+            // Then the colocations of the group as a whole. For its dependents 2.1.5
+            // checks the optional "with group" colocations "using last member": the
+            // last member's list, where the group's own go when it is assigned (so
+            // they count a second time then, seed 1 #176), and nothing of the group's
+            // before that (crm_simulate's trace: "0 optional 'with group grp5'
+            // constraints" while grp5 had one, seed 4 #180). Going forward, the
+            // group's own. Deeper levels roll back (pcmk__coloc_select_active).
             let mut flags = flags;
             flags.init = false;
             flags.rollback = true;
-            let mut list = if flags.forward {
+            let list = if flags.forward {
                 self.this_with[r].clone()
             } else {
-                self.with_this[r].clone()
+                rsc.children
+                    .last()
+                    .map(|&m| self.with_this[m].clone())
+                    .unwrap_or_default()
             };
-            if !flags.forward {
-                if let Some(&m) = rsc.children.last() {
-                    list.extend(self.with_this[m].iter().copied());
-                }
-            }
             let mult = if factor < 0.0 { -1.0 } else { 1.0 };
             for ci in list {
                 let col = self.cols[ci].clone();
