@@ -444,18 +444,30 @@ impl<'a> Solver<'a> {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
         self.cols.push(col);
-        // Pacemaker keeps these lists sorted (g_list_insert_sorted: a new entry goes
-        // before the first one that does not sort before it).
-        let pos = self.this_with[d]
+        self.insert_this_with(d, i);
+        self.insert_with_this(p, i);
+    }
+
+    /// `pcmk__add_this_with`: Pacemaker keeps these lists sorted
+    /// (g_list_insert_sorted: a new entry goes before the first one that does not
+    /// sort before it, so equal entries end up in reverse insertion order).
+    fn insert_this_with(&mut self, r: RscIx, ci: usize) {
+        let p = self.cols[ci].primary;
+        let pos = self.this_with[r]
             .iter()
             .position(|&k| self.cmp_rsc_priority(p, self.cols[k].primary) != Ordering::Greater)
-            .unwrap_or(self.this_with[d].len());
-        self.this_with[d].insert(pos, i);
-        let pos = self.with_this[p]
+            .unwrap_or(self.this_with[r].len());
+        self.this_with[r].insert(pos, ci);
+    }
+
+    /// `pcmk__add_with_this`, the same for the "with this" lists.
+    fn insert_with_this(&mut self, r: RscIx, ci: usize) {
+        let d = self.cols[ci].dependent;
+        let pos = self.with_this[r]
             .iter()
             .position(|&k| self.cmp_rsc_priority(d, self.cols[k].dependent) != Ordering::Greater)
-            .unwrap_or(self.with_this[p].len());
-        self.with_this[p].insert(pos, i);
+            .unwrap_or(self.with_this[r].len());
+        self.with_this[r].insert(pos, ci);
     }
 
     /// `cmp_primary_priority` / `cmp_dependent_priority`: higher priority first, clones
@@ -788,14 +800,23 @@ impl<'a> Solver<'a> {
             if let Some(&m) = member {
                 nodes = self.merge(m, nodes, attr, factor, flags);
             }
-            // The group's own colocations (still on the group before it is assigned):
-            // its primaries going forward, its dependents otherwise.
+            // Then the colocations of the group as a whole. For its dependents 2.1.5
+            // checks the optional "with group" colocations "using last member": the
+            // last member's list, where the group's own go when it is assigned (so
+            // they count a second time then, seed 1 #176), and nothing of the group's
+            // before that (crm_simulate's trace: "0 optional 'with group grp5'
+            // constraints" while grp5 had one, seed 4 #180). Going forward, the
+            // group's own. Deeper levels roll back (pcmk__coloc_select_active).
             let mut flags = flags;
             flags.init = false;
+            flags.rollback = true;
             let list = if flags.forward {
                 self.this_with[r].clone()
             } else {
-                self.with_this[r].clone()
+                rsc.children
+                    .last()
+                    .map(|&m| self.with_this[m].clone())
+                    .unwrap_or_default()
             };
             let mult = if factor < 0.0 { -1.0 } else { 1.0 };
             for ci in list {
@@ -841,6 +862,10 @@ impl<'a> Solver<'a> {
                 self.with_this[r].clone()
             };
             let mult = if factor < 0.0 { -1.0 } else { 1.0 };
+            // Further levels always roll back a merge that leaves no node available
+            // (`flags | pcmk__coloc_select_active`).
+            let mut deeper = flags;
+            deeper.rollback = true;
             for ci in list {
                 let col = self.cols[ci].clone();
                 let other = if flags.forward {
@@ -856,7 +881,7 @@ impl<'a> Solver<'a> {
                         Some(work),
                         &col.node_attribute,
                         mult * col.score as f64 / INFINITY as f64,
-                        flags,
+                        deeper,
                     )
                     .unwrap_or_default();
             }
@@ -1332,10 +1357,15 @@ impl<'a> Solver<'a> {
             self.ban_others(dep, &keep, &label);
             return;
         }
+        // Every instance, assigned or not (`pcmk__clone_apply_coloc_score` calls each
+        // child's `apply_coloc_score`): a stopped instance pushes a positive
+        // colocation's score off every node (`pcmk__apply_coloc_to_weights`).
+        if col.dependent_role != Role::Unknown && col.dependent_role != self.next_role[dep] {
+            return;
+        }
         for &ch in &children {
-            if let Some(nd) = self.assigned_node(ch) {
-                self.apply_coloc_to_scores(dep, Some(nd), col);
-            }
+            let target = self.assigned_node(ch);
+            self.apply_coloc_to_scores(dep, target, col);
         }
     }
 
@@ -1644,8 +1674,13 @@ impl<'a> Solver<'a> {
         // The group's own colocations move to its first and last members.
         let first = children[0];
         let last = *children.last().unwrap_or(&first);
-        let tw = std::mem::take(&mut self.this_with[g]);
-        self.this_with[first].extend(tw);
+        // The "this with" ones are inserted into the member's sorted list one by one,
+        // which reverses equal entries again: crm_simulate's traces show a group's
+        // colocations with one clone reaching its first member in configuration
+        // order (seed 1 #132), while a primitive's own come in reverse order.
+        for ci in std::mem::take(&mut self.this_with[g]) {
+            self.insert_this_with(first, ci);
+        }
         let wt = std::mem::take(&mut self.with_this[g]);
         self.with_this[last].extend(wt);
         let mut group_node = None;
@@ -2069,8 +2104,8 @@ impl<'a> Solver<'a> {
         for k in 0..self.this_with[cl].len() {
             let ci = self.this_with[cl][k];
             let s = self.cols[ci].score;
-            if (all || s < 0 || s == INFINITY) && !self.this_with[ch].contains(&ci) {
-                self.this_with[ch].insert(0, ci);
+            if all || s < 0 || s == INFINITY {
+                self.insert_this_with(ch, ci);
             }
         }
         for k in 0..self.with_this[cl].len() {
@@ -2081,8 +2116,8 @@ impl<'a> Solver<'a> {
             if !influence {
                 continue;
             }
-            if (all || col.score < 0) && !self.with_this[ch].contains(&ci) {
-                self.with_this[ch].insert(0, ci);
+            if all || col.score < 0 {
+                self.insert_with_this(ch, ci);
             }
         }
     }
@@ -2124,7 +2159,9 @@ impl<'a> Solver<'a> {
                 } else {
                     match parent_w {
                         None => score::add(w, -INFINITY),
-                        Some(pw) if pw < 0 => score::add(w, pw),
+                        // can_run_instance: the parent's negative score is added, then
+                        // it falls through to `bail`, which bans the node.
+                        Some(pw) if pw < 0 => score::add(score::add(w, pw), -INFINITY),
                         Some(_) if (self.count[cl][nd] as usize) < limit => w,
                         Some(_) => score::add(w, -INFINITY),
                     }
@@ -2210,8 +2247,9 @@ impl<'a> Solver<'a> {
         let children = self.c.resources[cl].children.clone();
         for &ch in &children {
             let chosen = self.assigned_node(ch);
+            // set_instance_priority leaves an instance that will not be active alone
+            // (its priority and sort index stay as they are).
             let Some(nd) = chosen else {
-                self.priority[ch] = -INFINITY;
                 continue;
             };
             let mut pr = self.promotion_attr(self.first_primitive_or_group(ch), nd, -1);
@@ -2293,7 +2331,16 @@ impl<'a> Solver<'a> {
                 }
             }
         }
-        let mut order = children.clone();
+        // sort_promotable_instances: `clone->children = g_list_sort(clone->children,
+        // cmp_promotable_instance)` — from the order `pcmk__cmp_instance` left, ties
+        // broken by `pcmk__cmp_instance` again; the clone keeps the result (later
+        // colocations with the clone walk its instances in this order).
+        let mut order = if self.child_order[cl].is_empty() {
+            children.clone()
+        } else {
+            self.child_order[cl].clone()
+        };
+        let mut coloc_cache: BTreeMap<NodeIx, i64> = BTreeMap::new();
         merge_sort(&mut order, &mut |a, b| {
             let (sa, sb) = (self.sort_index[a], self.sort_index[b]);
             if sa != sb {
@@ -2301,8 +2348,12 @@ impl<'a> Solver<'a> {
             }
             let ra = self.c.resources[self.first_primitive(a)].role;
             let rb = self.c.resources[self.first_primitive(b)].role;
-            rb.cmp(&ra)
+            if ra != rb {
+                return rb.cmp(&ra);
+            }
+            self.cmp_instance(cl, a, b, &mut coloc_cache)
         });
+        self.child_order[cl] = order.clone();
         let mut promoted = 0;
         let mut per_node = vec![0usize; self.n];
         for &ch in &order {

@@ -384,8 +384,61 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
             }
         }
     }
+    drop_shadowed_orders(&mut cluster);
     check_colocation_cycles(&cluster)?;
     Ok(cluster)
+}
+
+/// The inverse of an action for a symmetrical ordering (`invert_action`).
+fn inverse_action(a: &str) -> Option<&'static str> {
+    match a {
+        "start" => Some("stop"),
+        "stop" => Some("start"),
+        "promote" => Some("demote"),
+        "demote" => Some("promote"),
+        _ => None,
+    }
+}
+
+/// Drop an ordering whose every action pair an earlier ordering already orders.
+///
+/// Pacemaker applies orderings in the order they were created, and `order_actions`
+/// skips an ordering between two actions that already have one whose flags share a
+/// bit with it ("Filter dups"); every ordering kind sets `pe_order_optional`, so
+/// the first ordering between two actions is the only one that counts (an Optional
+/// `A then B` followed by a Mandatory one leaves `B` free to start without `A`).
+/// A symmetrical ordering is dropped only when its inverse pair is taken as well;
+/// one with just its forward pair taken is kept whole (a known approximation).
+fn drop_shadowed_orders(c: &mut Cluster) {
+    let mut seen: BTreeSet<(RscIx, String, RscIx, String)> = BTreeSet::new();
+    let mut keep = Vec::with_capacity(c.orders.len());
+    for o in &c.orders {
+        let forward = (
+            o.first,
+            o.first_action.clone(),
+            o.then,
+            o.then_action.clone(),
+        );
+        let inverse = if o.symmetrical {
+            match (
+                inverse_action(&o.then_action),
+                inverse_action(&o.first_action),
+            ) {
+                (Some(t), Some(f)) => Some((o.then, t.to_string(), o.first, f.to_string())),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let shadowed = seen.contains(&forward) && inverse.as_ref().is_none_or(|i| seen.contains(i));
+        keep.push(!shadowed);
+        seen.insert(forward);
+        if let Some(i) = inverse {
+            seen.insert(i);
+        }
+    }
+    let mut k = keep.into_iter();
+    c.orders.retain(|_| k.next().unwrap_or(true));
 }
 
 /// Per-primitive operation settings from the configuration.

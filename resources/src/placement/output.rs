@@ -262,7 +262,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
             };
             for (base, is_active) in entries {
                 let is_active = *is_active;
-                let here = (0..insts.len()).find(|&k| loc[k] == Some(nd));
+                let here = (0..loc.len()).find(|&k| loc[k] == Some(nd));
                 let slot = match here {
                     Some(k) => {
                         if running[k].contains(base) {
@@ -271,7 +271,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
                             Some(k)
                         }
                     }
-                    None => (0..insts.len()).find(|&k| loc[k].is_none()),
+                    None => (0..loc.len()).find(|&k| loc[k].is_none()),
                 };
                 match slot {
                     Some(k) => {
@@ -281,7 +281,15 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
                         }
                     }
                     None => {
-                        // An orphan instance: shown stopped, flags of the member.
+                        // An orphan instance: shown stopped, flags of the member. It
+                        // joins the clone's children (`create_child_clone`), so a later
+                        // entry can be matched to it as an inactive instance.
+                        loc.push(is_active.then_some(nd));
+                        running.push(if is_active {
+                            vec![base.clone()]
+                        } else {
+                            Vec::new()
+                        });
                         let mut prims = Vec::new();
                         c.primitives_of(insts.first().copied().unwrap_or(cl), &mut prims);
                         if let Some(&p) = prims.iter().find(|&&p| c.resources[p].base == *base) {
@@ -309,7 +317,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
     }
 }
 
-fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
+fn rows_revised(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Row> {
     let mut rows = Vec::new();
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
@@ -344,10 +352,21 @@ fn rows_revised(c: &Cluster, a: &Assignment) -> Vec<Row> {
             }
             continue;
         }
+        // A promoted instance restarted in place only because of an ordering comes
+        // back unpromoted: its promote action was created optional (it stays
+        // promoted) and the order makes only its start mandatory — `start then
+        // promote` is `pe_order_runnable_left`, which does not carry that on.
+        let mut role = a.next_role[r];
+        if role == Role::Promoted
+            && rsc.role == Role::Promoted
+            && restart.get(r).copied().unwrap_or(false)
+        {
+            role = Role::Unpromoted;
+        }
         match a.node[r] {
             Some(nd) if a.next_role[r] != Role::Stopped => rows.push(Row {
                 path,
-                role: display_role(c, r, a.next_role[r]).name().into(),
+                role: display_role(c, r, role).name().into(),
                 node: c.nodes[nd].name.clone(),
                 flags: fl,
             }),
@@ -683,7 +702,7 @@ pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
     };
     Outcome {
         initial: rows_initial(c),
-        placement: rows_revised(c, &a),
+        placement: rows_revised(c, &a, &restart),
         actions: actions(c, &a, &restart),
         transition,
         assignment: a,
