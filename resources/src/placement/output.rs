@@ -355,11 +355,13 @@ fn rows_revised(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Row> {
         // A promoted instance restarted in place only because of an ordering comes
         // back unpromoted: its promote action was created optional (it stays
         // promoted) and the order makes only its start mandatory — `start then
-        // promote` is `pe_order_runnable_left`, which does not carry that on.
+        // promote` is `pe_order_runnable_left`, which does not carry that on. A
+        // restart for a changed definition is not one of those (bug-1572-1).
         let mut role = a.next_role[r];
         if role == Role::Promoted
             && rsc.role == Role::Promoted
             && restart.get(r).copied().unwrap_or(false)
+            && !definition_restart(c, r)
         {
             role = Role::Unpromoted;
         }
@@ -583,6 +585,15 @@ fn changes(c: &Cluster, a: &Assignment, p: RscIx) -> bool {
     cur != target || (rsc.failed && target.is_some())
 }
 
+/// Whether a changed definition (operation digests) of `p` on the node it runs on
+/// asks for a restart there.
+fn definition_restart(c: &Cluster, p: RscIx) -> bool {
+    let rsc = &c.resources[p];
+    rsc.definition_changes
+        .iter()
+        .any(|d| d.kind == ChangeKind::Restart && Some(d.node) == rsc.running_on.first().copied())
+}
+
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
 /// or restarts (for a clone `first`, when any instance starts or stops).
@@ -604,12 +615,8 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     };
     // A changed resource definition (operation digests) restarts a resource that
     // stays where it is (force_restart in pcmk_sched_actions.c).
-    for (p, rsc) in c.resources.iter().enumerate() {
-        if stays(p)
-            && rsc.definition_changes.iter().any(|d| {
-                d.kind == ChangeKind::Restart && Some(d.node) == rsc.running_on.first().copied()
-            })
-        {
+    for p in 0..n {
+        if stays(p) && definition_restart(c, p) {
             restart[p] = true;
         }
     }
