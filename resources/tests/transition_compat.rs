@@ -368,8 +368,13 @@ fn compare_files() {
 }
 
 fn fixture(name: &str) -> String {
+    fixture_in("fencing", name)
+}
+
+fn fixture_in(dir: &str, name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/fencing")
+        .join("tests/data")
+        .join(dir)
         .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -442,4 +447,43 @@ fn requires_fencing_without_stonith_is_not_recovered() {
     let why = o.explain(&c, "a").expect("a explained");
     assert!(why.contains("requires=fencing"), "{why}");
     assert!(check_invariants("toml", &c, &o).is_empty());
+}
+
+/// A promoted instance restarted in place only because of a mandatory ordering: the
+/// graph has its demote, stop and start but no promote (it equals crm_simulate's),
+/// the revised status shows it unpromoted, and the summary names its role.
+#[test]
+fn promoted_instance_restarted_by_an_order_is_not_promoted_again() {
+    let c =
+        placement::read_cib(&fixture_in("restart", "by-order.xml"), None).expect("fixture reads");
+    let o = placement::schedule(&c);
+    let want = GraphSummary::from_pacemaker_xml(&fixture_in("restart", "by-order.exp"))
+        .expect("exp parses");
+    let got = o.transition.summary(&c);
+    assert_eq!(got.action_multiset(), want.action_multiset(), "actions");
+    assert_eq!(got.reachable_pairs(), want.reachable_pairs(), "ordering");
+    let rows: Vec<String> = o
+        .placement
+        .iter()
+        .map(|r| format!("{} {} {}", r.path, r.role, r.node))
+        .collect();
+    assert!(
+        rows.contains(&"ms/st Unpromoted node1".to_string()),
+        "{rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.contains("Promoted") && !r.contains("Unpromoted")),
+        "{rows:?}"
+    );
+    let lines: Vec<String> = o.actions.iter().map(|a| a.line(0)).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Restart") && l.contains("Promoted node1")),
+        "{lines:?}"
+    );
+    let text = o.simulate_text(&c);
+    assert!(text.contains("Unpromoted: [ node1 node2 ]"), "{text}");
 }

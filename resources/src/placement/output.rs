@@ -77,6 +77,10 @@ pub struct Outcome {
     pub transition: Transition,
     /// The raw assignment (scores and contributions), for explanations.
     pub assignment: Assignment,
+    /// Each resource's role after the transition, as the revised status shows it:
+    /// the assignment's next role, except that a promoted instance restarted in
+    /// place only because of an ordering comes back unpromoted (see [`revised_roles`]).
+    pub revised_role: Vec<Role>,
 }
 
 fn path_of(c: &Cluster, r: RscIx) -> String {
@@ -317,7 +321,7 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
     }
 }
 
-fn rows_revised(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Row> {
+fn rows_revised(c: &Cluster, a: &Assignment, revised_role: &[Role]) -> Vec<Row> {
     let mut rows = Vec::new();
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
@@ -352,19 +356,7 @@ fn rows_revised(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Row> {
             }
             continue;
         }
-        // A promoted instance restarted in place only because of an ordering comes
-        // back unpromoted: its promote action was created optional (it stays
-        // promoted) and the order makes only its start mandatory — `start then
-        // promote` is `pe_order_runnable_left`, which does not carry that on. A
-        // restart for a changed definition is not one of those (bug-1572-1).
-        let mut role = a.next_role[r];
-        if role == Role::Promoted
-            && rsc.role == Role::Promoted
-            && restart.get(r).copied().unwrap_or(false)
-            && !definition_restart(c, r)
-        {
-            role = Role::Unpromoted;
-        }
+        let role = revised_role[r];
         match a.node[r] {
             Some(nd) if a.next_role[r] != Role::Stopped => rows.push(Row {
                 path,
@@ -507,10 +499,18 @@ fn actions(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Action> {
             display_role(c, p, c.resources[p].role) != display_role(c, p, a.next_role[p]);
         if r && !role_changes {
             if let Some(nd) = a.node[p] {
+                // Pacemaker names the role of a promotable instance (`rsc_action_item`:
+                // the role is shown when it is above Started).
+                let role = display_role(c, p, c.resources[p].role);
+                let detail = if matches!(role, Role::Promoted | Role::Unpromoted) {
+                    format!("{} {}", role.name(), c.nodes[nd].name)
+                } else {
+                    c.nodes[nd].name.clone()
+                };
                 out.push(Action {
                     verb: "Restart".into(),
                     rsc: c.resources[p].id.clone(),
-                    detail: c.nodes[nd].name.clone(),
+                    detail,
                 });
             }
         }
@@ -587,7 +587,7 @@ fn changes(c: &Cluster, a: &Assignment, p: RscIx) -> bool {
 
 /// Whether a changed definition (operation digests) of `p` on the node it runs on
 /// asks for a restart there.
-fn definition_restart(c: &Cluster, p: RscIx) -> bool {
+pub(crate) fn definition_restart(c: &Cluster, p: RscIx) -> bool {
     let rsc = &c.resources[p];
     rsc.definition_changes
         .iter()
@@ -707,13 +707,38 @@ pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
     } else {
         Transition::default()
     };
+    let revised_role = revised_roles(c, &a, &restart);
     Outcome {
         initial: rows_initial(c),
-        placement: rows_revised(c, &a, &restart),
+        placement: rows_revised(c, &a, &revised_role),
         actions: actions(c, &a, &restart),
         transition,
         assignment: a,
+        revised_role,
     }
+}
+
+/// Each resource's role after the transition. A promoted instance restarted in
+/// place only because of an ordering comes back unpromoted: its promote action was
+/// created optional (it stays promoted) and the order makes only its start
+/// mandatory — `start then promote` is `pe_order_runnable_left`, which does not
+/// carry that on, so the graph has no promote (transition.rs, `plan`). A restart
+/// for a changed definition is not one of those (bug-1572-1).
+fn revised_roles(c: &Cluster, a: &Assignment, restart: &[bool]) -> Vec<Role> {
+    (0..c.resources.len())
+        .map(|r| {
+            let role = a.next_role[r];
+            if role == Role::Promoted
+                && c.resources[r].role == Role::Promoted
+                && restart.get(r).copied().unwrap_or(false)
+                && !definition_restart(c, r)
+            {
+                Role::Unpromoted
+            } else {
+                role
+            }
+        })
+        .collect()
 }
 
 impl Outcome {
@@ -778,7 +803,7 @@ impl Outcome {
             s.push_str(&self.transition.executed_text(c));
         }
         s.push_str("\nRevised Cluster Status:\n");
-        status_layout(&mut s, c, Some(&self.assignment));
+        status_layout(&mut s, c, Some((&self.assignment, &self.revised_role)));
         s
     }
 }
@@ -847,12 +872,12 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
 }
 
 /// Where each primitive is, as (role, node) pairs, before or after the transition.
-fn placements(c: &Cluster, a: Option<&Assignment>, r: RscIx) -> Vec<(Role, NodeIx)> {
+fn placements(c: &Cluster, a: Option<(&Assignment, &[Role])>, r: RscIx) -> Vec<(Role, NodeIx)> {
     let rsc = &c.resources[r];
     match a {
-        Some(a) if rsc.managed => match a.node[r] {
+        Some((a, roles)) if rsc.managed => match a.node[r] {
             Some(nd) if a.next_role[r] != Role::Stopped => {
-                vec![(display_role(c, r, a.next_role[r]), nd)]
+                vec![(display_role(c, r, roles[r]), nd)]
             }
             _ => Vec::new(),
         },
@@ -871,7 +896,13 @@ fn agent(c: &Cluster, r: RscIx) -> &str {
     }
 }
 
-fn primitive_line(s: &mut String, c: &Cluster, a: Option<&Assignment>, r: RscIx, indent: &str) {
+fn primitive_line(
+    s: &mut String,
+    c: &Cluster,
+    a: Option<(&Assignment, &[Role])>,
+    r: RscIx,
+    indent: &str,
+) {
     let rsc = &c.resources[r];
     let mut extra = String::new();
     if !rsc.managed {
@@ -907,7 +938,7 @@ fn primitive_line(s: &mut String, c: &Cluster, a: Option<&Assignment>, r: RscIx,
 
 /// Status in the layout of crm_simulate 2.1.5 (`* Node List:`, `* Full List of
 /// Resources:`, groups and clone sets).
-fn status_layout(s: &mut String, c: &Cluster, a: Option<&Assignment>) {
+fn status_layout(s: &mut String, c: &Cluster, a: Option<(&Assignment, &[Role])>) {
     s.push_str("  * Node List:\n");
     let mut online = Vec::new();
     let mut offline = Vec::new();

@@ -309,7 +309,16 @@ fn plan(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Plan {
         if !running_here || stopped_here {
             pl.start = Some(t);
         }
+        // A promoted instance restarted in place only because of an ordering gets
+        // no promote: it was created optional (the instance stays promoted), and
+        // `start then promote` (pe_order_runnable_left) does not make it mandatory;
+        // the revised status shows it unpromoted (output.rs, rows_revised).
+        let restarted_by_order = restart
+            && running_here
+            && rsc.role == Role::Promoted
+            && !super::output::definition_restart(c, p);
         if next == Role::Promoted
+            && !restarted_by_order
             && (pl.start.is_some() || rsc.role != Role::Promoted || !running_here)
         {
             pl.promote = Some(t);
