@@ -615,9 +615,9 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     };
     // A changed resource definition (operation digests) restarts a resource that
     // stays where it is (force_restart in pcmk_sched_actions.c).
-    for p in 0..n {
+    for (p, r) in restart.iter_mut().enumerate() {
         if stays(p) && definition_restart(c, p) {
-            restart[p] = true;
+            *r = true;
         }
     }
     loop {
