@@ -448,6 +448,22 @@ struct OpConf {
     on_fail: Vec<(String, i64, String)>,
 }
 
+impl OpConf {
+    /// Whether `ops` hold a failure of an operation configured `on-fail=block`
+    /// (such a failure never expires: block_failure in failcounts.c).
+    fn blocking_failure(&self, ops: &[Op<'_>]) -> bool {
+        self.on_fail.iter().any(|(task, iv, of)| {
+            of == "block"
+                && ops.iter().any(|o| {
+                    &o.task == task
+                        && o.interval == *iv
+                        && o.status != -1
+                        && (o.status != 0 || o.rc != o.target_rc)
+                })
+        })
+    }
+}
+
 struct Builder<'a> {
     ids: &'a Ids<'a>,
     defaults: BTreeMap<String, String>,
@@ -928,17 +944,7 @@ fn unpack_status(
                 let (count, last) = digest::fail_count(&c.nodes[nix].attrs, &[rid, base]);
                 let effective =
                     count > 0 && !(last > 0 && now > last.saturating_add(expiry_timeout_s));
-                let blocks = conf.is_some_and(|cf| {
-                    cf.on_fail.iter().any(|(task, iv, of)| {
-                        of == "block"
-                            && ops.iter().any(|o| {
-                                &o.task == task
-                                    && o.interval == *iv
-                                    && o.status != -1
-                                    && (o.status != 0 || o.rc != o.target_rc)
-                            })
-                    })
-                });
+                let blocks = conf.is_some_and(|cf| cf.blocking_failure(&ops));
                 !effective && !blocks
             };
             let mut expired_monitors: Vec<i64> = Vec::new();
@@ -1309,17 +1315,7 @@ fn unpack_status(
                 / 1000;
             // A failure of an operation configured with on-fail=block never expires
             // (block_failure in failcounts.c).
-            let blocks = conf.map(|cf| {
-                cf.on_fail.iter().any(|(task, iv, of)| {
-                    of == "block"
-                        && ops.iter().any(|o| {
-                            &o.task == task
-                                && o.interval == *iv
-                                && o.status != -1
-                                && (o.status != 0 || o.rc != o.target_rc)
-                        })
-                })
-            });
+            let blocks = conf.map(|cf| cf.blocking_failure(&ops));
             if params_changed && !r.clear_failcount_on.contains(&nix) {
                 r.clear_failcount_on.push(nix);
             }

@@ -686,16 +686,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         }
         // Probes before the start (and the migration); for clone instances, before
         // the clone's start (added below).
-        let probes: Vec<usize> = b
-            .by_rsc
-            .get(&p)
-            .map(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|&i| b.actions[i].target_rc == Some(7))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let probes = b.probes_of(p);
         for &pr in &probes {
             for &s in &starts {
                 b.edge(pr, s);
@@ -869,16 +860,7 @@ fn reload(b: &mut Builder<'_>, p: RscIx, pl: &Plan, stops: &[usize]) -> Option<u
         Some(n),
         ActionKind::Resource,
     );
-    let probes: Vec<usize> = b
-        .by_rsc
-        .get(&p)
-        .map(|v| {
-            v.iter()
-                .copied()
-                .filter(|&i| b.actions[i].target_rc == Some(7))
-                .collect()
-        })
-        .unwrap_or_default();
+    let probes = b.probes_of(p);
     for pr in probes {
         b.edge(pr, r);
     }
