@@ -338,6 +338,25 @@ async fn group_leave_and_graceful_node_leave() {
     .await;
 }
 
+/// Joins group "g" on node 1, then on node 2; returns once node 2's member sees
+/// both (node 1's member, first returned, has not read anything yet).
+async fn join_pair(nodes: &BTreeMap<NodeId, Cluster>) -> (Group, Group) {
+    let first = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    let mut second = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(2)].join("g"))
+        .await
+        .expect("join")
+        .unwrap();
+    wait_change(
+        &mut second,
+        |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 2),
+    )
+    .await;
+    (first, second)
+}
+
 /// A member that never reads: once its queue (8 events) is full its node
 /// removes it (the other member sees it leave with ProcDown), it gets what was
 /// queued, then Overflow, then None, and its sends fail; the ring goes on.
@@ -349,20 +368,8 @@ async fn a_member_that_does_not_keep_up_is_removed_not_waited_for() {
         }
     })
     .await;
-    let mut slow = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
-        .await
-        .expect("join")
-        .unwrap();
+    let (mut slow, mut fast) = join_pair(&nodes).await;
     let slow_member = slow.member();
-    let mut fast = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(2)].join("g"))
-        .await
-        .expect("join")
-        .unwrap();
-    wait_change(
-        &mut fast,
-        |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 2),
-    )
-    .await;
     const N: u64 = 40;
     for i in 0..N {
         fast.send(Bytes::from(i.to_be_bytes().to_vec()), Delivery::Agreed)
@@ -488,20 +495,8 @@ async fn a_dropped_handle_leaves_after_its_waiting_sends() {
         }
     })
     .await;
-    let leaving = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
-        .await
-        .expect("join")
-        .unwrap();
+    let (leaving, mut watcher) = join_pair(&nodes).await;
     let leaving_member = leaving.member();
-    let mut watcher = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(2)].join("g"))
-        .await
-        .expect("join")
-        .unwrap();
-    wait_change(
-        &mut watcher,
-        |e| matches!(e, GroupEvent::Membership { members, .. } if members.len() == 2),
-    )
-    .await;
     // 40 sends of 1000 B against a 4096 B queue: most of them must wait.
     const N: u64 = 40;
     let sender = leaving.sender();
