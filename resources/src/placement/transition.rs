@@ -525,13 +525,7 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         .collect();
     // Fencing is serialised unless concurrent-fencing is set; the DC is fenced last
     // either way.
-    let is_dc = |n: NodeIx| {
-        c.nodes[n]
-            .attrs
-            .get("#is_dc")
-            .map(|v| v == "true")
-            .unwrap_or(false)
-    };
+    let is_dc = |n: NodeIx| is_dc(c, n);
     let mut seq: Vec<usize> = (0..fenced.len()).filter(|&k| !is_dc(fenced[k])).collect();
     let dc: Vec<usize> = (0..fenced.len()).filter(|&k| is_dc(fenced[k])).collect();
     if !c.options.concurrent_fencing {
@@ -1665,19 +1659,18 @@ fn orders(b: &mut Builder<'_>) {
 }
 
 /// Nodes shutting down cleanly (online, `shutdown` attribute set) get
+/// Whether node `n` is the DC (its `#is_dc` attribute).
+fn is_dc(c: &Cluster, n: NodeIx) -> bool {
+    c.nodes[n].attrs.get("#is_dc").is_some_and(|v| v == "true")
+}
+
 /// `do_shutdown-<node>` after every stop there of a managed resource not in
 /// maintenance (`pcmk__new_shutdown_action`, `pcmk__order_stops_before_shutdown`);
 /// the DC's shutdown comes after the other shutdowns and after the last fencing
 /// (`schedule_fencing_and_shutdowns`).
 fn shutdowns(b: &mut Builder<'_>, fence_ix: &[usize], fenced: &[NodeIx]) {
     let c = b.c;
-    let is_dc = |n: NodeIx| {
-        c.nodes[n]
-            .attrs
-            .get("#is_dc")
-            .map(|v| v == "true")
-            .unwrap_or(false)
-    };
+    let is_dc = |n: NodeIx| is_dc(c, n);
     let mut others = Vec::new();
     let mut dc = None;
     for n in 0..c.nodes.len() {
