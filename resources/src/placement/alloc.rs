@@ -976,21 +976,37 @@ impl<'a> Solver<'a> {
         if sa != sb {
             return sb.cmp(&sa);
         }
+        self.cmp_equal_scores(a, b, prefer, || {
+            let k = keys.k;
+            let mut result = 0i32;
+            for j in 0..k {
+                let (va, vb) = (keys.caps[a * k + j], keys.caps[b * k + j]);
+                if va > vb {
+                    result -= 1;
+                } else if va < vb {
+                    result += 1;
+                }
+            }
+            result
+        })
+    }
+
+    /// `compare_nodes` after equal scores: with `balanced`, the capacity comparison
+    /// (`capacity`, computed only then); unless `minimal`, fewer resources first, then
+    /// the preferred node; last, the node name.
+    fn cmp_equal_scores(
+        &self,
+        a: NodeIx,
+        b: NodeIx,
+        prefer: Option<NodeIx>,
+        capacity: impl FnOnce() -> i32,
+    ) -> Ordering {
         let strat = self.c.options.strategy;
         if strat != Strategy::Minimal {
             if strat == Strategy::Balanced {
-                let k = keys.k;
-                let mut result = 0i32;
-                for j in 0..k {
-                    let (va, vb) = (keys.caps[a * k + j], keys.caps[b * k + j]);
-                    if va > vb {
-                        result -= 1;
-                    } else if va < vb {
-                        result += 1;
-                    }
-                }
-                if result != 0 {
-                    return result.cmp(&0);
+                let r = capacity();
+                if r != 0 {
+                    return r.cmp(&0);
                 }
             }
             let (na, nb) = (self.num_resources[a], self.num_resources[b]);
@@ -1039,28 +1055,7 @@ impl<'a> Solver<'a> {
         if sa != sb {
             return sb.cmp(&sa);
         }
-        let strat = self.c.options.strategy;
-        if strat != Strategy::Minimal {
-            if strat == Strategy::Balanced {
-                let r = self.capacity_cmp(a, b);
-                if r != 0 {
-                    return r.cmp(&0);
-                }
-            }
-            let (na, nb) = (self.num_resources[a], self.num_resources[b]);
-            if na != nb {
-                return na.cmp(&nb);
-            }
-            if let Some(p) = prefer {
-                if p == a {
-                    return Ordering::Less;
-                }
-                if p == b {
-                    return Ordering::Greater;
-                }
-            }
-        }
-        self.name_rank[a].cmp(&self.name_rank[b])
+        self.cmp_equal_scores(a, b, prefer, || self.capacity_cmp(a, b))
     }
 
     fn current_node(&self, r: RscIx) -> Option<NodeIx> {
