@@ -1676,8 +1676,12 @@ impl<'a> Solver<'a> {
         for ci in std::mem::take(&mut self.this_with[g]) {
             self.insert_this_with(first, ci);
         }
-        let wt = std::mem::take(&mut self.with_this[g]);
-        self.with_this[last].extend(wt);
+        // The "with this" ones reach the last member the same way (one sorted
+        // insert each): crm_simulate's trace of seed 10 #197 walks "with rsc3" as
+        // col1, col8 while grp1's own list had them as col8, col1.
+        for ci in std::mem::take(&mut self.with_this[g]) {
+            self.insert_with_this(last, ci);
+        }
         let mut group_node = None;
         for (i, &ch) in children.iter().enumerate() {
             let nd = self.assign(ch, prefer);
@@ -1747,18 +1751,27 @@ impl<'a> Solver<'a> {
         }
         let cl = self.c.top_of(ch);
         let (unique, ..) = self.clone_params(cl);
-        if !unique {
-            // An anonymous instance only scores where it is active, or where no
-            // other instance is active while it is inactive everywhere.
-            let inst = self.instance_of(ch);
-            let here = &self.running_tops[nd];
-            let from = here.partition_point(|&(t, _)| t < cl);
-            let here_other = here[from..]
-                .iter()
-                .take_while(|&&(t, _)| t == cl)
-                .any(|&(_, i)| i != inst);
-            let me_here = rsc.running_on.contains(&nd);
-            if !me_here && (here_other || !rsc.running_on.is_empty()) {
+        // `promotion_score_applies`: an anonymous instance scores where it is
+        // active, or where no instance is active but one is known (has history).
+        // Any instance then scores everywhere while it is neither active nor known
+        // anywhere ("none probed", even where another instance is active: seed 6
+        // #28), else only where it is known.
+        let me_here = rsc.running_on.contains(&nd);
+        if !me_here {
+            let none_probed = rsc.running_on.is_empty() && rsc.known_on.is_empty();
+            let applies = none_probed
+                || rsc.known_on.contains(&nd)
+                || (!unique && {
+                    let inst = self.instance_of(ch);
+                    let here = &self.running_tops[nd];
+                    let from = here.partition_point(|&(t, _)| t < cl);
+                    let other_here = here[from..]
+                        .iter()
+                        .take_while(|&&(t, _)| t == cl)
+                        .any(|&(_, i)| i != inst);
+                    !other_here && self.anonymous_known_on(cl, &rsc.base, nd)
+                });
+            if !applies {
                 return not_set;
             }
         }
@@ -1797,6 +1810,23 @@ impl<'a> Solver<'a> {
             self.promo_cache.borrow_mut().insert((cl, nd), found);
         }
         found.unwrap_or(not_set)
+    }
+
+    /// `anonymous_known_on`: whether any instance of clone `cl` has history of its
+    /// member `base` on `nd`.
+    fn anonymous_known_on(&self, cl: RscIx, base: &str, nd: NodeIx) -> bool {
+        let mut prims = Vec::new();
+        for &inst in &self.c.resources[cl].children {
+            prims.clear();
+            self.c.primitives_of(inst, &mut prims);
+            if prims.iter().any(|&x| {
+                let r = &self.c.resources[x];
+                r.base == base && r.known_on.contains(&nd)
+            }) {
+                return true;
+            }
+        }
+        false
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {

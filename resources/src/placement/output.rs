@@ -596,7 +596,8 @@ pub(crate) fn definition_restart(c: &Cluster, p: RscIx) -> bool {
 
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
-/// or restarts (for a clone `first`, when any instance starts or stops).
+/// or restarts (for a clone `first`, when any instance starts or stops; only a
+/// starting one for a `then` that is a clone without interleave).
 fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     let n = c.resources.len();
     let mut restart = vec![false; n];
@@ -638,7 +639,22 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
                 }
                 let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
                 if c.resources[o.first].is_clone() {
-                    moving(x, &restart)
+                    // An instance that only stops makes the clone's stop mandatory,
+                    // and the inverse order (`pe_order_implies_first`) the stop of
+                    // a primitive or interleaved instance after it (clone-interleave-2).
+                    // A clone that is not interleaved has only its stop pseudo-action
+                    // made mandatory that way, which stops none of its instances:
+                    // for it only a starting instance counts (the clone's start is
+                    // mandatory only then, `child_starting` in
+                    // `clone_create_pseudo_actions`; seed 10 #193).
+                    let then_whole_clone = matches!(
+                        c.resources[o.then].kind,
+                        Kind::Clone {
+                            interleave: false,
+                            ..
+                        }
+                    );
+                    moving(x, &restart) && (starting || !then_whole_clone)
                 } else {
                     starting && (moving(x, &restart) || rsc.failed)
                 }
