@@ -596,7 +596,7 @@ pub(crate) fn definition_restart(c: &Cluster, p: RscIx) -> bool {
 
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
-/// or restarts (for a clone `first`, when any instance starts or stops).
+/// or restarts (for a clone `first`, when any instance starts, moves or restarts).
 fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     let n = c.resources.len();
     let mut restart = vec![false; n];
@@ -638,7 +638,15 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
                 }
                 let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
                 if c.resources[o.first].is_clone() {
-                    moving(x, &restart)
+                    // `then` is ordered after the clone's `_running_0`
+                    // (`action_for_ordering`), which is required when an instance
+                    // starts, or when one that was running has a start made
+                    // unrunnable by an order (its required stop makes that start
+                    // required too). An instance that only stops, with no start
+                    // anywhere, leaves it optional.
+                    let unrunnable_here =
+                        a.unrunnable_start[x].is_some_and(|nd| rsc.running_on.contains(&nd));
+                    (starting && moving(x, &restart)) || unrunnable_here
                 } else {
                     starting && (moving(x, &restart) || rsc.failed)
                 }
