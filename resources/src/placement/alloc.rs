@@ -112,6 +112,9 @@ pub struct Assignment {
     /// The node a stopped resource was assigned to before a mandatory order left its
     /// start unrunnable (crm_simulate still lists that start, "blocked").
     pub blocked_start: Vec<Option<NodeIx>>,
+    /// The node a resource was assigned to before a mandatory order made its start
+    /// there unrunnable (every such case, listed or not).
+    pub unrunnable_start: Vec<Option<NodeIx>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -153,6 +156,7 @@ pub(crate) struct Solver<'a> {
     contributions: Vec<Vec<Contribution>>,
     stop_reason: Vec<Option<String>>,
     blocked_start: Vec<Option<NodeIx>>,
+    unrunnable_start: Vec<Option<NodeIx>>,
     priority: Vec<i64>,
     sort_index: Vec<i64>,
     promotion_score: Vec<Option<i64>>,
@@ -310,6 +314,7 @@ impl<'a> Solver<'a> {
             contributions: vec![Vec::new(); r],
             stop_reason: vec![None; r],
             blocked_start: vec![None; r],
+            unrunnable_start: vec![None; r],
             priority: c.resources.iter().map(|x| x.priority).collect(),
             sort_index: vec![0; r],
             promotion_score: vec![None; r],
@@ -730,6 +735,10 @@ impl<'a> Solver<'a> {
         let by_uname = attr == "#uname";
         for nd in 0..self.n {
             let Some(cur) = work[nd].get() else { continue };
+            if cur == INFINITY_HACK {
+                // Marked unusable by an earlier level.
+                continue;
+            }
             // Node names are unique, so by `#uname` only the node itself matches.
             let sc = if by_uname {
                 match self.allowed[r][nd].get() {
@@ -759,10 +768,10 @@ impl<'a> Solver<'a> {
                 };
             }
             let new = score::add(w, cur);
-            if only_positive && new < 0 {
-                if cur > 0 {
-                    work[nd].set(Some(INFINITY_HACK));
-                }
+            // `add_node_scores_matching_attr`: only a node that was positive or
+            // zero is kept from going negative; one already negative takes it.
+            if only_positive && new < 0 && cur > 0 {
+                work[nd].set(Some(INFINITY_HACK));
                 continue;
             }
             if only_positive && new < 0 && cur == 0 {
@@ -1749,33 +1758,12 @@ impl<'a> Solver<'a> {
             }
             return if any { total } else { not_set };
         }
+        if !self.has_master_attr[nd] {
+            return not_set;
+        }
         let cl = self.c.top_of(ch);
         let (unique, ..) = self.clone_params(cl);
-        // `promotion_score_applies`: an anonymous instance scores where it is
-        // active, or where no instance is active but one is known (has history).
-        // Any instance then scores everywhere while it is neither active nor known
-        // anywhere ("none probed", even where another instance is active: seed 6
-        // #28), else only where it is known.
-        let me_here = rsc.running_on.contains(&nd);
-        if !me_here {
-            let none_probed = rsc.running_on.is_empty() && rsc.known_on.is_empty();
-            let applies = none_probed
-                || rsc.known_on.contains(&nd)
-                || (!unique && {
-                    let inst = self.instance_of(ch);
-                    let here = &self.running_tops[nd];
-                    let from = here.partition_point(|&(t, _)| t < cl);
-                    let other_here = here[from..]
-                        .iter()
-                        .take_while(|&&(t, _)| t == cl)
-                        .any(|&(_, i)| i != inst);
-                    !other_here && self.anonymous_known_on(cl, &rsc.base, nd)
-                });
-            if !applies {
-                return not_set;
-            }
-        }
-        if !self.has_master_attr[nd] {
+        if !self.promotion_score_applies(ch, cl, unique, nd) {
             return not_set;
         }
         // Every inactive instance without history of an anonymous clone looks up
@@ -1812,16 +1800,46 @@ impl<'a> Solver<'a> {
         found.unwrap_or(not_set)
     }
 
-    /// `anonymous_known_on`: whether any instance of clone `cl` has history of its
-    /// member `base` on `nd`.
-    fn anonymous_known_on(&self, cl: RscIx, base: &str, nd: NodeIx) -> bool {
+    /// Whether instance (member) `ch` of clone `cl` counts its promotion score on
+    /// `nd` (`promotion_score_applies`, `filter_anonymous_instance` in 2.1.5): an
+    /// anonymous instance active there does, and when no instance is active there,
+    /// so does every instance if one of them has a history there; otherwise an
+    /// instance counts where it runs or has a history, and everywhere when it has
+    /// no history at all. Never on a node it is not allowed on.
+    fn promotion_score_applies(&self, ch: RscIx, cl: RscIx, unique: bool, nd: NodeIx) -> bool {
+        if !matches!(self.allowed[ch][nd].get(), Some(w) if w >= 0) {
+            return false;
+        }
+        let rsc = &self.c.resources[ch];
+        if rsc.running_on.contains(&nd) || rsc.known_on.contains(&nd) {
+            return true;
+        }
+        if !unique {
+            let inst = self.instance_of(ch);
+            let here = &self.running_tops[nd];
+            let from = here.partition_point(|&(t, _)| t < cl);
+            let mut active = here[from..].iter().take_while(|&&(t, _)| t == cl);
+            if active.any(|&(_, i)| i != inst) {
+                // Another instance is active there: only that one counts.
+                return rsc.running_on.is_empty() && rsc.known_on.is_empty();
+            }
+            if self.anonymous_known_on(cl, ch, nd) {
+                return true;
+            }
+        }
+        rsc.running_on.is_empty() && rsc.known_on.is_empty()
+    }
+
+    /// Whether any instance of anonymous clone `cl` has a history for the member
+    /// that `ch` is on `nd` (`anonymous_known_on`).
+    fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
+        let base = &self.c.resources[ch].base;
         let mut prims = Vec::new();
         for &inst in &self.c.resources[cl].children {
             prims.clear();
             self.c.primitives_of(inst, &mut prims);
-            if prims.iter().any(|&x| {
-                let r = &self.c.resources[x];
-                r.base == base && r.known_on.contains(&nd)
+            if prims.iter().any(|&p| {
+                self.c.resources[p].base == *base && self.c.resources[p].known_on.contains(&nd)
             }) {
                 return true;
             }
@@ -2489,6 +2507,7 @@ impl<'a> Solver<'a> {
             stop_reason: self.stop_reason,
             promotion_score: self.promotion_score,
             blocked_start: self.blocked_start,
+            unrunnable_start: self.unrunnable_start,
         }
     }
 
@@ -2567,6 +2586,7 @@ impl<'a> Solver<'a> {
                         {
                             self.blocked_start[p] = Some(nd);
                         }
+                        self.unrunnable_start[p] = Some(nd);
                         self.assigned[p] = None;
                         self.next_role[p] = Role::Stopped;
                         self.stop_reason[p] = Some(format!(
