@@ -1173,10 +1173,26 @@ impl<'a> Solver<'a> {
         if col.dependent_role != Role::Unknown && col.dependent_role != self.next_role[r] {
             return;
         }
-        if col.primary_role != Role::Unknown && col.primary_role != self.role_of(primary) {
+        // pcmk__group_apply_coloc_score: with a group as primary, a mandatory
+        // colocation follows its last member (the dependent cannot start until the
+        // whole group is up), any other its first (seed 11 #165: the last member
+        // could not be placed, so the dependent is banned everywhere).
+        let member = match self.c.resources[primary].kind {
+            Kind::Group => {
+                let ch = &self.c.resources[primary].children;
+                let m = if col.score >= INFINITY {
+                    ch.last()
+                } else {
+                    ch.first()
+                };
+                m.copied().unwrap_or(primary)
+            }
+            _ => primary,
+        };
+        if col.primary_role != Role::Unknown && col.primary_role != self.role_of(member) {
             return;
         }
-        let target = self.assigned_node(primary);
+        let target = self.assigned_node(member);
         self.apply_coloc_to_scores(r, target, col);
     }
 
@@ -2330,6 +2346,11 @@ impl<'a> Solver<'a> {
             self.priority[ch] = pr;
             self.sort_index[ch] = pr;
         }
+        // sort_promotable_instances marks the clone as merging from here until its
+        // instances are sorted: a merge that reaches it again stops there
+        // ("Breaking dependency loop", seed 13 #111: the tie-break by colocation
+        // would otherwise count the clone's own promotion preferences).
+        let was_merging = std::mem::replace(&mut self.merging[cl], true);
         // promotion_order: fold into the clone's node table, add colocated preferences.
         let mut table = self.allowed[cl].clone();
         for &ch in &children {
@@ -2396,6 +2417,7 @@ impl<'a> Solver<'a> {
             }
             self.cmp_instance(cl, a, b, &mut coloc_cache)
         });
+        self.merging[cl] = was_merging;
         self.child_order[cl] = order.clone();
         let mut promoted = 0;
         let mut per_node = vec![0usize; self.n];
