@@ -10,6 +10,8 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use super::ghash::{self, GHashLayout};
 use super::model::*;
@@ -90,8 +92,9 @@ pub struct Contribution {
     pub node: Option<NodeIx>,
     /// The score added.
     pub score: i64,
-    /// Where it came from (constraint id, `stickiness`, `fail-count`, ...).
-    pub reason: String,
+    /// Where it came from (constraint id, `stickiness`, `fail-count`, ...); shared
+    /// between the many contributions of one constraint.
+    pub reason: Arc<str>,
 }
 
 /// The assignment: where each resource goes and in which role.
@@ -125,6 +128,7 @@ struct Flags {
 const INFINITY_HACK: i64 = INFINITY * -100;
 
 /// Per-node sort keys of one `compare_nodes` sort.
+#[derive(Default)]
 struct NodeKeys {
     score: Vec<i64>,
     /// Remaining capacity, `k` values per node.
@@ -141,7 +145,8 @@ pub(crate) struct Solver<'a> {
     allocating: Vec<bool>,
     merging: Vec<bool>,
     next_role: Vec<Role>,
-    cols: Vec<Colocation>,
+    /// Shared, so that following a colocation does not copy its strings.
+    cols: Vec<Rc<Colocation>>,
     this_with: Vec<Vec<usize>>,
     with_this: Vec<Vec<usize>>,
     num_resources: Vec<u32>,
@@ -175,7 +180,9 @@ pub(crate) struct Solver<'a> {
     /// A spare node table (see `apply_coloc_to_scores`).
     scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
-    promo_cache: std::cell::RefCell<BTreeMap<(RscIx, NodeIx), Option<i64>>>,
+    /// Per node for one clone at a time (the clone, then per node `None` = not
+    /// looked up yet).
+    promo_cache: std::cell::RefCell<(RscIx, Vec<Option<Option<i64>>>)>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
@@ -183,6 +190,10 @@ pub(crate) struct Solver<'a> {
     /// Rank of each node name in `strcmp` order (the last tie-break of
     /// `compare_nodes`).
     name_rank: Vec<u32>,
+    /// The reason of the last contribution noted (see `note`).
+    last_reason: Arc<str>,
+    /// Reused buffers of `node_keys`.
+    keys_buf: std::cell::RefCell<NodeKeys>,
 }
 
 /// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
@@ -193,7 +204,8 @@ struct Layouts {
     tables: Vec<GHashLayout>,
     /// Iteration order of each layout.
     orders: Vec<Vec<NodeIx>>,
-    copy_memo: BTreeMap<u32, u32>,
+    /// `copy` of each layout (`u32::MAX`: not computed yet), indexed by layout.
+    copy_memo: Vec<u32>,
     insert_memo: BTreeMap<(u32, NodeIx), u32>,
     node_hash: Vec<u32>,
 }
@@ -206,7 +218,7 @@ impl Layouts {
     }
 
     fn copy(&mut self, l: u32) -> u32 {
-        if let Some(&c) = self.copy_memo.get(&l) {
+        if let Some(&c) = self.copy_memo.get(l as usize).filter(|&&c| c != u32::MAX) {
             return c;
         }
         let t = self.tables[l as usize].copy();
@@ -215,7 +227,10 @@ impl Layouts {
         } else {
             self.intern(t)
         };
-        self.copy_memo.insert(l, c);
+        if self.copy_memo.len() <= l as usize {
+            self.copy_memo.resize(l as usize + 1, u32::MAX);
+        }
+        self.copy_memo[l as usize] = c;
         c
     }
 
@@ -333,7 +348,7 @@ impl<'a> Solver<'a> {
             lay: Layouts {
                 tables: Vec::new(),
                 orders: Vec::new(),
-                copy_memo: BTreeMap::new(),
+                copy_memo: Vec::new(),
                 insert_memo: BTreeMap::new(),
                 node_hash: c
                     .nodes
@@ -346,7 +361,7 @@ impl<'a> Solver<'a> {
             child_order: vec![Vec::new(); r],
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
-            promo_cache: Default::default(),
+            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n])),
             scratch: Vec::new(),
             has_master_attr: c
                 .nodes
@@ -362,6 +377,8 @@ impl<'a> Solver<'a> {
                 }
                 rank
             },
+            last_reason: Arc::from(""),
+            keys_buf: Default::default(),
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -443,7 +460,7 @@ impl<'a> Solver<'a> {
     fn add_col(&mut self, col: Colocation) {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
-        self.cols.push(col);
+        self.cols.push(Rc::new(col));
         self.insert_this_with(d, i);
         self.insert_with_this(p, i);
     }
@@ -512,10 +529,15 @@ impl<'a> Solver<'a> {
     fn note(&mut self, r: RscIx, node: Option<NodeIx>, score: i64, reason: &str) {
         // Keep explanations bounded for very large clusters.
         if self.contributions[r].len() < 64 {
+            // Consecutive notes mostly share their reason (one constraint, many
+            // nodes or instances): one allocation for all of them.
+            if *self.last_reason != *reason {
+                self.last_reason = Arc::from(reason);
+            }
             self.contributions[r].push(Contribution {
                 node,
                 score,
-                reason: reason.to_string(),
+                reason: self.last_reason.clone(),
             });
         }
     }
@@ -646,9 +668,19 @@ impl<'a> Solver<'a> {
             }
             self.resource_location(i, Some(nd), r.stickiness, "stickiness");
         }
-        // Fail counts against migration-threshold.
-        for nd in 0..self.n {
-            for (i, r) in c.resources.iter().enumerate() {
+        // Fail counts against migration-threshold, node by node, resources in
+        // order; only the (node, resource) pairs with a fail count, sorted so.
+        let mut failed: Vec<(NodeIx, RscIx)> = c
+            .resources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.failcount.keys().map(move |&nd| (nd, i)))
+            .filter(|&(nd, _)| nd < self.n)
+            .collect();
+        failed.sort_unstable();
+        for (nd, i) in failed {
+            let r = &c.resources[i];
+            {
                 // Ignored failures do not count against the threshold either.
                 if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
                     continue;
@@ -847,11 +879,18 @@ impl<'a> Solver<'a> {
         // pcmk__copy_node_table of the incoming table.
         self.merge_copies += 1;
         let mut flags = flags;
+        let mut nodes = nodes;
         let mut work: Table = if flags.init {
             flags.init = false;
             self.allowed[r].clone()
         } else {
-            let mut w = nodes.clone().unwrap_or_else(|| vec![Score::NONE; self.n]);
+            // The incoming table is returned as it was only on a rollback.
+            let incoming = if flags.rollback {
+                nodes.clone()
+            } else {
+                nodes.take()
+            };
+            let mut w = incoming.unwrap_or_else(|| vec![Score::NONE; self.n]);
             self.add_matching(&mut w, r, attr, factor, flags.positive);
             w
         };
@@ -937,6 +976,7 @@ impl<'a> Solver<'a> {
         v.reverse();
         let keys = self.node_keys(&v, table);
         merge_sort(&mut v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer));
+        self.keys_buf.replace(keys);
         v
     }
 
@@ -948,15 +988,23 @@ impl<'a> Solver<'a> {
         let mut v = self.iter_order(r, table);
         v.reverse();
         let keys = self.node_keys(&v, table);
-        merge_sort_head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer))
+        let head = merge_sort_head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer));
+        self.keys_buf.replace(keys);
+        head
     }
 
     /// The keys `compare_nodes` looks at, gathered once per sort (a missing
-    /// capacity counts as 0, as in `capacity_cmp`).
+    /// capacity counts as 0, as in `capacity_cmp`), in the buffers of `keys_buf`
+    /// (only the entries of the nodes in `v` are written and read).
     fn node_keys(&self, v: &[NodeIx], table: &Table) -> NodeKeys {
         let k = self.remaining.first().map_or(0, Vec::len);
-        let mut score = vec![0i64; self.n];
-        let mut caps = vec![0i64; self.n * k];
+        let NodeKeys {
+            mut score,
+            mut caps,
+            ..
+        } = self.keys_buf.take();
+        score.resize(self.n, 0);
+        caps.resize(self.n * k, 0);
         for &nd in v {
             score[nd] = if self.node_ok[nd] {
                 table[nd].get().unwrap_or(-INFINITY)
@@ -1198,6 +1246,7 @@ impl<'a> Solver<'a> {
         }
         let by_uname = col.node_attribute == "#uname";
         let value = target
+            .filter(|_| !by_uname)
             .and_then(|t| self.attr(t, &col.node_attribute))
             .map(str::to_string);
         // A reused buffer: this runs for every instance a clone colocation touches.
@@ -1369,7 +1418,6 @@ impl<'a> Solver<'a> {
         if !self.has_influence(&col) {
             return;
         }
-        let before = self.allowed[r].clone();
         let f = Flags {
             init: false,
             forward: false,
@@ -1389,8 +1437,9 @@ impl<'a> Solver<'a> {
                 "{} colocated with it ({})",
                 self.c.resources[col.dependent].id, col.id
             );
+            // `merge` does not change `r`'s own table: it is still the one before.
             for nd in 0..self.n {
-                if let (Some(a), Some(b)) = (before[nd].get(), t[nd].get()) {
+                if let (Some(a), Some(b)) = (self.allowed[r][nd].get(), t[nd].get()) {
                     if a != b {
                         self.note(r, Some(nd), b.saturating_sub(a), &label);
                     }
@@ -1716,17 +1765,17 @@ impl<'a> Solver<'a> {
         }
     }
 
+    /// Whether any primitive under (and including) `r` is active.
     fn is_active(&self, r: RscIx) -> bool {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.iter()
-            .any(|&x| !self.c.resources[x].running_on.is_empty())
+        let rsc = &self.c.resources[r];
+        (rsc.is_primitive() && !rsc.running_on.is_empty())
+            || rsc.children.iter().any(|&ch| self.is_active(ch))
     }
 
+    /// Whether any primitive under (and including) `r` has failed.
     fn is_failed(&self, r: RscIx) -> bool {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.iter().any(|&x| self.c.resources[x].failed)
+        let rsc = &self.c.resources[r];
+        (rsc.is_primitive() && rsc.failed) || rsc.children.iter().any(|&ch| self.is_failed(ch))
     }
 
     /// Promotion score of instance `ch` on `nd` (`promotion_score`).
@@ -1750,6 +1799,10 @@ impl<'a> Solver<'a> {
         if !unique {
             // An anonymous instance only scores where it is active, or where no
             // other instance is active while it is inactive everywhere.
+            let me_here = rsc.running_on.contains(&nd);
+            if !me_here && !rsc.running_on.is_empty() {
+                return not_set;
+            }
             let inst = self.instance_of(ch);
             let here = &self.running_tops[nd];
             let from = here.partition_point(|&(t, _)| t < cl);
@@ -1757,7 +1810,6 @@ impl<'a> Solver<'a> {
                 .iter()
                 .take_while(|&&(t, _)| t == cl)
                 .any(|&(_, i)| i != inst);
-            let me_here = rsc.running_on.contains(&nd);
             if !me_here && (here_other || !rsc.running_on.is_empty()) {
                 return not_set;
             }
@@ -1769,8 +1821,11 @@ impl<'a> Solver<'a> {
         // the same names on a node: remember the answer per (clone, node).
         let shared = !unique && rsc.history_name.is_none() && rsc.parent == Some(cl);
         if shared {
-            if let Some(v) = self.promo_cache.borrow().get(&(cl, nd)) {
-                return v.unwrap_or(not_set);
+            let cache = self.promo_cache.borrow();
+            if cache.0 == cl {
+                if let Some(v) = cache.1[nd] {
+                    return v.unwrap_or(not_set);
+                }
             }
         }
         let mut key = String::with_capacity(rsc.base.len() + 16);
@@ -1794,7 +1849,12 @@ impl<'a> Solver<'a> {
                 .or_else(|| lookup(&rsc.base, ":0"))
         };
         if shared {
-            self.promo_cache.borrow_mut().insert((cl, nd), found);
+            let mut cache = self.promo_cache.borrow_mut();
+            if cache.0 != cl {
+                cache.0 = cl;
+                cache.1.iter_mut().for_each(|v| *v = None);
+            }
+            cache.1[nd] = Some(found);
         }
         found.unwrap_or(not_set)
     }
@@ -1892,6 +1952,19 @@ impl<'a> Solver<'a> {
         v
     }
 
+    /// How many nodes `active_nodes(ch)` has, and its first: without collecting
+    /// them for a primitive instance (the common case; `cmp_instance` asks often).
+    fn active_summary(&self, ch: RscIx) -> (usize, Option<NodeIx>) {
+        let rsc = &self.c.resources[ch];
+        if rsc.is_primitive() && rsc.children.is_empty() {
+            let on = &rsc.running_on;
+            let distinct = (0..on.len()).filter(|&i| !on[..i].contains(&on[i])).count();
+            return (distinct, on.first().copied());
+        }
+        let v = self.active_nodes(ch);
+        (v.len(), v.first().copied())
+    }
+
     /// `cmp_instance_by_colocation`: the parent's colocations applied to a table
     /// holding only the instance's current node.
     fn instance_colocation_score(&mut self, cl: RscIx, cur: NodeIx) -> i64 {
@@ -1944,9 +2017,9 @@ impl<'a> Solver<'a> {
         b: RscIx,
         coloc_cache: &mut BTreeMap<NodeIx, i64>,
     ) -> Ordering {
-        let (na, nb) = (self.active_nodes(a), self.active_nodes(b));
-        if !na.is_empty() && !nb.is_empty() && na.len() != nb.len() {
-            return na.len().cmp(&nb.len());
+        let (na, nb) = (self.active_summary(a), self.active_summary(b));
+        if na.0 != 0 && nb.0 != 0 && na.0 != nb.0 {
+            return na.0.cmp(&nb.0);
         }
         let allowed = |s: &Self, r: RscIx, nd: Option<&NodeIx>| -> (bool, Option<NodeIx>) {
             match nd {
@@ -1957,8 +2030,8 @@ impl<'a> Solver<'a> {
                 },
             }
         };
-        let (can1, n1) = allowed(self, a, na.first());
-        let (can2, n2) = allowed(self, b, nb.first());
+        let (can1, n1) = allowed(self, a, na.1.as_ref());
+        let (can2, n2) = allowed(self, b, nb.1.as_ref());
         if can1 != can2 {
             return if can1 {
                 Ordering::Less
@@ -2195,9 +2268,14 @@ impl<'a> Solver<'a> {
     }
 
     fn first_primitive(&self, r: RscIx) -> RscIx {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.first().copied().unwrap_or(r)
+        // The first of `primitives_of` (pre-order), without collecting them.
+        fn first(c: &Cluster, r: RscIx) -> Option<RscIx> {
+            if c.resources[r].is_primitive() {
+                return Some(r);
+            }
+            c.resources[r].children.iter().find_map(|&ch| first(c, ch))
+        }
+        first(self.c, r).unwrap_or(r)
     }
 
     fn instance_tables(&self, ch: RscIx) -> Vec<RscIx> {

@@ -841,7 +841,7 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
                 let _ = writeln!(s, "  {}: not allowed{}", node.name, avail);
             }
         }
-        let mut per: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per: BTreeMap<std::sync::Arc<str>, i64> = BTreeMap::new();
         let mut list: Vec<&Contribution> = Vec::new();
         for x in &a.contributions[r] {
             if x.node.is_none() || x.node == Some(nd) {

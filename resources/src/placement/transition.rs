@@ -331,7 +331,8 @@ struct Builder<'a> {
     c: &'a Cluster,
     a: &'a Assignment,
     actions: Vec<GraphAction>,
-    index: HashMap<(String, Option<NodeIx>), usize>,
+    /// Actions by node, then key (looked up by `&str`, without a copy of the key).
+    index: HashMap<Option<NodeIx>, HashMap<String, usize>>,
     edges: BTreeSet<(usize, usize)>,
     /// Per primitive: its actions by task.
     by_rsc: BTreeMap<RscIx, Vec<usize>>,
@@ -355,7 +356,7 @@ impl<'a> Builder<'a> {
         node: Option<NodeIx>,
         kind: ActionKind,
     ) -> usize {
-        if let Some(&i) = self.index.get(&(key.clone(), node)) {
+        if let Some(&i) = self.index.get(&node).and_then(|m| m.get(&key)) {
             return i;
         }
         let i = self.actions.len();
@@ -368,7 +369,7 @@ impl<'a> Builder<'a> {
             kind,
             target_rc: None,
         });
-        self.index.insert((key, node), i);
+        self.index.entry(node).or_default().insert(key, i);
         if let Some(r) = rsc {
             self.by_rsc.entry(r).or_default().push(i);
         }
@@ -385,15 +386,11 @@ impl<'a> Builder<'a> {
     }
 
     fn find(&self, key: &str, node: Option<NodeIx>) -> Option<usize> {
-        if self
-            .index
-            .get(&(key.to_string(), node))
-            .map(|i| self.removed.contains(i))
-            .unwrap_or(false)
-        {
+        let i = self.index.get(&node).and_then(|m| m.get(key)).copied();
+        if i.map(|i| self.removed.contains(&i)).unwrap_or(false) {
             return None;
         }
-        self.index.get(&(key.to_string(), node)).copied()
+        i
     }
 
     fn edge(&mut self, before: usize, after: usize) {
