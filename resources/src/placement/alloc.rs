@@ -406,21 +406,18 @@ impl<'a> Solver<'a> {
             }
         }
         s.layout_of = vec![l; r];
-        // Utilization keys, interned.
-        let mut keys: Vec<String> = c
+        // Utilization keys, interned (sorted, distinct; borrowed, not copied).
+        let keys: Vec<&str> = c
             .nodes
             .iter()
-            .flat_map(|n| n.capacity.keys().cloned())
-            .chain(
-                c.resources
-                    .iter()
-                    .flat_map(|r| r.utilization.keys().cloned()),
-            )
+            .flat_map(|n| n.capacity.keys())
+            .chain(c.resources.iter().flat_map(|r| r.utilization.keys()))
+            .map(String::as_str)
+            .collect::<std::collections::BTreeSet<&str>>()
+            .into_iter()
             .collect();
-        keys.sort();
-        keys.dedup();
         let dense = |m: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
-            keys.iter().map(|k| m.get(k).copied()).collect()
+            keys.iter().map(|k| m.get(*k).copied()).collect()
         };
         s.remaining = c.nodes.iter().map(|n| dense(&n.capacity)).collect();
         s.util = c.resources.iter().map(|r| dense(&r.utilization)).collect();
@@ -1502,6 +1499,7 @@ impl<'a> Solver<'a> {
                 }
             }
         };
+        let mut next: Vec<RscIx> = Vec::new();
         while let Some(x) = stack.pop() {
             let rx = &self.c.resources[x];
             if rx.is_primitive() && (x == r || self.provisional[x]) {
@@ -1517,7 +1515,7 @@ impl<'a> Solver<'a> {
                     }
                 }
             }
-            let mut next: Vec<RscIx> = Vec::new();
+            next.clear();
             if rx.kind == Kind::Group {
                 next.extend(rx.children.iter().copied());
             }
@@ -1545,7 +1543,7 @@ impl<'a> Solver<'a> {
                     next.push(other);
                 }
             }
-            for y in next {
+            for &y in &next {
                 if !seen.contains(&y) {
                     seen.push(y);
                     stack.push(y);

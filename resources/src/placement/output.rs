@@ -150,13 +150,26 @@ fn display_role(c: &Cluster, r: RscIx, role: Role) -> Role {
     }
 }
 
-fn rows_initial(c: &Cluster) -> Vec<Row> {
+/// Each primitive's path (empty for the others), built once for both placements.
+fn paths(c: &Cluster) -> Vec<String> {
+    (0..c.resources.len())
+        .map(|r| {
+            if c.resources[r].is_primitive() {
+                path_of(c, r)
+            } else {
+                String::new()
+            }
+        })
+        .collect()
+}
+
+fn rows_initial(c: &Cluster, paths: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
             continue;
         }
-        let path = path_of(c, r);
+        let path = paths[r].clone();
         let fl = flags(c, r, false);
         if rsc.running_on.is_empty() {
             rows.push(Row {
@@ -321,7 +334,12 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
     }
 }
 
-fn rows_revised(c: &Cluster, a: &Assignment, revised_role: &[Role]) -> Vec<Row> {
+fn rows_revised(
+    c: &Cluster,
+    a: &Assignment,
+    revised_role: &[Role],
+    mut paths: Vec<String>,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
@@ -334,7 +352,7 @@ fn rows_revised(c: &Cluster, a: &Assignment, revised_role: &[Role]) -> Vec<Row> 
                 continue;
             }
         }
-        let path = path_of(c, r);
+        let path = std::mem::take(&mut paths[r]);
         let fl = flags(c, r, true);
         if !rsc.managed {
             if rsc.running_on.is_empty() {
@@ -708,9 +726,10 @@ pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
         Transition::default()
     };
     let revised_role = revised_roles(c, &a, &restart);
+    let paths = paths(c);
     Outcome {
-        initial: rows_initial(c),
-        placement: rows_revised(c, &a, &revised_role),
+        initial: rows_initial(c, &paths),
+        placement: rows_revised(c, &a, &revised_role, paths),
         actions: actions(c, &a, &restart),
         transition,
         assignment: a,
