@@ -127,6 +127,16 @@ struct Flags {
 
 const INFINITY_HACK: i64 = INFINITY * -100;
 
+/// What `cmp_resources` compares of a resource: the merged weight on its current
+/// node, and the merged weights in the sorted node order, as the (position, weight)
+/// pairs of the weights that are not 0 (most are 0: comparing two resources walks
+/// only these).
+#[derive(Clone)]
+struct SortKey {
+    cur: i64,
+    nonzero: Vec<(usize, i64)>,
+}
+
 /// Per-node sort keys of one `compare_nodes` sort.
 #[derive(Default)]
 struct NodeKeys {
@@ -1140,7 +1150,7 @@ impl<'a> Solver<'a> {
         a: RscIx,
         b: RscIx,
         nodes: &[NodeIx],
-        cache: &mut [Option<Table>],
+        cache: &mut [Option<SortKey>],
     ) -> Ordering {
         let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
         if pa != pb {
@@ -1157,32 +1167,47 @@ impl<'a> Solver<'a> {
                 let t = self
                     .merge(r, None, "#uname", 1.0, f)
                     .unwrap_or_else(|| vec![Score::NONE; self.n]);
-                cache[r] = Some(t);
+                let cur = match self.current_node(r) {
+                    Some(nd) => t[nd].get().unwrap_or(-INFINITY),
+                    None => -INFINITY,
+                };
+                let nonzero = nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &nd)| (k, t[nd].get().unwrap_or(-INFINITY)))
+                    .filter(|&(_, w)| w != 0)
+                    .collect();
+                cache[r] = Some(SortKey { cur, nonzero });
             }
         }
-        let (Some(ta), Some(tb)) = (&cache[a], &cache[b]) else {
-            unreachable!("both tables were just cached")
+        let (Some(ka), Some(kb)) = (&cache[a], &cache[b]) else {
+            unreachable!("both keys were just cached")
         };
-        let cur = |r: RscIx, t: &Table| -> i64 {
-            match self.current_node(r) {
-                Some(nd) => t[nd].get().unwrap_or(-INFINITY),
-                None => -INFINITY,
-            }
-        };
-        let (ca, cb) = (cur(a, ta), cur(b, tb));
+        let (ca, cb) = (ka.cur, kb.cur);
         if ca != cb {
             return cb.cmp(&ca);
         }
-        for &nd in nodes {
-            let (x, y) = (
-                ta[nd].get().unwrap_or(-INFINITY),
-                tb[nd].get().unwrap_or(-INFINITY),
-            );
+        // The weights in `nodes` order, higher first, up to the first difference:
+        // walk the two lists of non-zero weights (every other weight is 0).
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let x = ka.nonzero.get(i).copied();
+            let y = kb.nonzero.get(j).copied();
+            let (x, y) = match (x, y) {
+                (None, None) => return Ordering::Equal,
+                (Some((p, x)), Some((q, y))) if p == q => {
+                    i += 1;
+                    j += 1;
+                    (x, y)
+                }
+                (Some((p, x)), Some((q, _))) if p < q => (x, 0),
+                (Some((_, x)), None) => (x, 0),
+                (_, Some((_, y))) => (0, y),
+            };
             if x != y {
                 return y.cmp(&x);
             }
         }
-        Ordering::Equal
     }
 
     // ---------------------------------------------------------------- assignment
@@ -2511,9 +2536,9 @@ impl<'a> Solver<'a> {
         // Stable merge sort like g_list_sort.
         // Pacemaker sorts only when a utilization-aware strategy is in use.
         if c.options.strategy != Strategy::Default {
-            // Merged tables per resource, computed on first use (dropped after the
-            // sort: they are only sort keys).
-            let mut cache: Vec<Option<Table>> = vec![None; c.resources.len()];
+            // Sort keys of the merged tables per resource, computed on first use
+            // (dropped after the sort).
+            let mut cache: Vec<Option<SortKey>> = vec![None; c.resources.len()];
             let mut keyed: Vec<RscIx> = order.clone();
             merge_sort(&mut keyed, &mut |a, b| {
                 self.cmp_resources(a, b, &nodes, &mut cache)
