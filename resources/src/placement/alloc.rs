@@ -127,6 +127,9 @@ struct Flags {
 
 const INFINITY_HACK: i64 = INFINITY * -100;
 
+/// `Solver::promo_cache`.
+type PromoCache = (RscIx, Vec<Option<Option<i64>>>, Vec<Option<Option<i64>>>);
+
 /// What `cmp_resources` compares of a resource: the merged weight on its current
 /// node, and the merged weights in the sorted node order, as the (position, weight)
 /// pairs of the weights that are not 0 (most are 0: comparing two resources walks
@@ -190,9 +193,10 @@ pub(crate) struct Solver<'a> {
     /// A spare node table (see `apply_coloc_to_scores`).
     scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
-    /// Per node for one clone at a time (the clone, then per node `None` = not
-    /// looked up yet).
-    promo_cache: std::cell::RefCell<(RscIx, Vec<Option<Option<i64>>>)>,
+    /// Per node for one clone at a time: the clone, then per node the attribute
+    /// found and the whole answer for an inactive instance (`None` = not looked
+    /// up yet).
+    promo_cache: std::cell::RefCell<PromoCache>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
@@ -371,7 +375,7 @@ impl<'a> Solver<'a> {
             child_order: vec![Vec::new(); r],
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
-            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n])),
+            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n], vec![None; n])),
             scratch: Vec::new(),
             has_master_attr: c
                 .nodes
@@ -1843,6 +1847,39 @@ impl<'a> Solver<'a> {
         }
         let cl = self.c.top_of(ch);
         let (unique, ..) = self.clone_params(cl);
+        // Every inactive instance without history of an anonymous clone gets the
+        // same answer on a node (it is not among the active instances, and looks up
+        // the same names): remember it per (clone, node). `i64::MIN` (never a
+        // score) asks for the answer itself.
+        if !unique
+            && not_set != i64::MIN
+            && rsc.running_on.is_empty()
+            && rsc.history_name.is_none()
+            && rsc.parent == Some(cl)
+        {
+            let cached = {
+                let cache = self.promo_cache.borrow();
+                if cache.0 == cl {
+                    cache.2[nd]
+                } else {
+                    None
+                }
+            };
+            let v = match cached {
+                Some(v) => v,
+                None => {
+                    let v = self.promotion_attr(ch, nd, i64::MIN);
+                    let v = (v != i64::MIN).then_some(v);
+                    let mut cache = self.promo_cache.borrow_mut();
+                    if cache.0 != cl {
+                        *cache = (cl, vec![None; self.n], vec![None; self.n]);
+                    }
+                    cache.2[nd] = Some(v);
+                    v
+                }
+            };
+            return v.unwrap_or(not_set);
+        }
         if !unique {
             // An anonymous instance only scores where it is active, or where no
             // other instance is active while it is inactive everywhere.
@@ -1898,8 +1935,7 @@ impl<'a> Solver<'a> {
         if shared {
             let mut cache = self.promo_cache.borrow_mut();
             if cache.0 != cl {
-                cache.0 = cl;
-                cache.1.iter_mut().for_each(|v| *v = None);
+                *cache = (cl, vec![None; self.n], vec![None; self.n]);
             }
             cache.1[nd] = Some(found);
         }
