@@ -723,7 +723,7 @@ impl<'a> Solver<'a> {
     // ---------------------------------------------------------------- merging
 
     fn is_available(&self, nd: NodeIx, w: i64) -> bool {
-        w >= 0 && node_available(self.node(nd))
+        w >= 0 && self.node_ok[nd]
     }
 
     fn any_available(&self, t: &Table) -> bool {
@@ -745,7 +745,7 @@ impl<'a> Solver<'a> {
             // Node names are unique: only the node itself matches.
             if let Some(nd) = value.and_then(|v| self.uname_ix(v)) {
                 return match self.allowed[r][nd].get() {
-                    Some(w) if w > -INFINITY && node_available(self.node(nd)) => w,
+                    Some(w) if w > -INFINITY && self.node_ok[nd] => w,
                     _ => -INFINITY,
                 };
             }
@@ -754,7 +754,7 @@ impl<'a> Solver<'a> {
         let mut best = -INFINITY;
         for (nd, w) in self.allowed[r].iter().enumerate() {
             if let Some(w) = w.get() {
-                if w > best && node_available(self.node(nd)) && self.attr(nd, attr) == value {
+                if w > best && self.node_ok[nd] && self.attr(nd, attr) == value {
                     best = w;
                 }
             }
@@ -1062,8 +1062,8 @@ impl<'a> Solver<'a> {
         self.cmp_equal_scores(a, b, prefer, || {
             let k = keys.k;
             let mut result = 0i32;
-            for j in 0..k {
-                let (va, vb) = (keys.caps[a * k + j], keys.caps[b * k + j]);
+            let (ca, cb) = (&keys.caps[a * k..][..k], &keys.caps[b * k..][..k]);
+            for (&va, &vb) in ca.iter().zip(cb) {
                 if va > vb {
                     result -= 1;
                 } else if va < vb {
@@ -1695,7 +1695,7 @@ impl<'a> Solver<'a> {
                     .parent
                     .map(|p| matches!(self.c.resources[p].kind, Kind::Clone { unique: true, .. }))
                     .unwrap_or(false);
-                if !unique_instance && bw > 0 && node_available(self.node(b)) {
+                if !unique_instance && bw > 0 && self.node_ok[b] {
                     if let Some(run) = current {
                         if table[run]
                             .get()
@@ -1971,7 +1971,7 @@ impl<'a> Solver<'a> {
                 };
                 for t in targets {
                     for nd in 0..self.n {
-                        if self.allowed[t][nd].is_none() || !node_available(self.node(nd)) {
+                        if self.allowed[t][nd].is_none() || !self.node_ok[nd] {
                             continue;
                         }
                         let sc = self.promotion_attr(t, nd, 0);
@@ -2132,7 +2132,7 @@ impl<'a> Solver<'a> {
             (Some(_), None) => return Ordering::Less,
             (Some(x), Some(y)) => (x, y),
         };
-        let (c1, c2) = (node_available(self.node(n1)), node_available(self.node(n2)));
+        let (c1, c2) = (self.node_ok[n1], self.node_ok[n2]);
         if c1 != c2 {
             return if c1 {
                 Ordering::Less
@@ -2206,7 +2206,7 @@ impl<'a> Solver<'a> {
     fn distribute(&mut self, cl: RscIx, order: &[RscIx], max: usize, node_max: usize) {
         self.count[cl] = vec![0; self.n];
         let avail = (0..self.n)
-            .filter(|&nd| self.allowed[cl][nd].is_some() && node_available(self.node(nd)))
+            .filter(|&nd| self.allowed[cl][nd].is_some() && self.node_ok[nd])
             .count();
         let all_coloc = max < avail;
         let loop_max = max.checked_div(avail).unwrap_or(1).max(1);
@@ -2221,7 +2221,7 @@ impl<'a> Solver<'a> {
             if !self.provisional[ch] || self.is_failed(ch) {
                 continue;
             }
-            if !node_available(self.node(cur)) {
+            if !self.node_ok[cur] {
                 continue;
             }
             if self.allowed[cl][cur].is_some() && self.count[cl][cur] as usize >= loop_max {
@@ -2298,7 +2298,7 @@ impl<'a> Solver<'a> {
         // can_run_instance on every allowed node.
         let targets = self.instance_tables(ch);
         for nd in 0..self.n {
-            let ok_node = node_available(self.node(nd));
+            let ok_node = self.node_ok[nd];
             let parent_w = self.allowed[cl][nd].get();
             for &t in &targets {
                 if self.allowed[t][nd].is_none() {
@@ -2935,18 +2935,22 @@ fn merge_sort_head_of<T: Copy, F: FnMut(T, T) -> Ordering>(
     live: &impl Fn(T) -> bool,
     cmp: &mut F,
 ) -> Option<T> {
-    match v.len() {
-        0 => None,
-        1 => live(v[0]).then_some(v[0]),
+    let (l, r) = match v.len() {
+        0 => return None,
+        1 => return live(v[0]).then_some(v[0]),
+        // Two leaves at once (the same split: one on each side).
+        2 => (live(v[0]).then_some(v[0]), live(v[1]).then_some(v[1])),
         len => {
             let mid = len / 2;
-            let l = merge_sort_head_of(&v[..mid], live, cmp);
-            let r = merge_sort_head_of(&v[mid..], live, cmp);
-            match (l, r) {
-                (Some(l), Some(r)) => Some(if cmp(l, r) != Ordering::Greater { l } else { r }),
-                (l, r) => l.or(r),
-            }
+            (
+                merge_sort_head_of(&v[..mid], live, cmp),
+                merge_sort_head_of(&v[mid..], live, cmp),
+            )
         }
+    };
+    match (l, r) {
+        (Some(l), Some(r)) => Some(if cmp(l, r) != Ordering::Greater { l } else { r }),
+        (l, r) => l.or(r),
     }
 }
 

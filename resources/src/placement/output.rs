@@ -164,7 +164,7 @@ fn paths(c: &Cluster) -> Vec<String> {
 }
 
 fn rows_initial(c: &Cluster, paths: &[String]) -> Vec<Row> {
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(c.resources.len());
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
             continue;
@@ -340,7 +340,7 @@ fn rows_revised(
     revised_role: &[Role],
     mut paths: Vec<String>,
 ) -> Vec<Row> {
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(c.resources.len());
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
