@@ -8,7 +8,7 @@ use halyard_resources::Error;
 fn cib(resources: &str, constraints: &str, status: &str) -> String {
     format!(
         r#"<cib have-quorum="1" dc-uuid="1"><configuration><crm_config><cluster_property_set id="o">
-<nvpair id="o1" name="stonith-enabled" value="false"/></cluster_property_set></crm_config>
+<nvpair id="o-stonith" name="stonith-enabled" value="false"/></cluster_property_set></crm_config>
 <nodes><node id="1" uname="n1"/><node id="2" uname="n2"/></nodes>
 <resources>{resources}</resources><constraints>{constraints}</constraints></configuration>
 <status>
@@ -52,6 +52,35 @@ fn unknown_resource_in_constraint_names_the_constraint() {
     assert_eq!(invalid_element(&t), r#"<rsc_colocation id="c1">"#);
     let t = cib(TWO, r#"<rsc_order id="o1" first="zz" then="a"/>"#, "");
     assert_eq!(invalid_element(&t), r#"<rsc_order id="o1">"#);
+}
+
+#[test]
+fn duplicate_id_names_both_elements() {
+    // A constraint sharing its id with an nvpair: Pacemaker's schema rejects it.
+    let t = cib(TWO, r#"<rsc_order id="o-stonith" first="a" then="b"/>"#, "");
+    let e = placement::read_cib(&t, None).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::CibInvalid { element, .. } if element == r#"<rsc_order id="o-stonith">"#),
+        "{e:?}"
+    );
+    assert!(msg.contains(r#"<nvpair id="o-stonith">"#), "{msg}");
+    // Two resources with one id.
+    let t = cib(
+        r#"<primitive id="a" class="ocf" provider="pacemaker" type="Dummy"/>
+<group id="g"><primitive id="a" class="ocf" provider="pacemaker" type="Dummy"/></group>"#,
+        "",
+        "",
+    );
+    assert_eq!(invalid_element(&t), r#"<primitive id="a">"#);
+    // References are not definitions: a resource set naming a resource, a node
+    // whose id equals its name.
+    let t = cib(
+        TWO,
+        r#"<rsc_order id="o1"><resource_set id="s1"><resource_ref id="a"/><resource_ref id="b"/></resource_set></rsc_order>"#,
+        "",
+    );
+    placement::read_cib(&t, None).unwrap();
 }
 
 #[test]

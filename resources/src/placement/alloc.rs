@@ -115,6 +115,9 @@ pub struct Assignment {
     /// The node a stopped resource was assigned to before a mandatory order left its
     /// start unrunnable (crm_simulate still lists that start, "blocked").
     pub blocked_start: Vec<Option<NodeIx>>,
+    /// The node a resource was assigned to before a mandatory order made its start
+    /// there unrunnable (every such case, listed or not).
+    pub unrunnable_start: Vec<Option<NodeIx>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -128,7 +131,7 @@ struct Flags {
 const INFINITY_HACK: i64 = INFINITY * -100;
 
 /// `Solver::promo_cache`.
-type PromoCache = (RscIx, Vec<Option<Option<i64>>>, Vec<Option<Option<i64>>>);
+type PromoCache = (RscIx, Vec<Option<Option<i64>>>);
 
 /// What `cmp_resources` compares of a resource: the merged weight on its current
 /// node, and the merged weights in the sorted node order, as the (position, weight)
@@ -171,6 +174,7 @@ pub(crate) struct Solver<'a> {
     contributions: Vec<Vec<Contribution>>,
     stop_reason: Vec<Option<String>>,
     blocked_start: Vec<Option<NodeIx>>,
+    unrunnable_start: Vec<Option<NodeIx>>,
     priority: Vec<i64>,
     sort_index: Vec<i64>,
     promotion_score: Vec<Option<i64>>,
@@ -193,9 +197,8 @@ pub(crate) struct Solver<'a> {
     /// A spare node table (see `apply_coloc_to_scores`).
     scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
-    /// Per node for one clone at a time: the clone, then per node the attribute
-    /// found and the whole answer for an inactive instance (`None` = not looked
-    /// up yet).
+    /// Per node for one clone at a time (the clone, then per node `None` = not
+    /// looked up yet).
     promo_cache: std::cell::RefCell<PromoCache>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
@@ -208,6 +211,8 @@ pub(crate) struct Solver<'a> {
     last_reason: Arc<str>,
     /// Reused buffers of `node_keys`.
     keys_buf: std::cell::RefCell<NodeKeys>,
+    /// `anonymous_known_on`'s nodes per (clone, member name).
+    known_on_cache: std::cell::RefCell<BTreeMap<(RscIx, &'a str), Vec<bool>>>,
 }
 
 /// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
@@ -339,6 +344,7 @@ impl<'a> Solver<'a> {
             contributions: vec![Vec::new(); r],
             stop_reason: vec![None; r],
             blocked_start: vec![None; r],
+            unrunnable_start: vec![None; r],
             priority: c.resources.iter().map(|x| x.priority).collect(),
             sort_index: vec![0; r],
             promotion_score: vec![None; r],
@@ -375,7 +381,7 @@ impl<'a> Solver<'a> {
             child_order: vec![Vec::new(); r],
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
-            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n], vec![None; n])),
+            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n])),
             scratch: Vec::new(),
             has_master_attr: c
                 .nodes
@@ -393,6 +399,7 @@ impl<'a> Solver<'a> {
             },
             last_reason: Arc::from(""),
             keys_buf: Default::default(),
+            known_on_cache: Default::default(),
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -773,6 +780,10 @@ impl<'a> Solver<'a> {
         let by_uname = attr == "#uname";
         for nd in 0..self.n {
             let Some(cur) = work[nd].get() else { continue };
+            if cur == INFINITY_HACK {
+                // Marked unusable by an earlier level.
+                continue;
+            }
             // Node names are unique, so by `#uname` only the node itself matches.
             let sc = if by_uname {
                 match self.allowed[r][nd].get() {
@@ -802,10 +813,10 @@ impl<'a> Solver<'a> {
                 };
             }
             let new = score::add(w, cur);
-            if only_positive && new < 0 {
-                if cur > 0 {
-                    work[nd].set(Some(INFINITY_HACK));
-                }
+            // `add_node_scores_matching_attr`: only a node that was positive or
+            // zero is kept from going negative; one already negative takes it.
+            if only_positive && new < 0 && cur > 0 {
+                work[nd].set(Some(INFINITY_HACK));
                 continue;
             }
             if only_positive && new < 0 && cur == 0 {
@@ -1776,8 +1787,12 @@ impl<'a> Solver<'a> {
         for ci in std::mem::take(&mut self.this_with[g]) {
             self.insert_this_with(first, ci);
         }
-        let wt = std::mem::take(&mut self.with_this[g]);
-        self.with_this[last].extend(wt);
+        // The "with this" ones reach the last member the same way (one sorted
+        // insert each): crm_simulate's trace of seed 10 #197 walks "with rsc3" as
+        // col1, col8 while grp1's own list had them as col8, col1.
+        for ci in std::mem::take(&mut self.with_this[g]) {
+            self.insert_with_this(last, ci);
+        }
         let mut group_node = None;
         for (i, &ch) in children.iter().enumerate() {
             let nd = self.assign(ch, prefer);
@@ -1845,60 +1860,12 @@ impl<'a> Solver<'a> {
             }
             return if any { total } else { not_set };
         }
+        if !self.has_master_attr[nd] {
+            return not_set;
+        }
         let cl = self.c.top_of(ch);
         let (unique, ..) = self.clone_params(cl);
-        // Every inactive instance without history of an anonymous clone gets the
-        // same answer on a node (it is not among the active instances, and looks up
-        // the same names): remember it per (clone, node). `i64::MIN` (never a
-        // score) asks for the answer itself.
-        if !unique
-            && not_set != i64::MIN
-            && rsc.running_on.is_empty()
-            && rsc.history_name.is_none()
-            && rsc.parent == Some(cl)
-        {
-            let cached = {
-                let cache = self.promo_cache.borrow();
-                if cache.0 == cl {
-                    cache.2[nd]
-                } else {
-                    None
-                }
-            };
-            let v = match cached {
-                Some(v) => v,
-                None => {
-                    let v = self.promotion_attr(ch, nd, i64::MIN);
-                    let v = (v != i64::MIN).then_some(v);
-                    let mut cache = self.promo_cache.borrow_mut();
-                    if cache.0 != cl {
-                        *cache = (cl, vec![None; self.n], vec![None; self.n]);
-                    }
-                    cache.2[nd] = Some(v);
-                    v
-                }
-            };
-            return v.unwrap_or(not_set);
-        }
-        if !unique {
-            // An anonymous instance only scores where it is active, or where no
-            // other instance is active while it is inactive everywhere.
-            let me_here = rsc.running_on.contains(&nd);
-            if !me_here && !rsc.running_on.is_empty() {
-                return not_set;
-            }
-            let inst = self.instance_of(ch);
-            let here = &self.running_tops[nd];
-            let from = here.partition_point(|&(t, _)| t < cl);
-            let here_other = here[from..]
-                .iter()
-                .take_while(|&&(t, _)| t == cl)
-                .any(|&(_, i)| i != inst);
-            if !me_here && (here_other || !rsc.running_on.is_empty()) {
-                return not_set;
-            }
-        }
-        if !self.has_master_attr[nd] {
+        if !self.promotion_score_applies(ch, cl, unique, nd) {
             return not_set;
         }
         // Every inactive instance without history of an anonymous clone looks up
@@ -1935,11 +1902,73 @@ impl<'a> Solver<'a> {
         if shared {
             let mut cache = self.promo_cache.borrow_mut();
             if cache.0 != cl {
-                *cache = (cl, vec![None; self.n], vec![None; self.n]);
+                *cache = (cl, vec![None; self.n]);
             }
             cache.1[nd] = Some(found);
         }
         found.unwrap_or(not_set)
+    }
+
+    /// Whether instance (member) `ch` of clone `cl` counts its promotion score on
+    /// `nd` (`promotion_score_applies`, `filter_anonymous_instance` in 2.1.5): an
+    /// anonymous instance active there does, and when no instance is active there,
+    /// so does every instance if one of them has a history there; otherwise an
+    /// instance counts where it runs or has a history, and everywhere when it has
+    /// no history at all. Never on a node it is not allowed on.
+    fn promotion_score_applies(&self, ch: RscIx, cl: RscIx, unique: bool, nd: NodeIx) -> bool {
+        if !matches!(self.allowed[ch][nd].get(), Some(w) if w >= 0) {
+            return false;
+        }
+        let rsc = &self.c.resources[ch];
+        if rsc.running_on.contains(&nd) || rsc.known_on.contains(&nd) {
+            return true;
+        }
+        if !unique {
+            let inst = self.instance_of(ch);
+            let here = &self.running_tops[nd];
+            let from = here.partition_point(|&(t, _)| t < cl);
+            let mut active = here[from..].iter().take_while(|&&(t, _)| t == cl);
+            if active.any(|&(_, i)| i != inst) {
+                // Another instance is active there: only that one counts.
+                return rsc.running_on.is_empty() && rsc.known_on.is_empty();
+            }
+            if self.anonymous_known_on(cl, ch, nd) {
+                return true;
+            }
+        }
+        rsc.running_on.is_empty() && rsc.known_on.is_empty()
+    }
+
+    /// Whether any instance of anonymous clone `cl` has a history for the member
+    /// that `ch` is on `nd` (`anonymous_known_on`).
+    ///
+    /// The answer depends only on the clone, the member's name and the node: the
+    /// nodes are gathered once per (clone, member name) and remembered (the
+    /// promotion loops ask for every instance and node).
+    fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
+        let c = self.c;
+        let base = c.resources[ch].base.as_str();
+        if let Some(known) = self.known_on_cache.borrow().get(&(cl, base)) {
+            return known[nd];
+        }
+        let mut known = vec![false; self.n];
+        let mut prims = Vec::new();
+        for &inst in &c.resources[cl].children {
+            prims.clear();
+            c.primitives_of(inst, &mut prims);
+            for &p in &prims {
+                if c.resources[p].base == base {
+                    for &k in &c.resources[p].known_on {
+                        if k < self.n {
+                            known[k] = true;
+                        }
+                    }
+                }
+            }
+        }
+        let answer = known[nd];
+        self.known_on_cache.borrow_mut().insert((cl, base), known);
+        answer
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {
@@ -2620,6 +2649,7 @@ impl<'a> Solver<'a> {
             stop_reason: self.stop_reason,
             promotion_score: self.promotion_score,
             blocked_start: self.blocked_start,
+            unrunnable_start: self.unrunnable_start,
         }
     }
 
@@ -2698,6 +2728,7 @@ impl<'a> Solver<'a> {
                         {
                             self.blocked_start[p] = Some(nd);
                         }
+                        self.unrunnable_start[p] = Some(nd);
                         self.assigned[p] = None;
                         self.next_role[p] = Role::Stopped;
                         self.stop_reason[p] = Some(format!(

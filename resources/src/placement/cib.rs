@@ -77,6 +77,37 @@ pub fn parse_interval_ms(s: &str) -> Option<i64> {
 }
 
 /// Index of elements carrying an id, for `id-ref` resolution.
+/// Every `id` in the configuration section is unique, as Pacemaker's schema
+/// requires (`xsd:ID`): a constraint and an nvpair sharing an id, or two resources
+/// with one id, are rejected naming the second element. Elements whose `id` refers
+/// to another element (`id-ref`, `resource_ref`, `obj_ref`) and those the schema
+/// types as plain text (`node`, ACL targets and groups) are not definitions.
+fn check_unique_ids(config: &Element<'_>) -> Result<(), Error> {
+    fn walk<'a>(
+        e: &'a Element<'a>,
+        seen: &mut HashMap<&'a str, &'a Element<'a>>,
+    ) -> Result<(), Error> {
+        let reference = matches!(
+            e.name.as_ref(),
+            "resource_ref" | "obj_ref" | "node" | "acl_target" | "acl_group"
+        ) || e.attr("id-ref").is_some();
+        if let (false, Some(id)) = (reference, e.attr("id")) {
+            if let Some(first) = seen.insert(id, e) {
+                return Err(invalid(
+                    e,
+                    format!(
+                        "duplicate id \"{id}\", already used by {}; every id in the configuration must be unique: rename one of them",
+                        first.describe()
+                    ),
+                ));
+            }
+        }
+        e.children.iter().try_for_each(|c| walk(c, seen))
+    }
+    let mut seen = HashMap::new();
+    config.children.iter().try_for_each(|c| walk(c, &mut seen))
+}
+
 struct Ids<'a> {
     by_id: HashMap<&'a str, &'a Element<'a>>,
 }
@@ -167,6 +198,7 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
     let config = root
         .kid("configuration")
         .ok_or_else(|| invalid(root, "no <configuration> section"))?;
+    check_unique_ids(config)?;
     let empty = Element::default();
     let status = root.kid("status").unwrap_or(&empty);
 
@@ -336,18 +368,6 @@ pub fn from_element(root: &Element<'_>, now: Option<i64>) -> Result<Cluster, Err
     }
     let ops = std::mem::take(&mut b.ops);
     let mut resources = b.resources;
-    let mut seen_ids = BTreeSet::new();
-    for r in &resources {
-        if r.parent.map(|p| resources[p].is_clone()).unwrap_or(false) {
-            continue;
-        }
-        if !seen_ids.insert(r.id.clone()) {
-            return Err(Error::CibInvalid {
-                element: format!("<primitive id=\"{}\">", r.id),
-                detail: "duplicate resource id; ids must be unique".into(),
-            });
-        }
-    }
 
     let mut cluster = Cluster {
         options,

@@ -614,7 +614,8 @@ pub(crate) fn definition_restart(c: &Cluster, p: RscIx) -> bool {
 
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
-/// or restarts (for a clone `first`, when any instance starts or stops).
+/// or restarts (for a clone `first`, when any instance starts or stops; only a
+/// starting one for a `then` that is a clone without interleave).
 fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     let n = c.resources.len();
     let mut restart = vec![false; n];
@@ -656,7 +657,27 @@ fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
                 }
                 let starting = a.node[x].is_some() && a.next_role[x] != Role::Stopped;
                 if c.resources[o.first].is_clone() {
-                    moving(x, &restart)
+                    // `then` is ordered after the clone's `_running_0`
+                    // (`action_for_ordering`), required when an instance's start is
+                    // (`child_starting` in `clone_create_pseudo_actions`): one that
+                    // starts or moves, or one that was to restart where it runs
+                    // before an order left that start unrunnable (clone-interleave-2,
+                    // seed 8 #64). An instance that only stops makes the clone's stop
+                    // mandatory, and the inverse order (`pe_order_implies_first`) the
+                    // stop of a primitive or interleaved instance after it; a clone
+                    // that is not interleaved has only its stop pseudo-action made
+                    // mandatory that way, which stops none of its instances (seed 10
+                    // #193).
+                    let then_whole_clone = matches!(
+                        c.resources[o.then].kind,
+                        Kind::Clone {
+                            interleave: false,
+                            ..
+                        }
+                    );
+                    let unrunnable_here =
+                        a.unrunnable_start[x].is_some_and(|nd| rsc.running_on.contains(&nd));
+                    (moving(x, &restart) && (starting || !then_whole_clone)) || unrunnable_here
                 } else {
                     starting && (moving(x, &restart) || rsc.failed)
                 }
