@@ -211,8 +211,17 @@ pub(crate) struct Solver<'a> {
     last_reason: Arc<str>,
     /// Reused buffers of `node_keys`.
     keys_buf: std::cell::RefCell<NodeKeys>,
-    /// `anonymous_known_on`'s nodes per (clone, member name).
-    known_on_cache: std::cell::RefCell<BTreeMap<(RscIx, &'a str), Vec<bool>>>,
+    /// `anonymous_known_on`'s answers.
+    known_on_cache: std::cell::RefCell<KnownOn<'a>>,
+}
+
+/// `anonymous_known_on`'s nodes per (clone, member name), and which of them each
+/// resource asked for.
+struct KnownOn<'a> {
+    nodes: Vec<Vec<bool>>,
+    by_name: BTreeMap<(RscIx, &'a str), u32>,
+    /// Per resource, its entry in `nodes` (`u32::MAX`: not asked yet).
+    of_rsc: Vec<u32>,
 }
 
 /// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
@@ -399,7 +408,11 @@ impl<'a> Solver<'a> {
             },
             last_reason: Arc::from(""),
             keys_buf: Default::default(),
-            known_on_cache: Default::default(),
+            known_on_cache: std::cell::RefCell::new(KnownOn {
+                nodes: Vec::new(),
+                by_name: BTreeMap::new(),
+                of_rsc: vec![u32::MAX; r],
+            }),
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -1947,9 +1960,21 @@ impl<'a> Solver<'a> {
     /// promotion loops ask for every instance and node).
     fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
         let c = self.c;
+        let ix = self.known_on_cache.borrow().of_rsc[ch];
+        if ix != u32::MAX {
+            return self.known_on_cache.borrow().nodes[ix as usize][nd];
+        }
         let base = c.resources[ch].base.as_str();
-        if let Some(known) = self.known_on_cache.borrow().get(&(cl, base)) {
-            return known[nd];
+        let found = self
+            .known_on_cache
+            .borrow()
+            .by_name
+            .get(&(cl, base))
+            .copied();
+        if let Some(ix) = found {
+            let mut cache = self.known_on_cache.borrow_mut();
+            cache.of_rsc[ch] = ix;
+            return cache.nodes[ix as usize][nd];
         }
         let mut known = vec![false; self.n];
         let mut prims = Vec::new();
@@ -1967,7 +1992,11 @@ impl<'a> Solver<'a> {
             }
         }
         let answer = known[nd];
-        self.known_on_cache.borrow_mut().insert((cl, base), known);
+        let mut cache = self.known_on_cache.borrow_mut();
+        let ix = cache.nodes.len() as u32;
+        cache.nodes.push(known);
+        cache.by_name.insert((cl, base), ix);
+        cache.of_rsc[ch] = ix;
         answer
     }
 
