@@ -213,6 +213,8 @@ pub(crate) struct Solver<'a> {
     keys_buf: std::cell::RefCell<NodeKeys>,
     /// `anonymous_known_on`'s answers.
     known_on_cache: std::cell::RefCell<KnownOn<'a>>,
+    /// `clone_range`'s ranges, for one clone at a time.
+    range_cache: std::cell::RefCell<(RscIx, Vec<(usize, usize)>)>,
 }
 
 /// `anonymous_known_on`'s nodes per (clone, member name), and which of them each
@@ -413,6 +415,7 @@ impl<'a> Solver<'a> {
                 by_name: BTreeMap::new(),
                 of_rsc: vec![u32::MAX; r],
             }),
+            range_cache: std::cell::RefCell::new((usize::MAX, Vec::new())),
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -441,15 +444,17 @@ impl<'a> Solver<'a> {
         }
         s.layout_of = vec![l; r];
         // Utilization keys, interned (sorted, distinct; borrowed, not copied).
-        let keys: Vec<&str> = c
+        // Inserted one by one: the set stays as small as the number of keys.
+        let mut key_set = std::collections::BTreeSet::new();
+        for k in c
             .nodes
             .iter()
             .flat_map(|n| n.capacity.keys())
             .chain(c.resources.iter().flat_map(|r| r.utilization.keys()))
-            .map(String::as_str)
-            .collect::<std::collections::BTreeSet<&str>>()
-            .into_iter()
-            .collect();
+        {
+            key_set.insert(k.as_str());
+        }
+        let keys: Vec<&str> = key_set.into_iter().collect();
         let dense = |m: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
             keys.iter().map(|k| m.get(*k).copied()).collect()
         };
@@ -1938,9 +1943,8 @@ impl<'a> Solver<'a> {
         }
         if !unique {
             let inst = self.instance_of(ch);
-            let here = &self.running_tops[nd];
-            let from = here.partition_point(|&(t, _)| t < cl);
-            let mut active = here[from..].iter().take_while(|&&(t, _)| t == cl);
+            let (from, to) = self.clone_range(cl, nd);
+            let mut active = self.running_tops[nd][from..to].iter();
             if active.any(|&(_, i)| i != inst) {
                 // Another instance is active there: only that one counts.
                 return rsc.running_on.is_empty() && rsc.known_on.is_empty();
@@ -1950,6 +1954,23 @@ impl<'a> Solver<'a> {
             }
         }
         rsc.running_on.is_empty() && rsc.known_on.is_empty()
+    }
+
+    /// The entries of clone `cl` in `running_tops[nd]`, as a range. The ranges of
+    /// one clone are kept (the promotion loops ask clone by clone, for every
+    /// instance and node).
+    fn clone_range(&self, cl: RscIx, nd: NodeIx) -> (usize, usize) {
+        let mut cache = self.range_cache.borrow_mut();
+        if cache.0 != cl {
+            cache.0 = cl;
+            cache.1.clear();
+            for here in &self.running_tops {
+                let from = here.partition_point(|&(t, _)| t < cl);
+                let to = from + here[from..].iter().take_while(|&&(t, _)| t == cl).count();
+                cache.1.push((from, to));
+            }
+        }
+        cache.1[nd]
     }
 
     /// Whether any instance of anonymous clone `cl` has a history for the member
