@@ -10,6 +10,8 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use super::ghash::{self, GHashLayout};
 use super::model::*;
@@ -90,8 +92,9 @@ pub struct Contribution {
     pub node: Option<NodeIx>,
     /// The score added.
     pub score: i64,
-    /// Where it came from (constraint id, `stickiness`, `fail-count`, ...).
-    pub reason: String,
+    /// Where it came from (constraint id, `stickiness`, `fail-count`, ...); shared
+    /// between the many contributions of one constraint.
+    pub reason: Arc<str>,
 }
 
 /// The assignment: where each resource goes and in which role.
@@ -127,7 +130,21 @@ struct Flags {
 
 const INFINITY_HACK: i64 = INFINITY * -100;
 
+/// `Solver::promo_cache`.
+type PromoCache = (RscIx, Vec<Option<Option<i64>>>);
+
+/// What `cmp_resources` compares of a resource: the merged weight on its current
+/// node, and the merged weights in the sorted node order, as the (position, weight)
+/// pairs of the weights that are not 0 (most are 0: comparing two resources walks
+/// only these).
+#[derive(Clone)]
+struct SortKey {
+    cur: i64,
+    nonzero: Vec<(usize, i64)>,
+}
+
 /// Per-node sort keys of one `compare_nodes` sort.
+#[derive(Default)]
 struct NodeKeys {
     score: Vec<i64>,
     /// Remaining capacity, `k` values per node.
@@ -144,7 +161,8 @@ pub(crate) struct Solver<'a> {
     allocating: Vec<bool>,
     merging: Vec<bool>,
     next_role: Vec<Role>,
-    cols: Vec<Colocation>,
+    /// Shared, so that following a colocation does not copy its strings.
+    cols: Vec<Rc<Colocation>>,
     this_with: Vec<Vec<usize>>,
     with_this: Vec<Vec<usize>>,
     num_resources: Vec<u32>,
@@ -179,7 +197,9 @@ pub(crate) struct Solver<'a> {
     /// A spare node table (see `apply_coloc_to_scores`).
     scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
-    promo_cache: std::cell::RefCell<BTreeMap<(RscIx, NodeIx), Option<i64>>>,
+    /// Per node for one clone at a time (the clone, then per node `None` = not
+    /// looked up yet).
+    promo_cache: std::cell::RefCell<PromoCache>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
@@ -187,6 +207,23 @@ pub(crate) struct Solver<'a> {
     /// Rank of each node name in `strcmp` order (the last tie-break of
     /// `compare_nodes`).
     name_rank: Vec<u32>,
+    /// The reason of the last contribution noted (see `note`).
+    last_reason: Arc<str>,
+    /// Reused buffers of `node_keys`.
+    keys_buf: std::cell::RefCell<NodeKeys>,
+    /// `anonymous_known_on`'s answers.
+    known_on_cache: std::cell::RefCell<KnownOn<'a>>,
+    /// `clone_range`'s ranges, for one clone at a time.
+    range_cache: std::cell::RefCell<(RscIx, Vec<(usize, usize)>)>,
+}
+
+/// `anonymous_known_on`'s nodes per (clone, member name), and which of them each
+/// resource asked for.
+struct KnownOn<'a> {
+    nodes: Vec<Vec<bool>>,
+    by_name: BTreeMap<(RscIx, &'a str), u32>,
+    /// Per resource, its entry in `nodes` (`u32::MAX`: not asked yet).
+    of_rsc: Vec<u32>,
 }
 
 /// Interned GLib hash-table layouts of node tables: Pacemaker 2.1.5 walks a
@@ -197,7 +234,8 @@ struct Layouts {
     tables: Vec<GHashLayout>,
     /// Iteration order of each layout.
     orders: Vec<Vec<NodeIx>>,
-    copy_memo: BTreeMap<u32, u32>,
+    /// `copy` of each layout (`u32::MAX`: not computed yet), indexed by layout.
+    copy_memo: Vec<u32>,
     insert_memo: BTreeMap<(u32, NodeIx), u32>,
     node_hash: Vec<u32>,
 }
@@ -210,7 +248,7 @@ impl Layouts {
     }
 
     fn copy(&mut self, l: u32) -> u32 {
-        if let Some(&c) = self.copy_memo.get(&l) {
+        if let Some(&c) = self.copy_memo.get(l as usize).filter(|&&c| c != u32::MAX) {
             return c;
         }
         let t = self.tables[l as usize].copy();
@@ -219,7 +257,10 @@ impl Layouts {
         } else {
             self.intern(t)
         };
-        self.copy_memo.insert(l, c);
+        if self.copy_memo.len() <= l as usize {
+            self.copy_memo.resize(l as usize + 1, u32::MAX);
+        }
+        self.copy_memo[l as usize] = c;
         c
     }
 
@@ -338,7 +379,7 @@ impl<'a> Solver<'a> {
             lay: Layouts {
                 tables: Vec::new(),
                 orders: Vec::new(),
-                copy_memo: BTreeMap::new(),
+                copy_memo: Vec::new(),
                 insert_memo: BTreeMap::new(),
                 node_hash: c
                     .nodes
@@ -351,7 +392,7 @@ impl<'a> Solver<'a> {
             child_order: vec![Vec::new(); r],
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
-            promo_cache: Default::default(),
+            promo_cache: std::cell::RefCell::new((usize::MAX, vec![None; n])),
             scratch: Vec::new(),
             has_master_attr: c
                 .nodes
@@ -367,6 +408,14 @@ impl<'a> Solver<'a> {
                 }
                 rank
             },
+            last_reason: Arc::from(""),
+            keys_buf: Default::default(),
+            known_on_cache: std::cell::RefCell::new(KnownOn {
+                nodes: Vec::new(),
+                by_name: BTreeMap::new(),
+                of_rsc: vec![u32::MAX; r],
+            }),
+            range_cache: std::cell::RefCell::new((usize::MAX, Vec::new())),
         };
         // g_list_insert_sorted by uname: equal names keep insertion order.
         let mut order: Vec<NodeIx> = (0..n).collect();
@@ -394,21 +443,20 @@ impl<'a> Solver<'a> {
             }
         }
         s.layout_of = vec![l; r];
-        // Utilization keys, interned.
-        let mut keys: Vec<String> = c
+        // Utilization keys, interned (sorted, distinct; borrowed, not copied).
+        // Inserted one by one: the set stays as small as the number of keys.
+        let mut key_set = std::collections::BTreeSet::new();
+        for k in c
             .nodes
             .iter()
-            .flat_map(|n| n.capacity.keys().cloned())
-            .chain(
-                c.resources
-                    .iter()
-                    .flat_map(|r| r.utilization.keys().cloned()),
-            )
-            .collect();
-        keys.sort();
-        keys.dedup();
+            .flat_map(|n| n.capacity.keys())
+            .chain(c.resources.iter().flat_map(|r| r.utilization.keys()))
+        {
+            key_set.insert(k.as_str());
+        }
+        let keys: Vec<&str> = key_set.into_iter().collect();
         let dense = |m: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
-            keys.iter().map(|k| m.get(k).copied()).collect()
+            keys.iter().map(|k| m.get(*k).copied()).collect()
         };
         s.remaining = c.nodes.iter().map(|n| dense(&n.capacity)).collect();
         s.util = c.resources.iter().map(|r| dense(&r.utilization)).collect();
@@ -448,7 +496,7 @@ impl<'a> Solver<'a> {
     fn add_col(&mut self, col: Colocation) {
         let i = self.cols.len();
         let (d, p) = (col.dependent, col.primary);
-        self.cols.push(col);
+        self.cols.push(Rc::new(col));
         self.insert_this_with(d, i);
         self.insert_with_this(p, i);
     }
@@ -517,10 +565,15 @@ impl<'a> Solver<'a> {
     fn note(&mut self, r: RscIx, node: Option<NodeIx>, score: i64, reason: &str) {
         // Keep explanations bounded for very large clusters.
         if self.contributions[r].len() < 64 {
+            // Consecutive notes mostly share their reason (one constraint, many
+            // nodes or instances): one allocation for all of them.
+            if *self.last_reason != *reason {
+                self.last_reason = Arc::from(reason);
+            }
             self.contributions[r].push(Contribution {
                 node,
                 score,
-                reason: reason.to_string(),
+                reason: self.last_reason.clone(),
             });
         }
     }
@@ -651,9 +704,19 @@ impl<'a> Solver<'a> {
             }
             self.resource_location(i, Some(nd), r.stickiness, "stickiness");
         }
-        // Fail counts against migration-threshold.
-        for nd in 0..self.n {
-            for (i, r) in c.resources.iter().enumerate() {
+        // Fail counts against migration-threshold, node by node, resources in
+        // order; only the (node, resource) pairs with a fail count, sorted so.
+        let mut failed: Vec<(NodeIx, RscIx)> = c
+            .resources
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.failcount.keys().map(move |&nd| (nd, i)))
+            .filter(|&(nd, _)| nd < self.n)
+            .collect();
+        failed.sort_unstable();
+        for (nd, i) in failed {
+            let r = &c.resources[i];
+            {
                 // Ignored failures do not count against the threshold either.
                 if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
                     continue;
@@ -685,7 +748,7 @@ impl<'a> Solver<'a> {
     // ---------------------------------------------------------------- merging
 
     fn is_available(&self, nd: NodeIx, w: i64) -> bool {
-        w >= 0 && node_available(self.node(nd))
+        w >= 0 && self.node_ok[nd]
     }
 
     fn any_available(&self, t: &Table) -> bool {
@@ -707,7 +770,7 @@ impl<'a> Solver<'a> {
             // Node names are unique: only the node itself matches.
             if let Some(nd) = value.and_then(|v| self.uname_ix(v)) {
                 return match self.allowed[r][nd].get() {
-                    Some(w) if w > -INFINITY && node_available(self.node(nd)) => w,
+                    Some(w) if w > -INFINITY && self.node_ok[nd] => w,
                     _ => -INFINITY,
                 };
             }
@@ -716,7 +779,7 @@ impl<'a> Solver<'a> {
         let mut best = -INFINITY;
         for (nd, w) in self.allowed[r].iter().enumerate() {
             if let Some(w) = w.get() {
-                if w > best && node_available(self.node(nd)) && self.attr(nd, attr) == value {
+                if w > best && self.node_ok[nd] && self.attr(nd, attr) == value {
                     best = w;
                 }
             }
@@ -856,11 +919,18 @@ impl<'a> Solver<'a> {
         // pcmk__copy_node_table of the incoming table.
         self.merge_copies += 1;
         let mut flags = flags;
+        let mut nodes = nodes;
         let mut work: Table = if flags.init {
             flags.init = false;
             self.allowed[r].clone()
         } else {
-            let mut w = nodes.clone().unwrap_or_else(|| vec![Score::NONE; self.n]);
+            // The incoming table is returned as it was only on a rollback.
+            let incoming = if flags.rollback {
+                nodes.clone()
+            } else {
+                nodes.take()
+            };
+            let mut w = incoming.unwrap_or_else(|| vec![Score::NONE; self.n]);
             self.add_matching(&mut w, r, attr, factor, flags.positive);
             w
         };
@@ -946,6 +1016,7 @@ impl<'a> Solver<'a> {
         v.reverse();
         let keys = self.node_keys(&v, table);
         merge_sort(&mut v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer));
+        self.keys_buf.replace(keys);
         v
     }
 
@@ -953,19 +1024,51 @@ impl<'a> Solver<'a> {
     /// first element of a merge sort is the winner of the same tree of head-to-head
     /// comparisons (n - 1 of them instead of n log n). The weight is the first key,
     /// so the sorted list is in weight order whatever the later keys do.
+    ///
+    /// The weight decides every comparison between different weights, so a node of
+    /// the best weight wins every comparison against a node of lower weight: the
+    /// head is a best-weight node, and only comparisons between best-weight nodes
+    /// can change which (`merge_sort_head_of`). A single best-weight node is the
+    /// head without any sort.
     fn best_node(&self, r: RscIx, table: &Table, prefer: Option<NodeIx>) -> Option<NodeIx> {
+        let weight = |nd: NodeIx| -> Option<i64> {
+            let w = table[nd].get()?;
+            Some(if self.node_ok[nd] { w } else { -INFINITY })
+        };
+        let (mut best, mut count, mut first) = (i64::MIN, 0usize, None);
+        for nd in 0..self.n {
+            let Some(w) = weight(nd) else { continue };
+            if w > best {
+                (best, count, first) = (w, 1, Some(nd));
+            } else if w == best {
+                count += 1;
+            }
+        }
+        if count <= 1 {
+            return first;
+        }
         let mut v = self.iter_order(r, table);
         v.reverse();
         let keys = self.node_keys(&v, table);
-        merge_sort_head(&v, &mut |a, b| self.cmp_keys(&keys, a, b, prefer))
+        let head = merge_sort_head_of(&v, &|nd| keys.score[nd] == best, &mut |a, b| {
+            self.cmp_keys(&keys, a, b, prefer)
+        });
+        self.keys_buf.replace(keys);
+        head
     }
 
     /// The keys `compare_nodes` looks at, gathered once per sort (a missing
-    /// capacity counts as 0, as in `capacity_cmp`).
+    /// capacity counts as 0, as in `capacity_cmp`), in the buffers of `keys_buf`
+    /// (only the entries of the nodes in `v` are written and read).
     fn node_keys(&self, v: &[NodeIx], table: &Table) -> NodeKeys {
         let k = self.remaining.first().map_or(0, Vec::len);
-        let mut score = vec![0i64; self.n];
-        let mut caps = vec![0i64; self.n * k];
+        let NodeKeys {
+            mut score,
+            mut caps,
+            ..
+        } = self.keys_buf.take();
+        score.resize(self.n, 0);
+        caps.resize(self.n * k, 0);
         for &nd in v {
             score[nd] = if self.node_ok[nd] {
                 table[nd].get().unwrap_or(-INFINITY)
@@ -988,8 +1091,8 @@ impl<'a> Solver<'a> {
         self.cmp_equal_scores(a, b, prefer, || {
             let k = keys.k;
             let mut result = 0i32;
-            for j in 0..k {
-                let (va, vb) = (keys.caps[a * k + j], keys.caps[b * k + j]);
+            let (ca, cb) = (&keys.caps[a * k..][..k], &keys.caps[b * k..][..k]);
+            for (&va, &vb) in ca.iter().zip(cb) {
                 if va > vb {
                     result -= 1;
                 } else if va < vb {
@@ -1080,7 +1183,7 @@ impl<'a> Solver<'a> {
         a: RscIx,
         b: RscIx,
         nodes: &[NodeIx],
-        cache: &mut [Option<Table>],
+        cache: &mut [Option<SortKey>],
     ) -> Ordering {
         let (pa, pb) = (self.c.resources[a].priority, self.c.resources[b].priority);
         if pa != pb {
@@ -1097,32 +1200,47 @@ impl<'a> Solver<'a> {
                 let t = self
                     .merge(r, None, "#uname", 1.0, f)
                     .unwrap_or_else(|| vec![Score::NONE; self.n]);
-                cache[r] = Some(t);
+                let cur = match self.current_node(r) {
+                    Some(nd) => t[nd].get().unwrap_or(-INFINITY),
+                    None => -INFINITY,
+                };
+                let nonzero = nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &nd)| (k, t[nd].get().unwrap_or(-INFINITY)))
+                    .filter(|&(_, w)| w != 0)
+                    .collect();
+                cache[r] = Some(SortKey { cur, nonzero });
             }
         }
-        let (Some(ta), Some(tb)) = (&cache[a], &cache[b]) else {
-            unreachable!("both tables were just cached")
+        let (Some(ka), Some(kb)) = (&cache[a], &cache[b]) else {
+            unreachable!("both keys were just cached")
         };
-        let cur = |r: RscIx, t: &Table| -> i64 {
-            match self.current_node(r) {
-                Some(nd) => t[nd].get().unwrap_or(-INFINITY),
-                None => -INFINITY,
-            }
-        };
-        let (ca, cb) = (cur(a, ta), cur(b, tb));
+        let (ca, cb) = (ka.cur, kb.cur);
         if ca != cb {
             return cb.cmp(&ca);
         }
-        for &nd in nodes {
-            let (x, y) = (
-                ta[nd].get().unwrap_or(-INFINITY),
-                tb[nd].get().unwrap_or(-INFINITY),
-            );
+        // The weights in `nodes` order, higher first, up to the first difference:
+        // walk the two lists of non-zero weights (every other weight is 0).
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let x = ka.nonzero.get(i).copied();
+            let y = kb.nonzero.get(j).copied();
+            let (x, y) = match (x, y) {
+                (None, None) => return Ordering::Equal,
+                (Some((p, x)), Some((q, y))) if p == q => {
+                    i += 1;
+                    j += 1;
+                    (x, y)
+                }
+                (Some((p, x)), Some((q, _))) if p < q => (x, 0),
+                (Some((_, x)), None) => (x, 0),
+                (_, Some((_, y))) => (0, y),
+            };
             if x != y {
                 return y.cmp(&x);
             }
         }
-        Ordering::Equal
     }
 
     // ---------------------------------------------------------------- assignment
@@ -1223,6 +1341,7 @@ impl<'a> Solver<'a> {
         }
         let by_uname = col.node_attribute == "#uname";
         let value = target
+            .filter(|_| !by_uname)
             .and_then(|t| self.attr(t, &col.node_attribute))
             .map(str::to_string);
         // A reused buffer: this runs for every instance a clone colocation touches.
@@ -1394,7 +1513,6 @@ impl<'a> Solver<'a> {
         if !self.has_influence(&col) {
             return;
         }
-        let before = self.allowed[r].clone();
         let f = Flags {
             init: false,
             forward: false,
@@ -1414,8 +1532,9 @@ impl<'a> Solver<'a> {
                 "{} colocated with it ({})",
                 self.c.resources[col.dependent].id, col.id
             );
+            // `merge` does not change `r`'s own table: it is still the one before.
             for nd in 0..self.n {
-                if let (Some(a), Some(b)) = (before[nd].get(), t[nd].get()) {
+                if let (Some(a), Some(b)) = (self.allowed[r][nd].get(), t[nd].get()) {
                     if a != b {
                         self.note(r, Some(nd), b.saturating_sub(a), &label);
                     }
@@ -1454,6 +1573,7 @@ impl<'a> Solver<'a> {
                 }
             }
         };
+        let mut next: Vec<RscIx> = Vec::new();
         while let Some(x) = stack.pop() {
             let rx = &self.c.resources[x];
             if rx.is_primitive() && (x == r || self.provisional[x]) {
@@ -1469,7 +1589,7 @@ impl<'a> Solver<'a> {
                     }
                 }
             }
-            let mut next: Vec<RscIx> = Vec::new();
+            next.clear();
             if rx.kind == Kind::Group {
                 next.extend(rx.children.iter().copied());
             }
@@ -1497,7 +1617,7 @@ impl<'a> Solver<'a> {
                     next.push(other);
                 }
             }
-            for y in next {
+            for &y in &next {
                 if !seen.contains(&y) {
                     seen.push(y);
                     stack.push(y);
@@ -1620,7 +1740,7 @@ impl<'a> Solver<'a> {
                     .parent
                     .map(|p| matches!(self.c.resources[p].kind, Kind::Clone { unique: true, .. }))
                     .unwrap_or(false);
-                if !unique_instance && bw > 0 && node_available(self.node(b)) {
+                if !unique_instance && bw > 0 && self.node_ok[b] {
                     if let Some(run) = current {
                         if table[run]
                             .get()
@@ -1745,17 +1865,17 @@ impl<'a> Solver<'a> {
         }
     }
 
+    /// Whether any primitive under (and including) `r` is active.
     fn is_active(&self, r: RscIx) -> bool {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.iter()
-            .any(|&x| !self.c.resources[x].running_on.is_empty())
+        let rsc = &self.c.resources[r];
+        (rsc.is_primitive() && !rsc.running_on.is_empty())
+            || rsc.children.iter().any(|&ch| self.is_active(ch))
     }
 
+    /// Whether any primitive under (and including) `r` has failed.
     fn is_failed(&self, r: RscIx) -> bool {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.iter().any(|&x| self.c.resources[x].failed)
+        let rsc = &self.c.resources[r];
+        (rsc.is_primitive() && rsc.failed) || rsc.children.iter().any(|&ch| self.is_failed(ch))
     }
 
     /// Promotion score of instance `ch` on `nd` (`promotion_score`).
@@ -1786,8 +1906,11 @@ impl<'a> Solver<'a> {
         // the same names on a node: remember the answer per (clone, node).
         let shared = !unique && rsc.history_name.is_none() && rsc.parent == Some(cl);
         if shared {
-            if let Some(v) = self.promo_cache.borrow().get(&(cl, nd)) {
-                return v.unwrap_or(not_set);
+            let cache = self.promo_cache.borrow();
+            if cache.0 == cl {
+                if let Some(v) = cache.1[nd] {
+                    return v.unwrap_or(not_set);
+                }
             }
         }
         let mut key = String::with_capacity(rsc.base.len() + 16);
@@ -1811,7 +1934,11 @@ impl<'a> Solver<'a> {
                 .or_else(|| lookup(&rsc.base, ":0"))
         };
         if shared {
-            self.promo_cache.borrow_mut().insert((cl, nd), found);
+            let mut cache = self.promo_cache.borrow_mut();
+            if cache.0 != cl {
+                *cache = (cl, vec![None; self.n]);
+            }
+            cache.1[nd] = Some(found);
         }
         found.unwrap_or(not_set)
     }
@@ -1832,9 +1959,8 @@ impl<'a> Solver<'a> {
         }
         if !unique {
             let inst = self.instance_of(ch);
-            let here = &self.running_tops[nd];
-            let from = here.partition_point(|&(t, _)| t < cl);
-            let mut active = here[from..].iter().take_while(|&&(t, _)| t == cl);
+            let (from, to) = self.clone_range(cl, nd);
+            let mut active = self.running_tops[nd][from..to].iter();
             if active.any(|&(_, i)| i != inst) {
                 // Another instance is active there: only that one counts.
                 return rsc.running_on.is_empty() && rsc.known_on.is_empty();
@@ -1846,21 +1972,69 @@ impl<'a> Solver<'a> {
         rsc.running_on.is_empty() && rsc.known_on.is_empty()
     }
 
-    /// Whether any instance of anonymous clone `cl` has a history for the member
-    /// that `ch` is on `nd` (`anonymous_known_on`).
-    fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
-        let base = &self.c.resources[ch].base;
-        let mut prims = Vec::new();
-        for &inst in &self.c.resources[cl].children {
-            prims.clear();
-            self.c.primitives_of(inst, &mut prims);
-            if prims.iter().any(|&p| {
-                self.c.resources[p].base == *base && self.c.resources[p].known_on.contains(&nd)
-            }) {
-                return true;
+    /// The entries of clone `cl` in `running_tops[nd]`, as a range. The ranges of
+    /// one clone are kept (the promotion loops ask clone by clone, for every
+    /// instance and node).
+    fn clone_range(&self, cl: RscIx, nd: NodeIx) -> (usize, usize) {
+        let mut cache = self.range_cache.borrow_mut();
+        if cache.0 != cl {
+            cache.0 = cl;
+            cache.1.clear();
+            for here in &self.running_tops {
+                let from = here.partition_point(|&(t, _)| t < cl);
+                let to = from + here[from..].iter().take_while(|&&(t, _)| t == cl).count();
+                cache.1.push((from, to));
             }
         }
-        false
+        cache.1[nd]
+    }
+
+    /// Whether any instance of anonymous clone `cl` has a history for the member
+    /// that `ch` is on `nd` (`anonymous_known_on`).
+    ///
+    /// The answer depends only on the clone, the member's name and the node: the
+    /// nodes are gathered once per (clone, member name) and remembered (the
+    /// promotion loops ask for every instance and node).
+    fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
+        let c = self.c;
+        let ix = self.known_on_cache.borrow().of_rsc[ch];
+        if ix != u32::MAX {
+            return self.known_on_cache.borrow().nodes[ix as usize][nd];
+        }
+        let base = c.resources[ch].base.as_str();
+        let found = self
+            .known_on_cache
+            .borrow()
+            .by_name
+            .get(&(cl, base))
+            .copied();
+        if let Some(ix) = found {
+            let mut cache = self.known_on_cache.borrow_mut();
+            cache.of_rsc[ch] = ix;
+            return cache.nodes[ix as usize][nd];
+        }
+        let mut known = vec![false; self.n];
+        let mut prims = Vec::new();
+        for &inst in &c.resources[cl].children {
+            prims.clear();
+            c.primitives_of(inst, &mut prims);
+            for &p in &prims {
+                if c.resources[p].base == base {
+                    for &k in &c.resources[p].known_on {
+                        if k < self.n {
+                            known[k] = true;
+                        }
+                    }
+                }
+            }
+        }
+        let answer = known[nd];
+        let mut cache = self.known_on_cache.borrow_mut();
+        let ix = cache.nodes.len() as u32;
+        cache.nodes.push(known);
+        cache.by_name.insert((cl, base), ix);
+        cache.of_rsc[ch] = ix;
+        answer
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {
@@ -1892,7 +2066,7 @@ impl<'a> Solver<'a> {
                 };
                 for t in targets {
                     for nd in 0..self.n {
-                        if self.allowed[t][nd].is_none() || !node_available(self.node(nd)) {
+                        if self.allowed[t][nd].is_none() || !self.node_ok[nd] {
                             continue;
                         }
                         let sc = self.promotion_attr(t, nd, 0);
@@ -1956,6 +2130,19 @@ impl<'a> Solver<'a> {
         v
     }
 
+    /// How many nodes `active_nodes(ch)` has, and its first: without collecting
+    /// them for a primitive instance (the common case; `cmp_instance` asks often).
+    fn active_summary(&self, ch: RscIx) -> (usize, Option<NodeIx>) {
+        let rsc = &self.c.resources[ch];
+        if rsc.is_primitive() && rsc.children.is_empty() {
+            let on = &rsc.running_on;
+            let distinct = (0..on.len()).filter(|&i| !on[..i].contains(&on[i])).count();
+            return (distinct, on.first().copied());
+        }
+        let v = self.active_nodes(ch);
+        (v.len(), v.first().copied())
+    }
+
     /// `cmp_instance_by_colocation`: the parent's colocations applied to a table
     /// holding only the instance's current node.
     fn instance_colocation_score(&mut self, cl: RscIx, cur: NodeIx) -> i64 {
@@ -2008,9 +2195,9 @@ impl<'a> Solver<'a> {
         b: RscIx,
         coloc_cache: &mut BTreeMap<NodeIx, i64>,
     ) -> Ordering {
-        let (na, nb) = (self.active_nodes(a), self.active_nodes(b));
-        if !na.is_empty() && !nb.is_empty() && na.len() != nb.len() {
-            return na.len().cmp(&nb.len());
+        let (na, nb) = (self.active_summary(a), self.active_summary(b));
+        if na.0 != 0 && nb.0 != 0 && na.0 != nb.0 {
+            return na.0.cmp(&nb.0);
         }
         let allowed = |s: &Self, r: RscIx, nd: Option<&NodeIx>| -> (bool, Option<NodeIx>) {
             match nd {
@@ -2021,8 +2208,8 @@ impl<'a> Solver<'a> {
                 },
             }
         };
-        let (can1, n1) = allowed(self, a, na.first());
-        let (can2, n2) = allowed(self, b, nb.first());
+        let (can1, n1) = allowed(self, a, na.1.as_ref());
+        let (can2, n2) = allowed(self, b, nb.1.as_ref());
         if can1 != can2 {
             return if can1 {
                 Ordering::Less
@@ -2040,7 +2227,7 @@ impl<'a> Solver<'a> {
             (Some(_), None) => return Ordering::Less,
             (Some(x), Some(y)) => (x, y),
         };
-        let (c1, c2) = (node_available(self.node(n1)), node_available(self.node(n2)));
+        let (c1, c2) = (self.node_ok[n1], self.node_ok[n2]);
         if c1 != c2 {
             return if c1 {
                 Ordering::Less
@@ -2114,7 +2301,7 @@ impl<'a> Solver<'a> {
     fn distribute(&mut self, cl: RscIx, order: &[RscIx], max: usize, node_max: usize) {
         self.count[cl] = vec![0; self.n];
         let avail = (0..self.n)
-            .filter(|&nd| self.allowed[cl][nd].is_some() && node_available(self.node(nd)))
+            .filter(|&nd| self.allowed[cl][nd].is_some() && self.node_ok[nd])
             .count();
         let all_coloc = max < avail;
         let loop_max = max.checked_div(avail).unwrap_or(1).max(1);
@@ -2129,7 +2316,7 @@ impl<'a> Solver<'a> {
             if !self.provisional[ch] || self.is_failed(ch) {
                 continue;
             }
-            if !node_available(self.node(cur)) {
+            if !self.node_ok[cur] {
                 continue;
             }
             if self.allowed[cl][cur].is_some() && self.count[cl][cur] as usize >= loop_max {
@@ -2206,7 +2393,7 @@ impl<'a> Solver<'a> {
         // can_run_instance on every allowed node.
         let targets = self.instance_tables(ch);
         for nd in 0..self.n {
-            let ok_node = node_available(self.node(nd));
+            let ok_node = self.node_ok[nd];
             let parent_w = self.allowed[cl][nd].get();
             for &t in &targets {
                 if self.allowed[t][nd].is_none() {
@@ -2259,9 +2446,14 @@ impl<'a> Solver<'a> {
     }
 
     fn first_primitive(&self, r: RscIx) -> RscIx {
-        let mut p = Vec::new();
-        self.c.primitives_of(r, &mut p);
-        p.first().copied().unwrap_or(r)
+        // The first of `primitives_of` (pre-order), without collecting them.
+        fn first(c: &Cluster, r: RscIx) -> Option<RscIx> {
+            if c.resources[r].is_primitive() {
+                return Some(r);
+            }
+            c.resources[r].children.iter().find_map(|&ch| first(c, ch))
+        }
+        first(self.c, r).unwrap_or(r)
     }
 
     fn instance_tables(&self, ch: RscIx) -> Vec<RscIx> {
@@ -2481,9 +2673,9 @@ impl<'a> Solver<'a> {
         // Stable merge sort like g_list_sort.
         // Pacemaker sorts only when a utilization-aware strategy is in use.
         if c.options.strategy != Strategy::Default {
-            // Merged tables per resource, computed on first use (dropped after the
-            // sort: they are only sort keys).
-            let mut cache: Vec<Option<Table>> = vec![None; c.resources.len()];
+            // Sort keys of the merged tables per resource, computed on first use
+            // (dropped after the sort).
+            let mut cache: Vec<Option<SortKey>> = vec![None; c.resources.len()];
             let mut keyed: Vec<RscIx> = order.clone();
             merge_sort(&mut keyed, &mut |a, b| {
                 self.cmp_resources(a, b, &nodes, &mut cache)
@@ -2822,6 +3014,8 @@ fn sort_range<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut [T], scratch: &mut Ve
 /// The first element `merge_sort` would produce, with n - 1 comparisons: the head of
 /// a merged list is the winner of its two halves' heads (left wins ties), the same
 /// tree of comparisons whatever the comparator (total order or not).
+// Kept as the reference `merge_sort_head_of` is tested against.
+#[cfg_attr(not(test), allow(dead_code))]
 fn merge_sort_head<T: Copy, F: FnMut(T, T) -> Ordering>(v: &[T], cmp: &mut F) -> Option<T> {
     match v.len() {
         0 => None,
@@ -2832,6 +3026,34 @@ fn merge_sort_head<T: Copy, F: FnMut(T, T) -> Ordering>(v: &[T], cmp: &mut F) ->
             let r = merge_sort_head(&v[mid..], cmp)?;
             Some(if cmp(l, r) != Ordering::Greater { l } else { r })
         }
+    }
+}
+
+/// `merge_sort_head(v, cmp)` when every element that is not `live` loses every
+/// comparison against a live one (and at least one element is live): a merge of
+/// two runs whose heads include a live one yields a live head, so runs without a
+/// live element never matter and their comparisons are skipped.
+fn merge_sort_head_of<T: Copy, F: FnMut(T, T) -> Ordering>(
+    v: &[T],
+    live: &impl Fn(T) -> bool,
+    cmp: &mut F,
+) -> Option<T> {
+    let (l, r) = match v.len() {
+        0 => return None,
+        1 => return live(v[0]).then_some(v[0]),
+        // Two leaves at once (the same split: one on each side).
+        2 => (live(v[0]).then_some(v[0]), live(v[1]).then_some(v[1])),
+        len => {
+            let mid = len / 2;
+            (
+                merge_sort_head_of(&v[..mid], live, cmp),
+                merge_sort_head_of(&v[mid..], live, cmp),
+            )
+        }
+    };
+    match (l, r) {
+        (Some(l), Some(r)) => Some(if cmp(l, r) != Ordering::Greater { l } else { r }),
+        (l, r) => l.or(r),
     }
 }
 
@@ -2895,6 +3117,33 @@ mod tests {
             let mut sorted = v.clone();
             merge_sort(&mut sorted, &mut cmp);
             assert_eq!(merge_sort_head(&v, &mut cmp), sorted.first().copied());
+        }
+    }
+
+    #[test]
+    fn head_of_the_best_weight_is_the_first_element_of_the_merge_sort() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..4000 {
+            let len = 1 + (next() % 40) as usize;
+            let v: Vec<u32> = (0..len).map(|_| (next() % 1000) as u32).collect();
+            // Weight first (higher first, few distinct values), then a comparator
+            // that is not a total order, as `compare_nodes` with `balanced`.
+            let weight = |x: u32| x / 250;
+            let mut cmp = |a: u32, b: u32| weight(b).cmp(&weight(a)).then_with(|| rps(a, b));
+            let best = v.iter().map(|&x| weight(x)).max();
+            let mut sorted = v.clone();
+            merge_sort(&mut sorted, &mut cmp);
+            assert_eq!(
+                merge_sort_head_of(&v, &|x| Some(weight(x)) == best, &mut cmp),
+                sorted.first().copied(),
+                "{v:?}"
+            );
         }
     }
 }

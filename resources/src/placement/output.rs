@@ -150,13 +150,26 @@ fn display_role(c: &Cluster, r: RscIx, role: Role) -> Role {
     }
 }
 
-fn rows_initial(c: &Cluster) -> Vec<Row> {
-    let mut rows = Vec::new();
+/// Each primitive's path (empty for the others), built once for both placements.
+fn paths(c: &Cluster) -> Vec<String> {
+    (0..c.resources.len())
+        .map(|r| {
+            if c.resources[r].is_primitive() {
+                path_of(c, r)
+            } else {
+                String::new()
+            }
+        })
+        .collect()
+}
+
+fn rows_initial(c: &Cluster, paths: &[String]) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(c.resources.len());
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
             continue;
         }
-        let path = path_of(c, r);
+        let path = paths[r].clone();
         let fl = flags(c, r, false);
         if rsc.running_on.is_empty() {
             rows.push(Row {
@@ -321,8 +334,13 @@ fn revised_orphans(c: &Cluster, a: &Assignment, rows: &mut Vec<Row>) {
     }
 }
 
-fn rows_revised(c: &Cluster, a: &Assignment, revised_role: &[Role]) -> Vec<Row> {
-    let mut rows = Vec::new();
+fn rows_revised(
+    c: &Cluster,
+    a: &Assignment,
+    revised_role: &[Role],
+    mut paths: Vec<String>,
+) -> Vec<Row> {
+    let mut rows = Vec::with_capacity(c.resources.len());
     revised_orphans(c, a, &mut rows);
     for (r, rsc) in c.resources.iter().enumerate() {
         if !rsc.is_primitive() {
@@ -334,7 +352,7 @@ fn rows_revised(c: &Cluster, a: &Assignment, revised_role: &[Role]) -> Vec<Row> 
                 continue;
             }
         }
-        let path = path_of(c, r);
+        let path = std::mem::take(&mut paths[r]);
         let fl = flags(c, r, true);
         if !rsc.managed {
             if rsc.running_on.is_empty() {
@@ -729,9 +747,10 @@ pub(crate) fn outcome(c: &Cluster, a: Assignment, with_graph: bool) -> Outcome {
         Transition::default()
     };
     let revised_role = revised_roles(c, &a, &restart);
+    let paths = paths(c);
     Outcome {
-        initial: rows_initial(c),
-        placement: rows_revised(c, &a, &revised_role),
+        initial: rows_initial(c, &paths),
+        placement: rows_revised(c, &a, &revised_role, paths),
         actions: actions(c, &a, &restart),
         transition,
         assignment: a,
@@ -862,7 +881,7 @@ fn explain_one(s: &mut String, c: &Cluster, a: &Assignment, r: RscIx) {
                 let _ = writeln!(s, "  {}: not allowed{}", node.name, avail);
             }
         }
-        let mut per: BTreeMap<String, i64> = BTreeMap::new();
+        let mut per: BTreeMap<std::sync::Arc<str>, i64> = BTreeMap::new();
         let mut list: Vec<&Contribution> = Vec::new();
         for x in &a.contributions[r] {
             if x.node.is_none() || x.node == Some(nd) {

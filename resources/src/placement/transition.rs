@@ -327,16 +327,42 @@ fn plan(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Plan {
     pl
 }
 
+/// FNV-1a for the builder's hash maps: they are only looked up, never iterated
+/// (so the order does not matter), and their keys are the cluster's own action
+/// keys; SipHash's flood resistance costs more than it buys here.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 struct Builder<'a> {
     c: &'a Cluster,
     a: &'a Assignment,
     actions: Vec<GraphAction>,
-    index: HashMap<(String, Option<NodeIx>), usize>,
+    /// Actions by node, then key (looked up by `&str`, without a copy of the key).
+    index: FastMap<Option<NodeIx>, FastMap<String, usize>>,
     edges: BTreeSet<(usize, usize)>,
     /// Per primitive: its actions by task.
     by_rsc: BTreeMap<RscIx, Vec<usize>>,
     /// The node a (pseudo) instance action concerns, for interleaved orders.
-    host: HashMap<usize, NodeIx>,
+    host: FastMap<usize, NodeIx>,
     /// Actions dropped from the graph (unrunnable).
     removed: BTreeSet<usize>,
     /// Primitives restarted in place.
@@ -355,7 +381,7 @@ impl<'a> Builder<'a> {
         node: Option<NodeIx>,
         kind: ActionKind,
     ) -> usize {
-        if let Some(&i) = self.index.get(&(key.clone(), node)) {
+        if let Some(&i) = self.index.get(&node).and_then(|m| m.get(&key)) {
             return i;
         }
         let i = self.actions.len();
@@ -368,7 +394,7 @@ impl<'a> Builder<'a> {
             kind,
             target_rc: None,
         });
-        self.index.insert((key, node), i);
+        self.index.entry(node).or_default().insert(key, i);
         if let Some(r) = rsc {
             self.by_rsc.entry(r).or_default().push(i);
         }
@@ -385,15 +411,11 @@ impl<'a> Builder<'a> {
     }
 
     fn find(&self, key: &str, node: Option<NodeIx>) -> Option<usize> {
-        if self
-            .index
-            .get(&(key.to_string(), node))
-            .map(|i| self.removed.contains(i))
-            .unwrap_or(false)
-        {
+        let i = self.index.get(&node).and_then(|m| m.get(key)).copied();
+        if i.map(|i| self.removed.contains(&i)).unwrap_or(false) {
             return None;
         }
-        self.index.get(&(key.to_string(), node)).copied()
+        i
     }
 
     fn edge(&mut self, before: usize, after: usize) {
@@ -447,7 +469,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The name a resource's operations go by: anonymous clone instances drop `:N`.
-    fn name(&self, r: RscIx) -> String {
+    fn name(&self, r: RscIx) -> &'a str {
         let rsc = &self.c.resources[r];
         let top = self.c.top_of(r);
         if rsc.is_primitive()
@@ -457,9 +479,9 @@ impl<'a> Builder<'a> {
                 Kind::Clone { unique: false, .. }
             )
         {
-            rsc.base.clone()
+            &rsc.base
         } else {
-            rsc.id.clone()
+            &rsc.id
         }
     }
 
@@ -501,10 +523,10 @@ pub fn build(c: &Cluster, a: &Assignment, restart: &[bool]) -> Transition {
         c,
         a,
         actions: Vec::new(),
-        index: HashMap::new(),
+        index: FastMap::default(),
         edges: BTreeSet::new(),
         by_rsc: BTreeMap::new(),
-        host: HashMap::new(),
+        host: FastMap::default(),
         removed: BTreeSet::new(),
         restart,
         blocked_promotions: blocked_promotions(c, a),
