@@ -1170,6 +1170,22 @@ impl<'a> Solver<'a> {
         if self.provisional[primary] || !self.provisional[r] {
             return;
         }
+        // colocate_with_group: a mandatory colocation with a group follows its last
+        // member (the whole group must be assignable), an optional one its first.
+        let primary = if self.c.resources[primary].kind == Kind::Group {
+            let members = &self.c.resources[primary].children;
+            let member = if col.score >= INFINITY {
+                members.last()
+            } else {
+                members.first()
+            };
+            match member {
+                Some(&m) => m,
+                None => return,
+            }
+        } else {
+            primary
+        };
         if col.dependent_role != Role::Unknown && col.dependent_role != self.next_role[r] {
             return;
         }
