@@ -180,6 +180,9 @@ pub(crate) struct Solver<'a> {
     scratch: Table,
     /// Promotion-score lookups shared by an anonymous clone's inactive instances.
     promo_cache: std::cell::RefCell<BTreeMap<(RscIx, NodeIx), Option<i64>>>,
+    /// Per (anonymous clone, member position in the instance), the nodes where any
+    /// instance's member has a history (`anonymous_known_on`), built once.
+    known_cache: std::cell::RefCell<BTreeMap<(RscIx, usize), Vec<bool>>>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
     /// Whether a node has any `master-*` attribute (promotion scores).
@@ -352,6 +355,7 @@ impl<'a> Solver<'a> {
             running_tops: Vec::new(),
             node_ok: c.nodes.iter().map(node_available).collect(),
             promo_cache: Default::default(),
+            known_cache: Default::default(),
             scratch: Vec::new(),
             has_master_attr: c
                 .nodes
@@ -1843,20 +1847,42 @@ impl<'a> Solver<'a> {
     }
 
     /// Whether any instance of anonymous clone `cl` has a history for the member
-    /// that `ch` is on `nd` (`anonymous_known_on`).
+    /// that `ch` is on `nd` (`anonymous_known_on`). Instances share one layout, so
+    /// the member is found by its position in the instance.
     fn anonymous_known_on(&self, cl: RscIx, ch: RscIx, nd: NodeIx) -> bool {
+        let inst = self.instance_of(ch);
+        let pos = if inst == ch {
+            0
+        } else {
+            self.c.resources[inst]
+                .children
+                .iter()
+                .position(|&m| m == ch)
+                .unwrap_or(0)
+        };
+        if let Some(v) = self.known_cache.borrow().get(&(cl, pos)) {
+            return v[nd];
+        }
         let base = &self.c.resources[ch].base;
-        let mut prims = Vec::new();
-        for &inst in &self.c.resources[cl].children {
-            prims.clear();
-            self.c.primitives_of(inst, &mut prims);
-            if prims.iter().any(|&p| {
-                self.c.resources[p].base == *base && self.c.resources[p].known_on.contains(&nd)
-            }) {
-                return true;
+        let mut known = vec![false; self.n];
+        for &i in &self.c.resources[cl].children {
+            let r = &self.c.resources[i];
+            let member = if r.is_primitive() {
+                Some(i)
+            } else {
+                r.children.get(pos).copied()
+            };
+            if let Some(m) = member.filter(|&m| self.c.resources[m].base == *base) {
+                for &k in &self.c.resources[m].known_on {
+                    if let Some(slot) = known.get_mut(k) {
+                        *slot = true;
+                    }
+                }
             }
         }
-        false
+        let here = known[nd];
+        self.known_cache.borrow_mut().insert((cl, pos), known);
+        here
     }
 
     fn instance_of(&self, mut r: RscIx) -> RscIx {
