@@ -663,7 +663,13 @@ fn differential_against_crm_simulate() {
 #[test]
 fn minimised_disagreements_agree() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/differential");
-    for name in ["seed2-13", "seed8-64", "seed8-134", "seed20-70"] {
+    for name in [
+        "seed2-13",
+        "seed8-64",
+        "seed8-134",
+        "seed20-70",
+        "seed21-111",
+    ] {
         let read = |ext: &str| {
             let p = dir.join(format!("{name}.{ext}"));
             std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

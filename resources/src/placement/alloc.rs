@@ -2369,6 +2369,12 @@ impl<'a> Solver<'a> {
             self.sort_index[ch] = pr;
         }
         // promotion_order: fold into the clone's node table, add colocated preferences.
+        // sort_promotable_instances flags the clone as merging until it has sorted
+        // its instances, so a colocation chain that leads back to it stops there
+        // ("Breaking dependency loop"), in the merges below and in the colocation
+        // scores of `pcmk__cmp_instance`.
+        let was_merging = self.merging[cl];
+        self.merging[cl] = true;
         let mut table = self.allowed[cl].clone();
         for &ch in &children {
             if let Some(nd) = self.assigned_node(ch) {
@@ -2434,6 +2440,7 @@ impl<'a> Solver<'a> {
             }
             self.cmp_instance(cl, a, b, &mut coloc_cache)
         });
+        self.merging[cl] = was_merging;
         self.child_order[cl] = order.clone();
         let mut promoted = 0;
         let mut per_node = vec![0usize; self.n];
