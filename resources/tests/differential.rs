@@ -578,15 +578,7 @@ fn differential_against_crm_simulate() {
                         let file = dir.join(format!("case{i}.xml"));
                         std::fs::write(&file, &cib).expect("write cib");
                         let ours = match placement::read_cib(&cib, None) {
-                            Ok(c) => {
-                                let mut v: Vec<String> = placement::schedule(&c)
-                                    .placement
-                                    .iter()
-                                    .map(|r| r.tsv())
-                                    .collect();
-                                v.sort();
-                                v
-                            }
+                            Ok(c) => placement_rows(&c),
                             Err(e) => {
                                 out.push((i, false, format!("halyard rejected it: {e}")));
                                 continue;
@@ -656,6 +648,17 @@ fn differential_against_crm_simulate() {
     }
 }
 
+/// halyard's placement of `c` as sorted TSV rows (what crm_simulate's is compared with).
+fn placement_rows(c: &placement::Cluster) -> Vec<String> {
+    let mut rows: Vec<String> = placement::schedule(c)
+        .placement
+        .iter()
+        .map(|r| r.tsv())
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Earlier disagreements, minimised by hand (resources, constraints, nodes and
 /// history deleted while the disagreement stayed), with crm_simulate's placement
 /// saved beside them (`tests/data/differential/README.md`). Needs no crm_simulate:
@@ -675,12 +678,7 @@ fn minimised_disagreements_agree() {
             std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         };
         let c = placement::read_cib(&read("xml"), None).expect("fixture reads");
-        let mut ours: Vec<String> = placement::schedule(&c)
-            .placement
-            .iter()
-            .map(|r| r.tsv())
-            .collect();
-        ours.sort();
+        let ours = placement_rows(&c);
         let mut theirs: Vec<String> = read("placement.tsv").lines().map(str::to_string).collect();
         theirs.sort();
         assert_eq!(

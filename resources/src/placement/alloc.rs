@@ -3093,15 +3093,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn head_is_the_first_element_of_the_merge_sort() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
+    /// A small seeded generator for the randomised sort tests.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    #[test]
+    fn head_is_the_first_element_of_the_merge_sort() {
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
             let len = (next() % 40) as usize;
             let v: Vec<u32> = (0..len).map(|_| (next() % 1000) as u32).collect();
@@ -3122,13 +3126,7 @@ mod tests {
 
     #[test]
     fn head_of_the_best_weight_is_the_first_element_of_the_merge_sort() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..4000 {
             let len = 1 + (next() % 40) as usize;
             let v: Vec<u32> = (0..len).map(|_| (next() % 1000) as u32).collect();
