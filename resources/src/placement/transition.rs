@@ -327,30 +327,10 @@ fn plan(c: &Cluster, a: &Assignment, p: RscIx, restart: bool) -> Plan {
     pl
 }
 
-/// FNV-1a for the builder's hash maps: they are only looked up, never iterated
-/// (so the order does not matter), and their keys are the cluster's own action
-/// keys; SipHash's flood resistance costs more than it buys here.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+/// The builder's hash maps are only looked up, never iterated (so the order does not
+/// matter), and their keys are the cluster's own action keys: FxHash, as SipHash's
+/// flood resistance costs more than it buys here.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 struct Builder<'a> {
     c: &'a Cluster,
