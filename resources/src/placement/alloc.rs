@@ -716,31 +716,29 @@ impl<'a> Solver<'a> {
         failed.sort_unstable();
         for (nd, i) in failed {
             let r = &c.resources[i];
-            {
-                // Ignored failures do not count against the threshold either.
-                if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
-                    continue;
-                }
-                let fc = r.failcount.get(&nd).copied().unwrap_or(0);
-                if fc <= 0 {
-                    continue;
-                }
-                if r.migration_threshold - fc <= 0 {
-                    let top = c.top_of(i);
-                    let anon = matches!(c.resources[top].kind, Kind::Clone { unique: false, .. })
-                        && top != i;
-                    let target = if anon { top } else { i };
-                    self.resource_location(
-                        target,
-                        Some(nd),
-                        -INFINITY,
-                        &format!(
-                            "fail-count {} >= migration-threshold {}",
-                            score::show(fc),
-                            score::show(r.migration_threshold)
-                        ),
-                    );
-                }
+            // Ignored failures do not count against the threshold either.
+            if !r.is_primitive() || r.migration_threshold == 0 || r.failure_ignored {
+                continue;
+            }
+            let fc = r.failcount.get(&nd).copied().unwrap_or(0);
+            if fc <= 0 {
+                continue;
+            }
+            if r.migration_threshold - fc <= 0 {
+                let top = c.top_of(i);
+                let anon =
+                    matches!(c.resources[top].kind, Kind::Clone { unique: false, .. }) && top != i;
+                let target = if anon { top } else { i };
+                self.resource_location(
+                    target,
+                    Some(nd),
+                    -INFINITY,
+                    &format!(
+                        "fail-count {} >= migration-threshold {}",
+                        score::show(fc),
+                        score::show(r.migration_threshold)
+                    ),
+                );
             }
         }
     }
@@ -1957,19 +1955,20 @@ impl<'a> Solver<'a> {
         if rsc.running_on.contains(&nd) || rsc.known_on.contains(&nd) {
             return true;
         }
+        let none_probed = rsc.running_on.is_empty() && rsc.known_on.is_empty();
         if !unique {
             let inst = self.instance_of(ch);
             let (from, to) = self.clone_range(cl, nd);
             let mut active = self.running_tops[nd][from..to].iter();
             if active.any(|&(_, i)| i != inst) {
                 // Another instance is active there: only that one counts.
-                return rsc.running_on.is_empty() && rsc.known_on.is_empty();
+                return none_probed;
             }
             if self.anonymous_known_on(cl, ch, nd) {
                 return true;
             }
         }
-        rsc.running_on.is_empty() && rsc.known_on.is_empty()
+        none_probed
     }
 
     /// The entries of clone `cl` in `running_tops[nd]`, as a range. The ranges of
@@ -3011,28 +3010,12 @@ fn sort_range<T: Copy, F: FnMut(T, T) -> Ordering>(v: &mut [T], scratch: &mut Ve
     v.copy_from_slice(scratch);
 }
 
-/// The first element `merge_sort` would produce, with n - 1 comparisons: the head of
-/// a merged list is the winner of its two halves' heads (left wins ties), the same
-/// tree of comparisons whatever the comparator (total order or not).
-// Kept as the reference `merge_sort_head_of` is tested against.
-#[cfg_attr(not(test), allow(dead_code))]
-fn merge_sort_head<T: Copy, F: FnMut(T, T) -> Ordering>(v: &[T], cmp: &mut F) -> Option<T> {
-    match v.len() {
-        0 => None,
-        1 => Some(v[0]),
-        len => {
-            let mid = len / 2;
-            let l = merge_sort_head(&v[..mid], cmp)?;
-            let r = merge_sort_head(&v[mid..], cmp)?;
-            Some(if cmp(l, r) != Ordering::Greater { l } else { r })
-        }
-    }
-}
-
-/// `merge_sort_head(v, cmp)` when every element that is not `live` loses every
-/// comparison against a live one (and at least one element is live): a merge of
-/// two runs whose heads include a live one yields a live head, so runs without a
-/// live element never matter and their comparisons are skipped.
+/// The first element `merge_sort` would produce, with at most n - 1 comparisons: the
+/// head of a merged list is the winner of its two halves' heads (left wins ties),
+/// the same tree of comparisons whatever the comparator. Every element that is not
+/// `live` must lose every comparison against a live one (and one must be live): a
+/// merge of two runs whose heads include a live one yields a live head, so runs
+/// without a live element never matter and their comparisons are skipped.
 fn merge_sort_head_of<T: Copy, F: FnMut(T, T) -> Ordering>(
     v: &[T],
     live: &impl Fn(T) -> bool,
@@ -3090,6 +3073,23 @@ mod tests {
             let mut v = input.clone();
             merge_sort(&mut v, &mut rps);
             assert_eq!(v, glib, "{input:?}");
+        }
+    }
+
+    /// The reference `merge_sort_head_of` is tested against: the first element
+    /// `merge_sort` would produce, with n - 1 comparisons: the head of
+    /// a merged list is the winner of its two halves' heads (left wins ties), the same
+    /// tree of comparisons whatever the comparator (total order or not).
+    fn merge_sort_head<T: Copy, F: FnMut(T, T) -> Ordering>(v: &[T], cmp: &mut F) -> Option<T> {
+        match v.len() {
+            0 => None,
+            1 => Some(v[0]),
+            len => {
+                let mid = len / 2;
+                let l = merge_sort_head(&v[..mid], cmp)?;
+                let r = merge_sort_head(&v[mid..], cmp)?;
+                Some(if cmp(l, r) != Ordering::Greater { l } else { r })
+            }
         }
     }
 

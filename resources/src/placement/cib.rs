@@ -76,7 +76,6 @@ pub fn parse_interval_ms(s: &str) -> Option<i64> {
     Some(n * mult)
 }
 
-/// Index of elements carrying an id, for `id-ref` resolution.
 /// Every `id` in the configuration section is unique, as Pacemaker's schema
 /// requires (`xsd:ID`): a constraint and an nvpair sharing an id, or two resources
 /// with one id, are rejected naming the second element. Elements whose `id` refers
@@ -108,6 +107,7 @@ fn check_unique_ids(config: &Element<'_>) -> Result<(), Error> {
     config.children.iter().try_for_each(|c| walk(c, &mut seen))
 }
 
+/// Index of elements carrying an id, for `id-ref` resolution.
 struct Ids<'a> {
     by_id: HashMap<&'a str, &'a Element<'a>>,
 }

@@ -614,8 +614,9 @@ pub(crate) fn definition_restart(c: &Cluster, p: RscIx) -> bool {
 
 /// Restarts forced by mandatory orders and group membership: a resource that stays
 /// where it is restarts when something it is ordered after starts, moves, recovers
-/// or restarts (for a clone `first`, when any instance starts or stops; only a
-/// starting one for a `then` that is a clone without interleave).
+/// or restarts (for a clone `first`, when any instance starts, moves, or had a
+/// restart an order left unrunnable; an instance that only stops counts too, except
+/// for a `then` that is a clone without interleave).
 fn restarts(c: &Cluster, a: &Assignment) -> Vec<bool> {
     let n = c.resources.len();
     let mut restart = vec![false; n];
