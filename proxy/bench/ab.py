@@ -80,7 +80,9 @@ def cpu(pg):
     return ns, ut, stt
 def segs():
     l = [x.split() for x in open('/proc/net/snmp') if x.startswith('Tcp:')]
-    d = dict(zip(l[0][1:], l[1][1:])); return int(d['OutSegs'])
+    d = dict(zip(l[0][1:], l[1][1:]))
+    # sent segments; retransmitted segments (tail-loss probes included)
+    return int(d['OutSegs']), int(d['RetransSegs'])
 rows = {}
 HZ = os.sysconf('SC_CLK_TCK')
 concs = [int(x) for x in a.c.split()]
@@ -99,9 +101,9 @@ for rep in range(a.r):
             if err: print(f'warning: {n} had {err} errors in this run', flush=True)
             us = (c1[0] - c0[0]) / 1e3 / req
             u = (c1[1] - c0[1]) / HZ * 1e6 / req; sy = (c1[2] - c0[2]) / HZ * 1e6 / req
-            sg = (s1 - s0) / req
+            sg = (s1[0] - s0[0]) / req; rt = (s1[1] - s0[1]) / req
             rows.setdefault((n, c), []).append((us, u, sy, sg, req / a.d, p99 / 1e3, err))
-            print(f'r{rep} c={c:<4} {n:<16} us/req={us:6.2f} user={u:5.2f} sys={sy:5.2f} segs/req={sg:5.2f} rps={req/a.d:7.0f} p99={p99/1e3:6.2f}ms err={err}', flush=True)
+            print(f'r{rep} c={c:<4} {n:<16} us/req={us:6.2f} user={u:5.2f} sys={sy:5.2f} segs/req={sg:5.2f} retrans/req={rt:6.4f} rps={req/a.d:7.0f} p99={p99/1e3:6.2f}ms err={err}', flush=True)
 print('\n== medians (ratio to first target at same c)')
 for c in concs:
     base = st.median(x[0] for x in rows[(targets[0][0], c)])

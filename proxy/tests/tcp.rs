@@ -650,3 +650,62 @@ async fn serve_here_needs_a_per_core_config() {
     let e = p.serve_here().await.unwrap_err();
     assert!(matches!(e, halyard_proxy::Error::Bind { .. }), "{e}");
 }
+
+/// A backend that answers each 3-byte request with a head and a body in
+/// two writes (as nginx does), the shape whose ACK the proxy piggybacks.
+async fn two_segment_server() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut req = [0u8; 3];
+                let mut n = 0u32;
+                while s.read_exact(&mut req).await.is_ok() {
+                    n += 1;
+                    let head = format!("head {n:>6} {}", "h".repeat(200));
+                    let body = format!("body {n:>6} {}", "b".repeat(100));
+                    if s.write_all(head.as_bytes()).await.is_err()
+                        || s.write_all(body.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn keep_alive_exchanges_arrive_whole_whether_peeked_or_read() {
+    let server = two_segment_server().await;
+    let (_p, fe) = start("", &servers(&[("s", server, "")])).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.set_nodelay(true).unwrap();
+    let check = |n: u32, got: &[u8]| {
+        let want = format!(
+            "head {n:>6} {}body {n:>6} {}",
+            "h".repeat(200),
+            "b".repeat(100)
+        );
+        assert_eq!(got, want.as_bytes(), "response {n}");
+    };
+    let len = 2 * 12 + 300;
+    let mut buf = vec![0u8; len];
+    // Back to back (the proxy peeks), then with pauses longer than the
+    // ACK delay (it reads, and a peek left waiting is acknowledged by the
+    // timer), then back to back again.
+    for n in 1..=600u32 {
+        c.write_all(b"GET").await.unwrap();
+        tokio::time::timeout(BOUND, c.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        check(n, &buf);
+        if (300..330).contains(&n) {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+}

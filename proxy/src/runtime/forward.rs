@@ -19,8 +19,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncWrite, Interest};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
+
+use super::ack::{read_drain, Piggyback};
 
 /// Scratch buffer size (one per thread).
 const SCRATCH: usize = 64 * 1024;
@@ -124,6 +126,16 @@ impl Dir {
     }
 }
 
+/// Which end of a direction is the server connection, whose ACKs
+/// [`Piggyback`] handles.
+#[derive(Clone, Copy, PartialEq)]
+enum ServerEnd {
+    /// Client -> server: writes to the server carry the ACK.
+    To,
+    /// Server -> client: reads from the server may peek.
+    From,
+}
+
 /// Moves bytes `from -> to` until blocked; `Ready(Ok)` once this direction
 /// is fully closed.
 fn poll_dir(
@@ -132,6 +144,8 @@ fn poll_dir(
     from: &mut TcpStream,
     to: &mut TcpStream,
     count: &AtomicU64,
+    ack: &mut Piggyback,
+    server: ServerEnd,
 ) -> Poll<io::Result<()>> {
     let mut budget = BUDGET;
     #[cfg(target_os = "linux")]
@@ -174,7 +188,12 @@ fn poll_dir(
                 Poll::Ready(r) => r?,
             }
             match to.try_write(&d.pending[d.off..]) {
-                Ok(n) => d.off += n,
+                Ok(n) => {
+                    d.off += n;
+                    if server == ServerEnd::To {
+                        ack.wrote(to)?;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -207,14 +226,22 @@ fn poll_dir(
         }
         let r = SCRATCH_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
-            match read_drain(from, &mut buf) {
+            let got = match server {
+                ServerEnd::From => ack.read(from, &mut buf),
+                ServerEnd::To => read_drain(from, &mut buf, false),
+            };
+            match got {
                 Ok(0) => {
                     d.eof = true;
                     Ok(())
                 }
                 Ok(n) => {
                     count.fetch_add(n as u64, Ordering::Relaxed);
-                    match to.try_write(&buf[..n]) {
+                    let written = to.try_write(&buf[..n]);
+                    if server == ServerEnd::To && matches!(written, Ok(m) if m > 0) {
+                        ack.wrote(to)?;
+                    }
+                    match written {
                         Ok(m) if m == n => {
                             #[cfg(target_os = "linux")]
                             if n == buf.len() && d.splice_ok {
@@ -246,31 +273,8 @@ fn poll_dir(
         #[cfg(target_os = "linux")]
         if d.pipe.is_some() && d.pending.is_empty() {
             // Continue on the splice path (re-entering sets up nothing new).
-            return poll_dir(cx, d, from, to, count);
+            return poll_dir(cx, d, from, to, count, ack, server);
         }
-    }
-}
-
-/// Reads like `try_read`, but a short read (fewer bytes than asked) also
-/// clears tokio's read readiness: the kernel queue was empty at that moment,
-/// so the next poll waits for epoll instead of paying for a read that would
-/// return EAGAIN (HAProxy does the same). Data that arrives after the read
-/// raises a new readiness event (a new tick), which this clear cannot erase.
-fn read_drain(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = None;
-    let r = from.try_io(Interest::READABLE, || {
-        let n = from.try_read(buf)?;
-        got = Some(n);
-        if n > 0 && n < buf.len() {
-            // Report "would block" so the readiness is cleared; the bytes are in `got`.
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match (r, got) {
-        (Ok(n), _) => Ok(n),
-        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
-        (Err(e), _) => Err(e),
     }
 }
 
@@ -292,20 +296,42 @@ pub async fn forward(
         splice_ok: splice,
         ..Dir::default()
     };
+    let mut ack = Piggyback::default();
     poll_fn(|cx| {
         if !c2s.done() {
-            if let Poll::Ready(Err(e)) = poll_dir(cx, &mut c2s, client, server, &counters.c2s) {
+            let r = poll_dir(
+                cx,
+                &mut c2s,
+                client,
+                server,
+                &counters.c2s,
+                &mut ack,
+                ServerEnd::To,
+            );
+            if let Poll::Ready(Err(e)) = r {
                 return Poll::Ready(Err(e));
             }
         }
         if !s2c.done() {
-            if let Poll::Ready(Err(e)) = poll_dir(cx, &mut s2c, server, client, &counters.s2c) {
+            let r = poll_dir(
+                cx,
+                &mut s2c,
+                server,
+                client,
+                &counters.s2c,
+                &mut ack,
+                ServerEnd::From,
+            );
+            if let Poll::Ready(Err(e)) = r {
                 return Poll::Ready(Err(e));
             }
         }
         if c2s.done() && s2c.done() {
             Poll::Ready(Ok(()))
         } else {
+            if let Err(e) = ack.poll_expire(cx, server) {
+                return Poll::Ready(Err(e));
+            }
             Poll::Pending
         }
     })

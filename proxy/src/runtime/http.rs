@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 
 use tokio::sync::{oneshot, watch};
 
+use super::ack::ServerIo;
 use super::{wait_queue, Shared};
 use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
@@ -484,7 +485,7 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<SendReq
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout connect"))??;
     let _ = s.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ServerIo::new(s)))
         .await
         .map_err(std::io::Error::other)?;
     tokio::spawn(async move {

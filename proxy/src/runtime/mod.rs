@@ -4,6 +4,7 @@
 //!
 //! Start with [`Proxy::start`]; the returned [`Proxy`] is the control handle.
 
+mod ack;
 mod checks;
 mod control;
 mod forward;

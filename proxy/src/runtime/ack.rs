@@ -1,0 +1,507 @@
+//! Piggybacked ACKs on server connections.
+//!
+//! A backend that sends a small response as two segments (nginx with
+//! `sendfile on` and no `tcp_nopush`: headers by `writev`, then the body)
+//! makes the proxy's kernel answer with a pure ACK segment the moment the
+//! proxy's read empties the receive queue: two segments shorter than
+//! `rcv_mss` set `ICSK_ACK_PUSHED2`, and `tcp_cleanup_rbuf` acknowledges at
+//! once when that is set and the queue is drained, delayed-ACK mode or not.
+//! That segment, and the backend's input processing of it (on loopback the
+//! receiver's TCP input runs in the sender's context), were about a sixth
+//! of the proxy's CPU per request (BENCHMARKS.md, "Segments per request").
+//!
+//! [`Piggyback`] avoids it while requests follow each other closely on a
+//! connection: it reads the response with `MSG_PEEK`, so the bytes are
+//! forwarded but stay queued in the kernel and no ACK is due. The next
+//! request written to the server carries the ACK in its header; after that
+//! write the peeked bytes are dropped with `MSG_TRUNC` (no copy), and no
+//! ACK is pending any more. New bytes from the server also drop them first
+//! (the queue is not empty then, so that does not send an ACK either).
+//!
+//! The risk is a server that waits for the ACK: with two unacknowledged
+//! segments, its tail-loss probe retransmits after 2·SRTT plus 2 jiffies
+//! (at least 2 ms on any `HZ`), long before the kernel's delayed-ACK timer
+//! (40 ms). So the deferral is bounded twice:
+//! - the proxy peeks only when the previous response on this connection was
+//!   followed by a request within [`ACK_DELAY`]; at low request rates it
+//!   reads as before and the kernel acknowledges at once;
+//! - peeked bytes wait at most [`ACK_DELAY`] (a timer, polled by the
+//!   connection's task through [`Piggyback::poll_expire`]): at the end of a
+//!   burst the ACK goes out before the server's probe would.
+//!
+//! A bulk read (one that fills the buffer) is dropped at once, and the
+//! splice path never sees peeked bytes.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// How long peeked bytes may wait for a request to carry their ACK, and the
+/// longest gap between a response and the next request for which the next
+/// response is peeked. With tokio's 1 ms timer resolution the ACK goes out
+/// within 2 ms, below the smallest tail-loss-probe timeout of any Linux
+/// `HZ` (2 jiffies plus 2·SRTT rounded up to a jiffy: 3 ms at `HZ=1000`).
+pub(crate) const ACK_DELAY: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// Target of `MSG_TRUNC` reads; TCP does not write to it.
+    static DISCARD_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+/// The receive side of one server connection: whether responses are
+/// peeked, and how many peeked bytes the kernel still holds.
+#[derive(Debug, Default)]
+pub(crate) struct Piggyback {
+    /// Bytes already handed on that are still in the kernel's queue.
+    unread: usize,
+    /// When the last response bytes were read, until the next write.
+    read_at: Option<Instant>,
+    /// Peek the next response (the last gap was short).
+    peek: bool,
+    /// Bounds how long peeked bytes wait (made at the first peek).
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Piggyback {
+    /// Reads what `server` has into `buf`, like [`read_drain`]; first drops
+    /// the bytes an earlier peek left queued. Call only once tokio reports
+    /// the socket readable (new bytes or EOF), or the drop may empty the
+    /// queue and send the ACK after all.
+    pub(crate) fn read(&mut self, server: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        self.discard(server)?;
+        let n = read_drain(server, buf, self.peek)?;
+        if n > 0 {
+            self.read_at = Some(Instant::now());
+            if self.peek {
+                self.unread = n;
+                if n == buf.len() {
+                    // Bulk: the kernel acknowledges full segments by itself.
+                    self.discard(server)?;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Call after bytes were written to `server`: their segment carried the
+    /// ACK, so what was peeked can go. Also decides whether the next
+    /// response is peeked.
+    pub(crate) fn wrote(&mut self, server: &TcpStream) -> io::Result<()> {
+        if let Some(at) = self.read_at.take() {
+            self.peek = at.elapsed() < ACK_DELAY;
+        }
+        self.discard(server)
+    }
+
+    /// Sends the ACK (drops the peeked bytes) once they have waited
+    /// [`ACK_DELAY`]; until then registers `cx` to be woken at that time.
+    /// Call whenever the connection's task is about to wait.
+    pub(crate) fn poll_expire(
+        &mut self,
+        cx: &mut Context<'_>,
+        server: &TcpStream,
+    ) -> io::Result<()> {
+        let (true, Some(at)) = (self.unread > 0, self.read_at) else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::from_std(at + ACK_DELAY);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            // Usually later than before: tokio only moves the deadline then.
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            self.discard(server)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the peeked bytes from the kernel's queue (`MSG_TRUNC`: TCP
+    /// discards them without copying).
+    fn discard(&mut self, server: &TcpStream) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        while self.unread > 0 {
+            use rustix::net::{recv, RecvFlags};
+            let n = DISCARD_BUF.with(|cell| {
+                let mut buf = cell.borrow_mut();
+                let len = self.unread.min(buf.len());
+                recv(
+                    server,
+                    &mut buf[..len],
+                    RecvFlags::TRUNC | RecvFlags::DONTWAIT,
+                )
+                .map(|(_, n)| n)
+                .map_err(io::Error::from)
+            })?;
+            if n == 0 {
+                break;
+            }
+            self.unread -= n.min(self.unread);
+        }
+        self.unread = 0;
+        Ok(())
+    }
+}
+
+/// Reads like `try_read` (or peeks, with `peek`), but a short read (fewer
+/// bytes than asked) also clears tokio's read readiness: the kernel queue
+/// was empty at that moment, so the next poll waits for epoll instead of
+/// paying for a read that would return EAGAIN (HAProxy does the same). Data
+/// that arrives after the read raises a new readiness event (a new tick),
+/// which this clear cannot erase. After a peek the queue is not empty, so
+/// the clear is what keeps the next poll from returning the same bytes.
+pub(crate) fn read_drain(from: &TcpStream, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let mut got = None;
+    let r = from.try_io(Interest::READABLE, || {
+        let n = if peek {
+            peek_into(from, buf)?
+        } else {
+            from.try_read(buf)?
+        };
+        got = Some(n);
+        if n > 0 && n < buf.len() {
+            // Report "would block" so the readiness is cleared; the bytes are in `got`.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (r, got) {
+        (Ok(n), _) => Ok(n),
+        (Err(e), Some(n)) if e.kind() == io::ErrorKind::WouldBlock => Ok(n),
+        (Err(e), _) => Err(e),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn peek_into(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    use rustix::net::{recv, RecvFlags};
+    recv(from, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT)
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn peek_into(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // Without MSG_TRUNC there is nothing to gain: read normally.
+    from.try_read(buf)
+}
+
+/// A server connection for hyper's client side, whose responses are read
+/// through [`Piggyback`].
+#[derive(Debug)]
+pub(crate) struct ServerIo {
+    stream: TcpStream,
+    ack: Piggyback,
+}
+
+impl ServerIo {
+    pub(crate) fn new(stream: TcpStream) -> ServerIo {
+        ServerIo {
+            stream,
+            ack: Piggyback::default(),
+        }
+    }
+
+    fn wrote(&mut self, r: &io::Result<usize>) -> io::Result<()> {
+        match r {
+            Ok(n) if *n > 0 => self.ack.wrote(&self.stream),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if let Poll::Ready(r) = this.stream.poll_read_ready(cx) {
+                r?;
+            } else {
+                this.ack.poll_expire(cx, &this.stream)?;
+                return Poll::Pending;
+            }
+            match this.ack.read(&this.stream, buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = ready!(Pin::new(&mut this.stream).poll_write(cx, buf));
+        this.wrote(&r)?;
+        Poll::Ready(r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = ready!(Pin::new(&mut this.stream).poll_write_vectored(cx, bufs));
+        this.wrote(&r)?;
+        Poll::Ready(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A connected pair on loopback: (proxy's server connection, backend).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (backend, _) = l.accept().await.unwrap();
+        proxy.set_nodelay(true).unwrap();
+        backend.set_nodelay(true).unwrap();
+        (proxy, backend)
+    }
+
+    /// Reads through `ack` until `want` bytes arrived (bounded).
+    async fn read_n(ack: &mut Piggyback, s: &TcpStream, buf: &mut [u8], want: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < want {
+            tokio::time::timeout_at(deadline, s.readable())
+                .await
+                .expect("bytes in time")
+                .unwrap();
+            match ack.read(s, buf) {
+                Ok(0) => panic!("EOF after {} of {want} bytes", got.len()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    /// Segments sent so far by the socket bound to `port` (`ss -ti`), or
+    /// `None` when `ss` (iproute2) is missing.
+    fn segs_out(port: u16) -> Option<u64> {
+        let out = std::process::Command::new("ss")
+            .args([
+                "-tinH",
+                "state",
+                "established",
+                &format!("( sport = :{port} )"),
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("segs_out:"))?;
+        field.parse().ok()
+    }
+
+    fn ss_missing() -> bool {
+        if segs_out(1).is_some() || std::process::Command::new("ss").arg("-V").output().is_ok() {
+            return false;
+        }
+        if std::env::var("HALYARD_REQUIRE_SYSTEM").is_ok_and(|v| v == "1") {
+            panic!("ss not found (install iproute2); HALYARD_REQUIRE_SYSTEM=1");
+        }
+        eprintln!("skipped: ss not found (install iproute2)");
+        true
+    }
+
+    #[tokio::test]
+    async fn peeked_bytes_arrive_once_and_in_order() {
+        let (proxy, mut backend) = pair().await;
+        let mut ack = Piggyback::default();
+        let mut sent = Vec::new();
+        let mut got = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for round in 0..300 {
+            // Peek or not, small or large reads, one or two writes, a
+            // request written back or not: every mix of the two paths.
+            ack.peek = next() % 3 != 0;
+            let mut buf = vec![0u8; [16, 700, 4096][(next() % 3) as usize]];
+            let len = 1 + (next() % 3000) as usize;
+            let chunk: Vec<u8> = (0..len).map(|i| (round * 7 + i) as u8).collect();
+            let cut = (next() as usize) % len;
+            backend.write_all(&chunk[..cut]).await.unwrap();
+            backend.write_all(&chunk[cut..]).await.unwrap();
+            sent.extend_from_slice(&chunk);
+            got.extend(read_n(&mut ack, &proxy, &mut buf, len).await);
+            if next() % 2 == 0 {
+                proxy.writable().await.unwrap();
+                assert_eq!(proxy.try_write(b"r").unwrap(), 1);
+                ack.wrote(&proxy).unwrap();
+                let mut one = [0u8; 1];
+                backend.read_exact(&mut one).await.unwrap();
+            }
+        }
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "bytes differ");
+        // Nothing is left behind: the backend's EOF is the next thing read.
+        drop(backend);
+        let mut buf = [0u8; 64];
+        loop {
+            proxy.readable().await.unwrap();
+            match ack.read(&proxy, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => panic!("{n} bytes read twice"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_gap_turns_peeking_on_and_a_long_one_off() {
+        let (proxy, _backend) = pair().await;
+        let mut ack = Piggyback::default();
+        assert!(!ack.peek, "a new connection reads");
+        ack.read_at = Some(Instant::now());
+        ack.wrote(&proxy).unwrap();
+        assert!(ack.peek, "a request right after the response");
+        ack.read_at = Some(Instant::now() - 5 * ACK_DELAY);
+        ack.wrote(&proxy).unwrap();
+        assert!(!ack.peek, "a request long after the response");
+        // A write with no response read since leaves the choice alone.
+        ack.peek = true;
+        ack.wrote(&proxy).unwrap();
+        assert!(ack.peek);
+    }
+
+    /// One request/response exchange: the backend answers in two segments,
+    /// and the proxy reads the first before the second lands (as it does
+    /// under load: nginx's `writev` of the head, then `sendfile`).
+    /// `peek` overrides the gap rule for the response.
+    async fn exchange(
+        ack: &mut Piggyback,
+        proxy: &TcpStream,
+        backend: &mut TcpStream,
+        peek: Option<bool>,
+    ) {
+        proxy.writable().await.unwrap();
+        assert_eq!(proxy.try_write(b"GET").unwrap(), 3);
+        ack.wrote(proxy).unwrap();
+        if let Some(p) = peek {
+            ack.peek = p;
+        }
+        let mut req = [0u8; 3];
+        backend.read_exact(&mut req).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        backend.write_all(&[b'h'; 255]).await.unwrap();
+        read_n(ack, proxy, &mut buf, 255).await;
+        backend.write_all(&[b'b'; 128]).await.unwrap();
+        read_n(ack, proxy, &mut buf, 128).await;
+    }
+
+    /// Segments the proxy's socket sends for 50 exchanges, responses peeked
+    /// or not.
+    async fn segments_for_50(peek: bool) -> Option<u64> {
+        let (proxy, mut backend) = pair().await;
+        let port = proxy.local_addr().unwrap().port();
+        let mut ack = Piggyback::default();
+        // Past the kernel's quick-ACK start of a connection.
+        for _ in 0..50 {
+            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
+        }
+        let before = segs_out(port)?;
+        for _ in 0..50 {
+            exchange(&mut ack, &proxy, &mut backend, Some(peek)).await;
+        }
+        Some(segs_out(port)? - before)
+    }
+
+    #[tokio::test]
+    async fn the_next_request_carries_the_ack() {
+        if ss_missing() {
+            return;
+        }
+        let read = segments_for_50(false).await.expect("ss reads segs_out");
+        let peeked = segments_for_50(true).await.expect("ss reads segs_out");
+        eprintln!("segments for 50 exchanges: read {read}, peeked {peeked}");
+        assert!(
+            peeked < read,
+            "peeking saved no ACK: {peeked} segments vs {read} when reading"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peek_left_waiting_is_acknowledged() {
+        if ss_missing() {
+            return;
+        }
+        let (proxy, mut backend) = pair().await;
+        let port = proxy.local_addr().unwrap().port();
+        let mut ack = Piggyback::default();
+        for _ in 0..50 {
+            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
+        }
+        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        assert!(ack.unread > 0, "the response was peeked");
+        let before = segs_out(port).unwrap();
+        // No request follows: the timer sends the ACK (bounded wait).
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| {
+                ack.poll_expire(cx, &proxy).unwrap();
+                if ack.unread == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }),
+        )
+        .await
+        .expect("the peeked bytes are dropped");
+        // The kernel acknowledges at that drop (or its own timer did already).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while segs_out(port).unwrap() == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(segs_out(port).unwrap() > before, "no ACK was sent");
+    }
+}
