@@ -17,11 +17,17 @@ each target in rotated order, and reports per run and as medians: proxy CPU
 microseconds per request (from /proc/PID/task/*/schedstat), user and system
 microseconds per request (utime/stime), TCP segments sent per request in the
 namespace, req/s and p99. Loopback only; every step is bounded by -d.
+
+With -q PCT, every thread of every target is put in a cgroup (v1 cpu
+controller) of its own, capped at PCT% of a core (quota per 10 ms period):
+a fixed CPU budget per thread, so that req/s with 2 threads against 1 shows
+how a proxy scales when wrk and nginx have the rest of the box.
 """
 import os, sys, subprocess, time, re, statistics as st, argparse, signal, glob
 ap = argparse.ArgumentParser()
 ap.add_argument('-d', type=float, default=5); ap.add_argument('-r', type=int, default=3)
 ap.add_argument('-c', default="50 200"); ap.add_argument('-w', type=float, default=1)
+ap.add_argument('-q', type=float, default=0, help='cap each proxy thread at this %% of a core')
 ap.add_argument('specs', nargs='+')
 a = ap.parse_args()
 subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
@@ -68,6 +74,26 @@ for n, port, p in targets:
 def pids(pg):
     r = subprocess.run(['pgrep', '-g', str(pg)], capture_output=True, text=True).stdout.split()
     return [int(x) for x in r]
+groups = []
+def cap_threads(name, pg, pct):
+    root = '/sys/fs/cgroup/cpu'
+    for pid in pids(pg):
+        for t in sorted(os.listdir(f'/proc/{pid}/task'), key=int):
+            g = f'{root}/halyard-ab-{name}-{t}'
+            os.makedirs(g, exist_ok=True); groups.append(g)
+            open(g + '/cpu.cfs_period_us', 'w').write('10000')
+            open(g + '/cpu.cfs_quota_us', 'w').write(str(int(100 * pct)))
+            open(g + '/tasks', 'w').write(t)
+            print(f'{name}: thread {t} ({open(f"/proc/{pid}/task/{t}/comm").read().strip()}) capped at {pct:g}% of a core', flush=True)
+def uncap():
+    for g in groups:
+        try:
+            for t in open(g + '/tasks').read().split(): open('/sys/fs/cgroup/cpu/tasks', 'w').write(t)
+            os.rmdir(g)
+        except Exception: pass
+atexit.register(uncap)
+if a.q:
+    for n, port, p in targets: cap_threads(n, p.pid, a.q)
 def cpu(pg):
     ns = 0; ut = 0; stt = 0
     for pid in pids(pg):
