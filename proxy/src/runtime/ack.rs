@@ -7,8 +7,9 @@
 //! `rcv_mss` set `ICSK_ACK_PUSHED2`, and `tcp_cleanup_rbuf` acknowledges at
 //! once when that is set and the queue is drained, delayed-ACK mode or not.
 //! That segment, and the backend's input processing of it (on loopback the
-//! receiver's TCP input runs in the sender's context), were about a sixth
-//! of the proxy's CPU per request (BENCHMARKS.md, "Segments per request").
+//! receiver's TCP input runs in the sender's context), cost the proxy about
+//! a tenth of its CPU per request at c=50 (BENCHMARKS.md, "Piggybacked
+//! ACKs").
 //!
 //! [`Piggyback`] avoids it while requests follow each other closely on a
 //! connection: it reads the response with `MSG_PEEK`, so the bytes are
@@ -25,9 +26,11 @@
 //! - the proxy peeks only when the previous response on this connection was
 //!   followed by a request within [`ACK_DELAY`]; at low request rates it
 //!   reads as before and the kernel acknowledges at once;
-//! - peeked bytes wait at most [`ACK_DELAY`] (a timer, polled by the
-//!   connection's task through [`Piggyback::poll_expire`]): at the end of a
-//!   burst the ACK goes out before the server's probe would.
+//! - peeked bytes wait at most [`ACK_DELAY`], counted from the oldest
+//!   unacknowledged peek (a timer, polled by the connection's task through
+//!   [`Piggyback::poll_expire`]): at the end of a burst, or when the server
+//!   streams small chunks and no request comes, the ACK goes out before the
+//!   server's probe would, and peeking stops until a short gap shows again.
 //!
 //! A bulk read (one that fills the buffer) is dropped at once, and the
 //! splice path never sees peeked bytes.
@@ -63,6 +66,8 @@ pub(crate) struct Piggyback {
     unread: usize,
     /// When the last response bytes were read, until the next write.
     read_at: Option<Instant>,
+    /// When the oldest peeked bytes whose ACK is still due were read.
+    unacked_since: Option<Instant>,
     /// Peek the next response (the last gap was short).
     peek: bool,
     /// Bounds how long peeked bytes wait (made at the first peek).
@@ -78,13 +83,22 @@ impl Piggyback {
         self.discard(server)?;
         let n = read_drain(server, buf, self.peek)?;
         if n > 0 {
-            self.read_at = Some(Instant::now());
-            if self.peek {
+            let now = Instant::now();
+            self.read_at = Some(now);
+            if !self.peek {
+                // A plain read: the kernel's own ACK rules apply.
+                self.unacked_since = None;
+            } else if n == buf.len() {
+                // Bulk: dropping a full buffer acknowledges it (more than
+                // one segment is unacknowledged), so nothing waits.
                 self.unread = n;
-                if n == buf.len() {
-                    // Bulk: the kernel acknowledges full segments by itself.
-                    self.discard(server)?;
-                }
+                self.discard(server)?;
+                self.unacked_since = None;
+            } else {
+                // Dropping earlier peeked bytes while these are queued sent
+                // no ACK: the wait runs from the oldest of them.
+                self.unread = n;
+                self.unacked_since.get_or_insert(now);
             }
         }
         Ok(n)
@@ -97,21 +111,25 @@ impl Piggyback {
         if let Some(at) = self.read_at.take() {
             self.peek = at.elapsed() < ACK_DELAY;
         }
+        self.unacked_since = None;
         self.discard(server)
     }
 
-    /// Sends the ACK (drops the peeked bytes) once they have waited
-    /// [`ACK_DELAY`]; until then registers `cx` to be woken at that time.
-    /// Call whenever the connection's task is about to wait.
+    /// Sends the ACK (drops the peeked bytes) once the oldest of them have
+    /// waited [`ACK_DELAY`], and stops peeking: no request followed, so the
+    /// traffic is not request/response (a stream of small chunks from the
+    /// server, say) until a short gap shows again. Until then registers
+    /// `cx` to be woken at that time. Call whenever the connection's task
+    /// is about to wait.
     pub(crate) fn poll_expire(
         &mut self,
         cx: &mut Context<'_>,
         server: &TcpStream,
     ) -> io::Result<()> {
-        let (true, Some(at)) = (self.unread > 0, self.read_at) else {
+        let Some(since) = self.unacked_since else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::from_std(at + ACK_DELAY);
+        let deadline = tokio::time::Instant::from_std(since + ACK_DELAY);
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -121,6 +139,8 @@ impl Piggyback {
         }
         if timer.as_mut().poll(cx).is_ready() {
             self.discard(server)?;
+            self.unacked_since = None;
+            self.peek = false;
         }
         Ok(())
     }
@@ -337,7 +357,7 @@ mod tests {
     }
 
     fn ss_missing() -> bool {
-        if segs_out(1).is_some() || std::process::Command::new("ss").arg("-V").output().is_ok() {
+        if std::process::Command::new("ss").arg("-V").output().is_ok() {
             return false;
         }
         if std::env::var("HALYARD_REQUIRE_SYSTEM").is_ok_and(|v| v == "1") {
@@ -467,6 +487,37 @@ mod tests {
             peeked < read,
             "peeking saved no ACK: {peeked} segments vs {read} when reading"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_small_chunks_is_acknowledged_and_ends_the_peeking() {
+        if ss_missing() {
+            return;
+        }
+        let (proxy, mut backend) = pair().await;
+        let port = proxy.local_addr().unwrap().port();
+        let mut ack = Piggyback::default();
+        for _ in 0..50 {
+            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
+        }
+        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        let before = segs_out(port).unwrap();
+        // The server streams small chunks and no request comes: every new
+        // chunk drops the one peeked before without an ACK, so only the
+        // timer, counted from the oldest peek, acknowledges them.
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        for i in 0..40u8 {
+            backend.write_all(&[i; 100]).await.unwrap();
+            tokio::time::sleep(Duration::from_micros(300)).await;
+            got += read_n(&mut ack, &proxy, &mut buf, 100).await.len();
+            poll_fn(|cx| Poll::Ready(ack.poll_expire(cx, &proxy)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(got, 40 * 100);
+        assert!(!ack.peek, "the timer ended the peeking");
+        assert!(segs_out(port).unwrap() > before, "no ACK was sent");
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! connection therefore holds no buffer at all (see the memory figure in
 //! BENCHMARKS.md). EOF on one side becomes a write shutdown on the other
 //! (half-close); the session ends when both directions are closed and
-//! flushed, or on the first error.
+//! flushed, or on the first error. Reads from the server go through
+//! [`Piggyback`], which lets the next request carry a response's ACK.
 //!
 //! With `splice` on (Linux), a direction that fills the whole scratch buffer
 //! in one read is bulk: it switches to `splice(2)` through a pipe (socket ->
