@@ -21,8 +21,9 @@
 //!
 //! The risk is a server that waits for the ACK: with two unacknowledged
 //! segments, its tail-loss probe retransmits after 2·SRTT plus 2 jiffies
-//! (at least 2 ms on any `HZ`), long before the kernel's delayed-ACK timer
-//! (40 ms). So the deferral is bounded twice:
+//! (more than 2 ms after its send at `HZ=1000`, 8 ms at `HZ=250`), long
+//! before the kernel's delayed-ACK timer (40 ms). So the deferral is
+//! bounded twice:
 //! - the proxy peeks only when the previous response on this connection was
 //!   followed by a request within [`ACK_DELAY`]; at low request rates it
 //!   reads as before and the kernel acknowledges at once;
@@ -49,8 +50,12 @@ use tokio::time::Sleep;
 /// How long peeked bytes may wait for a request to carry their ACK, and the
 /// longest gap between a response and the next request for which the next
 /// response is peeked. With tokio's 1 ms timer resolution the ACK goes out
-/// within 2 ms, below the smallest tail-loss-probe timeout of any Linux
-/// `HZ` (2 jiffies plus 2·SRTT rounded up to a jiffy: 3 ms at `HZ=1000`).
+/// 1-2 ms after the oldest peek, before a Linux backend's earliest
+/// tail-loss probe (2·SRTT rounded up to a jiffy, plus 2 jiffies: more
+/// than 2 ms after its send at `HZ=1000`, 8 ms at `HZ=250`). At `HZ=1000`
+/// the margin is thin: a late timer (a busy thread) can let a probe
+/// through at the end of a burst, which costs one spurious retransmission
+/// of a small segment (undone by the DSACK), never data.
 pub(crate) const ACK_DELAY: Duration = Duration::from_millis(1);
 
 thread_local! {
