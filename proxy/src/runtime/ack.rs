@@ -150,6 +150,12 @@ impl Piggyback {
         Ok(())
     }
 
+    /// Drops the peeked bytes before the connection is closed: a socket
+    /// closed with unread bytes sends the server a reset instead of a FIN.
+    pub(crate) fn release(&mut self, server: &TcpStream) {
+        let _ = self.discard(server);
+    }
+
     /// Drops the peeked bytes from the kernel's queue (`MSG_TRUNC`: TCP
     /// discards them without copying).
     fn discard(&mut self, server: &TcpStream) -> io::Result<()> {
@@ -241,6 +247,12 @@ impl ServerIo {
             Ok(n) if *n > 0 => self.ack.wrote(&self.stream),
             _ => Ok(()),
         }
+    }
+}
+
+impl Drop for ServerIo {
+    fn drop(&mut self) {
+        self.ack.release(&self.stream);
     }
 }
 
@@ -523,6 +535,21 @@ mod tests {
         assert_eq!(got, 40 * 100);
         assert!(!ack.peek, "the timer ended the peeking");
         assert!(segs_out(port).unwrap() > before, "no ACK was sent");
+    }
+
+    #[tokio::test]
+    async fn closing_after_a_peek_sends_a_fin_not_a_reset() {
+        let (proxy, mut backend) = pair().await;
+        let mut ack = Piggyback::default();
+        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        assert!(ack.unread > 0, "the response was peeked");
+        ack.release(&proxy);
+        drop(proxy);
+        let mut buf = [0u8; 16];
+        let end = tokio::time::timeout(Duration::from_secs(5), backend.read(&mut buf))
+            .await
+            .expect("the close arrives");
+        assert_eq!(end.expect("a FIN, not a reset"), 0);
     }
 
     #[tokio::test]

@@ -298,7 +298,7 @@ pub async fn forward(
         ..Dir::default()
     };
     let mut ack = Piggyback::default();
-    poll_fn(|cx| {
+    let result = poll_fn(|cx| {
         if !c2s.done() {
             let r = poll_dir(
                 cx,
@@ -336,5 +336,7 @@ pub async fn forward(
             Poll::Pending
         }
     })
-    .await
+    .await;
+    ack.release(server);
+    result
 }
