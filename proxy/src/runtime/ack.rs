@@ -492,6 +492,19 @@ mod tests {
         Some(segs_out(port)? - before)
     }
 
+    /// A connection past the quick-ACK start whose last response was
+    /// peeked: (proxy side, backend side, the proxy side's port, its state).
+    async fn peeked_after_warm_up() -> (TcpStream, TcpStream, u16, Piggyback) {
+        let (proxy, mut backend) = pair().await;
+        let port = proxy.local_addr().unwrap().port();
+        let mut ack = Piggyback::default();
+        for _ in 0..50 {
+            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
+        }
+        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        (proxy, backend, port, ack)
+    }
+
     #[tokio::test]
     async fn the_next_request_carries_the_ack() {
         if ss_missing() {
@@ -511,13 +524,7 @@ mod tests {
         if ss_missing() {
             return;
         }
-        let (proxy, mut backend) = pair().await;
-        let port = proxy.local_addr().unwrap().port();
-        let mut ack = Piggyback::default();
-        for _ in 0..50 {
-            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
-        }
-        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        let (proxy, mut backend, port, mut ack) = peeked_after_warm_up().await;
         let before = segs_out(port).unwrap();
         // The server streams small chunks and no request comes: every new
         // chunk drops the one peeked before without an ACK, so only the
@@ -557,13 +564,7 @@ mod tests {
         if ss_missing() {
             return;
         }
-        let (proxy, mut backend) = pair().await;
-        let port = proxy.local_addr().unwrap().port();
-        let mut ack = Piggyback::default();
-        for _ in 0..50 {
-            exchange(&mut ack, &proxy, &mut backend, Some(false)).await;
-        }
-        exchange(&mut ack, &proxy, &mut backend, Some(true)).await;
+        let (proxy, _backend, port, mut ack) = peeked_after_warm_up().await;
         assert!(ack.unread > 0, "the response was peeked");
         let before = segs_out(port).unwrap();
         // No request follows: the timer sends the ACK (bounded wait).
