@@ -645,6 +645,23 @@ mod tests {
         assert_eq!(end.expect("a FIN, not a reset"), 0);
     }
 
+    /// Polls `ack`'s timer until it has dropped every peeked byte (bounded).
+    async fn until_dropped(ack: &mut Piggyback, proxy: &TcpStream) {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| {
+                ack.poll_expire(cx, proxy).unwrap();
+                if ack.unread == 0 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }),
+        )
+        .await
+        .expect("the timer drops the peeked bytes");
+    }
+
     #[tokio::test]
     async fn acknowledged_peeks_are_dropped_in_batches_and_when_idle() {
         let (proxy, mut backend, _, mut ack) = peeked_after_warm_up().await;
@@ -678,19 +695,7 @@ mod tests {
         ack.wrote(&proxy).unwrap();
         assert!(ack.unread > 0 && ack.unacked_since.is_none());
         let due = ack.held_since.expect("bytes are held") + HOLD_MAX;
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            poll_fn(|cx| {
-                ack.poll_expire(cx, &proxy).unwrap();
-                if ack.unread == 0 {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }),
-        )
-        .await
-        .expect("held bytes are dropped when idle");
+        until_dropped(&mut ack, &proxy).await;
         assert!(Instant::now() >= due, "dropped before HOLD_MAX");
         // Nothing was lost or doubled: the next response reads whole.
         let mut req = [0u8; 3];
@@ -709,19 +714,7 @@ mod tests {
         assert!(ack.unread > 0, "the response was peeked");
         let before = segs_out(port).unwrap();
         // No request follows: the timer sends the ACK (bounded wait).
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            poll_fn(|cx| {
-                ack.poll_expire(cx, &proxy).unwrap();
-                if ack.unread == 0 {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            }),
-        )
-        .await
-        .expect("the peeked bytes are dropped");
+        until_dropped(&mut ack, &proxy).await;
         // The kernel acknowledges at that drop (or its own timer did already).
         let deadline = Instant::now() + Duration::from_secs(5);
         while segs_out(port).unwrap() == before && Instant::now() < deadline {
