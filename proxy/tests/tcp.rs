@@ -453,6 +453,31 @@ async fn maxconn_queues_and_timeout_queue_drops() {
 }
 
 #[tokio::test]
+async fn removing_a_server_lets_its_sessions_finish() {
+    let (echo, _t) = echo_server().await;
+    let (other, _t2) = name_server("other").await;
+    let backend = servers(&[
+        ("a", echo, "on_marked_down = \"shutdown-sessions\""),
+        ("b", other, "weight = 0"),
+    ]);
+    let (p, fe) = start("", &backend).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let mut b = [0u8; 1];
+    c.write_all(b"x").await.unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    p.remove_server("be", "a").unwrap();
+    // The session still echoes after its server left the backend.
+    for x in [b'y', b'z'] {
+        c.write_all(&[x]).await.unwrap();
+        tokio::time::timeout(BOUND, c.read_exact(&mut b))
+            .await
+            .expect("session still open")
+            .unwrap();
+        assert_eq!(b[0], x);
+    }
+}
+
+#[tokio::test]
 async fn health_source_and_shutdown_sessions_on_marked_down() {
     let (echo, _t) = echo_server().await;
     let (other, _t2) = name_server("other").await;

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
 use super::ack::ServerIo;
-use super::{wait_queue, Shared};
+use super::{marked_down, wait_queue, Shared};
 use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
@@ -97,13 +97,8 @@ impl Pool {
 /// Resolves when the server is marked down with `shutdown-sessions`.
 type KillSwitch = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn kill_switch(mut rx: watch::Receiver<u64>) -> KillSwitch {
-    Box::pin(async move {
-        if rx.changed().await.is_err() {
-            // The server was removed: nothing will ever fire.
-            std::future::pending::<()>().await;
-        }
-    })
+fn kill_switch(rx: watch::Receiver<u64>) -> KillSwitch {
+    Box::pin(marked_down(rx))
 }
 
 /// Errors of the response body.

@@ -798,6 +798,15 @@ async fn session_inner(
     Ok((End::Done, bin, bout))
 }
 
+/// Resolves when the server's kill switch fires (`on-marked-down
+/// shutdown-sessions`). A removed server drops its switch: then it never
+/// fires, and the sessions still on that server finish normally.
+async fn marked_down(mut kill: watch::Receiver<u64>) {
+    if kill.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Forwards with idle timeouts, the server kill switch and the global one.
 #[allow(clippy::too_many_arguments)]
 async fn relay(
@@ -808,12 +817,14 @@ async fn relay(
     counters: &forward::Counters,
     fe: &FrontendConfig,
     t: Timeouts,
-    mut kill: watch::Receiver<u64>,
+    kill: watch::Receiver<u64>,
 ) -> std::io::Result<()> {
     let mut kill_all = shared.kill_all.subscribe();
     let timeout_client = fe.timeout_client;
     let fwd = forward::forward(client, server, initial, counters, fe.splice);
     tokio::pin!(fwd);
+    let kill = marked_down(kill);
+    tokio::pin!(kill);
     // Idle detection: a direction is idle when its byte count did not move
     // for its whole timeout (checked when the timer fires).
     let (tc, ts) = match t.tunnel {
@@ -828,7 +839,7 @@ async fn relay(
         let wake = if t.tunnel.is_some() { dc } else { dc.min(ds) };
         tokio::select! {
             r = &mut fwd => return r,
-            _ = kill.changed() => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
+            _ = &mut kill => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
             _ = kill_all.changed() => return Err(std::io::Error::other("proxy stopping")),
             _ = tokio::time::sleep_until(wake) => {
                 let now = tokio::time::Instant::now();
