@@ -443,6 +443,37 @@ mod tests {
     /// Segments sent so far by the socket bound to `port` (`ss -ti`), or
     /// `None` when `ss` (iproute2) is missing.
     fn segs_out(port: u16) -> Option<u64> {
+        ss_field(port, "segs_out:")
+    }
+
+    /// Segments the socket with local port `port` has sent and not seen
+    /// acknowledged (`ss` prints `unacked:` only when there are some).
+    fn unacked(port: u16) -> Option<u64> {
+        ss_field(port, "segs_out:")?;
+        Some(ss_field(port, "unacked:").unwrap_or(0))
+    }
+
+    /// Bytes in the receive queue of the established socket with local port
+    /// `port` (`ss`'s first column).
+    fn recv_q(port: u16) -> Option<u64> {
+        let out = std::process::Command::new("ss")
+            .args([
+                "-tnH",
+                "state",
+                "established",
+                &format!("( sport = :{port} )"),
+            ])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// A numeric `ss -ti` field of the established socket with local port `port`.
+    fn ss_field(port: u16, name: &str) -> Option<u64> {
         let out = std::process::Command::new("ss")
             .args([
                 "-tinH",
@@ -453,9 +484,7 @@ mod tests {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let field = text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("segs_out:"))?;
+        let field = text.split_whitespace().find_map(|w| w.strip_prefix(name))?;
         field.parse().ok()
     }
 
@@ -710,16 +739,20 @@ mod tests {
         if ss_missing() {
             return;
         }
-        let (proxy, _backend, port, mut ack) = peeked_after_warm_up().await;
+        let (proxy, backend, port, mut ack) = peeked_after_warm_up().await;
+        let backend_port = backend.local_addr().unwrap().port();
         assert!(ack.unread > 0, "the response was peeked");
-        let before = segs_out(port).unwrap();
-        // No request follows: the timer sends the ACK (bounded wait).
+        assert!(recv_q(port).unwrap() > 0, "the peeked bytes are queued");
+        // No request follows: the timer drops the bytes (bounded wait)...
         until_dropped(&mut ack, &proxy).await;
-        // The kernel acknowledges at that drop (or its own timer did already).
+        assert_eq!(recv_q(port), Some(0), "the timer emptied the queue");
+        // ...and the kernel acknowledges at that drop (or its own delayed-ACK
+        // timer did already, if this thread was late): the backend ends up
+        // with nothing unacknowledged.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while segs_out(port).unwrap() == before && Instant::now() < deadline {
+        while unacked(backend_port).unwrap() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(segs_out(port).unwrap() > before, "no ACK was sent");
+        assert_eq!(unacked(backend_port), Some(0), "no ACK was sent");
     }
 }
