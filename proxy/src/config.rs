@@ -37,6 +37,8 @@
 //! check = true
 //! # backup, maxconn, maxqueue, slowstart, error_limit, agent_port, agent_inter,
 //! # send_proxy = "v1" | "v2", on_marked_down = "shutdown-sessions"
+//! # HTTP mode: pool_max_conn (idle connections kept, default unlimited),
+//! # pool_purge_delay (default "5s", "0" never purges)
 //! ```
 //!
 //! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
@@ -277,6 +279,10 @@ pub struct RawServer {
     pub send_proxy: Option<String>,
     /// `on-marked-down`: only `shutdown-sessions`.
     pub on_marked_down: Option<String>,
+    /// `pool-max-conn`: most idle HTTP connections kept (default unlimited).
+    pub pool_max_conn: Option<u32>,
+    /// `pool-purge-delay` (default 5s; 0 never purges).
+    pub pool_purge_delay: Option<RawDuration>,
 }
 
 /// Timeouts in force for a frontend/backend pair.
@@ -375,6 +381,27 @@ impl Route {
     }
 }
 
+/// How a server's idle kept-alive connections are kept (`pool-max-conn`,
+/// `pool-purge-delay` in HAProxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Most idle connections kept for the server, over all threads; `None`
+    /// is unlimited (HAProxy's default), `Some(0)` keeps none.
+    pub max_conn: Option<usize>,
+    /// How often idle connections beyond the recent need are closed; zero
+    /// never purges.
+    pub purge_delay: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_conn: None,
+            purge_delay: Duration::from_secs(5),
+        }
+    }
+}
+
 /// A validated server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -386,6 +413,22 @@ pub struct ServerConfig {
     pub agent_port: Option<u16>,
     /// Agent interval.
     pub agent_inter: Duration,
+    /// HTTP mode: idle kept-alive connections to the server.
+    pub pool: PoolLimits,
+}
+
+impl ServerConfig {
+    /// A server with the defaults for everything beyond `spec`: no PROXY
+    /// header, no agent (interval 2 s), HAProxy's pool defaults.
+    pub fn new(spec: ServerSpec) -> ServerConfig {
+        ServerConfig {
+            spec,
+            send_proxy: None,
+            agent_port: None,
+            agent_inter: Duration::from_secs(2),
+            pool: PoolLimits::default(),
+        }
+    }
 }
 
 /// A validated backend.
@@ -746,6 +789,14 @@ impl Config {
                         &sf("agent_inter"),
                         dur(&sf("agent_inter"), &s.agent_inter, inter)?,
                     )?,
+                    pool: PoolLimits {
+                        max_conn: s.pool_max_conn.map(|m| m as usize),
+                        purge_delay: dur(
+                            &sf("pool_purge_delay"),
+                            &s.pool_purge_delay,
+                            PoolLimits::default().purge_delay,
+                        )?,
+                    },
                 });
             }
             let options = BackendOptions {

@@ -21,16 +21,29 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A hyper backend answering `name|x-forwarded-for|path`; counts its TCP connections.
 async fn http_backend(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (a, accepted, _open) = http_backend_open(name).await;
+    (a, accepted)
+}
+
+/// [`http_backend`], also counting the connections open now. Path `/slow`
+/// answers after 100 ms.
+async fn http_backend_open(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     let conns = Arc::new(AtomicUsize::new(0));
-    let c2 = conns.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (c2, o2) = (conns.clone(), open.clone());
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             c2.fetch_add(1, Ordering::Relaxed);
+            o2.fetch_add(1, Ordering::Relaxed);
+            let o3 = o2.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    if req.uri().path() == "/slow" {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                     let xff = req
                         .headers()
                         .get("x-forwarded-for")
@@ -42,10 +55,84 @@ async fn http_backend(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
                     .await;
+                o3.fetch_sub(1, Ordering::Relaxed);
             });
         }
     });
-    (a, conns)
+    (a, conns, open)
+}
+
+/// `n` clients, each sending one `/slow` request at the same time.
+async fn slow_burst(fe: SocketAddr, n: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        set.spawn(async move {
+            let mut c = Client::new(fe).await;
+            assert_eq!(c.get("x", "/slow").await.0, 200);
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_pool_keeps_what_was_needed_then_purges_by_halves() {
+    let (a, accepted, open) = http_backend_open("a").await;
+    let p = Proxy::start(http_config(
+        "",
+        &servers(&[("a", a, "pool_purge_delay = \"200ms\"")]),
+    ))
+    .await
+    .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    // 80 requests at once need 80 connections; all stay pooled (no cap by
+    // default), so a second burst opens none.
+    slow_burst(fe, 80).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 80);
+    slow_burst(fe, 80).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 80, "all reused");
+    // Idle from now: after two periods, half of the idle connections go
+    // each period (HAProxy's purge), not all at once.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let n = open.load(Ordering::Relaxed);
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+        if n == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "purged: {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.first(), Some(&80), "{seen:?}");
+    assert!(seen.contains(&40), "halved, not closed at once: {seen:?}");
+}
+
+#[tokio::test]
+async fn pool_max_conn_bounds_the_idle_connections() {
+    let (a, accepted, open) = http_backend_open("a").await;
+    let p = Proxy::start(http_config(
+        "",
+        &servers(&[("a", a, "pool_max_conn = 2\npool_purge_delay = 0")]),
+    ))
+    .await
+    .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    slow_burst(fe, 6).await;
+    eventually("2 idle kept", || open.load(Ordering::Relaxed) == 2).await;
+    slow_burst(fe, 6).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 10, "2 reused, 4 new");
+    // Sequential requests reuse the kept ones; no purge ever runs.
+    let mut c = Client::new(fe).await;
+    for _ in 0..5 {
+        assert_eq!(c.get("x", "/").await.0, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 10);
+    assert_eq!(open.load(Ordering::Relaxed), 2);
 }
 
 /// A keep-alive client connection to the proxy.

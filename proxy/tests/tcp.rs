@@ -288,12 +288,7 @@ async fn backend_dying_mid_stream_closes_the_client() {
     let (b, _tb) = name_server("b").await;
     p.add_server(
         "be",
-        halyard_proxy::config::ServerConfig {
-            spec: halyard_proxy::backend::ServerSpec::new("b", b),
-            send_proxy: None,
-            agent_port: None,
-            agent_inter: Duration::from_secs(1),
-        },
+        halyard_proxy::config::ServerConfig::new(halyard_proxy::backend::ServerSpec::new("b", b)),
     )
     .unwrap();
     p.set_state("be", "s", AdminState::Maint).unwrap();

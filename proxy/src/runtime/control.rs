@@ -189,18 +189,7 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
             state,
         } => p.set_health(&backend, &server, state)?,
         Command::SetBalance { backend, algorithm } => p.set_algorithm(&backend, algorithm)?,
-        Command::AddServer { backend, spec } => {
-            let inter = Duration::from_secs(2);
-            p.add_server(
-                &backend,
-                ServerConfig {
-                    spec,
-                    send_proxy: None,
-                    agent_port: None,
-                    agent_inter: inter,
-                },
-            )?
-        }
+        Command::AddServer { backend, spec } => p.add_server(&backend, ServerConfig::new(spec))?,
         Command::DelServer { backend, server } => p.remove_server(&backend, &server)?,
         Command::ShowStat => return Ok(p.stats().to_csv()),
         Command::ShowMetrics => return Ok(p.stats().to_prometheus()),

@@ -3,7 +3,8 @@
 //! balanced on its own, and sent over a kept-alive connection from a
 //! per-server pool. `X-Forwarded-For` is appended; hop-by-hop headers are
 //! dropped. The server slot is held from the request until the response
-//! body has been sent (or dropped), then the connection goes back to the pool.
+//! body has been sent (or dropped), then the connection goes back to the pool
+//! ([`Pool`]: HAProxy's `pool-max-conn` and `pool-purge-delay`).
 //!
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
@@ -36,60 +37,181 @@ use super::ack::ServerIo;
 use super::{marked_down, wait_queue, Shared};
 use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
-use crate::config::FrontendConfig;
+use crate::config::{FrontendConfig, PoolLimits};
 
-/// backend -> (server, thread) -> idle senders (looked up by `&str`, no
-/// allocation per request).
-type IdleMap = HashMap<String, HashMap<(ServerId, ThreadId), Vec<SendRequest<Incoming>>>>;
-
-/// Idle kept-alive server connections, per (backend, server, thread).
-/// Pooled connections are per thread: a connection's task runs on the
-/// runtime that opened it, so reusing it from another worker thread
-/// (thread-per-core mode) would cost a cross-thread wakeup per request.
+/// One server's connections on one thread.
 #[derive(Default)]
-pub(super) struct Pool {
-    idle: Mutex<IdleMap>,
+struct ThreadPool {
+    /// Idle connections, the most recently used last (taken first).
+    idle: Vec<SendRequest<Incoming>>,
+    /// Connections carrying a request now.
+    used: usize,
+    /// Most connections in use at once since the last purge.
+    max_used: usize,
+    /// Estimated need: at least `max_used`, halving towards it each purge.
+    est_need: usize,
 }
 
-/// Most idle connections kept per server (and thread).
-const POOL_MAX: usize = 64;
+/// One server's pool.
+struct ServerPool {
+    limits: PoolLimits,
+    /// Idle connections over all threads (for `max_conn`).
+    idle_total: usize,
+    /// When the next purge runs (set while anything is idle).
+    next_purge: Option<Instant>,
+    threads: HashMap<ThreadId, ThreadPool>,
+}
+
+impl ServerPool {
+    /// HAProxy's purge (`srv_cleanup_idle_conns`): on each thread, close the
+    /// idle connections beyond the larger of the most used at once since
+    /// the last purge and the estimated need, then let the estimate decay
+    /// halfway towards that maximum. Under steady load nothing is closed;
+    /// once the load stops, the idle connections halve each period after
+    /// two periods. The oldest idle connections go first.
+    fn purge(&mut self, now: Instant) {
+        for t in self.threads.values_mut() {
+            t.idle.retain(|s| !s.is_closed());
+            let needed = t.max_used.max(t.est_need);
+            let exceed = (t.used + t.idle.len()).saturating_sub(needed);
+            t.est_need = ((t.est_need + t.max_used) / 2).max(t.max_used);
+            t.max_used = t.used;
+            let close = exceed.min(t.idle.len());
+            t.idle.drain(..close);
+        }
+        self.threads
+            .retain(|_, t| t.used > 0 || !t.idle.is_empty() || t.est_need > 0);
+        self.idle_total = self.threads.values().map(|t| t.idle.len()).sum();
+        self.next_purge = (self.idle_total > 0).then(|| now + self.limits.purge_delay);
+    }
+}
+
+/// Idle kept-alive server connections, per (backend, server, thread), and
+/// how many each server's threads use (backend -> server, looked up by
+/// `&str`, no allocation per request). Pooled connections are per thread:
+/// a connection's task runs on the runtime that opened it, so reusing it
+/// from another worker thread (thread-per-core mode) would cost a
+/// cross-thread wakeup per request.
+#[derive(Default)]
+pub(super) struct Pool {
+    servers: Mutex<HashMap<String, HashMap<ServerId, ServerPool>>>,
+    /// Wakes the purge task when a purge is scheduled earlier than it sleeps.
+    purge_changed: tokio::sync::Notify,
+}
 
 impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<ServerId, ServerPool>>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets (or changes) a server's limits; its idle connections are kept.
+    pub(super) fn configure(&self, backend: &str, server: ServerId, limits: PoolLimits) {
+        let mut all = self.lock();
+        let per_backend = match all.get_mut(backend) {
+            Some(m) => m,
+            None => all.entry(backend.to_string()).or_default(),
+        };
+        per_backend
+            .entry(server)
+            .and_modify(|p| p.limits = limits)
+            .or_insert(ServerPool {
+                limits,
+                idle_total: 0,
+                next_purge: None,
+                threads: HashMap::new(),
+            });
+    }
+
+    /// Drops a removed server's idle connections; connections still in use
+    /// are closed when their request ends.
+    pub(super) fn remove_server(&self, backend: &str, server: ServerId) {
+        if let Some(m) = self.lock().get_mut(backend) {
+            m.remove(&server);
+        }
+    }
+
+    /// An idle connection to `server` for this thread, now counted as used.
     fn take(&self, backend: &str, server: ServerId) -> Option<SendRequest<Incoming>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle
-            .get_mut(backend)?
-            .get_mut(&(server, std::thread::current().id()))?;
-        while let Some(s) = list.pop() {
+        let mut all = self.lock();
+        let sp = all.get_mut(backend)?.get_mut(&server)?;
+        let t = sp.threads.get_mut(&std::thread::current().id())?;
+        while let Some(s) = t.idle.pop() {
+            sp.idle_total -= 1;
             if !s.is_closed() {
+                t.used += 1;
+                t.max_used = t.max_used.max(t.used);
+                t.est_need = t.est_need.max(t.used);
                 return Some(s);
             }
         }
         None
     }
 
-    /// Drops the idle connections of a removed server.
-    pub(super) fn purge(&self, backend: &str, server: ServerId) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = idle.get_mut(backend) {
-            m.retain(|(s, _), _| *s != server);
+    /// A new connection to `server` on this thread, counted as used.
+    fn opened(&self, backend: &str, server: ServerId) {
+        let mut all = self.lock();
+        let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
+            return;
+        };
+        let t = sp.threads.entry(std::thread::current().id()).or_default();
+        t.used += 1;
+        t.max_used = t.max_used.max(t.used);
+        t.est_need = t.est_need.max(t.used);
+    }
+
+    /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
+    /// its request: back to the idle list when `reusable` is given and
+    /// `pool_max_conn` allows, closed (dropped) otherwise.
+    fn released(&self, backend: &str, server: ServerId, reusable: Option<SendRequest<Incoming>>) {
+        let now = Instant::now();
+        let mut all = self.lock();
+        let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
+            return;
+        };
+        let t = sp.threads.entry(std::thread::current().id()).or_default();
+        t.used = t.used.saturating_sub(1);
+        let Some(s) = reusable.filter(|s| !s.is_closed()) else {
+            return;
+        };
+        if sp.limits.max_conn.is_some_and(|m| sp.idle_total >= m) {
+            return;
+        }
+        t.idle.push(s);
+        sp.idle_total += 1;
+        if sp.next_purge.is_none() && !sp.limits.purge_delay.is_zero() {
+            sp.next_purge = Some(now + sp.limits.purge_delay);
+            self.purge_changed.notify_one();
         }
     }
 
-    fn put(&self, backend: &str, server: ServerId, s: SendRequest<Incoming>) {
-        if s.is_closed() {
-            return;
+    /// Runs the purges that are due; returns when the next one is.
+    fn purge_due(&self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for sp in self.lock().values_mut().flat_map(|m| m.values_mut()) {
+            if sp.next_purge.is_some_and(|at| at <= now) {
+                sp.purge(now);
+            }
+            if let Some(at) = sp.next_purge {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let per_backend = match idle.get_mut(backend) {
-            Some(m) => m,
-            None => idle.entry(backend.to_string()).or_default(),
-        };
-        let list = per_backend
-            .entry((server, std::thread::current().id()))
-            .or_default();
-        if list.len() < POOL_MAX {
-            list.push(s);
+        next
+    }
+
+    /// Purges idle connections for as long as the proxy runs (one task).
+    pub(super) async fn purge_loop(shared: Arc<Shared>) {
+        loop {
+            let next = shared.pool.purge_due(Instant::now());
+            let changed = shared.pool.purge_changed.notified();
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                        _ = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
         }
     }
 }
@@ -189,9 +311,10 @@ pub(super) struct Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        if let (true, Some(s)) = (self.complete, self.sender.take()) {
-            self.shared.pool.put(&self.backend, self.server, s);
-        }
+        let reusable = self.sender.take().filter(|_| self.complete);
+        self.shared
+            .pool
+            .released(&self.backend, self.server, reusable);
         let mut core = self.shared.lock();
         if let Some(b) = core.backends.get_mut(&self.backend) {
             b.core
@@ -382,10 +505,12 @@ async fn handle(
             if s.ready().await.is_ok() {
                 break s;
             }
+            shared.pool.released(&backend, assignment.server, None);
             continue;
         }
         match connect(assignment.addr, timeouts.connect).await {
             Ok(s) => {
+                shared.pool.opened(&backend, assignment.server);
                 let mut core = shared.lock();
                 if let Some(b) = core.backends.get_mut(&backend) {
                     b.core.connect_ok(assignment.server);

@@ -178,7 +178,7 @@ impl Proxy {
         for b in &config.backends {
             add_backend(&shared, b, now)?;
         }
-        let mut listeners = Vec::new();
+        let mut listeners = vec![tokio::spawn(http::Pool::purge_loop(shared.clone()))];
         let mut local_addrs = BTreeMap::new();
         for fe in &config.frontends {
             shared.lock().frontends.insert(
@@ -368,7 +368,7 @@ impl Proxy {
     pub fn remove_server(&self, backend: &str, server: &str) -> Result<()> {
         self.with_backend(backend, |b| {
             let id = b.core.remove_server(server, Instant::now())?;
-            self.shared.pool.purge(backend, id);
+            self.shared.pool.remove_server(backend, id);
             if let Some(rt) = b.servers.remove(&id) {
                 for t in rt.tasks {
                     t.abort();
@@ -471,6 +471,7 @@ fn add_server_rt(
         )));
     }
     let id = b.core.add_server(s.spec.clone(), now)?;
+    shared.pool.configure(backend, id, s.pool);
     let (kill, _) = watch::channel(0u64);
     let mut tasks = Vec::new();
     // The tokio handle may be absent when building before the runtime runs.
