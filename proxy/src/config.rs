@@ -215,9 +215,38 @@ pub struct RawBackend {
     pub timeout_queue: Option<RawDuration>,
     /// Active check settings.
     pub check: Option<RawCheck>,
-    /// Servers by name.
-    #[serde(default)]
-    pub servers: BTreeMap<String, RawServer>,
+    /// Servers by name, in the order written: a server's id is its position
+    /// (HAProxy's default `id`), which `first`, the backup used without
+    /// `allbackups` and the hash placements follow.
+    #[serde(default, deserialize_with = "in_written_order")]
+    pub servers: Vec<(String, RawServer)>,
+}
+
+/// A TOML table's entries in the order they are written (the parser
+/// rejects duplicate keys itself).
+fn in_written_order<'de, D, V>(d: D) -> std::result::Result<Vec<(String, V)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Entries<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Entries<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table of servers by name")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 /// `[backends.NAME.check]`.
@@ -442,7 +471,7 @@ pub struct BackendConfig {
     pub timeouts: Timeouts,
     /// Active checks.
     pub check: Option<CheckSpec>,
-    /// Servers in name order.
+    /// Servers in the order written (their ids follow it).
     pub servers: Vec<ServerConfig>,
 }
 
@@ -1052,6 +1081,28 @@ maxconn = 5
         );
         let e = err("");
         assert!(e.contains("frontends"), "{e}");
+    }
+
+    #[test]
+    fn servers_keep_the_order_they_are_written_in() {
+        let text = "[frontends.f]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"b\"\n\
+            [backends.b]\nbalance = \"first\"\n\
+            [backends.b.servers.zb]\naddress = \"127.0.0.1:9001\"\n\
+            [backends.b.servers.s10]\naddress = \"127.0.0.1:9002\"\n\
+            [backends.b.servers.s2]\naddress = \"127.0.0.1:9003\"\n\
+            [backends.b.servers.aa]\naddress = \"127.0.0.1:9004\"\nbackup = true\n";
+        let c = Config::from_toml(text).unwrap();
+        let names: Vec<&str> = c.backends[0]
+            .servers
+            .iter()
+            .map(|s| s.spec.name.as_str())
+            .collect();
+        assert_eq!(names, ["zb", "s10", "s2", "aa"]);
+        // Inline tables too.
+        let inline = "[frontends.f]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"b\"\n\
+            [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
+        let c = Config::from_toml(inline).unwrap();
+        assert_eq!(c.backends[0].servers[0].spec.name, "y");
     }
 
     #[test]
