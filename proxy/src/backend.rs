@@ -232,13 +232,19 @@ impl Server {
         m != 0 && self.c.cur >= m
     }
 
+    /// The weight as set (configuration, `set weight`, agent), before the
+    /// slowstart ramp.
+    fn user_weight(&self) -> u32 {
+        let w = (u64::from(self.weight) * u64::from(self.agent_percent) / 100)
+            .min(u64::from(MAX_WEIGHT));
+        u32::try_from(w).unwrap_or(MAX_WEIGHT)
+    }
+
     fn eff_weight(&self, now: Instant) -> u32 {
         if self.admin != AdminState::Ready || self.health.state() != Operational::Up {
             return 0;
         }
-        let w = (u64::from(self.weight) * u64::from(self.agent_percent) / 100)
-            .min(u64::from(MAX_WEIGHT));
-        let w = u32::try_from(w).unwrap_or(MAX_WEIGHT);
+        let w = self.user_weight();
         match self.ramp_from {
             Some(t) => slowstart_weight(w, now.saturating_duration_since(t), self.spec.slowstart),
             None => w,
@@ -384,6 +390,7 @@ impl Backend {
                 id: *id,
                 weight,
                 static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
+                user_weight: if weight > 0 { s.user_weight() } else { 0 },
                 sessions: s.c.cur,
                 full: s.full(),
             }

@@ -121,8 +121,13 @@ pub struct Candidate {
     pub id: ServerId,
     /// Effective weight now (0 = takes no new sessions).
     pub weight: u32,
-    /// Configured weight (used by `static-rr` only).
+    /// Configured weight, for the static algorithms (`static-rr`, the
+    /// `source` map): runtime weight changes and the slowstart ramp do not
+    /// move their clients. 0 when `weight` is 0.
     pub static_weight: u32,
+    /// Weight as set (configuration, `set weight`, agent), before the
+    /// slowstart ramp: the consistent ring's share. 0 when `weight` is 0.
+    pub user_weight: u32,
     /// Current sessions on the server.
     pub sessions: u32,
     /// True when the server is at its `maxconn`.
@@ -321,13 +326,15 @@ impl Balancer {
     }
 
     fn pick_consistent(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
-        // The ring follows the configured weights of the usable servers, so a
-        // slowstart ramp or an agent percentage does not rebuild (and reshuffle)
-        // it on every pick; those effective weights act through the load bound.
+        // The ring follows the weights as set (a `set weight` or an agent
+        // percentage resizes that server's share, as HAProxy's chash does;
+        // its points are stable, so only clients of the resized server's
+        // gained or lost points move), but not the slowstart ramp, which
+        // would rebuild it on every pick: that acts through the load bound.
         let set: Vec<(ServerId, u32)> = cands
             .iter()
             .filter(|c| c.weight > 0)
-            .map(|c| (c.id, c.static_weight.max(1)))
+            .map(|c| (c.id, c.user_weight.max(1)))
             .collect();
         if set != self.ring_key {
             self.ring = build_ring(&set);
@@ -336,7 +343,8 @@ impl Balancer {
         if self.ring.is_empty() {
             return None;
         }
-        let total_w: u64 = self.ring_key.iter().map(|(_, w)| u64::from(*w)).sum();
+        // The bound compares effective weights with effective weights.
+        let total_w: u64 = cands.iter().map(|c| u64::from(c.weight)).sum();
         let total_s: u64 = cands
             .iter()
             .filter(|c| c.weight > 0)
@@ -368,21 +376,24 @@ impl Balancer {
     }
 }
 
-/// Map-based source hashing: `key % total_weight` indexes a weighted map.
+/// Map-based source hashing: `key % total_weight` indexes a weighted map of
+/// the configured weights (HAProxy's map is static: a slowstart ramp or a
+/// runtime weight does not remap clients; a server that takes no sessions
+/// leaves the map).
 fn pick_source_map(cands: &[Candidate], key: u64) -> Option<ServerId> {
     let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0).collect();
-    let total: u64 = usable.iter().map(|c| u64::from(c.weight)).sum();
+    let total: u64 = usable.iter().map(|c| u64::from(c.static_weight)).sum();
     if total == 0 {
         return None;
     }
     let mut r = key % total;
     let mut idx = 0;
     for (i, c) in usable.iter().enumerate() {
-        if r < u64::from(c.weight) {
+        if r < u64::from(c.static_weight) {
             idx = i;
             break;
         }
-        r -= u64::from(c.weight);
+        r -= u64::from(c.static_weight);
     }
     // A full server hands the client to the next one in map order.
     (0..usable.len())
@@ -431,6 +442,7 @@ mod tests {
             id: ServerId(id),
             weight: w,
             static_weight: w,
+            user_weight: w,
             sessions: 0,
             full: false,
         }
@@ -611,6 +623,54 @@ mod tests {
             .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
             .collect();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn source_map_ignores_effective_weight_changes() {
+        let mut b = Balancer::new(Algorithm::Source, 7);
+        let mut cands: Vec<Candidate> = (1..=3).map(|i| cand(i, 10)).collect();
+        let ips: Vec<IpAddr> = (0..300u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
+        let before: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        cands[1].weight = 3; // slowstart ramp
+        cands[2].user_weight = 40; // set weight
+        let after: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn consistent_ring_follows_set_weight_moving_clients_only_to_that_server() {
+        let mut b = Balancer::new(Algorithm::Consistent, 7);
+        b.set_balance_factor(0);
+        let mut cands: Vec<Candidate> = (1..=3).map(|i| cand(i, 10)).collect();
+        let ips: Vec<IpAddr> = (0..10_000u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7)))
+            .collect();
+        let before: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        cands[0].user_weight = 30;
+        cands[0].weight = 30;
+        let after: Vec<ServerId> = ips
+            .iter()
+            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
+            .collect();
+        let share = after.iter().filter(|s| **s == ServerId(1)).count() as f64 / 1e4;
+        assert!(
+            (0.5..0.7).contains(&share),
+            "server 1 at 3/5 weight: {share}"
+        );
+        for (x, y) in before.iter().zip(&after) {
+            assert!(x == y || *y == ServerId(1), "a client moved {x:?} -> {y:?}");
+        }
     }
 
     #[test]
