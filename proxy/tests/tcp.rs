@@ -136,10 +136,11 @@ async fn connect_failures_retry_then_redispatch() {
     let dead = dead_addr().await;
     let (ok, _t) = name_server("ok").await;
     let backend = format!(
-        "[backends.be]\nretries = 2\n{}",
+        "[backends.be]\nretries = 2\ntimeout_connect = \"200ms\"\n{}",
         servers(&[("a_dead", dead, ""), ("b_ok", ok, "")])
     );
     let (p, fe) = start("", &backend).await;
+    let t0 = std::time::Instant::now();
     for _ in 0..4 {
         assert_eq!(fetch(fe).await, "ok\n");
     }
@@ -148,6 +149,12 @@ async fn connect_failures_retry_then_redispatch() {
     // Two of the four sessions were sent to the dead server first: each
     // failed, retried once on it, then was redispatched.
     assert_eq!((b.connect_errors, b.retries, b.redispatches), (4, 2, 2));
+    // Each retry on the refusing server waited MIN(1 s, timeout connect).
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(b.servers[0].connect_errors, 4);
 }
 

@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
 use super::ack::ServerIo;
-use super::{marked_down, wait_queue, Shared};
+use super::{marked_down, retry_pause, wait_queue, Shared};
 use crate::backend::{Acquire, Assignment, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
@@ -520,23 +520,31 @@ async fn handle(
             Err(e) => {
                 tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed");
                 failures += 1;
-                let mut core = shared.lock();
-                let Some(b) = core.backends.get_mut(&backend) else {
-                    return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
-                };
-                let retry = b.core.connect_failed(
-                    Instant::now(),
-                    assignment.server,
-                    failures,
-                    Some(client),
-                );
-                b.flush();
-                match retry {
-                    Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
-                    Retry::GiveUp => {
-                        drop(core);
-                        return denied(shared, fe, "503 no server could be reached\n");
+                let pause = {
+                    let mut core = shared.lock();
+                    let Some(b) = core.backends.get_mut(&backend) else {
+                        return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
+                    };
+                    let retry = b.core.connect_failed(
+                        Instant::now(),
+                        assignment.server,
+                        failures,
+                        Some(client),
+                    );
+                    b.flush();
+                    let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                    let pause = retry_pause(&retry, timed_out, timeouts.connect);
+                    match retry {
+                        Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+                        Retry::GiveUp => {
+                            drop(core);
+                            return denied(shared, fe, "503 no server could be reached\n");
+                        }
                     }
+                    pause
+                };
+                if let Some(d) = pause {
+                    tokio::time::sleep(d).await;
                 }
             }
         }

@@ -732,35 +732,43 @@ async fn session_inner(
     let mut failures = 0u32;
     let (mut server, kill_rx, send_proxy) = loop {
         let r = tokio::time::timeout(timeouts.connect, TcpStream::connect(assignment.addr)).await;
-        let mut core = shared.lock();
-        let Some(b) = core.backends.get_mut(backend) else {
-            return Ok((End::Denied, 0, 0));
-        };
-        match r {
-            Ok(Ok(s)) => {
-                b.core.connect_ok(assignment.server);
-                let (kill, sp) = match b.servers.get(&assignment.server) {
-                    Some(rt) => (rt.kill.subscribe(), rt.send_proxy),
-                    None => (watch::channel(0).1, None),
-                };
-                break (s, kill, sp);
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed")
-            }
-            Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
-        }
-        failures += 1;
-        let retry = b
-            .core
-            .connect_failed(Instant::now(), assignment.server, failures, client_ip);
-        b.flush();
-        match retry {
-            Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
-            Retry::GiveUp => {
-                tracing::info!(frontend = %fe.name, %peer, backend, failures, "connect failed, giving up");
+        let server_refused = matches!(&r, Ok(Err(e)) if refused(e));
+        let pause = {
+            let mut core = shared.lock();
+            let Some(b) = core.backends.get_mut(backend) else {
                 return Ok((End::Denied, 0, 0));
+            };
+            match r {
+                Ok(Ok(s)) => {
+                    b.core.connect_ok(assignment.server);
+                    let (kill, sp) = match b.servers.get(&assignment.server) {
+                        Some(rt) => (rt.kill.subscribe(), rt.send_proxy),
+                        None => (watch::channel(0).1, None),
+                    };
+                    break (s, kill, sp);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed")
+                }
+                Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
             }
+            failures += 1;
+            let retry =
+                b.core
+                    .connect_failed(Instant::now(), assignment.server, failures, client_ip);
+            b.flush();
+            let pause = retry_pause(&retry, server_refused, timeouts.connect);
+            match retry {
+                Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+                Retry::GiveUp => {
+                    tracing::info!(frontend = %fe.name, %peer, backend, failures, "connect failed, giving up");
+                    return Ok((End::Denied, 0, 0));
+                }
+            }
+            pause
+        };
+        if let Some(d) = pause {
+            tokio::time::sleep(d).await;
         }
     };
     let _ = server.set_nodelay(true);
@@ -797,6 +805,32 @@ async fn session_inner(
         tracing::debug!(frontend = %fe.name, %peer, error = %e, "session ended");
     }
     Ok((End::Done, bin, bout))
+}
+
+/// How long to wait before the next connect attempt. As HAProxy
+/// (`back_handle_st_cer`): when the server or the network refused the
+/// connection (`refused`: see [`refused`]), a retry on the same server waits
+/// MIN(1 s, `timeout connect`), since an immediate one would likely fail the
+/// same way. A connect timeout has waited already, a local error (out of
+/// file descriptors or ports) is retried at once, and a redispatch goes to
+/// another server at once.
+fn retry_pause(retry: &Retry, refused: bool, timeout_connect: Duration) -> Option<Duration> {
+    (matches!(retry, Retry::Same(_)) && refused)
+        .then(|| timeout_connect.min(Duration::from_secs(1)))
+}
+
+/// Whether a connect error came from the server or the network (refused,
+/// reset, unreachable) rather than from this host's resources.
+fn refused(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | HostUnreachable
+            | NetworkUnreachable
+    )
 }
 
 /// Resolves when the server's kill switch fires (`on-marked-down
