@@ -856,6 +856,11 @@ mod tests {
         (b, now)
     }
 
+    /// A complete agent line.
+    fn reply(text: &str) -> AgentReply {
+        crate::health::parse_agent_reply(format!("{text}\n").as_bytes()).unwrap()
+    }
+
     fn assigned(a: Acquire) -> ServerId {
         match a {
             Acquire::Assigned(a) => a.server,
@@ -1110,25 +1115,13 @@ mod tests {
             BackendOptions::default(),
             vec![s, ServerSpec::new("b", addr(2))],
         );
-        b.agent_result(now, ServerId(1), &crate::health::parse_agent_reply(b"50%"));
+        b.agent_result(now, ServerId(1), &reply("50%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 5);
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"drain"),
-        );
+        b.agent_result(now, ServerId(1), &reply("drain"));
         assert_eq!(b.stats(now).servers[0].status, "DRAIN");
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"ready down"),
-        );
+        b.agent_result(now, ServerId(1), &reply("ready down"));
         assert_eq!(b.stats(now).servers[0].status, "DOWN");
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"up 100%"),
-        );
+        b.agent_result(now, ServerId(1), &reply("up 100%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 10);
     }
 }

@@ -216,13 +216,14 @@ pub enum AgentAdmin {
     Maint,
 }
 
-/// Parses an agent reply (never panics; at most the first line, 1 KiB).
-pub fn parse_agent_reply(input: &[u8]) -> AgentReply {
+/// Parses an agent reply (never panics). The reply is one line ended by CR
+/// or LF, looked for in the first 1 KiB. Without a line end the reply is
+/// incomplete and `None` comes back: HAProxy (`tcpcheck_agent_expect_reply`)
+/// ignores such a reply ("Ignoring incomplete line from agent") and changes
+/// nothing.
+pub fn parse_agent_reply(input: &[u8]) -> Option<AgentReply> {
     let input = &input[..input.len().min(1024)];
-    let line_end = input
-        .iter()
-        .position(|b| *b == b'\n' || *b == b'\r')
-        .unwrap_or(input.len());
+    let line_end = input.iter().position(|b| *b == b'\n' || *b == b'\r')?;
     let line = String::from_utf8_lossy(&input[..line_end]);
     let (words, desc) = match line.split_once('#') {
         Some((w, d)) => (w.to_string(), Some(d.trim().to_string())),
@@ -253,7 +254,7 @@ pub fn parse_agent_reply(input: &[u8]) -> AgentReply {
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// What a [`HealthSource`] reports about one server.
@@ -359,21 +360,34 @@ mod tests {
 
     #[test]
     fn agent_replies_parse_like_haproxy() {
-        let r = parse_agent_reply(b"75% drain\n");
+        let r = parse_agent_reply(b"75% drain\n").unwrap();
         assert_eq!(r.weight_percent, Some(75));
         assert_eq!(r.admin, Some(AgentAdmin::Drain));
-        let r = parse_agent_reply(b"up,ready,maxconn:30 #all good");
+        let r = parse_agent_reply(b"up,ready,maxconn:30 #all good\r\n").unwrap();
         assert_eq!(r.operational, Some(Operational::Up));
         assert_eq!(r.admin, Some(AgentAdmin::Ready));
         assert_eq!(r.maxconn, Some(30));
         assert_eq!(r.description.as_deref(), Some("all good"));
         assert_eq!(
-            parse_agent_reply(b"FAIL").operational,
+            parse_agent_reply(b"FAIL\r").unwrap().operational,
             Some(Operational::Down)
         );
         assert_eq!(
-            parse_agent_reply(b"\xff\xfe garbage 1x%"),
-            AgentReply::default()
+            parse_agent_reply(b"\xff\xfe garbage 1x%\n"),
+            Some(AgentReply::default())
         );
+    }
+
+    #[test]
+    fn agent_reply_without_a_line_end_is_ignored() {
+        // HAProxy: "Ignoring incomplete line from agent"; nothing changes.
+        assert_eq!(parse_agent_reply(b"down"), None);
+        assert_eq!(parse_agent_reply(b"50% maint #no newline"), None);
+        assert_eq!(parse_agent_reply(b""), None);
+        // The line end must be within the first KiB.
+        let mut long = vec![b' '; 1024];
+        long.extend_from_slice(b"down\n");
+        assert_eq!(parse_agent_reply(&long), None);
+        assert_eq!(parse_agent_reply(b"\n"), Some(AgentReply::default()));
     }
 }

@@ -194,9 +194,15 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                     .unwrap();
             }
             Op::Agent(i, a) => {
-                let text: &[u8] =
-                    [&b"50%"[..], b"drain", b"ready 100%", b"down", b"up"][a as usize];
-                b.agent_result(now, ids[i % ids.len()], &parse_agent_reply(text));
+                let text: &[u8] = [
+                    &b"50%\n"[..],
+                    b"drain\n",
+                    b"ready 100%\n",
+                    b"down\n",
+                    b"up\n",
+                ][a as usize];
+                let reply = parse_agent_reply(text).expect("a complete line");
+                b.agent_result(now, ids[i % ids.len()], &reply);
             }
             Op::Algorithm(i) => b.set_algorithm(Algorithm::ALL[i % Algorithm::ALL.len()]),
             Op::Tick(ms) => {

@@ -140,7 +140,8 @@ pub(super) async fn agent_loop(
             let mut s = TcpStream::connect(addr).await.ok()?;
             let mut buf = Vec::with_capacity(128);
             let mut chunk = [0u8; 256];
-            while buf.len() < 1024 && !buf.contains(&b'\n') {
+            // One line, ended by LF or CR (as HAProxy reads it).
+            while buf.len() < 1024 && !buf.iter().any(|b| *b == b'\n' || *b == b'\r') {
                 match s.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -152,7 +153,13 @@ pub(super) async fn agent_loop(
         // An agent that cannot be reached changes nothing (HAProxy: the
         // regular check tests connectivity).
         if let Ok(Some(buf)) = reply {
-            let r = parse_agent_reply(&buf);
+            // A reply without a line end is ignored (HAProxy: "Ignoring
+            // incomplete line from agent"): nothing changes.
+            let Some(r) = parse_agent_reply(&buf) else {
+                tracing::info!(backend = %backend, server = %id, "ignoring incomplete line from agent");
+                tokio::time::sleep(inter).await;
+                continue;
+            };
             let mut core = shared.lock();
             let Some(b) = core.backends.get_mut(&backend) else {
                 return;
