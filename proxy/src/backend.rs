@@ -212,7 +212,6 @@ struct Server {
     weight: u32,
     admin: AdminState,
     health: Health,
-    agent_percent: u32,
     agent_maxconn: Option<u32>,
     ramp_from: Option<Instant>,
     errors_in_row: u32,
@@ -236,9 +235,7 @@ impl Server {
         if self.admin != AdminState::Ready || self.health.state() != Operational::Up {
             return 0;
         }
-        let w = (u64::from(self.weight) * u64::from(self.agent_percent) / 100)
-            .min(u64::from(MAX_WEIGHT));
-        let w = u32::try_from(w).unwrap_or(MAX_WEIGHT);
+        let w = self.weight;
         match self.ramp_from {
             Some(t) => slowstart_weight(w, now.saturating_duration_since(t), self.spec.slowstart),
             None => w,
@@ -327,7 +324,6 @@ impl Backend {
             spec,
             admin: AdminState::Ready,
             health,
-            agent_percent: 100,
             agent_maxconn: None,
             ramp_from: None,
             errors_in_row: 0,
@@ -679,7 +675,11 @@ impl Backend {
             return;
         };
         if let Some(p) = reply.weight_percent {
-            s.agent_percent = p;
+            // HAProxy (server_parse_weight_change_request): a percentage of
+            // the *initial* weight, clamped to 256, that replaces the
+            // current weight; a later `set weight` replaces it in turn.
+            let w = (u64::from(s.spec.weight) * u64::from(p) / 100).min(u64::from(MAX_WEIGHT));
+            s.weight = u32::try_from(w).unwrap_or(MAX_WEIGHT);
         }
         if let Some(m) = reply.maxconn {
             s.agent_maxconn = Some(m);
@@ -1123,5 +1123,26 @@ mod tests {
         assert_eq!(b.stats(now).servers[0].status, "DOWN");
         b.agent_result(now, ServerId(1), &reply("up 100%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 10);
+    }
+
+    #[test]
+    fn agent_percent_replaces_the_weight_relative_to_the_initial_one() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.weight = 10;
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        b.set_weight(now, "a", 20).unwrap();
+        // 50% of the configured 10, not of the current 20.
+        b.agent_result(now, ServerId(1), &reply("50%"));
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.weight, st.effective_weight), (5, 5));
+        // A later `set weight` overrides the agent's weight.
+        b.set_weight(now, "a", 7).unwrap();
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.weight, st.effective_weight), (7, 7));
+        // Clamped to 256.
+        b.agent_result(now, ServerId(1), &reply("25600%"));
+        assert_eq!(b.stats(now).servers[0].weight, 256);
+        b.agent_result(now, ServerId(1), &reply("0%"));
+        assert_eq!(b.stats(now).servers[0].effective_weight, 0);
     }
 }

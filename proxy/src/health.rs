@@ -193,7 +193,8 @@ pub fn slowstart_weight(weight: u32, elapsed: Duration, slowstart: Duration) -> 
 /// `"down #disk full"`. Words not understood are ignored, as HAProxy does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentReply {
-    /// Weight in percent of the configured weight (`75%`).
+    /// Weight in percent of the configured weight (`75%`); it replaces the
+    /// current weight (capped at 25600%, the result at 256).
     pub weight_percent: Option<u32>,
     /// Admin state request (`ready`, `drain`, `maint`).
     pub admin: Option<AgentAdmin>,
