@@ -212,6 +212,9 @@ struct Server {
     weight: u32,
     admin: AdminState,
     health: Health,
+    /// The agent reported `down`, `fail` or `stopped` and has not reported
+    /// `up` since: active checks alone cannot bring the server UP.
+    agent_down: bool,
     agent_maxconn: Option<u32>,
     ramp_from: Option<Instant>,
     errors_in_row: u32,
@@ -324,6 +327,7 @@ impl Backend {
             spec,
             admin: AdminState::Ready,
             health,
+            agent_down: false,
             agent_maxconn: None,
             ramp_from: None,
             errors_in_row: 0,
@@ -664,7 +668,14 @@ impl Backend {
         if !ok {
             s.c.check_failures += 1;
         }
-        if let Some(t) = s.health.observe(ok) {
+        // HAProxy: only an agent reporting `up` can turn a server the agent
+        // took down up again; successful checks still refill the counter.
+        let t = if s.agent_down {
+            s.health.observe_held_down(ok)
+        } else {
+            s.health.observe(ok)
+        };
+        if let Some(t) = t {
             self.transition(now, server, t);
         }
     }
@@ -693,6 +704,9 @@ impl Backend {
             self.apply_admin(now, server, a);
         }
         if let Some(op) = reply.operational {
+            if let Some(s) = self.servers.get_mut(&server) {
+                s.agent_down = op == Operational::Down;
+            }
             self.set_health(now, server, op);
         }
         self.dispatch(now);
@@ -738,7 +752,9 @@ impl Backend {
         Ok(())
     }
 
-    /// Forces a server UP or DOWN (a [`crate::health::HealthSource`] report).
+    /// Forces a server UP or DOWN (a [`crate::health::HealthSource`] report,
+    /// HAProxy's `set server ... health`). An agent's `down` verdict stays:
+    /// after the next DOWN, only the agent's `up` brings the server back.
     pub fn set_operational(&mut self, now: Instant, name: &str, state: Operational) -> Result<()> {
         let id = self.id_of(name)?;
         self.set_health(now, id, state);
@@ -778,6 +794,7 @@ impl Backend {
                 let status = match (s.admin, s.health.state()) {
                     (AdminState::Maint, _) => "MAINT".to_string(),
                     (AdminState::Drain, Operational::Up) => "DRAIN".to_string(),
+                    (_, Operational::Down) if s.agent_down => "DOWN (agent)".to_string(),
                     (_, Operational::Down) if s.spec.check.is_some() && s.health.counter() > 0 => {
                         format!("DOWN {}/{}", s.health.counter(), s.health.params().rise)
                     }
@@ -1120,9 +1137,48 @@ mod tests {
         b.agent_result(now, ServerId(1), &reply("drain"));
         assert_eq!(b.stats(now).servers[0].status, "DRAIN");
         b.agent_result(now, ServerId(1), &reply("ready down"));
-        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)");
         b.agent_result(now, ServerId(1), &reply("up 100%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 10);
+    }
+
+    #[test]
+    fn only_an_agent_up_brings_back_a_server_the_agent_took_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.check = Some(CheckParams::default()); // rise 2, fall 3
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        for word in ["down", "fail", "stopped"] {
+            b.agent_result(now, ServerId(1), &reply(word));
+            assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
+            for _ in 0..5 {
+                b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+            }
+            assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
+            assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
+            // A reply without a health word leaves the agent's verdict.
+            b.agent_result(now, ServerId(1), &reply("ready 100%"));
+            b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+            assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
+            b.take_events();
+            b.agent_result(now, ServerId(1), &reply("up"));
+            assert_eq!(b.stats(now).servers[0].status, "UP", "{word}");
+            assert_eq!(
+                b.take_events(),
+                vec![Event::ServerUp {
+                    server: ServerId(1)
+                }]
+            );
+            assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+            b.release(now, ServerId(1), 0, 0);
+        }
+        // Once the agent said up, checks rule again: fall 3 failures, rise 2 successes.
+        for _ in 0..3 {
+            b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        }
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "UP");
     }
 
     #[test]

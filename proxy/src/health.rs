@@ -150,6 +150,24 @@ impl Health {
         }
     }
 
+    /// Feeds one check result while something else holds the server DOWN
+    /// (an agent that reported `down`: HAProxy's agent health is then 0, and
+    /// `check_notify_success` will not set the server running). The counter
+    /// moves as in [`Health::observe`], up to full health, but a DOWN server
+    /// stays DOWN; an UP one goes DOWN as usual.
+    pub fn observe_held_down(&mut self, ok: bool) -> Option<Transition> {
+        match (self.state, ok) {
+            (Operational::Down, true) => {
+                self.health += 1;
+                if self.health >= self.params.rise {
+                    self.health = self.full();
+                }
+                None
+            }
+            _ => self.observe(ok),
+        }
+    }
+
     /// Forces a state (agent `up`/`down`, a [`HealthSource`], a runtime
     /// command); returns the transition if the state changed.
     pub fn force(&mut self, state: Operational) -> Option<Transition> {
@@ -166,13 +184,15 @@ impl Health {
         }
     }
 
-    /// Delay until the next check: `inter` when fully UP, `downinter` when
-    /// fully DOWN, `fastinter` in between.
+    /// Delay until the next check: `inter` at full health, `downinter` when
+    /// fully DOWN, `fastinter` in between (HAProxy's `srv_getinter`).
     pub fn next_interval(&self) -> Duration {
-        match self.state {
-            Operational::Up if self.health == self.full() => self.params.inter,
-            Operational::Down if self.health == 0 => self.params.downinter,
-            _ => self.params.fastinter,
+        if self.health == self.full() {
+            self.params.inter
+        } else if self.state == Operational::Down && self.health == 0 {
+            self.params.downinter
+        } else {
+            self.params.fastinter
         }
     }
 }
@@ -335,6 +355,22 @@ mod tests {
         assert_eq!(h.observe(true), None);
         assert_eq!(h.observe(true), Some(Transition::WentUp));
         assert_eq!(h.counter(), 4);
+    }
+
+    #[test]
+    fn held_down_counts_successes_but_stays_down() {
+        let mut h = Health::new_down(params());
+        for _ in 0..5 {
+            assert_eq!(h.observe_held_down(true), None);
+        }
+        assert_eq!(h.state(), Operational::Down);
+        assert_eq!(h.counter(), 4, "full health, still DOWN");
+        assert_eq!(h.next_interval(), Duration::from_secs(2), "inter");
+        assert_eq!(h.observe_held_down(false), None);
+        assert_eq!(h.counter(), 0);
+        // An UP server goes down as usual.
+        let mut h = Health::new(params());
+        assert_eq!(h.observe_held_down(false), Some(Transition::WentDown));
     }
 
     #[test]

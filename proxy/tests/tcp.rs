@@ -248,7 +248,7 @@ async fn agent_check_sets_weight_and_drain() {
     .await;
     *reply.lock().unwrap() = "ready 100% down\n".into();
     eventually("agent down", || {
-        p.stats().backends[0].servers[0].status == "DOWN"
+        p.stats().backends[0].servers[0].status == "DOWN (agent)"
     })
     .await;
     *reply.lock().unwrap() = "up\n".into();
