@@ -44,7 +44,9 @@ pub enum AdminState {
     Ready,
     /// No new sessions; existing ones finish; checks continue.
     Drain,
-    /// Maintenance: no new sessions, no checks.
+    /// Maintenance: no new sessions, no checks. Entering it takes a
+    /// running server DOWN ([`Event::ServerDown`]); leaving it restarts the
+    /// health at `rise` (UP, one failed check from DOWN), as HAProxy does.
     Maint,
 }
 
@@ -618,6 +620,11 @@ impl Backend {
         let Some(s) = self.servers.get_mut(&id) else {
             return;
         };
+        // HAProxy's srv_set_running/srv_set_stopped do nothing in
+        // maintenance; leaving it restarts the health anyway.
+        if s.admin == AdminState::Maint {
+            return;
+        }
         if let Some(t) = s.health.force(state) {
             self.transition(now, id, t);
         }
@@ -663,6 +670,10 @@ impl Backend {
         let Some(s) = self.servers.get_mut(&server) else {
             return;
         };
+        // Checks are paused in maintenance: a late result changes nothing.
+        if s.admin == AdminState::Maint {
+            return;
+        }
         s.check_status = status.to_string();
         s.check_duration = Some(duration);
         if !ok {
@@ -723,11 +734,25 @@ impl Backend {
         s.admin = admin;
         s.last_change = now;
         self.last_change = now;
-        if leaving_maint && admin == AdminState::Ready && !s.spec.slowstart.is_zero() {
-            s.ramp_from = Some(now);
-        }
         tracing::info!(backend = %self.name, server = %s.spec.name, ?admin, "server admin state");
-        self.dispatch(now);
+        let t = if admin == AdminState::Maint {
+            // HAProxy (srv_update_status): a running server that enters
+            // maintenance goes DOWN like a failed one: its streams are shut
+            // down with `on-marked-down shutdown-sessions`, and a down
+            // transition is counted. Its health is 0 until it leaves.
+            s.health.force(Operational::Down)
+        } else if leaving_maint {
+            // HAProxy (srv_clr_admin_flag): `health = rise`, "start OK but
+            // check immediately": UP (with slowstart), one failed check from
+            // DOWN, unless the agent's `down` verdict holds it.
+            s.health.leave_maint(s.agent_down)
+        } else {
+            None
+        };
+        match t {
+            Some(t) => self.transition(now, id, t),
+            None => self.dispatch(now),
+        }
     }
 
     /// Sets a server's weight (0..=256), effective for the next connection.
@@ -1179,6 +1204,96 @@ mod tests {
         b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
         b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
         assert_eq!(b.stats(now).servers[0].status, "UP");
+    }
+
+    #[test]
+    fn leaving_maint_starts_up_one_failure_from_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.check = Some(CheckParams::default()); // rise 2, fall 3
+        s.weight = 100;
+        s.slowstart = Duration::from_secs(10);
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![s, ServerSpec::new("plain", addr(2))],
+        );
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // paused: ignored
+        b.set_admin(now, "plain", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).servers[0].status, "MAINT");
+        b.take_events();
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerUp {
+                server: ServerId(1)
+            }]
+        );
+        let st = &b.stats(now).servers[0];
+        assert_eq!(st.status, "UP 1/3", "health == rise");
+        assert_eq!(st.effective_weight, 1, "slowstart ramp begins");
+        assert_eq!(
+            b.stats(now + Duration::from_secs(5)).servers[0].effective_weight,
+            50
+        );
+        assert_eq!(
+            b.next_check_in(ServerId(1)),
+            Some(CheckParams::default().fastinter)
+        );
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "DOWN", "one failure");
+        // A server without checks just comes back UP.
+        b.set_admin(now, "plain", AdminState::Ready).unwrap();
+        assert_eq!(b.stats(now).servers[1].status, "UP");
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(2));
+        // An agent's down verdict still holds after maintenance.
+        b.agent_result(now, ServerId(2), &reply("maint down"));
+        b.agent_result(now, ServerId(2), &reply("ready"));
+        assert_eq!(b.stats(now).servers[1].status, "DOWN (agent)");
+        b.agent_result(now, ServerId(2), &reply("up"));
+        assert_eq!(b.stats(now).servers[1].status, "UP");
+    }
+
+    #[test]
+    fn entering_maint_marks_a_running_server_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.shutdown_sessions_on_down = true;
+        let mut c = ServerSpec::new("c", addr(3));
+        c.check = Some(CheckParams::default());
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![s, ServerSpec::new("b", addr(2)), c],
+        );
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: ServerId(1),
+                shutdown_sessions: true
+            }]
+        );
+        assert_eq!(b.stats(now).servers[0].down_transitions, 1);
+        // Through the agent too, and without shutdown-sessions.
+        b.agent_result(now, ServerId(2), &reply("maint"));
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: ServerId(2),
+                shutdown_sessions: false
+            }]
+        );
+        // A server already DOWN enters maintenance without a transition.
+        b.check_result(now, ServerId(3), false, "L4CON", Duration::ZERO);
+        b.take_events();
+        b.set_admin(now, "c", AdminState::Maint).unwrap();
+        assert_eq!(b.take_events(), vec![]);
+        assert_eq!(b.stats(now).servers[2].down_transitions, 1);
+        // Drain is not a DOWN.
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.take_events();
+        b.set_admin(now, "a", AdminState::Drain).unwrap();
+        assert_eq!(b.take_events(), vec![]);
     }
 
     #[test]

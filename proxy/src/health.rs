@@ -184,6 +184,25 @@ impl Health {
         }
     }
 
+    /// Leaves maintenance (HAProxy's `srv_clr_admin_flag`): the counter
+    /// restarts at `rise`, "start OK but check immediately", so the server is
+    /// UP and one failed check takes it DOWN; with `held_down` (an agent's
+    /// `down` verdict) it stays DOWN. Returns the transition, if any.
+    pub fn leave_maint(&mut self, held_down: bool) -> Option<Transition> {
+        let prev = self.state;
+        self.health = self.params.rise;
+        self.state = if held_down {
+            Operational::Down
+        } else {
+            Operational::Up
+        };
+        match (prev, self.state) {
+            (Operational::Down, Operational::Up) => Some(Transition::WentUp),
+            (Operational::Up, Operational::Down) => Some(Transition::WentDown),
+            _ => None,
+        }
+    }
+
     /// Delay until the next check: `inter` at full health, `downinter` when
     /// fully DOWN, `fastinter` in between (HAProxy's `srv_getinter`).
     pub fn next_interval(&self) -> Duration {

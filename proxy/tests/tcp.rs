@@ -492,6 +492,31 @@ async fn health_source_and_shutdown_sessions_on_marked_down() {
 }
 
 #[tokio::test]
+async fn entering_maint_shuts_down_sessions_with_on_marked_down() {
+    let (echo, _t) = echo_server().await;
+    let backend = servers(&[("a", echo, "on_marked_down = \"shutdown-sessions\"")]);
+    let (p, fe) = start("", &backend).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).await.unwrap();
+    // HAProxy: a running server entering maintenance goes DOWN, and
+    // on-marked-down shutdown-sessions closes its sessions.
+    p.set_state("be", "a", AdminState::Maint).unwrap();
+    let n = tokio::time::timeout(BOUND, c.read(&mut b))
+        .await
+        .expect("session shut down");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(p.stats().backends[0].servers[0].down_transitions, 1);
+    // Leaving maintenance brings it back for new sessions.
+    p.set_state("be", "a", AdminState::Ready).unwrap();
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"y").await.unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"y");
+}
+
+#[tokio::test]
 async fn stats_listener_serves_metrics_csv_and_commands() {
     let (a, _t) = name_server("a").await;
     let text = format!(
