@@ -7,7 +7,7 @@
 //!  acquire(client) ───────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
 //!  release(server, bytes)     │           ├── connect_failed -> Retry::{Same, Redispatch, GiveUp}
 //!  connect_ok / connect_failed├─> Backend ├── take_dispatched(): queued tickets now assigned
-//!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions}
+//!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions} / CheckSoon
 //!  set_weight/admin/algorithm │           └── poll_timeout(): next queue deadline
 //!  expire_queue(now) ─────────┘
 //! ```
@@ -83,7 +83,11 @@ pub struct ServerSpec {
     pub check: Option<CheckParams>,
     /// Weight ramp after the server comes back UP.
     pub slowstart: Duration,
-    /// Passive health: this many consecutive connect errors mark the server DOWN; 0 = off.
+    /// Passive health (HAProxy `observe layer4`, `error-limit`, default
+    /// `on-error fail-check`): this many consecutive connect errors count as
+    /// one failed active check; 0 = off. Needs `check` (as HAProxy's
+    /// `observe` needs health checks): [`Backend::add_server`] rejects it
+    /// otherwise.
     pub error_limit: u32,
     /// `on-marked-down shutdown-sessions`.
     pub shutdown_sessions_on_down: bool,
@@ -180,6 +184,13 @@ pub enum Retry {
 /// Something the IO layer must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// Passive health counted a failed check (HAProxy `on-error
+    /// fail-check`): run the server's next active check within `fastinter`
+    /// if it is due later (HAProxy requeues the check task at `fastinter`).
+    CheckSoon {
+        /// Which.
+        server: ServerId,
+    },
     /// A server went UP.
     ServerUp {
         /// Which.
@@ -319,6 +330,12 @@ impl Backend {
             return Err(Error::Command(format!(
                 "weight {} out of range 0..=256",
                 spec.weight
+            )));
+        }
+        if spec.error_limit > 0 && spec.check.is_none() {
+            return Err(Error::Command(format!(
+                "server `{}`: error_limit needs active checks; enable checks or set error_limit 0",
+                spec.name
             )));
         }
         let id = ServerId(self.next_id);
@@ -574,10 +591,12 @@ impl Backend {
             s.c.cur = s.c.cur.saturating_sub(1);
             s.c.total = s.c.total.saturating_sub(1);
             s.errors_in_row += 1;
-            if s.spec.error_limit > 0 && s.errors_in_row >= s.spec.error_limit {
+            if s.spec.error_limit > 0
+                && s.spec.check.is_some()
+                && s.errors_in_row >= s.spec.error_limit
+            {
                 s.errors_in_row = 0;
-                s.check_status = "passive: connect errors".into();
-                self.set_health(now, server, Operational::Down);
+                self.passive_check_failed(now, server);
             }
             usable = self
                 .servers
@@ -614,6 +633,27 @@ impl Backend {
         }
         self.dispatch(now);
         retry
+    }
+
+    /// `error_limit` consecutive connect errors: HAProxy's default `on-error
+    /// fail-check` (check.c `__health_adjust`) simulates one failed health
+    /// check (status `HANA`: the counter drops by one, so `fall` such bursts
+    /// take a fully healthy server DOWN) and forces `fastinter` for the next
+    /// check.
+    fn passive_check_failed(&mut self, now: Instant, id: ServerId) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if s.admin == AdminState::Maint {
+            return;
+        }
+        s.check_status = "HANA".into();
+        s.c.check_failures += 1;
+        let t = s.health.observe(false);
+        self.events.push(Event::CheckSoon { server: id });
+        if let Some(t) = t {
+            self.transition(now, id, t);
+        }
     }
 
     fn set_health(&mut self, now: Instant, id: ServerId, state: Operational) {
@@ -1057,34 +1097,75 @@ mod tests {
     }
 
     #[test]
-    fn passive_health_marks_down_after_error_limit() {
+    fn passive_health_counts_as_one_failed_check() {
         let mut s = ServerSpec::new("a", addr(1));
         s.error_limit = 2;
         s.shutdown_sessions_on_down = true;
+        s.check = Some(CheckParams {
+            inter: Duration::from_secs(2),
+            fastinter: Duration::from_millis(500),
+            ..CheckParams::default() // rise 2, fall 3
+        });
         let opts = BackendOptions {
             retries: 5,
             redispatch: false,
             ..Default::default()
         };
         let (mut b, now) = backend(opts, vec![s]);
-        let first = assigned(b.acquire(now, None));
-        assert!(matches!(
-            b.connect_failed(now, first, 1, None),
-            Retry::Same(_)
-        ));
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // full health
+        assert_eq!(b.next_check_in(ServerId(1)), Some(Duration::from_secs(2)));
+        // One burst of error_limit errors = one failed check, not DOWN.
+        let a = assigned(b.acquire(now, None));
+        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert_eq!(b.take_events(), vec![]);
+        assert!(matches!(b.connect_failed(now, a, 2, None), Retry::Same(_)));
+        assert_eq!(b.take_events(), vec![Event::CheckSoon { server: a }]);
+        let st = &b.stats(now).servers[0];
         assert_eq!(
-            b.connect_failed(now, first, 2, None),
-            Retry::GiveUp,
-            "server now down"
+            (st.status.as_str(), st.check_status.as_str()),
+            ("UP 2/3", "HANA")
         );
+        assert_eq!(st.check_failures, 1);
+        assert_eq!(
+            b.next_check_in(a),
+            Some(Duration::from_millis(500)),
+            "fastinter"
+        );
+        // A successful connect resets the count of errors in a row.
+        b.connect_ok(a);
+        b.release(now, a, 0, 0);
+        let a = assigned(b.acquire(now, None));
+        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert_eq!(b.stats(now).servers[0].status, "UP 2/3");
+        // `fall` bursts from full health take it DOWN.
+        for failures in 2..=5 {
+            let _ = b.connect_failed(now, a, failures, None);
+        }
         assert_eq!(
             b.take_events(),
-            vec![Event::ServerDown {
-                server: first,
-                shutdown_sessions: true
-            }]
+            vec![
+                Event::CheckSoon { server: a },
+                Event::CheckSoon { server: a },
+                Event::ServerDown {
+                    server: a,
+                    shutdown_sessions: true
+                }
+            ]
         );
         assert_eq!(b.acquire(now, None), Acquire::NoServer);
+        // The active checks bring it back.
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        assert_eq!(assigned(b.acquire(now, None)), a);
+    }
+
+    #[test]
+    fn passive_health_needs_checks() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.error_limit = 2;
+        let mut b = Backend::new("b", BackendOptions::default(), Instant::now());
+        let e = b.add_server(s, Instant::now()).unwrap_err().to_string();
+        assert!(e.contains("error_limit") && e.contains("checks"), "{e}");
     }
 
     #[test]

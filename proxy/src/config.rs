@@ -35,8 +35,11 @@
 //! address = "127.0.0.1:9001"
 //! weight = 1                     # 0..=256
 //! check = true
-//! # backup, maxconn, maxqueue, slowstart, error_limit, agent_port, agent_inter,
-//! # send_proxy = "v1" | "v2", on_marked_down = "shutdown-sessions"
+//! # backup, maxconn, maxqueue, slowstart, agent_port, agent_inter,
+//! # send_proxy = "v1" | "v2" (also on check connections),
+//! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
+//! # error_limit = N (needs check = true: N connect errors in a row count
+//! #   as one failed check, HAProxy's observe layer4 + on-error fail-check)
 //! ```
 //!
 //! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
@@ -266,7 +269,8 @@ pub struct RawServer {
     pub check: bool,
     /// `slowstart`.
     pub slowstart: Option<RawDuration>,
-    /// Passive health: consecutive connect errors that mark the server down (0 = off).
+    /// Passive health: consecutive connect errors that count as one failed
+    /// check (0 = off; needs `check = true`).
     #[serde(default)]
     pub error_limit: u32,
     /// Agent check port on the server's IP.
@@ -696,6 +700,14 @@ impl Config {
                         format!("add a [backends.{bname}.check] table (kind = \"tcp\" is enough)"),
                     ));
                 }
+                if s.error_limit > 0 && !s.check {
+                    return Err(Error::config(
+                        sf("error_limit"),
+                        "passive health needs active checks (as HAProxy's observe needs check): \
+                         nothing would bring the server back",
+                        "set check = true on this server or remove error_limit",
+                    ));
+                }
                 let send_proxy = match s.send_proxy.as_deref() {
                     None => None,
                     Some("v1") => Some(Version::V1),
@@ -1001,6 +1013,12 @@ maxconn = 5
         );
         let e = err("");
         assert!(e.contains("frontends"), "{e}");
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\nerror_limit = 3"));
+        assert!(
+            e.contains("backends.app.servers.b.error_limit") && e.contains("check = true"),
+            "{e}"
+        );
+        Config::from_toml(&GOOD.replace("check = true", "check = true\nerror_limit = 3")).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
@@ -88,12 +89,22 @@ pub(super) async fn check_loop(
     id: ServerId,
     addr: SocketAddr,
     spec: CheckSpec,
+    recheck: Arc<Notify>,
 ) {
     let _guard = TaskGuard::new(&shared);
     // The first check runs at once, as HAProxy's (modulo its spread-checks).
     let mut delay = Duration::ZERO;
     loop {
-        tokio::time::sleep(delay).await;
+        // Passive health may bring the next check forward to `fastinter`.
+        let mut deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = recheck.notified() => {
+                    deadline = deadline.min(tokio::time::Instant::now() + spec.params.fastinter);
+                }
+            }
+        }
         let next = {
             let core = shared.lock();
             match core.backends.get(&backend) {
