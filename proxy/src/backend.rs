@@ -18,7 +18,8 @@
 //!
 //! A session holds a slot on its server from [`Backend::acquire`] until
 //! [`Backend::release`] (or [`Backend::connect_failed`]). When every candidate
-//! is at its `maxconn`, the client waits in the backend queue (FIFO) until a
+//! is at its `maxconn` (ramped by `slowstart` while a server warms up, as
+//! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the client waits in the backend queue (FIFO) until a
 //! slot frees or `timeout queue` passes. The queue holds at most the sum of
 //! the candidates' `maxqueue`s, unbounded if any candidate's is 0.
 
@@ -28,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, Balancer, Candidate, ServerId};
 use crate::health::{
-    slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational, Transition,
+    slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
+    Transition,
 };
 use crate::stats::{BackendStats, ServerStats};
 use crate::{Error, Result};
@@ -242,8 +244,18 @@ impl Server {
         self.agent_maxconn.unwrap_or(self.spec.maxconn)
     }
 
-    fn full(&self) -> bool {
+    /// `maxconn` in force now: ramped while the server warms up after
+    /// coming back (HAProxy's `srv_dynamic_maxconn`).
+    fn dyn_maxconn(&self, now: Instant) -> u32 {
         let m = self.maxconn();
+        match self.ramp_from {
+            Some(t) => slowstart_maxconn(m, now.saturating_duration_since(t), self.spec.slowstart),
+            None => m,
+        }
+    }
+
+    fn full(&self, now: Instant) -> bool {
+        let m = self.dyn_maxconn(now);
         m != 0 && self.c.cur >= m
     }
 
@@ -404,7 +416,7 @@ impl Backend {
                 weight,
                 static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
                 sessions: s.c.cur,
-                full: s.full(),
+                full: s.full(now),
             }
         };
         let usable = |s: &Server| s.eff_weight(now) > 0;
@@ -504,6 +516,22 @@ impl Backend {
         }
     }
 
+    /// Hands queued clients the slots that warming servers gained since:
+    /// the slowstart ramp raises `maxconn` with time alone, so the IO layer
+    /// calls this every [`crate::health::warmup_interval`] (HAProxy's
+    /// `server_warmup` task, which grabs pending connections from the
+    /// backend queue).
+    pub fn warmup(&mut self, now: Instant) {
+        self.dispatch(now);
+    }
+
+    /// The `maxconn` of `server` in force at `now` (0 = unlimited): the
+    /// configured or agent-set one, ramped by slowstart while the server
+    /// warms up. `None` if the server is gone.
+    pub fn effective_maxconn(&self, server: ServerId, now: Instant) -> Option<u32> {
+        self.servers.get(&server).map(|s| s.dyn_maxconn(now))
+    }
+
     /// Queued clients that got a server since the last call.
     pub fn take_dispatched(&mut self) -> Vec<(Ticket, Assignment)> {
         std::mem::take(&mut self.dispatched)
@@ -601,7 +629,7 @@ impl Backend {
             usable = self
                 .servers
                 .get(&server)
-                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full());
+                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full(now));
         }
         let retry = if failures > self.opts.retries {
             Retry::GiveUp
@@ -1193,6 +1221,59 @@ mod tests {
         assert_eq!(
             b.stats(now + Duration::from_secs(11)).servers[0].effective_weight,
             100
+        );
+    }
+
+    #[test]
+    fn slowstart_ramps_maxconn_too() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.maxconn = 10;
+        s.slowstart = Duration::from_secs(10);
+        s.check = Some(CheckParams {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        });
+        let opts = BackendOptions {
+            timeout_queue: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (mut b, t0) = backend(opts, vec![s]);
+        assert_eq!(
+            b.effective_maxconn(ServerId(1), t0),
+            Some(10),
+            "no ramp at startup"
+        );
+        b.check_result(t0, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(t0, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(b.effective_maxconn(ServerId(1), t0), Some(1));
+        // 3 s into a 10 s slowstart: max(1, 10 * 30 / 100) = 3 sessions.
+        let t3 = t0 + Duration::from_secs(3);
+        for _ in 0..3 {
+            assert_eq!(assigned(b.acquire(t3, None)), ServerId(1));
+        }
+        let Acquire::Queued(q1) = b.acquire(t3, None) else {
+            panic!("the 4th session waits")
+        };
+        let Acquire::Queued(q2) = b.acquire(t3, None) else {
+            panic!()
+        };
+        assert_eq!(
+            b.stats(t3).servers[0].maxconn,
+            10,
+            "stats show the configured limit"
+        );
+        // Time alone raises the limit; the warmup tick hands the slots over.
+        let t5 = t0 + Duration::from_secs(5);
+        b.warmup(t5);
+        let got: Vec<Ticket> = b.take_dispatched().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(got, vec![q1, q2]);
+        assert!(matches!(b.acquire(t5, None), Acquire::Queued(_)), "5 of 5");
+        b.warmup(t0 + Duration::from_secs(10));
+        assert_eq!(b.take_dispatched().len(), 1);
+        assert_eq!(
+            b.effective_maxconn(ServerId(1), t0 + Duration::from_secs(10)),
+            Some(10)
         );
     }
 

@@ -227,6 +227,26 @@ pub fn slowstart_weight(weight: u32, elapsed: Duration, slowstart: Duration) -> 
     u32::try_from(w).unwrap_or(weight).clamp(1, weight)
 }
 
+/// The `slowstart` ramp of `maxconn` (HAProxy's `srv_dynamic_maxconn`):
+/// while warming up, `max(1, maxconn * ratio / 100)` where `ratio` is the
+/// elapsed share of `slowstart` in whole percent (rounded down). HAProxy
+/// counts in whole seconds; this counts in nanoseconds. 0 (no limit) stays 0.
+pub fn slowstart_maxconn(maxconn: u32, elapsed: Duration, slowstart: Duration) -> u32 {
+    if maxconn == 0 || slowstart.is_zero() || elapsed >= slowstart {
+        return maxconn;
+    }
+    let ratio = 100 * elapsed.as_nanos() / slowstart.as_nanos();
+    let max = u128::from(maxconn) * ratio / 100;
+    u32::try_from(max).unwrap_or(maxconn).clamp(1, maxconn)
+}
+
+/// How often the slowstart ramp steps, so that queued clients get the
+/// slots a warming server gains (HAProxy's `server_warmup` task: every
+/// `max(1 s, slowstart / 20)`, 5% steps).
+pub fn warmup_interval(slowstart: Duration) -> Duration {
+    (slowstart / 20).max(Duration::from_secs(1))
+}
+
 /// What an agent said (HAProxy `agent-check`): a line of words separated by
 /// spaces, commas or tabs, e.g. `"75% drain"`, `"up ready"`, `"maint"`,
 /// `"down #disk full"`. Words not understood are ignored, as HAProxy does.
@@ -411,6 +431,39 @@ mod tests {
         assert_eq!(
             slowstart_weight(7, Duration::from_secs(1), Duration::ZERO),
             7
+        );
+    }
+
+    #[test]
+    fn slowstart_ramps_maxconn_like_srv_dynamic_maxconn() {
+        let ss = Duration::from_secs(10);
+        let at = |ms: u64| slowstart_maxconn(10, Duration::from_millis(ms), ss);
+        assert_eq!(at(0), 1, "never below 1");
+        assert_eq!(at(1_999), 1, "19% of 10 = 1.9 -> 1");
+        assert_eq!(at(3_000), 3, "30%");
+        assert_eq!(at(3_999), 3, "39% of 10 = 3.9 -> 3");
+        assert_eq!(at(9_999), 9);
+        assert_eq!(at(10_000), 10);
+        assert_eq!(
+            slowstart_maxconn(0, Duration::from_secs(3), ss),
+            0,
+            "unlimited"
+        );
+        assert_eq!(
+            slowstart_maxconn(u32::MAX, Duration::from_secs(5), ss),
+            u32::MAX / 2
+        );
+        assert_eq!(
+            slowstart_maxconn(7, Duration::from_secs(1), Duration::ZERO),
+            7
+        );
+        assert_eq!(
+            warmup_interval(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            warmup_interval(Duration::from_secs(60)),
+            Duration::from_secs(3)
         );
     }
 

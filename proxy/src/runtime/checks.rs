@@ -1,5 +1,6 @@
-//! Active checks (TCP connect, HTTP) and the agent check. Each loop asks the
-//! pure core when to run next and reports the result back to it.
+//! Active checks (TCP connect, HTTP), the agent check and the slowstart
+//! warmup tick. Each loop asks the pure core when to run next and reports
+//! the result back to it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -135,6 +136,31 @@ pub(super) async fn check_loop(
         b.core.check_result(Instant::now(), id, ok, status, took);
         b.flush();
         delay = b.core.next_check_in(id).unwrap_or(spec.params.inter);
+    }
+}
+
+/// The slowstart warmup tick of one server (HAProxy's `server_warmup`):
+/// hands queued clients the slots its ramping `maxconn` gained.
+pub(super) async fn warmup_loop(
+    shared: Arc<Shared>,
+    backend: String,
+    id: ServerId,
+    period: Duration,
+) {
+    let _guard = TaskGuard::new(&shared);
+    loop {
+        tokio::time::sleep(period).await;
+        let mut core = shared.lock();
+        let Some(b) = core.backends.get_mut(&backend) else {
+            return;
+        };
+        if !b.servers.contains_key(&id) {
+            return;
+        }
+        if b.core.queue_len() > 0 {
+            b.core.warmup(Instant::now());
+            b.flush();
+        }
     }
 }
 

@@ -495,6 +495,14 @@ fn add_server_rt(
                 recheck.clone(),
             )));
         }
+        if !s.spec.slowstart.is_zero() {
+            tasks.push(tokio::spawn(checks::warmup_loop(
+                shared.clone(),
+                backend.to_string(),
+                id,
+                crate::health::warmup_interval(s.spec.slowstart),
+            )));
+        }
         if let Some(port) = s.agent_port {
             let a = SocketAddr::new(s.spec.addr.ip(), port);
             tasks.push(tokio::spawn(checks::agent_loop(
