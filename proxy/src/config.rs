@@ -27,7 +27,8 @@
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
-//! kind = "tcp"                   # or "http" (method, path, expect_status)
+//! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
+//!                                # httpchk), path (default "/"), expect_status
 //! inter = "2s"
 //! rise = 2
 //! fall = 3
@@ -227,7 +228,7 @@ pub struct RawBackend {
 pub struct RawCheck {
     /// `tcp` (connect) or `http`.
     pub kind: Option<String>,
-    /// HTTP method (default `GET`).
+    /// HTTP method (default `OPTIONS`, as HAProxy's `option httpchk`).
     pub method: Option<String>,
     /// HTTP path (default `/`).
     pub path: Option<String>,
@@ -627,7 +628,8 @@ impl Config {
                     let kind = match c.kind.as_deref().unwrap_or("tcp") {
                         "tcp" => CheckKind::Tcp,
                         "http" => {
-                            let method = c.method.clone().unwrap_or_else(|| "GET".into());
+                            // HAProxy's `option httpchk` default: OPTIONS.
+                            let method = c.method.clone().unwrap_or_else(|| "OPTIONS".into());
                             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase())
                             {
                                 return Err(Error::config(
@@ -954,6 +956,15 @@ maxconn = 5
         assert_eq!(b.timeouts.connect, Duration::from_secs(2));
         assert_eq!(b.timeouts.tunnel, Some(Duration::from_secs(3600)));
         let chk = b.check.as_ref().unwrap();
+        assert_eq!(
+            chk.kind,
+            CheckKind::Http {
+                method: "OPTIONS".into(),
+                path: "/health".into(),
+                expect_status: Some(204)
+            },
+            "option httpchk's default method"
+        );
         assert_eq!(chk.params.fastinter, Duration::from_millis(200));
         assert_eq!(chk.params.downinter, Duration::from_secs(1));
         assert_eq!(chk.params.rise, 3);

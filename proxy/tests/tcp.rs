@@ -183,18 +183,23 @@ async fn all_servers_down_closes_clearly_and_recovers() {
 async fn http_check_follows_status() {
     // A backend that answers checks with a status read from a shared cell.
     let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(503));
+    let first_line = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     let st2 = status.clone();
+    let fl2 = first_line.clone();
     let _t = tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = l.accept().await else {
                 return;
             };
             let code = st2.load(std::sync::atomic::Ordering::Relaxed);
+            let fl = fl2.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await;
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                *fl.lock().unwrap() = text.lines().next().unwrap_or("").to_string();
                 let _ = s
                     .write_all(format!("HTTP/1.0 {code} X\r\n\r\n").as_bytes())
                     .await;
@@ -211,6 +216,8 @@ async fn http_check_follows_status() {
     })
     .await;
     assert_eq!(p.stats().backends[0].servers[0].check_status, "L7STS");
+    // No method configured: HAProxy's `option httpchk` default.
+    assert_eq!(*first_line.lock().unwrap(), "OPTIONS /health HTTP/1.0");
     status.store(200, std::sync::atomic::Ordering::Relaxed);
     eventually("200 -> UP", || {
         p.stats().backends[0].servers[0].status == "UP"
