@@ -1,6 +1,15 @@
 //! Active checks (TCP connect, HTTP), the agent check and the slowstart
 //! warmup tick. Each loop asks the pure core when to run next and reports
 //! the result back to it.
+//!
+//! A server with `send_proxy` gets a PROXY header on its TCP and HTTP check
+//! connections too (HAProxy: "the PROXY protocol is enabled for health
+//! checks if it is already enabled for normal traffic"), carrying the check
+//! connection's own addresses (source: the proxy's local address, destination:
+//! the server). For v2 this is a PROXY command with those addresses, not the
+//! LOCAL command HAProxy 2.6 sends on checks (its `pp2-never-send-local`
+//! behaviour): the encoder has no LOCAL form. Agent checks send none, as in
+//! HAProxy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,23 +23,47 @@ use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
 use crate::config::{CheckKind, CheckSpec};
 use crate::health::parse_agent_reply;
+use crate::proxy_protocol::{self, Version};
+
+/// The PROXY header for a check connection: its own addresses.
+fn check_proxy_header(s: &TcpStream, version: Version) -> Option<Vec<u8>> {
+    let (local, peer) = (s.local_addr().ok()?, s.peer_addr().ok()?);
+    Some(proxy_protocol::encode(version, local, peer))
+}
 
 /// Result of one check: success, HAProxy-like status code.
-async fn run_check(addr: SocketAddr, spec: &CheckSpec) -> (bool, &'static str) {
+async fn run_check(
+    addr: SocketAddr,
+    spec: &CheckSpec,
+    send_proxy: Option<Version>,
+) -> (bool, &'static str) {
     let work = async {
         let mut s = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(_) => return (false, "L4CON"),
         };
+        let mut out = Vec::new();
+        if let Some(v) = send_proxy {
+            match check_proxy_header(&s, v) {
+                Some(h) => out = h,
+                None => return (false, "L4CON"),
+            }
+        }
         match &spec.kind {
-            CheckKind::Tcp => (true, "L4OK"),
+            CheckKind::Tcp => {
+                if !out.is_empty() && s.write_all(&out).await.is_err() {
+                    return (false, "L4CON");
+                }
+                (true, "L4OK")
+            }
             CheckKind::Http {
                 method,
                 path,
                 expect_status,
             } => {
                 let req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n\r\n");
-                if s.write_all(req.as_bytes()).await.is_err() {
+                out.extend_from_slice(req.as_bytes());
+                if s.write_all(&out).await.is_err() {
                     return (false, "L7RSP");
                 }
                 let mut buf = [0u8; 512];
@@ -90,6 +123,7 @@ pub(super) async fn check_loop(
     id: ServerId,
     addr: SocketAddr,
     spec: CheckSpec,
+    send_proxy: Option<Version>,
     recheck: Arc<Notify>,
 ) {
     let _guard = TaskGuard::new(&shared);
@@ -120,7 +154,7 @@ pub(super) async fn check_loop(
             continue;
         };
         let start = Instant::now();
-        let (ok, status) = run_check(addr, &spec).await;
+        let (ok, status) = run_check(addr, &spec, send_proxy).await;
         let took = start.elapsed();
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(&backend) else {

@@ -492,6 +492,7 @@ fn add_server_rt(
                 id,
                 s.spec.addr,
                 chk.clone(),
+                s.send_proxy,
                 recheck.clone(),
             )));
         }
