@@ -36,7 +36,8 @@
 //! address = "127.0.0.1:9001"
 //! weight = 1                     # 0..=256
 //! check = true
-//! # backup, maxconn, maxqueue, slowstart, agent_port, agent_inter,
+//! # backup, maxconn, maxqueue, agent_port, agent_inter,
+//! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
 //! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
 //! # error_limit = N (needs check = true: N connect errors in a row count
@@ -268,7 +269,8 @@ pub struct RawServer {
     /// Run active checks.
     #[serde(default)]
     pub check: bool,
-    /// `slowstart`.
+    /// `slowstart`: ramps the weight and `maxconn` after the server comes
+    /// back UP or leaves maintenance.
     pub slowstart: Option<RawDuration>,
     /// Passive health: consecutive connect errors that count as one failed
     /// check (0 = off; needs `check = true`).
