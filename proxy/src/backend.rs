@@ -7,7 +7,7 @@
 //!  acquire(client) ───────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
 //!  release(server, bytes)     │           ├── connect_failed -> Retry::{Same, Redispatch, GiveUp}
 //!  connect_ok / connect_failed├─> Backend ├── take_dispatched(): queued tickets now assigned
-//!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions}
+//!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions} / CheckSoon
 //!  set_weight/admin/algorithm │           └── poll_timeout(): next queue deadline
 //!  expire_queue(now) ─────────┘
 //! ```
@@ -18,7 +18,8 @@
 //!
 //! A session holds a slot on its server from [`Backend::acquire`] until
 //! [`Backend::release`] (or [`Backend::connect_failed`]). When every candidate
-//! is at its `maxconn`, the client waits in the backend queue (FIFO) until a
+//! is at its `maxconn` (ramped by `slowstart` while a server warms up, as
+//! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the client waits in the backend queue (FIFO) until a
 //! slot frees or `timeout queue` passes. The queue holds at most the sum of
 //! the candidates' `maxqueue`s, unbounded if any candidate's is 0.
 
@@ -28,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, Balancer, Candidate, ServerId};
 use crate::health::{
-    slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational, Transition,
+    slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
+    Transition,
 };
 use crate::stats::{BackendStats, ServerStats};
 use crate::{Error, Result};
@@ -44,7 +46,9 @@ pub enum AdminState {
     Ready,
     /// No new sessions; existing ones finish; checks continue.
     Drain,
-    /// Maintenance: no new sessions, no checks.
+    /// Maintenance: no new sessions, no checks. Entering it takes a
+    /// running server DOWN ([`Event::ServerDown`]); leaving it restarts the
+    /// health at `rise` (UP, one failed check from DOWN), as HAProxy does.
     Maint,
 }
 
@@ -81,7 +85,11 @@ pub struct ServerSpec {
     pub check: Option<CheckParams>,
     /// Weight ramp after the server comes back UP.
     pub slowstart: Duration,
-    /// Passive health: this many consecutive connect errors mark the server DOWN; 0 = off.
+    /// Passive health (HAProxy `observe layer4`, `error-limit`, default
+    /// `on-error fail-check`): this many consecutive connect errors count as
+    /// one failed active check; 0 = off. Needs `check` (as HAProxy's
+    /// `observe` needs health checks): [`Backend::add_server`] rejects it
+    /// otherwise.
     pub error_limit: u32,
     /// `on-marked-down shutdown-sessions`.
     pub shutdown_sessions_on_down: bool,
@@ -178,6 +186,13 @@ pub enum Retry {
 /// Something the IO layer must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// Passive health counted a failed check (HAProxy `on-error
+    /// fail-check`): run the server's next active check within `fastinter`
+    /// if it is due later (HAProxy requeues the check task at `fastinter`).
+    CheckSoon {
+        /// Which.
+        server: ServerId,
+    },
     /// A server went UP.
     ServerUp {
         /// Which.
@@ -212,7 +227,9 @@ struct Server {
     weight: u32,
     admin: AdminState,
     health: Health,
-    agent_percent: u32,
+    /// The agent reported `down`, `fail` or `stopped` and has not reported
+    /// `up` since: active checks alone cannot bring the server UP.
+    agent_down: bool,
     agent_maxconn: Option<u32>,
     ramp_from: Option<Instant>,
     errors_in_row: u32,
@@ -227,24 +244,26 @@ impl Server {
         self.agent_maxconn.unwrap_or(self.spec.maxconn)
     }
 
-    fn full(&self) -> bool {
+    /// `maxconn` in force now: ramped while the server warms up after
+    /// coming back (HAProxy's `srv_dynamic_maxconn`).
+    fn dyn_maxconn(&self, now: Instant) -> u32 {
         let m = self.maxconn();
-        m != 0 && self.c.cur >= m
+        match self.ramp_from {
+            Some(t) => slowstart_maxconn(m, now.saturating_duration_since(t), self.spec.slowstart),
+            None => m,
+        }
     }
 
-    /// The weight as set (configuration, `set weight`, agent), before the
-    /// slowstart ramp.
-    fn user_weight(&self) -> u32 {
-        let w = (u64::from(self.weight) * u64::from(self.agent_percent) / 100)
-            .min(u64::from(MAX_WEIGHT));
-        u32::try_from(w).unwrap_or(MAX_WEIGHT)
+    fn full(&self, now: Instant) -> bool {
+        let m = self.dyn_maxconn(now);
+        m != 0 && self.c.cur >= m
     }
 
     fn eff_weight(&self, now: Instant) -> u32 {
         if self.admin != AdminState::Ready || self.health.state() != Operational::Up {
             return 0;
         }
-        let w = self.user_weight();
+        let w = self.weight;
         match self.ramp_from {
             Some(t) => slowstart_weight(w, now.saturating_duration_since(t), self.spec.slowstart),
             None => w,
@@ -325,6 +344,12 @@ impl Backend {
                 spec.weight
             )));
         }
+        if spec.error_limit > 0 && spec.check.is_none() {
+            return Err(Error::Command(format!(
+                "server `{}`: error_limit needs active checks; enable checks or set error_limit 0",
+                spec.name
+            )));
+        }
         let id = ServerId(self.next_id);
         self.next_id += 1;
         let health = Health::new(spec.check.unwrap_or_default());
@@ -333,7 +358,7 @@ impl Backend {
             spec,
             admin: AdminState::Ready,
             health,
-            agent_percent: 100,
+            agent_down: false,
             agent_maxconn: None,
             ramp_from: None,
             errors_in_row: 0,
@@ -390,9 +415,9 @@ impl Backend {
                 id: *id,
                 weight,
                 static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
-                user_weight: if weight > 0 { s.user_weight() } else { 0 },
+                user_weight: if weight > 0 { s.weight } else { 0 },
                 sessions: s.c.cur,
-                full: s.full(),
+                full: s.full(now),
             }
         };
         let usable = |s: &Server| s.eff_weight(now) > 0;
@@ -492,6 +517,22 @@ impl Backend {
         }
     }
 
+    /// Hands queued clients the slots that warming servers gained since:
+    /// the slowstart ramp raises `maxconn` with time alone, so the IO layer
+    /// calls this every [`crate::health::warmup_interval`] (HAProxy's
+    /// `server_warmup` task, which grabs pending connections from the
+    /// backend queue).
+    pub fn warmup(&mut self, now: Instant) {
+        self.dispatch(now);
+    }
+
+    /// The `maxconn` of `server` in force at `now` (0 = unlimited): the
+    /// configured or agent-set one, ramped by slowstart while the server
+    /// warms up. `None` if the server is gone.
+    pub fn effective_maxconn(&self, server: ServerId, now: Instant) -> Option<u32> {
+        self.servers.get(&server).map(|s| s.dyn_maxconn(now))
+    }
+
     /// Queued clients that got a server since the last call.
     pub fn take_dispatched(&mut self) -> Vec<(Ticket, Assignment)> {
         std::mem::take(&mut self.dispatched)
@@ -579,15 +620,17 @@ impl Backend {
             s.c.cur = s.c.cur.saturating_sub(1);
             s.c.total = s.c.total.saturating_sub(1);
             s.errors_in_row += 1;
-            if s.spec.error_limit > 0 && s.errors_in_row >= s.spec.error_limit {
+            if s.spec.error_limit > 0
+                && s.spec.check.is_some()
+                && s.errors_in_row >= s.spec.error_limit
+            {
                 s.errors_in_row = 0;
-                s.check_status = "passive: connect errors".into();
-                self.set_health(now, server, Operational::Down);
+                self.passive_check_failed(now, server);
             }
             usable = self
                 .servers
                 .get(&server)
-                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full());
+                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full(now));
         }
         let retry = if failures > self.opts.retries {
             Retry::GiveUp
@@ -621,10 +664,36 @@ impl Backend {
         retry
     }
 
+    /// `error_limit` consecutive connect errors: HAProxy's default `on-error
+    /// fail-check` (check.c `__health_adjust`) simulates one failed health
+    /// check (status `HANA`: the counter drops by one, so `fall` such bursts
+    /// take a fully healthy server DOWN) and forces `fastinter` for the next
+    /// check.
+    fn passive_check_failed(&mut self, now: Instant, id: ServerId) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if s.admin == AdminState::Maint {
+            return;
+        }
+        s.check_status = "HANA".into();
+        s.c.check_failures += 1;
+        let t = s.health.observe(false);
+        self.events.push(Event::CheckSoon { server: id });
+        if let Some(t) = t {
+            self.transition(now, id, t);
+        }
+    }
+
     fn set_health(&mut self, now: Instant, id: ServerId, state: Operational) {
         let Some(s) = self.servers.get_mut(&id) else {
             return;
         };
+        // HAProxy's srv_set_running/srv_set_stopped do nothing in
+        // maintenance; leaving it restarts the health anyway.
+        if s.admin == AdminState::Maint {
+            return;
+        }
         if let Some(t) = s.health.force(state) {
             self.transition(now, id, t);
         }
@@ -670,12 +739,23 @@ impl Backend {
         let Some(s) = self.servers.get_mut(&server) else {
             return;
         };
+        // Checks are paused in maintenance: a late result changes nothing.
+        if s.admin == AdminState::Maint {
+            return;
+        }
         s.check_status = status.to_string();
         s.check_duration = Some(duration);
         if !ok {
             s.c.check_failures += 1;
         }
-        if let Some(t) = s.health.observe(ok) {
+        // HAProxy: only an agent reporting `up` can turn a server the agent
+        // took down up again; successful checks still refill the counter.
+        let t = if s.agent_down {
+            s.health.observe_held_down(ok)
+        } else {
+            s.health.observe(ok)
+        };
+        if let Some(t) = t {
             self.transition(now, server, t);
         }
     }
@@ -686,7 +766,11 @@ impl Backend {
             return;
         };
         if let Some(p) = reply.weight_percent {
-            s.agent_percent = p;
+            // HAProxy (server_parse_weight_change_request): a percentage of
+            // the *initial* weight, clamped to 256, that replaces the
+            // current weight; a later `set weight` replaces it in turn.
+            let w = (u64::from(s.spec.weight) * u64::from(p) / 100).min(u64::from(MAX_WEIGHT));
+            s.weight = u32::try_from(w).unwrap_or(MAX_WEIGHT);
         }
         if let Some(m) = reply.maxconn {
             s.agent_maxconn = Some(m);
@@ -700,6 +784,9 @@ impl Backend {
             self.apply_admin(now, server, a);
         }
         if let Some(op) = reply.operational {
+            if let Some(s) = self.servers.get_mut(&server) {
+                s.agent_down = op == Operational::Down;
+            }
             self.set_health(now, server, op);
         }
         self.dispatch(now);
@@ -716,11 +803,25 @@ impl Backend {
         s.admin = admin;
         s.last_change = now;
         self.last_change = now;
-        if leaving_maint && admin == AdminState::Ready && !s.spec.slowstart.is_zero() {
-            s.ramp_from = Some(now);
-        }
         tracing::info!(backend = %self.name, server = %s.spec.name, ?admin, "server admin state");
-        self.dispatch(now);
+        let t = if admin == AdminState::Maint {
+            // HAProxy (srv_update_status): a running server that enters
+            // maintenance goes DOWN like a failed one: its streams are shut
+            // down with `on-marked-down shutdown-sessions`, and a down
+            // transition is counted. Its health is 0 until it leaves.
+            s.health.force(Operational::Down)
+        } else if leaving_maint {
+            // HAProxy (srv_clr_admin_flag): `health = rise`, "start OK but
+            // check immediately": UP (with slowstart), one failed check from
+            // DOWN, unless the agent's `down` verdict holds it.
+            s.health.leave_maint(s.agent_down)
+        } else {
+            None
+        };
+        match t {
+            Some(t) => self.transition(now, id, t),
+            None => self.dispatch(now),
+        }
     }
 
     /// Sets a server's weight (0..=256), effective for the next connection.
@@ -745,7 +846,9 @@ impl Backend {
         Ok(())
     }
 
-    /// Forces a server UP or DOWN (a [`crate::health::HealthSource`] report).
+    /// Forces a server UP or DOWN (a [`crate::health::HealthSource`] report,
+    /// HAProxy's `set server ... health`). An agent's `down` verdict stays:
+    /// after the next DOWN, only the agent's `up` brings the server back.
     pub fn set_operational(&mut self, now: Instant, name: &str, state: Operational) -> Result<()> {
         let id = self.id_of(name)?;
         self.set_health(now, id, state);
@@ -785,6 +888,7 @@ impl Backend {
                 let status = match (s.admin, s.health.state()) {
                     (AdminState::Maint, _) => "MAINT".to_string(),
                     (AdminState::Drain, Operational::Up) => "DRAIN".to_string(),
+                    (_, Operational::Down) if s.agent_down => "DOWN (agent)".to_string(),
                     (_, Operational::Down) if s.spec.check.is_some() && s.health.counter() > 0 => {
                         format!("DOWN {}/{}", s.health.counter(), s.health.params().rise)
                     }
@@ -861,6 +965,11 @@ mod tests {
             b.add_server(s, now).unwrap();
         }
         (b, now)
+    }
+
+    /// A complete agent line.
+    fn reply(text: &str) -> AgentReply {
+        crate::health::parse_agent_reply(format!("{text}\n").as_bytes()).unwrap()
     }
 
     fn assigned(a: Acquire) -> ServerId {
@@ -1017,34 +1126,75 @@ mod tests {
     }
 
     #[test]
-    fn passive_health_marks_down_after_error_limit() {
+    fn passive_health_counts_as_one_failed_check() {
         let mut s = ServerSpec::new("a", addr(1));
         s.error_limit = 2;
         s.shutdown_sessions_on_down = true;
+        s.check = Some(CheckParams {
+            inter: Duration::from_secs(2),
+            fastinter: Duration::from_millis(500),
+            ..CheckParams::default() // rise 2, fall 3
+        });
         let opts = BackendOptions {
             retries: 5,
             redispatch: false,
             ..Default::default()
         };
         let (mut b, now) = backend(opts, vec![s]);
-        let first = assigned(b.acquire(now, None));
-        assert!(matches!(
-            b.connect_failed(now, first, 1, None),
-            Retry::Same(_)
-        ));
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // full health
+        assert_eq!(b.next_check_in(ServerId(1)), Some(Duration::from_secs(2)));
+        // One burst of error_limit errors = one failed check, not DOWN.
+        let a = assigned(b.acquire(now, None));
+        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert_eq!(b.take_events(), vec![]);
+        assert!(matches!(b.connect_failed(now, a, 2, None), Retry::Same(_)));
+        assert_eq!(b.take_events(), vec![Event::CheckSoon { server: a }]);
+        let st = &b.stats(now).servers[0];
         assert_eq!(
-            b.connect_failed(now, first, 2, None),
-            Retry::GiveUp,
-            "server now down"
+            (st.status.as_str(), st.check_status.as_str()),
+            ("UP 2/3", "HANA")
         );
+        assert_eq!(st.check_failures, 1);
+        assert_eq!(
+            b.next_check_in(a),
+            Some(Duration::from_millis(500)),
+            "fastinter"
+        );
+        // A successful connect resets the count of errors in a row.
+        b.connect_ok(a);
+        b.release(now, a, 0, 0);
+        let a = assigned(b.acquire(now, None));
+        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert_eq!(b.stats(now).servers[0].status, "UP 2/3");
+        // `fall` bursts from full health take it DOWN.
+        for failures in 2..=5 {
+            let _ = b.connect_failed(now, a, failures, None);
+        }
         assert_eq!(
             b.take_events(),
-            vec![Event::ServerDown {
-                server: first,
-                shutdown_sessions: true
-            }]
+            vec![
+                Event::CheckSoon { server: a },
+                Event::CheckSoon { server: a },
+                Event::ServerDown {
+                    server: a,
+                    shutdown_sessions: true
+                }
+            ]
         );
         assert_eq!(b.acquire(now, None), Acquire::NoServer);
+        // The active checks bring it back.
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        assert_eq!(assigned(b.acquire(now, None)), a);
+    }
+
+    #[test]
+    fn passive_health_needs_checks() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.error_limit = 2;
+        let mut b = Backend::new("b", BackendOptions::default(), Instant::now());
+        let e = b.add_server(s, Instant::now()).unwrap_err().to_string();
+        assert!(e.contains("error_limit") && e.contains("checks"), "{e}");
     }
 
     #[test]
@@ -1072,6 +1222,59 @@ mod tests {
         assert_eq!(
             b.stats(now + Duration::from_secs(11)).servers[0].effective_weight,
             100
+        );
+    }
+
+    #[test]
+    fn slowstart_ramps_maxconn_too() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.maxconn = 10;
+        s.slowstart = Duration::from_secs(10);
+        s.check = Some(CheckParams {
+            rise: 1,
+            fall: 1,
+            ..Default::default()
+        });
+        let opts = BackendOptions {
+            timeout_queue: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let (mut b, t0) = backend(opts, vec![s]);
+        assert_eq!(
+            b.effective_maxconn(ServerId(1), t0),
+            Some(10),
+            "no ramp at startup"
+        );
+        b.check_result(t0, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(t0, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(b.effective_maxconn(ServerId(1), t0), Some(1));
+        // 3 s into a 10 s slowstart: max(1, 10 * 30 / 100) = 3 sessions.
+        let t3 = t0 + Duration::from_secs(3);
+        for _ in 0..3 {
+            assert_eq!(assigned(b.acquire(t3, None)), ServerId(1));
+        }
+        let Acquire::Queued(q1) = b.acquire(t3, None) else {
+            panic!("the 4th session waits")
+        };
+        let Acquire::Queued(q2) = b.acquire(t3, None) else {
+            panic!()
+        };
+        assert_eq!(
+            b.stats(t3).servers[0].maxconn,
+            10,
+            "stats show the configured limit"
+        );
+        // Time alone raises the limit; the warmup tick hands the slots over.
+        let t5 = t0 + Duration::from_secs(5);
+        b.warmup(t5);
+        let got: Vec<Ticket> = b.take_dispatched().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(got, vec![q1, q2]);
+        assert!(matches!(b.acquire(t5, None), Acquire::Queued(_)), "5 of 5");
+        b.warmup(t0 + Duration::from_secs(10));
+        assert_eq!(b.take_dispatched().len(), 1);
+        assert_eq!(
+            b.effective_maxconn(ServerId(1), t0 + Duration::from_secs(10)),
+            Some(10)
         );
     }
 
@@ -1117,25 +1320,163 @@ mod tests {
             BackendOptions::default(),
             vec![s, ServerSpec::new("b", addr(2))],
         );
-        b.agent_result(now, ServerId(1), &crate::health::parse_agent_reply(b"50%"));
+        b.agent_result(now, ServerId(1), &reply("50%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 5);
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"drain"),
-        );
+        b.agent_result(now, ServerId(1), &reply("drain"));
         assert_eq!(b.stats(now).servers[0].status, "DRAIN");
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"ready down"),
-        );
-        assert_eq!(b.stats(now).servers[0].status, "DOWN");
-        b.agent_result(
-            now,
-            ServerId(1),
-            &crate::health::parse_agent_reply(b"up 100%"),
-        );
+        b.agent_result(now, ServerId(1), &reply("ready down"));
+        assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)");
+        b.agent_result(now, ServerId(1), &reply("up 100%"));
         assert_eq!(b.stats(now).servers[0].effective_weight, 10);
+    }
+
+    #[test]
+    fn only_an_agent_up_brings_back_a_server_the_agent_took_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.check = Some(CheckParams::default()); // rise 2, fall 3
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        for word in ["down", "fail", "stopped"] {
+            b.agent_result(now, ServerId(1), &reply(word));
+            assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
+            for _ in 0..5 {
+                b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+            }
+            assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
+            assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
+            // A reply without a health word leaves the agent's verdict.
+            b.agent_result(now, ServerId(1), &reply("ready 100%"));
+            b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+            assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
+            b.take_events();
+            b.agent_result(now, ServerId(1), &reply("up"));
+            assert_eq!(b.stats(now).servers[0].status, "UP", "{word}");
+            assert_eq!(
+                b.take_events(),
+                vec![Event::ServerUp {
+                    server: ServerId(1)
+                }]
+            );
+            assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+            b.release(now, ServerId(1), 0, 0);
+        }
+        // Once the agent said up, checks rule again: fall 3 failures, rise 2 successes.
+        for _ in 0..3 {
+            b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        }
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "UP");
+    }
+
+    #[test]
+    fn leaving_maint_starts_up_one_failure_from_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.check = Some(CheckParams::default()); // rise 2, fall 3
+        s.weight = 100;
+        s.slowstart = Duration::from_secs(10);
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![s, ServerSpec::new("plain", addr(2))],
+        );
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // paused: ignored
+        b.set_admin(now, "plain", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).servers[0].status, "MAINT");
+        b.take_events();
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerUp {
+                server: ServerId(1)
+            }]
+        );
+        let st = &b.stats(now).servers[0];
+        assert_eq!(st.status, "UP 1/3", "health == rise");
+        assert_eq!(st.effective_weight, 1, "slowstart ramp begins");
+        assert_eq!(
+            b.stats(now + Duration::from_secs(5)).servers[0].effective_weight,
+            50
+        );
+        assert_eq!(
+            b.next_check_in(ServerId(1)),
+            Some(CheckParams::default().fastinter)
+        );
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[0].status, "DOWN", "one failure");
+        // A server without checks just comes back UP.
+        b.set_admin(now, "plain", AdminState::Ready).unwrap();
+        assert_eq!(b.stats(now).servers[1].status, "UP");
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(2));
+        // An agent's down verdict still holds after maintenance.
+        b.agent_result(now, ServerId(2), &reply("maint down"));
+        b.agent_result(now, ServerId(2), &reply("ready"));
+        assert_eq!(b.stats(now).servers[1].status, "DOWN (agent)");
+        b.agent_result(now, ServerId(2), &reply("up"));
+        assert_eq!(b.stats(now).servers[1].status, "UP");
+    }
+
+    #[test]
+    fn entering_maint_marks_a_running_server_down() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.shutdown_sessions_on_down = true;
+        let mut c = ServerSpec::new("c", addr(3));
+        c.check = Some(CheckParams::default());
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![s, ServerSpec::new("b", addr(2)), c],
+        );
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: ServerId(1),
+                shutdown_sessions: true
+            }]
+        );
+        assert_eq!(b.stats(now).servers[0].down_transitions, 1);
+        // Through the agent too, and without shutdown-sessions.
+        b.agent_result(now, ServerId(2), &reply("maint"));
+        assert_eq!(
+            b.take_events(),
+            vec![Event::ServerDown {
+                server: ServerId(2),
+                shutdown_sessions: false
+            }]
+        );
+        // A server already DOWN enters maintenance without a transition.
+        b.check_result(now, ServerId(3), false, "L4CON", Duration::ZERO);
+        b.take_events();
+        b.set_admin(now, "c", AdminState::Maint).unwrap();
+        assert_eq!(b.take_events(), vec![]);
+        assert_eq!(b.stats(now).servers[2].down_transitions, 1);
+        // Drain is not a DOWN.
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.take_events();
+        b.set_admin(now, "a", AdminState::Drain).unwrap();
+        assert_eq!(b.take_events(), vec![]);
+    }
+
+    #[test]
+    fn agent_percent_replaces_the_weight_relative_to_the_initial_one() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.weight = 10;
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        b.set_weight(now, "a", 20).unwrap();
+        // 50% of the configured 10, not of the current 20.
+        b.agent_result(now, ServerId(1), &reply("50%"));
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.weight, st.effective_weight), (5, 5));
+        // A later `set weight` overrides the agent's weight.
+        b.set_weight(now, "a", 7).unwrap();
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.weight, st.effective_weight), (7, 7));
+        // Clamped to 256.
+        b.agent_result(now, ServerId(1), &reply("25600%"));
+        assert_eq!(b.stats(now).servers[0].weight, 256);
+        b.agent_result(now, ServerId(1), &reply("0%"));
+        assert_eq!(b.stats(now).servers[0].effective_weight, 0);
     }
 }

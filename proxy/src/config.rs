@@ -27,7 +27,8 @@
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
-//! kind = "tcp"                   # or "http" (method, path, expect_status)
+//! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
+//!                                # httpchk), path (default "/"), expect_status
 //! inter = "2s"
 //! rise = 2
 //! fall = 3
@@ -35,8 +36,12 @@
 //! address = "127.0.0.1:9001"
 //! weight = 1                     # 0..=256
 //! check = true
-//! # backup, maxconn, maxqueue, slowstart, error_limit, agent_port, agent_inter,
-//! # send_proxy = "v1" | "v2", on_marked_down = "shutdown-sessions"
+//! # backup, maxconn, maxqueue, agent_port, agent_inter,
+//! # slowstart (ramps the weight and maxconn after the server comes back),
+//! # send_proxy = "v1" | "v2" (also on check connections),
+//! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
+//! # error_limit = N (needs check = true: N connect errors in a row count
+//! #   as one failed check, HAProxy's observe layer4 + on-error fail-check)
 //! # HTTP mode: pool_max_conn (idle connections kept, default unlimited),
 //! # pool_purge_delay (default "5s", "0" never purges)
 //! ```
@@ -255,7 +260,7 @@ where
 pub struct RawCheck {
     /// `tcp` (connect) or `http`.
     pub kind: Option<String>,
-    /// HTTP method (default `GET`).
+    /// HTTP method (default `OPTIONS`, as HAProxy's `option httpchk`).
     pub method: Option<String>,
     /// HTTP path (default `/`).
     pub path: Option<String>,
@@ -295,9 +300,11 @@ pub struct RawServer {
     /// Run active checks.
     #[serde(default)]
     pub check: bool,
-    /// `slowstart`.
+    /// `slowstart`: ramps the weight and `maxconn` after the server comes
+    /// back UP or leaves maintenance.
     pub slowstart: Option<RawDuration>,
-    /// Passive health: consecutive connect errors that mark the server down (0 = off).
+    /// Passive health: consecutive connect errors that count as one failed
+    /// check (0 = off; needs `check = true`).
     #[serde(default)]
     pub error_limit: u32,
     /// Agent check port on the server's IP.
@@ -695,7 +702,8 @@ impl Config {
                     let kind = match c.kind.as_deref().unwrap_or("tcp") {
                         "tcp" => CheckKind::Tcp,
                         "http" => {
-                            let method = c.method.clone().unwrap_or_else(|| "GET".into());
+                            // HAProxy's `option httpchk` default: OPTIONS.
+                            let method = c.method.clone().unwrap_or_else(|| "OPTIONS".into());
                             if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase())
                             {
                                 return Err(Error::config(
@@ -766,6 +774,14 @@ impl Config {
                         sf("check"),
                         "checks are enabled but the backend has no check settings",
                         format!("add a [backends.{bname}.check] table (kind = \"tcp\" is enough)"),
+                    ));
+                }
+                if s.error_limit > 0 && !s.check {
+                    return Err(Error::config(
+                        sf("error_limit"),
+                        "passive health needs active checks (as HAProxy's observe needs check): \
+                         nothing would bring the server back",
+                        "set check = true on this server or remove error_limit",
                     ));
                 }
                 let send_proxy = match s.send_proxy.as_deref() {
@@ -1022,6 +1038,15 @@ maxconn = 5
         assert_eq!(b.timeouts.connect, Duration::from_secs(2));
         assert_eq!(b.timeouts.tunnel, Some(Duration::from_secs(3600)));
         let chk = b.check.as_ref().unwrap();
+        assert_eq!(
+            chk.kind,
+            CheckKind::Http {
+                method: "OPTIONS".into(),
+                path: "/health".into(),
+                expect_status: Some(204)
+            },
+            "option httpchk's default method"
+        );
         assert_eq!(chk.params.fastinter, Duration::from_millis(200));
         assert_eq!(chk.params.downinter, Duration::from_secs(1));
         assert_eq!(chk.params.rise, 3);
@@ -1081,6 +1106,12 @@ maxconn = 5
         );
         let e = err("");
         assert!(e.contains("frontends"), "{e}");
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\nerror_limit = 3"));
+        assert!(
+            e.contains("backends.app.servers.b.error_limit") && e.contains("check = true"),
+            "{e}"
+        );
+        Config::from_toml(&GOOD.replace("check = true", "check = true\nerror_limit = 3")).unwrap();
     }
 
     #[test]

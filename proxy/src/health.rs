@@ -150,6 +150,24 @@ impl Health {
         }
     }
 
+    /// Feeds one check result while something else holds the server DOWN
+    /// (an agent that reported `down`: HAProxy's agent health is then 0, and
+    /// `check_notify_success` will not set the server running). The counter
+    /// moves as in [`Health::observe`], up to full health, but a DOWN server
+    /// stays DOWN; an UP one goes DOWN as usual.
+    pub fn observe_held_down(&mut self, ok: bool) -> Option<Transition> {
+        match (self.state, ok) {
+            (Operational::Down, true) => {
+                self.health += 1;
+                if self.health >= self.params.rise {
+                    self.health = self.full();
+                }
+                None
+            }
+            _ => self.observe(ok),
+        }
+    }
+
     /// Forces a state (agent `up`/`down`, a [`HealthSource`], a runtime
     /// command); returns the transition if the state changed.
     pub fn force(&mut self, state: Operational) -> Option<Transition> {
@@ -166,13 +184,34 @@ impl Health {
         }
     }
 
-    /// Delay until the next check: `inter` when fully UP, `downinter` when
-    /// fully DOWN, `fastinter` in between.
+    /// Leaves maintenance (HAProxy's `srv_clr_admin_flag`): the counter
+    /// restarts at `rise`, "start OK but check immediately", so the server is
+    /// UP and one failed check takes it DOWN; with `held_down` (an agent's
+    /// `down` verdict) it stays DOWN. Returns the transition, if any.
+    pub fn leave_maint(&mut self, held_down: bool) -> Option<Transition> {
+        let prev = self.state;
+        self.health = self.params.rise;
+        self.state = if held_down {
+            Operational::Down
+        } else {
+            Operational::Up
+        };
+        match (prev, self.state) {
+            (Operational::Down, Operational::Up) => Some(Transition::WentUp),
+            (Operational::Up, Operational::Down) => Some(Transition::WentDown),
+            _ => None,
+        }
+    }
+
+    /// Delay until the next check: `inter` at full health, `downinter` when
+    /// fully DOWN, `fastinter` in between (HAProxy's `srv_getinter`).
     pub fn next_interval(&self) -> Duration {
-        match self.state {
-            Operational::Up if self.health == self.full() => self.params.inter,
-            Operational::Down if self.health == 0 => self.params.downinter,
-            _ => self.params.fastinter,
+        if self.health == self.full() {
+            self.params.inter
+        } else if self.state == Operational::Down && self.health == 0 {
+            self.params.downinter
+        } else {
+            self.params.fastinter
         }
     }
 }
@@ -188,12 +227,33 @@ pub fn slowstart_weight(weight: u32, elapsed: Duration, slowstart: Duration) -> 
     u32::try_from(w).unwrap_or(weight).clamp(1, weight)
 }
 
+/// The `slowstart` ramp of `maxconn` (HAProxy's `srv_dynamic_maxconn`):
+/// while warming up, `max(1, maxconn * ratio / 100)` where `ratio` is the
+/// elapsed share of `slowstart` in whole percent (rounded down). HAProxy
+/// counts in whole seconds; this counts in nanoseconds. 0 (no limit) stays 0.
+pub fn slowstart_maxconn(maxconn: u32, elapsed: Duration, slowstart: Duration) -> u32 {
+    if maxconn == 0 || slowstart.is_zero() || elapsed >= slowstart {
+        return maxconn;
+    }
+    let ratio = 100 * elapsed.as_nanos() / slowstart.as_nanos();
+    let max = u128::from(maxconn) * ratio / 100;
+    u32::try_from(max).unwrap_or(maxconn).clamp(1, maxconn)
+}
+
+/// How often the slowstart ramp steps, so that queued clients get the
+/// slots a warming server gains (HAProxy's `server_warmup` task: every
+/// `max(1 s, slowstart / 20)`, 5% steps).
+pub fn warmup_interval(slowstart: Duration) -> Duration {
+    (slowstart / 20).max(Duration::from_secs(1))
+}
+
 /// What an agent said (HAProxy `agent-check`): a line of words separated by
 /// spaces, commas or tabs, e.g. `"75% drain"`, `"up ready"`, `"maint"`,
 /// `"down #disk full"`. Words not understood are ignored, as HAProxy does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentReply {
-    /// Weight in percent of the configured weight (`75%`).
+    /// Weight in percent of the configured weight (`75%`); it replaces the
+    /// current weight (capped at 25600%, the result at 256).
     pub weight_percent: Option<u32>,
     /// Admin state request (`ready`, `drain`, `maint`).
     pub admin: Option<AgentAdmin>,
@@ -216,13 +276,14 @@ pub enum AgentAdmin {
     Maint,
 }
 
-/// Parses an agent reply (never panics; at most the first line, 1 KiB).
-pub fn parse_agent_reply(input: &[u8]) -> AgentReply {
+/// Parses an agent reply (never panics). The reply is one line ended by CR
+/// or LF, looked for in the first 1 KiB. Without a line end the reply is
+/// incomplete and `None` comes back: HAProxy (`tcpcheck_agent_expect_reply`)
+/// ignores such a reply ("Ignoring incomplete line from agent") and changes
+/// nothing.
+pub fn parse_agent_reply(input: &[u8]) -> Option<AgentReply> {
     let input = &input[..input.len().min(1024)];
-    let line_end = input
-        .iter()
-        .position(|b| *b == b'\n' || *b == b'\r')
-        .unwrap_or(input.len());
+    let line_end = input.iter().position(|b| *b == b'\n' || *b == b'\r')?;
     let line = String::from_utf8_lossy(&input[..line_end]);
     let (words, desc) = match line.split_once('#') {
         Some((w, d)) => (w.to_string(), Some(d.trim().to_string())),
@@ -253,7 +314,7 @@ pub fn parse_agent_reply(input: &[u8]) -> AgentReply {
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// What a [`HealthSource`] reports about one server.
@@ -336,6 +397,22 @@ mod tests {
     }
 
     #[test]
+    fn held_down_counts_successes_but_stays_down() {
+        let mut h = Health::new_down(params());
+        for _ in 0..5 {
+            assert_eq!(h.observe_held_down(true), None);
+        }
+        assert_eq!(h.state(), Operational::Down);
+        assert_eq!(h.counter(), 4, "full health, still DOWN");
+        assert_eq!(h.next_interval(), Duration::from_secs(2), "inter");
+        assert_eq!(h.observe_held_down(false), None);
+        assert_eq!(h.counter(), 0);
+        // An UP server goes down as usual.
+        let mut h = Health::new(params());
+        assert_eq!(h.observe_held_down(false), Some(Transition::WentDown));
+    }
+
+    #[test]
     fn force_reports_only_changes() {
         let mut h = Health::new(params());
         assert_eq!(h.force(Operational::Up), None);
@@ -358,22 +435,68 @@ mod tests {
     }
 
     #[test]
+    fn slowstart_ramps_maxconn_like_srv_dynamic_maxconn() {
+        let ss = Duration::from_secs(10);
+        let at = |ms: u64| slowstart_maxconn(10, Duration::from_millis(ms), ss);
+        assert_eq!(at(0), 1, "never below 1");
+        assert_eq!(at(1_999), 1, "19% of 10 = 1.9 -> 1");
+        assert_eq!(at(3_000), 3, "30%");
+        assert_eq!(at(3_999), 3, "39% of 10 = 3.9 -> 3");
+        assert_eq!(at(9_999), 9);
+        assert_eq!(at(10_000), 10);
+        assert_eq!(
+            slowstart_maxconn(0, Duration::from_secs(3), ss),
+            0,
+            "unlimited"
+        );
+        assert_eq!(
+            slowstart_maxconn(u32::MAX, Duration::from_secs(5), ss),
+            u32::MAX / 2
+        );
+        assert_eq!(
+            slowstart_maxconn(7, Duration::from_secs(1), Duration::ZERO),
+            7
+        );
+        assert_eq!(
+            warmup_interval(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            warmup_interval(Duration::from_secs(60)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
     fn agent_replies_parse_like_haproxy() {
-        let r = parse_agent_reply(b"75% drain\n");
+        let r = parse_agent_reply(b"75% drain\n").unwrap();
         assert_eq!(r.weight_percent, Some(75));
         assert_eq!(r.admin, Some(AgentAdmin::Drain));
-        let r = parse_agent_reply(b"up,ready,maxconn:30 #all good");
+        let r = parse_agent_reply(b"up,ready,maxconn:30 #all good\r\n").unwrap();
         assert_eq!(r.operational, Some(Operational::Up));
         assert_eq!(r.admin, Some(AgentAdmin::Ready));
         assert_eq!(r.maxconn, Some(30));
         assert_eq!(r.description.as_deref(), Some("all good"));
         assert_eq!(
-            parse_agent_reply(b"FAIL").operational,
+            parse_agent_reply(b"FAIL\r").unwrap().operational,
             Some(Operational::Down)
         );
         assert_eq!(
-            parse_agent_reply(b"\xff\xfe garbage 1x%"),
-            AgentReply::default()
+            parse_agent_reply(b"\xff\xfe garbage 1x%\n"),
+            Some(AgentReply::default())
         );
+    }
+
+    #[test]
+    fn agent_reply_without_a_line_end_is_ignored() {
+        // HAProxy: "Ignoring incomplete line from agent"; nothing changes.
+        assert_eq!(parse_agent_reply(b"down"), None);
+        assert_eq!(parse_agent_reply(b"50% maint #no newline"), None);
+        assert_eq!(parse_agent_reply(b""), None);
+        // The line end must be within the first KiB.
+        let mut long = vec![b' '; 1024];
+        long.extend_from_slice(b"down\n");
+        assert_eq!(parse_agent_reply(&long), None);
+        assert_eq!(parse_agent_reply(b"\n"), Some(AgentReply::default()));
     }
 }

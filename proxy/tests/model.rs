@@ -92,11 +92,13 @@ fn check_invariants(b: &Backend, m: &Model, now: Instant, allbackups: bool) {
     }
     assert_eq!(st.queue_cur as usize, m.queue.len(), "queue length");
     if !m.queue.is_empty() {
-        // Nobody waits while a candidate has a free slot.
+        // Nobody waits while a candidate has a free slot (its maxconn ramped
+        // by slowstart while it warms up).
         for id in candidates(&st, allbackups) {
             let s = st.servers.iter().find(|s| s.id == id).unwrap();
+            let max = b.effective_maxconn(id, now).unwrap();
             assert!(
-                s.maxconn > 0 && s.cur_sessions >= s.maxconn,
+                max > 0 && s.cur_sessions >= max,
                 "queue non-empty but {} has room",
                 s.name
             );
@@ -194,9 +196,15 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                     .unwrap();
             }
             Op::Agent(i, a) => {
-                let text: &[u8] =
-                    [&b"50%"[..], b"drain", b"ready 100%", b"down", b"up"][a as usize];
-                b.agent_result(now, ids[i % ids.len()], &parse_agent_reply(text));
+                let text: &[u8] = [
+                    &b"50%\n"[..],
+                    b"drain\n",
+                    b"ready 100%\n",
+                    b"down\n",
+                    b"up\n",
+                ][a as usize];
+                let reply = parse_agent_reply(text).expect("a complete line");
+                b.agent_result(now, ids[i % ids.len()], &reply);
             }
             Op::Algorithm(i) => b.set_algorithm(Algorithm::ALL[i % Algorithm::ALL.len()]),
             Op::Tick(ms) => {
@@ -212,6 +220,8 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                     }
                 });
                 assert_eq!(expired, expected, "expired in order");
+                // The runtime's warmup tick: slowstart raised some maxconn.
+                b.warmup(now);
             }
             Op::Cancel(i) if !m.queue.is_empty() => {
                 let (t, _) = m.queue.remove(i % m.queue.len());

@@ -190,18 +190,23 @@ async fn all_servers_down_closes_clearly_and_recovers() {
 async fn http_check_follows_status() {
     // A backend that answers checks with a status read from a shared cell.
     let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(503));
+    let first_line = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
     let st2 = status.clone();
+    let fl2 = first_line.clone();
     let _t = tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = l.accept().await else {
                 return;
             };
             let code = st2.load(std::sync::atomic::Ordering::Relaxed);
+            let fl = fl2.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await;
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                *fl.lock().unwrap() = text.lines().next().unwrap_or("").to_string();
                 let _ = s
                     .write_all(format!("HTTP/1.0 {code} X\r\n\r\n").as_bytes())
                     .await;
@@ -218,6 +223,8 @@ async fn http_check_follows_status() {
     })
     .await;
     assert_eq!(p.stats().backends[0].servers[0].check_status, "L7STS");
+    // No method configured: HAProxy's `option httpchk` default.
+    assert_eq!(*first_line.lock().unwrap(), "OPTIONS /health HTTP/1.0");
     status.store(200, std::sync::atomic::Ordering::Relaxed);
     eventually("200 -> UP", || {
         p.stats().backends[0].servers[0].status == "UP"
@@ -255,7 +262,7 @@ async fn agent_check_sets_weight_and_drain() {
     .await;
     *reply.lock().unwrap() = "ready 100% down\n".into();
     eventually("agent down", || {
-        p.stats().backends[0].servers[0].status == "DOWN"
+        p.stats().backends[0].servers[0].status == "DOWN (agent)"
     })
     .await;
     *reply.lock().unwrap() = "up\n".into();
@@ -419,6 +426,103 @@ async fn proxy_protocol_in_and_out() {
     assert_eq!(out, format!("{:?} {me} hi", Version::V1));
 }
 
+/// A check target that requires a PROXY header first and closes without
+/// one; after it, it answers an HTTP request with 200 (or just closes for a
+/// TCP check). Returns its address and the headers it accepted, with the
+/// addresses of the connection they came on (peer, local).
+#[allow(clippy::type_complexity)]
+async fn proxy_requiring_check_target() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<
+        std::sync::Mutex<
+            Vec<(
+                proxy_protocol::Header,
+                (std::net::SocketAddr, std::net::SocketAddr),
+            )>,
+        >,
+    >,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, peer)) = l.accept().await else {
+                return;
+            };
+            let local = s.local_addr().unwrap();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 256];
+                let rest = loop {
+                    match proxy_protocol::parse(&buf) {
+                        Ok(Some((h, n))) => {
+                            seen.lock().unwrap().push((h, (peer, local)));
+                            break buf.split_off(n);
+                        }
+                        Ok(None) => {}
+                        Err(_) => return, // no PROXY header: close
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let mut req = rest;
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+            });
+        }
+    });
+    (a, seen)
+}
+
+#[tokio::test]
+async fn checks_send_a_proxy_header_when_the_server_gets_one() {
+    // HTTP check, v2: the target closes check connections without a header.
+    let (a, seen) = proxy_requiring_check_target().await;
+    let backend = format!(
+        "[backends.be.check]\nkind = \"http\"\ninter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", a, "check = true\nsend_proxy = \"v2\"")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("HTTP check through the PROXY header", || {
+        let s = &p.stats().backends[0].servers[0];
+        s.status == "UP" && s.check_status == "L7OK"
+    })
+    .await;
+    let (h, (peer, local)) = seen.lock().unwrap()[0];
+    assert_eq!(h.version, Version::V2);
+    assert_eq!(
+        h.addresses,
+        Some((peer, local)),
+        "the check connection's own addresses"
+    );
+    assert_eq!(p.stats().backends[0].servers[0].check_failures, 0);
+
+    // TCP check, v1: the header is sent before the check connection closes.
+    let (a, seen) = proxy_requiring_check_target().await;
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\n{}",
+        servers(&[("s", a, "check = true\nsend_proxy = \"v1\"")])
+    );
+    let (_p, _fe) = start("", &backend).await;
+    eventually("v1 header on a TCP check", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    let (h, (peer, local)) = seen.lock().unwrap()[0];
+    assert_eq!(h.version, Version::V1);
+    assert_eq!(h.addresses, Some((peer, local)));
+}
+
 #[tokio::test]
 async fn maxconn_queues_and_timeout_queue_drops() {
     // The backend holds each connection until the client closes.
@@ -516,6 +620,31 @@ async fn health_source_and_shutdown_sessions_on_marked_down() {
     .await
     .unwrap();
     eventually("a up", || p.stats().backends[0].servers[0].status == "UP").await;
+}
+
+#[tokio::test]
+async fn entering_maint_shuts_down_sessions_with_on_marked_down() {
+    let (echo, _t) = echo_server().await;
+    let backend = servers(&[("a", echo, "on_marked_down = \"shutdown-sessions\"")]);
+    let (p, fe) = start("", &backend).await;
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 1];
+    c.read_exact(&mut b).await.unwrap();
+    // HAProxy: a running server entering maintenance goes DOWN, and
+    // on-marked-down shutdown-sessions closes its sessions.
+    p.set_state("be", "a", AdminState::Maint).unwrap();
+    let n = tokio::time::timeout(BOUND, c.read(&mut b))
+        .await
+        .expect("session shut down");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(p.stats().backends[0].servers[0].down_transitions, 1);
+    // Leaving maintenance brings it back for new sessions.
+    p.set_state("be", "a", AdminState::Ready).unwrap();
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    c.write_all(b"y").await.unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"y");
 }
 
 #[tokio::test]

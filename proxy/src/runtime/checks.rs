@@ -1,5 +1,15 @@
-//! Active checks (TCP connect, HTTP) and the agent check. Each loop asks the
-//! pure core when to run next and reports the result back to it.
+//! Active checks (TCP connect, HTTP), the agent check and the slowstart
+//! warmup tick. Each loop asks the pure core when to run next and reports
+//! the result back to it.
+//!
+//! A server with `send_proxy` gets a PROXY header on its TCP and HTTP check
+//! connections too (HAProxy: "the PROXY protocol is enabled for health
+//! checks if it is already enabled for normal traffic"), carrying the check
+//! connection's own addresses (source: the proxy's local address, destination:
+//! the server). For v2 this is a PROXY command with those addresses, not the
+//! LOCAL command HAProxy 2.6 sends on checks (its `pp2-never-send-local`
+//! behaviour): the encoder has no LOCAL form. Agent checks send none, as in
+//! HAProxy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,28 +17,53 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
 use crate::config::{CheckKind, CheckSpec};
 use crate::health::parse_agent_reply;
+use crate::proxy_protocol::{self, Version};
+
+/// The PROXY header for a check connection: its own addresses.
+fn check_proxy_header(s: &TcpStream, version: Version) -> Option<Vec<u8>> {
+    let (local, peer) = (s.local_addr().ok()?, s.peer_addr().ok()?);
+    Some(proxy_protocol::encode(version, local, peer))
+}
 
 /// Result of one check: success, HAProxy-like status code.
-async fn run_check(addr: SocketAddr, spec: &CheckSpec) -> (bool, &'static str) {
+async fn run_check(
+    addr: SocketAddr,
+    spec: &CheckSpec,
+    send_proxy: Option<Version>,
+) -> (bool, &'static str) {
     let work = async {
         let mut s = match TcpStream::connect(addr).await {
             Ok(s) => s,
             Err(_) => return (false, "L4CON"),
         };
+        let mut out = Vec::new();
+        if let Some(v) = send_proxy {
+            match check_proxy_header(&s, v) {
+                Some(h) => out = h,
+                None => return (false, "L4CON"),
+            }
+        }
         match &spec.kind {
-            CheckKind::Tcp => (true, "L4OK"),
+            CheckKind::Tcp => {
+                if !out.is_empty() && s.write_all(&out).await.is_err() {
+                    return (false, "L4CON");
+                }
+                (true, "L4OK")
+            }
             CheckKind::Http {
                 method,
                 path,
                 expect_status,
             } => {
                 let req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n\r\n");
-                if s.write_all(req.as_bytes()).await.is_err() {
+                out.extend_from_slice(req.as_bytes());
+                if s.write_all(&out).await.is_err() {
                     return (false, "L7RSP");
                 }
                 let mut buf = [0u8; 512];
@@ -88,12 +123,23 @@ pub(super) async fn check_loop(
     id: ServerId,
     addr: SocketAddr,
     spec: CheckSpec,
+    send_proxy: Option<Version>,
+    recheck: Arc<Notify>,
 ) {
     let _guard = TaskGuard::new(&shared);
     // The first check runs at once, as HAProxy's (modulo its spread-checks).
     let mut delay = Duration::ZERO;
     loop {
-        tokio::time::sleep(delay).await;
+        // Passive health may bring the next check forward to `fastinter`.
+        let mut deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = recheck.notified() => {
+                    deadline = deadline.min(tokio::time::Instant::now() + spec.params.fastinter);
+                }
+            }
+        }
         let next = {
             let core = shared.lock();
             match core.backends.get(&backend) {
@@ -108,7 +154,7 @@ pub(super) async fn check_loop(
             continue;
         };
         let start = Instant::now();
-        let (ok, status) = run_check(addr, &spec).await;
+        let (ok, status) = run_check(addr, &spec, send_proxy).await;
         let took = start.elapsed();
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(&backend) else {
@@ -127,6 +173,31 @@ pub(super) async fn check_loop(
     }
 }
 
+/// The slowstart warmup tick of one server (HAProxy's `server_warmup`):
+/// hands queued clients the slots its ramping `maxconn` gained.
+pub(super) async fn warmup_loop(
+    shared: Arc<Shared>,
+    backend: String,
+    id: ServerId,
+    period: Duration,
+) {
+    let _guard = TaskGuard::new(&shared);
+    loop {
+        tokio::time::sleep(period).await;
+        let mut core = shared.lock();
+        let Some(b) = core.backends.get_mut(&backend) else {
+            return;
+        };
+        if !b.servers.contains_key(&id) {
+            return;
+        }
+        if b.core.queue_len() > 0 {
+            b.core.warmup(Instant::now());
+            b.flush();
+        }
+    }
+}
+
 pub(super) async fn agent_loop(
     shared: Arc<Shared>,
     backend: String,
@@ -140,7 +211,8 @@ pub(super) async fn agent_loop(
             let mut s = TcpStream::connect(addr).await.ok()?;
             let mut buf = Vec::with_capacity(128);
             let mut chunk = [0u8; 256];
-            while buf.len() < 1024 && !buf.contains(&b'\n') {
+            // One line, ended by LF or CR (as HAProxy reads it).
+            while buf.len() < 1024 && !buf.iter().any(|b| *b == b'\n' || *b == b'\r') {
                 match s.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -152,7 +224,13 @@ pub(super) async fn agent_loop(
         // An agent that cannot be reached changes nothing (HAProxy: the
         // regular check tests connectivity).
         if let Ok(Some(buf)) = reply {
-            let r = parse_agent_reply(&buf);
+            // A reply without a line end is ignored (HAProxy: "Ignoring
+            // incomplete line from agent"): nothing changes.
+            let Some(r) = parse_agent_reply(&buf) else {
+                tracing::info!(backend = %backend, server = %id, "ignoring incomplete line from agent");
+                tokio::time::sleep(inter).await;
+                continue;
+            };
             let mut core = shared.lock();
             let Some(b) = core.backends.get_mut(&backend) else {
                 return;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use control::{parse_command, Command};
@@ -36,6 +36,8 @@ use crate::{Error, Result};
 struct ServerRt {
     send_proxy: Option<Version>,
     kill: watch::Sender<u64>,
+    /// Wakes the check loop to run its next check within `fastinter`.
+    recheck: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -62,14 +64,21 @@ impl BackendRt {
             }
         }
         for ev in self.core.take_events() {
-            if let Event::ServerDown {
-                server,
-                shutdown_sessions: true,
-            } = ev
-            {
-                if let Some(s) = self.servers.get(&server) {
-                    s.kill.send_modify(|g| *g += 1);
+            match ev {
+                Event::ServerDown {
+                    server,
+                    shutdown_sessions: true,
+                } => {
+                    if let Some(s) = self.servers.get(&server) {
+                        s.kill.send_modify(|g| *g += 1);
+                    }
                 }
+                Event::CheckSoon { server } => {
+                    if let Some(s) = self.servers.get(&server) {
+                        s.recheck.notify_one();
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -473,6 +482,7 @@ fn add_server_rt(
     let id = b.core.add_server(s.spec.clone(), now)?;
     shared.pool.configure(backend, id, s.pool);
     let (kill, _) = watch::channel(0u64);
+    let recheck = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     // The tokio handle may be absent when building before the runtime runs.
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -483,6 +493,16 @@ fn add_server_rt(
                 id,
                 s.spec.addr,
                 chk.clone(),
+                s.send_proxy,
+                recheck.clone(),
+            )));
+        }
+        if !s.spec.slowstart.is_zero() {
+            tasks.push(tokio::spawn(checks::warmup_loop(
+                shared.clone(),
+                backend.to_string(),
+                id,
+                crate::health::warmup_interval(s.spec.slowstart),
             )));
         }
         if let Some(port) = s.agent_port {
@@ -501,6 +521,7 @@ fn add_server_rt(
         ServerRt {
             send_proxy: s.send_proxy,
             kill,
+            recheck,
             tasks,
         },
     );
