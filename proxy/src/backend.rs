@@ -632,9 +632,22 @@ impl Backend {
                 .get(&server)
                 .is_some_and(|s| s.eff_weight(now) > 0 && !s.full(now));
         }
+        // HAProxy (stream_choose_redispatch) redispatches at once, not only
+        // on the last retry, when the algorithm does not care which server
+        // (the round-robin kind: roundrobin, static-rr, random) and more
+        // than one active server is usable.
+        let spread = matches!(
+            self.balancer.algorithm(),
+            Algorithm::RoundRobin | Algorithm::StaticRr | Algorithm::Random
+        ) && self
+            .servers
+            .values()
+            .filter(|s| !s.spec.backup && s.eff_weight(now) > 0)
+            .count()
+            > 1;
         let retry = if failures > self.opts.retries {
             Retry::GiveUp
-        } else if self.opts.redispatch && (failures == self.opts.retries || !usable) {
+        } else if self.opts.redispatch && (failures == self.opts.retries || !usable || spread) {
             match self.try_assign(now, client, Some(server)) {
                 Some(a) => Retry::Redispatch(a),
                 None if usable => self.take_slot(server).map_or(Retry::GiveUp, Retry::Same),
@@ -1077,8 +1090,10 @@ mod tests {
 
     #[test]
     fn retries_then_redispatch_on_last_retry() {
+        // leastconn cares which server: only the last retry redispatches.
         let opts = BackendOptions {
             retries: 2,
+            algorithm: Algorithm::LeastConn,
             ..Default::default()
         };
         let (mut b, now) = backend(
@@ -1105,6 +1120,45 @@ mod tests {
             ),
             (0, 3, 1, 1)
         );
+    }
+
+    #[test]
+    fn round_robin_kinds_redispatch_at_the_first_failure() {
+        for algorithm in [
+            Algorithm::RoundRobin,
+            Algorithm::StaticRr,
+            Algorithm::Random,
+        ] {
+            let opts = BackendOptions {
+                retries: 3,
+                algorithm,
+                ..Default::default()
+            };
+            let mut backup = ServerSpec::new("c", addr(3));
+            backup.backup = true;
+            let (mut b, now) = backend(
+                opts,
+                vec![
+                    ServerSpec::new("a", addr(1)),
+                    ServerSpec::new("b", addr(2)),
+                    backup,
+                ],
+            );
+            let first = assigned(b.acquire(now, None));
+            let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None) else {
+                panic!("{algorithm:?}: two active servers, redispatch at once")
+            };
+            assert_ne!(r.server, first);
+            // One active server left: it is retried (the backup is not active).
+            b.set_admin(now, "a", AdminState::Maint).unwrap();
+            b.release(now, r.server, 0, 0);
+            let only = assigned(b.acquire(now, None));
+            assert_eq!(only, ServerId(2));
+            assert!(
+                matches!(b.connect_failed(now, only, 1, None), Retry::Same(a) if a.server == only),
+                "{algorithm:?}"
+            );
+        }
     }
 
     #[test]

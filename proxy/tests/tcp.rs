@@ -136,7 +136,7 @@ async fn connect_failures_retry_then_redispatch() {
     let dead = dead_addr().await;
     let (ok, _t) = name_server("ok").await;
     let backend = format!(
-        "[backends.be]\nretries = 2\ntimeout_connect = \"200ms\"\n{}",
+        "[backends.be]\nbalance = \"leastconn\"\nretries = 2\ntimeout_connect = \"200ms\"\n{}",
         servers(&[("a_dead", dead, ""), ("b_ok", ok, "")])
     );
     let (p, fe) = start("", &backend).await;
@@ -146,16 +146,18 @@ async fn connect_failures_retry_then_redispatch() {
     }
     let st = p.stats();
     let b = &st.backends[0];
-    // Two of the four sessions were sent to the dead server first: each
-    // failed, retried once on it, then was redispatched.
-    assert_eq!((b.connect_errors, b.retries, b.redispatches), (4, 2, 2));
+    // leastconn rotates ties and the redispatch to b_ok made it the last
+    // choice, so every session went to the dead server first: each failed,
+    // retried once on it, then was redispatched (leastconn cares which
+    // server, so only the last retry redispatches).
+    assert_eq!((b.connect_errors, b.retries, b.redispatches), (8, 4, 4));
     // Each retry on the refusing server waited MIN(1 s, timeout connect).
     assert!(
-        t0.elapsed() >= Duration::from_millis(400),
+        t0.elapsed() >= Duration::from_millis(800),
         "{:?}",
         t0.elapsed()
     );
-    assert_eq!(b.servers[0].connect_errors, 4);
+    assert_eq!(b.servers[0].connect_errors, 8);
 }
 
 #[tokio::test]
