@@ -19,9 +19,14 @@
 //! A session holds a slot on its server from [`Backend::acquire`] until
 //! [`Backend::release`] (or [`Backend::connect_failed`]). When every candidate
 //! is at its `maxconn` (ramped by `slowstart` while a server warms up, as
-//! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the client waits in the backend queue (FIFO) until a
-//! slot frees or `timeout queue` passes. The queue holds at most the sum of
-//! the candidates' `maxqueue`s, unbounded if any candidate's is 0.
+//! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the
+//! client waits in the backend queue (FIFO, unbounded: `timeout queue` ends
+//! the wait) until a slot frees. The hash algorithms (`source`,
+//! `consistent`) bind a client to its server whether it is full or not, as
+//! HAProxy's do: the client then waits in that server's queue, which holds
+//! at most the server's `maxqueue` (0 = unlimited; beyond it the client gets
+//! [`Acquire::QueueFull`]). One deque holds both kinds in arrival order, so
+//! a freed slot goes to the oldest client that can use it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -79,7 +84,8 @@ pub struct ServerSpec {
     pub backup: bool,
     /// Concurrent sessions limit; 0 = unlimited.
     pub maxconn: u32,
-    /// This server's share of the backend queue; 0 = unlimited.
+    /// Most clients waiting for this server in its own queue (the hash
+    /// algorithms bind clients to a server); 0 = unlimited. HAProxy's `maxqueue`.
     pub maxqueue: u32,
     /// Check timing; `None` = no active checks (always UP unless told otherwise).
     pub check: Option<CheckParams>,
@@ -276,6 +282,8 @@ struct Waiter {
     ticket: Ticket,
     client: Option<IpAddr>,
     deadline: Instant,
+    /// The server it waits for (hash algorithms); `None`: any server.
+    server: Option<ServerId>,
 }
 
 /// One backend's pure state. See the module docs.
@@ -466,53 +474,133 @@ impl Backend {
     ) -> Option<Assignment> {
         let cands = self.candidates(now, exclude);
         let id = self.balancer.pick(&cands, client)?;
+        // A hash algorithm names the client's server even when it is full.
+        if self.servers.get(&id)?.full(now) {
+            return None;
+        }
         self.take_slot(id)
     }
 
-    /// A new session asks for a server.
-    pub fn acquire(&mut self, now: Instant, client: Option<IpAddr>) -> Acquire {
-        // FIFO fairness: nobody overtakes the queue.
-        if self.queue.is_empty() {
-            if let Some(a) = self.try_assign(now, client, None) {
-                return Acquire::Assigned(a);
-            }
-        }
-        let cands = self.candidates(now, None);
-        if cands.is_empty() {
-            self.no_server += 1;
-            return Acquire::NoServer;
-        }
-        let unbounded = cands.iter().any(|c| self.servers[&c.id].spec.maxqueue == 0);
-        let cap: u64 = cands
-            .iter()
-            .map(|c| u64::from(self.servers[&c.id].spec.maxqueue))
-            .sum();
-        if !unbounded && self.queue.len() as u64 >= cap {
-            return Acquire::QueueFull;
-        }
+    /// Whether the algorithm binds this client to one server (the hash
+    /// algorithms, given the client's address).
+    fn binds(&self, client: Option<IpAddr>) -> bool {
+        client.is_some()
+            && matches!(
+                self.balancer.algorithm(),
+                Algorithm::Source | Algorithm::Consistent
+            )
+    }
+
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        client: Option<IpAddr>,
+        server: Option<ServerId>,
+    ) -> Ticket {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
         self.queue.push_back(Waiter {
             ticket,
             client,
             deadline: now + self.opts.timeout_queue,
+            server,
         });
         self.queue_max = self
             .queue_max
             .max(u32::try_from(self.queue.len()).unwrap_or(u32::MAX));
-        Acquire::Queued(ticket)
+        ticket
     }
 
-    /// Hands free slots to queued clients, in order.
-    fn dispatch(&mut self, now: Instant) {
-        while let Some(w) = self.queue.front() {
-            let client = w.client;
-            match self.try_assign(now, client, None) {
-                Some(a) => {
-                    let w = self.queue.pop_front().expect("front exists");
-                    self.dispatched.push((w.ticket, a));
+    /// The server a queued client waits for: its hashed server (`source`,
+    /// `consistent`), or `None` when any server will do or the ticket is not
+    /// queued.
+    pub fn waits_for(&self, ticket: Ticket) -> Option<ServerId> {
+        self.queue
+            .iter()
+            .find(|w| w.ticket == ticket)
+            .and_then(|w| w.server)
+    }
+
+    /// A new session asks for a server.
+    pub fn acquire(&mut self, now: Instant, client: Option<IpAddr>) -> Acquire {
+        let cands = self.candidates(now, None);
+        if cands.is_empty() {
+            self.no_server += 1;
+            return Acquire::NoServer;
+        }
+        if self.binds(client) {
+            // HAProxy's hash algorithms: the client's server, full or not.
+            let Some(id) = self.balancer.pick(&cands, client) else {
+                self.no_server += 1;
+                return Acquire::NoServer;
+            };
+            let waiting = self.queue.iter().filter(|w| w.server == Some(id)).count();
+            let Some((full, maxqueue)) = self
+                .servers
+                .get(&id)
+                .map(|s| (s.full(now), s.spec.maxqueue as usize))
+            else {
+                return Acquire::NoServer;
+            };
+            if waiting == 0 && !full {
+                if let Some(a) = self.take_slot(id) {
+                    return Acquire::Assigned(a);
                 }
-                None => break,
+            }
+            if maxqueue > 0 && waiting >= maxqueue {
+                return Acquire::QueueFull;
+            }
+            return Acquire::Queued(self.enqueue(now, client, Some(id)));
+        }
+        // FIFO fairness: nobody overtakes the backend queue.
+        if !self.queue.iter().any(|w| w.server.is_none()) {
+            if let Some(a) = self.try_assign(now, client, None) {
+                return Acquire::Assigned(a);
+            }
+        }
+        Acquire::Queued(self.enqueue(now, client, None))
+    }
+
+    /// Hands free slots to queued clients, oldest first: a client bound to a
+    /// server takes a slot of that server; the others (and a client whose
+    /// server no longer takes sessions, as HAProxy redistributes a down
+    /// server's queue) take the slot the balancer gives, or any free one.
+    fn dispatch(&mut self, now: Instant) {
+        let mut any_blocked = false;
+        let mut i = 0;
+        while i < self.queue.len() {
+            let (client, bound) = (self.queue[i].client, self.queue[i].server);
+            let own =
+                bound.filter(|id| self.servers.get(id).is_some_and(|s| s.eff_weight(now) > 0));
+            let a = match own {
+                Some(id) => match self.servers.get(&id) {
+                    Some(s) if !s.full(now) => self.take_slot(id),
+                    _ => None,
+                },
+                None if any_blocked => None,
+                None => {
+                    // The balancer's choice; if a hash algorithm names a full
+                    // server, any server with room (HAProxy hands a freed
+                    // slot to the backend queue's head).
+                    let a = self
+                        .try_assign(now, client, None)
+                        .or_else(|| self.try_assign(now, None, None));
+                    any_blocked = a.is_none();
+                    a
+                }
+            };
+            match a {
+                Some(a) => {
+                    if let Some(w) = self.queue.remove(i) {
+                        self.dispatched.push((w.ticket, a));
+                    }
+                }
+                None => {
+                    if any_blocked && self.queue.iter().all(|w| w.server.is_none()) {
+                        break;
+                    }
+                    i += 1;
+                }
             }
         }
     }
@@ -1035,6 +1123,44 @@ mod tests {
     }
 
     #[test]
+    fn hash_algorithms_wait_for_their_server_within_maxqueue() {
+        let ip = |n| Some(IpAddr::from([10, 0, 0, n]));
+        let specs: Vec<ServerSpec> = (1..=2)
+            .map(|i| {
+                let mut s = ServerSpec::new(format!("s{i}"), addr(i as u16));
+                s.maxconn = 1;
+                s.maxqueue = 1;
+                s
+            })
+            .collect();
+        let opts = BackendOptions {
+            algorithm: Algorithm::Source,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(opts, specs);
+        let a = assigned(b.acquire(now, ip(1)));
+        // The same client again: its server is full, so it waits for it
+        // (not for the other, free server), within that server's maxqueue.
+        let Acquire::Queued(t) = b.acquire(now, ip(1)) else {
+            panic!()
+        };
+        assert_eq!(b.waits_for(t), Some(a));
+        assert_eq!(b.acquire(now, ip(1)), Acquire::QueueFull);
+        // A client hashed to the other server is not held up by that queue.
+        let other = (2..=255)
+            .find(|n| {
+                let mut probe = b.clone();
+                matches!(probe.acquire(now, ip(*n)), Acquire::Assigned(x) if x.server != a)
+            })
+            .expect("some client hashes to the other server");
+        assert_ne!(assigned(b.acquire(now, ip(other))), a);
+        // The slot of its server goes to the waiting client.
+        b.release(now, a, 0, 0);
+        let d = b.take_dispatched();
+        assert_eq!((d[0].0, d[0].1.server), (t, a));
+    }
+
+    #[test]
     fn maxconn_queue_dispatch_and_timeout() {
         let mut s = ServerSpec::new("s", addr(1));
         s.maxconn = 2;
@@ -1052,7 +1178,12 @@ mod tests {
         let Acquire::Queued(t2) = b.acquire(now, None) else {
             panic!()
         };
-        assert_eq!(b.acquire(now, None), Acquire::QueueFull);
+        // The backend queue has no cap (maxqueue bounds a server's own
+        // queue, used by the hash algorithms): timeout queue ends the wait.
+        let Acquire::Queued(t3) = b.acquire(now, None) else {
+            panic!()
+        };
+        assert!(b.cancel(t3));
         assert_eq!(b.stats(now).queue_cur, 2);
         b.release(now, a1, 10, 20);
         let d = b.take_dispatched();

@@ -358,9 +358,6 @@ impl Balancer {
             let Some(c) = cands.iter().find(|c| c.id == id) else {
                 continue;
             };
-            if c.full {
-                continue;
-            }
             if self.balance_factor == 0 {
                 return Some(id);
             }
@@ -395,11 +392,8 @@ fn pick_source_map(cands: &[Candidate], key: u64) -> Option<ServerId> {
         }
         r -= u64::from(c.static_weight);
     }
-    // A full server hands the client to the next one in map order.
-    (0..usable.len())
-        .map(|k| usable[(idx + k) % usable.len()])
-        .find(|c| !c.full)
-        .map(|c| c.id)
+    // The client's server, full or not: the backend queues the client there.
+    Some(usable[idx].id)
 }
 
 fn build_ring(set: &[(ServerId, u32)]) -> Vec<(u64, ServerId)> {

@@ -69,7 +69,27 @@ fn candidates(st: &BackendStats, allbackups: bool) -> Vec<ServerId> {
 
 struct Model {
     held: Vec<(ServerId, Option<IpAddr>, u32)>,
-    queue: Vec<(Ticket, Option<IpAddr>)>,
+    /// Queued clients in arrival order, with the server each waits for
+    /// (hash algorithms) or `None` (any server).
+    queue: Vec<(Ticket, Option<IpAddr>, Option<ServerId>)>,
+}
+
+impl Model {
+    /// A queued client got a server: it must be the oldest of its kind
+    /// (the same server waited for, or any server).
+    fn dispatched(&mut self, t: Ticket, a: ServerId) {
+        let pos = self
+            .queue
+            .iter()
+            .position(|w| w.0 == t)
+            .expect("dispatched ticket was queued");
+        let (_, ip, bound) = self.queue.remove(pos);
+        assert!(
+            self.queue[..pos].iter().all(|w| w.2 != bound),
+            "dispatch out of FIFO order"
+        );
+        self.held.push((a, ip, 0));
+    }
 }
 
 fn check_invariants(b: &Backend, m: &Model, now: Instant, allbackups: bool) {
@@ -91,10 +111,22 @@ fn check_invariants(b: &Backend, m: &Model, now: Instant, allbackups: bool) {
         }
     }
     assert_eq!(st.queue_cur as usize, m.queue.len(), "queue length");
-    if !m.queue.is_empty() {
-        // Nobody waits while a candidate has a free slot (its maxconn ramped
-        // by slowstart while it warms up).
-        for id in candidates(&st, allbackups) {
+    let cands = candidates(&st, allbackups);
+    let room = |id: ServerId| {
+        let s = st.servers.iter().find(|s| s.id == id).unwrap();
+        let max = b.effective_maxconn(id, now).unwrap();
+        max == 0 || s.cur_sessions < max
+    };
+    // A client waiting for its server waits only while that server is full.
+    for (_, _, bound) in &m.queue {
+        if let Some(id) = bound.filter(|id| cands.contains(id)) {
+            assert!(!room(id), "a client waits for {id:?}, which has room");
+        }
+    }
+    if m.queue.iter().any(|w| w.2.is_none()) {
+        // Nobody waits for any server while a candidate has a free slot
+        // (its maxconn ramped by slowstart while it warms up).
+        for id in cands.iter().copied() {
             let s = st.servers.iter().find(|s| s.id == id).unwrap();
             let max = b.effective_maxconn(id, now).unwrap();
             assert!(
@@ -138,6 +170,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         b.add_server(s, now).unwrap();
     }
     let ids = b.server_ids();
+    let mut algorithm = Algorithm::ALL[(seed % 7) as usize];
     let mut m = Model {
         held: Vec::new(),
         queue: Vec::new(),
@@ -147,18 +180,37 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         match op {
             Op::Acquire(c) => {
                 let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
+                let binds = matches!(algorithm, Algorithm::Source | Algorithm::Consistent);
                 match b.acquire(now, ip) {
                     Acquire::Assigned(a) => {
-                        assert!(m.queue.is_empty(), "overtook the queue");
+                        let overtaken = if binds { Some(a.server) } else { None };
+                        assert!(
+                            m.queue.iter().all(|w| w.2 != overtaken),
+                            "overtook the queue"
+                        );
                         assert!(
                             candidates(&before, allbackups).contains(&a.server),
                             "{a:?} not a candidate"
                         );
                         m.held.push((a.server, ip, 0));
                     }
-                    Acquire::Queued(t) => m.queue.push((t, ip)),
+                    Acquire::Queued(t) => {
+                        let bound = b.waits_for(t);
+                        assert_eq!(bound.is_some(), binds, "bound only by hashing");
+                        m.queue.push((t, ip, bound));
+                    }
                     Acquire::NoServer => assert!(candidates(&before, allbackups).is_empty()),
-                    Acquire::QueueFull => assert!(m.queue.len() >= 2),
+                    Acquire::QueueFull => {
+                        // Only a server's own queue is bounded (maxqueue 2).
+                        assert!(binds);
+                        let mut per: BTreeMap<ServerId, usize> = BTreeMap::new();
+                        for w in &m.queue {
+                            if let Some(s) = w.2 {
+                                *per.entry(s).or_default() += 1;
+                            }
+                        }
+                        assert!(per.values().any(|&n| n >= 2), "QueueFull below maxqueue");
+                    }
                 }
             }
             Op::Release(i) if !m.held.is_empty() => {
@@ -206,12 +258,15 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 let reply = parse_agent_reply(text).expect("a complete line");
                 b.agent_result(now, ids[i % ids.len()], &reply);
             }
-            Op::Algorithm(i) => b.set_algorithm(Algorithm::ALL[i % Algorithm::ALL.len()]),
+            Op::Algorithm(i) => {
+                algorithm = Algorithm::ALL[i % Algorithm::ALL.len()];
+                b.set_algorithm(algorithm);
+            }
             Op::Tick(ms) => {
                 now += Duration::from_millis(ms);
                 let expired = b.expire_queue(now);
                 let mut expected: Vec<Ticket> = Vec::new();
-                m.queue.retain(|(t, _)| {
+                m.queue.retain(|(t, _, _)| {
                     if expired.contains(t) {
                         expected.push(*t);
                         false
@@ -224,16 +279,14 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 b.warmup(now);
             }
             Op::Cancel(i) if !m.queue.is_empty() => {
-                let (t, _) = m.queue.remove(i % m.queue.len());
+                let (t, _, _) = m.queue.remove(i % m.queue.len());
                 assert!(b.cancel(t));
             }
             _ => {}
         }
-        // Queued clients that got a server: FIFO, and now hold a session.
+        // Queued clients that got a server: FIFO per kind, and now hold a session.
         for (t, a) in b.take_dispatched() {
-            let (head, ip) = m.queue.remove(0);
-            assert_eq!(t, head, "dispatch out of FIFO order");
-            m.held.push((a.server, ip, 0));
+            m.dispatched(t, a.server);
         }
         let _ = b.take_events();
         check_invariants(&b, &m, now, allbackups);
@@ -242,12 +295,10 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
     while let Some((s, _, _)) = m.held.pop() {
         b.release(now, s, 0, 0);
         for (t, a) in b.take_dispatched() {
-            let (head, ip) = m.queue.remove(0);
-            assert_eq!(t, head);
-            m.held.push((a.server, ip, 0));
+            m.dispatched(t, a.server);
         }
     }
-    for (t, _) in m.queue.drain(..) {
+    for (t, _, _) in m.queue.drain(..) {
         assert!(b.cancel(t));
     }
     let st = b.stats(now);
