@@ -99,6 +99,10 @@ pub struct ServerSpec {
     pub error_limit: u32,
     /// `on-marked-down shutdown-sessions`.
     pub shutdown_sessions_on_down: bool,
+    /// `on-marked-up shutdown-backup-sessions`: when this (primary) server
+    /// comes UP, the sessions on every backup server are closed, so that
+    /// their clients come back to the primaries.
+    pub shutdown_backup_sessions_on_up: bool,
 }
 
 impl ServerSpec {
@@ -115,6 +119,7 @@ impl ServerSpec {
             slowstart: Duration::ZERO,
             error_limit: 0,
             shutdown_sessions_on_down: false,
+            shutdown_backup_sessions_on_up: false,
         }
     }
 }
@@ -201,6 +206,12 @@ pub enum Event {
     },
     /// A server went UP.
     ServerUp {
+        /// Which.
+        server: ServerId,
+    },
+    /// Close this server's sessions now: it is a backup, and a primary with
+    /// `on-marked-up shutdown-backup-sessions` came UP.
+    ShutdownSessions {
         /// Which.
         server: ServerId,
     },
@@ -813,6 +824,12 @@ impl Backend {
                 }
                 tracing::info!(backend = %self.name, server = %s.spec.name, "server UP");
                 self.events.push(Event::ServerUp { server: id });
+                // HAProxy srv_shutdown_backup_streams.
+                if !s.spec.backup && s.spec.shutdown_backup_sessions_on_up {
+                    let backups = self.servers.iter().filter(|(_, b)| b.spec.backup);
+                    self.events
+                        .extend(backups.map(|(b, _)| Event::ShutdownSessions { server: *b }));
+                }
             }
             Transition::WentDown => {
                 s.ramp_from = None;
@@ -1158,6 +1175,39 @@ mod tests {
         b.release(now, a, 0, 0);
         let d = b.take_dispatched();
         assert_eq!((d[0].0, d[0].1.server), (t, a));
+    }
+
+    #[test]
+    fn a_primary_coming_up_can_shut_down_the_backup_sessions() {
+        let mut p = ServerSpec::new("p", addr(1));
+        p.check = Some(CheckParams {
+            rise: 1,
+            fall: 1,
+            ..CheckParams::default()
+        });
+        p.shutdown_backup_sessions_on_up = true;
+        let mut b1 = ServerSpec::new("b1", addr(2));
+        b1.backup = true;
+        let mut b2 = ServerSpec::new("b2", addr(3));
+        b2.backup = true;
+        let (mut b, now) = backend(BackendOptions::default(), vec![p, b1, b2]);
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        let _ = b.take_events();
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        assert_eq!(
+            b.take_events(),
+            vec![
+                Event::ServerUp {
+                    server: ServerId(1)
+                },
+                Event::ShutdownSessions {
+                    server: ServerId(2)
+                },
+                Event::ShutdownSessions {
+                    server: ServerId(3)
+                },
+            ]
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@
 //! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
 //! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
+//! # on_marked_up = "shutdown-backup-sessions" (a primary coming UP closes the
+//! #   sessions on the backup servers),
 //! # error_limit = N (needs check = true: N connect errors in a row count
 //! #   as one failed check, HAProxy's observe layer4 + on-error fail-check)
 //! # HTTP mode: pool_max_conn (idle connections kept, default unlimited),
@@ -315,6 +317,8 @@ pub struct RawServer {
     pub send_proxy: Option<String>,
     /// `on-marked-down`: only `shutdown-sessions`.
     pub on_marked_down: Option<String>,
+    /// `on-marked-up`: only `shutdown-backup-sessions`.
+    pub on_marked_up: Option<String>,
     /// `pool-max-conn`: most idle HTTP connections kept (default unlimited).
     pub pool_max_conn: Option<u32>,
     /// `pool-purge-delay` (default 5s; 0 never purges).
@@ -807,6 +811,17 @@ impl Config {
                         ))
                     }
                 };
+                let shutdown_backups = match s.on_marked_up.as_deref() {
+                    None => false,
+                    Some("shutdown-backup-sessions") => true,
+                    Some(o) => {
+                        return Err(Error::config(
+                            sf("on_marked_up"),
+                            format!("unknown action `{o}`"),
+                            "use \"shutdown-backup-sessions\" or leave it out",
+                        ))
+                    }
+                };
                 let inter = check
                     .as_ref()
                     .map_or(Duration::from_secs(2), |c| c.params.inter);
@@ -825,6 +840,7 @@ impl Config {
                     slowstart: dur(&sf("slowstart"), &s.slowstart, Duration::ZERO)?,
                     error_limit: s.error_limit,
                     shutdown_sessions_on_down: shutdown,
+                    shutdown_backup_sessions_on_up: shutdown_backups,
                 };
                 servers.push(ServerConfig {
                     spec,

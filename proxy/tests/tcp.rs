@@ -586,6 +586,41 @@ async fn removing_a_server_lets_its_sessions_finish() {
 }
 
 #[tokio::test]
+async fn a_primary_coming_up_shuts_down_backup_sessions() {
+    let (a, _ta) = name_server("a").await;
+    let (backup, _tb) = echo_server().await;
+    let backend = servers(&[
+        ("a", a, "on_marked_up = \"shutdown-backup-sessions\""),
+        ("b", backup, "backup = true"),
+    ]);
+    let (p, fe) = start("", &backend).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let _h = p.attach_health_source(ChannelHealthSource(rx));
+    let report = |state| HealthReport {
+        backend: "be".into(),
+        server: "a".into(),
+        state,
+    };
+    tx.send(report(Operational::Down)).await.unwrap();
+    eventually("a down", || {
+        p.stats().backends[0].servers[0].status.starts_with("DOWN")
+    })
+    .await;
+    // A session on the backup (it echoes)...
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let mut b = [0u8; 1];
+    c.write_all(b"x").await.unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    // ...is closed when the primary comes back.
+    tx.send(report(Operational::Up)).await.unwrap();
+    let n = tokio::time::timeout(BOUND, c.read(&mut b))
+        .await
+        .expect("backup session shut down");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(fetch(fe).await, "a\n");
+}
+
+#[tokio::test]
 async fn health_source_and_shutdown_sessions_on_marked_down() {
     let (echo, _t) = echo_server().await;
     let (other, _t2) = name_server("other").await;

@@ -557,14 +557,13 @@ async fn handle(
         bytes_out: 0,
         complete: false,
     };
-    // on-marked-down shutdown-sessions: in-flight requests to the server end too.
+    // on-marked-down shutdown-sessions (and on-marked-up
+    // shutdown-backup-sessions for a backup): in-flight requests end too.
     let mut kill = {
         let core = shared.lock();
         core.backends.get(&guard.backend).and_then(|b| {
-            let wanted = b
-                .core
-                .server_spec(assignment.server)?
-                .shutdown_sessions_on_down;
+            let spec = b.core.server_spec(assignment.server)?;
+            let wanted = spec.shutdown_sessions_on_down || spec.backup;
             wanted.then(|| {
                 b.servers
                     .get(&assignment.server)

@@ -68,7 +68,8 @@ impl BackendRt {
                 Event::ServerDown {
                     server,
                     shutdown_sessions: true,
-                } => {
+                }
+                | Event::ShutdownSessions { server } => {
                     if let Some(s) = self.servers.get(&server) {
                         s.kill.send_modify(|g| *g += 1);
                     }
