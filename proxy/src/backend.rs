@@ -297,6 +297,19 @@ struct Waiter {
     server: Option<ServerId>,
 }
 
+/// `percent` of `initial`, clamped to the weight range (HAProxy caps the
+/// percentage at 25600 first).
+fn percent_of(initial: u32, percent: u32) -> u32 {
+    let w = u64::from(initial) * u64::from(percent.min(25_600)) / 100;
+    u32::try_from(w.min(u64::from(MAX_WEIGHT))).unwrap_or(MAX_WEIGHT)
+}
+
+/// Whether a static algorithm refuses `weight` for a server configured with
+/// `initial` (HAProxy: "only accepts weights '0%' and '100%'").
+fn static_refuses(algorithm: Algorithm, initial: u32, weight: u32) -> bool {
+    matches!(algorithm, Algorithm::StaticRr | Algorithm::Source) && weight != 0 && weight != initial
+}
+
 /// One backend's pure state. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -886,9 +899,14 @@ impl Backend {
         if let Some(p) = reply.weight_percent {
             // HAProxy (server_parse_weight_change_request): a percentage of
             // the *initial* weight, clamped to 256, that replaces the
-            // current weight; a later `set weight` replaces it in turn.
-            let w = (u64::from(s.spec.weight) * u64::from(p) / 100).min(u64::from(MAX_WEIGHT));
-            s.weight = u32::try_from(w).unwrap_or(MAX_WEIGHT);
+            // current weight; a later `set weight` replaces it in turn. A
+            // static algorithm refuses it (the agent's weight is ignored).
+            let w = percent_of(s.spec.weight, p);
+            if static_refuses(self.balancer.algorithm(), s.spec.weight, w) {
+                tracing::warn!(backend = %self.name, server = %s.spec.name, "agent weight {p}% ignored: static algorithm");
+            } else {
+                s.weight = w;
+            }
         }
         if let Some(m) = reply.maxconn {
             s.agent_maxconn = Some(m);
@@ -943,6 +961,8 @@ impl Backend {
     }
 
     /// Sets a server's weight (0..=256), effective for the next connection.
+    /// A static algorithm (`static-rr`, the `source` map) takes only 0 or
+    /// the configured weight, as HAProxy's.
     pub fn set_weight(&mut self, now: Instant, name: &str, weight: u32) -> Result<()> {
         if weight > MAX_WEIGHT {
             return Err(Error::Command(format!(
@@ -950,11 +970,31 @@ impl Backend {
             )));
         }
         let id = self.id_of(name)?;
+        let algorithm = self.balancer.algorithm();
         if let Some(s) = self.servers.get_mut(&id) {
+            if static_refuses(algorithm, s.spec.weight, weight) {
+                return Err(Error::Command(format!(
+                    "backend `{}` uses the static algorithm {}, which takes only weight 0 or the configured {} (0% or 100%)",
+                    self.name,
+                    algorithm.name(),
+                    s.spec.weight
+                )));
+            }
             s.weight = weight;
         }
         self.dispatch(now);
         Ok(())
+    }
+
+    /// Sets a server's weight to `percent` of its configured weight
+    /// (HAProxy `set weight B/S N%`), clamped to 256.
+    pub fn set_weight_percent(&mut self, now: Instant, name: &str, percent: u32) -> Result<()> {
+        let id = self.id_of(name)?;
+        let w = self
+            .servers
+            .get(&id)
+            .map_or(0, |s| percent_of(s.spec.weight, percent));
+        self.set_weight(now, name, w)
     }
 
     /// Sets a server's admin state.
@@ -1208,6 +1248,31 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn set_weight_percent_and_the_static_algorithms() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.weight = 10;
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        b.set_weight_percent(now, "a", 250).unwrap();
+        assert_eq!(b.stats(now).servers[0].weight, 25);
+        b.set_weight_percent(now, "a", 100_000).unwrap();
+        assert_eq!(b.stats(now).servers[0].weight, 256, "clamped");
+        for algorithm in [Algorithm::StaticRr, Algorithm::Source] {
+            b.set_algorithm(algorithm);
+            assert!(b.set_weight(now, "a", 7).is_err(), "{algorithm:?}");
+            assert!(b.set_weight_percent(now, "a", 50).is_err());
+            b.set_weight(now, "a", 0).unwrap();
+            b.set_weight_percent(now, "a", 100).unwrap();
+            assert_eq!(b.stats(now).servers[0].weight, 10);
+            // An agent's other percentage is ignored there.
+            b.agent_result(now, ServerId(1), &reply("50%"));
+            assert_eq!(b.stats(now).servers[0].weight, 10);
+        }
+        b.set_algorithm(Algorithm::RoundRobin);
+        b.set_weight(now, "a", 7).unwrap();
+        assert_eq!(b.stats(now).servers[0].weight, 7);
     }
 
     #[test]

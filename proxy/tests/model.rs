@@ -239,9 +239,15 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 if ok { "L4OK" } else { "L4CON" },
                 Duration::ZERO,
             ),
-            Op::Weight(i, w) => b
-                .set_weight(now, &format!("s{}", i % ids.len()), w)
-                .unwrap(),
+            Op::Weight(i, w) => {
+                if let Err(e) = b.set_weight(now, &format!("s{}", i % ids.len()), w) {
+                    // Only a static algorithm refuses a weight in range.
+                    assert!(
+                        matches!(algorithm, Algorithm::StaticRr | Algorithm::Source),
+                        "{e}"
+                    );
+                }
+            }
             Op::Admin(i, a) => {
                 let st = [AdminState::Ready, AdminState::Drain, AdminState::Maint][a as usize];
                 b.set_admin(now, &format!("s{}", i % ids.len()), st)

@@ -3,7 +3,7 @@
 //! Commands, one per line:
 //!
 //! ```text
-//! set weight BACKEND/SERVER WEIGHT
+//! set weight BACKEND/SERVER WEIGHT|PERCENT%
 //! set server BACKEND/SERVER state ready|drain|maint
 //! set server BACKEND/SERVER health up|down
 //! set balance BACKEND ALGORITHM
@@ -41,6 +41,15 @@ pub enum Command {
         server: String,
         /// Weight.
         weight: u32,
+    },
+    /// `set weight B/S N%`: N percent of the configured weight.
+    SetWeightPercent {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// Percent of the configured weight.
+        percent: u32,
     },
     /// `set server B/S state X`.
     SetState {
@@ -105,10 +114,17 @@ pub fn parse_command(line: &str) -> Result<Command> {
     let cmd = match w.as_slice() {
         ["set", "weight", target, weight] => {
             let (backend, server) = bs(target)?;
-            Command::SetWeight {
-                backend,
-                server,
-                weight: num(Some(weight), "weight")?,
+            match weight.strip_suffix('%') {
+                Some(p) => Command::SetWeightPercent {
+                    backend,
+                    server,
+                    percent: num(Some(&p), "weight percentage")?,
+                },
+                None => Command::SetWeight {
+                    backend,
+                    server,
+                    weight: num(Some(weight), "weight")?,
+                },
             }
         }
         ["set", "server", target, "state", st] => {
@@ -178,6 +194,14 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
             server,
             weight,
         } => p.set_weight(&backend, &server, weight)?,
+        Command::SetWeightPercent {
+            backend,
+            server,
+            percent,
+        } => p.with_backend(&backend, |b| {
+            b.core
+                .set_weight_percent(std::time::Instant::now(), &server, percent)
+        })?,
         Command::SetState {
             backend,
             server,
@@ -285,6 +309,14 @@ mod tests {
             }
         );
         assert_eq!(
+            parse_command("set weight web/s1 50%").unwrap(),
+            Command::SetWeightPercent {
+                backend: "web".into(),
+                server: "s1".into(),
+                percent: 50
+            }
+        );
+        assert_eq!(
             parse_command("set server web/s1 state drain").unwrap(),
             Command::SetState {
                 backend: "web".into(),
@@ -309,6 +341,8 @@ mod tests {
             "",
             "set weight web 1",
             "set weight web/s1 x",
+            "set weight web/s1 x%",
+            "set weight web/s1 -5%",
             "set server web/s1 state sleepy",
             "add server web/s 1.2.3",
             "frobnicate",
