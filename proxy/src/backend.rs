@@ -139,6 +139,8 @@ pub struct BackendOptions {
     pub timeout_queue: Duration,
     /// Bounded-load factor of the consistent algorithm, percent (0 = unbounded).
     pub hash_balance_factor: u32,
+    /// Draws of the `random` algorithm (HAProxy `random(<draws>)`, default 2).
+    pub random_draws: u32,
     /// Seed of the balancer's RNG.
     pub seed: u64,
 }
@@ -152,6 +154,7 @@ impl Default for BackendOptions {
             redispatch: true,
             timeout_queue: Duration::from_secs(5),
             hash_balance_factor: 125,
+            random_draws: 2,
             seed: 0,
         }
     }
@@ -334,6 +337,7 @@ impl Backend {
     pub fn new(name: impl Into<String>, opts: BackendOptions, now: Instant) -> Self {
         let mut balancer = Balancer::new(opts.algorithm, opts.seed);
         balancer.set_balance_factor(opts.hash_balance_factor);
+        balancer.set_random_draws(opts.random_draws);
         Backend {
             name: name.into(),
             opts,

@@ -157,6 +157,8 @@ pub struct Balancer {
     ring: Vec<(u64, ServerId)>,
     /// Bounded-load factor in percent (HAProxy `hash-balance-factor`); 0 = unbounded.
     balance_factor: u32,
+    /// Draws of `random`.
+    draws: u32,
 }
 
 impl Balancer {
@@ -173,7 +175,14 @@ impl Balancer {
             ring_key: Vec::new(),
             ring: Vec::new(),
             balance_factor: 125,
+            draws: 2,
         }
+    }
+
+    /// Sets how many servers [`Algorithm::Random`] draws before keeping the
+    /// least loaded (HAProxy `random(<draws>)`; at least 1, default 2).
+    pub fn set_random_draws(&mut self, draws: u32) {
+        self.draws = draws.max(1);
     }
 
     /// Sets the bounded-load factor of [`Algorithm::Consistent`] in percent of
@@ -318,11 +327,18 @@ impl Balancer {
             }
             usable[usable.len() - 1]
         };
-        let a = draw(&mut self.rng);
-        let b = draw(&mut self.rng);
-        let la = u64::from(a.sessions) * u64::from(b.weight);
-        let lb = u64::from(b.sessions) * u64::from(a.weight);
-        Some(if lb < la { b.id } else { a.id })
+        // The least loaded (sessions / weight) of `draws` weighted draws; on
+        // a tie the later draw wins, as in HAProxy's chash_get_server_rnd.
+        let mut best = draw(&mut self.rng);
+        for _ in 1..self.draws {
+            let c = draw(&mut self.rng);
+            let lc = u64::from(c.sessions) * u64::from(best.weight);
+            let lb = u64::from(best.sessions) * u64::from(c.weight);
+            if lc <= lb {
+                best = c;
+            }
+        }
+        Some(best.id)
     }
 
     fn pick_consistent(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
@@ -682,6 +698,24 @@ mod tests {
         // Server 1 only wins when both draws hit it: about 1/9 of the time.
         let ones = picks.iter().filter(|&&s| s == 1).count();
         assert!(ones < 15, "{ones} picks of the loaded server");
+    }
+
+    #[test]
+    fn random_draws_set_how_hard_it_avoids_the_loaded_server() {
+        let mut cands: Vec<Candidate> = (1..=3).map(|i| cand(i, 1)).collect();
+        cands[0].sessions = 100;
+        let loaded = |draws| {
+            let mut b = Balancer::new(Algorithm::Random, 5);
+            b.set_random_draws(draws);
+            (0..3000)
+                .filter(|_| b.pick(&cands, None) == Some(ServerId(1)))
+                .count()
+        };
+        let (one, two, four) = (loaded(1), loaded(2), loaded(4));
+        // 1/3, 1/9 and 1/81 of the picks, roughly.
+        assert!((800..1200).contains(&one), "{one}");
+        assert!((200..470).contains(&two), "{two}");
+        assert!(four < 90, "{four}");
     }
 
     #[test]

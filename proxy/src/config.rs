@@ -25,6 +25,7 @@
 //!
 //! [backends.web]
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
+//! # random_draws = 2             # random: the least loaded of this many draws
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
@@ -208,6 +209,8 @@ pub struct RawBackend {
     pub allbackups: bool,
     /// `hash-balance-factor` (percent) for `consistent`.
     pub hash_balance_factor: Option<u32>,
+    /// Draws of `random` (HAProxy `balance random(<draws>)`, default 2).
+    pub random_draws: Option<u32>,
     /// Overrides `[defaults]`.
     pub retries: Option<u32>,
     /// Overrides `[defaults]`.
@@ -636,6 +639,14 @@ impl Config {
                     )
                 })?,
             };
+            let draws = b.random_draws.unwrap_or(2);
+            if draws == 0 || draws > 100 {
+                return Err(Error::config(
+                    f("random_draws"),
+                    format!("{draws} draws"),
+                    "use 1..=100 (HAProxy's default is 2: the less loaded of two random servers)",
+                ));
+            }
             let hbf = b.hash_balance_factor.unwrap_or(125);
             if hbf != 0 && hbf < 100 {
                 return Err(Error::config(
@@ -867,6 +878,7 @@ impl Config {
                 redispatch: b.redispatch.or(d.redispatch).unwrap_or(true),
                 timeout_queue: timeouts.queue,
                 hash_balance_factor: hbf,
+                random_draws: draws,
                 seed,
             };
             backends.push(BackendConfig {
