@@ -58,12 +58,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>> {
 }
 
 fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>> {
-    let window = &buf[..buf.len().min(V1_MAX)];
+    // The CR may sit at index V1_MAX - 2 at the latest: the line, CRLF
+    // included, is at most V1_MAX bytes.
+    let window = &buf[..buf.len().min(V1_MAX - 1)];
     let Some(cr) = window.iter().position(|b| *b == b'\r') else {
         if window.contains(&b'\n') {
             return Err(Error::ProxyProtocol("v1: LF without CR"));
         }
-        if buf.len() >= V1_MAX {
+        if buf.len() >= V1_MAX - 1 {
             return Err(Error::ProxyProtocol("v1: header longer than 107 bytes"));
         }
         return Ok(None);
@@ -327,6 +329,26 @@ mod tests {
         b.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
         let (h, n) = parse(&b).unwrap().unwrap();
         assert_eq!((h.addresses, n), (None, 16));
+    }
+
+    #[test]
+    fn v1_line_is_at_most_107_bytes_crlf_included() {
+        let line = |len: usize| {
+            let mut l = b"PROXY UNKNOWN ".to_vec();
+            l.resize(len - 2, b'x');
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        let ok = line(V1_MAX);
+        let (h, n) = parse(&ok).unwrap().unwrap();
+        assert_eq!((h.addresses, n), (None, 107));
+        for cut in 0..ok.len() {
+            assert!(parse(&ok[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        let long = line(V1_MAX + 1);
+        assert!(parse(&long).is_err());
+        // Known to be too long once 106 bytes hold no CR.
+        assert!(parse(&long[..V1_MAX - 1]).is_err());
     }
 
     proptest! {
