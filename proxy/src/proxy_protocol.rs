@@ -36,7 +36,8 @@ pub struct Header {
     /// Which version it was.
     pub version: Version,
     /// `(source, destination)` for a proxied TCP connection; `None` for
-    /// v1 `UNKNOWN`, v2 `LOCAL`, or v2 families other than TCP/UDP over IP.
+    /// v1 `UNKNOWN`, v2 `LOCAL` (whatever its family byte), or v2 families
+    /// other than TCP/UDP over IP.
     pub addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
@@ -144,8 +145,24 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>> {
     if buf.len() < 16 + len {
         return Ok(None);
     }
+    if local {
+        // LOCAL: "the receiver must accept this connection as valid and
+        // must use the real connection endpoints and discard the protocol
+        // block including the family" (proxy-protocol.txt 2.2).
+        return Ok(Some((
+            Header {
+                version: Version::V2,
+                addresses: None,
+            },
+            16 + len,
+        )));
+    }
     let body = &buf[16..16 + len];
-    let addresses = match fam >> 4 {
+    let transport = fam & 0x0f;
+    if transport > 2 {
+        return Err(Error::ProxyProtocol("v2: unknown transport protocol"));
+    }
+    let block = match fam >> 4 {
         0 => None, // AF_UNSPEC
         1 => {
             if body.len() < 12 {
@@ -181,11 +198,7 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>> {
         }
         _ => return Err(Error::ProxyProtocol("v2: unknown address family")),
     };
-    match fam & 0x0f {
-        0..=2 => {}
-        _ => return Err(Error::ProxyProtocol("v2: unknown transport protocol")),
-    }
-    let addresses = if local { None } else { addresses };
+    let addresses = block;
     Ok(Some((
         Header {
             version: Version::V2,
@@ -349,6 +362,22 @@ mod tests {
         assert!(parse(&long).is_err());
         // Known to be too long once 106 bytes hold no CR.
         assert!(parse(&long[..V1_MAX - 1]).is_err());
+    }
+
+    #[test]
+    fn v2_local_discards_the_block_whatever_the_family() {
+        for fam in [0x00, 0x11, 0x21, 0x51, 0x13, 0xff] {
+            let mut b = V2_SIGNATURE.to_vec();
+            b.extend_from_slice(&[0x20, fam, 0x00, 0x00]);
+            let (h, n) = parse(&b).unwrap().unwrap();
+            assert_eq!((h.addresses, n), (None, 16), "family {fam:#04x}");
+        }
+        // A block that would be too short for its family is skipped too.
+        let mut b = V2_SIGNATURE.to_vec();
+        b.extend_from_slice(&[0x20, 0x21, 0x00, 0x04, 1, 2, 3, 4]);
+        b.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let (h, n) = parse(&b).unwrap().unwrap();
+        assert_eq!((h.addresses, n), (None, 20));
     }
 
     proptest! {
