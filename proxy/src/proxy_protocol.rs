@@ -7,6 +7,12 @@
 //! A first byte that can start neither signature is rejected at once, so a
 //! client that does not speak PROXY fails fast instead of waiting for a
 //! timeout.
+//!
+//! As HAProxy's receiver: a v1 line is at most 107 bytes with its CRLF; a v2
+//! `LOCAL` header is skipped whole (family and block ignored); addresses
+//! are taken only from v2 TCP over IPv4/IPv6 (`0x11`, `0x21`) and v1
+//! `TCP4`/`TCP6`, any other family (UDP, unix, unspecified) keeps the
+//! connection's real addresses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -37,7 +43,8 @@ pub struct Header {
     pub version: Version,
     /// `(source, destination)` for a proxied TCP connection; `None` for
     /// v1 `UNKNOWN`, v2 `LOCAL` (whatever its family byte), or v2 families
-    /// other than TCP/UDP over IP.
+    /// other than TCP over IPv4/IPv6 (UDP, unix, unspecified: as in HAProxy,
+    /// the connection's real addresses are kept).
     pub addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
@@ -198,7 +205,10 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>> {
         }
         _ => return Err(Error::ProxyProtocol("v2: unknown address family")),
     };
-    let addresses = block;
+    // As HAProxy (conn_recv_proxy): only TCP over IPv4/IPv6 (0x11, 0x21)
+    // replaces the connection's addresses; UDP, an unspecified transport
+    // and unix sockets keep the real ones.
+    let addresses = if transport == 1 { block } else { None };
     Ok(Some((
         Header {
             version: Version::V2,
@@ -378,6 +388,36 @@ mod tests {
         b.extend_from_slice(b"GET / HTTP/1.1\r\n");
         let (h, n) = parse(&b).unwrap().unwrap();
         assert_eq!((h.addresses, n), (None, 20));
+    }
+
+    #[test]
+    fn v2_addresses_only_from_tcp_over_ip() {
+        let v2 = |fam: u8, block: &[u8]| {
+            let mut b = V2_SIGNATURE.to_vec();
+            b.extend_from_slice(&[0x21, fam]);
+            b.extend_from_slice(&(block.len() as u16).to_be_bytes());
+            b.extend_from_slice(block);
+            b
+        };
+        let v4 = [10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2];
+        let mut v6 = [0u8; 36];
+        v6[15] = 1;
+        v6[31] = 2;
+        v6[33] = 1;
+        v6[35] = 2;
+        let (h, _) = parse(&v2(0x11, &v4)).unwrap().unwrap();
+        assert_eq!(h.addresses, Some((a("10.0.0.1:1"), a("10.0.0.2:2"))));
+        let (h, _) = parse(&v2(0x21, &v6)).unwrap().unwrap();
+        assert_eq!(h.addresses, Some((a("[::1]:1"), a("[::2]:2"))));
+        // UDP (0x12, 0x22) and an unspecified transport (0x10, 0x20):
+        // accepted, the connection keeps its real addresses.
+        for (fam, block) in [(0x12, &v4[..]), (0x10, &v4[..]), (0x22, &v6), (0x20, &v6)] {
+            let (h, n) = parse(&v2(fam, block)).unwrap().unwrap();
+            assert_eq!((h.addresses, n), (None, 16 + block.len()), "{fam:#04x}");
+        }
+        // Still malformed: a UDP block too short for its family.
+        assert!(parse(&v2(0x12, &v4[..8])).is_err());
+        assert!(parse(&v2(0x13, &v4)).is_err());
     }
 
     proptest! {
