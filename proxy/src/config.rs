@@ -8,7 +8,8 @@
 //! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
 //!
 //! [defaults]
-//! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds
+//! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds;
+//!                                # every timeout must be greater than 0
 //! timeout_client = "30s"
 //! timeout_server = "30s"
 //! # timeout_tunnel = "1h"
@@ -608,7 +609,12 @@ impl Config {
         let def_tunnel = d
             .timeout_tunnel
             .as_ref()
-            .map(|t| t.parse("defaults.timeout_tunnel"))
+            .map(|t| {
+                positive(
+                    "defaults.timeout_tunnel",
+                    t.parse("defaults.timeout_tunnel")?,
+                )
+            })
             .transpose()?;
         let def_queue = dur(
             "defaults.timeout_queue",
@@ -663,7 +669,10 @@ impl Config {
                     dur(&f("timeout_server"), &b.timeout_server, def_server)?,
                 )?,
                 tunnel: match &b.timeout_tunnel {
-                    Some(t) => Some(t.parse(&f("timeout_tunnel"))?),
+                    Some(t) => Some(positive(
+                        &f("timeout_tunnel"),
+                        t.parse(&f("timeout_tunnel"))?,
+                    )?),
                     None => def_tunnel,
                 },
                 queue: dur(&f("timeout_queue"), &b.timeout_queue, def_queue)?,
@@ -1150,6 +1159,23 @@ maxconn = 5
             [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
         let c = Config::from_toml(inline).unwrap();
         assert_eq!(c.backends[0].servers[0].spec.name, "y");
+    }
+
+    #[test]
+    fn timeout_tunnel_zero_is_rejected() {
+        let e = err(&GOOD.replace("timeout_tunnel = 3600000", "timeout_tunnel = 0"));
+        assert!(
+            e.contains("defaults.timeout_tunnel") && e.contains("greater than 0"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "allbackups = true",
+            "allbackups = true\ntimeout_tunnel = \"0s\"",
+        ));
+        assert!(
+            e.contains("backends.app.timeout_tunnel") && e.contains("\"2s\""),
+            "{e}"
+        );
     }
 
     #[test]
