@@ -1042,7 +1042,12 @@ impl Backend {
             .servers
             .iter()
             .map(|(id, s)| {
-                let full = s.health.params().rise + s.health.params().fall - 1;
+                let full = s
+                    .health
+                    .params()
+                    .rise
+                    .saturating_add(s.health.params().fall)
+                    - 1;
                 let status = match (s.admin, s.health.state()) {
                     (AdminState::Maint, _) => "MAINT".to_string(),
                     (AdminState::Drain, Operational::Up) => "DRAIN".to_string(),
@@ -1054,7 +1059,7 @@ impl Backend {
                     (_, Operational::Up) if s.spec.check.is_some() && s.health.counter() < full => {
                         format!(
                             "UP {}/{}",
-                            s.health.counter() + 1 - s.health.params().rise,
+                            (s.health.counter() + 1).saturating_sub(s.health.params().rise),
                             s.health.params().fall
                         )
                     }

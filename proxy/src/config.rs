@@ -31,7 +31,7 @@
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
 //!                                # httpchk), path (default "/"), expect_status
 //! inter = "2s"
-//! rise = 2
+//! rise = 2                       # rise and fall: 1..=1000
 //! fall = 3
 //! [backends.web.servers.s1]
 //! address = "127.0.0.1:9001"
@@ -515,6 +515,13 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
 }
 
+/// Largest `rise` or `fall` accepted. HAProxy sets no upper bound, but the
+/// health counter runs to `rise + fall - 1` and must not overflow; a
+/// thousand consecutive check results (over half an hour at the default
+/// `inter 2s`) is far beyond any useful threshold, so a larger value is
+/// taken for a typo.
+pub const MAX_RISE_FALL: u32 = 1000;
+
 fn addr(field: &str, v: &str) -> Result<SocketAddr> {
     v.parse().map_err(|_| {
         Error::config(
@@ -698,19 +705,16 @@ impl Config {
                         rise: c.rise.unwrap_or(2),
                         fall: c.fall.unwrap_or(3),
                     };
-                    if params.rise == 0 {
-                        return Err(Error::config(
-                            cf("rise"),
-                            "must be at least 1",
-                            "set rise = 2 (HAProxy's default)",
-                        ));
-                    }
-                    if params.fall == 0 {
-                        return Err(Error::config(
-                            cf("fall"),
-                            "must be at least 1",
-                            "set fall = 3 (HAProxy's default)",
-                        ));
+                    for (k, v, default) in [("rise", params.rise, 2), ("fall", params.fall, 3)] {
+                        if !(1..=MAX_RISE_FALL).contains(&v) {
+                            return Err(Error::config(
+                                cf(k),
+                                format!("{v} is out of range"),
+                                format!(
+                                    "use 1..={MAX_RISE_FALL}, e.g. {k} = {default} (HAProxy's default)"
+                                ),
+                            ));
+                        }
                     }
                     let kind = match c.kind.as_deref().unwrap_or("tcp") {
                         "tcp" => CheckKind::Tcp,
@@ -1159,6 +1163,23 @@ maxconn = 5
             [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
         let c = Config::from_toml(inline).unwrap();
         assert_eq!(c.backends[0].servers[0].spec.name, "y");
+    }
+
+    #[test]
+    fn rise_and_fall_are_bounded() {
+        let e = err(&GOOD.replace("rise = 3", "rise = 4294967295"));
+        assert!(
+            e.contains("backends.app.check.rise") && e.contains("1..=1000"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("rise = 3", "rise = 3\nfall = 1001"));
+        assert!(
+            e.contains("backends.app.check.fall") && e.contains("fall = 3"),
+            "{e}"
+        );
+        let c = Config::from_toml(&GOOD.replace("rise = 3", "rise = 1000\nfall = 1000")).unwrap();
+        let p = c.backends[0].check.as_ref().unwrap().params;
+        assert_eq!((p.rise, p.fall), (1000, 1000));
     }
 
     #[test]

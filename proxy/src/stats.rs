@@ -414,6 +414,25 @@ mod tests {
     use std::time::Instant;
 
     #[test]
+    fn extreme_rise_and_fall_do_not_overflow() {
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        let mut spec = ServerSpec::new("s1", "127.0.0.1:1".parse().unwrap());
+        spec.check = Some(crate::health::CheckParams {
+            rise: u32::MAX,
+            fall: u32::MAX,
+            ..Default::default()
+        });
+        let id = b.add_server(spec, now).unwrap();
+        for ok in [true, false, true] {
+            b.check_result(now, id, ok, "L4OK", std::time::Duration::ZERO);
+            let st = b.stats(now);
+            assert!(!st.servers[0].status.is_empty());
+            let _ = b.next_check_in(id);
+        }
+    }
+
+    #[test]
     fn csv_and_prometheus_contain_every_server() {
         let now = Instant::now();
         let mut b = Backend::new("web", BackendOptions::default(), now);
