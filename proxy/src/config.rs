@@ -49,6 +49,9 @@
 //! # pool_purge_delay (default "5s", "0" never purges)
 //! ```
 //!
+//! Frontend, backend and server names follow HAProxy's rule: not empty, only
+//! letters, digits, `_`, `.`, `:` and `-`.
+//!
 //! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
 
 use std::collections::BTreeMap;
@@ -515,6 +518,30 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
 }
 
+/// What to do about a bad name (see [`name_problem`]).
+pub(crate) const NAME_FIX: &str =
+    "use only letters, digits, '_', '.', ':' and '-' (HAProxy's rule for proxy and server names)";
+
+/// HAProxy's rule for frontend, backend and server names (`invalid_char`):
+/// not empty, only `[A-Za-z0-9_.:-]`. A `/` would make a server unreachable
+/// by `BACKEND/SERVER` commands, a `,` would break the CSV stats. `None`
+/// when `name` is fine, else what is wrong with it.
+pub(crate) fn name_problem(kind: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("the {kind} name is empty"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+        .map(|c| format!("character {c:?} is not permitted in {kind} name `{name}`"))
+}
+
+fn check_name(field: &str, kind: &str, name: &str) -> Result<()> {
+    match name_problem(kind, name) {
+        Some(problem) => Err(Error::config(field, problem, NAME_FIX)),
+        None => Ok(()),
+    }
+}
+
 /// Largest `rise` or `fall` accepted. HAProxy sets no upper bound, but the
 /// health counter runs to `rise + fall - 1` and must not overflow; a
 /// thousand consecutive check results (over half an hour at the default
@@ -638,6 +665,7 @@ impl Config {
 
         let mut backends = Vec::new();
         for (bname, b) in &raw.backends {
+            check_name(&format!("backends.{bname}"), "backend", bname)?;
             let f = |k: &str| format!("backends.{bname}.{k}");
             let algorithm = match &b.balance {
                 None => Algorithm::RoundRobin,
@@ -773,6 +801,11 @@ impl Config {
             };
             let mut servers = Vec::new();
             for (sname, s) in &b.servers {
+                check_name(
+                    &format!("backends.{bname}.servers.{sname}"),
+                    "server",
+                    sname,
+                )?;
                 let sf = |k: &str| format!("backends.{bname}.servers.{sname}.{k}");
                 let a = s.address.as_deref().ok_or_else(|| {
                     Error::config(sf("address"), "is missing", "add address = \"IP:port\"")
@@ -894,6 +927,7 @@ impl Config {
         let mut frontends = Vec::new();
         let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (fname, fe) in &raw.frontends {
+            check_name(&format!("frontends.{fname}"), "frontend", fname)?;
             let f = |k: &str| format!("frontends.{fname}.{k}");
             if fe.binds.is_empty() {
                 return Err(Error::config(
@@ -1163,6 +1197,37 @@ maxconn = 5
             [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
         let c = Config::from_toml(inline).unwrap();
         assert_eq!(c.backends[0].servers[0].spec.name, "y");
+    }
+
+    #[test]
+    fn names_follow_haproxys_rule() {
+        let e = err(&GOOD.replace("servers.a]", "servers.\"a/b\"]"));
+        assert!(
+            e.contains("backends.app.servers.a/b")
+                && e.contains("'/' is not permitted in server name")
+                && e.contains("letters, digits"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("servers.b]", "servers.\"b,2\"]"));
+        assert!(e.contains("',' is not permitted"), "{e}");
+        let e = err(&GOOD.replace("servers.b]", "servers.\"\"]"));
+        assert!(
+            e.contains("backends.app.servers.`") && e.contains("server name is empty"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("[frontends.web]", "[frontends.\"my web\"]"));
+        assert!(
+            e.contains("frontends.my web") && e.contains("frontend name"),
+            "{e}"
+        );
+        let e = err(&GOOD
+            .replace("[backends.app", "[backends.\"app!\"")
+            .replace("backend = \"app\"", "backend = \"app!\""));
+        assert!(e.contains("'!' is not permitted in backend name"), "{e}");
+        let ok = GOOD
+            .replace("servers.a]", "servers.\"A-1.x:y_z\"]")
+            .replace("[frontends.web]", "[frontends.\"fe_1.0\"]");
+        Config::from_toml(&ok).unwrap();
     }
 
     #[test]
