@@ -52,7 +52,9 @@
 //! Frontend, backend and server names follow HAProxy's rule: not empty, only
 //! letters, digits, `_`, `.`, `:` and `-`.
 //!
-//! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
+//! Every error names the field (`backends.web.servers.s1.weight`) and the fix;
+//! a value of the wrong type (`timeout_connect = true`) is reported with its
+//! key path, toml's line and column, and what was expected.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,13 +70,46 @@ use crate::{Error, Result};
 
 /// A duration as written: integer milliseconds or a string with a unit
 /// (`us`, `ms`, `s`, `m`, `h`, `d`; HAProxy's units, bare numbers are ms).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawDuration {
     /// Milliseconds.
     Millis(u64),
     /// With a unit.
     Text(String),
+}
+
+/// What a duration field expects, for type errors.
+const DURATION_EXPECTED: &str = "a duration such as \"500ms\", \"2s\" or integer milliseconds";
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawDuration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(DURATION_EXPECTED)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Millis(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RawDuration, E> {
+                u64::try_from(v)
+                    .map(RawDuration::Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl RawDuration {
@@ -574,11 +609,36 @@ fn positive(field: &str, d: Duration) -> Result<Duration> {
     Ok(d)
 }
 
+/// A TOML or type error, with the dotted key path when there is one.
+///
+/// toml's message shows the offending line but not the table it sits in
+/// (`timeout_connect` of `[defaults]` or of `[backends.x]`?). Deserializing
+/// the already parsed table once more, without spans, makes toml name the
+/// full key path (its message then ends with ``in `a.b.c` ``), which is put
+/// in front.
+fn syntax_error(text: &str, e: &toml::de::Error) -> Error {
+    let message = e.to_string();
+    let path = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.try_into::<RawConfig>().err())
+        .and_then(|e2| {
+            e2.to_string().lines().find_map(|l| {
+                l.strip_prefix("in `")
+                    .and_then(|p| p.strip_suffix('`'))
+                    .map(str::to_string)
+            })
+        });
+    Error::ConfigSyntax(match path {
+        Some(p) => format!("at `{p}`: {}", message.trim_end()),
+        None => message.trim_end().to_string(),
+    })
+}
+
 impl Config {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| Error::ConfigSyntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         Config::validate(&raw)
     }
 
@@ -1197,6 +1257,37 @@ maxconn = 5
             [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
         let c = Config::from_toml(inline).unwrap();
         assert_eq!(c.backends[0].servers[0].spec.name, "y");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_path_and_the_fix() {
+        let e = err(&GOOD.replace("timeout_connect = \"2s\"", "timeout_connect = true"));
+        assert!(
+            e.contains("at `defaults.timeout_connect`")
+                && e.contains(
+                    "expected a duration such as \"500ms\", \"2s\" or integer milliseconds"
+                )
+                && e.contains("line 5"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("slowstart = \"10s\"", "slowstart = -5"));
+        assert!(
+            e.contains("backends.app.servers.a.slowstart") && e.contains("integer milliseconds"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("rise = 3", "rise = \"3\""));
+        assert!(e.contains("at `backends.app.check.rise`"), "{e}");
+        let e = err(&GOOD.replace("allbackups = true", "allbackups = true\nbogus = 1"));
+        assert!(
+            e.contains("at `backends.app`") && e.contains("bogus"),
+            "{e}"
+        );
+        // Not a type error: TOML syntax, shown as toml reports it.
+        let e = err("[defaults\n");
+        assert!(e.contains("line 1"), "{e}");
+        // Both forms still parse.
+        let c = Config::from_toml(&GOOD.replace("\"2s\"", "2000")).unwrap();
+        assert_eq!(c.backends[0].timeouts.connect, Duration::from_secs(2));
     }
 
     #[test]
