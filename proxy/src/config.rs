@@ -13,7 +13,7 @@
 //! timeout_client = "30s"
 //! timeout_server = "30s"
 //! # timeout_tunnel = "1h"
-//! timeout_queue = "5s"
+//! # timeout_queue = "5s"        # default: the backend's timeout_connect (as HAProxy)
 //! retries = 3
 //! redispatch = true
 //! splice = false                 # option splice-auto (Linux)
@@ -375,7 +375,7 @@ pub struct Timeouts {
     pub server: Duration,
     /// Inactivity in both directions once connected; replaces client/server.
     pub tunnel: Option<Duration>,
-    /// Longest wait in the queue.
+    /// Longest wait in the queue (default: `connect`, as HAProxy).
     pub queue: Duration,
 }
 
@@ -710,11 +710,12 @@ impl Config {
                 )
             })
             .transpose()?;
-        let def_queue = dur(
-            "defaults.timeout_queue",
-            &d.timeout_queue,
-            Duration::from_secs(5),
-        )?;
+        // Unset: each backend's own timeout_connect (HAProxy "timeout queue").
+        let def_queue = d
+            .timeout_queue
+            .as_ref()
+            .map(|t| positive("defaults.timeout_queue", t.parse("defaults.timeout_queue")?))
+            .transpose()?;
         if raw.frontends.is_empty() {
             return Err(Error::config(
                 "frontends",
@@ -753,11 +754,12 @@ impl Config {
                     "use 0..=100",
                 ));
             }
+            let connect = positive(
+                &f("timeout_connect"),
+                dur(&f("timeout_connect"), &b.timeout_connect, def_connect)?,
+            )?;
             let timeouts = Timeouts {
-                connect: positive(
-                    &f("timeout_connect"),
-                    dur(&f("timeout_connect"), &b.timeout_connect, def_connect)?,
-                )?,
+                connect,
                 client: def_client,
                 server: positive(
                     &f("timeout_server"),
@@ -770,7 +772,14 @@ impl Config {
                     )?),
                     None => def_tunnel,
                 },
-                queue: dur(&f("timeout_queue"), &b.timeout_queue, def_queue)?,
+                queue: positive(
+                    &f("timeout_queue"),
+                    dur(
+                        &f("timeout_queue"),
+                        &b.timeout_queue,
+                        def_queue.unwrap_or(connect),
+                    )?,
+                )?,
             };
             let check = match &b.check {
                 None => None,
@@ -1336,6 +1345,29 @@ maxconn = 5
         let c = Config::from_toml(&GOOD.replace("rise = 3", "rise = 1000\nfall = 1000")).unwrap();
         let p = c.backends[0].check.as_ref().unwrap().params;
         assert_eq!((p.rise, p.fall), (1000, 1000));
+    }
+
+    #[test]
+    fn timeout_queue_defaults_to_the_backends_timeout_connect() {
+        let queue = |text: &str| {
+            let c = Config::from_toml(text).unwrap();
+            let b = &c.backends[0];
+            assert_eq!(b.options.timeout_queue, b.timeouts.queue);
+            b.timeouts.queue
+        };
+        // [defaults] timeout_connect = "2s", no timeout_queue anywhere.
+        assert_eq!(queue(GOOD), Duration::from_secs(2));
+        let own_connect = GOOD.replace(
+            "allbackups = true",
+            "allbackups = true\ntimeout_connect = 700",
+        );
+        assert_eq!(queue(&own_connect), Duration::from_millis(700));
+        let def_queue = GOOD.replace("retries = 2", "retries = 2\ntimeout_queue = \"9s\"");
+        assert_eq!(queue(&def_queue), Duration::from_secs(9));
+        let own_queue = own_connect.replace("timeout_connect = 700", "timeout_queue = \"3s\"");
+        assert_eq!(queue(&own_queue), Duration::from_secs(3));
+        let e = err(&GOOD.replace("retries = 2", "retries = 2\ntimeout_queue = 0"));
+        assert!(e.contains("defaults.timeout_queue"), "{e}");
     }
 
     #[test]
