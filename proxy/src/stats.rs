@@ -14,7 +14,9 @@ pub struct ServerStats {
     pub name: String,
     /// Address.
     pub addr: SocketAddr,
-    /// `UP`, `DOWN`, `UP 1/3` (going down), `DOWN 1/2` (going up), `DRAIN`, `MAINT`.
+    /// HAProxy's strings: `UP` (checked), `no check` (up, not checked),
+    /// `UP 1/3` (going down), `DOWN`, `DOWN 1/2` (going up), `DOWN (agent)`, `DRAIN`,
+    /// `DRAIN 1/3` (draining and going down), `MAINT`. See [`ServerStats::is_up`].
     pub status: String,
     /// Backup server.
     pub backup: bool,
@@ -52,12 +54,27 @@ pub struct ServerStats {
     pub maxconn: u32,
 }
 
+impl ServerStats {
+    /// True while the server is operationally up: `UP`, `UP x/y`,
+    /// `no check`, `DRAIN`, `DRAIN x/y` (draining servers are up, they just
+    /// take no new sessions); false for `DOWN`, `DOWN x/y`, `DOWN (agent)`
+    /// and `MAINT`.
+    pub fn is_up(&self) -> bool {
+        self.status == "no check"
+            || self.status == "UP"
+            || self.status.starts_with("UP ")
+            || self.status == "DRAIN"
+            || self.status.starts_with("DRAIN ")
+    }
+}
+
 /// Counters and state of one backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendStats {
     /// Name.
     pub name: String,
-    /// `UP` while some server can take sessions.
+    /// `UP` while some server can take sessions or the backend has no
+    /// server at all (HAProxy's rule), else `DOWN`.
     pub status: String,
     /// Balancing algorithm.
     pub algorithm: Algorithm,
@@ -275,7 +292,7 @@ impl Snapshot {
         metric(
             "backend_up",
             "gauge",
-            "1 while a server can take sessions.",
+            "1 while a server can take sessions (or the backend has none).",
             be.iter()
                 .map(|b| (bl(b), u64::from(b.status == "UP")))
                 .collect(),
@@ -327,14 +344,9 @@ impl Snapshot {
         metric(
             "server_up",
             "gauge",
-            "1 while UP (DRAIN counts as UP).",
+            "1 while up (UP, no check, DRAIN; not DOWN or MAINT).",
             srv()
-                .map(|(b, s)| {
-                    (
-                        sl(b, s),
-                        u64::from(s.status.starts_with("UP") || s.status == "DRAIN"),
-                    )
-                })
+                .map(|(b, s)| (sl(b, s), u64::from(s.is_up())))
                 .collect(),
         );
         metric(
@@ -412,6 +424,46 @@ mod tests {
     use super::*;
     use crate::backend::{Backend, BackendOptions, ServerSpec};
     use std::time::Instant;
+
+    #[test]
+    fn status_strings_are_haproxys() {
+        use crate::backend::AdminState;
+        use std::time::Duration;
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        assert_eq!(b.stats(now).status, "UP", "a backend without servers is UP");
+        let mut spec = ServerSpec::new("c", "127.0.0.1:1".parse().unwrap());
+        spec.check = Some(crate::health::CheckParams::default()); // rise 2, fall 3
+        let c = b.add_server(spec, now).unwrap();
+        b.add_server(ServerSpec::new("n", "127.0.0.1:2".parse().unwrap()), now)
+            .unwrap();
+        let status = |b: &Backend| {
+            let st = b.stats(now);
+            (st.servers[0].status.clone(), st.servers[0].is_up())
+        };
+        let check = |b: &mut Backend, ok: bool| b.check_result(now, c, ok, "L4OK", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[1].status, "no check");
+        assert!(b.stats(now).servers[1].is_up());
+        // Starts one failure away from DOWN (health = rise = 2 of 0..=4).
+        assert_eq!(status(&b), ("UP 1/3".into(), true));
+        check(&mut b, true);
+        assert_eq!(status(&b), ("UP".into(), true));
+        b.set_admin(now, "c", AdminState::Drain).unwrap();
+        assert_eq!(status(&b), ("DRAIN".into(), true));
+        check(&mut b, false);
+        assert_eq!(status(&b), ("DRAIN 2/3".into(), true));
+        b.set_admin(now, "c", AdminState::Ready).unwrap();
+        assert_eq!(status(&b), ("UP 2/3".into(), true));
+        check(&mut b, false);
+        check(&mut b, false);
+        assert_eq!(status(&b), ("DOWN".into(), false));
+        check(&mut b, true);
+        assert_eq!(status(&b), ("DOWN 1/2".into(), false));
+        b.set_admin(now, "c", AdminState::Maint).unwrap();
+        assert_eq!(status(&b), ("MAINT".into(), false));
+        b.set_admin(now, "n", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).status, "DOWN");
+    }
 
     #[test]
     fn extreme_rise_and_fall_do_not_overflow() {
