@@ -1088,14 +1088,18 @@ impl Backend {
                     down_transitions: s.c.down_transitions,
                     last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
                     maxconn: s.maxconn(),
+                    maxqueue: s.spec.maxqueue,
                 }
             })
             .collect();
         // HAProxy: `(px->lbprm.tot_weight > 0 || !px->srv) ? "UP" : "DOWN"`.
-        let up = self.servers.is_empty() || !self.candidates(now, None).is_empty();
+        let cands = self.candidates(now, None);
+        let weight = cands.iter().fold(0u32, |w, c| w.saturating_add(c.weight));
+        let up = self.servers.is_empty() || !cands.is_empty();
         BackendStats {
             name: self.name.clone(),
             status: if up { "UP" } else { "DOWN" }.to_string(),
+            weight,
             algorithm: self.opts.algorithm,
             cur_sessions: self.c.cur,
             max_sessions: self.c.max,
