@@ -688,7 +688,7 @@ fn routed(proxy: &Proxy) -> BTreeSet<String> {
         .flat_map(|b| {
             b.servers
                 .iter()
-                .filter(|s| s.status == "UP")
+                .filter(|s| s.is_up())
                 .map(move |s| format!("{}@{}", b.name, s.name))
         })
         .collect()

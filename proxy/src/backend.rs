@@ -1046,23 +1046,29 @@ impl Backend {
             .servers
             .iter()
             .map(|(id, s)| {
-                let full = s.health.params().rise + s.health.params().fall - 1;
-                let status = match (s.admin, s.health.state()) {
+                // HAProxy's stats_fill_sv_computestate. Not shown: "DRAIN
+                // (agent)" (the core does not know whether an agent is
+                // configured) and NOLB (no such state here).
+                let (checked, h, p) = (s.spec.check.is_some(), &s.health, s.health.params());
+                let full = p.rise.saturating_add(p.fall) - 1;
+                let status = match (s.admin, h.state()) {
                     (AdminState::Maint, _) => "MAINT".to_string(),
-                    (AdminState::Drain, Operational::Up) => "DRAIN".to_string(),
+                    (admin, Operational::Up) => {
+                        let going_down = checked && h.counter() < full;
+                        let n = format!("{}/{}", (h.counter() + 1).saturating_sub(p.rise), p.fall);
+                        match (admin == AdminState::Drain, going_down) {
+                            (true, true) => format!("DRAIN {n}"),
+                            (true, false) => "DRAIN".to_string(),
+                            (false, true) => format!("UP {n}"),
+                            (false, false) if checked => "UP".to_string(),
+                            (false, false) => "no check".to_string(),
+                        }
+                    }
                     (_, Operational::Down) if s.agent_down => "DOWN (agent)".to_string(),
-                    (_, Operational::Down) if s.spec.check.is_some() && s.health.counter() > 0 => {
-                        format!("DOWN {}/{}", s.health.counter(), s.health.params().rise)
+                    (_, Operational::Down) if checked && h.counter() > 0 => {
+                        format!("DOWN {}/{}", h.counter(), p.rise)
                     }
                     (_, Operational::Down) => "DOWN".to_string(),
-                    (_, Operational::Up) if s.spec.check.is_some() && s.health.counter() < full => {
-                        format!(
-                            "UP {}/{}",
-                            s.health.counter() + 1 - s.health.params().rise,
-                            s.health.params().fall
-                        )
-                    }
-                    (_, Operational::Up) => "UP".to_string(),
                 };
                 ServerStats {
                     id: *id,
@@ -1086,13 +1092,18 @@ impl Backend {
                     down_transitions: s.c.down_transitions,
                     last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
                     maxconn: s.maxconn(),
+                    maxqueue: s.spec.maxqueue,
                 }
             })
             .collect();
-        let up = !self.candidates(now, None).is_empty();
+        // HAProxy: `(px->lbprm.tot_weight > 0 || !px->srv) ? "UP" : "DOWN"`.
+        let cands = self.candidates(now, None);
+        let weight = cands.iter().fold(0u32, |w, c| w.saturating_add(c.weight));
+        let up = self.servers.is_empty() || !cands.is_empty();
         BackendStats {
             name: self.name.clone(),
             status: if up { "UP" } else { "DOWN" }.to_string(),
+            weight,
             algorithm: self.opts.algorithm,
             cur_sessions: self.c.cur,
             max_sessions: self.c.max,
@@ -1710,16 +1721,16 @@ mod tests {
         );
         b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
         assert_eq!(b.stats(now).servers[0].status, "DOWN", "one failure");
-        // A server without checks just comes back UP.
+        // A server without checks just comes back UP (HAProxy: "no check").
         b.set_admin(now, "plain", AdminState::Ready).unwrap();
-        assert_eq!(b.stats(now).servers[1].status, "UP");
+        assert_eq!(b.stats(now).servers[1].status, "no check");
         assert_eq!(assigned(b.acquire(now, None)), ServerId(2));
         // An agent's down verdict still holds after maintenance.
         b.agent_result(now, ServerId(2), &reply("maint down"));
         b.agent_result(now, ServerId(2), &reply("ready"));
         assert_eq!(b.stats(now).servers[1].status, "DOWN (agent)");
         b.agent_result(now, ServerId(2), &reply("up"));
-        assert_eq!(b.stats(now).servers[1].status, "UP");
+        assert_eq!(b.stats(now).servers[1].status, "no check");
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
 //!
 //! [defaults]
-//! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds
+//! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds;
+//!                                # every timeout must be greater than 0
 //! timeout_client = "30s"
 //! timeout_server = "30s"
 //! # timeout_tunnel = "1h"
-//! timeout_queue = "5s"
+//! # timeout_queue = "5s"        # default: the backend's timeout_connect (as HAProxy)
 //! retries = 3
 //! redispatch = true
 //! splice = false                 # option splice-auto (Linux)
@@ -31,7 +32,7 @@
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
 //!                                # httpchk), path (default "/"), expect_status
 //! inter = "2s"
-//! rise = 2
+//! rise = 2                       # rise and fall: 1..=1000
 //! fall = 3
 //! [backends.web.servers.s1]
 //! address = "127.0.0.1:9001"
@@ -49,7 +50,12 @@
 //! # pool_purge_delay (default "5s", "0" never purges)
 //! ```
 //!
-//! Every error names the field (`backends.web.servers.s1.weight`) and the fix.
+//! Frontend, backend and server names follow HAProxy's rule: not empty, only
+//! letters, digits, `_`, `.`, `:` and `-`.
+//!
+//! Every error names the field (`backends.web.servers.s1.weight`) and the fix;
+//! a value of the wrong type (`timeout_connect = true`) is reported with its
+//! key path, toml's line and column, and what was expected.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -65,13 +71,46 @@ use crate::{Error, Result};
 
 /// A duration as written: integer milliseconds or a string with a unit
 /// (`us`, `ms`, `s`, `m`, `h`, `d`; HAProxy's units, bare numbers are ms).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawDuration {
     /// Milliseconds.
     Millis(u64),
     /// With a unit.
     Text(String),
+}
+
+/// What a duration field expects, for type errors.
+const DURATION_EXPECTED: &str = "a duration such as \"500ms\", \"2s\" or integer milliseconds";
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawDuration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(DURATION_EXPECTED)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Millis(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RawDuration, E> {
+                u64::try_from(v)
+                    .map(RawDuration::Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl RawDuration {
@@ -339,7 +378,7 @@ pub struct Timeouts {
     pub server: Duration,
     /// Inactivity in both directions once connected; replaces client/server.
     pub tunnel: Option<Duration>,
-    /// Longest wait in the queue.
+    /// Longest wait in the queue (default: `connect`, as HAProxy).
     pub queue: Duration,
 }
 
@@ -517,6 +556,37 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
 }
 
+/// What to do about a bad name (see [`name_problem`]).
+pub(crate) const NAME_FIX: &str =
+    "use only letters, digits, '_', '.', ':' and '-' (HAProxy's rule for proxy and server names)";
+
+/// HAProxy's rule for frontend, backend and server names (`invalid_char`):
+/// not empty, only `[A-Za-z0-9_.:-]`. A `/` would make a server unreachable
+/// by `BACKEND/SERVER` commands, a `,` would break the CSV stats. `None`
+/// when `name` is fine, else what is wrong with it.
+pub(crate) fn name_problem(kind: &str, name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("the {kind} name is empty"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+        .map(|c| format!("character {c:?} is not permitted in {kind} name `{name}`"))
+}
+
+fn check_name(field: &str, kind: &str, name: &str) -> Result<()> {
+    match name_problem(kind, name) {
+        Some(problem) => Err(Error::config(field, problem, NAME_FIX)),
+        None => Ok(()),
+    }
+}
+
+/// Largest `rise` or `fall` accepted. HAProxy sets no upper bound, but the
+/// health counter runs to `rise + fall - 1` and must not overflow; a
+/// thousand consecutive check results (over half an hour at the default
+/// `inter 2s`) is far beyond any useful threshold, so a larger value is
+/// taken for a typo.
+pub const MAX_RISE_FALL: u32 = 1000;
+
 fn addr(field: &str, v: &str) -> Result<SocketAddr> {
     v.parse().map_err(|_| {
         Error::config(
@@ -542,11 +612,36 @@ fn positive(field: &str, d: Duration) -> Result<Duration> {
     Ok(d)
 }
 
+/// A TOML or type error, with the dotted key path when there is one.
+///
+/// toml's message shows the offending line but not the table it sits in
+/// (`timeout_connect` of `[defaults]` or of `[backends.x]`?). Deserializing
+/// the already parsed table once more, without spans, makes toml name the
+/// full key path (its message then ends with ``in `a.b.c` ``), which is put
+/// in front.
+fn syntax_error(text: &str, e: &toml::de::Error) -> Error {
+    let message = e.to_string();
+    let path = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| t.try_into::<RawConfig>().err())
+        .and_then(|e2| {
+            e2.to_string().lines().find_map(|l| {
+                l.strip_prefix("in `")
+                    .and_then(|p| p.strip_suffix('`'))
+                    .map(str::to_string)
+            })
+        });
+    Error::ConfigSyntax(match path {
+        Some(p) => format!("at `{p}`: {}", message.trim_end()),
+        None => message.trim_end().to_string(),
+    })
+}
+
 impl Config {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| Error::ConfigSyntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         Config::validate(&raw)
     }
 
@@ -611,13 +706,19 @@ impl Config {
         let def_tunnel = d
             .timeout_tunnel
             .as_ref()
-            .map(|t| t.parse("defaults.timeout_tunnel"))
+            .map(|t| {
+                positive(
+                    "defaults.timeout_tunnel",
+                    t.parse("defaults.timeout_tunnel")?,
+                )
+            })
             .transpose()?;
-        let def_queue = dur(
-            "defaults.timeout_queue",
-            &d.timeout_queue,
-            Duration::from_secs(5),
-        )?;
+        // Unset: each backend's own timeout_connect (HAProxy "timeout queue").
+        let def_queue = d
+            .timeout_queue
+            .as_ref()
+            .map(|t| positive("defaults.timeout_queue", t.parse("defaults.timeout_queue")?))
+            .transpose()?;
         if raw.frontends.is_empty() {
             return Err(Error::config(
                 "frontends",
@@ -628,6 +729,7 @@ impl Config {
 
         let mut backends = Vec::new();
         for (bname, b) in &raw.backends {
+            check_name(&format!("backends.{bname}"), "backend", bname)?;
             let f = |k: &str| format!("backends.{bname}.{k}");
             let algorithm = match &b.balance {
                 None => Algorithm::RoundRobin,
@@ -663,21 +765,32 @@ impl Config {
                     "use 0..=100",
                 ));
             }
+            let connect = positive(
+                &f("timeout_connect"),
+                dur(&f("timeout_connect"), &b.timeout_connect, def_connect)?,
+            )?;
             let timeouts = Timeouts {
-                connect: positive(
-                    &f("timeout_connect"),
-                    dur(&f("timeout_connect"), &b.timeout_connect, def_connect)?,
-                )?,
+                connect,
                 client: def_client,
                 server: positive(
                     &f("timeout_server"),
                     dur(&f("timeout_server"), &b.timeout_server, def_server)?,
                 )?,
                 tunnel: match &b.timeout_tunnel {
-                    Some(t) => Some(t.parse(&f("timeout_tunnel"))?),
+                    Some(t) => Some(positive(
+                        &f("timeout_tunnel"),
+                        t.parse(&f("timeout_tunnel"))?,
+                    )?),
                     None => def_tunnel,
                 },
-                queue: dur(&f("timeout_queue"), &b.timeout_queue, def_queue)?,
+                queue: positive(
+                    &f("timeout_queue"),
+                    dur(
+                        &f("timeout_queue"),
+                        &b.timeout_queue,
+                        def_queue.unwrap_or(connect),
+                    )?,
+                )?,
             };
             let check = match &b.check {
                 None => None,
@@ -700,19 +813,16 @@ impl Config {
                         rise: c.rise.unwrap_or(2),
                         fall: c.fall.unwrap_or(3),
                     };
-                    if params.rise == 0 {
-                        return Err(Error::config(
-                            cf("rise"),
-                            "must be at least 1",
-                            "set rise = 2 (HAProxy's default)",
-                        ));
-                    }
-                    if params.fall == 0 {
-                        return Err(Error::config(
-                            cf("fall"),
-                            "must be at least 1",
-                            "set fall = 3 (HAProxy's default)",
-                        ));
+                    for (k, v, default) in [("rise", params.rise, 2), ("fall", params.fall, 3)] {
+                        if !(1..=MAX_RISE_FALL).contains(&v) {
+                            return Err(Error::config(
+                                cf(k),
+                                format!("{v} is out of range"),
+                                format!(
+                                    "use 1..={MAX_RISE_FALL}, e.g. {k} = {default} (HAProxy's default)"
+                                ),
+                            ));
+                        }
                     }
                     let kind = match c.kind.as_deref().unwrap_or("tcp") {
                         "tcp" => CheckKind::Tcp,
@@ -771,6 +881,11 @@ impl Config {
             };
             let mut servers = Vec::new();
             for (sname, s) in &b.servers {
+                check_name(
+                    &format!("backends.{bname}.servers.{sname}"),
+                    "server",
+                    sname,
+                )?;
                 let sf = |k: &str| format!("backends.{bname}.servers.{sname}.{k}");
                 let a = s.address.as_deref().ok_or_else(|| {
                     Error::config(sf("address"), "is missing", "add address = \"IP:port\"")
@@ -893,6 +1008,7 @@ impl Config {
         let mut frontends = Vec::new();
         let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
         for (fname, fe) in &raw.frontends {
+            check_name(&format!("frontends.{fname}"), "frontend", fname)?;
             let f = |k: &str| format!("frontends.{fname}.{k}");
             if fe.binds.is_empty() {
                 return Err(Error::config(
@@ -1162,6 +1278,125 @@ maxconn = 5
             [backends.b]\nservers = { y = { address = \"127.0.0.1:1\" }, x = { address = \"127.0.0.1:2\" } }\n";
         let c = Config::from_toml(inline).unwrap();
         assert_eq!(c.backends[0].servers[0].spec.name, "y");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_path_and_the_fix() {
+        let e = err(&GOOD.replace("timeout_connect = \"2s\"", "timeout_connect = true"));
+        assert!(
+            e.contains("at `defaults.timeout_connect`")
+                && e.contains(
+                    "expected a duration such as \"500ms\", \"2s\" or integer milliseconds"
+                )
+                && e.contains("line 5"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("slowstart = \"10s\"", "slowstart = -5"));
+        assert!(
+            e.contains("backends.app.servers.a.slowstart") && e.contains("integer milliseconds"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("rise = 3", "rise = \"3\""));
+        assert!(e.contains("at `backends.app.check.rise`"), "{e}");
+        let e = err(&GOOD.replace("allbackups = true", "allbackups = true\nbogus = 1"));
+        assert!(
+            e.contains("at `backends.app`") && e.contains("bogus"),
+            "{e}"
+        );
+        // Not a type error: TOML syntax, shown as toml reports it.
+        let e = err("[defaults\n");
+        assert!(e.contains("line 1"), "{e}");
+        // Both forms still parse.
+        let c = Config::from_toml(&GOOD.replace("\"2s\"", "2000")).unwrap();
+        assert_eq!(c.backends[0].timeouts.connect, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn names_follow_haproxys_rule() {
+        let e = err(&GOOD.replace("servers.a]", "servers.\"a/b\"]"));
+        assert!(
+            e.contains("backends.app.servers.a/b")
+                && e.contains("'/' is not permitted in server name")
+                && e.contains("letters, digits"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("servers.b]", "servers.\"b,2\"]"));
+        assert!(e.contains("',' is not permitted"), "{e}");
+        let e = err(&GOOD.replace("servers.b]", "servers.\"\"]"));
+        assert!(
+            e.contains("backends.app.servers.`") && e.contains("server name is empty"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("[frontends.web]", "[frontends.\"my web\"]"));
+        assert!(
+            e.contains("frontends.my web") && e.contains("frontend name"),
+            "{e}"
+        );
+        let e = err(&GOOD
+            .replace("[backends.app", "[backends.\"app!\"")
+            .replace("backend = \"app\"", "backend = \"app!\""));
+        assert!(e.contains("'!' is not permitted in backend name"), "{e}");
+        let ok = GOOD
+            .replace("servers.a]", "servers.\"A-1.x:y_z\"]")
+            .replace("[frontends.web]", "[frontends.\"fe_1.0\"]");
+        Config::from_toml(&ok).unwrap();
+    }
+
+    #[test]
+    fn rise_and_fall_are_bounded() {
+        let e = err(&GOOD.replace("rise = 3", "rise = 4294967295"));
+        assert!(
+            e.contains("backends.app.check.rise") && e.contains("1..=1000"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("rise = 3", "rise = 3\nfall = 1001"));
+        assert!(
+            e.contains("backends.app.check.fall") && e.contains("fall = 3"),
+            "{e}"
+        );
+        let c = Config::from_toml(&GOOD.replace("rise = 3", "rise = 1000\nfall = 1000")).unwrap();
+        let p = c.backends[0].check.as_ref().unwrap().params;
+        assert_eq!((p.rise, p.fall), (1000, 1000));
+    }
+
+    #[test]
+    fn timeout_queue_defaults_to_the_backends_timeout_connect() {
+        let queue = |text: &str| {
+            let c = Config::from_toml(text).unwrap();
+            let b = &c.backends[0];
+            assert_eq!(b.options.timeout_queue, b.timeouts.queue);
+            b.timeouts.queue
+        };
+        // [defaults] timeout_connect = "2s", no timeout_queue anywhere.
+        assert_eq!(queue(GOOD), Duration::from_secs(2));
+        let own_connect = GOOD.replace(
+            "allbackups = true",
+            "allbackups = true\ntimeout_connect = 700",
+        );
+        assert_eq!(queue(&own_connect), Duration::from_millis(700));
+        let def_queue = GOOD.replace("retries = 2", "retries = 2\ntimeout_queue = \"9s\"");
+        assert_eq!(queue(&def_queue), Duration::from_secs(9));
+        let own_queue = own_connect.replace("timeout_connect = 700", "timeout_queue = \"3s\"");
+        assert_eq!(queue(&own_queue), Duration::from_secs(3));
+        let e = err(&GOOD.replace("retries = 2", "retries = 2\ntimeout_queue = 0"));
+        assert!(e.contains("defaults.timeout_queue"), "{e}");
+    }
+
+    #[test]
+    fn timeout_tunnel_zero_is_rejected() {
+        let e = err(&GOOD.replace("timeout_tunnel = 3600000", "timeout_tunnel = 0"));
+        assert!(
+            e.contains("defaults.timeout_tunnel") && e.contains("greater than 0"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "allbackups = true",
+            "allbackups = true\ntimeout_tunnel = \"0s\"",
+        ));
+        assert!(
+            e.contains("backends.app.timeout_tunnel") && e.contains("\"2s\""),
+            "{e}"
+        );
     }
 
     #[test]

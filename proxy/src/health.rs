@@ -113,7 +113,8 @@ impl Health {
     }
 
     fn full(&self) -> u32 {
-        self.params.rise + self.params.fall - 1
+        // rise, fall >= 1 (see `new`); saturating for any `CheckParams`.
+        self.params.rise.saturating_add(self.params.fall) - 1
     }
 
     /// Feeds one check result.

@@ -7,6 +7,12 @@
 //! A first byte that can start neither signature is rejected at once, so a
 //! client that does not speak PROXY fails fast instead of waiting for a
 //! timeout.
+//!
+//! As HAProxy's receiver: a v1 line is at most 107 bytes with its CRLF; a v2
+//! `LOCAL` header is skipped whole (family and block ignored); addresses
+//! are taken only from v2 TCP over IPv4/IPv6 (`0x11`, `0x21`) and v1
+//! `TCP4`/`TCP6`, any other family (UDP, unix, unspecified) keeps the
+//! connection's real addresses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -36,7 +42,9 @@ pub struct Header {
     /// Which version it was.
     pub version: Version,
     /// `(source, destination)` for a proxied TCP connection; `None` for
-    /// v1 `UNKNOWN`, v2 `LOCAL`, or v2 families other than TCP/UDP over IP.
+    /// v1 `UNKNOWN`, v2 `LOCAL` (whatever its family byte), or v2 families
+    /// other than TCP over IPv4/IPv6 (UDP, unix, unspecified: as in HAProxy,
+    /// the connection's real addresses are kept).
     pub addresses: Option<(SocketAddr, SocketAddr)>,
 }
 
@@ -58,12 +66,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>> {
 }
 
 fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>> {
-    let window = &buf[..buf.len().min(V1_MAX)];
+    // The CR may sit at index V1_MAX - 2 at the latest: the line, CRLF
+    // included, is at most V1_MAX bytes.
+    let window = &buf[..buf.len().min(V1_MAX - 1)];
     let Some(cr) = window.iter().position(|b| *b == b'\r') else {
         if window.contains(&b'\n') {
             return Err(Error::ProxyProtocol("v1: LF without CR"));
         }
-        if buf.len() >= V1_MAX {
+        if buf.len() >= V1_MAX - 1 {
             return Err(Error::ProxyProtocol("v1: header longer than 107 bytes"));
         }
         return Ok(None);
@@ -142,8 +152,24 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>> {
     if buf.len() < 16 + len {
         return Ok(None);
     }
+    if local {
+        // LOCAL: "the receiver must accept this connection as valid and
+        // must use the real connection endpoints and discard the protocol
+        // block including the family" (proxy-protocol.txt 2.2).
+        return Ok(Some((
+            Header {
+                version: Version::V2,
+                addresses: None,
+            },
+            16 + len,
+        )));
+    }
     let body = &buf[16..16 + len];
-    let addresses = match fam >> 4 {
+    let transport = fam & 0x0f;
+    if transport > 2 {
+        return Err(Error::ProxyProtocol("v2: unknown transport protocol"));
+    }
+    let block = match fam >> 4 {
         0 => None, // AF_UNSPEC
         1 => {
             if body.len() < 12 {
@@ -179,11 +205,10 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>> {
         }
         _ => return Err(Error::ProxyProtocol("v2: unknown address family")),
     };
-    match fam & 0x0f {
-        0..=2 => {}
-        _ => return Err(Error::ProxyProtocol("v2: unknown transport protocol")),
-    }
-    let addresses = if local { None } else { addresses };
+    // As HAProxy (conn_recv_proxy): only TCP over IPv4/IPv6 (0x11, 0x21)
+    // replaces the connection's addresses; UDP, an unspecified transport
+    // and unix sockets keep the real ones.
+    let addresses = if transport == 1 { block } else { None };
     Ok(Some((
         Header {
             version: Version::V2,
@@ -327,6 +352,72 @@ mod tests {
         b.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
         let (h, n) = parse(&b).unwrap().unwrap();
         assert_eq!((h.addresses, n), (None, 16));
+    }
+
+    #[test]
+    fn v1_line_is_at_most_107_bytes_crlf_included() {
+        let line = |len: usize| {
+            let mut l = b"PROXY UNKNOWN ".to_vec();
+            l.resize(len - 2, b'x');
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        let ok = line(V1_MAX);
+        let (h, n) = parse(&ok).unwrap().unwrap();
+        assert_eq!((h.addresses, n), (None, 107));
+        for cut in 0..ok.len() {
+            assert!(parse(&ok[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        let long = line(V1_MAX + 1);
+        assert!(parse(&long).is_err());
+        // Known to be too long once 106 bytes hold no CR.
+        assert!(parse(&long[..V1_MAX - 1]).is_err());
+    }
+
+    #[test]
+    fn v2_local_discards_the_block_whatever_the_family() {
+        for fam in [0x00, 0x11, 0x21, 0x51, 0x13, 0xff] {
+            let mut b = V2_SIGNATURE.to_vec();
+            b.extend_from_slice(&[0x20, fam, 0x00, 0x00]);
+            let (h, n) = parse(&b).unwrap().unwrap();
+            assert_eq!((h.addresses, n), (None, 16), "family {fam:#04x}");
+        }
+        // A block that would be too short for its family is skipped too.
+        let mut b = V2_SIGNATURE.to_vec();
+        b.extend_from_slice(&[0x20, 0x21, 0x00, 0x04, 1, 2, 3, 4]);
+        b.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let (h, n) = parse(&b).unwrap().unwrap();
+        assert_eq!((h.addresses, n), (None, 20));
+    }
+
+    #[test]
+    fn v2_addresses_only_from_tcp_over_ip() {
+        let v2 = |fam: u8, block: &[u8]| {
+            let mut b = V2_SIGNATURE.to_vec();
+            b.extend_from_slice(&[0x21, fam]);
+            b.extend_from_slice(&(block.len() as u16).to_be_bytes());
+            b.extend_from_slice(block);
+            b
+        };
+        let v4 = [10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2];
+        let mut v6 = [0u8; 36];
+        v6[15] = 1;
+        v6[31] = 2;
+        v6[33] = 1;
+        v6[35] = 2;
+        let (h, _) = parse(&v2(0x11, &v4)).unwrap().unwrap();
+        assert_eq!(h.addresses, Some((a("10.0.0.1:1"), a("10.0.0.2:2"))));
+        let (h, _) = parse(&v2(0x21, &v6)).unwrap().unwrap();
+        assert_eq!(h.addresses, Some((a("[::1]:1"), a("[::2]:2"))));
+        // UDP (0x12, 0x22) and an unspecified transport (0x10, 0x20):
+        // accepted, the connection keeps its real addresses.
+        for (fam, block) in [(0x12, &v4[..]), (0x10, &v4[..]), (0x22, &v6), (0x20, &v6)] {
+            let (h, n) = parse(&v2(fam, block)).unwrap().unwrap();
+            assert_eq!((h.addresses, n), (None, 16 + block.len()), "{fam:#04x}");
+        }
+        // Still malformed: a UDP block too short for its family.
+        assert!(parse(&v2(0x12, &v4[..8])).is_err());
+        assert!(parse(&v2(0x13, &v4)).is_err());
     }
 
     proptest! {

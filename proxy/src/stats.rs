@@ -1,4 +1,5 @@
-//! Stats: a snapshot struct, HAProxy-like CSV, and Prometheus text exposition.
+//! Stats: a snapshot struct, HAProxy 2.6's `show stat` CSV (HAProxy's
+//! column positions, see [`CSV_COLUMNS`]), and Prometheus text exposition.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -14,7 +15,9 @@ pub struct ServerStats {
     pub name: String,
     /// Address.
     pub addr: SocketAddr,
-    /// `UP`, `DOWN`, `UP 1/3` (going down), `DOWN 1/2` (going up), `DRAIN`, `MAINT`.
+    /// HAProxy's strings: `UP` (checked), `no check` (up, not checked),
+    /// `UP 1/3` (going down), `DOWN`, `DOWN 1/2` (going up), `DOWN (agent)`, `DRAIN`,
+    /// `DRAIN 1/3` (draining and going down), `MAINT`. See [`ServerStats::is_up`].
     pub status: String,
     /// Backup server.
     pub backup: bool,
@@ -50,6 +53,22 @@ pub struct ServerStats {
     pub last_change_secs: u64,
     /// Concurrent sessions limit (0 = none).
     pub maxconn: u32,
+    /// Configured `maxqueue` (0 = none).
+    pub maxqueue: u32,
+}
+
+impl ServerStats {
+    /// True while the server is operationally up: `UP`, `UP x/y`,
+    /// `no check`, `DRAIN`, `DRAIN x/y` (draining servers are up, they just
+    /// take no new sessions); false for `DOWN`, `DOWN x/y`, `DOWN (agent)`
+    /// and `MAINT`.
+    pub fn is_up(&self) -> bool {
+        self.status == "no check"
+            || self.status == "UP"
+            || self.status.starts_with("UP ")
+            || self.status == "DRAIN"
+            || self.status.starts_with("DRAIN ")
+    }
 }
 
 /// Counters and state of one backend.
@@ -57,8 +76,13 @@ pub struct ServerStats {
 pub struct BackendStats {
     /// Name.
     pub name: String,
-    /// `UP` while some server can take sessions.
+    /// `UP` while some server can take sessions or the backend has no
+    /// server at all (HAProxy's rule), else `DOWN`.
     pub status: String,
+    /// Total effective weight of the servers that take new sessions now:
+    /// the usable primaries', else the backups' in use (HAProxy's
+    /// `tot_weight`).
+    pub weight: u32,
     /// Balancing algorithm.
     pub algorithm: Algorithm,
     /// Current sessions.
@@ -121,64 +145,213 @@ pub struct Snapshot {
     pub backends: Vec<BackendStats>,
 }
 
+/// The columns of [`Snapshot::to_csv`]: HAProxy 2.6's `show stat` fields 0
+/// to 76 (management.txt, "9.1. CSV format"), in order. Tools read them by
+/// position, so new columns may only be appended.
+pub const CSV_COLUMNS: [&str; 77] = [
+    "pxname",
+    "svname",
+    "qcur",
+    "qmax",
+    "scur",
+    "smax",
+    "slim",
+    "stot",
+    "bin",
+    "bout",
+    "dreq",
+    "dresp",
+    "ereq",
+    "econ",
+    "eresp",
+    "wretr",
+    "wredis",
+    "status",
+    "weight",
+    "act",
+    "bck",
+    "chkfail",
+    "chkdown",
+    "lastchg",
+    "downtime",
+    "qlimit",
+    "pid",
+    "iid",
+    "sid",
+    "throttle",
+    "lbtot",
+    "tracked",
+    "type",
+    "rate",
+    "rate_lim",
+    "rate_max",
+    "check_status",
+    "check_code",
+    "check_duration",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+    "hanafail",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "cli_abrt",
+    "srv_abrt",
+    "comp_in",
+    "comp_out",
+    "comp_byp",
+    "comp_rsp",
+    "lastsess",
+    "last_chk",
+    "last_agt",
+    "qtime",
+    "ctime",
+    "rtime",
+    "ttime",
+    "agent_status",
+    "agent_code",
+    "agent_duration",
+    "check_desc",
+    "agent_desc",
+    "check_rise",
+    "check_fall",
+    "check_health",
+    "agent_rise",
+    "agent_fall",
+    "agent_health",
+    "addr",
+    "cookie",
+    "mode",
+    "algo",
+];
+
+/// The `algo` column as HAProxy spells it (`backend_lb_algo_str`);
+/// `consistent` (source hash on a bounded-load ring) is halyard's own name.
+fn haproxy_algo(a: Algorithm) -> &'static str {
+    match a {
+        Algorithm::RoundRobin => "roundrobin",
+        Algorithm::StaticRr => "static-rr",
+        Algorithm::LeastConn => "leastconn",
+        Algorithm::First => "first",
+        Algorithm::Source => "source",
+        Algorithm::Consistent => "consistent",
+        Algorithm::Random => "random",
+    }
+}
+
+/// One CSV line being filled by column name; unset columns stay empty.
+struct Row(Vec<String>);
+
+impl Row {
+    fn new() -> Self {
+        Row(vec![String::new(); CSV_COLUMNS.len()])
+    }
+
+    fn set(&mut self, column: &str, value: impl ToString) -> &mut Self {
+        let i = CSV_COLUMNS.iter().position(|c| *c == column);
+        debug_assert!(i.is_some(), "no CSV column {column}");
+        if let Some(i) = i {
+            self.0[i] = value.to_string();
+        }
+        self
+    }
+
+    fn write(&self, out: &mut String) {
+        for v in &self.0 {
+            // HAProxy's cstr(): quote a value holding a comma or a quote.
+            if v.contains([',', '"']) {
+                out.push('"');
+                out.push_str(&v.replace('"', "\"\""));
+                out.push('"');
+            } else {
+                out.push_str(v);
+            }
+            out.push(',');
+        }
+        out.push('\n');
+    }
+}
+
 impl Snapshot {
-    /// HAProxy-like CSV (`show stat`): the first columns are HAProxy's
-    /// (`pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,...`), then ours.
+    /// HAProxy 2.6's `show stat` CSV: the header line `# pxname,svname,...,`
+    /// then one line per frontend, server and backend, with the columns of
+    /// [`CSV_COLUMNS`] at HAProxy's positions and a trailing comma on every
+    /// line, as HAProxy prints it. What halyard does not measure is left
+    /// empty. `type` is 0 (frontend), 1 (backend) or 2 (server); `pid` is 1;
+    /// `iid` numbers the frontends then the backends from 1 in snapshot
+    /// (name) order, so it is stable for a given configuration; `sid` is
+    /// the server's id in its backend (0 on frontend and backend lines);
+    /// `qlimit` is the server's `maxqueue` (empty when unlimited); `algo`
+    /// is the backend's algorithm as HAProxy names it (`roundrobin`,
+    /// `leastconn`, ...; `consistent` is halyard's).
     pub fn to_csv(&self) -> String {
-        let mut out = String::from(
-            "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,check_status,check_duration,algo\n",
-        );
+        let mut out = String::from("# ");
+        for c in CSV_COLUMNS {
+            out.push_str(c);
+            out.push(',');
+        }
+        out.push('\n');
+        let opt = |v: u32| if v == 0 { String::new() } else { v.to_string() };
+        let mut iid = 0u32;
         for f in &self.frontends {
-            let _ = writeln!(
-                out,
-                "{},FRONTEND,,,{},{},,{},{},{},{},,{},,,,,OPEN,,,,,,,,,",
-                f.name,
-                f.cur_sessions,
-                f.max_sessions,
-                f.total_sessions,
-                f.bytes_in,
-                f.bytes_out,
-                f.denied,
-                f.accept_errors
-            );
+            iid += 1;
+            let mut r = Row::new();
+            r.set("pxname", &f.name)
+                .set("svname", "FRONTEND")
+                .set("scur", f.cur_sessions)
+                .set("smax", f.max_sessions)
+                .set("stot", f.total_sessions)
+                .set("bin", f.bytes_in)
+                .set("bout", f.bytes_out)
+                .set("dreq", f.denied)
+                .set("ereq", f.accept_errors)
+                .set("status", "OPEN")
+                .set("pid", 1)
+                .set("iid", iid)
+                .set("sid", 0)
+                .set("type", 0);
+            r.write(&mut out);
         }
         for b in &self.backends {
-            let (mut act, mut bck, mut w) = (0, 0, 0);
+            iid += 1;
+            let (mut act, mut bck) = (0u32, 0u32);
             for s in &b.servers {
-                let chk = s
-                    .check_duration_ms
-                    .map(|d| d.to_string())
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{},{},,,{},{},{},{},{},{},,,,{},,{},{},{},{},{},{},{},{},{},{},{},",
-                    b.name,
-                    s.name,
-                    s.cur_sessions,
-                    s.max_sessions,
-                    if s.maxconn == 0 {
-                        String::new()
-                    } else {
-                        s.maxconn.to_string()
-                    },
-                    s.total_sessions,
-                    s.bytes_in,
-                    s.bytes_out,
-                    s.connect_errors,
-                    s.retries,
-                    s.redispatches,
-                    s.status,
-                    s.effective_weight,
-                    u8::from(!s.backup),
-                    u8::from(s.backup),
-                    s.check_failures,
-                    s.down_transitions,
-                    s.last_change_secs,
-                    s.check_status,
-                    chk
-                );
+                let mut r = Row::new();
+                r.set("pxname", &b.name)
+                    .set("svname", &s.name)
+                    .set("scur", s.cur_sessions)
+                    .set("smax", s.max_sessions)
+                    .set("slim", opt(s.maxconn))
+                    .set("stot", s.total_sessions)
+                    .set("bin", s.bytes_in)
+                    .set("bout", s.bytes_out)
+                    .set("econ", s.connect_errors)
+                    .set("wretr", s.retries)
+                    .set("wredis", s.redispatches)
+                    .set("status", &s.status)
+                    .set("weight", s.effective_weight)
+                    .set("act", u8::from(!s.backup))
+                    .set("bck", u8::from(s.backup))
+                    .set("chkfail", s.check_failures)
+                    .set("chkdown", s.down_transitions)
+                    .set("lastchg", s.last_change_secs)
+                    .set("qlimit", opt(s.maxqueue))
+                    .set("pid", 1)
+                    .set("iid", iid)
+                    .set("sid", s.id.0)
+                    .set("type", 2)
+                    .set("check_status", &s.check_status)
+                    .set(
+                        "check_duration",
+                        s.check_duration_ms
+                            .map(|d| d.to_string())
+                            .unwrap_or_default(),
+                    );
+                r.write(&mut out);
                 if s.effective_weight > 0 {
-                    w += s.effective_weight;
                     if s.backup {
                         bck += 1;
                     } else {
@@ -186,27 +359,30 @@ impl Snapshot {
                     }
                 }
             }
-            let _ = writeln!(
-                out,
-                "{},BACKEND,{},{},{},{},,{},{},{},,,,{},,{},{},{},{},{},{},,,{},,,{}",
-                b.name,
-                b.queue_cur,
-                b.queue_max,
-                b.cur_sessions,
-                b.max_sessions,
-                b.total_sessions,
-                b.bytes_in,
-                b.bytes_out,
-                b.connect_errors,
-                b.retries,
-                b.redispatches,
-                b.status,
-                w,
-                act,
-                bck,
-                b.last_change_secs,
-                b.algorithm
-            );
+            let mut r = Row::new();
+            r.set("pxname", &b.name)
+                .set("svname", "BACKEND")
+                .set("qcur", b.queue_cur)
+                .set("qmax", b.queue_max)
+                .set("scur", b.cur_sessions)
+                .set("smax", b.max_sessions)
+                .set("stot", b.total_sessions)
+                .set("bin", b.bytes_in)
+                .set("bout", b.bytes_out)
+                .set("econ", b.connect_errors)
+                .set("wretr", b.retries)
+                .set("wredis", b.redispatches)
+                .set("status", &b.status)
+                .set("weight", b.weight)
+                .set("act", act)
+                .set("bck", bck)
+                .set("lastchg", b.last_change_secs)
+                .set("pid", 1)
+                .set("iid", iid)
+                .set("sid", 0)
+                .set("type", 1)
+                .set("algo", haproxy_algo(b.algorithm));
+            r.write(&mut out);
         }
         out
     }
@@ -275,7 +451,7 @@ impl Snapshot {
         metric(
             "backend_up",
             "gauge",
-            "1 while a server can take sessions.",
+            "1 while a server can take sessions (or the backend has none).",
             be.iter()
                 .map(|b| (bl(b), u64::from(b.status == "UP")))
                 .collect(),
@@ -327,14 +503,9 @@ impl Snapshot {
         metric(
             "server_up",
             "gauge",
-            "1 while UP (DRAIN counts as UP).",
+            "1 while up (UP, no check, DRAIN; not DOWN or MAINT).",
             srv()
-                .map(|(b, s)| {
-                    (
-                        sl(b, s),
-                        u64::from(s.status.starts_with("UP") || s.status == "DRAIN"),
-                    )
-                })
+                .map(|(b, s)| (sl(b, s), u64::from(s.is_up())))
                 .collect(),
         );
         metric(
@@ -412,6 +583,184 @@ mod tests {
     use super::*;
     use crate::backend::{Backend, BackendOptions, ServerSpec};
     use std::time::Instant;
+
+    /// HAProxy 2.6, management.txt "9.1. CSV format", fields 0..=38.
+    const HAPROXY_THROUGH_CHECK_DURATION: &str = "pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,";
+
+    #[test]
+    fn csv_columns_are_at_haproxys_positions() {
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        let mut s1 = ServerSpec::new("s1", "127.0.0.1:1".parse().unwrap());
+        s1.maxqueue = 7;
+        s1.maxconn = 3;
+        s1.check = Some(crate::health::CheckParams::default());
+        let id1 = b.add_server(s1, now).unwrap();
+        let mut s2 = ServerSpec::new("s2", "127.0.0.1:2".parse().unwrap());
+        s2.backup = true;
+        b.add_server(s2, now).unwrap();
+        b.check_result(now, id1, true, "L4OK", std::time::Duration::from_millis(12));
+        let snap = Snapshot {
+            frontends: vec![FrontendStats {
+                name: "fe".into(),
+                total_sessions: 3,
+                ..Default::default()
+            }],
+            backends: vec![
+                b.stats(now),
+                Backend::new("empty", BackendOptions::default(), now).stats(now),
+            ],
+        };
+        let csv = snap.to_csv();
+        let header = csv.lines().next().unwrap();
+        assert!(
+            header.starts_with(&format!("# {HAPROXY_THROUGH_CHECK_DURATION}")),
+            "{header}"
+        );
+        assert_eq!(CSV_COLUMNS[76], "algo");
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(
+            (col("status"), col("type"), col("check_duration")),
+            (17, 32, 38)
+        );
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| {
+                assert!(l.ends_with(','), "trailing comma: {l}");
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), CSV_COLUMNS.len() + 1, "{l}");
+                f
+            })
+            .collect();
+        assert!(header.ends_with(',') && header.split(',').count() == CSV_COLUMNS.len() + 1);
+        let get = |r: usize, name: &str| rows[r][col(name)];
+        // fe, web/s1, web/s2, web BACKEND, empty BACKEND
+        let kinds: Vec<(&str, &str)> = (0..rows.len())
+            .map(|r| (get(r, "svname"), get(r, "type")))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("FRONTEND", "0"),
+                ("s1", "2"),
+                ("s2", "2"),
+                ("BACKEND", "1"),
+                ("BACKEND", "1")
+            ]
+        );
+        for r in 0..rows.len() {
+            assert_eq!(get(r, "pid"), "1");
+        }
+        let ids: Vec<(&str, &str)> = (0..rows.len())
+            .map(|r| (get(r, "iid"), get(r, "sid")))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![("1", "0"), ("2", "1"), ("2", "2"), ("2", "0"), ("3", "0")]
+        );
+        assert_eq!(get(0, "stot"), "3");
+        assert_eq!(get(0, "status"), "OPEN");
+        assert_eq!(
+            (get(1, "status"), get(1, "slim"), get(1, "qlimit")),
+            ("UP", "3", "7")
+        );
+        assert_eq!((get(1, "act"), get(1, "bck")), ("1", "0"));
+        assert_eq!((get(2, "act"), get(2, "bck")), ("0", "1"));
+        assert_eq!(
+            (get(1, "check_status"), get(1, "check_duration")),
+            ("L4OK", "12")
+        );
+        assert_eq!((get(2, "status"), get(2, "qlimit")), ("no check", ""));
+        assert_eq!((get(2, "lbtot"), get(2, "check_status")), ("", ""));
+        assert_eq!((get(3, "status"), get(3, "algo")), ("UP", "roundrobin"));
+        // weight: the primaries' in use (HAProxy's tot_weight); bck counts
+        // the usable backup all the same (srv_bck).
+        assert_eq!(
+            (get(3, "weight"), get(3, "act"), get(3, "bck")),
+            ("1", "1", "1")
+        );
+        assert_eq!((get(4, "status"), get(4, "weight")), ("UP", "0"));
+        assert_eq!(get(1, "algo"), "");
+    }
+
+    #[test]
+    fn csv_quotes_commas_and_quotes() {
+        let snap = Snapshot {
+            frontends: vec![FrontendStats {
+                name: "a,\"b".into(),
+                ..Default::default()
+            }],
+            backends: vec![],
+        };
+        let csv = snap.to_csv();
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("\"a,\"\"b\",FRONTEND,"),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn status_strings_are_haproxys() {
+        use crate::backend::AdminState;
+        use std::time::Duration;
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        assert_eq!(b.stats(now).status, "UP", "a backend without servers is UP");
+        let mut spec = ServerSpec::new("c", "127.0.0.1:1".parse().unwrap());
+        spec.check = Some(crate::health::CheckParams::default()); // rise 2, fall 3
+        let c = b.add_server(spec, now).unwrap();
+        b.add_server(ServerSpec::new("n", "127.0.0.1:2".parse().unwrap()), now)
+            .unwrap();
+        let status = |b: &Backend| {
+            let st = b.stats(now);
+            (st.servers[0].status.clone(), st.servers[0].is_up())
+        };
+        let check = |b: &mut Backend, ok: bool| b.check_result(now, c, ok, "L4OK", Duration::ZERO);
+        assert_eq!(b.stats(now).servers[1].status, "no check");
+        assert!(b.stats(now).servers[1].is_up());
+        // Starts one failure away from DOWN (health = rise = 2 of 0..=4).
+        assert_eq!(status(&b), ("UP 1/3".into(), true));
+        check(&mut b, true);
+        assert_eq!(status(&b), ("UP".into(), true));
+        b.set_admin(now, "c", AdminState::Drain).unwrap();
+        assert_eq!(status(&b), ("DRAIN".into(), true));
+        check(&mut b, false);
+        assert_eq!(status(&b), ("DRAIN 2/3".into(), true));
+        b.set_admin(now, "c", AdminState::Ready).unwrap();
+        assert_eq!(status(&b), ("UP 2/3".into(), true));
+        check(&mut b, false);
+        check(&mut b, false);
+        assert_eq!(status(&b), ("DOWN".into(), false));
+        check(&mut b, true);
+        assert_eq!(status(&b), ("DOWN 1/2".into(), false));
+        b.set_admin(now, "c", AdminState::Maint).unwrap();
+        assert_eq!(status(&b), ("MAINT".into(), false));
+        b.set_admin(now, "n", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).status, "DOWN");
+    }
+
+    #[test]
+    fn extreme_rise_and_fall_do_not_overflow() {
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        let mut spec = ServerSpec::new("s1", "127.0.0.1:1".parse().unwrap());
+        spec.check = Some(crate::health::CheckParams {
+            rise: u32::MAX,
+            fall: u32::MAX,
+            ..Default::default()
+        });
+        let id = b.add_server(spec, now).unwrap();
+        for ok in [true, false, true] {
+            b.check_result(now, id, ok, "L4OK", std::time::Duration::ZERO);
+            let st = b.stats(now);
+            assert!(!st.servers[0].status.is_empty());
+            let _ = b.next_check_in(id);
+        }
+    }
 
     #[test]
     fn csv_and_prometheus_contain_every_server() {

@@ -109,6 +109,14 @@ async fn roundrobin_spreads_and_weight_changes_apply_to_next_connection() {
     let (d, _td) = name_server("d").await;
     p.execute(parse_command(&format!("add server be/d {d} weight 3")).unwrap())
         .unwrap();
+    // Names follow the configuration's rule (HAProxy's).
+    for bad in ["d,2", "d/2"] {
+        let e = p
+            .execute(parse_command(&format!("add server be/{bad} {d}")).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not permitted in server name"), "{e}");
+    }
     p.remove_server("be", "a").unwrap();
     assert_eq!(fetch(fe).await, "d\n");
     p.set_state("be", "c", AdminState::Ready).unwrap();
@@ -656,7 +664,11 @@ async fn health_source_and_shutdown_sessions_on_marked_down() {
     })
     .await
     .unwrap();
-    eventually("a up", || p.stats().backends[0].servers[0].status == "UP").await;
+    // Not checked: HAProxy shows an up server without checks as "no check".
+    eventually("a up", || {
+        p.stats().backends[0].servers[0].status == "no check"
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 //! set server BACKEND/SERVER health up|down
 //! set balance BACKEND ALGORITHM
 //! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N]
+//!                      (SERVER: letters, digits, `_`, `.`, `:`, `-`)
 //! del server BACKEND/SERVER
 //! show stat            (CSV)
 //! show metrics         (Prometheus)

@@ -366,8 +366,16 @@ impl Proxy {
         })
     }
 
-    /// Adds a server (its checks start at once if it has any).
+    /// Adds a server (its checks start at once if it has any). Its name
+    /// follows the configuration's rule: not empty, only letters, digits,
+    /// `_`, `.`, `:` and `-`.
     pub fn add_server(&self, backend: &str, server: ServerConfig) -> Result<()> {
+        if let Some(problem) = crate::config::name_problem("server", &server.spec.name) {
+            return Err(Error::Command(format!(
+                "{problem}; fix: {}",
+                crate::config::NAME_FIX
+            )));
+        }
         let shared = self.shared.clone();
         self.with_backend(backend, |b| {
             add_server_rt(&shared, backend, b, server, Instant::now())
