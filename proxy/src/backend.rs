@@ -257,6 +257,8 @@ struct Server {
     check_status: String,
     check_duration: Option<Duration>,
     c: Counters,
+    /// Most clients waiting for this server at once.
+    queue_max: u32,
 }
 
 impl Server {
@@ -402,6 +404,7 @@ impl Backend {
             check_status: String::new(),
             check_duration: None,
             c: Counters::default(),
+            queue_max: 0,
         };
         self.servers.insert(id, server);
         self.dispatch(now);
@@ -536,6 +539,12 @@ impl Backend {
         self.queue_max = self
             .queue_max
             .max(u32::try_from(self.queue.len()).unwrap_or(u32::MAX));
+        if let Some(id) = server {
+            let waiting = self.queue.iter().filter(|w| w.server == Some(id)).count();
+            if let Some(s) = self.servers.get_mut(&id) {
+                s.queue_max = s.queue_max.max(u32::try_from(waiting).unwrap_or(u32::MAX));
+            }
+        }
         ticket
     }
 
@@ -1093,6 +1102,11 @@ impl Backend {
                     last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
                     maxconn: s.maxconn(),
                     maxqueue: s.spec.maxqueue,
+                    queue_cur: u32::try_from(
+                        self.queue.iter().filter(|w| w.server == Some(*id)).count(),
+                    )
+                    .unwrap_or(u32::MAX),
+                    queue_max: s.queue_max,
                 }
             })
             .collect();
@@ -1218,6 +1232,9 @@ mod tests {
         };
         assert_eq!(b.waits_for(t), Some(a));
         assert_eq!(b.acquire(now, ip(1)), Acquire::QueueFull);
+        let st = b.stats(now);
+        let s = st.servers.iter().find(|s| s.id == a).unwrap();
+        assert_eq!((s.queue_cur, s.queue_max, st.queue_cur), (1, 1, 1));
         // A client hashed to the other server is not held up by that queue.
         let other = (2..=255)
             .find(|n| {

@@ -55,6 +55,11 @@ pub struct ServerStats {
     pub maxconn: u32,
     /// Configured `maxqueue` (0 = none).
     pub maxqueue: u32,
+    /// Clients waiting for this server now (the hash algorithms bind a
+    /// client to its server).
+    pub queue_cur: u32,
+    /// Most clients waiting for this server at once.
+    pub queue_max: u32,
 }
 
 impl ServerStats {
@@ -322,6 +327,8 @@ impl Snapshot {
                 let mut r = Row::new();
                 r.set("pxname", &b.name)
                     .set("svname", &s.name)
+                    .set("qcur", s.queue_cur)
+                    .set("qmax", s.queue_max)
                     .set("scur", s.cur_sessions)
                     .set("smax", s.max_sessions)
                     .set("slim", opt(s.maxconn))
@@ -785,7 +792,7 @@ mod tests {
         for l in &lines[1..] {
             assert_eq!(l.split(',').count(), ncols, "{l}");
         }
-        assert!(lines[2].starts_with("web,s1,,,0,0,,0,"));
+        assert!(lines[2].starts_with("web,s1,0,0,0,0,,0,"));
         assert!(lines[4].starts_with("web,BACKEND,0,0,0,0,"));
         let prom = snap.to_prometheus();
         assert!(prom.contains("halyard_frontend_sessions_total{frontend=\"fe\"} 3"));
