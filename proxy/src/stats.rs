@@ -141,7 +141,8 @@ pub struct FrontendStats {
     pub accept_errors: u64,
 }
 
-/// Everything, in name order.
+/// Everything: frontends and backends in name order, each backend's
+/// servers in id (written) order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Frontends by name.
