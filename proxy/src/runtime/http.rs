@@ -130,11 +130,19 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `server` for this thread, now counted as used.
-    fn take(&self, backend: &str, server: ServerId) -> Option<SendRequest<Incoming>> {
+    /// An idle connection to `server` from thread `home`'s list, now
+    /// counted as used there. `home` is the thread the request started on:
+    /// the three calls of one request name the same one, even if a
+    /// work-stealing runtime moves the request between them.
+    fn take(
+        &self,
+        backend: &str,
+        server: ServerId,
+        home: ThreadId,
+    ) -> Option<SendRequest<Incoming>> {
         let mut all = self.lock();
         let sp = all.get_mut(backend)?.get_mut(&server)?;
-        let t = sp.threads.get_mut(&std::thread::current().id())?;
+        let t = sp.threads.get_mut(&home)?;
         while let Some(s) = t.idle.pop() {
             sp.idle_total -= 1;
             if !s.is_closed() {
@@ -147,13 +155,13 @@ impl Pool {
         None
     }
 
-    /// A new connection to `server` on this thread, counted as used.
-    fn opened(&self, backend: &str, server: ServerId) {
+    /// A new connection to `server`, counted as used on thread `home`.
+    fn opened(&self, backend: &str, server: ServerId, home: ThreadId) {
         let mut all = self.lock();
         let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
             return;
         };
-        let t = sp.threads.entry(std::thread::current().id()).or_default();
+        let t = sp.threads.entry(home).or_default();
         t.used += 1;
         t.max_used = t.max_used.max(t.used);
         t.est_need = t.est_need.max(t.used);
@@ -162,13 +170,19 @@ impl Pool {
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
     /// its request: back to the idle list when `reusable` is given and
     /// `pool_max_conn` allows, closed (dropped) otherwise.
-    fn released(&self, backend: &str, server: ServerId, reusable: Option<SendRequest<Incoming>>) {
+    fn released(
+        &self,
+        backend: &str,
+        server: ServerId,
+        home: ThreadId,
+        reusable: Option<SendRequest<Incoming>>,
+    ) {
         let now = Instant::now();
         let mut all = self.lock();
         let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
             return;
         };
-        let t = sp.threads.entry(std::thread::current().id()).or_default();
+        let t = sp.threads.entry(home).or_default();
         t.used = t.used.saturating_sub(1);
         let Some(s) = reusable.filter(|s| !s.is_closed()) else {
             return;
@@ -304,6 +318,8 @@ pub(super) struct Release {
     shared: Arc<Shared>,
     backend: String,
     server: ServerId,
+    /// The thread whose pool counts the connection.
+    home: ThreadId,
     sender: Option<SendRequest<Incoming>>,
     bytes_out: u64,
     complete: bool,
@@ -314,7 +330,7 @@ impl Drop for Release {
         let reusable = self.sender.take().filter(|_| self.complete);
         self.shared
             .pool
-            .released(&self.backend, self.server, reusable);
+            .released(&self.backend, self.server, self.home, reusable);
         let mut core = self.shared.lock();
         if let Some(b) = core.backends.get_mut(&self.backend) {
             b.core
@@ -498,19 +514,23 @@ async fn handle(
         },
     };
 
-    // A connection: pooled, or new (with retries and redispatch).
+    // A connection: pooled, or new (with retries and redispatch), counted
+    // on this thread's pool until the response is done.
+    let home = std::thread::current().id();
     let mut failures = 0u32;
     let mut sender = loop {
-        if let Some(mut s) = shared.pool.take(&backend, assignment.server) {
+        if let Some(mut s) = shared.pool.take(&backend, assignment.server, home) {
             if s.ready().await.is_ok() {
                 break s;
             }
-            shared.pool.released(&backend, assignment.server, None);
+            shared
+                .pool
+                .released(&backend, assignment.server, home, None);
             continue;
         }
         match connect(assignment.addr, timeouts.connect).await {
             Ok(s) => {
-                shared.pool.opened(&backend, assignment.server);
+                shared.pool.opened(&backend, assignment.server, home);
                 let mut core = shared.lock();
                 if let Some(b) = core.backends.get_mut(&backend) {
                     b.core.connect_ok(assignment.server);
@@ -553,6 +573,7 @@ async fn handle(
         shared: shared.clone(),
         backend,
         server: assignment.server,
+        home,
         sender: None,
         bytes_out: 0,
         complete: false,
