@@ -504,7 +504,17 @@ impl Backend {
         exclude: Option<ServerId>,
     ) -> Option<Assignment> {
         let cands = self.candidates(now, exclude);
-        let id = self.balancer.pick(&cands, client)?;
+        self.assign_from(now, &cands, client)
+    }
+
+    /// [`Backend::try_assign`] over candidates already computed.
+    fn assign_from(
+        &mut self,
+        now: Instant,
+        cands: &[Candidate],
+        client: Option<IpAddr>,
+    ) -> Option<Assignment> {
+        let id = self.balancer.pick(cands, client)?;
         // A hash algorithm names the client's server even when it is full.
         if self.servers.get(&id)?.full(now) {
             return None;
@@ -591,7 +601,7 @@ impl Backend {
         }
         // FIFO fairness: nobody overtakes the backend queue.
         if !self.queue.iter().any(|w| w.server.is_none()) {
-            if let Some(a) = self.try_assign(now, client, None) {
+            if let Some(a) = self.assign_from(now, &cands, client) {
                 return Acquire::Assigned(a);
             }
         }
