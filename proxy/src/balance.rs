@@ -458,6 +458,13 @@ mod tests {
         }
     }
 
+    /// The server each client address is sent to.
+    fn mapping(b: &mut Balancer, cands: &[Candidate], ips: &[IpAddr]) -> Vec<ServerId> {
+        ips.iter()
+            .map(|ip| b.pick(cands, Some(*ip)).unwrap())
+            .collect()
+    }
+
     fn counts(b: &mut Balancer, cands: &[Candidate], n: usize) -> BTreeMap<u32, usize> {
         let mut m = BTreeMap::new();
         for _ in 0..n {
@@ -623,15 +630,9 @@ mod tests {
         let ips: Vec<IpAddr> = (0..300u32)
             .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
             .collect();
-        let before: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let before = mapping(&mut b, &cands, &ips);
         cands[1].weight = 3; // e.g. slowstart ramping server 2
-        let after: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let after = mapping(&mut b, &cands, &ips);
         assert_eq!(before, after);
     }
 
@@ -642,16 +643,10 @@ mod tests {
         let ips: Vec<IpAddr> = (0..300u32)
             .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)))
             .collect();
-        let before: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let before = mapping(&mut b, &cands, &ips);
         cands[1].weight = 3; // slowstart ramp
         cands[2].user_weight = 40; // set weight
-        let after: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let after = mapping(&mut b, &cands, &ips);
         assert_eq!(before, after);
     }
 
@@ -663,16 +658,10 @@ mod tests {
         let ips: Vec<IpAddr> = (0..10_000u32)
             .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7)))
             .collect();
-        let before: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let before = mapping(&mut b, &cands, &ips);
         cands[0].user_weight = 30;
         cands[0].weight = 30;
-        let after: Vec<ServerId> = ips
-            .iter()
-            .map(|ip| b.pick(&cands, Some(*ip)).unwrap())
-            .collect();
+        let after = mapping(&mut b, &cands, &ips);
         let share = after.iter().filter(|s| **s == ServerId(1)).count() as f64 / 1e4;
         assert!(
             (0.5..0.7).contains(&share),

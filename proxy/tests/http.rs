@@ -76,16 +76,22 @@ async fn slow_burst(fe: SocketAddr, n: usize) {
     }
 }
 
+/// A proxy in front of one [`http_backend_open`] server with `server_extra`
+/// settings: (proxy, frontend address, accepted, open connections).
+async fn one_counted_server(
+    server_extra: &str,
+) -> (Proxy, SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (a, accepted, open) = http_backend_open("a").await;
+    let p = Proxy::start(http_config("", &servers(&[("a", a, server_extra)])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    (p, fe, accepted, open)
+}
+
 #[tokio::test]
 async fn the_pool_keeps_what_was_needed_then_purges_by_halves() {
-    let (a, accepted, open) = http_backend_open("a").await;
-    let p = Proxy::start(http_config(
-        "",
-        &servers(&[("a", a, "pool_purge_delay = \"200ms\"")]),
-    ))
-    .await
-    .unwrap();
-    let fe = p.local_addrs("fe")[0];
+    let (_p, fe, accepted, open) = one_counted_server("pool_purge_delay = \"200ms\"").await;
     // 80 requests at once need 80 connections; all stay pooled (no cap by
     // default), so a second burst opens none.
     slow_burst(fe, 80).await;
@@ -113,14 +119,8 @@ async fn the_pool_keeps_what_was_needed_then_purges_by_halves() {
 
 #[tokio::test]
 async fn pool_max_conn_bounds_the_idle_connections() {
-    let (a, accepted, open) = http_backend_open("a").await;
-    let p = Proxy::start(http_config(
-        "",
-        &servers(&[("a", a, "pool_max_conn = 2\npool_purge_delay = 0")]),
-    ))
-    .await
-    .unwrap();
-    let fe = p.local_addrs("fe")[0];
+    let (_p, fe, accepted, open) =
+        one_counted_server("pool_max_conn = 2\npool_purge_delay = 0").await;
     slow_burst(fe, 6).await;
     eventually("2 idle kept", || open.load(Ordering::Relaxed) == 2).await;
     slow_burst(fe, 6).await;
