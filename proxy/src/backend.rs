@@ -614,6 +614,8 @@ impl Backend {
     /// server's queue) take the slot the balancer gives, or any free one.
     fn dispatch(&mut self, now: Instant) {
         let mut any_blocked = false;
+        // Once no client may take any slot, only bound ones can still go.
+        let any_bound = self.queue.iter().any(|w| w.server.is_some());
         let mut i = 0;
         while i < self.queue.len() {
             let (client, bound) = (self.queue[i].client, self.queue[i].server);
@@ -643,7 +645,7 @@ impl Backend {
                     }
                 }
                 None => {
-                    if any_blocked && self.queue.iter().all(|w| w.server.is_none()) {
+                    if any_blocked && !any_bound {
                         break;
                     }
                     i += 1;
