@@ -550,12 +550,17 @@ impl Backend {
             .queue_max
             .max(u32::try_from(self.queue.len()).unwrap_or(u32::MAX));
         if let Some(id) = server {
-            let waiting = self.queue.iter().filter(|w| w.server == Some(id)).count();
+            let waiting = self.waiting_for(id);
             if let Some(s) = self.servers.get_mut(&id) {
                 s.queue_max = s.queue_max.max(u32::try_from(waiting).unwrap_or(u32::MAX));
             }
         }
         ticket
+    }
+
+    /// Clients waiting for server `id` in its own queue.
+    fn waiting_for(&self, id: ServerId) -> usize {
+        self.queue.iter().filter(|w| w.server == Some(id)).count()
     }
 
     /// The server a queued client waits for: its hashed server (`source`,
@@ -581,7 +586,7 @@ impl Backend {
                 self.no_server += 1;
                 return Acquire::NoServer;
             };
-            let waiting = self.queue.iter().filter(|w| w.server == Some(id)).count();
+            let waiting = self.waiting_for(id);
             let Some((full, maxqueue)) = self
                 .servers
                 .get(&id)
@@ -1114,10 +1119,7 @@ impl Backend {
                     last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
                     maxconn: s.maxconn(),
                     maxqueue: s.spec.maxqueue,
-                    queue_cur: u32::try_from(
-                        self.queue.iter().filter(|w| w.server == Some(*id)).count(),
-                    )
-                    .unwrap_or(u32::MAX),
+                    queue_cur: u32::try_from(self.waiting_for(*id)).unwrap_or(u32::MAX),
                     queue_max: s.queue_max,
                 }
             })

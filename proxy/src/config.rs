@@ -573,6 +573,19 @@ pub(crate) fn name_problem(kind: &str, name: &str) -> Option<String> {
         .map(|c| format!("character {c:?} is not permitted in {kind} name `{name}`"))
 }
 
+/// An `on-marked-*` setting that knows one action: whether it is set.
+fn only_action(field: &str, value: &Option<String>, action: &str) -> Result<bool> {
+    match value.as_deref() {
+        None => Ok(false),
+        Some(v) if v == action => Ok(true),
+        Some(o) => Err(Error::config(
+            field,
+            format!("unknown action `{o}`"),
+            format!("use \"{action}\" or leave it out"),
+        )),
+    }
+}
+
 fn check_name(field: &str, kind: &str, name: &str) -> Result<()> {
     match name_problem(kind, name) {
         Some(problem) => Err(Error::config(field, problem, NAME_FIX)),
@@ -741,7 +754,9 @@ impl Config {
                     )
                 })?,
             };
-            let draws = b.random_draws.unwrap_or(2);
+            let draws = b
+                .random_draws
+                .unwrap_or(BackendOptions::default().random_draws);
             if draws == 0 || draws > 100 {
                 return Err(Error::config(
                     f("random_draws"),
@@ -926,28 +941,16 @@ impl Config {
                         ))
                     }
                 };
-                let shutdown = match s.on_marked_down.as_deref() {
-                    None => false,
-                    Some("shutdown-sessions") => true,
-                    Some(o) => {
-                        return Err(Error::config(
-                            sf("on_marked_down"),
-                            format!("unknown action `{o}`"),
-                            "use \"shutdown-sessions\" or leave it out",
-                        ))
-                    }
-                };
-                let shutdown_backups = match s.on_marked_up.as_deref() {
-                    None => false,
-                    Some("shutdown-backup-sessions") => true,
-                    Some(o) => {
-                        return Err(Error::config(
-                            sf("on_marked_up"),
-                            format!("unknown action `{o}`"),
-                            "use \"shutdown-backup-sessions\" or leave it out",
-                        ))
-                    }
-                };
+                let shutdown = only_action(
+                    &sf("on_marked_down"),
+                    &s.on_marked_down,
+                    "shutdown-sessions",
+                )?;
+                let shutdown_backups = only_action(
+                    &sf("on_marked_up"),
+                    &s.on_marked_up,
+                    "shutdown-backup-sessions",
+                )?;
                 let inter = check
                     .as_ref()
                     .map_or(Duration::from_secs(2), |c| c.params.inter);

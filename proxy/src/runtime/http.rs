@@ -52,6 +52,15 @@ struct ThreadPool {
     est_need: usize,
 }
 
+impl ThreadPool {
+    /// One more connection carries a request.
+    fn use_one(&mut self) {
+        self.used += 1;
+        self.max_used = self.max_used.max(self.used);
+        self.est_need = self.est_need.max(self.used);
+    }
+}
+
 /// One server's pool.
 struct ServerPool {
     limits: PoolLimits,
@@ -146,9 +155,7 @@ impl Pool {
         while let Some(s) = t.idle.pop() {
             sp.idle_total -= 1;
             if !s.is_closed() {
-                t.used += 1;
-                t.max_used = t.max_used.max(t.used);
-                t.est_need = t.est_need.max(t.used);
+                t.use_one();
                 return Some(s);
             }
         }
@@ -161,10 +168,7 @@ impl Pool {
         let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
             return;
         };
-        let t = sp.threads.entry(home).or_default();
-        t.used += 1;
-        t.max_used = t.max_used.max(t.used);
-        t.est_need = t.est_need.max(t.used);
+        sp.threads.entry(home).or_default().use_one();
     }
 
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
