@@ -262,6 +262,19 @@ struct Server {
 }
 
 impl Server {
+    /// A failed check (or `HANA`) is about to be fed to the health counter:
+    /// `chkfail` counts it only while the counter is above 0, i.e. while the
+    /// server is UP or on its way back UP (HAProxy 2.6
+    /// `set_server_check_status`: `failed_checks` moves with `health--`,
+    /// which happens only when `health > 0`). The manual's "only counts
+    /// checks failed when the server is up" leaves out the second case; the
+    /// code (and a run of HAProxy 2.6.12) counts it.
+    fn count_check_failure(&mut self) {
+        if self.health.counter() > 0 {
+            self.c.check_failures += 1;
+        }
+    }
+
     fn maxconn(&self) -> u32 {
         self.agent_maxconn.unwrap_or(self.spec.maxconn)
     }
@@ -832,7 +845,7 @@ impl Backend {
             return;
         }
         s.check_status = "HANA".into();
-        s.c.check_failures += 1;
+        s.count_check_failure();
         let t = s.health.observe(false);
         self.events.push(Event::CheckSoon { server: id });
         if let Some(t) = t {
@@ -907,7 +920,7 @@ impl Backend {
         s.check_status = status.to_string();
         s.check_duration = Some(duration);
         if !ok {
-            s.c.check_failures += 1;
+            s.count_check_failure();
         }
         // HAProxy: only an agent reporting `up` can turn a server the agent
         // took down up again; successful checks still refill the counter.
@@ -1469,6 +1482,54 @@ mod tests {
             matches!(b.connect_failed(now, first, 1, None), Retry::Same(a) if a.server == first)
         );
         assert_eq!(b.connect_failed(now, first, 2, None), Retry::GiveUp);
+    }
+
+    #[test]
+    fn chkfail_counts_failures_while_health_is_above_zero() {
+        // The sequence run against HAProxy 2.6.12 (`option httpchk`, rise 3
+        // fall 1): 500 500 200 500 500 200 200 200 gave chkfail 2, chkdown
+        // 1. The first 500 takes it DOWN (counted), the second finds health
+        // 0 (not counted), 200 makes it DOWN 1/3, the next 500 is counted
+        // (health 1 > 0), the last one is not.
+        let mut s = ServerSpec::new("a", addr(1));
+        s.check = Some(CheckParams {
+            rise: 3,
+            fall: 1,
+            ..CheckParams::default()
+        });
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        let a = ServerId(1);
+        for ok in [false, false, true, false, false, true, true, true] {
+            b.check_result(
+                now,
+                a,
+                ok,
+                if ok { "L7OK" } else { "L7STS" },
+                Duration::ZERO,
+            );
+        }
+        let st = &b.stats(now).servers[0];
+        assert_eq!(st.status, "UP");
+        assert_eq!((st.check_failures, st.down_transitions), (2, 1));
+        // HANA (passive health) follows the same rule.
+        b.passive_check_failed(now, a);
+        b.passive_check_failed(now, a);
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.check_failures, st.down_transitions), (3, 2));
+        // chkdown counts UP -> DOWN, entering maint included (HAProxy
+        // 2.6.12: `set server state maint` on an UP server: chkdown + 1, on
+        // a DOWN one: unchanged); leaving maint is UP, one failure DOWN.
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.check_result(now, a, false, "L4CON", Duration::ZERO);
+        let st = &b.stats(now).servers[0];
+        assert_eq!((st.check_failures, st.down_transitions), (4, 3));
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).servers[0].down_transitions, 3);
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        assert_eq!(b.stats(now).servers[0].down_transitions, 4);
     }
 
     #[test]
