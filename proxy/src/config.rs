@@ -6,6 +6,8 @@
 //! thread_model = "per-core"      # threads > 1: "per-core" (one single-threaded runtime and
 //!                                # SO_REUSEPORT listener per thread) or "work-stealing"
 //! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
+//! # seed = 1                     # seeds the balancers' and spread_checks' randomness
+//! # spread_checks = 5            # 0..=50: +/- this percent of random jitter on check intervals
 //!
 //! [defaults]
 //! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds;
@@ -30,15 +32,19 @@
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
-//!                                # httpchk), path (default "/"), expect_status
+//!                                # httpchk), path (default "/"), expect_status (200 or
+//!                                # "200,201,300-310"; default any 2xx or 3xx)
 //! inter = "2s"
+//! # timeout = "1s"               # timeout check: min(timeout_connect, inter) to connect,
+//!                                # then this; unset: inter bounds the whole check
 //! rise = 2                       # rise and fall: 1..=1000
 //! fall = 3
 //! [backends.web.servers.s1]
 //! address = "127.0.0.1:9001"
 //! weight = 1                     # 0..=256
 //! check = true
-//! # backup, maxconn, maxqueue, agent_port, agent_inter,
+//! # backup, maxconn, maxqueue, check_port, check_addr (checks go there),
+//! # agent_port, agent_inter, agent_send ("hello\n"), agent_addr,
 //! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
 //! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
@@ -58,14 +64,14 @@
 //! key path, toml's line and column, and what was expected.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
 use crate::balance::Algorithm;
-use crate::health::CheckParams;
+use crate::health::{CheckParams, StatusMatch};
 use crate::proxy_protocol::Version;
 use crate::{Error, Result};
 
@@ -174,8 +180,11 @@ pub struct RawGlobal {
     pub thread_model: Option<String>,
     /// Stats/metrics HTTP listener.
     pub stats_listen: Option<String>,
-    /// Seed of the balancers' RNG.
+    /// Seed of the balancers' RNG (and of `spread_checks`).
     pub seed: Option<u64>,
+    /// `spread-checks`: random jitter on every check interval, in percent
+    /// (0..=50).
+    pub spread_checks: Option<u32>,
 }
 
 /// `[defaults]`.
@@ -308,8 +317,9 @@ pub struct RawCheck {
     pub method: Option<String>,
     /// HTTP path (default `/`).
     pub path: Option<String>,
-    /// Expected status (default: any 2xx or 3xx).
-    pub expect_status: Option<u16>,
+    /// Expected statuses: one code or a string of codes and ranges
+    /// (default: any 2xx or 3xx).
+    pub expect_status: Option<RawStatus>,
     /// `inter`.
     pub inter: Option<RawDuration>,
     /// `fastinter`.
@@ -320,8 +330,43 @@ pub struct RawCheck {
     pub rise: Option<u32>,
     /// `fall`.
     pub fall: Option<u32>,
-    /// `timeout check` (default: `inter`).
+    /// `timeout check` (default: none, `inter` bounds the whole check).
     pub timeout: Option<RawDuration>,
+}
+
+/// `expect_status` as written: `200` or `"200,201,300-310"`.
+#[derive(Debug, Clone)]
+pub enum RawStatus {
+    /// One code.
+    Code(i64),
+    /// Codes and ranges.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawStatus;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code such as 200 or a string such as \"200,201,300-310\"")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RawStatus, E> {
+                Ok(RawStatus::Code(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RawStatus, E> {
+                Ok(RawStatus::Code(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RawStatus, E> {
+                Ok(RawStatus::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[backends.NAME.servers.NAME]`.
@@ -351,10 +396,20 @@ pub struct RawServer {
     /// check (0 = off; needs `check = true`).
     #[serde(default)]
     pub error_limit: u32,
-    /// Agent check port on the server's IP.
+    /// `port`: active checks go to this port instead of the server's.
+    pub check_port: Option<u16>,
+    /// `addr`: active checks (and the agent, without `agent_addr`) go to
+    /// this IP instead of the server's.
+    pub check_addr: Option<String>,
+    /// Agent check port (on `agent_addr`, else `check_addr`, else the
+    /// server's IP).
     pub agent_port: Option<u16>,
     /// Agent check interval (default: the check `inter`).
     pub agent_inter: Option<RawDuration>,
+    /// `agent-send`: sent to the agent once connected (default: nothing).
+    pub agent_send: Option<String>,
+    /// `agent-addr`: the agent's IP.
+    pub agent_addr: Option<String>,
     /// `send-proxy` (`v1`) / `send-proxy-v2` (`v2`).
     pub send_proxy: Option<String>,
     /// `on-marked-down`: only `shutdown-sessions`.
@@ -387,14 +442,14 @@ pub struct Timeouts {
 pub enum CheckKind {
     /// TCP connect.
     Tcp,
-    /// HTTP/1.0 request; success on `expect_status` (or any 2xx/3xx).
+    /// HTTP/1.0 request; success on `expect_status`.
     Http {
         /// Method.
         method: String,
         /// Path.
         path: String,
-        /// Expected status.
-        expect_status: Option<u16>,
+        /// Expected statuses (default any 2xx or 3xx).
+        expect_status: StatusMatch,
     },
 }
 
@@ -405,8 +460,11 @@ pub struct CheckSpec {
     pub kind: CheckKind,
     /// Timing.
     pub params: CheckParams,
-    /// Per-check timeout.
-    pub timeout: Duration,
+    /// `timeout check`: once connected, the rest of the check must finish
+    /// within it (and connecting within `min(timeout connect, inter)`);
+    /// `None`: `inter` bounds the whole check. See
+    /// [`crate::health::CheckTimeouts`].
+    pub timeout: Option<Duration>,
 }
 
 /// A validated frontend.
@@ -491,10 +549,19 @@ pub struct ServerConfig {
     pub spec: ServerSpec,
     /// PROXY header to send to the server.
     pub send_proxy: Option<Version>,
+    /// `port`: active checks go to this port.
+    pub check_port: Option<u16>,
+    /// `addr`: active checks, and the agent without `agent_addr`, go to
+    /// this IP.
+    pub check_addr: Option<IpAddr>,
     /// Agent port.
     pub agent_port: Option<u16>,
     /// Agent interval.
     pub agent_inter: Duration,
+    /// `agent-send`: bytes sent to the agent once connected.
+    pub agent_send: Option<String>,
+    /// `agent-addr`: the agent's IP.
+    pub agent_addr: Option<IpAddr>,
     /// HTTP mode: idle kept-alive connections to the server.
     pub pool: PoolLimits,
 }
@@ -506,10 +573,42 @@ impl ServerConfig {
         ServerConfig {
             spec,
             send_proxy: None,
+            check_port: None,
+            check_addr: None,
             agent_port: None,
             agent_inter: Duration::from_secs(2),
+            agent_send: None,
+            agent_addr: None,
             pool: PoolLimits::default(),
         }
+    }
+
+    /// Where active checks go: the server's address with `check_addr` and
+    /// `check_port` applied.
+    pub fn check_target(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.check_addr.unwrap_or(self.spec.addr.ip()),
+            self.check_port.unwrap_or(self.spec.addr.port()),
+        )
+    }
+
+    /// The PROXY header of check connections: the server's `send_proxy`,
+    /// but only while checks go to the server itself (HAProxy's
+    /// `init_srv_check`: a check `port` or `addr` drops it).
+    pub fn check_send_proxy(&self) -> Option<Version> {
+        self.send_proxy
+            .filter(|_| self.check_port.is_none() && self.check_addr.is_none())
+    }
+
+    /// Where the agent is: `agent_port` on `agent_addr`, else on
+    /// `check_addr` (HAProxy's `addr` applies to the agent too), else on
+    /// the server's IP. `None` without an agent.
+    pub fn agent_target(&self) -> Option<SocketAddr> {
+        let ip = self
+            .agent_addr
+            .or(self.check_addr)
+            .unwrap_or(self.spec.addr.ip());
+        self.agent_port.map(|port| SocketAddr::new(ip, port))
     }
 }
 
@@ -546,6 +645,11 @@ pub enum ThreadModel {
 pub struct Config {
     /// Worker threads.
     pub threads: usize,
+    /// `spread-checks` (0..=50 percent).
+    pub spread_checks: u32,
+    /// `global.seed`, if set: seeds the balancers (0 when unset) and
+    /// the `spread_checks` jitter (the clock when unset).
+    pub seed: Option<u64>,
     /// How several worker threads share the work.
     pub thread_model: ThreadModel,
     /// Stats listener.
@@ -606,6 +710,17 @@ fn addr(field: &str, v: &str) -> Result<SocketAddr> {
             field,
             format!("`{v}` is not an IP:port address"),
             "write e.g. \"127.0.0.1:8080\"",
+        )
+    })
+}
+
+/// An IP address for a check target (`check_addr`, `agent_addr`).
+fn ip(field: &str, v: &str) -> Result<IpAddr> {
+    v.parse().map_err(|_| {
+        Error::config(
+            field,
+            format!("`{v}` is not an IP address"),
+            "write an IP without a port, e.g. \"127.0.0.2\"",
         )
     })
 }
@@ -692,6 +807,14 @@ impl Config {
             .map(|s| addr("global.stats_listen", s))
             .transpose()?;
         let seed = raw.global.seed.unwrap_or(0);
+        let spread_checks = raw.global.spread_checks.unwrap_or(0);
+        if spread_checks > 50 {
+            return Err(Error::config(
+                "global.spread_checks",
+                format!("{spread_checks} is out of range"),
+                "use 0..=50 (percent of jitter on check intervals; 2 to 5 works well)",
+            ));
+        }
         let def_connect = positive(
             "defaults.timeout_connect",
             dur(
@@ -862,19 +985,27 @@ impl Config {
                                     "start it with / and leave out spaces and control characters",
                                 ));
                             }
-                            if let Some(s) = c.expect_status {
-                                if !(100..=599).contains(&s) {
-                                    return Err(Error::config(
-                                        cf("expect_status"),
-                                        format!("{s} is not an HTTP status"),
-                                        "use 100..=599, e.g. 200",
-                                    ));
+                            let expect_status = match &c.expect_status {
+                                None => StatusMatch::default(),
+                                Some(raw) => {
+                                    let text = match raw {
+                                        RawStatus::Code(n) => n.to_string(),
+                                        RawStatus::Text(t) => t.clone(),
+                                    };
+                                    StatusMatch::parse(&text).map_err(|problem| {
+                                        Error::config(
+                                            cf("expect_status"),
+                                            problem,
+                                            "write one code (200) or a string of codes and \
+                                             ranges of 100..=599 (\"200,201,300-310\")",
+                                        )
+                                    })?
                                 }
-                            }
+                            };
                             CheckKind::Http {
                                 method,
                                 path,
-                                expect_status: c.expect_status,
+                                expect_status,
                             }
                         }
                         other => {
@@ -885,8 +1016,11 @@ impl Config {
                             ))
                         }
                     };
-                    let timeout =
-                        positive(&cf("timeout"), dur(&cf("timeout"), &c.timeout, inter)?)?;
+                    let timeout = c
+                        .timeout
+                        .as_ref()
+                        .map(|t| positive(&cf("timeout"), t.parse(&cf("timeout"))?))
+                        .transpose()?;
                     Some(CheckSpec {
                         kind,
                         params,
@@ -954,6 +1088,49 @@ impl Config {
                 let inter = check
                     .as_ref()
                     .map_or(Duration::from_secs(2), |c| c.params.inter);
+                if s.check_port == Some(0) {
+                    return Err(Error::config(
+                        sf("check_port"),
+                        "port 0 cannot be checked",
+                        "use 1..=65535 or leave check_port out",
+                    ));
+                }
+                if s.check_port.is_some() && !s.check {
+                    return Err(Error::config(
+                        sf("check_port"),
+                        "only active checks use it",
+                        "set check = true on this server or remove check_port",
+                    ));
+                }
+                if s.check_addr.is_some() && !s.check && s.agent_port.is_none() {
+                    return Err(Error::config(
+                        sf("check_addr"),
+                        "only active and agent checks use it",
+                        "set check = true or agent_port on this server, or remove check_addr",
+                    ));
+                }
+                for (k, set) in [
+                    ("agent_send", s.agent_send.is_some()),
+                    ("agent_addr", s.agent_addr.is_some()),
+                ] {
+                    if set && s.agent_port.is_none() {
+                        return Err(Error::config(
+                            sf(k),
+                            "the server has no agent check",
+                            format!("add agent_port = PORT to enable the agent or remove {k}"),
+                        ));
+                    }
+                }
+                let check_addr = s
+                    .check_addr
+                    .as_deref()
+                    .map(|a| ip(&sf("check_addr"), a))
+                    .transpose()?;
+                let agent_addr = s
+                    .agent_addr
+                    .as_deref()
+                    .map(|a| ip(&sf("agent_addr"), a))
+                    .transpose()?;
                 let spec = ServerSpec {
                     name: sname.clone(),
                     addr: address,
@@ -974,11 +1151,15 @@ impl Config {
                 servers.push(ServerConfig {
                     spec,
                     send_proxy,
+                    check_port: s.check_port,
+                    check_addr,
                     agent_port: s.agent_port,
                     agent_inter: positive(
                         &sf("agent_inter"),
                         dur(&sf("agent_inter"), &s.agent_inter, inter)?,
                     )?,
+                    agent_send: s.agent_send.clone(),
+                    agent_addr,
                     pool: PoolLimits {
                         max_conn: s.pool_max_conn.map(|m| m as usize),
                         purge_delay: dur(
@@ -1129,6 +1310,8 @@ impl Config {
         }
         Ok(Config {
             threads,
+            spread_checks,
+            seed: raw.global.seed,
             thread_model,
             stats_listen,
             frontends,
@@ -1190,7 +1373,7 @@ maxconn = 5
             CheckKind::Http {
                 method: "OPTIONS".into(),
                 path: "/health".into(),
-                expect_status: Some(204)
+                expect_status: StatusMatch::code(204)
             },
             "option httpchk's default method"
         );
@@ -1259,6 +1442,117 @@ maxconn = 5
             "{e}"
         );
         Config::from_toml(&GOOD.replace("check = true", "check = true\nerror_limit = 3")).unwrap();
+    }
+
+    #[test]
+    fn expect_status_takes_a_code_or_codes_and_ranges() {
+        let kind = |text: &str| {
+            let c = Config::from_toml(text).unwrap();
+            c.backends[0].check.clone().unwrap().kind
+        };
+        let list = GOOD.replace("expect_status = 204", "expect_status = \"200,201,300-310\"");
+        let CheckKind::Http { expect_status, .. } = kind(&list) else {
+            panic!("http")
+        };
+        assert_eq!(
+            expect_status,
+            StatusMatch::parse("200,201,300-310").unwrap()
+        );
+        assert!(expect_status.matches(305) && !expect_status.matches(204));
+        let none = GOOD.replace("expect_status = 204\n", "");
+        let CheckKind::Http { expect_status, .. } = kind(&none) else {
+            panic!("http")
+        };
+        assert_eq!(expect_status, StatusMatch::default(), "2xx and 3xx");
+        for bad in ["700", "-1", "\"200,abc\"", "\"310-300\"", "\"\""] {
+            let e = err(&GOOD.replace("expect_status = 204", &format!("expect_status = {bad}")));
+            assert!(
+                e.contains("backends.app.check.expect_status") && e.contains("\"200,201,300-310\""),
+                "{bad}: {e}"
+            );
+        }
+        let e = err(&GOOD.replace("expect_status = 204", "expect_status = true"));
+        assert!(e.contains("at `backends.app.check.expect_status`"), "{e}");
+    }
+
+    #[test]
+    fn check_and_agent_targets() {
+        let with =
+            |extra: &str| GOOD.replace("check = true\n", &format!("check = true\n{extra}\n"));
+        let c = Config::from_toml(&with(
+            "check_port = 9100\ncheck_addr = \"127.0.0.2\"\nagent_port = 9200\nagent_send = \"hello\\n\"",
+        ))
+        .unwrap();
+        let s = &c.backends[0].servers[0];
+        assert_eq!(s.check_target(), "127.0.0.2:9100".parse().unwrap());
+        assert_eq!(s.check_send_proxy(), None, "checks go elsewhere: no header");
+        assert_eq!(
+            s.agent_target(),
+            Some("127.0.0.2:9200".parse().unwrap()),
+            "addr"
+        );
+        assert_eq!(s.agent_send.as_deref(), Some("hello\n"));
+        let c = Config::from_toml(&with(
+            "check_port = 9100\nagent_port = 9200\nagent_addr = \"127.0.0.3\"",
+        ))
+        .unwrap();
+        let s = &c.backends[0].servers[0];
+        assert_eq!(s.check_target(), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(s.agent_target(), Some("127.0.0.3:9200".parse().unwrap()));
+        // Neither: the server itself, and its PROXY header on checks.
+        let c = Config::from_toml(GOOD).unwrap();
+        let s = &c.backends[0].servers[0];
+        assert_eq!(s.check_target(), s.spec.addr);
+        assert_eq!(s.check_send_proxy(), Some(Version::V2));
+        assert_eq!(s.agent_target(), None);
+
+        let e = err(&with("check_addr = \"127.0.0.2:80\""));
+        assert!(
+            e.contains("servers.a.check_addr") && e.contains("without a port"),
+            "{e}"
+        );
+        let e = err(&with("check_port = 0"));
+        assert!(e.contains("servers.a.check_port"), "{e}");
+        let e = err(&with("agent_send = \"x\""));
+        assert!(
+            e.contains("servers.a.agent_send") && e.contains("agent_port"),
+            "{e}"
+        );
+        let e = err(&with("agent_addr = \"127.0.0.2\""));
+        assert!(
+            e.contains("servers.a.agent_addr") && e.contains("agent_port"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\ncheck_port = 9"));
+        assert!(
+            e.contains("servers.b.check_port") && e.contains("check = true"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\ncheck_addr = \"127.0.0.2\""));
+        assert!(e.contains("servers.b.check_addr"), "{e}");
+    }
+
+    #[test]
+    fn timeout_check_and_spread_checks() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.backends[0].check.as_ref().unwrap().timeout, None);
+        assert_eq!((c.spread_checks, c.seed), (0, None));
+        let c = Config::from_toml(
+            &GOOD
+                .replace("rise = 3", "rise = 3\ntimeout = \"300ms\"")
+                .replace("[global]", "[global]\nspread_checks = 5\nseed = 9"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.backends[0].check.as_ref().unwrap().timeout,
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!((c.spread_checks, c.seed), (5, Some(9)));
+        let e = err(&GOOD.replace("[global]", "[global]\nspread_checks = 51"));
+        assert!(
+            e.contains("global.spread_checks") && e.contains("0..=50"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Server health: the rise/fall state machine, check intervals, slowstart,
-//! the agent-check reply parser, and the [`HealthSource`] seam.
+//! the agent-check reply parser, the expected HTTP check statuses, check
+//! timeouts, the spreading of checks in time, and the [`HealthSource`] seam.
 //!
 //! ```text
 //!   check result (now, ok) ──> Health ──> Transition::{WentUp, WentDown} | None
@@ -14,9 +15,11 @@
 //! successes bring it up. As in HAProxy 2.6, a server starts UP but one failed
 //! check is enough to mark it DOWN (`health == rise` at start).
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Check timing and thresholds (HAProxy `inter`, `fastinter`, `downinter`,
@@ -215,6 +218,135 @@ impl Health {
             self.params.fastinter
         }
     }
+}
+
+/// The HTTP statuses that pass a check (HAProxy 2.2+ `http-check expect
+/// status <codes>`): a comma-separated list of codes and ranges such as
+/// `200,201,300-310`. Without one, any 2xx or 3xx passes, as `option
+/// httpchk` without `http-check expect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMatch(Vec<RangeInclusive<u16>>);
+
+impl Default for StatusMatch {
+    /// 2xx and 3xx.
+    fn default() -> Self {
+        StatusMatch(vec![200..=399])
+    }
+}
+
+impl StatusMatch {
+    /// One status code.
+    pub fn code(code: u16) -> Self {
+        StatusMatch(vec![code..=code])
+    }
+
+    /// Parses `200,201,300-310` (codes 100..=599, a range low to high);
+    /// the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let code = |t: &str| -> Result<u16, String> {
+            match t.trim().parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => Ok(c),
+                _ => Err(format!("`{}` is not an HTTP status (100..=599)", t.trim())),
+            }
+        };
+        let mut out = Vec::new();
+        for item in text.split(',') {
+            let range = match item.split_once('-') {
+                None => code(item)?..=code(item)?,
+                Some((lo, hi)) => {
+                    let (lo, hi) = (code(lo)?, code(hi)?);
+                    if lo > hi {
+                        return Err(format!("range `{}` runs backwards", item.trim()));
+                    }
+                    lo..=hi
+                }
+            };
+            out.push(range);
+        }
+        Ok(StatusMatch(out))
+    }
+
+    /// True when `status` passes.
+    pub fn matches(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+}
+
+/// How long one check may take (HAProxy's `timeout check`, manual section
+/// "timeout check"; `process_chk_conn` / `tcpcheck_main`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTimeouts {
+    /// Limit on establishing the connection.
+    pub connect: Duration,
+    /// Limit on the rest of the check (send, then read the reply), counted
+    /// from the moment the connection is established; `None` when the
+    /// `connect` deadline bounds the whole check.
+    pub read: Option<Duration>,
+}
+
+impl CheckTimeouts {
+    /// With `timeout check` set: `min(timeout connect, inter)` to connect,
+    /// then `timeout check` to finish. Without: `inter` for the whole check.
+    /// `inter` is the check's configured interval (`agent-inter` for the
+    /// agent).
+    pub fn new(
+        inter: Duration,
+        timeout_connect: Duration,
+        timeout_check: Option<Duration>,
+    ) -> Self {
+        match timeout_check {
+            Some(read) => CheckTimeouts {
+                connect: timeout_connect.min(inter),
+                read: Some(read),
+            },
+            None => CheckTimeouts {
+                connect: inter,
+                read: None,
+            },
+        }
+    }
+}
+
+/// Checks with an interval below this do not set the span over which the
+/// first checks are spread (HAProxy's `SRV_CHK_INTER_THRES`).
+pub const CHECK_INTER_THRES: Duration = Duration::from_secs(1);
+
+/// The delay before the first run of each check (HAProxy's `start_checks`
+/// and `start_check_task`): `intervals` holds the interval each check
+/// starts with, in start order (every health and agent check of every
+/// server). Check number `pos` of `n` waits `max(mininter, its interval) *
+/// pos / n`, where `mininter` is the smallest interval of at least
+/// [`CHECK_INTER_THRES`], so the first checks spread evenly over one
+/// interval instead of all running at once.
+pub fn first_check_delays(intervals: &[Duration]) -> Vec<Duration> {
+    let n = intervals.len() as u128;
+    let min = intervals
+        .iter()
+        .filter(|i| **i >= CHECK_INTER_THRES)
+        .min()
+        .copied()
+        .unwrap_or(Duration::ZERO);
+    intervals
+        .iter()
+        .enumerate()
+        .map(|(pos, i)| {
+            let span = min.max(*i);
+            let nanos = span.as_nanos() * pos as u128 / n;
+            u64::try_from(nanos).map_or(span, Duration::from_nanos)
+        })
+        .collect()
+}
+
+/// The delay to the next check with HAProxy's global `spread-checks`
+/// (0..=50 percent, `process_chk_conn`): `interval` plus or minus a random
+/// share of up to `spread_checks` percent of it. The randomness comes in.
+pub fn spread_interval(interval: Duration, spread_checks: u32, rng: &mut impl Rng) -> Duration {
+    if spread_checks == 0 {
+        return interval;
+    }
+    let rv = interval.mul_f64(f64::from(spread_checks.min(50)) / 100.0);
+    let u: f64 = rng.gen_range(0.0..=1.0);
+    interval + rv - rv.mul_f64(2.0 * u)
 }
 
 /// The `slowstart` weight ramp: linear from 1/`weight` to the full weight over
@@ -485,6 +617,99 @@ mod tests {
         assert_eq!(
             parse_agent_reply(b"\xff\xfe garbage 1x%\n"),
             Some(AgentReply::default())
+        );
+    }
+
+    #[test]
+    fn expected_statuses_are_codes_and_ranges() {
+        let m = StatusMatch::parse("200,201,300-310").unwrap();
+        for (code, ok) in [
+            (200, true),
+            (201, true),
+            (202, false),
+            (300, true),
+            (305, true),
+        ] {
+            assert_eq!(m.matches(code), ok, "{code}");
+        }
+        assert!(m.matches(310) && !m.matches(311) && !m.matches(299));
+        assert_eq!(StatusMatch::parse(" 204 ").unwrap(), StatusMatch::code(204));
+        let d = StatusMatch::default();
+        assert!(d.matches(200) && d.matches(399) && !d.matches(404) && !d.matches(199));
+        for bad in ["", "20x", "200,", "99", "600", "300-200", "200-", "2-3-4"] {
+            assert!(StatusMatch::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(StatusMatch::parse("300-200")
+            .unwrap_err()
+            .contains("backwards"));
+    }
+
+    #[test]
+    fn check_timeouts_follow_timeout_check() {
+        let s = Duration::from_secs;
+        // Unset: inter bounds the whole check.
+        assert_eq!(
+            CheckTimeouts::new(s(2), s(5), None),
+            CheckTimeouts {
+                connect: s(2),
+                read: None
+            }
+        );
+        // Set: min(timeout connect, inter) to connect, then timeout check.
+        assert_eq!(
+            CheckTimeouts::new(s(2), s(5), Some(s(1))),
+            CheckTimeouts {
+                connect: s(2),
+                read: Some(s(1))
+            }
+        );
+        assert_eq!(
+            CheckTimeouts::new(s(10), s(3), Some(s(7))),
+            CheckTimeouts {
+                connect: s(3),
+                read: Some(s(7))
+            }
+        );
+    }
+
+    #[test]
+    fn first_checks_spread_over_the_smallest_interval() {
+        let ms = Duration::from_millis;
+        // Four 2 s checks: 0, 0.5 s, 1 s, 1.5 s.
+        assert_eq!(
+            first_check_delays(&[ms(2000); 4]),
+            [ms(0), ms(500), ms(1000), ms(1500)]
+        );
+        // mininter is the smallest interval >= 1 s; a longer one keeps its
+        // own, a shorter one is spread over mininter.
+        assert_eq!(
+            first_check_delays(&[ms(4000), ms(2000), ms(100), ms(8000)]),
+            [ms(0), ms(500), ms(1000), ms(6000)]
+        );
+        // All below the threshold: each over its own interval.
+        assert_eq!(first_check_delays(&[ms(100), ms(100)]), [ms(0), ms(50)]);
+        assert!(first_check_delays(&[]).is_empty());
+    }
+
+    #[test]
+    fn spread_checks_jitters_within_the_percentage() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let inter = Duration::from_secs(2);
+        assert_eq!(spread_interval(inter, 0, &mut rng), inter);
+        let draws: Vec<Duration> = (0..1000)
+            .map(|_| spread_interval(inter, 10, &mut rng))
+            .collect();
+        let (lo, hi) = (Duration::from_millis(1800), Duration::from_millis(2200));
+        assert!(draws.iter().all(|d| (lo..=hi).contains(d)));
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(1850)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(2150)));
+        // Same seed, same draws.
+        let mut a = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut b = rand::rngs::SmallRng::seed_from_u64(1);
+        assert_eq!(
+            spread_interval(inter, 50, &mut a),
+            spread_interval(inter, 50, &mut b)
         );
     }
 

@@ -224,7 +224,7 @@ async fn http_check_follows_status() {
         }
     });
     let backend = format!(
-        "[backends.be.check]\nkind = \"http\"\npath = \"/health\"\nexpect_status = 200\ninter = \"50ms\"\nrise = 2\nfall = 1\n{}",
+        "[backends.be.check]\nkind = \"http\"\npath = \"/health\"\nexpect_status = \"200,205-206\"\ninter = \"50ms\"\nrise = 2\nfall = 1\n{}",
         servers(&[("s", a, "check = true")])
     );
     let (p, _fe) = start("", &backend).await;
@@ -235,12 +235,112 @@ async fn http_check_follows_status() {
     assert_eq!(p.stats().backends[0].servers[0].check_status, "L7STS");
     // No method configured: HAProxy's `option httpchk` default.
     assert_eq!(*first_line.lock().unwrap(), "OPTIONS /health HTTP/1.0");
-    status.store(200, std::sync::atomic::Ordering::Relaxed);
-    eventually("200 -> UP", || {
+    // A code inside a range of `expect_status` passes, one outside fails.
+    status.store(205, std::sync::atomic::Ordering::Relaxed);
+    eventually("205 -> UP", || {
         p.stats().backends[0].servers[0].status == "UP"
     })
     .await;
     assert_eq!(p.stats().backends[0].servers[0].check_status, "L7OK");
+    status.store(204, std::sync::atomic::Ordering::Relaxed);
+    eventually("204 -> DOWN", || {
+        p.stats().backends[0].servers[0].status.starts_with("DOWN")
+    })
+    .await;
+}
+
+/// A listener on `ip` and what its connections sent (see [`serve_recording`]).
+async fn recording_listener(
+    ip: &str,
+) -> (
+    TcpListener,
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    let a = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    (l, a, seen)
+}
+
+/// Records what each connection sends until its first LF (or EOF), then
+/// writes `reply` and closes.
+async fn serve_recording(
+    l: TcpListener,
+    reply: &'static str,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            return;
+        };
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 256];
+            while !got.contains(&b'\n') {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+            seen.lock().unwrap().push(got);
+            let _ = s.write_all(reply.as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn checks_go_to_check_addr_and_check_port() {
+    // Traffic goes to the server's address; checks to 127.0.0.2 on another
+    // port, without the server's PROXY header (HAProxy's init_srv_check).
+    let (srv, _t) = name_server("s").await;
+    let (l, check_at, seen) = recording_listener("127.0.0.2").await;
+    let checks = tokio::spawn(serve_recording(l, "", seen.clone()));
+    let extra = format!(
+        "check = true\nsend_proxy = \"v1\"\ncheck_addr = \"127.0.0.2\"\ncheck_port = {}",
+        check_at.port()
+    );
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", srv, &extra)])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("checks reach the check address", || {
+        seen.lock().unwrap().len() >= 2
+    })
+    .await;
+    assert!(
+        seen.lock().unwrap().iter().all(|got| got.is_empty()),
+        "no PROXY header on checks that go elsewhere"
+    );
+    assert_eq!(p.stats().backends[0].servers[0].status, "UP");
+    // The check target goes away: the server is DOWN although its own
+    // address still answers.
+    checks.abort();
+    let _ = checks.await;
+    eventually("DOWN by its check port", || {
+        p.stats().backends[0].servers[0].status == "DOWN"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn agent_gets_agent_send_at_agent_addr() {
+    let (srv, _t) = name_server("s").await;
+    // The agent answers only once it has read a line: agent_send must come.
+    let (l, agent, seen) = recording_listener("127.0.0.3").await;
+    tokio::spawn(serve_recording(l, "50%\n", seen.clone()));
+    let extra = format!(
+        "weight = 10\ncheck_addr = \"127.0.0.2\"\nagent_addr = \"127.0.0.3\"\nagent_port = {}\nagent_inter = \"50ms\"\nagent_send = \"hello backend be\\n\"",
+        agent.port()
+    );
+    let (p, _fe) = start("", &servers(&[("s", srv, &extra)])).await;
+    eventually("agent 50%", || {
+        p.stats().backends[0].servers[0].effective_weight == 5
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0], b"hello backend be\n");
 }
 
 #[tokio::test]
@@ -913,4 +1013,28 @@ async fn keep_alive_exchanges_arrive_whole_whether_peeked_or_read() {
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
     }
+}
+
+#[tokio::test]
+async fn first_checks_are_spread_over_the_interval() {
+    // HAProxy's start_checks: two checks with inter 60s start 30 s apart
+    // (position 1 of 2), so the second server is not checked right after
+    // the first one.
+    let (a, _ta) = name_server("a").await;
+    let (b, _tb) = name_server("b").await;
+    let backend = format!(
+        "[backends.be.check]\ninter = \"60s\"\n{}",
+        servers(&[("a", a, "check = true"), ("b", b, "check = true")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("the first server is checked at once", || {
+        p.stats().backends[0].servers[0].check_status == "L4OK"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        p.stats().backends[0].servers[1].check_status,
+        "",
+        "the second check waits half an interval"
+    );
 }

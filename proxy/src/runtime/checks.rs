@@ -2,6 +2,12 @@
 //! warmup tick. Each loop asks the pure core when to run next and reports
 //! the result back to it.
 //!
+//! Timing (HAProxy's `start_checks` and `process_chk_conn`): each loop's
+//! first run waits the delay [`crate::health::first_check_delays`] gave it,
+//! every later delay gets the `spread_checks` jitter from the loop's own
+//! seeded RNG; a check connects within [`CheckTimeouts::connect`] and then
+//! finishes within [`CheckTimeouts::read`] (or the connect deadline).
+//!
 //! A server with `send_proxy` gets a PROXY header on its TCP and HTTP check
 //! connections too (HAProxy: "the PROXY protocol is enabled for health
 //! checks if it is already enabled for normal traffic"), carrying the check
@@ -9,12 +15,14 @@
 //! the server). For v2 this is a PROXY command with those addresses, not the
 //! LOCAL command HAProxy 2.6 sends on checks (its `pp2-never-send-local`
 //! behaviour): the encoder has no LOCAL form. Agent checks send none, as in
-//! HAProxy.
+//! HAProxy. A server with `check_port` or `check_addr` gets no header on
+//! its checks (HAProxy's `init_srv_check`: the checks then go elsewhere).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::rngs::SmallRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -22,8 +30,42 @@ use tokio::sync::Notify;
 use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
 use crate::config::{CheckKind, CheckSpec};
-use crate::health::parse_agent_reply;
+use crate::health::{parse_agent_reply, spread_interval, CheckTimeouts};
 use crate::proxy_protocol::{self, Version};
+
+/// How one check loop (active or agent) runs.
+pub(super) struct CheckRun {
+    /// Where the check connects.
+    pub addr: SocketAddr,
+    /// Connect and read limits.
+    pub timeouts: CheckTimeouts,
+    /// Delay before the first run.
+    pub first: Duration,
+    /// `spread_checks` percent.
+    pub spread: u32,
+    /// This loop's randomness for `spread_checks`.
+    pub rng: SmallRng,
+}
+
+/// Connects within `timeouts.connect`; returns the stream and the deadline
+/// for the rest of the check, or the failure status (`L4TOUT`, `L4CON`).
+async fn connect(
+    addr: SocketAddr,
+    timeouts: CheckTimeouts,
+) -> Result<(TcpStream, tokio::time::Instant), &'static str> {
+    let start = tokio::time::Instant::now();
+    match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+        Err(_) => Err("L4TOUT"),
+        Ok(Err(_)) => Err("L4CON"),
+        Ok(Ok(s)) => {
+            let deadline = match timeouts.read {
+                Some(read) => tokio::time::Instant::now() + read,
+                None => start + timeouts.connect,
+            };
+            Ok((s, deadline))
+        }
+    }
+}
 
 /// The PROXY header for a check connection: its own addresses.
 fn check_proxy_header(s: &TcpStream, version: Version) -> Option<Vec<u8>> {
@@ -35,13 +77,14 @@ fn check_proxy_header(s: &TcpStream, version: Version) -> Option<Vec<u8>> {
 async fn run_check(
     addr: SocketAddr,
     spec: &CheckSpec,
+    timeouts: CheckTimeouts,
     send_proxy: Option<Version>,
 ) -> (bool, &'static str) {
+    let (mut s, deadline) = match connect(addr, timeouts).await {
+        Ok(c) => c,
+        Err(status) => return (false, status),
+    };
     let work = async {
-        let mut s = match TcpStream::connect(addr).await {
-            Ok(s) => s,
-            Err(_) => return (false, "L4CON"),
-        };
         let mut out = Vec::new();
         if let Some(v) = send_proxy {
             match check_proxy_header(&s, v) {
@@ -78,11 +121,7 @@ async fn run_check(
                 match parse_status(&buf[..n]) {
                     None => (false, "L7RSP"),
                     Some(st) => {
-                        let ok = match expect_status {
-                            Some(e) => st == *e,
-                            None => (200..400).contains(&st),
-                        };
-                        if ok {
+                        if expect_status.matches(st) {
                             (true, "L7OK")
                         } else {
                             (false, "L7STS")
@@ -92,7 +131,7 @@ async fn run_check(
             }
         }
     };
-    match tokio::time::timeout(spec.timeout, work).await {
+    match tokio::time::timeout_at(deadline, work).await {
         Ok(r) => r,
         Err(_) => match spec.kind {
             CheckKind::Tcp => (false, "L4TOUT"),
@@ -121,14 +160,13 @@ pub(super) async fn check_loop(
     shared: Arc<Shared>,
     backend: String,
     id: ServerId,
-    addr: SocketAddr,
+    mut run: CheckRun,
     spec: CheckSpec,
     send_proxy: Option<Version>,
     recheck: Arc<Notify>,
 ) {
     let _guard = TaskGuard::new(&shared);
-    // The first check runs at once, as HAProxy's (modulo its spread-checks).
-    let mut delay = Duration::ZERO;
+    let mut delay = run.first;
     loop {
         // Passive health may bring the next check forward to `fastinter`.
         let mut deadline = tokio::time::Instant::now() + delay;
@@ -150,11 +188,11 @@ pub(super) async fn check_loop(
         };
         let Some(_) = next else {
             // Maintenance: no checks; look again later.
-            delay = spec.params.inter;
+            delay = spread_interval(spec.params.inter, run.spread, &mut run.rng);
             continue;
         };
         let start = Instant::now();
-        let (ok, status) = run_check(addr, &spec, send_proxy).await;
+        let (ok, status) = run_check(run.addr, &spec, run.timeouts, send_proxy).await;
         let took = start.elapsed();
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(&backend) else {
@@ -164,12 +202,13 @@ pub(super) async fn check_loop(
             return;
         }
         if b.core.in_maint(id) {
-            delay = spec.params.inter;
+            delay = spread_interval(spec.params.inter, run.spread, &mut run.rng);
             continue;
         }
         b.core.check_result(Instant::now(), id, ok, status, took);
         b.flush();
-        delay = b.core.next_check_in(id).unwrap_or(spec.params.inter);
+        let next = b.core.next_check_in(id).unwrap_or(spec.params.inter);
+        delay = spread_interval(next, run.spread, &mut run.rng);
     }
 }
 
@@ -198,37 +237,51 @@ pub(super) async fn warmup_loop(
     }
 }
 
+/// Connects, sends `send` (HAProxy's `agent-send`; nothing when unset, as
+/// HAProxy) and reads the reply line; `None` when the agent could not be
+/// reached or timed out.
+async fn ask_agent(addr: SocketAddr, timeouts: CheckTimeouts, send: &[u8]) -> Option<Vec<u8>> {
+    let (mut s, deadline) = connect(addr, timeouts).await.ok()?;
+    let work = async {
+        if !send.is_empty() {
+            s.write_all(send).await.ok()?;
+        }
+        let mut buf = Vec::with_capacity(128);
+        let mut chunk = [0u8; 256];
+        // One line, ended by LF or CR (as HAProxy reads it).
+        while buf.len() < 1024 && !buf.iter().any(|b| *b == b'\n' || *b == b'\r') {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(buf)
+    };
+    tokio::time::timeout_at(deadline, work).await.ok().flatten()
+}
+
 pub(super) async fn agent_loop(
     shared: Arc<Shared>,
     backend: String,
     id: ServerId,
-    addr: SocketAddr,
+    mut run: CheckRun,
     inter: Duration,
+    send: Option<String>,
 ) {
     let _guard = TaskGuard::new(&shared);
+    let send = send.unwrap_or_default().into_bytes();
+    tokio::time::sleep(run.first).await;
     loop {
-        let reply = tokio::time::timeout(inter, async {
-            let mut s = TcpStream::connect(addr).await.ok()?;
-            let mut buf = Vec::with_capacity(128);
-            let mut chunk = [0u8; 256];
-            // One line, ended by LF or CR (as HAProxy reads it).
-            while buf.len() < 1024 && !buf.iter().any(|b| *b == b'\n' || *b == b'\r') {
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            Some(buf)
-        })
-        .await;
+        let reply = ask_agent(run.addr, run.timeouts, &send).await;
+        let delay = spread_interval(inter, run.spread, &mut run.rng);
         // An agent that cannot be reached changes nothing (HAProxy: the
         // regular check tests connectivity).
-        if let Ok(Some(buf)) = reply {
+        if let Some(buf) = reply {
             // A reply without a line end is ignored (HAProxy: "Ignoring
             // incomplete line from agent"): nothing changes.
             let Some(r) = parse_agent_reply(&buf) else {
                 tracing::info!(backend = %backend, server = %id, "ignoring incomplete line from agent");
-                tokio::time::sleep(inter).await;
+                tokio::time::sleep(delay).await;
                 continue;
             };
             let mut core = shared.lock();
@@ -241,7 +294,7 @@ pub(super) async fn agent_loop(
             b.core.agent_result(Instant::now(), id, &r);
             b.flush();
         }
-        tokio::time::sleep(inter).await;
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
@@ -28,7 +30,7 @@ use crate::balance::{Algorithm, ServerId};
 use crate::config::{
     BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, ThreadModel, Timeouts,
 };
-use crate::health::{HealthSource, Operational};
+use crate::health::{CheckTimeouts, HealthSource, Operational};
 use crate::proxy_protocol::{self, Version};
 use crate::stats::{FrontendStats, Snapshot};
 use crate::{Error, Result};
@@ -100,6 +102,10 @@ struct Shared {
     pool: http::Pool,
     /// Sessions accepted by each worker (index = worker number).
     accepted: Mutex<Vec<Arc<AtomicU64>>>,
+    /// `spread_checks` percent.
+    spread_checks: u32,
+    /// `global.seed`: seeds each check loop's jitter.
+    seed: Option<u64>,
 }
 
 impl Shared {
@@ -181,12 +187,28 @@ impl Proxy {
             kill_all,
             pool: http::Pool::default(),
             accepted: Mutex::new(vec![Arc::new(AtomicU64::new(0))]),
+            spread_checks: config.spread_checks,
+            seed: config.seed,
         });
         let reuseport = config.threads > 1 && config.thread_model == ThreadModel::PerCore;
         let accepted = shared.accepted.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
         let mut bound = Vec::new();
+        // HAProxy's start_checks: the first run of every check (health,
+        // then agent, server by server, backend by backend) is spread over
+        // the smallest check interval by its position.
+        let intervals: Vec<Duration> = config
+            .backends
+            .iter()
+            .flat_map(|b| {
+                b.servers
+                    .iter()
+                    .flat_map(|s| first_intervals(b.check.as_ref(), s))
+            })
+            .flatten()
+            .collect();
+        let mut first = crate::health::first_check_delays(&intervals).into_iter();
         for b in &config.backends {
-            add_backend(&shared, b, now)?;
+            add_backend(&shared, b, now, &mut first)?;
         }
         let mut listeners = vec![tokio::spawn(http::Pool::purge_loop(shared.clone()))];
         let mut local_addrs = BTreeMap::new();
@@ -366,7 +388,8 @@ impl Proxy {
         })
     }
 
-    /// Adds a server (its checks start at once if it has any). Its name
+    /// Adds a server (its checks start at once if it has any, with no
+    /// spreading). Its name
     /// follows the configuration's rule: not empty, only letters, digits,
     /// `_`, `.`, `:` and `-`.
     pub fn add_server(&self, backend: &str, server: ServerConfig) -> Result<()> {
@@ -378,7 +401,14 @@ impl Proxy {
         }
         let shared = self.shared.clone();
         self.with_backend(backend, |b| {
-            add_server_rt(&shared, backend, b, server, Instant::now())
+            add_server_rt(
+                &shared,
+                backend,
+                b,
+                server,
+                Instant::now(),
+                &mut std::iter::empty(),
+            )
         })
     }
 
@@ -461,7 +491,37 @@ pub fn spliced_directions() -> u64 {
     forward::SPLICED.load(Ordering::Relaxed)
 }
 
-fn add_backend(shared: &Arc<Shared>, b: &BackendConfig, now: Instant) -> Result<()> {
+/// The intervals a server's health check and agent check start with (HAProxy's
+/// `srv_getinter` at start), `None` for a check it does not have.
+fn first_intervals(check: Option<&CheckSpec>, s: &ServerConfig) -> [Option<Duration>; 2] {
+    let health = match (check, s.spec.check) {
+        (Some(_), Some(params)) => Some(crate::health::Health::new(params).next_interval()),
+        _ => None,
+    };
+    [health, s.agent_port.map(|_| s.agent_inter)]
+}
+
+/// A check loop's RNG for `spread_checks`: from `global.seed` when set (so
+/// runs repeat), else from the clock; mixed with the check's identity so
+/// that loops do not draw in step.
+fn check_rng(seed: Option<u64>, backend: &str, id: ServerId, agent: bool) -> SmallRng {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (backend, id.0, agent).hash(&mut h);
+    let base = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    SmallRng::seed_from_u64(base ^ h.finish())
+}
+
+fn add_backend(
+    shared: &Arc<Shared>,
+    b: &BackendConfig,
+    now: Instant,
+    first: &mut impl Iterator<Item = Duration>,
+) -> Result<()> {
     let mut rt = BackendRt {
         core: Backend::new(b.name.clone(), b.options.clone(), now),
         timeouts: b.timeouts,
@@ -470,7 +530,7 @@ fn add_backend(shared: &Arc<Shared>, b: &BackendConfig, now: Instant) -> Result<
         waiters: HashMap::new(),
     };
     for s in &b.servers {
-        add_server_rt(shared, &b.name, &mut rt, s.clone(), now)?;
+        add_server_rt(shared, &b.name, &mut rt, s.clone(), now, first)?;
     }
     shared.lock().backends.insert(b.name.clone(), rt);
     Ok(())
@@ -482,6 +542,7 @@ fn add_server_rt(
     b: &mut BackendRt,
     s: ServerConfig,
     now: Instant,
+    first: &mut impl Iterator<Item = Duration>,
 ) -> Result<()> {
     if s.spec.check.is_some() && b.check.is_none() {
         return Err(Error::Command(format!(
@@ -493,6 +554,16 @@ fn add_server_rt(
     let (kill, _) = watch::channel(0u64);
     let recheck = Arc::new(Notify::new());
     let mut tasks = Vec::new();
+    let [health_first, agent_first] = first_intervals(b.check.as_ref(), &s)
+        .map(|i| i.map(|_| first.next().unwrap_or(Duration::ZERO)));
+    let timeout_check = b.check.as_ref().and_then(|c| c.timeout);
+    let run = |addr, inter, first: Option<Duration>, agent| checks::CheckRun {
+        addr,
+        timeouts: CheckTimeouts::new(inter, b.timeouts.connect, timeout_check),
+        first: first.unwrap_or(Duration::ZERO),
+        spread: shared.spread_checks,
+        rng: check_rng(shared.seed, backend, id, agent),
+    };
     // The tokio handle may be absent when building before the runtime runs.
     if tokio::runtime::Handle::try_current().is_ok() {
         if let (Some(chk), true) = (&b.check, s.spec.check.is_some()) {
@@ -500,9 +571,9 @@ fn add_server_rt(
                 shared.clone(),
                 backend.to_string(),
                 id,
-                s.spec.addr,
+                run(s.check_target(), chk.params.inter, health_first, false),
                 chk.clone(),
-                s.send_proxy,
+                s.check_send_proxy(),
                 recheck.clone(),
             )));
         }
@@ -514,14 +585,14 @@ fn add_server_rt(
                 crate::health::warmup_interval(s.spec.slowstart),
             )));
         }
-        if let Some(port) = s.agent_port {
-            let a = SocketAddr::new(s.spec.addr.ip(), port);
+        if let Some(a) = s.agent_target() {
             tasks.push(tokio::spawn(checks::agent_loop(
                 shared.clone(),
                 backend.to_string(),
                 id,
-                a,
+                run(a, s.agent_inter, agent_first, true),
                 s.agent_inter,
+                s.agent_send.clone(),
             )));
         }
     }
