@@ -388,10 +388,10 @@ impl Proxy {
         })
     }
 
-    /// Adds a server (its checks start at once if it has any, with no
-    /// spreading). Its name
-    /// follows the configuration's rule: not empty, only letters, digits,
-    /// `_`, `.`, `:` and `-`.
+    /// Adds a server (its checks start at once if it has any: the start
+    /// spreading applies to the configured servers). Its name follows the
+    /// configuration's rule: not empty, only letters, digits, `_`, `.`, `:`
+    /// and `-`.
     pub fn add_server(&self, backend: &str, server: ServerConfig) -> Result<()> {
         if let Some(problem) = crate::config::name_problem("server", &server.spec.name) {
             return Err(Error::Command(format!(
