@@ -832,7 +832,9 @@ impl Backend {
             return;
         }
         s.check_status = "HANA".into();
-        s.c.check_failures += 1;
+        if s.health.counter() > 0 {
+            s.c.check_failures += 1;
+        }
         let t = s.health.observe(false);
         self.events.push(Event::CheckSoon { server: id });
         if let Some(t) = t {
@@ -906,7 +908,9 @@ impl Backend {
         }
         s.check_status = status.to_string();
         s.check_duration = Some(duration);
-        if !ok {
+        // HAProxy (set_server_check_status) counts a failed check only
+        // while the health counter is above 0: not again once DOWN.
+        if !ok && s.health.counter() > 0 {
             s.c.check_failures += 1;
         }
         // HAProxy: only an agent reporting `up` can turn a server the agent
@@ -1261,6 +1265,29 @@ mod tests {
         b.release(now, a, 0, 0);
         let d = b.take_dispatched();
         assert_eq!((d[0].0, d[0].1.server), (t, a));
+    }
+
+    #[test]
+    fn failed_checks_count_only_while_health_is_above_zero() {
+        // HAProxy's set_server_check_status: failed_checks grows with the
+        // checks that lower the health counter, not with those of a server
+        // already DOWN.
+        let mut s = ServerSpec::new("s", addr(1));
+        s.check = Some(CheckParams::default()); // rise 2, fall 3
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        let fails = |b: &Backend| b.stats(now).servers[0].check_failures;
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // full health
+        for _ in 0..5 {
+            b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        }
+        assert_eq!(b.stats(now).servers[0].status, "DOWN");
+        assert_eq!(fails(&b), 3, "fall 3, then DOWN");
+        // Going up again and failing once more: health 1 > 0 counts.
+        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(fails(&b), 4);
+        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        assert_eq!(fails(&b), 4);
     }
 
     #[test]
