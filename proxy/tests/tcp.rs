@@ -720,7 +720,7 @@ async fn stats_listener_serves_metrics_csv_and_commands() {
     let m = get("GET /metrics HTTP/1.0\r\n\r\n".into()).await;
     assert!(
         m.starts_with("HTTP/1.0 200")
-            && m.contains("halyard_server_up{backend=\"be\",server=\"a\"} 1"),
+            && m.contains("haproxy_server_status{proxy=\"be\",server=\"a\",state=\"UP\"} 1"),
         "{m}"
     );
     let cmd = "set weight be/a 7";
