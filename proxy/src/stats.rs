@@ -35,7 +35,9 @@ pub struct ServerStats {
     pub bytes_in: u64,
     /// Bytes from this server to clients.
     pub bytes_out: u64,
-    /// Failed connects.
+    /// Sessions that got no connection on this server (HAProxy's
+    /// `failed_conns`): gave up after their retries, or found its queue
+    /// full or timed out in it; not each failed attempt.
     pub connect_errors: u64,
     /// Connect retries on this server.
     pub retries: u64,
@@ -100,7 +102,9 @@ pub struct BackendStats {
     pub bytes_in: u64,
     /// Bytes to clients.
     pub bytes_out: u64,
-    /// Failed connects.
+    /// Sessions that got no connection (HAProxy's `failed_conns`): gave up
+    /// after their retries, found no server, found a queue full or timed
+    /// out in the queue; not each failed attempt.
     pub connect_errors: u64,
     /// Connect retries.
     pub retries: u64,
