@@ -24,7 +24,8 @@ use halyard_proxy::stats::{FrontendStats, Snapshot};
 use halyard_proxy::Proxy;
 
 /// A real HAProxy 2.6.12's `/metrics` for the situation above, cut to the
-/// families halyard exports and to `fe`, `be` and `empty`.
+/// proxies `fe`, `be` and `empty` (every family: a metric added to
+/// `stats.rs` is compared without touching this file).
 const HAPROXY_2_6_12: &str = include_str!("data/haproxy-2.6.12-metrics.txt");
 
 /// Families whose values depend on timing: only their series are compared.
