@@ -591,12 +591,14 @@ impl Backend {
         let cands = self.candidates(now, None);
         if cands.is_empty() {
             self.no_server += 1;
+            self.c.connect_errors += 1;
             return Acquire::NoServer;
         }
         if self.binds(client) {
             // HAProxy's hash algorithms: the client's server, full or not.
             let Some(id) = self.balancer.pick(&cands, client) else {
                 self.no_server += 1;
+                self.c.connect_errors += 1;
                 return Acquire::NoServer;
             };
             let waiting = self.waiting_for(id);
@@ -613,6 +615,7 @@ impl Backend {
                 }
             }
             if maxqueue > 0 && waiting >= maxqueue {
+                self.count_failed_conn(Some(id));
                 return Acquire::QueueFull;
             }
             return Acquire::Queued(self.enqueue(now, client, Some(id)));
@@ -708,21 +711,38 @@ impl Backend {
     /// Drops the tickets whose `timeout queue` passed.
     pub fn expire_queue(&mut self, now: Instant) -> Vec<Ticket> {
         let mut out = Vec::new();
+        let mut bound = Vec::new();
         self.queue.retain(|w| {
             if w.deadline <= now {
                 out.push(w.ticket);
+                bound.push(w.server);
                 false
             } else {
                 true
             }
         });
-        self.queue_timeouts += out.len() as u64;
+        for server in bound {
+            self.note_queue_timeout(server);
+        }
         out
     }
 
-    /// Counts a queue timeout detected by the IO layer.
-    pub fn note_queue_timeout(&mut self) {
+    /// Counts a queue timeout detected by the IO layer; `server`: the
+    /// server the client waited for ([`Backend::waits_for`]), if any.
+    pub fn note_queue_timeout(&mut self, server: Option<ServerId>) {
         self.queue_timeouts += 1;
+        self.count_failed_conn(server);
+    }
+
+    /// One session got no connection (HAProxy's `failed_conns`, `econ`:
+    /// counted once per session that gives up after its retries, finds no
+    /// server, finds its server's queue full, or times out in the queue),
+    /// on the backend and on `server` when one was involved.
+    fn count_failed_conn(&mut self, server: Option<ServerId>) {
+        self.c.connect_errors += 1;
+        if let Some(s) = server.and_then(|id| self.servers.get_mut(&id)) {
+            s.c.connect_errors += 1;
+        }
     }
 
     /// The next queue deadline.
@@ -766,12 +786,10 @@ impl Backend {
         failures: u32,
         client: Option<IpAddr>,
     ) -> Retry {
-        self.c.connect_errors += 1;
         self.c.cur = self.c.cur.saturating_sub(1);
         self.c.total = self.c.total.saturating_sub(1);
         let mut usable = false;
         if let Some(s) = self.servers.get_mut(&server) {
-            s.c.connect_errors += 1;
             s.c.cur = s.c.cur.saturating_sub(1);
             s.c.total = s.c.total.saturating_sub(1);
             s.errors_in_row += 1;
@@ -826,7 +844,7 @@ impl Backend {
                     s.c.redispatches += 1;
                 }
             }
-            Retry::GiveUp => {}
+            Retry::GiveUp => self.count_failed_conn(Some(server)),
         }
         self.dispatch(now);
         retry
@@ -1261,6 +1279,11 @@ mod tests {
         assert_eq!(b.acquire(now, ip(1)), Acquire::QueueFull);
         let st = b.stats(now);
         let s = st.servers.iter().find(|s| s.id == a).unwrap();
+        assert_eq!(
+            (st.connect_errors, s.connect_errors),
+            (1, 1),
+            "queue full: econ"
+        );
         assert_eq!((s.queue_cur, s.queue_max, st.queue_cur), (1, 1, 1));
         // A client hashed to the other server is not held up by that queue.
         let other = (2..=255)
@@ -1372,9 +1395,11 @@ mod tests {
                 st.cur_sessions,
                 st.queue_cur,
                 st.queue_timeouts,
-                st.bytes_out
+                st.bytes_out,
+                st.connect_errors
             ),
-            (2, 0, 1, 20)
+            (2, 0, 1, 20, 1),
+            "a queue timeout is a failed connection (HAProxy's econ)"
         );
         assert!(!b.cancel(t2));
     }
@@ -1423,8 +1448,30 @@ mod tests {
                 st.retries,
                 st.redispatches
             ),
-            (0, 3, 1, 1)
+            (0, 1, 1, 1),
+            "econ: one session gave up"
         );
+        let econ = |b: &Backend| {
+            let st = b.stats(now);
+            (
+                st.connect_errors,
+                st.servers[0].connect_errors,
+                st.servers[1].connect_errors,
+            )
+        };
+        assert_eq!(
+            econ(&b),
+            if r2.server == ServerId(1) {
+                (1, 1, 0)
+            } else {
+                (1, 0, 1)
+            }
+        );
+        // No server at all: the backend counts it, no server does.
+        b.set_admin(now, "a", AdminState::Maint).unwrap();
+        b.set_admin(now, "b", AdminState::Maint).unwrap();
+        assert_eq!(b.acquire(now, None), Acquire::NoServer);
+        assert_eq!(econ(&b).0, 2);
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub struct ServerStats {
     pub bytes_in: u64,
     /// Bytes from this server to clients.
     pub bytes_out: u64,
-    /// Failed connects.
+    /// Sessions that got no connection on this server (HAProxy's
+    /// `failed_conns`): gave up after their retries, or found its queue
+    /// full or timed out in it; not each failed attempt.
     pub connect_errors: u64,
     /// Connect retries on this server.
     pub retries: u64,
@@ -100,7 +102,9 @@ pub struct BackendStats {
     pub bytes_in: u64,
     /// Bytes to clients.
     pub bytes_out: u64,
-    /// Failed connects.
+    /// Sessions that got no connection (HAProxy's `failed_conns`): gave up
+    /// after their retries, found no server, found a queue full or timed
+    /// out in the queue; not each failed attempt.
     pub connect_errors: u64,
     /// Connect retries.
     pub retries: u64,
@@ -323,7 +327,6 @@ impl Snapshot {
         }
         for b in &self.backends {
             iid += 1;
-            let (mut act, mut bck) = (0u32, 0u32);
             for s in &b.servers {
                 let mut r = Row::new();
                 r.set("pxname", &b.name)
@@ -340,7 +343,7 @@ impl Snapshot {
                     .set("wretr", s.retries)
                     .set("wredis", s.redispatches)
                     .set("status", &s.status)
-                    .set("weight", s.effective_weight)
+                    .set("weight", haproxy_weight(s))
                     .set("act", u8::from(!s.backup))
                     .set("bck", u8::from(s.backup))
                     .set("chkfail", s.check_failures)
@@ -359,13 +362,6 @@ impl Snapshot {
                             .unwrap_or_default(),
                     );
                 r.write(&mut out);
-                if s.effective_weight > 0 {
-                    if s.backup {
-                        bck += 1;
-                    } else {
-                        act += 1;
-                    }
-                }
             }
             let mut r = Row::new();
             r.set("pxname", &b.name)
@@ -382,8 +378,8 @@ impl Snapshot {
                 .set("wredis", b.redispatches)
                 .set("status", &b.status)
                 .set("weight", b.weight)
-                .set("act", act)
-                .set("bck", bck)
+                .set("act", usable(b, false))
+                .set("bck", usable(b, true))
                 .set("lastchg", b.last_change_secs)
                 .set("pid", 1)
                 .set("iid", iid)
@@ -395,195 +391,315 @@ impl Snapshot {
         out
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
+    /// Prometheus text exposition (format 0.0.4) under the names, labels,
+    /// units, types and HELP texts of HAProxy 2.6's exporter
+    /// (`addons/promex/service-prometheus.c`): `haproxy_frontend_*`
+    /// (label `proxy`), `haproxy_backend_*` (`proxy`) and `haproxy_server_*`
+    /// (`proxy`, `server`), the status gauges with one sample per `state`,
+    /// durations in seconds. Only what halyard measures with HAProxy's
+    /// meaning is exported (the tables `FRONTEND_METRICS`, `BACKEND_METRICS`
+    /// and `SERVER_METRICS`; README, "Prometheus"); the few counters HAProxy
+    /// has no name for are `halyard_*`. A family without a sample is left
+    /// out, as HAProxy does.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-            let _ = writeln!(
-                out,
-                "# HELP halyard_{name} {help}\n# TYPE halyard_{name} {kind}"
-            );
-            for (labels, v) in rows {
-                let _ = writeln!(out, "halyard_{name}{{{labels}}} {v}");
-            }
+        let label = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
         };
-        let fl = |f: &FrontendStats| format!("frontend=\"{}\"", esc(&f.name));
-        let bl = |b: &BackendStats| format!("backend=\"{}\"", esc(&b.name));
-        let sl = |b: &BackendStats, s: &ServerStats| {
-            format!("backend=\"{}\",server=\"{}\"", esc(&b.name), esc(&s.name))
-        };
-        let fr = &self.frontends;
-        let be = &self.backends;
-        let srv = || {
-            be.iter()
-                .flat_map(|b| b.servers.iter().map(move |s| (b, s)))
-        };
-        metric(
-            "frontend_current_sessions",
-            "gauge",
-            "Current sessions.",
-            fr.iter()
-                .map(|f| (fl(f), u64::from(f.cur_sessions)))
-                .collect(),
-        );
-        metric(
-            "frontend_sessions_total",
-            "counter",
-            "Sessions accepted.",
-            fr.iter().map(|f| (fl(f), f.total_sessions)).collect(),
-        );
-        metric(
-            "frontend_bytes_in_total",
-            "counter",
-            "Bytes from clients.",
-            fr.iter().map(|f| (fl(f), f.bytes_in)).collect(),
-        );
-        metric(
-            "frontend_bytes_out_total",
-            "counter",
-            "Bytes to clients.",
-            fr.iter().map(|f| (fl(f), f.bytes_out)).collect(),
-        );
-        metric(
-            "frontend_denied_total",
-            "counter",
-            "Connections rejected.",
-            fr.iter().map(|f| (fl(f), f.denied)).collect(),
-        );
-        metric(
-            "frontend_accept_errors_total",
-            "counter",
-            "accept() errors.",
-            fr.iter().map(|f| (fl(f), f.accept_errors)).collect(),
-        );
-        metric(
-            "backend_up",
-            "gauge",
-            "1 while a server can take sessions (or the backend has none).",
-            be.iter()
-                .map(|b| (bl(b), u64::from(b.status == "UP")))
-                .collect(),
-        );
-        metric(
-            "backend_current_sessions",
-            "gauge",
-            "Current sessions.",
-            be.iter()
-                .map(|b| (bl(b), u64::from(b.cur_sessions)))
-                .collect(),
-        );
-        metric(
-            "backend_sessions_total",
-            "counter",
-            "Sessions served.",
-            be.iter().map(|b| (bl(b), b.total_sessions)).collect(),
-        );
-        metric(
-            "backend_current_queue",
-            "gauge",
-            "Clients queued.",
-            be.iter().map(|b| (bl(b), u64::from(b.queue_cur))).collect(),
-        );
-        metric(
-            "backend_queue_timeouts_total",
-            "counter",
-            "Clients dropped by timeout queue.",
-            be.iter().map(|b| (bl(b), b.queue_timeouts)).collect(),
-        );
-        metric(
-            "backend_connection_errors_total",
-            "counter",
-            "Failed connects.",
-            be.iter().map(|b| (bl(b), b.connect_errors)).collect(),
-        );
-        metric(
-            "backend_retries_total",
-            "counter",
-            "Connect retries.",
-            be.iter().map(|b| (bl(b), b.retries)).collect(),
-        );
-        metric(
-            "backend_redispatches_total",
-            "counter",
-            "Redispatches.",
-            be.iter().map(|b| (bl(b), b.redispatches)).collect(),
-        );
-        metric(
-            "server_up",
-            "gauge",
-            "1 while up (UP, no check, DRAIN; not DOWN or MAINT).",
-            srv()
-                .map(|(b, s)| (sl(b, s), u64::from(s.is_up())))
-                .collect(),
-        );
-        metric(
-            "server_weight",
-            "gauge",
-            "Effective weight.",
-            srv()
-                .map(|(b, s)| (sl(b, s), u64::from(s.effective_weight)))
-                .collect(),
-        );
-        metric(
-            "server_current_sessions",
-            "gauge",
-            "Current sessions.",
-            srv()
-                .map(|(b, s)| (sl(b, s), u64::from(s.cur_sessions)))
-                .collect(),
-        );
-        metric(
-            "server_sessions_total",
-            "counter",
-            "Sessions served.",
-            srv().map(|(b, s)| (sl(b, s), s.total_sessions)).collect(),
-        );
-        metric(
-            "server_bytes_in_total",
-            "counter",
-            "Bytes from clients.",
-            srv().map(|(b, s)| (sl(b, s), s.bytes_in)).collect(),
-        );
-        metric(
-            "server_bytes_out_total",
-            "counter",
-            "Bytes to clients.",
-            srv().map(|(b, s)| (sl(b, s), s.bytes_out)).collect(),
-        );
-        metric(
-            "server_connection_errors_total",
-            "counter",
-            "Failed connects.",
-            srv().map(|(b, s)| (sl(b, s), s.connect_errors)).collect(),
-        );
-        metric(
-            "server_check_failures_total",
-            "counter",
-            "Failed checks.",
-            srv().map(|(b, s)| (sl(b, s), s.check_failures)).collect(),
-        );
-        metric(
-            "server_check_duration_milliseconds",
-            "gauge",
-            "Last check duration.",
-            srv()
-                .map(|(b, s)| (sl(b, s), s.check_duration_ms.unwrap_or(0)))
-                .collect(),
-        );
-        metric(
-            "server_last_change_seconds",
-            "gauge",
-            "Seconds since the last state change.",
-            srv().map(|(b, s)| (sl(b, s), s.last_change_secs)).collect(),
-        );
+        let fe: Vec<(String, &FrontendStats)> = self
+            .frontends
+            .iter()
+            .map(|f| (format!("proxy=\"{}\"", label(&f.name)), f))
+            .collect();
+        let be: Vec<(String, &BackendStats)> = self
+            .backends
+            .iter()
+            .map(|b| (format!("proxy=\"{}\"", label(&b.name)), b))
+            .collect();
+        let srv: Vec<(String, &ServerStats)> = self
+            .backends
+            .iter()
+            .flat_map(|b| {
+                b.servers.iter().map(move |s| {
+                    let l = format!("proxy=\"{}\",server=\"{}\"", label(&b.name), label(&s.name));
+                    (l, s)
+                })
+            })
+            .collect();
+        write_families(&mut out, FRONTEND_METRICS, &fe);
+        write_families(&mut out, BACKEND_METRICS, &be);
+        write_families(&mut out, SERVER_METRICS, &srv);
         out
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Writes each family's HELP and TYPE lines then its samples, one per
+/// object (and `state`), skipping a family without samples.
+fn write_families<T>(out: &mut String, families: &[Family<T>], objects: &[(String, &T)]) {
+    for f in families {
+        let mut header = false;
+        for (labels, o) in objects {
+            for (state, v) in (f.samples)(o) {
+                if !header {
+                    let kind = if f.counter { "counter" } else { "gauge" };
+                    let _ = writeln!(
+                        out,
+                        "# HELP {} {}\n# TYPE {} {kind}",
+                        f.name, f.help, f.name
+                    );
+                    header = true;
+                }
+                match state {
+                    Some(st) => {
+                        let _ = writeln!(out, "{}{{{labels},state=\"{st}\"}} {v}", f.name);
+                    }
+                    None => {
+                        let _ = writeln!(out, "{}{{{labels}}} {v}", f.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One sample's value as HAProxy's exporter prints it: an integer, a
+/// duration in seconds with six decimals (`%f`), or `NaN` for an empty
+/// stats field (no `maxconn`, no `maxqueue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value {
+    Int(u64),
+    Millis(u64),
+    NaN,
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Millis(ms) => write!(f, "{}.{:06}", ms / 1000, (ms % 1000) * 1000),
+            Value::NaN => f.write_str("NaN"),
+        }
+    }
+}
+
+/// One sample of a family for one object: its `state` label, if any, and
+/// its value.
+type Sample = (Option<&'static str>, Value);
+
+/// One metric family of [`Snapshot::to_prometheus`]: full name, counter or
+/// gauge, HELP text, and the samples of one object (none: the object has no
+/// such sample, e.g. `check_duration_seconds` before a check finished).
+/// Adding a metric is adding one line to a table below.
+struct Family<T> {
+    name: &'static str,
+    counter: bool,
+    help: &'static str,
+    samples: fn(&T) -> Vec<Sample>,
+}
+
+const fn gauge<T>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&T) -> Vec<Sample>,
+) -> Family<T> {
+    Family {
+        name,
+        counter: false,
+        help,
+        samples,
+    }
+}
+
+const fn counter<T>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&T) -> Vec<Sample>,
+) -> Family<T> {
+    Family {
+        name,
+        counter: true,
+        help,
+        samples,
+    }
+}
+
+/// One plain sample.
+fn one(v: impl Into<u64>) -> Vec<Sample> {
+    vec![(None, Value::Int(v.into()))]
+}
+
+/// A limit: `NaN` when unset (0), as HAProxy prints an empty field.
+fn limit(v: u32) -> Vec<Sample> {
+    vec![(
+        None,
+        if v == 0 {
+            Value::NaN
+        } else {
+            Value::Int(v.into())
+        },
+    )]
+}
+
+/// One sample per state of `all`: 1 for `current`, 0 for the others.
+fn states(all: &[&'static str], current: &str) -> Vec<Sample> {
+    all.iter()
+        .map(|s| (Some(*s), Value::Int(u64::from(*s == current))))
+        .collect()
+}
+
+/// Per state of `all`, how many of `current` are in it.
+fn counts<'a>(all: &[&'static str], current: impl Iterator<Item = &'a str> + Clone) -> Vec<Sample> {
+    all.iter()
+        .map(|s| {
+            (
+                Some(*s),
+                Value::Int(current.clone().filter(|c| c == s).count() as u64),
+            )
+        })
+        .collect()
+}
+
+/// HAProxy's server states (`promex_srv_st`), in its order.
+const SRV_STATES: [&str; 5] = ["DOWN", "UP", "MAINT", "DRAIN", "NOLB"];
+
+/// The check statuses HAProxy's exporter lists (those whose result is at
+/// least `CHK_RES_FAILED`), in its order.
+const CHECK_STATES: [&str; 16] = [
+    "HANA", "SOCKERR", "L4OK", "L4TOUT", "L4CON", "L6OK", "L6TOUT", "L6RSP", "L7TOUT", "L7RSP",
+    "L7OK", "L7OKC", "L7STS", "PROCERR", "PROCTOUT", "PROCOK",
+];
+
+/// A server's state as HAProxy's exporter names it (`promex_srv_status`):
+/// `MAINT`, `DRAIN` while up and draining, `UP` while up (checked, not
+/// checked, or going down), else `DOWN`. halyard has no `NOLB`.
+fn srv_state(s: &ServerStats) -> &'static str {
+    if s.status == "MAINT" {
+        "MAINT"
+    } else if s.status.starts_with("DRAIN") {
+        "DRAIN"
+    } else if s.is_up() {
+        "UP"
+    } else {
+        "DOWN"
+    }
+}
+
+/// A server's weight as HAProxy reports it (`weight` column and
+/// `haproxy_server_weight`): the slowstart-ramped weight while the server
+/// takes sessions, else its weight (HAProxy keeps `cur_eweight` of a DOWN,
+/// MAINT or DRAIN server).
+fn haproxy_weight(s: &ServerStats) -> u32 {
+    if s.effective_weight > 0 {
+        s.effective_weight
+    } else {
+        s.weight
+    }
+}
+
+/// Servers HAProxy counts in `act` / `bck` (`srv_act`, `srv_bck`): up with
+/// a non-zero weight, active or backup.
+fn usable(b: &BackendStats, backup: bool) -> u32 {
+    b.servers
+        .iter()
+        .filter(|s| s.backup == backup && s.effective_weight > 0)
+        .count() as u32
+}
+
+/// `haproxy_frontend_*`.
+const FRONTEND_METRICS: &[Family<FrontendStats>] = &[
+    gauge("haproxy_frontend_current_sessions", "Number of current sessions on the frontend, backend or server", |f| one(f.cur_sessions)),
+    gauge("haproxy_frontend_max_sessions", "Highest value of current sessions encountered since process started", |f| one(f.max_sessions)),
+    counter("haproxy_frontend_sessions_total", "Total number of sessions since process started", |f| one(f.total_sessions)),
+    counter("haproxy_frontend_bytes_in_total", "Total number of request bytes since process started", |f| one(f.bytes_in)),
+    counter("haproxy_frontend_bytes_out_total", "Total number of response bytes since process started", |f| one(f.bytes_out)),
+    gauge("haproxy_frontend_status", "Current status of the service, per state label value.", |_| states(&["DOWN", "UP"], "UP")),
+    counter("halyard_frontend_denied_total", "Connections refused: bad PROXY header, no server, queue full or timeout (no HAProxy equivalent)", |f| one(f.denied)),
+    counter("halyard_frontend_accept_errors_total", "accept() errors, e.g. out of file descriptors (no HAProxy equivalent)", |f| one(f.accept_errors)),
+];
+
+/// `haproxy_backend_*`.
+const BACKEND_METRICS: &[Family<BackendStats>] = &[
+    gauge("haproxy_backend_current_queue", "Number of current queued connections", |b| one(b.queue_cur)),
+    gauge("haproxy_backend_max_queue", "Highest value of queued connections encountered since process started", |b| one(b.queue_max)),
+    gauge("haproxy_backend_current_sessions", "Number of current sessions on the frontend, backend or server", |b| one(b.cur_sessions)),
+    gauge("haproxy_backend_max_sessions", "Highest value of current sessions encountered since process started", |b| one(b.max_sessions)),
+    counter("haproxy_backend_sessions_total", "Total number of sessions since process started", |b| one(b.total_sessions)),
+    counter("haproxy_backend_bytes_in_total", "Total number of request bytes since process started", |b| one(b.bytes_in)),
+    counter("haproxy_backend_bytes_out_total", "Total number of response bytes since process started", |b| one(b.bytes_out)),
+    counter("haproxy_backend_connection_errors_total", "Total number of failed connections to server since the worker process started", |b| one(b.connect_errors)),
+    counter("haproxy_backend_retry_warnings_total", "Total number of server connection retries since the worker process started", |b| one(b.retries)),
+    counter("haproxy_backend_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |b| one(b.redispatches)),
+    gauge("haproxy_backend_status", "Current status of the service, per state label value.", |b| states(&["DOWN", "UP"], &b.status)),
+    gauge("haproxy_backend_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |b| one(b.weight)),
+    gauge("haproxy_backend_active_servers", "Total number of active UP servers with a non-zero weight", |b| one(usable(b, false))),
+    gauge("haproxy_backend_backup_servers", "Total number of backup UP servers with a non-zero weight", |b| one(usable(b, true))),
+    gauge("haproxy_backend_check_last_change_seconds", "How long ago the last server state changed, in seconds", |b| one(b.last_change_secs)),
+    gauge("haproxy_backend_agg_server_status", "Backend's aggregated gauge of servers' status", agg_server_status),
+    gauge("haproxy_backend_agg_server_check_status", "Backend's aggregated gauge of servers' state check status", agg_server_status),
+    gauge("haproxy_backend_agg_check_status", "Backend's aggregated gauge of servers' state check status", agg_check_status),
+    counter("halyard_backend_queue_timeouts_total", "Clients dropped by timeout queue (no HAProxy equivalent)", |b| one(b.queue_timeouts)),
+    counter("halyard_backend_no_server_total", "Sessions refused because no server was usable (no HAProxy equivalent)", |b| one(b.no_server)),
+];
+
+/// `haproxy_server_*`.
+const SERVER_METRICS: &[Family<ServerStats>] = &[
+    gauge("haproxy_server_current_queue", "Number of current queued connections", |s| one(s.queue_cur)),
+    gauge("haproxy_server_max_queue", "Highest value of queued connections encountered since process started", |s| one(s.queue_max)),
+    gauge("haproxy_server_current_sessions", "Number of current sessions on the frontend, backend or server", |s| one(s.cur_sessions)),
+    gauge("haproxy_server_max_sessions", "Highest value of current sessions encountered since process started", |s| one(s.max_sessions)),
+    gauge("haproxy_server_limit_sessions", "Frontend/listener/server's maxconn, backend's fullconn", |s| limit(s.maxconn)),
+    counter("haproxy_server_sessions_total", "Total number of sessions since process started", |s| one(s.total_sessions)),
+    counter("haproxy_server_bytes_in_total", "Total number of request bytes since process started", |s| one(s.bytes_in)),
+    counter("haproxy_server_bytes_out_total", "Total number of response bytes since process started", |s| one(s.bytes_out)),
+    counter("haproxy_server_connection_errors_total", "Total number of failed connections to server since the worker process started", |s| one(s.connect_errors)),
+    counter("haproxy_server_retry_warnings_total", "Total number of server connection retries since the worker process started", |s| one(s.retries)),
+    counter("haproxy_server_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |s| one(s.redispatches)),
+    gauge("haproxy_server_status", "Current status of the service, per state label value.", |s| states(&SRV_STATES, srv_state(s))),
+    gauge("haproxy_server_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |s| one(haproxy_weight(s))),
+    counter("haproxy_server_check_failures_total", "Total number of failed individual health checks per server/backend, since the worker process started", |s| one(s.check_failures)),
+    counter("haproxy_server_check_up_down_total", "Total number of failed checks causing UP to DOWN server transitions, per server/backend, since the worker process started", |s| one(s.down_transitions)),
+    gauge("haproxy_server_check_last_change_seconds", "How long ago the last server state changed, in seconds", |s| one(s.last_change_secs)),
+    gauge("haproxy_server_queue_limit", "Limit on the number of connections in queue, for servers only (maxqueue argument)", |s| limit(s.maxqueue)),
+    gauge("haproxy_server_check_status", "Status of last health check, per state label value.", check_status),
+    gauge("haproxy_server_check_duration_seconds", "Total duration of the latest server health check, in seconds.", check_duration),
+    gauge("haproxy_server_uweight", "Server's user weight, or sum of active servers' user weights for a backend", |s| one(s.weight)),
+];
+
+/// The last check's status; none before the first check or without checks
+/// (HAProxy: none for a server without checks, all 0 before the first).
+fn check_status(s: &ServerStats) -> Vec<Sample> {
+    if s.check_status.is_empty() {
+        return vec![];
+    }
+    states(&CHECK_STATES, &s.check_status)
+}
+
+/// The last check's duration; none before a check finished.
+fn check_duration(s: &ServerStats) -> Vec<Sample> {
+    s.check_duration_ms
+        .map(|ms| vec![(None, Value::Millis(ms))])
+        .unwrap_or_default()
+}
+
+/// Servers per HAProxy server state; none for a backend without servers.
+fn agg_server_status(b: &BackendStats) -> Vec<Sample> {
+    if b.servers.is_empty() {
+        return vec![];
+    }
+    counts(&SRV_STATES, b.servers.iter().map(srv_state))
+}
+
+/// Servers per last check status; none for a backend without servers.
+fn agg_check_status(b: &BackendStats) -> Vec<Sample> {
+    if b.servers.is_empty() {
+        return vec![];
+    }
+    counts(
+        &CHECK_STATES,
+        b.servers.iter().map(|s| s.check_status.as_str()),
+    )
 }
 
 #[cfg(test)]
@@ -693,6 +809,40 @@ mod tests {
     }
 
     #[test]
+    fn csv_weight_of_a_server_out_of_service_is_its_weight() {
+        // HAProxy keeps the eweight of a DOWN, MAINT or DRAIN server: `show
+        // stat` prints 7 for a drained `weight 7` server, not 0.
+        use crate::backend::AdminState;
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        for n in ["a", "d"] {
+            let mut s = ServerSpec::new(n, "127.0.0.1:1".parse().unwrap());
+            s.weight = 7;
+            b.add_server(s, now).unwrap();
+        }
+        b.set_admin(now, "d", AdminState::Drain).unwrap();
+        let snap = Snapshot {
+            frontends: vec![],
+            backends: vec![b.stats(now)],
+        };
+        let csv = snap.to_csv();
+        let col = |l: &str, name: &str| {
+            let i = CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+            l.split(',').nth(i).unwrap().to_string()
+        };
+        let rows: Vec<&str> = csv.lines().skip(1).collect();
+        assert_eq!(
+            (col(rows[1], "status"), col(rows[1], "weight")),
+            ("DRAIN".into(), "7".into())
+        );
+        // The backend counts only the server that takes sessions.
+        assert_eq!(
+            (col(rows[2], "weight"), col(rows[2], "act")),
+            ("7".into(), "1".into())
+        );
+    }
+
+    #[test]
     fn csv_quotes_commas_and_quotes() {
         let snap = Snapshot {
             frontends: vec![FrontendStats {
@@ -796,7 +946,8 @@ mod tests {
         assert!(lines[2].starts_with("web,s1,0,0,0,0,,0,"));
         assert!(lines[4].starts_with("web,BACKEND,0,0,0,0,"));
         let prom = snap.to_prometheus();
-        assert!(prom.contains("halyard_frontend_sessions_total{frontend=\"fe\"} 3"));
-        assert!(prom.contains("halyard_server_up{backend=\"web\",server=\"s\\\"2\"} 1"));
+        assert!(prom.contains("haproxy_frontend_sessions_total{proxy=\"fe\"} 3\n"));
+        assert!(prom
+            .contains("haproxy_server_status{proxy=\"web\",server=\"s\\\"2\",state=\"UP\"} 1\n"));
     }
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,22 +13,6 @@ use halyard_proxy::config::Config;
 use halyard_proxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-struct Killer(Child);
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server that answers with the raw PROXY header line it received.
 async fn header_reporter() -> SocketAddr {
@@ -71,18 +54,7 @@ async fn ask(addr: SocketAddr) -> (String, SocketAddr) {
 
 #[tokio::test]
 async fn proxy_protocol_interoperates_with_haproxy() {
-    if Command::new("haproxy")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        assert!(
-            std::env::var("HALYARD_REQUIRE_SYSTEM").map_or(true, |v| v != "1"),
-            "haproxy is required when HALYARD_REQUIRE_SYSTEM=1 (apt-get install haproxy)"
-        );
-        println!("SKIP proxy_protocol_interoperates_with_haproxy: haproxy not found");
+    if haproxy_missing("proxy_protocol_interoperates_with_haproxy") {
         return;
     }
     let reporter = header_reporter().await;
@@ -123,15 +95,7 @@ listen from_us\n    bind 127.0.0.1:{from_us} accept-proxy\n    server r {reporte
         ),
     )
     .unwrap();
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _k = Killer(child);
+    let _k = spawn_haproxy(&cfg);
     for port in [to_us_v2, to_us_v1, from_us] {
         let a = SocketAddr::from(([127, 0, 0, 1], port));
         eventually("haproxy listening", || {

@@ -11,11 +11,13 @@
 //!                      (SERVER: letters, digits, `_`, `.`, `:`, `-`)
 //! del server BACKEND/SERVER
 //! show stat            (CSV)
-//! show metrics         (Prometheus)
+//! show metrics         (Prometheus, HAProxy 2.6 exporter's names)
 //! ```
 //!
-//! The stats listener answers `GET /metrics` (Prometheus), `GET /stats`
-//! (CSV) and `POST /command` (body: one command) over HTTP/1.0.
+//! The stats listener answers `GET /metrics` (Prometheus text format 0.0.4
+//! with the names and labels of HAProxy 2.6's exporter, see
+//! [`Snapshot::to_prometheus`](crate::stats::Snapshot::to_prometheus)),
+//! `GET /stats` (CSV) and `POST /command` (body: one command) over HTTP/1.0.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -759,9 +759,10 @@ async fn wait_queue(
         Err(_) => {
             let mut core = shared.lock();
             let b = core.backends.get_mut(backend)?;
+            let server = b.core.waits_for(ticket);
             if b.core.cancel(ticket) {
                 b.waiters.remove(&ticket);
-                b.core.note_queue_timeout();
+                b.core.note_queue_timeout(server);
                 None
             } else {
                 // Dispatched at the last moment: the assignment is in the channel.

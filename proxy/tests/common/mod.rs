@@ -95,6 +95,57 @@ pub fn fd_count() -> usize {
         .unwrap_or(0)
 }
 
+/// True (after printing why) when the `haproxy` binary is missing and
+/// `test` must skip; panics instead when HALYARD_REQUIRE_SYSTEM=1.
+pub fn haproxy_missing(test: &str) -> bool {
+    let found = std::process::Command::new("haproxy")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var("HALYARD_REQUIRE_SYSTEM").map_or(true, |v| v != "1"),
+            "haproxy is required when HALYARD_REQUIRE_SYSTEM=1 (apt-get install haproxy)"
+        );
+        println!("SKIP {test}: haproxy not found");
+    }
+    !found
+}
+
+/// A child process killed and reaped on drop.
+pub struct Killer(pub std::process::Child);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `haproxy -db -f cfg` until the returned guard drops.
+pub fn spawn_haproxy(cfg: &std::path::Path) -> Killer {
+    let child = std::process::Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    Killer(child)
+}
+
+/// A loopback port that is free now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `f` every 20 ms until it is true (bounded); panics with `what` otherwise.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + BOUND;
