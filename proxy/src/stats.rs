@@ -17,7 +17,8 @@ pub struct ServerStats {
     pub addr: SocketAddr,
     /// HAProxy's strings: `UP` (checked), `no check` (up, not checked),
     /// `UP 1/3` (going down), `DOWN`, `DOWN 1/2` (going up), `DOWN (agent)`, `DRAIN`,
-    /// `DRAIN 1/3` (draining and going down), `MAINT`. See [`ServerStats::is_up`].
+    /// `DRAIN 1/3` (draining and going down), `DRAIN (agent)` (draining, with
+    /// an agent check configured), `MAINT`. See [`ServerStats::is_up`].
     pub status: String,
     /// Backup server.
     pub backup: bool,
@@ -49,6 +50,9 @@ pub struct ServerStats {
     pub check_failures: u64,
     /// UP -> DOWN transitions.
     pub down_transitions: u64,
+    /// Times the balancer selected this server, for a new session or a
+    /// redispatch (HAProxy's `lbtot`).
+    pub lbtot: u64,
     /// Seconds since the last state change.
     pub last_change_secs: u64,
     /// Concurrent sessions limit (0 = none).
@@ -64,7 +68,7 @@ pub struct ServerStats {
 
 impl ServerStats {
     /// True while the server is operationally up: `UP`, `UP x/y`,
-    /// `no check`, `DRAIN`, `DRAIN x/y` (draining servers are up, they just
+    /// `no check`, `DRAIN`, `DRAIN x/y`, `DRAIN (agent)` (draining servers are up, they just
     /// take no new sessions); false for `DOWN`, `DOWN x/y`, `DOWN (agent)`
     /// and `MAINT`.
     pub fn is_up(&self) -> bool {
@@ -106,6 +110,9 @@ pub struct BackendStats {
     pub retries: u64,
     /// Redispatches.
     pub redispatches: u64,
+    /// Times the balancer selected a server, for a new session or a
+    /// redispatch (HAProxy's `lbtot`; the sum of the servers').
+    pub lbtot: u64,
     /// Clients queued now.
     pub queue_cur: u32,
     /// Most clients queued at once.
@@ -312,8 +319,6 @@ impl Snapshot {
                 .set("stot", f.total_sessions)
                 .set("bin", f.bytes_in)
                 .set("bout", f.bytes_out)
-                .set("dreq", f.denied)
-                .set("ereq", f.accept_errors)
                 .set("status", "OPEN")
                 .set("pid", 1)
                 .set("iid", iid)
@@ -347,6 +352,7 @@ impl Snapshot {
                     .set("chkdown", s.down_transitions)
                     .set("lastchg", s.last_change_secs)
                     .set("qlimit", opt(s.maxqueue))
+                    .set("lbtot", s.lbtot)
                     .set("pid", 1)
                     .set("iid", iid)
                     .set("sid", s.id.0)
@@ -385,6 +391,7 @@ impl Snapshot {
                 .set("act", act)
                 .set("bck", bck)
                 .set("lastchg", b.last_change_secs)
+                .set("lbtot", b.lbtot)
                 .set("pid", 1)
                 .set("iid", iid)
                 .set("sid", 0)
@@ -551,6 +558,12 @@ impl Snapshot {
             srv().map(|(b, s)| (sl(b, s), s.bytes_out)).collect(),
         );
         metric(
+            "server_loadbalanced_total",
+            "counter",
+            "Times the balancer selected the server (new sessions, redispatches).",
+            srv().map(|(b, s)| (sl(b, s), s.lbtot)).collect(),
+        );
+        metric(
             "server_connection_errors_total",
             "counter",
             "Failed connects.",
@@ -608,10 +621,18 @@ mod tests {
         s2.backup = true;
         b.add_server(s2, now).unwrap();
         b.check_result(now, id1, true, "L4OK", std::time::Duration::from_millis(12));
+        for _ in 0..2 {
+            assert!(matches!(
+                b.acquire(now, None),
+                crate::backend::Acquire::Assigned(_)
+            ));
+        }
         let snap = Snapshot {
             frontends: vec![FrontendStats {
                 name: "fe".into(),
                 total_sessions: 3,
+                denied: 4,
+                accept_errors: 5,
                 ..Default::default()
             }],
             backends: vec![
@@ -680,7 +701,11 @@ mod tests {
             ("L4OK", "12")
         );
         assert_eq!((get(2, "status"), get(2, "qlimit")), ("no check", ""));
-        assert_eq!((get(2, "lbtot"), get(2, "check_status")), ("", ""));
+        assert_eq!((get(2, "lbtot"), get(2, "check_status")), ("0", ""));
+        assert_eq!((get(1, "lbtot"), get(3, "lbtot")), ("2", "2"));
+        // No deny rules, and client request errors are not counted: empty,
+        // not the rejected connections or accept() errors.
+        assert_eq!((get(0, "dreq"), get(0, "ereq")), ("", ""));
         assert_eq!((get(3, "status"), get(3, "algo")), ("UP", "roundrobin"));
         // weight: the primaries' in use (HAProxy's tot_weight); bck counts
         // the usable backup all the same (srv_bck).
@@ -749,6 +774,36 @@ mod tests {
         assert_eq!(status(&b), ("MAINT".into(), false));
         b.set_admin(now, "n", AdminState::Maint).unwrap();
         assert_eq!(b.stats(now).status, "DOWN");
+    }
+
+    /// As HAProxy 2.6.12 shows them (checked against the binary): a drained
+    /// server with an agent check is `DRAIN (agent)` whoever set the drain,
+    /// also while going down; weight 0 is no drain.
+    #[test]
+    fn drain_with_an_agent_check_is_drain_agent() {
+        use crate::backend::AdminState;
+        use std::time::Duration;
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        let mut spec = ServerSpec::new("a", "127.0.0.1:1".parse().unwrap());
+        spec.agent = true;
+        spec.check = Some(crate::health::CheckParams::default());
+        let a = b.add_server(spec, now).unwrap();
+        let status = |b: &Backend| b.stats(now).servers[0].status.clone();
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.set_admin(now, "a", AdminState::Drain).unwrap();
+        assert_eq!(status(&b), "DRAIN (agent)");
+        assert!(b.stats(now).servers[0].is_up());
+        b.check_result(now, a, false, "L4CON", Duration::ZERO);
+        assert_eq!(status(&b), "DRAIN (agent)", "going down");
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        assert_eq!(status(&b), "UP 2/3");
+        let reply = crate::health::parse_agent_reply(b"drain\n").unwrap();
+        b.agent_result(now, a, &reply);
+        assert_eq!(status(&b), "DRAIN (agent)");
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.set_weight(now, "a", 0).unwrap();
+        assert_eq!(status(&b), "UP 2/3", "weight 0 is not a drain");
     }
 
     #[test]
