@@ -25,7 +25,9 @@
 //! `consistent`) bind a client to its server whether it is full or not, as
 //! HAProxy's do: the client then waits in that server's queue, which holds
 //! at most the server's `maxqueue` (0 = unlimited; beyond it the client gets
-//! [`Acquire::QueueFull`]). One deque holds both kinds in arrival order, so
+//! [`Acquire::QueueFull`]). `random` queues a client whose least loaded
+//! draw is full in the backend queue (HAProxy's `get_server_rnd`), even if
+//! another server has room. One deque holds both kinds in arrival order, so
 //! a freed slot goes to the oldest client that can use it.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -91,6 +93,10 @@ pub struct ServerSpec {
     pub check: Option<CheckParams>,
     /// Weight ramp after the server comes back UP.
     pub slowstart: Duration,
+    /// An agent check is configured (HAProxy `agent-check`): a drained
+    /// server then shows `DRAIN (agent)`, whoever set the drain, as in
+    /// HAProxy's stats.
+    pub agent: bool,
     /// Passive health (HAProxy `observe layer4`, `error-limit`, default
     /// `on-error fail-check`): this many consecutive connect errors count as
     /// one failed active check; 0 = off. Needs `check` (as HAProxy's
@@ -117,6 +123,7 @@ impl ServerSpec {
             maxqueue: 0,
             check: None,
             slowstart: Duration::ZERO,
+            agent: false,
             error_limit: 0,
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,
@@ -137,7 +144,8 @@ pub struct BackendOptions {
     pub redispatch: bool,
     /// Longest wait in the queue.
     pub timeout_queue: Duration,
-    /// Bounded-load factor of the consistent algorithm, percent (0 = unbounded).
+    /// Bounded-load factor of the consistent and random algorithms,
+    /// percent (0 = unbounded; HAProxy `hash-balance-factor`).
     pub hash_balance_factor: u32,
     /// Draws of the `random` algorithm (HAProxy `random(<draws>)`, default 2).
     pub random_draws: u32,
@@ -239,6 +247,8 @@ struct Counters {
     redispatches: u64,
     check_failures: u64,
     down_transitions: u64,
+    /// Times the balancer selected the server (HAProxy's `cum_lbconn`).
+    lbtot: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +323,19 @@ struct Waiter {
     deadline: Instant,
     /// The server it waits for (hash algorithms); `None`: any server.
     server: Option<ServerId>,
+}
+
+/// How the balancer sees server `id` at `now`.
+fn candidate(now: Instant, id: ServerId, s: &Server) -> Candidate {
+    let weight = s.eff_weight(now);
+    Candidate {
+        id,
+        weight,
+        static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
+        user_weight: if weight > 0 { s.weight } else { 0 },
+        sessions: s.c.cur,
+        full: s.full(now),
+    }
 }
 
 /// `percent` of `initial`, clamped to the weight range (HAProxy caps the
@@ -461,17 +484,7 @@ impl Backend {
     /// without `exclude` (a redispatch never turns to the backups while a
     /// primary is usable).
     fn candidates(&self, now: Instant, exclude: Option<ServerId>) -> Vec<Candidate> {
-        let mk = |(id, s): (&ServerId, &Server)| {
-            let weight = s.eff_weight(now);
-            Candidate {
-                id: *id,
-                weight,
-                static_weight: if weight > 0 { s.spec.weight.max(1) } else { 0 },
-                user_weight: if weight > 0 { s.weight } else { 0 },
-                sessions: s.c.cur,
-                full: s.full(now),
-            }
-        };
+        let mk = |(id, s): (&ServerId, &Server)| candidate(now, *id, s);
         let usable = |s: &Server| s.eff_weight(now) > 0;
         let prim: Vec<Candidate> = self
             .servers
@@ -496,18 +509,37 @@ impl Backend {
         out
     }
 
-    fn take_slot(&mut self, id: ServerId) -> Option<Assignment> {
+    fn take_slot(&mut self, now: Instant, id: ServerId) -> Option<Assignment> {
         let s = self.servers.get_mut(&id)?;
         s.c.cur += 1;
         s.c.max = s.c.max.max(s.c.cur);
         s.c.total += 1;
+        let a = Assignment {
+            server: id,
+            addr: s.spec.addr,
+        };
         self.c.cur += 1;
         self.c.max = self.c.max.max(self.c.cur);
         self.c.total += 1;
-        Some(Assignment {
-            server: id,
-            addr: s.spec.addr,
-        })
+        self.requeue(now, id);
+        Some(a)
+    }
+
+    /// Tells the balancer that server `id`'s session count changed
+    /// (HAProxy's `server_take_conn` / `server_drop_conn`).
+    fn requeue(&mut self, now: Instant, id: ServerId) {
+        if let Some(s) = self.servers.get(&id) {
+            self.balancer.requeue(&candidate(now, id, s));
+        }
+    }
+
+    /// The balancer selected server `id` for a new session or a
+    /// redispatch (HAProxy's `cum_lbconn`, counted in `assign_server`).
+    fn count_lb(&mut self, id: ServerId) {
+        self.c.lbtot += 1;
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.c.lbtot += 1;
+        }
     }
 
     fn try_assign(
@@ -528,11 +560,12 @@ impl Backend {
         client: Option<IpAddr>,
     ) -> Option<Assignment> {
         let id = self.balancer.pick(cands, client)?;
-        // A hash algorithm names the client's server even when it is full.
+        // A hash algorithm names the client's server even when it is full,
+        // and `random` the least loaded of its draws.
         if self.servers.get(&id)?.full(now) {
             return None;
         }
-        self.take_slot(id)
+        self.take_slot(now, id)
     }
 
     /// Whether the algorithm binds this client to one server (the hash
@@ -601,6 +634,7 @@ impl Backend {
                 self.c.connect_errors += 1;
                 return Acquire::NoServer;
             };
+            self.count_lb(id);
             let waiting = self.waiting_for(id);
             let Some((full, maxqueue)) = self
                 .servers
@@ -610,7 +644,7 @@ impl Backend {
                 return Acquire::NoServer;
             };
             if waiting == 0 && !full {
-                if let Some(a) = self.take_slot(id) {
+                if let Some(a) = self.take_slot(now, id) {
                     return Acquire::Assigned(a);
                 }
             }
@@ -620,9 +654,15 @@ impl Backend {
             }
             return Acquire::Queued(self.enqueue(now, client, Some(id)));
         }
-        // FIFO fairness: nobody overtakes the backend queue.
-        if !self.queue.iter().any(|w| w.server.is_none()) {
+        // FIFO fairness: nobody overtakes the backend queue. `random` runs
+        // its draws all the same, as HAProxy's assign_server skips the
+        // balancer for a non-empty backend queue only with first,
+        // roundrobin and static-rr: a client queued because its draw was
+        // full must not hold up the others.
+        let random = self.balancer.algorithm() == Algorithm::Random;
+        if random || !self.queue.iter().any(|w| w.server.is_none()) {
             if let Some(a) = self.assign_from(now, &cands, client) {
+                self.count_lb(a.server);
                 return Acquire::Assigned(a);
             }
         }
@@ -634,6 +674,18 @@ impl Backend {
     /// server no longer takes sessions, as HAProxy redistributes a down
     /// server's queue) take the slot the balancer gives, or any free one.
     fn dispatch(&mut self, now: Instant) {
+        // Every change of a server's state or weight ends here: `leastconn`
+        // moves the servers whose key changed, or that left or came back.
+        if self.balancer.algorithm() == Algorithm::LeastConn {
+            let cands: Vec<Candidate> = self
+                .servers
+                .iter()
+                .map(|(id, s)| candidate(now, *id, s))
+                .collect();
+            for c in &cands {
+                self.balancer.requeue(c);
+            }
+        }
         let mut any_blocked = false;
         // Once no client may take any slot, only bound ones can still go.
         let any_bound = self.queue.iter().any(|w| w.server.is_some());
@@ -644,17 +696,18 @@ impl Backend {
                 bound.filter(|id| self.servers.get(id).is_some_and(|s| s.eff_weight(now) > 0));
             let a = match own {
                 Some(id) => match self.servers.get(&id) {
-                    Some(s) if !s.full(now) => self.take_slot(id),
+                    Some(s) if !s.full(now) => self.take_slot(now, id),
                     _ => None,
                 },
                 None if any_blocked => None,
                 None => {
-                    // The balancer's choice; if a hash algorithm names a full
-                    // server, any server with room (HAProxy hands a freed
-                    // slot to the backend queue's head).
+                    // The balancer's choice; if it names a full server (a
+                    // hash algorithm, `random`), the least loaded server with
+                    // room (HAProxy hands a freed slot to the backend
+                    // queue's head).
                     let a = self
                         .try_assign(now, client, None)
-                        .or_else(|| self.try_assign(now, None, None));
+                        .or_else(|| self.assign_least_loaded(now));
                     any_blocked = a.is_none();
                     a
                 }
@@ -673,6 +726,26 @@ impl Backend {
                 }
             }
         }
+    }
+
+    /// A slot on the least loaded (sessions / weight, then id) candidate
+    /// with room, whatever the algorithm.
+    fn assign_least_loaded(&mut self, now: Instant) -> Option<Assignment> {
+        let cands = self.candidates(now, None);
+        let best = cands
+            .iter()
+            .filter(|c| c.weight > 0 && !c.full)
+            .reduce(|b, c| {
+                if u64::from(c.sessions) * u64::from(b.weight)
+                    < u64::from(b.sessions) * u64::from(c.weight)
+                {
+                    c
+                } else {
+                    b
+                }
+            })?
+            .id;
+        self.take_slot(now, best)
     }
 
     /// Hands queued clients the slots that warming servers gained since:
@@ -765,6 +838,7 @@ impl Backend {
             s.c.bytes_in += bytes_in;
             s.c.bytes_out += bytes_out;
         }
+        self.requeue(now, server);
         self.dispatch(now);
     }
 
@@ -793,6 +867,7 @@ impl Backend {
             s.c.cur = s.c.cur.saturating_sub(1);
             s.c.total = s.c.total.saturating_sub(1);
             s.errors_in_row += 1;
+            self.balancer.requeue(&candidate(now, server, s));
             if s.spec.error_limit > 0
                 && s.spec.check.is_some()
                 && s.errors_in_row >= s.spec.error_limit
@@ -823,11 +898,14 @@ impl Backend {
         } else if self.opts.redispatch && (failures == self.opts.retries || !usable || spread) {
             match self.try_assign(now, client, Some(server)) {
                 Some(a) => Retry::Redispatch(a),
-                None if usable => self.take_slot(server).map_or(Retry::GiveUp, Retry::Same),
+                None if usable => self
+                    .take_slot(now, server)
+                    .map_or(Retry::GiveUp, Retry::Same),
                 None => Retry::GiveUp,
             }
         } else if usable {
-            self.take_slot(server).map_or(Retry::GiveUp, Retry::Same)
+            self.take_slot(now, server)
+                .map_or(Retry::GiveUp, Retry::Same)
         } else {
             Retry::GiveUp
         };
@@ -838,7 +916,8 @@ impl Backend {
                     s.c.retries += 1;
                 }
             }
-            Retry::Redispatch(_) => {
+            Retry::Redispatch(a) => {
+                self.count_lb(a.server);
                 self.c.redispatches += 1;
                 if let Some(s) = self.servers.get_mut(&server) {
                     s.c.redispatches += 1;
@@ -1103,9 +1182,9 @@ impl Backend {
             .servers
             .iter()
             .map(|(id, s)| {
-                // HAProxy's stats_fill_sv_computestate. Not shown: "DRAIN
-                // (agent)" (the core does not know whether an agent is
-                // configured) and NOLB (no such state here).
+                // HAProxy's stats_fill_sv_computestate. NOLB (HAProxy's
+                // STOPPING state, from `http-check disable-on-404`) has no
+                // counterpart here.
                 let (checked, h, p) = (s.spec.check.is_some(), &s.health, s.health.params());
                 let full = p.rise.saturating_add(p.fall) - 1;
                 let status = match (s.admin, h.state()) {
@@ -1114,6 +1193,7 @@ impl Backend {
                         let going_down = checked && h.counter() < full;
                         let n = format!("{}/{}", (h.counter() + 1).saturating_sub(p.rise), p.fall);
                         match (admin == AdminState::Drain, going_down) {
+                            (true, _) if s.spec.agent => "DRAIN (agent)".to_string(),
                             (true, true) => format!("DRAIN {n}"),
                             (true, false) => "DRAIN".to_string(),
                             (false, true) => format!("UP {n}"),
@@ -1147,6 +1227,7 @@ impl Backend {
                     check_duration_ms: s.check_duration.map(|d| d.as_millis() as u64),
                     check_failures: s.c.check_failures,
                     down_transitions: s.c.down_transitions,
+                    lbtot: s.c.lbtot,
                     last_change_secs: now.saturating_duration_since(s.last_change).as_secs(),
                     maxconn: s.maxconn(),
                     maxqueue: s.spec.maxqueue,
@@ -1172,6 +1253,7 @@ impl Backend {
             connect_errors: self.c.connect_errors,
             retries: self.c.retries,
             redispatches: self.c.redispatches,
+            lbtot: self.c.lbtot,
             queue_cur: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
             queue_max: self.queue_max,
             queue_timeouts: self.queue_timeouts,
@@ -1297,6 +1379,192 @@ mod tests {
         b.release(now, a, 0, 0);
         let d = b.take_dispatched();
         assert_eq!((d[0].0, d[0].1.server), (t, a));
+    }
+
+    /// Traces recorded from HAProxy 2.6.12 (`balance leastconn`, TCP
+    /// sessions held open; `rN` ends a session on server N).
+    #[test]
+    fn leastconn_follows_haproxys_tree_order() {
+        let trace = |weights: &[u32], ops: &str| {
+            let specs = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    let mut s = ServerSpec::new(format!("s{i}"), addr(i as u16 + 1));
+                    s.weight = *w;
+                    s
+                })
+                .collect();
+            let opts = BackendOptions {
+                algorithm: Algorithm::LeastConn,
+                ..Default::default()
+            };
+            let (mut b, now) = backend(opts, specs);
+            let mut out = Vec::new();
+            for op in ops.split(' ') {
+                match op.strip_prefix('r') {
+                    Some(n) => b.release(now, ServerId(n.parse().unwrap()), 0, 0),
+                    None => out.push(assigned(b.acquire(now, None)).0),
+                }
+            }
+            out
+        };
+        assert_eq!(
+            trace(&[1, 2, 3], "c c c c c c c c"),
+            [1, 2, 3, 3, 2, 3, 3, 2]
+        );
+        assert_eq!(trace(&[1, 1, 1], "c c c r1 r2 c c c"), [1, 2, 3, 1, 2, 3]);
+        assert_eq!(trace(&[1, 1, 1], "c c c r2 r1 c c c"), [1, 2, 3, 2, 1, 3]);
+        assert_eq!(trace(&[1, 1, 1], "c r1 c c"), [1, 2, 3]);
+        assert_eq!(trace(&[2, 1, 1], "c c c c r1 c c"), [1, 2, 3, 1, 1, 1]);
+    }
+
+    /// HAProxy's fwlc: a server avoided by a redispatch keeps its place in
+    /// the tree; one that leaves it (drain, down, maint) comes back behind
+    /// the servers with the same key.
+    #[test]
+    fn leastconn_places_after_redispatch_and_state_changes() {
+        let opts = BackendOptions {
+            algorithm: Algorithm::LeastConn,
+            retries: 2,
+            ..Default::default()
+        };
+        let specs = (1..=3)
+            .map(|i| ServerSpec::new(format!("s{i}"), addr(i)))
+            .collect();
+        let (mut b, now) = backend(opts, specs);
+        for _ in 0..3 {
+            let a = assigned(b.acquire(now, None));
+            assert_eq!(a, ServerId(1));
+            assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+            let Retry::Redispatch(r) = b.connect_failed(now, a, 2, None) else {
+                panic!()
+            };
+            // s1 went back to key 0 behind s2 and s3; the redispatch takes
+            // s2, which goes back to key 0 behind s1 when it ends.
+            assert_eq!(r.server, ServerId(2));
+            b.release(now, r.server, 0, 0);
+            // Now s3, s1, s2 at key 0: take and free s3 so s1 leads again.
+            assert_eq!(assigned(b.acquire(now, None)), ServerId(3));
+            b.release(now, ServerId(3), 0, 0);
+        }
+        b.set_admin(now, "s1", AdminState::Drain).unwrap();
+        b.set_admin(now, "s1", AdminState::Ready).unwrap();
+        let picks: Vec<u32> = (0..3).map(|_| assigned(b.acquire(now, None)).0).collect();
+        assert_eq!(picks, [2, 3, 1]);
+    }
+
+    /// HAProxy's `get_server_rnd`: when the least loaded of the draws is
+    /// full, the client waits in the backend queue (not for that server),
+    /// and the next clients still draw.
+    #[test]
+    fn random_queues_in_the_backend_queue_when_its_draw_is_full() {
+        let specs = (1..=2)
+            .map(|i| {
+                let mut s = ServerSpec::new(format!("s{i}"), addr(i));
+                s.maxconn = 1;
+                s
+            })
+            .collect();
+        let opts = BackendOptions {
+            algorithm: Algorithm::Random,
+            random_draws: 1,
+            hash_balance_factor: 0,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(opts, specs);
+        let first = assigned(b.acquire(now, None));
+        // Draw until one lands on the full server.
+        let ticket = (0..100)
+            .find_map(|_| match b.acquire(now, None) {
+                Acquire::Queued(t) => Some(t),
+                Acquire::Assigned(a) => {
+                    assert_ne!(a.server, first);
+                    b.release(now, a.server, 0, 0);
+                    None
+                }
+                other => panic!("{other:?}"),
+            })
+            .expect("a draw on the full server");
+        assert_eq!(b.waits_for(ticket), None, "the backend queue");
+        let st = b.stats(now);
+        assert_eq!((st.queue_cur, st.servers[0].queue_cur), (1, 0));
+        // Not counted as a selection: HAProxy counts lbtot only when
+        // assign_server returns a server.
+        assert_eq!(st.lbtot, st.total_sessions);
+        // The queued client does not hold up the others: they still draw,
+        // and a draw on the free server is served.
+        let other = ServerId(3 - first.0);
+        let a = (0..100)
+            .find_map(|_| match b.acquire(now, None) {
+                Acquire::Assigned(a) => Some(a),
+                Acquire::Queued(t) => {
+                    assert!(b.cancel(t));
+                    None
+                }
+                x => panic!("{x:?}"),
+            })
+            .expect("a draw on the free server");
+        assert_eq!(a.server, other);
+        // A freed slot goes to the queued client.
+        b.release(now, first, 0, 0);
+        assert_eq!(
+            b.take_dispatched(),
+            vec![(
+                ticket,
+                Assignment {
+                    server: first,
+                    addr: addr(first.0 as u16)
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn lbtot_counts_selections_for_new_sessions_and_redispatches() {
+        let mut hashed = ServerSpec::new("h", addr(3));
+        hashed.maxconn = 1;
+        hashed.maxqueue = 1;
+        let opts = BackendOptions {
+            retries: 1,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(
+            opts,
+            vec![ServerSpec::new("a", addr(1)), ServerSpec::new("b", addr(2))],
+        );
+        let first = assigned(b.acquire(now, None));
+        // The only retry redispatches: the other server is selected.
+        let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None) else {
+            panic!()
+        };
+        let st = b.stats(now);
+        let lb = |st: &BackendStats| (st.lbtot, st.servers[0].lbtot, st.servers[1].lbtot);
+        assert_eq!(lb(&st), (2, 1, 1));
+        assert_ne!(r.server, first);
+        // A retry on the same server is no new selection.
+        let (mut h, now) = backend(
+            BackendOptions {
+                algorithm: Algorithm::Source,
+                retries: 2,
+                redispatch: false,
+                ..Default::default()
+            },
+            vec![hashed],
+        );
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let s = assigned(h.acquire(now, ip));
+        assert!(matches!(h.connect_failed(now, s, 1, ip), Retry::Same(_)));
+        // Hashing selects the server even when the client then waits for
+        // it or is refused (HAProxy counts in assign_server).
+        assert!(matches!(h.acquire(now, ip), Acquire::Queued(_)));
+        assert_eq!(h.acquire(now, ip), Acquire::QueueFull);
+        let st = h.stats(now);
+        assert_eq!((st.lbtot, st.servers[0].lbtot), (3, 3));
+        // A queued client handed a slot later is not selected again.
+        h.release(now, s, 0, 0);
+        assert_eq!(h.take_dispatched().len(), 1);
+        assert_eq!(h.stats(now).lbtot, 3);
     }
 
     #[test]

@@ -4,17 +4,20 @@
 //! backend core) decides which servers are candidates at all (up, not in
 //! drain/maint, the primary/backup rule) and passes each one's *effective*
 //! weight (after `slowstart` and agent percentages), its current session count,
-//! and whether it is full (`maxconn` reached). Full servers are never chosen.
+//! and whether it is full (`maxconn` reached). Full servers are never chosen,
+//! except by the hash algorithms (the client's server) and `random` (the
+//! least loaded of the draws), as in HAProxy: the backend then queues the
+//! client.
 //!
 //! | algorithm | HAProxy name | notes |
 //! |---|---|---|
 //! | [`Algorithm::RoundRobin`] | `roundrobin` | smooth weighted round robin; weight changes apply to the next pick |
 //! | [`Algorithm::StaticRr`] | `static-rr` | weighted round robin over the *configured* weights; runtime weight changes and slowstart are ignored |
-//! | [`Algorithm::LeastConn`] | `leastconn` | lowest `(sessions+1)/weight`, round robin among ties |
+//! | [`Algorithm::LeastConn`] | `leastconn` | HAProxy's tree: lowest key `sessions ? (sessions+1)*256/weight : 0`, oldest (re)insertion first among equal keys |
 //! | [`Algorithm::First`] | `first` | the first server (by id) with a free slot |
 //! | [`Algorithm::Source`] | `source` | client address hash over a weighted map (map-based: a removed server remaps most clients) |
 //! | [`Algorithm::Consistent`] | `source` + `hash-type consistent` + `hash-balance-factor` | consistent hash ring (over configured weights) with bounded loads (over effective weights) |
-//! | [`Algorithm::Random`] | `random(2)` | power of two (weighted) random choices, the less loaded wins |
+//! | [`Algorithm::Random`] | `random(<draws>)` | random keys on the consistent ring (bounded loads), the least loaded of the draws wins, full or not |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -134,6 +137,32 @@ pub struct Candidate {
     pub full: bool,
 }
 
+/// A server's place in the `leastconn` tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LcNode {
+    /// [`lc_key`].
+    key: u64,
+    /// Insertion number: among equal keys the oldest insertion comes first
+    /// (HAProxy's eb32 tree appends a duplicate key after the others).
+    seq: u64,
+    /// The weight and sessions the key was computed from.
+    weight: u32,
+    sessions: u32,
+}
+
+/// HAProxy 2.6's `fwlc_queue_srv` key: `inflight ? (inflight + 1) *
+/// SRV_EWGHT_MAX / eweight : 0` with `SRV_EWGHT_MAX = 256 * 16` and
+/// `eweight = weight * 16`, i.e. `(sessions + 1) * 256 / weight`, rounded
+/// down, and 0 for an idle server, so idle servers come first whatever
+/// their weight.
+fn lc_key(sessions: u32, weight: u32) -> u64 {
+    if sessions == 0 {
+        0
+    } else {
+        (u64::from(sessions) + 1) * 256 / u64::from(weight.max(1))
+    }
+}
+
 /// Points on the consistent-hash ring per unit of weight.
 const RING_POINTS_PER_WEIGHT: u32 = 40;
 
@@ -150,8 +179,10 @@ pub struct Balancer {
     static_key: Vec<(ServerId, u32)>,
     static_schedule: Vec<ServerId>,
     static_cursor: usize,
-    /// leastconn tie rotation: the last server chosen.
-    last: Option<ServerId>,
+    /// leastconn: each server's place in HAProxy's tree, and the next
+    /// insertion number.
+    lc: BTreeMap<ServerId, LcNode>,
+    lc_seq: u64,
     /// Consistent ring and the (id, weight) set it was built for.
     ring_key: Vec<(ServerId, u32)>,
     ring: Vec<(u64, ServerId)>,
@@ -171,7 +202,8 @@ impl Balancer {
             static_key: Vec::new(),
             static_schedule: Vec::new(),
             static_cursor: 0,
-            last: None,
+            lc: BTreeMap::new(),
+            lc_seq: 0,
             ring_key: Vec::new(),
             ring: Vec::new(),
             balance_factor: 125,
@@ -185,7 +217,8 @@ impl Balancer {
         self.draws = draws.max(1);
     }
 
-    /// Sets the bounded-load factor of [`Algorithm::Consistent`] in percent of
+    /// Sets the bounded-load factor of [`Algorithm::Consistent`] and
+    /// [`Algorithm::Random`] in percent of
     /// the average load (HAProxy `hash-balance-factor`; 0 disables the bound,
     /// otherwise at least 100).
     pub fn set_balance_factor(&mut self, percent: u32) {
@@ -205,7 +238,44 @@ impl Balancer {
             self.static_key.clear();
             self.static_schedule.clear();
             self.static_cursor = 0;
-            self.last = None;
+            self.lc.clear();
+        }
+    }
+
+    /// A server's sessions or effective weight changed (HAProxy's
+    /// `server_take_conn` / `server_drop_conn` as soon as a session takes or
+    /// frees a slot, and `set_server_status_up/down` / `update_server_eweight`
+    /// on a change of state or weight): `leastconn` moves the server to its
+    /// new key, behind the servers already there, or out of the tree when
+    /// its weight is 0 (down, drained, maint), so that it comes back behind
+    /// the others. The backend core calls this on every such change, in the
+    /// order they happen, so equal keys keep HAProxy's order.
+    pub fn requeue(&mut self, c: &Candidate) {
+        if self.algorithm != Algorithm::LeastConn {
+            return;
+        }
+        if c.weight == 0 {
+            self.lc.remove(&c.id);
+            return;
+        }
+        let node = LcNode {
+            key: lc_key(c.sessions, c.weight),
+            seq: self.lc_seq,
+            weight: c.weight,
+            sessions: c.sessions,
+        };
+        match self.lc.get(&c.id) {
+            // HAProxy 2.6 (fwlc_srv_reposition) leaves a server whose key
+            // did not change where it is.
+            Some(n) if n.key == node.key && n.weight == node.weight => {
+                if let Some(n) = self.lc.get_mut(&c.id) {
+                    n.sessions = c.sessions;
+                }
+            }
+            _ => {
+                self.lc_seq += 1;
+                self.lc.insert(c.id, node);
+            }
         }
     }
 
@@ -224,10 +294,10 @@ impl Balancer {
                 None => self.pick_swrr(cands),
             },
             Algorithm::Consistent => match client {
-                Some(ip) => self.pick_consistent(cands, hash_ip(ip)),
+                Some(ip) => self.ring_pick(cands, hash_ip(ip)),
                 None => self.pick_swrr(cands),
             },
-            Algorithm::Random => self.pick_p2c(cands),
+            Algorithm::Random => self.pick_random(cands),
         }
     }
 
@@ -275,73 +345,52 @@ impl Balancer {
     }
 
     fn pick_leastconn(&mut self, cands: &[Candidate]) -> Option<ServerId> {
-        let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0 && !c.full).collect();
-        // load(c) = (sessions+1)/weight, compared by cross-multiplication.
-        let less = |a: &Candidate, b: &Candidate| {
-            u64::from(a.sessions + 1) * u64::from(b.weight)
-                < u64::from(b.sessions + 1) * u64::from(a.weight)
-        };
-        let eq = |a: &Candidate, b: &Candidate| {
-            u64::from(a.sessions + 1) * u64::from(b.weight)
-                == u64::from(b.sessions + 1) * u64::from(a.weight)
-        };
-        let mut best: Option<&Candidate> = None;
-        for c in &usable {
-            if best.is_none_or(|b| less(c, b)) {
-                best = Some(c);
-            }
+        // A server not in the tree yet (the first pick after the algorithm
+        // was set: HAProxy builds its tree in server order), or whose key
+        // changed without a `requeue`, is (re)inserted now, in id order.
+        // A server only excluded from this pick (a redispatch) keeps its
+        // place, as HAProxy's `srvtoavoid` does.
+        for c in cands.iter().filter(|c| c.weight > 0) {
+            self.requeue(c);
         }
-        let best = best?;
-        // Round robin among ties: the first tied id after the last chosen one.
-        let ties: Vec<ServerId> = usable
+        // The first server in tree order (key, then insertion) with a free
+        // slot (HAProxy's fwlc_get_next_server skips saturated servers).
+        cands
             .iter()
-            .filter(|c| eq(c, best))
-            .map(|c| c.id)
-            .collect();
-        let chosen = match self.last {
-            Some(last) => ties
-                .iter()
-                .copied()
-                .find(|id| *id > last)
-                .unwrap_or(ties[0]),
-            None => ties[0],
-        };
-        self.last = Some(chosen);
-        Some(chosen)
+            .filter(|c| c.weight > 0 && !c.full)
+            .filter_map(|c| self.lc.get(&c.id).map(|n| ((n.key, n.seq), c.id)))
+            .min()
+            .map(|(_, id)| id)
     }
 
-    fn pick_p2c(&mut self, cands: &[Candidate]) -> Option<ServerId> {
-        let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0 && !c.full).collect();
-        let total: u64 = usable.iter().map(|c| u64::from(c.weight)).sum();
-        if total == 0 {
-            return None;
-        }
-        let draw = |rng: &mut SmallRng| {
-            let mut r = rng.gen_range(0..total);
-            for c in &usable {
-                let w = u64::from(c.weight);
-                if r < w {
-                    return *c;
+    /// HAProxy's `get_server_rnd`: `draws` random keys on the consistent
+    /// ring (so weights and `hash-balance-factor` apply), keeping the least
+    /// loaded (sessions / weight; a tie goes to the later draw). The server
+    /// is returned even when full: HAProxy then queues the client in the
+    /// backend queue rather than trying another server.
+    fn pick_random(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        let mut best: Option<&Candidate> = None;
+        for _ in 0..self.draws {
+            let key = self.rng.gen::<u64>();
+            let id = self.ring_pick(cands, key)?;
+            let c = cands.iter().find(|c| c.id == id)?;
+            best = match best {
+                Some(b)
+                    if b.id != c.id
+                        && u64::from(c.sessions) * u64::from(b.weight)
+                            > u64::from(b.sessions) * u64::from(c.weight) =>
+                {
+                    Some(b)
                 }
-                r -= w;
-            }
-            usable[usable.len() - 1]
-        };
-        // The least loaded (sessions / weight) of `draws` weighted draws; on
-        // a tie the later draw wins, as in HAProxy's chash_get_server_rnd.
-        let mut best = draw(&mut self.rng);
-        for _ in 1..self.draws {
-            let c = draw(&mut self.rng);
-            let lc = u64::from(c.sessions) * u64::from(best.weight);
-            let lb = u64::from(best.sessions) * u64::from(c.weight);
-            if lc <= lb {
-                best = c;
-            }
+                _ => Some(c),
+            };
         }
-        Some(best.id)
+        best.map(|c| c.id)
     }
 
-    fn pick_consistent(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
+    /// The server at `key` on the consistent ring, or the next one on the
+    /// ring within the bounded load (`hash-balance-factor`), full or not.
+    fn ring_pick(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
         // The ring follows the weights as set (a `set weight` or an agent
         // percentage resizes that server's share, as HAProxy's chash does;
         // its points are stable, so only clients of the resized server's
@@ -520,17 +569,40 @@ mod tests {
     }
 
     #[test]
-    fn leastconn_prefers_fewest_per_weight_and_rotates_ties() {
+    fn leastconn_keys_are_haproxys_and_idle_servers_come_first() {
+        assert_eq!(
+            [
+                lc_key(0, 3),
+                lc_key(1, 1),
+                lc_key(1, 2),
+                lc_key(1, 3),
+                lc_key(2, 3)
+            ],
+            [0, 512, 256, 170, 256]
+        );
         let mut b = Balancer::new(Algorithm::LeastConn, 1);
-        let mut cands = [cand(1, 1), cand(2, 1), cand(3, 2)];
-        cands[0].sessions = 3;
-        cands[1].sessions = 1;
-        cands[2].sessions = 3; // (3+1)/2 = 2 == (1+1)/1 -> tie between 2 and 3
-        let a = b.pick(&cands, None).unwrap();
-        let c = b.pick(&cands, None).unwrap();
-        assert_ne!(a, c);
-        assert!([a, c].contains(&ServerId(2)) && [a, c].contains(&ServerId(3)));
-        cands[1].sessions = 0;
+        let mut cands = [cand(1, 1), cand(2, 2), cand(3, 3)];
+        // All idle: key 0 for all, so tree order (id), not the heaviest.
+        let mut picks = Vec::new();
+        for _ in 0..8 {
+            let id = b.pick(&cands, None).unwrap();
+            let c = &mut cands[(id.0 - 1) as usize];
+            c.sessions += 1;
+            b.requeue(c);
+            picks.push(id.0);
+        }
+        // HAProxy 2.6.12 with weights 1, 2, 3 (8 connections held open).
+        assert_eq!(picks, [1, 2, 3, 3, 2, 3, 3, 2]);
+        // Equal keys: the server requeued first comes first. Sessions end
+        // on 3 (down to 2 of weight 3: key 256), then on 2 (down to 1 of
+        // weight 2: key 256).
+        for i in [2, 2, 1, 1] {
+            cands[i].sessions -= 1;
+            b.requeue(&cands[i]);
+        }
+        assert_eq!(b.pick(&cands, None), Some(ServerId(3)));
+        // A full server is skipped.
+        cands[2].full = true;
         assert_eq!(b.pick(&cands, None), Some(ServerId(2)));
     }
 
@@ -695,6 +767,7 @@ mod tests {
         cands[0].sessions = 100;
         let loaded = |draws| {
             let mut b = Balancer::new(Algorithm::Random, 5);
+            b.set_balance_factor(0);
             b.set_random_draws(draws);
             (0..3000)
                 .filter(|_| b.pick(&cands, None) == Some(ServerId(1)))
@@ -705,6 +778,29 @@ mod tests {
         assert!((800..1200).contains(&one), "{one}");
         assert!((200..470).contains(&two), "{two}");
         assert!(four < 90, "{four}");
+    }
+
+    #[test]
+    fn random_draws_full_servers_too_and_follows_the_load_bound() {
+        let mut cands: Vec<Candidate> = (1..=2).map(|i| cand(i, 1)).collect();
+        cands[0].full = true;
+        let picks = |cands: &[Candidate], factor| {
+            let mut b = Balancer::new(Algorithm::Random, 3);
+            b.set_balance_factor(factor);
+            b.set_random_draws(1);
+            (0..200)
+                .filter(|_| b.pick(cands, None) == Some(ServerId(1)))
+                .count()
+        };
+        // One draw, no bound: the full server comes out about half the
+        // time (the backend then queues the client, as HAProxy does).
+        let full = picks(&cands, 0);
+        assert!((60..140).contains(&full), "{full}");
+        // With hash-balance-factor, a draw landing on a server over its
+        // bound moves on along the ring, as HAProxy's chash lookup does.
+        cands[0].full = false;
+        cands[0].sessions = 10;
+        assert_eq!(picks(&cands, 125), 0);
     }
 
     #[test]

@@ -1144,6 +1144,7 @@ impl Config {
                         None
                     },
                     slowstart: dur(&sf("slowstart"), &s.slowstart, Duration::ZERO)?,
+                    agent: s.agent_port.is_some(),
                     error_limit: s.error_limit,
                     shutdown_sessions_on_down: shutdown,
                     shutdown_backup_sessions_on_up: shutdown_backups,

@@ -17,7 +17,8 @@ pub struct ServerStats {
     pub addr: SocketAddr,
     /// HAProxy's strings: `UP` (checked), `no check` (up, not checked),
     /// `UP 1/3` (going down), `DOWN`, `DOWN 1/2` (going up), `DOWN (agent)`, `DRAIN`,
-    /// `DRAIN 1/3` (draining and going down), `MAINT`. See [`ServerStats::is_up`].
+    /// `DRAIN 1/3` (draining and going down), `DRAIN (agent)` (draining, with
+    /// an agent check configured), `MAINT`. See [`ServerStats::is_up`].
     pub status: String,
     /// Backup server.
     pub backup: bool,
@@ -51,6 +52,9 @@ pub struct ServerStats {
     pub check_failures: u64,
     /// UP -> DOWN transitions.
     pub down_transitions: u64,
+    /// Times the balancer selected this server, for a new session or a
+    /// redispatch (HAProxy's `lbtot`).
+    pub lbtot: u64,
     /// Seconds since the last state change.
     pub last_change_secs: u64,
     /// Concurrent sessions limit (0 = none).
@@ -66,7 +70,7 @@ pub struct ServerStats {
 
 impl ServerStats {
     /// True while the server is operationally up: `UP`, `UP x/y`,
-    /// `no check`, `DRAIN`, `DRAIN x/y` (draining servers are up, they just
+    /// `no check`, `DRAIN`, `DRAIN x/y`, `DRAIN (agent)` (draining servers are up, they just
     /// take no new sessions); false for `DOWN`, `DOWN x/y`, `DOWN (agent)`
     /// and `MAINT`.
     pub fn is_up(&self) -> bool {
@@ -110,6 +114,9 @@ pub struct BackendStats {
     pub retries: u64,
     /// Redispatches.
     pub redispatches: u64,
+    /// Times the balancer selected a server, for a new session or a
+    /// redispatch (HAProxy's `lbtot`; the sum of the servers').
+    pub lbtot: u64,
     /// Clients queued now.
     pub queue_cur: u32,
     /// Most clients queued at once.
@@ -316,8 +323,6 @@ impl Snapshot {
                 .set("stot", f.total_sessions)
                 .set("bin", f.bytes_in)
                 .set("bout", f.bytes_out)
-                .set("dreq", f.denied)
-                .set("ereq", f.accept_errors)
                 .set("status", "OPEN")
                 .set("pid", 1)
                 .set("iid", iid)
@@ -350,6 +355,7 @@ impl Snapshot {
                     .set("chkdown", s.down_transitions)
                     .set("lastchg", s.last_change_secs)
                     .set("qlimit", opt(s.maxqueue))
+                    .set("lbtot", s.lbtot)
                     .set("pid", 1)
                     .set("iid", iid)
                     .set("sid", s.id.0)
@@ -381,6 +387,7 @@ impl Snapshot {
                 .set("act", usable(b, false))
                 .set("bck", usable(b, true))
                 .set("lastchg", b.last_change_secs)
+                .set("lbtot", b.lbtot)
                 .set("pid", 1)
                 .set("iid", iid)
                 .set("sid", 0)
@@ -631,6 +638,7 @@ const BACKEND_METRICS: &[Family<BackendStats>] = &[
     counter("haproxy_backend_connection_errors_total", "Total number of failed connections to server since the worker process started", |b| one(b.connect_errors)),
     counter("haproxy_backend_retry_warnings_total", "Total number of server connection retries since the worker process started", |b| one(b.retries)),
     counter("haproxy_backend_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |b| one(b.redispatches)),
+    counter("haproxy_backend_loadbalanced_total", "Total number of requests routed by load balancing since the worker process started (ignores queue pop and stickiness)", |b| one(b.lbtot)),
     gauge("haproxy_backend_status", "Current status of the service, per state label value.", |b| states(&["DOWN", "UP"], &b.status)),
     gauge("haproxy_backend_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |b| one(b.weight)),
     gauge("haproxy_backend_active_servers", "Total number of active UP servers with a non-zero weight", |b| one(usable(b, false))),
@@ -656,6 +664,7 @@ const SERVER_METRICS: &[Family<ServerStats>] = &[
     counter("haproxy_server_connection_errors_total", "Total number of failed connections to server since the worker process started", |s| one(s.connect_errors)),
     counter("haproxy_server_retry_warnings_total", "Total number of server connection retries since the worker process started", |s| one(s.retries)),
     counter("haproxy_server_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |s| one(s.redispatches)),
+    counter("haproxy_server_loadbalanced_total", "Total number of requests routed by load balancing since the worker process started (ignores queue pop and stickiness)", |s| one(s.lbtot)),
     gauge("haproxy_server_status", "Current status of the service, per state label value.", |s| states(&SRV_STATES, srv_state(s))),
     gauge("haproxy_server_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |s| one(haproxy_weight(s))),
     counter("haproxy_server_check_failures_total", "Total number of failed individual health checks per server/backend, since the worker process started", |s| one(s.check_failures)),
@@ -724,10 +733,18 @@ mod tests {
         s2.backup = true;
         b.add_server(s2, now).unwrap();
         b.check_result(now, id1, true, "L4OK", std::time::Duration::from_millis(12));
+        for _ in 0..2 {
+            assert!(matches!(
+                b.acquire(now, None),
+                crate::backend::Acquire::Assigned(_)
+            ));
+        }
         let snap = Snapshot {
             frontends: vec![FrontendStats {
                 name: "fe".into(),
                 total_sessions: 3,
+                denied: 4,
+                accept_errors: 5,
                 ..Default::default()
             }],
             backends: vec![
@@ -796,7 +813,11 @@ mod tests {
             ("L4OK", "12")
         );
         assert_eq!((get(2, "status"), get(2, "qlimit")), ("no check", ""));
-        assert_eq!((get(2, "lbtot"), get(2, "check_status")), ("", ""));
+        assert_eq!((get(2, "lbtot"), get(2, "check_status")), ("0", ""));
+        assert_eq!((get(1, "lbtot"), get(3, "lbtot")), ("2", "2"));
+        // No deny rules, and client request errors are not counted: empty,
+        // not the rejected connections or accept() errors.
+        assert_eq!((get(0, "dreq"), get(0, "ereq")), ("", ""));
         assert_eq!((get(3, "status"), get(3, "algo")), ("UP", "roundrobin"));
         // weight: the primaries' in use (HAProxy's tot_weight); bck counts
         // the usable backup all the same (srv_bck).
@@ -899,6 +920,36 @@ mod tests {
         assert_eq!(status(&b), ("MAINT".into(), false));
         b.set_admin(now, "n", AdminState::Maint).unwrap();
         assert_eq!(b.stats(now).status, "DOWN");
+    }
+
+    /// As HAProxy 2.6.12 shows them (checked against the binary): a drained
+    /// server with an agent check is `DRAIN (agent)` whoever set the drain,
+    /// also while going down; weight 0 is no drain.
+    #[test]
+    fn drain_with_an_agent_check_is_drain_agent() {
+        use crate::backend::AdminState;
+        use std::time::Duration;
+        let now = Instant::now();
+        let mut b = Backend::new("web", BackendOptions::default(), now);
+        let mut spec = ServerSpec::new("a", "127.0.0.1:1".parse().unwrap());
+        spec.agent = true;
+        spec.check = Some(crate::health::CheckParams::default());
+        let a = b.add_server(spec, now).unwrap();
+        let status = |b: &Backend| b.stats(now).servers[0].status.clone();
+        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.set_admin(now, "a", AdminState::Drain).unwrap();
+        assert_eq!(status(&b), "DRAIN (agent)");
+        assert!(b.stats(now).servers[0].is_up());
+        b.check_result(now, a, false, "L4CON", Duration::ZERO);
+        assert_eq!(status(&b), "DRAIN (agent)", "going down");
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        assert_eq!(status(&b), "UP 2/3");
+        let reply = crate::health::parse_agent_reply(b"drain\n").unwrap();
+        b.agent_result(now, a, &reply);
+        assert_eq!(status(&b), "DRAIN (agent)");
+        b.set_admin(now, "a", AdminState::Ready).unwrap();
+        b.set_weight(now, "a", 0).unwrap();
+        assert_eq!(status(&b), "UP 2/3", "weight 0 is not a drain");
     }
 
     #[test]

@@ -72,6 +72,13 @@ struct Model {
     /// Queued clients in arrival order, with the server each waits for
     /// (hash algorithms) or `None` (any server).
     queue: Vec<(Ticket, Option<IpAddr>, Option<ServerId>)>,
+    /// `random` queued a client whose draw was full while another server
+    /// had room (HAProxy's get_server_rnd): until a slot frees, a client
+    /// may wait for any server while one has room.
+    random_wait: bool,
+    /// Selections by the balancer (HAProxy's lbtot): new sessions given a
+    /// server (or bound to one) and redispatches.
+    lbtot: u64,
 }
 
 impl Model {
@@ -92,8 +99,14 @@ impl Model {
     }
 }
 
-fn check_invariants(b: &Backend, m: &Model, now: Instant, allbackups: bool) {
+fn check_invariants(b: &Backend, m: &mut Model, now: Instant, allbackups: bool) {
     let st = b.stats(now);
+    assert_eq!(st.lbtot, m.lbtot, "lbtot");
+    assert_eq!(
+        st.servers.iter().map(|s| s.lbtot).sum::<u64>(),
+        st.lbtot,
+        "backend lbtot is the servers' sum"
+    );
     assert_eq!(st.cur_sessions as usize, m.held.len(), "backend sessions");
     let mut per: BTreeMap<ServerId, u32> = BTreeMap::new();
     for (s, _, _) in &m.held {
@@ -125,16 +138,14 @@ fn check_invariants(b: &Backend, m: &Model, now: Instant, allbackups: bool) {
     }
     if m.queue.iter().any(|w| w.2.is_none()) {
         // Nobody waits for any server while a candidate has a free slot
-        // (its maxconn ramped by slowstart while it warms up).
-        for id in cands.iter().copied() {
-            let s = st.servers.iter().find(|s| s.id == id).unwrap();
-            let max = b.effective_maxconn(id, now).unwrap();
-            assert!(
-                max > 0 && s.cur_sessions >= max,
-                "queue non-empty but {} has room",
-                s.name
-            );
-        }
+        // (its maxconn ramped by slowstart while it warms up), except after
+        // a full `random` draw, until a slot frees.
+        let roomy = cands.iter().copied().find(|id| room(*id));
+        m.random_wait &= roomy.is_some();
+        assert!(
+            roomy.is_none() || m.random_wait,
+            "queue non-empty but {roomy:?} has room"
+        );
     }
 }
 
@@ -174,6 +185,8 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
     let mut m = Model {
         held: Vec::new(),
         queue: Vec::new(),
+        random_wait: false,
+        lbtot: 0,
     };
     for op in ops {
         let before = b.stats(now);
@@ -181,11 +194,16 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
             Op::Acquire(c) => {
                 let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
                 let binds = matches!(algorithm, Algorithm::Source | Algorithm::Consistent);
+                let random = algorithm == Algorithm::Random;
                 match b.acquire(now, ip) {
                     Acquire::Assigned(a) => {
+                        m.lbtot += 1;
+                        // `random` draws even when clients wait for any
+                        // server (HAProxy skips the balancer only for first,
+                        // roundrobin and static-rr).
                         let overtaken = if binds { Some(a.server) } else { None };
                         assert!(
-                            m.queue.iter().all(|w| w.2 != overtaken),
+                            random || m.queue.iter().all(|w| w.2 != overtaken),
                             "overtook the queue"
                         );
                         assert!(
@@ -197,12 +215,15 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                     Acquire::Queued(t) => {
                         let bound = b.waits_for(t);
                         assert_eq!(bound.is_some(), binds, "bound only by hashing");
+                        m.lbtot += u64::from(binds);
+                        m.random_wait |= random;
                         m.queue.push((t, ip, bound));
                     }
                     Acquire::NoServer => assert!(candidates(&before, allbackups).is_empty()),
                     Acquire::QueueFull => {
                         // Only a server's own queue is bounded (maxqueue 2).
                         assert!(binds);
+                        m.lbtot += 1;
                         let mut per: BTreeMap<ServerId, usize> = BTreeMap::new();
                         for w in &m.queue {
                             if let Some(s) = w.2 {
@@ -227,6 +248,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                     }
                     Retry::Redispatch(a) => {
                         assert_ne!(a.server, s, "redispatch to the same server");
+                        m.lbtot += 1;
                         m.held.push((a.server, ip, f + 1));
                     }
                     Retry::GiveUp => {}
@@ -295,7 +317,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
             m.dispatched(t, a.server);
         }
         let _ = b.take_events();
-        check_invariants(&b, &m, now, allbackups);
+        check_invariants(&b, &mut m, now, allbackups);
     }
     // Release everything (queued clients get served and leave too).
     while let Some((s, _, _)) = m.held.pop() {

@@ -154,11 +154,12 @@ async fn connect_failures_retry_then_redispatch() {
     }
     let st = p.stats();
     let b = &st.backends[0];
-    // leastconn rotates ties and the redispatch to b_ok made it the last
-    // choice, so every session went to the dead server first: each failed,
-    // retried once on it, then was redispatched (leastconn cares which
-    // server, so only the last retry redispatches). No session gave up, so
-    // no failed connection (HAProxy's econ counts sessions, not attempts).
+    // In leastconn's tree (HAProxy's), b_ok goes back to key 0 behind
+    // a_dead when its session ends, so every session went to the dead
+    // server first: each failed, retried once on it, then was redispatched
+    // (leastconn cares which server, so only the last retry redispatches).
+    // No session gave up, so no failed connection (HAProxy's econ counts
+    // sessions, not attempts).
     assert_eq!((b.connect_errors, b.retries, b.redispatches), (0, 4, 4));
     // Each retry on the refusing server waited MIN(1 s, timeout connect).
     assert!(
@@ -368,7 +369,8 @@ async fn agent_check_sets_weight_and_drain() {
     .await;
     *reply.lock().unwrap() = "drain\n".into();
     eventually("agent drain", || {
-        p.stats().backends[0].servers[0].status == "DRAIN"
+        // HAProxy shows a drained server with an agent check this way.
+        p.stats().backends[0].servers[0].status == "DRAIN (agent)"
     })
     .await;
     *reply.lock().unwrap() = "ready 100% down\n".into();
