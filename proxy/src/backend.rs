@@ -97,6 +97,10 @@ pub struct ServerSpec {
     /// server then shows `DRAIN (agent)`, whoever set the drain, as in
     /// HAProxy's stats.
     pub agent: bool,
+    /// HAProxy's `disabled`: the server starts in maintenance (`MAINT`, no
+    /// checks, no traffic) until `set server ... state ready` or `enable
+    /// server`.
+    pub disabled: bool,
     /// Passive health (HAProxy `observe layer4`, `error-limit`, default
     /// `on-error fail-check`): this many consecutive connect errors count as
     /// one failed active check; 0 = off. Needs `check` (as HAProxy's
@@ -124,6 +128,7 @@ impl ServerSpec {
             check: None,
             slowstart: Duration::ZERO,
             agent: false,
+            disabled: false,
             error_limit: 0,
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,
@@ -426,11 +431,19 @@ impl Backend {
         }
         let id = ServerId(self.next_id);
         self.next_id += 1;
-        let health = Health::new(spec.check.unwrap_or_default());
+        let mut health = Health::new(spec.check.unwrap_or_default());
+        let admin = if spec.disabled {
+            // Down from the start: no transition, nothing counted (HAProxy
+            // shows chkdown 0 for a server that starts disabled).
+            let _ = health.force(Operational::Down);
+            AdminState::Maint
+        } else {
+            AdminState::Ready
+        };
         let server = Server {
             weight: spec.weight,
             spec,
-            admin: AdminState::Ready,
+            admin,
             health,
             agent_down: false,
             agent_maxconn: None,
@@ -1137,6 +1150,28 @@ impl Backend {
         self.set_weight(now, name, w)
     }
 
+    /// Sets a server's `maxconn` (0: unlimited), effective at once: clients
+    /// waiting in the queue get the slots it frees (HAProxy's `set maxconn
+    /// server`). Replaces a limit an agent set, as HAProxy's last writer wins.
+    pub fn set_maxconn(&mut self, now: Instant, name: &str, maxconn: u32) -> Result<()> {
+        let id = self.id_of(name)?;
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.spec.maxconn = maxconn;
+            s.agent_maxconn = None;
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// A server's current (set) and configured weight, HAProxy's `get weight`.
+    pub fn weights(&self, name: &str) -> Result<(u32, u32)> {
+        let id = self.id_of(name)?;
+        Ok(self
+            .servers
+            .get(&id)
+            .map_or((0, 0), |s| (s.weight, s.spec.weight)))
+    }
+
     /// Sets a server's admin state.
     pub fn set_admin(&mut self, now: Instant, name: &str, admin: AdminState) -> Result<()> {
         let id = self.id_of(name)?;
@@ -1623,6 +1658,54 @@ mod tests {
         b.set_algorithm(Algorithm::RoundRobin);
         b.set_weight(now, "a", 7).unwrap();
         assert_eq!(b.stats(now).servers[0].weight, 7);
+    }
+
+    #[test]
+    fn a_disabled_server_starts_in_maintenance() {
+        let mut d = ServerSpec::new("d", addr(1));
+        d.disabled = true;
+        d.check = Some(CheckParams::default());
+        let (mut b, now) = backend(BackendOptions::default(), vec![d]);
+        let st = b.stats(now);
+        assert_eq!(
+            (
+                st.servers[0].status.as_str(),
+                st.servers[0].down_transitions
+            ),
+            ("MAINT", 0)
+        );
+        assert_eq!(b.acquire(now, None), Acquire::NoServer);
+        assert_eq!(b.next_check_in(ServerId(1)), None, "no checks in maint");
+        // Enabled: UP at once with health = rise, one failed check from
+        // DOWN ("UP 1/3", HAProxy's srv_clr_admin_flag), checked again.
+        b.set_admin(now, "d", AdminState::Ready).unwrap();
+        assert_eq!(b.stats(now).servers[0].status, "UP 1/3");
+        assert!(b.next_check_in(ServerId(1)).is_some());
+        assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+    }
+
+    #[test]
+    fn set_maxconn_frees_queued_clients_and_replaces_the_agents_limit() {
+        let mut s = ServerSpec::new("a", addr(1));
+        s.maxconn = 1;
+        s.weight = 3;
+        let (mut b, now) = backend(BackendOptions::default(), vec![s]);
+        assigned(b.acquire(now, None));
+        let Acquire::Queued(t) = b.acquire(now, None) else {
+            panic!("full: the second client waits");
+        };
+        b.set_maxconn(now, "a", 2).unwrap();
+        let d = b.take_dispatched();
+        assert_eq!((d.len(), d[0].0), (1, t), "the new slot goes to it");
+        assert_eq!(b.stats(now).servers[0].maxconn, 2);
+        // An agent's `maxconn:` replaces it, and the next set replaces that.
+        b.agent_result(now, ServerId(1), &reply("maxconn:5"));
+        assert_eq!(b.stats(now).servers[0].maxconn, 5);
+        b.set_maxconn(now, "a", 0).unwrap();
+        assert_eq!(b.stats(now).servers[0].maxconn, 0, "0: unlimited");
+        b.set_weight(now, "a", 2).unwrap();
+        assert_eq!(b.weights("a").unwrap(), (2, 3));
+        assert!(b.set_maxconn(now, "nope", 1).is_err());
     }
 
     #[test]

@@ -43,7 +43,8 @@
 //! address = "127.0.0.1:9001"
 //! weight = 1                     # 0..=256
 //! check = true
-//! # backup, maxconn, maxqueue, check_port, check_addr (checks go there),
+//! # backup, disabled (starts in maintenance), maxconn, maxqueue,
+//! # check_port, check_addr (checks go there),
 //! # agent_port, agent_inter, agent_send ("hello\n"), agent_addr,
 //! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
@@ -389,6 +390,9 @@ pub struct RawServer {
     /// Run active checks.
     #[serde(default)]
     pub check: bool,
+    /// HAProxy's `disabled`: start in maintenance.
+    #[serde(default)]
+    pub disabled: bool,
     /// `slowstart`: ramps the weight and `maxconn` after the server comes
     /// back UP or leaves maintenance.
     pub slowstart: Option<RawDuration>,
@@ -1145,6 +1149,7 @@ impl Config {
                     },
                     slowstart: dur(&sf("slowstart"), &s.slowstart, Duration::ZERO)?,
                     agent: s.agent_port.is_some(),
+                    disabled: s.disabled,
                     error_limit: s.error_limit,
                     shutdown_sessions_on_down: shutdown,
                     shutdown_backup_sessions_on_up: shutdown_backups,
@@ -1356,6 +1361,7 @@ on_marked_down = "shutdown-sessions"
 [backends.app.servers.b]
 address = "127.0.0.1:9002"
 backup = true
+disabled = true
 maxconn = 5
 "#;
 
@@ -1385,6 +1391,7 @@ maxconn = 5
         assert_eq!(b.servers[0].send_proxy, Some(Version::V2));
         assert!(b.servers[0].spec.shutdown_sessions_on_down);
         assert!(b.servers[1].spec.backup && b.servers[1].spec.check.is_none());
+        assert!(b.servers[1].spec.disabled && !b.servers[0].spec.disabled);
     }
 
     fn err(text: &str) -> String {

@@ -137,6 +137,22 @@ async fn roundrobin_spreads_and_weight_changes_apply_to_next_connection() {
     assert!(p
         .execute(parse_command("set weight be/nope 1").unwrap())
         .is_err());
+    // HAProxy's other runtime spellings.
+    let run = |line: &str| p.execute(parse_command(line).unwrap()).unwrap();
+    run("set server be/d weight 5");
+    assert_eq!(run("get weight be/d"), "5 (initial 3)\n");
+    run("disable server be/c");
+    assert_eq!(
+        fetch(fe).await,
+        "d\n",
+        "first, with c in maintenance (b has weight 0)"
+    );
+    assert_eq!(p.stats().backends[0].servers[1].status, "MAINT");
+    run("enable server be/c");
+    assert_eq!(fetch(fe).await, "c\n");
+    run("set maxconn server be/c 7");
+    assert_eq!(p.stats().backends[0].servers[1].maxconn, 7);
+    assert_eq!(run("show backend"), "# name\nbe\n");
 }
 
 #[tokio::test]

@@ -4,12 +4,18 @@
 //!
 //! ```text
 //! set weight BACKEND/SERVER WEIGHT|PERCENT%
+//! set server BACKEND/SERVER weight WEIGHT|PERCENT%   (the same)
+//! get weight BACKEND/SERVER     ("CURRENT (initial CONFIGURED)")
 //! set server BACKEND/SERVER state ready|drain|maint
+//! enable server BACKEND/SERVER  (state ready)
+//! disable server BACKEND/SERVER (state maint)
 //! set server BACKEND/SERVER health up|down
+//! set maxconn server BACKEND/SERVER N   (0: unlimited)
 //! set balance BACKEND ALGORITHM
-//! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N]
+//! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N] [disabled]
 //!                      (SERVER: letters, digits, `_`, `.`, `:`, `-`)
 //! del server BACKEND/SERVER
+//! show backend         (the backends' names)
 //! show stat            (CSV)
 //! show metrics         (Prometheus, HAProxy 2.6 exporter's names)
 //! ```
@@ -72,6 +78,22 @@ pub enum Command {
         /// State.
         state: Operational,
     },
+    /// `get weight B/S`.
+    GetWeight {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+    },
+    /// `set maxconn server B/S N`.
+    SetMaxconn {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// New limit; 0 = unlimited.
+        maxconn: u32,
+    },
     /// `set balance B ALG`.
     SetBalance {
         /// Backend.
@@ -93,6 +115,8 @@ pub enum Command {
         /// Server.
         server: String,
     },
+    /// `show backend`.
+    ShowBackend,
     /// `show stat`.
     ShowStat,
     /// `show metrics`.
@@ -115,7 +139,7 @@ fn num(s: Option<&&str>, what: &str) -> Result<u32> {
 pub fn parse_command(line: &str) -> Result<Command> {
     let w: Vec<&str> = line.split_whitespace().collect();
     let cmd = match w.as_slice() {
-        ["set", "weight", target, weight] => {
+        ["set", "weight", target, weight] | ["set", "server", target, "weight", weight] => {
             let (backend, server) = bs(target)?;
             match weight.strip_suffix('%') {
                 Some(p) => Command::SetWeightPercent {
@@ -136,6 +160,30 @@ pub fn parse_command(line: &str) -> Result<Command> {
                 backend,
                 server,
                 state: st.parse()?,
+            }
+        }
+        ["get", "weight", target] => {
+            let (backend, server) = bs(target)?;
+            Command::GetWeight { backend, server }
+        }
+        [verb @ ("enable" | "disable"), "server", target] => {
+            let (backend, server) = bs(target)?;
+            Command::SetState {
+                backend,
+                server,
+                state: if *verb == "enable" {
+                    AdminState::Ready
+                } else {
+                    AdminState::Maint
+                },
+            }
+        }
+        ["set", "maxconn", "server", target, n] => {
+            let (backend, server) = bs(target)?;
+            Command::SetMaxconn {
+                backend,
+                server,
+                maxconn: num(Some(n), "maxconn")?,
             }
         }
         ["set", "server", target, "health", h] => {
@@ -165,6 +213,7 @@ pub fn parse_command(line: &str) -> Result<Command> {
             while i < rest.len() {
                 match rest[i] {
                     "backup" => spec.backup = true,
+                    "disabled" => spec.disabled = true,
                     "weight" => {
                         spec.weight = num(rest.get(i + 1), "weight")?;
                         i += 1;
@@ -183,6 +232,7 @@ pub fn parse_command(line: &str) -> Result<Command> {
             let (backend, server) = bs(target)?;
             Command::DelServer { backend, server }
         }
+        ["show", "backend"] => Command::ShowBackend,
         ["show", "stat"] => Command::ShowStat,
         ["show", "metrics"] => Command::ShowMetrics,
         _ => return Err(Error::Command(format!("unknown command `{}`", line.trim()))),
@@ -215,9 +265,29 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
             server,
             state,
         } => p.set_health(&backend, &server, state)?,
+        Command::GetWeight { backend, server } => {
+            let (current, initial) = p.with_backend(&backend, |b| b.core.weights(&server))?;
+            return Ok(format!("{current} (initial {initial})\n"));
+        }
+        Command::SetMaxconn {
+            backend,
+            server,
+            maxconn,
+        } => p.with_backend(&backend, |b| {
+            b.core
+                .set_maxconn(std::time::Instant::now(), &server, maxconn)
+        })?,
         Command::SetBalance { backend, algorithm } => p.set_algorithm(&backend, algorithm)?,
         Command::AddServer { backend, spec } => p.add_server(&backend, ServerConfig::new(spec))?,
         Command::DelServer { backend, server } => p.remove_server(&backend, &server)?,
+        Command::ShowBackend => {
+            let mut out = String::from("# name\n");
+            for b in p.stats().backends {
+                out.push_str(&b.name);
+                out.push('\n');
+            }
+            return Ok(out);
+        }
         Command::ShowStat => return Ok(p.stats().to_csv()),
         Command::ShowMetrics => return Ok(p.stats().to_prometheus()),
     }
@@ -335,12 +405,66 @@ mod tests {
             }
         ));
         let Command::AddServer { spec, .. } =
-            parse_command("add server web/s9 127.0.0.1:9 weight 5 backup maxconn 3").unwrap()
+            parse_command("add server web/s9 127.0.0.1:9 weight 5 backup maxconn 3 disabled")
+                .unwrap()
         else {
             panic!()
         };
-        assert_eq!((spec.weight, spec.backup, spec.maxconn), (5, true, 3));
+        assert_eq!(
+            (spec.weight, spec.backup, spec.maxconn, spec.disabled),
+            (5, true, 3, true)
+        );
+        // HAProxy's other spellings.
+        let (backend, server) = ("web".to_string(), "s1".to_string());
+        for (line, cmd) in [
+            (
+                "set server web/s1 weight 7",
+                Command::SetWeight {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    weight: 7,
+                },
+            ),
+            (
+                "disable server web/s1",
+                Command::SetState {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    state: AdminState::Maint,
+                },
+            ),
+            (
+                "enable server web/s1",
+                Command::SetState {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    state: AdminState::Ready,
+                },
+            ),
+            (
+                "get weight web/s1",
+                Command::GetWeight {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                },
+            ),
+            (
+                "set maxconn server web/s1 20",
+                Command::SetMaxconn {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    maxconn: 20,
+                },
+            ),
+            ("show backend", Command::ShowBackend),
+        ] {
+            assert_eq!(parse_command(line).unwrap(), cmd, "{line}");
+        }
         for bad in [
+            "set maxconn server web/s1",
+            "set maxconn server web/s1 many",
+            "enable server web",
+            "get weight web",
             "",
             "set weight web 1",
             "set weight web/s1 x",
