@@ -35,11 +35,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, Balancer, Candidate, ServerId};
+use crate::config::Mode;
 use crate::health::{
     slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
     Transition,
 };
-use crate::stats::{BackendStats, ServerStats};
+use crate::stats::{BackendStats, HttpStats, ServerStats};
 use crate::{Error, Result};
 
 /// Largest server weight (HAProxy's range is 0..=256).
@@ -156,6 +157,9 @@ pub struct BackendOptions {
     pub random_draws: u32,
     /// Seed of the balancer's RNG.
     pub seed: u64,
+    /// HTTP when an HTTP frontend uses the backend (HAProxy's backend
+    /// `mode`): its stats then show the HTTP counters.
+    pub mode: Mode,
 }
 
 impl Default for BackendOptions {
@@ -169,8 +173,32 @@ impl Default for BackendOptions {
             hash_balance_factor: 125,
             random_draws: 2,
             seed: 0,
+            mode: Mode::Tcp,
         }
     }
+}
+
+/// How an HTTP request of a backend ended, for HAProxy's HTTP counters
+/// ([`Backend::http_end`]). `u16`: the status the client got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpEnd {
+    /// The server's response, forwarded to its end.
+    Response(u16),
+    /// The server's response, whose body the server aborted (HAProxy:
+    /// `srv_abrt` and `eresp`).
+    ServerAbort(u16),
+    /// The client went away: before the response headers (`None`: no
+    /// response, nothing counted but `cli_abrt`) or during the server's
+    /// response body.
+    ClientAbort(Option<u16>),
+    /// The server failed before its response headers: closed, reset or
+    /// answered garbage (the proxy answered 502), or `timeout server`
+    /// passed (504) (HAProxy: `eresp`).
+    ServerError(u16),
+    /// The proxy answered itself without the server's fault (503: no
+    /// server, queue full or timed out, connects failed, server marked
+    /// down).
+    Local(u16),
 }
 
 /// Where a session goes.
@@ -254,6 +282,8 @@ struct Counters {
     down_transitions: u64,
     /// Times the balancer selected the server (HAProxy's `cum_lbconn`).
     lbtot: u64,
+    /// HTTP mode's counters.
+    http: HttpStats,
 }
 
 #[derive(Debug, Clone)]
@@ -855,6 +885,44 @@ impl Backend {
         self.dispatch(now);
     }
 
+    /// An HTTP request of this backend ended, on `server` if it had one,
+    /// counted as HAProxy 2.6 counts it. The backend counts every request
+    /// that got a response in `requests` and its status class (HAProxy's
+    /// stream end: `be_counters.p.http.rsp[n]` and `cum_req`, responses the
+    /// proxy generated included); a server counts only the responses it
+    /// sent (`http_wait_for_response`: `rsp[n]`, `cum_req`), never the
+    /// proxy's 502/503/504. Response errors, client and server aborts count
+    /// on both.
+    pub fn http_end(&mut self, server: Option<ServerId>, end: HttpEnd) {
+        let (status, from_server) = match end {
+            HttpEnd::Response(s) | HttpEnd::ServerAbort(s) | HttpEnd::ClientAbort(Some(s)) => {
+                (Some(s), true)
+            }
+            HttpEnd::ServerError(s) | HttpEnd::Local(s) => (Some(s), false),
+            HttpEnd::ClientAbort(None) => (None, false),
+        };
+        let mut srv = server.and_then(|id| self.servers.get_mut(&id));
+        for h in std::iter::once(&mut self.c.http).chain(srv.as_mut().map(|s| &mut s.c.http)) {
+            match end {
+                HttpEnd::ServerAbort(_) => {
+                    h.server_aborts += 1;
+                    h.response_errors += 1;
+                }
+                HttpEnd::ServerError(_) => h.response_errors += 1,
+                HttpEnd::ClientAbort(_) => h.client_aborts += 1,
+                HttpEnd::Response(_) | HttpEnd::Local(_) => {}
+            }
+        }
+        if let Some(s) = status {
+            self.c.http.requests += 1;
+            self.c.http.count_response(s);
+            if let Some(srv) = srv.filter(|_| from_server) {
+                srv.c.http.requests += 1;
+                srv.c.http.count_response(s);
+            }
+        }
+    }
+
     /// The connect to `server` succeeded (resets the passive error count).
     pub fn connect_ok(&mut self, server: ServerId) {
         if let Some(s) = self.servers.get_mut(&server) {
@@ -1211,6 +1279,11 @@ impl Backend {
             .is_some_and(|s| s.admin == AdminState::Maint)
     }
 
+    /// The HTTP counters of `c`, shown in HTTP mode only.
+    fn http_stats(&self, c: &Counters) -> Option<HttpStats> {
+        (self.opts.mode == Mode::Http).then(|| c.http.clone())
+    }
+
     /// A snapshot of the counters and states.
     pub fn stats(&self, now: Instant) -> BackendStats {
         let servers: Vec<ServerStats> = self
@@ -1268,6 +1341,7 @@ impl Backend {
                     maxqueue: s.spec.maxqueue,
                     queue_cur: u32::try_from(self.waiting_for(*id)).unwrap_or(u32::MAX),
                     queue_max: s.queue_max,
+                    http: self.http_stats(&s.c),
                 }
             })
             .collect();
@@ -1294,6 +1368,7 @@ impl Backend {
             queue_timeouts: self.queue_timeouts,
             no_server: self.no_server,
             last_change_secs: now.saturating_duration_since(self.last_change).as_secs(),
+            http: self.http_stats(&self.c),
             servers,
         }
     }
@@ -1553,6 +1628,48 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn http_ends_count_as_haproxy_does() {
+        let now = Instant::now();
+        let opts = BackendOptions {
+            mode: Mode::Http,
+            ..Default::default()
+        };
+        let mut b = Backend::new("b", opts, now);
+        let s = b
+            .add_server(ServerSpec::new("s", "127.0.0.1:1".parse().unwrap()), now)
+            .unwrap();
+        for end in [
+            HttpEnd::Response(200),
+            HttpEnd::Response(404),
+            HttpEnd::ServerAbort(200),
+            HttpEnd::ClientAbort(Some(302)),
+            HttpEnd::ClientAbort(None),
+            HttpEnd::ServerError(502),
+            HttpEnd::ServerError(504),
+            HttpEnd::Local(503),
+        ] {
+            b.http_end(Some(s), end);
+        }
+        b.http_end(None, HttpEnd::Local(503));
+        let st = b.stats(now);
+        let be = st.http.unwrap();
+        // Every request with a response, the proxy's own 5xx included.
+        assert_eq!((be.requests, be.responses), (8, [0, 0, 2, 1, 1, 4]));
+        let srv = st.servers[0].http.clone().unwrap();
+        // Only the server's own responses.
+        assert_eq!((srv.requests, srv.responses), (4, [0, 0, 2, 1, 1, 0]));
+        for h in [&be, &srv] {
+            assert_eq!(
+                (h.response_errors, h.server_aborts, h.client_aborts),
+                (3, 1, 2)
+            );
+        }
+        // A TCP-mode backend shows none.
+        let t = Backend::new("t", BackendOptions::default(), now);
+        assert_eq!(t.stats(now).http, None);
     }
 
     #[test]

@@ -494,7 +494,7 @@ pub struct FrontendConfig {
     pub routes: Vec<Route>,
 }
 
-/// Frontend mode.
+/// Frontend mode; a backend's is HTTP when an HTTP frontend uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// L4: bytes are forwarded opaquely.
@@ -1185,6 +1185,8 @@ impl Config {
                 hash_balance_factor: hbf,
                 random_draws: draws,
                 seed,
+                // Set below, from the frontends that use the backend.
+                mode: Mode::Tcp,
             };
             backends.push(BackendConfig {
                 name: bname.clone(),
@@ -1313,6 +1315,18 @@ impl Config {
                 mode,
                 routes,
             });
+        }
+        // HAProxy gives every backend a mode; here a backend is HTTP when
+        // an HTTP frontend routes to it.
+        for b in &mut backends {
+            b.options.mode = if frontends.iter().any(|f| {
+                f.mode == Mode::Http
+                    && (f.backend == b.name || f.routes.iter().any(|r| r.backend == b.name))
+            }) {
+                Mode::Http
+            } else {
+                Mode::Tcp
+            };
         }
         Ok(Config {
             threads,

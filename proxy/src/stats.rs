@@ -66,6 +66,9 @@ pub struct ServerStats {
     pub queue_cur: u32,
     /// Most clients waiting for this server at once.
     pub queue_max: u32,
+    /// HTTP counters; `None` in a TCP-mode backend (HAProxy leaves them
+    /// out there too).
+    pub http: Option<HttpStats>,
 }
 
 impl ServerStats {
@@ -127,6 +130,8 @@ pub struct BackendStats {
     pub no_server: u64,
     /// Seconds since the last state change.
     pub last_change_secs: u64,
+    /// HTTP counters; `None` in a TCP-mode backend.
+    pub http: Option<HttpStats>,
     /// Servers, by id.
     pub servers: Vec<ServerStats>,
 }
@@ -150,6 +155,55 @@ pub struct FrontendStats {
     pub denied: u64,
     /// `accept()` errors (e.g. out of file descriptors).
     pub accept_errors: u64,
+    /// HTTP counters; `None` in TCP mode.
+    pub http: Option<HttpStats>,
+}
+
+/// HAProxy's HTTP counters of a frontend, backend or server (HTTP mode),
+/// with HAProxy 2.6's meanings (README, "HTTP counters"). Each object shows
+/// the ones HAProxy shows for its kind: `requests` on frontends, backends
+/// and servers (CSV only for servers), `responses` on all three,
+/// `request_errors` on frontends, the response errors and aborts on
+/// backends and servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// HTTP requests (`req_tot`, HAProxy's `cum_req`). Frontend: every
+    /// request received, malformed ones included; backend: every request
+    /// that ended with a response (the sum of `responses`); server: every
+    /// response it sent.
+    pub requests: u64,
+    /// Responses by status class, indexed as HAProxy's `rsp[]`: 1 to 5 for
+    /// `1xx`..`5xx`, 0 for any other status (`hrsp_other`). See
+    /// [`status_class`].
+    pub responses: [u64; 6],
+    /// Frontend: malformed requests answered 400, 414 or 431 (`ereq`).
+    pub request_errors: u64,
+    /// Backend, server: responses that failed (`eresp`): the server closed
+    /// or answered garbage before its response headers (502), `timeout
+    /// server` passed (504), or the server aborted its response body
+    /// (also in `server_aborts`).
+    pub response_errors: u64,
+    /// Backend, server: exchanges the client abandoned before the end of
+    /// the response (`cli_abrt`).
+    pub client_aborts: u64,
+    /// Backend, server: response bodies the server aborted (`srv_abrt`).
+    pub server_aborts: u64,
+}
+
+impl HttpStats {
+    /// Counts one response with this status in its class.
+    pub fn count_response(&mut self, status: u16) {
+        self.responses[status_class(status)] += 1;
+    }
+}
+
+/// The index of a status in [`HttpStats::responses`], as HAProxy computes
+/// it (`n = status / 100`, 0 unless 1 to 5).
+pub fn status_class(status: u16) -> usize {
+    match status / 100 {
+        n @ 1..=5 => usize::from(n),
+        _ => 0,
+    }
 }
 
 /// Everything: frontends and backends in name order, each backend's
@@ -259,6 +313,16 @@ fn haproxy_algo(a: Algorithm) -> &'static str {
     }
 }
 
+/// The response class columns, indexed by [`status_class`].
+const HRSP_COLUMNS: [&str; 6] = [
+    "hrsp_other",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+];
+
 /// One CSV line being filled by column name; unset columns stay empty.
 struct Row(Vec<String>);
 
@@ -274,6 +338,23 @@ impl Row {
             self.0[i] = value.to_string();
         }
         self
+    }
+
+    /// `hrsp_1xx`..`hrsp_other`.
+    fn responses(&mut self, h: &HttpStats) -> &mut Self {
+        for (class, column) in HRSP_COLUMNS.iter().enumerate() {
+            self.set(column, h.responses[class]);
+        }
+        self
+    }
+
+    /// A backend's or server's HTTP columns.
+    fn http_be(&mut self, h: &HttpStats) -> &mut Self {
+        self.responses(h)
+            .set("req_tot", h.requests)
+            .set("eresp", h.response_errors)
+            .set("cli_abrt", h.client_aborts)
+            .set("srv_abrt", h.server_aborts)
     }
 
     fn write(&self, out: &mut String) {
@@ -303,7 +384,10 @@ impl Snapshot {
     /// the server's id in its backend (0 on frontend and backend lines);
     /// `qlimit` is the server's `maxqueue` (empty when unlimited); `algo`
     /// is the backend's algorithm as HAProxy names it (`roundrobin`,
-    /// `leastconn`, ...; `consistent` is halyard's).
+    /// `leastconn`, ...; `consistent` is halyard's). The HTTP columns
+    /// (`hrsp_*`, `req_tot`, `ereq`, `eresp`, `cli_abrt`, `srv_abrt`) are
+    /// filled for HTTP-mode objects ([`HttpStats`]); a TCP frontend shows
+    /// `req_tot` 0, as HAProxy's does.
     pub fn to_csv(&self) -> String {
         let mut out = String::from("# ");
         for c in CSV_COLUMNS {
@@ -327,7 +411,12 @@ impl Snapshot {
                 .set("pid", 1)
                 .set("iid", iid)
                 .set("sid", 0)
-                .set("type", 0);
+                .set("type", 0)
+                // HAProxy prints a TCP frontend's 0 too.
+                .set("req_tot", f.http.as_ref().map_or(0, |h| h.requests));
+            if let Some(h) = &f.http {
+                r.responses(h).set("ereq", h.request_errors);
+            }
             r.write(&mut out);
         }
         for b in &self.backends {
@@ -367,6 +456,9 @@ impl Snapshot {
                             .map(|d| d.to_string())
                             .unwrap_or_default(),
                     );
+                if let Some(h) = &s.http {
+                    r.http_be(h);
+                }
                 r.write(&mut out);
             }
             let mut r = Row::new();
@@ -393,6 +485,9 @@ impl Snapshot {
                 .set("sid", 0)
                 .set("type", 1)
                 .set("algo", haproxy_algo(b.algorithm));
+            if let Some(h) = &b.http {
+                r.http_be(h);
+            }
             r.write(&mut out);
         }
         out
@@ -446,25 +541,34 @@ impl Snapshot {
 /// object (and `state`), skipping a family without samples.
 fn write_families<T>(out: &mut String, families: &[Family<T>], objects: &[(String, &T)]) {
     for f in families {
-        let mut header = false;
-        for (labels, o) in objects {
-            for (state, v) in (f.samples)(o) {
-                if !header {
-                    let kind = if f.counter { "counter" } else { "gauge" };
-                    let _ = writeln!(
-                        out,
-                        "# HELP {} {}\n# TYPE {} {kind}",
-                        f.name, f.help, f.name
-                    );
-                    header = true;
+        let samples: Vec<Vec<Sample>> = objects.iter().map(|(_, o)| (f.samples)(o)).collect();
+        // (object, sample) in object order, or sample-major for the `code`
+        // families, as HAProxy prints them.
+        let mut order: Vec<(usize, usize)> = samples
+            .iter()
+            .enumerate()
+            .flat_map(|(o, s)| (0..s.len()).map(move |i| (o, i)))
+            .collect();
+        if order.is_empty() {
+            continue;
+        }
+        if f.sample_major {
+            order.sort_by_key(|&(o, i)| (i, o));
+        }
+        let kind = if f.counter { "counter" } else { "gauge" };
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {kind}",
+            f.name, f.help, f.name
+        );
+        for (o, i) in order {
+            let labels = &objects[o].0;
+            match samples[o][i] {
+                (Some((name, value)), v) => {
+                    let _ = writeln!(out, "{}{{{labels},{name}=\"{value}\"}} {v}", f.name);
                 }
-                match state {
-                    Some(st) => {
-                        let _ = writeln!(out, "{}{{{labels},state=\"{st}\"}} {v}", f.name);
-                    }
-                    None => {
-                        let _ = writeln!(out, "{}{{{labels}}} {v}", f.name);
-                    }
+                (None, v) => {
+                    let _ = writeln!(out, "{}{{{labels}}} {v}", f.name);
                 }
             }
         }
@@ -491,9 +595,9 @@ impl std::fmt::Display for Value {
     }
 }
 
-/// One sample of a family for one object: its `state` label, if any, and
-/// its value.
-type Sample = (Option<&'static str>, Value);
+/// One sample of a family for one object: its extra label (`state` or
+/// `code`: name and value), if any, and its value.
+type Sample = (Option<(&'static str, &'static str)>, Value);
 
 /// One metric family of [`Snapshot::to_prometheus`]: full name, counter or
 /// gauge, HELP text, and the samples of one object (none: the object has no
@@ -504,6 +608,9 @@ struct Family<T> {
     counter: bool,
     help: &'static str,
     samples: fn(&T) -> Vec<Sample>,
+    /// Samples printed by sample index first, then by object (HAProxy's
+    /// `http_responses_total`: every object's `1xx`, then every `2xx`...).
+    sample_major: bool,
 }
 
 const fn gauge<T>(
@@ -516,6 +623,7 @@ const fn gauge<T>(
         counter: false,
         help,
         samples,
+        sample_major: false,
     }
 }
 
@@ -529,7 +637,52 @@ const fn counter<T>(
         counter: true,
         help,
         samples,
+        sample_major: false,
     }
+}
+
+/// `http_responses_total`: a counter per status class (label `code`).
+const fn by_code<T>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&T) -> Vec<Sample>,
+) -> Family<T> {
+    Family {
+        name,
+        counter: true,
+        help,
+        samples,
+        sample_major: true,
+    }
+}
+
+/// HAProxy's HELP text of every `http_responses_total` (its first field's,
+/// `1xx`, stands for the family).
+const HTTP_RESPONSES_HELP: &str = "Total number of HTTP responses with status 100-199 returned by this object since the worker process started";
+
+/// One sample of an HTTP counter; none without HTTP counters (TCP mode).
+fn http_one(h: Option<&HttpStats>, v: fn(&HttpStats) -> u64) -> Vec<Sample> {
+    h.map(|h| one(v(h))).unwrap_or_default()
+}
+
+/// The responses by class, `code="1xx"`..`"5xx"` then `"other"` (HAProxy's
+/// `promex_hrsp_code`); none without HTTP counters.
+fn http_responses(h: Option<&HttpStats>) -> Vec<Sample> {
+    const CODES: [(usize, &str); 6] = [
+        (1, "1xx"),
+        (2, "2xx"),
+        (3, "3xx"),
+        (4, "4xx"),
+        (5, "5xx"),
+        (0, "other"),
+    ];
+    h.map(|h| {
+        CODES
+            .iter()
+            .map(|&(class, code)| (Some(("code", code)), Value::Int(h.responses[class])))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// One plain sample.
@@ -552,7 +705,7 @@ fn limit(v: u32) -> Vec<Sample> {
 /// One sample per state of `all`: 1 for `current`, 0 for the others.
 fn states(all: &[&'static str], current: &str) -> Vec<Sample> {
     all.iter()
-        .map(|s| (Some(*s), Value::Int(u64::from(*s == current))))
+        .map(|s| (Some(("state", *s)), Value::Int(u64::from(*s == current))))
         .collect()
 }
 
@@ -561,7 +714,7 @@ fn counts<'a>(all: &[&'static str], current: impl Iterator<Item = &'a str> + Clo
     all.iter()
         .map(|s| {
             (
-                Some(*s),
+                Some(("state", *s)),
                 Value::Int(current.clone().filter(|c| c == s).count() as u64),
             )
         })
@@ -621,7 +774,10 @@ const FRONTEND_METRICS: &[Family<FrontendStats>] = &[
     counter("haproxy_frontend_sessions_total", "Total number of sessions since process started", |f| one(f.total_sessions)),
     counter("haproxy_frontend_bytes_in_total", "Total number of request bytes since process started", |f| one(f.bytes_in)),
     counter("haproxy_frontend_bytes_out_total", "Total number of response bytes since process started", |f| one(f.bytes_out)),
+    counter("haproxy_frontend_request_errors_total", "Total number of invalid requests since process started", |f| http_one(f.http.as_ref(), |h| h.request_errors)),
     gauge("haproxy_frontend_status", "Current status of the service, per state label value.", |_| states(&["DOWN", "UP"], "UP")),
+    by_code("haproxy_frontend_http_responses_total", HTTP_RESPONSES_HELP, |f| http_responses(f.http.as_ref())),
+    counter("haproxy_frontend_http_requests_total", "Total number of HTTP requests processed by this object since the worker process started", |f| http_one(f.http.as_ref(), |h| h.requests)),
     counter("halyard_frontend_denied_total", "Connections refused: bad PROXY header, no server, queue full or timeout (no HAProxy equivalent)", |f| one(f.denied)),
     counter("halyard_frontend_accept_errors_total", "accept() errors, e.g. out of file descriptors (no HAProxy equivalent)", |f| one(f.accept_errors)),
 ];
@@ -636,9 +792,14 @@ const BACKEND_METRICS: &[Family<BackendStats>] = &[
     counter("haproxy_backend_bytes_in_total", "Total number of request bytes since process started", |b| one(b.bytes_in)),
     counter("haproxy_backend_bytes_out_total", "Total number of response bytes since process started", |b| one(b.bytes_out)),
     counter("haproxy_backend_connection_errors_total", "Total number of failed connections to server since the worker process started", |b| one(b.connect_errors)),
+    counter("haproxy_backend_response_errors_total", "Total number of invalid responses since the worker process started", |b| http_one(b.http.as_ref(), |h| h.response_errors)),
     counter("haproxy_backend_retry_warnings_total", "Total number of server connection retries since the worker process started", |b| one(b.retries)),
     counter("haproxy_backend_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |b| one(b.redispatches)),
     counter("haproxy_backend_loadbalanced_total", "Total number of requests routed by load balancing since the worker process started (ignores queue pop and stickiness)", |b| one(b.lbtot)),
+    by_code("haproxy_backend_http_responses_total", HTTP_RESPONSES_HELP, |b| http_responses(b.http.as_ref())),
+    counter("haproxy_backend_http_requests_total", "Total number of HTTP requests processed by this object since the worker process started", |b| http_one(b.http.as_ref(), |h| h.requests)),
+    counter("haproxy_backend_client_aborts_total", "Total number of requests or connections aborted by the client since the worker process started", |b| http_one(b.http.as_ref(), |h| h.client_aborts)),
+    counter("haproxy_backend_server_aborts_total", "Total number of requests or connections aborted by the server since the worker process started", |b| http_one(b.http.as_ref(), |h| h.server_aborts)),
     gauge("haproxy_backend_status", "Current status of the service, per state label value.", |b| states(&["DOWN", "UP"], &b.status)),
     gauge("haproxy_backend_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |b| one(b.weight)),
     gauge("haproxy_backend_active_servers", "Total number of active UP servers with a non-zero weight", |b| one(usable(b, false))),
@@ -662,9 +823,13 @@ const SERVER_METRICS: &[Family<ServerStats>] = &[
     counter("haproxy_server_bytes_in_total", "Total number of request bytes since process started", |s| one(s.bytes_in)),
     counter("haproxy_server_bytes_out_total", "Total number of response bytes since process started", |s| one(s.bytes_out)),
     counter("haproxy_server_connection_errors_total", "Total number of failed connections to server since the worker process started", |s| one(s.connect_errors)),
+    counter("haproxy_server_response_errors_total", "Total number of invalid responses since the worker process started", |s| http_one(s.http.as_ref(), |h| h.response_errors)),
     counter("haproxy_server_retry_warnings_total", "Total number of server connection retries since the worker process started", |s| one(s.retries)),
     counter("haproxy_server_redispatch_warnings_total", "Total number of server redispatches due to connection failures since the worker process started", |s| one(s.redispatches)),
     counter("haproxy_server_loadbalanced_total", "Total number of requests routed by load balancing since the worker process started (ignores queue pop and stickiness)", |s| one(s.lbtot)),
+    by_code("haproxy_server_http_responses_total", HTTP_RESPONSES_HELP, |s| http_responses(s.http.as_ref())),
+    counter("haproxy_server_client_aborts_total", "Total number of requests or connections aborted by the client since the worker process started", |s| http_one(s.http.as_ref(), |h| h.client_aborts)),
+    counter("haproxy_server_server_aborts_total", "Total number of requests or connections aborted by the server since the worker process started", |s| http_one(s.http.as_ref(), |h| h.server_aborts)),
     gauge("haproxy_server_status", "Current status of the service, per state label value.", |s| states(&SRV_STATES, srv_state(s))),
     gauge("haproxy_server_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |s| one(haproxy_weight(s))),
     counter("haproxy_server_check_failures_total", "Total number of failed individual health checks per server/backend, since the worker process started", |s| one(s.check_failures)),
@@ -827,6 +992,101 @@ mod tests {
         );
         assert_eq!((get(4, "status"), get(4, "weight")), ("UP", "0"));
         assert_eq!(get(1, "algo"), "");
+    }
+
+    #[test]
+    fn status_classes_are_haproxys() {
+        let classes: Vec<usize> = [0, 99, 100, 199, 200, 302, 404, 503, 599, 600, 999]
+            .iter()
+            .map(|s| status_class(*s))
+            .collect();
+        assert_eq!(classes, [0, 0, 1, 1, 2, 3, 4, 5, 5, 0, 0]);
+    }
+
+    /// HTTP counters at HAProxy's columns (39-44 `hrsp_*`, 48 `req_tot`, 12
+    /// `ereq`, 14 `eresp`, 49 `cli_abrt`, 50 `srv_abrt`) and in Prometheus
+    /// with a `code` label, every object's `1xx` first as HAProxy prints
+    /// them; nothing HTTP for TCP objects but the frontend's `req_tot` 0.
+    #[test]
+    fn http_counters_in_csv_and_prometheus() {
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(
+            [
+                "ereq",
+                "eresp",
+                "hrsp_1xx",
+                "hrsp_other",
+                "req_tot",
+                "cli_abrt",
+                "srv_abrt"
+            ]
+            .map(col),
+            [12, 14, 39, 44, 48, 49, 50]
+        );
+        let http = |n: u64| HttpStats {
+            requests: n,
+            responses: [6, 1, 2, 3, 4, 5],
+            request_errors: 7,
+            response_errors: 8,
+            client_aborts: 9,
+            server_aborts: 10,
+        };
+        let fe = |name: &str, h: Option<HttpStats>| FrontendStats {
+            name: name.into(),
+            http: h,
+            ..Default::default()
+        };
+        let snap = Snapshot {
+            frontends: vec![
+                fe("a", Some(http(21))),
+                fe("b", Some(http(22))),
+                fe("t", None),
+            ],
+            backends: vec![],
+        };
+        let csv = snap.to_csv();
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        let cols = |r: usize| {
+            [
+                "req_tot",
+                "hrsp_1xx",
+                "hrsp_5xx",
+                "hrsp_other",
+                "ereq",
+                "eresp",
+                "cli_abrt",
+            ]
+            .map(|c| rows[r][col(c)])
+        };
+        assert_eq!(cols(0), ["21", "1", "5", "6", "7", "", ""]);
+        assert_eq!(cols(2), ["0", "", "", "", "", "", ""]);
+        let prom = snap.to_prometheus();
+        let family: Vec<&str> = prom
+            .lines()
+            .filter(|l| l.starts_with("haproxy_frontend_http_responses_total"))
+            .collect();
+        assert_eq!(family.len(), 12, "{prom}");
+        assert_eq!(
+            &family[..3],
+            [
+                "haproxy_frontend_http_responses_total{proxy=\"a\",code=\"1xx\"} 1",
+                "haproxy_frontend_http_responses_total{proxy=\"b\",code=\"1xx\"} 1",
+                "haproxy_frontend_http_responses_total{proxy=\"a\",code=\"2xx\"} 2",
+            ]
+        );
+        assert_eq!(
+            family[11],
+            "haproxy_frontend_http_responses_total{proxy=\"b\",code=\"other\"} 6"
+        );
+        assert!(prom.contains("haproxy_frontend_request_errors_total{proxy=\"b\"} 7\n"));
+        assert!(
+            !prom.contains("proxy=\"t\",code")
+                && !prom.contains("request_errors_total{proxy=\"t\"}")
+        );
     }
 
     #[test]

@@ -521,3 +521,143 @@ async fn a_pooled_connection_closed_by_the_server_is_not_reused() {
     assert_eq!(st.backends[0].total_sessions, 5);
     eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
 }
+
+/// The `cols` of `show stat`'s line for `px`/`sv`.
+fn csv_row(csv: &str, px: &str, sv: &str, cols: &[&str]) -> Vec<String> {
+    let header: Vec<&str> = csv.lines().next().unwrap()[2..].split(',').collect();
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{px},{sv},")))
+        .unwrap_or_else(|| panic!("no line {px}/{sv}:\n{csv}"));
+    let fields: Vec<&str> = line.split(',').collect();
+    cols.iter()
+        .map(|c| fields[header.iter().position(|h| h == c).unwrap()].to_string())
+        .collect()
+}
+
+/// HAProxy's HTTP counters, as HAProxy 2.6.12 counts the same exchanges
+/// (checked against the binary): every response on the frontend (the
+/// proxy's own 400, 502, 503 too) and on the backend that had the request;
+/// on a server only the responses it sent; `eresp` for a server that
+/// closed before answering and for a cut response body (also `srv_abrt`);
+/// `cli_abrt` for a client gone during the body; `ereq` for a malformed
+/// request. TCP objects show no HTTP counters.
+#[tokio::test]
+async fn http_counters_in_csv_and_prometheus() {
+    let (raw, _t) = raw_http_server().await;
+    let (echo, _e) = echo_server().await;
+    let routes = "[[frontends.fe.routes]]\npath_prefix = \"/none\"\nbackend = \"none\"\n\
+        [[frontends.fe.routes]]\npath_prefix = \"/close\"\nbackend = \"bad\"\n\
+        [[frontends.fe.routes]]\npath_prefix = \"/half\"\nbackend = \"bad\"\n\
+        [[frontends.fe.routes]]\npath_prefix = \"/stall\"\nbackend = \"bad\"\n";
+    let backends = format!(
+        "{}[backends.none]\n[backends.bad.servers.r]\naddress = \"{raw}\"\n\
+         [frontends.t]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"tb\"\n\
+         [backends.tb.servers.e]\naddress = \"{echo}\"\n",
+        servers(&[("a", raw, "")])
+    );
+    let p = Proxy::start(http_config(routes, &backends)).await.unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    for (path, status) in [
+        ("/", "200"),
+        ("/missing", "404"),
+        ("/none", "503"),
+        ("/close", "502"),
+        ("/half", "200"),
+    ] {
+        let answer = raw_exchange(fe, get(path).as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{path}: {answer}"
+        );
+    }
+    let bad = raw_exchange(fe, b"GARBAGE\r\n\r\n").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    // The client leaves during the body.
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    s.write_all(get("/stall").as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"abc") {
+        let mut chunk = [0u8; 256];
+        let n = tokio::time::timeout(BOUND, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    drop(s);
+    // Both counted when their connections end, maybe after the client saw it.
+    eventually("the client abort and the malformed request counted", || {
+        let st = p.stats();
+        let fe_errors = st
+            .frontends
+            .iter()
+            .map(|f| f.http.as_ref().map_or(0, |h| h.request_errors));
+        st.backends
+            .iter()
+            .any(|b| b.name == "bad" && b.http.as_ref().is_some_and(|h| h.client_aborts == 1))
+            && fe_errors.sum::<u64>() == 1
+    })
+    .await;
+
+    let csv = p.stats().to_csv();
+    let cols = [
+        "req_tot",
+        "hrsp_1xx",
+        "hrsp_2xx",
+        "hrsp_3xx",
+        "hrsp_4xx",
+        "hrsp_5xx",
+        "hrsp_other",
+        "ereq",
+        "eresp",
+        "cli_abrt",
+        "srv_abrt",
+    ];
+    let row = |px: &str, sv: &str| csv_row(&csv, px, sv, &cols).join(" ");
+    assert_eq!(row("fe", "FRONTEND"), "7 0 3 0 2 2 0 1   ");
+    assert_eq!(row("be", "a"), "2 0 1 0 1 0 0  0 0 0");
+    assert_eq!(row("be", "BACKEND"), "2 0 1 0 1 0 0  0 0 0");
+    assert_eq!(row("none", "BACKEND"), "1 0 0 0 0 1 0  0 0 0");
+    // The 502 is the proxy's: on the backend, not on the server.
+    assert_eq!(row("bad", "r"), "2 0 2 0 0 0 0  2 1 1");
+    assert_eq!(row("bad", "BACKEND"), "3 0 2 0 0 1 0  2 1 1");
+    // TCP mode: only a frontend's req_tot, 0, as HAProxy prints it.
+    assert_eq!(row("t", "FRONTEND"), "0          ");
+    assert_eq!(row("tb", "e"), "          ");
+    assert_eq!(row("tb", "BACKEND"), "          ");
+
+    let prom = p.stats().to_prometheus();
+    for sample in [
+        "haproxy_frontend_http_requests_total{proxy=\"fe\"} 7",
+        "haproxy_frontend_request_errors_total{proxy=\"fe\"} 1",
+        "haproxy_frontend_http_responses_total{proxy=\"fe\",code=\"4xx\"} 2",
+        "haproxy_frontend_http_responses_total{proxy=\"fe\",code=\"5xx\"} 2",
+        "haproxy_backend_http_requests_total{proxy=\"bad\"} 3",
+        "haproxy_backend_http_responses_total{proxy=\"none\",code=\"5xx\"} 1",
+        "haproxy_backend_http_responses_total{proxy=\"bad\",code=\"other\"} 0",
+        "haproxy_backend_response_errors_total{proxy=\"bad\"} 2",
+        "haproxy_backend_client_aborts_total{proxy=\"bad\"} 1",
+        "haproxy_backend_server_aborts_total{proxy=\"bad\"} 1",
+        "haproxy_server_http_responses_total{proxy=\"be\",server=\"a\",code=\"4xx\"} 1",
+        "haproxy_server_http_responses_total{proxy=\"bad\",server=\"r\",code=\"5xx\"} 0",
+        "haproxy_server_response_errors_total{proxy=\"bad\",server=\"r\"} 2",
+        "haproxy_server_client_aborts_total{proxy=\"bad\",server=\"r\"} 1",
+        "haproxy_server_server_aborts_total{proxy=\"bad\",server=\"r\"} 1",
+    ] {
+        assert!(prom.contains(&format!("{sample}\n")), "{sample}\n{prom}");
+    }
+    // As in HAProxy: TCP proxies have no HTTP families, servers no
+    // http_requests_total.
+    for l in prom.lines().filter(|l| l.contains("proxy=\"t")) {
+        assert!(
+            !["http_", "request_errors", "response_errors", "aborts"]
+                .iter()
+                .any(|f| l.contains(f)),
+            "{l}"
+        );
+    }
+    assert!(!prom.contains("haproxy_server_http_requests_total"));
+}

@@ -39,6 +39,38 @@ const VOLATILE: [&str; 3] = [
 /// halyard 0 (README, "Prometheus").
 const NOT_CHECKED: [&str; 4] = ["nc", "dr", "mt", "bk"];
 
+/// The proxies compared: the situation's (TCP mode), and the live test's
+/// HTTP ones (`h*`), whose traffic is compared in [`HTTP_FAMILIES`] only
+/// (halyard counts no request bytes in HTTP mode, and the two proxies'
+/// responses differ in size).
+const PROXIES: [&str; 7] = ["fe", "be", "empty", "hfe", "hbe", "hnone", "hbad"];
+
+/// HAProxy's HTTP counters.
+const HTTP_FAMILIES: [&str; 12] = [
+    "haproxy_frontend_http_requests_total",
+    "haproxy_frontend_http_responses_total",
+    "haproxy_frontend_request_errors_total",
+    "haproxy_backend_http_requests_total",
+    "haproxy_backend_http_responses_total",
+    "haproxy_backend_response_errors_total",
+    "haproxy_backend_client_aborts_total",
+    "haproxy_backend_server_aborts_total",
+    "haproxy_server_http_responses_total",
+    "haproxy_server_response_errors_total",
+    "haproxy_server_client_aborts_total",
+    "haproxy_server_server_aborts_total",
+];
+
+/// Of [`HTTP_FAMILIES`], those HAProxy also exports for TCP-mode proxies,
+/// where halyard measures nothing with their meaning (README,
+/// "Prometheus"): compared on HTTP proxies only.
+const HTTP_ONLY_HERE: [&str; 4] = [
+    "_request_errors_total",
+    "_response_errors_total",
+    "_client_aborts_total",
+    "_server_aborts_total",
+];
+
 /// Checks `text` against the Prometheus text format 0.0.4: every sample has
 /// a TYPE line of its family before it, a family's samples are contiguous,
 /// names and label names are valid, label values are quoted with only `\\`,
@@ -207,9 +239,15 @@ fn samples(text: &str, families: &BTreeSet<&str>) -> BTreeMap<String, String> {
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
             let family = &series[..series.find('{')?];
-            let proxy_ok = ["fe", "be", "empty"]
+            let proxy = PROXIES
                 .iter()
-                .any(|p| series.contains(&format!("{{proxy=\"{p}\"")));
+                .find(|p| series.contains(&format!("{{proxy=\"{p}\"")))?;
+            let http_proxy = proxy.starts_with('h');
+            let proxy_ok = if http_proxy {
+                HTTP_FAMILIES.contains(&family)
+            } else {
+                !HTTP_ONLY_HERE.iter().any(|f| family.ends_with(f))
+            };
             let not_checked = (family.ends_with("check_failures_total")
                 || family.ends_with("check_up_down_total"))
                 && NOT_CHECKED
@@ -361,8 +399,9 @@ async fn live_output_matches_a_running_haproxy() {
         return;
     }
     let (up, _t) = echo_server().await;
+    let (raw, _r) = raw_http_server().await;
     let down = dead_addr().await;
-    let (metrics, fe) = (free_port(), free_port());
+    let (metrics, fe, hfe) = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("halyard-promex-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("admin.sock");
@@ -379,7 +418,13 @@ backend be\n\
     server down1 {down} check inter 100ms weight 5\n\
     server nc {up} weight 2\n    server dr {up} weight 7\n    server mt {up} weight 9\n\
     server bk {up} backup weight 4\n\
-backend empty\n",
+backend empty\n\
+frontend hfe\n    mode http\n    bind 127.0.0.1:{hfe}\n\
+    use_backend hnone if {{ path_beg /none }}\n    use_backend hbad if {{ path_beg /close /half }}\n\
+    default_backend hbe\n\
+backend hbe\n    mode http\n    server a {raw}\n\
+backend hnone\n    mode http\n\
+backend hbad\n    mode http\n    server r {raw}\n",
             sock.display()
         ),
     )
@@ -417,6 +462,24 @@ weight = 9
 address = "{up}"
 backup = true
 weight = 4
+[frontends.hfe]
+mode = "http"
+binds = ["127.0.0.1:0"]
+backend = "hbe"
+[[frontends.hfe.routes]]
+path_prefix = "/none"
+backend = "hnone"
+[[frontends.hfe.routes]]
+path_prefix = "/close"
+backend = "hbad"
+[[frontends.hfe.routes]]
+path_prefix = "/half"
+backend = "hbad"
+[backends.hbe.servers.a]
+address = "{raw}"
+[backends.hnone]
+[backends.hbad.servers.r]
+address = "{raw}"
 "#
         ))
         .unwrap(),
@@ -452,7 +515,38 @@ weight = 4
         settled(&ours.stats().to_prometheus())
     })
     .await;
+    // The same HTTP exchanges through both: 200, 404 (the server's), 503
+    // (no server), 502 (the server closes), a server abort, a malformed
+    // request.
+    let hours = ours.local_addrs("hfe")[0];
+    for addr in [std::net::SocketAddr::from(([127, 0, 0, 1], hfe)), hours] {
+        for path in ["/", "/missing", "/none", "/close", "/half"] {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            raw_exchange(addr, req.as_bytes()).await;
+        }
+        raw_exchange(addr, b"GARBAGE\r\n\r\n").await;
+    }
+    let done = |text: &str| {
+        ["2xx\"} 2", "4xx\"} 2", "5xx\"} 2"].iter().all(|c| {
+            text.contains(&format!(
+                "haproxy_frontend_http_responses_total{{proxy=\"hfe\",code=\"{c}"
+            ))
+        }) && text.contains("haproxy_frontend_request_errors_total{proxy=\"hfe\"} 1")
+    };
+    eventually("haproxy counted the exchanges", || {
+        theirs = get_metrics(metrics).unwrap_or_default();
+        done(&theirs)
+    })
+    .await;
+    eventually("we counted the exchanges", || {
+        done(&ours.stats().to_prometheus())
+    })
+    .await;
     let mine = ours.stats().to_prometheus();
+    let exported = headers(&mine);
+    for f in HTTP_FAMILIES {
+        assert!(exported.contains_key(f), "{f} is exported");
+    }
     check_exposition(&theirs).unwrap();
     check_exposition(&mine).unwrap();
     assert_matches_haproxy(&theirs, &mine);

@@ -11,6 +11,12 @@
 //! the server fails mid-request; 504 on `timeout server` before the response
 //! headers. `timeout client` bounds the time to receive request headers
 //! (slowloris) and the keep-alive idle time.
+//!
+//! HTTP counters (HAProxy's `req_tot`, `hrsp_*`, `ereq`, `eresp`,
+//! `cli_abrt`, `srv_abrt`) are counted under the locks a request takes
+//! anyway: the frontend's request when the backend core is asked for a
+//! server, the rest when the request ends ([`Release`], or the lock of a
+//! local answer), by [`Backend::http_end`](crate::backend::Backend::http_end).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -34,8 +40,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
 use super::ack::ServerIo;
-use super::{marked_down, retry_pause, wait_queue, Shared};
-use crate::backend::{Acquire, Assignment, Retry};
+use super::{marked_down, retry_pause, wait_queue, Core, Shared};
+use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
 
@@ -265,6 +271,10 @@ impl Body for ProxyBody {
             ProxyBody::Server(inner, guard, kill) => {
                 if let Some(k) = kill.as_mut() {
                     if k.as_mut().poll(cx).is_ready() {
+                        // The proxy's own abort: neither side's.
+                        if let Some(g) = guard.as_mut() {
+                            g.end = HttpEnd::Response(g.status);
+                        }
                         guard.take();
                         return Poll::Ready(Some(Err(
                             "server marked down: shutdown-sessions".into()
@@ -280,7 +290,7 @@ impl Body for ProxyBody {
                         if inner.is_end_stream() {
                             // hyper will not poll again after the last frame.
                             if let Some(g) = guard.as_mut() {
-                                g.complete = true;
+                                g.complete();
                             }
                             guard.take();
                         }
@@ -288,11 +298,18 @@ impl Body for ProxyBody {
                     Poll::Ready(None) => {
                         // Complete: the server connection can serve the next request.
                         if let Some(g) = guard.as_mut() {
-                            g.complete = true;
+                            g.complete();
                         }
                         guard.take();
                     }
-                    _ => {}
+                    Poll::Ready(Some(Err(_))) => {
+                        // The server cut its response body short.
+                        if let Some(g) = guard.as_mut() {
+                            g.end = HttpEnd::ServerAbort(g.status);
+                        }
+                        guard.take();
+                    }
+                    Poll::Pending => {}
                 }
                 r
             }
@@ -317,9 +334,11 @@ impl Body for ProxyBody {
 }
 
 /// Releases the server slot (and pools the connection if the response was
-/// complete) when the response body is done or dropped.
+/// complete) when the response body is done or dropped, and counts how the
+/// request ended.
 pub(super) struct Release {
     shared: Arc<Shared>,
+    fe: Arc<FrontendConfig>,
     backend: String,
     server: ServerId,
     /// The thread whose pool counts the connection.
@@ -327,6 +346,19 @@ pub(super) struct Release {
     sender: Option<SendRequest<Incoming>>,
     bytes_out: u64,
     complete: bool,
+    /// The server's status, once its response headers came.
+    status: u16,
+    /// How the request ended: until told otherwise, the client went away
+    /// (the future or the response body was dropped).
+    end: HttpEnd,
+}
+
+impl Release {
+    /// The server's response was forwarded to its end.
+    fn complete(&mut self) {
+        self.complete = true;
+        self.end = HttpEnd::Response(self.status);
+    }
 }
 
 impl Drop for Release {
@@ -336,11 +368,29 @@ impl Drop for Release {
             .pool
             .released(&self.backend, self.server, self.home, reusable);
         let mut core = self.shared.lock();
+        let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
             b.core
                 .release(Instant::now(), self.server, 0, self.bytes_out);
+            b.core.http_end(Some(self.server), self.end);
             b.flush();
         }
+        if let HttpEnd::Response(s)
+        | HttpEnd::ServerAbort(s)
+        | HttpEnd::ClientAbort(Some(s))
+        | HttpEnd::ServerError(s)
+        | HttpEnd::Local(s) = self.end
+        {
+            count_frontend(core, &self.fe.name, s);
+        }
+    }
+}
+
+/// Counts a response the client got on its frontend (HAProxy counts every
+/// one there, the proxy's own included).
+fn count_frontend(core: &mut Core, fe: &str, status: u16) {
+    if let Some(h) = core.frontends.get_mut(fe).and_then(|f| f.http.as_mut()) {
+        h.count_response(status);
     }
 }
 
@@ -383,13 +433,14 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
-/// Serves one client connection.
+/// Serves one client connection. True when it ended on a malformed
+/// request that hyper answered itself (400, 414 or 431).
 pub(super) async fn serve(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
     stream: TcpStream,
     peer: SocketAddr,
-) {
+) -> bool {
     let _ = stream.set_nodelay(true);
     let svc_shared = shared.clone();
     let svc_fe = fe.clone();
@@ -402,7 +453,7 @@ pub(super) async fn serve(
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, &fe, req, client).await) }
+        async move { Ok::<_, Infallible>(handle(&shared, fe, req, client).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -413,9 +464,13 @@ pub(super) async fn serve(
     tokio::select! {
         r = conn => if let Err(e) = r {
             tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
+            // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
+            // preface, a timeout or a close.
+            return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
         },
         _ = kill_all.changed() => {}
     }
+    false
 }
 
 fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str {
@@ -457,11 +512,11 @@ struct Client {
 
 async fn handle(
     shared: &Arc<Shared>,
-    fe: &FrontendConfig,
+    fe: Arc<FrontendConfig>,
     mut req: Request<Incoming>,
     client: Client,
 ) -> Response<ProxyBody> {
-    let backend = pick_backend(fe, &req).to_string();
+    let backend = pick_backend(&fe, &req).to_string();
     // Request rewriting: hop-by-hop out, X-Forwarded-For in, origin-form URI.
     strip_hop_by_hop(req.headers_mut());
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -494,7 +549,17 @@ async fn handle(
     // A server for this request.
     let (timeouts, first) = {
         let mut core = shared.lock();
+        let core = &mut *core;
+        // HAProxy counts the request when it is parsed (proxy_inc_fe_req_ctr).
+        if let Some(h) = core
+            .frontends
+            .get_mut(&fe.name)
+            .and_then(|f| f.http.as_mut())
+        {
+            h.requests += 1;
+        }
         let Some(b) = core.backends.get_mut(&backend) else {
+            count_frontend(core, &fe.name, 503);
             return local(StatusCode::SERVICE_UNAVAILABLE, "503 no such backend\n");
         };
         let t = b.timeouts;
@@ -511,10 +576,10 @@ async fn handle(
     };
     let mut assignment: Assignment = match first {
         Ok(Acquire::Assigned(a)) => a,
-        Ok(_) => return denied(shared, fe, "503 no server available\n"),
+        Ok(_) => return denied(shared, &fe, &backend, "503 no server available\n"),
         Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
             Some(a) => a,
-            None => return denied(shared, fe, "503 timeout queue\n"),
+            None => return denied(shared, &fe, &backend, "503 timeout queue\n"),
         },
     };
 
@@ -547,6 +612,7 @@ async fn handle(
                 let pause = {
                     let mut core = shared.lock();
                     let Some(b) = core.backends.get_mut(&backend) else {
+                        count_frontend(&mut core, &fe.name, 503);
                         return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
                     };
                     let retry = b.core.connect_failed(
@@ -562,7 +628,12 @@ async fn handle(
                         Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                         Retry::GiveUp => {
                             drop(core);
-                            return denied(shared, fe, "503 no server could be reached\n");
+                            return denied(
+                                shared,
+                                &fe,
+                                &backend,
+                                "503 no server could be reached\n",
+                            );
                         }
                     }
                     pause
@@ -575,12 +646,15 @@ async fn handle(
     };
     let mut guard = Release {
         shared: shared.clone(),
+        fe,
         backend,
         server: assignment.server,
         home,
         sender: None,
         bytes_out: 0,
         complete: false,
+        status: 0,
+        end: HttpEnd::ClientAbort(None),
     };
     // on-marked-down shutdown-sessions (and on-marked-up
     // shutdown-backup-sessions for a backup): in-flight requests end too.
@@ -606,28 +680,50 @@ async fn handle(
         }
     };
     let Some(sent) = sent.await else {
+        guard.end = HttpEnd::Local(503);
         return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
     };
     match sent {
         Ok(Ok(resp)) => {
             guard.sender = Some(sender);
+            guard.status = resp.status().as_u16();
+            guard.end = HttpEnd::ClientAbort(Some(guard.status));
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             // An empty body may never be polled: the exchange is complete already.
-            guard.complete = body.is_end_stream();
+            if body.is_end_stream() {
+                guard.complete();
+            }
             Response::from_parts(parts, ProxyBody::Server(body, Some(guard), kill))
         }
         Ok(Err(e)) => {
             tracing::debug!(backend = %guard.backend, error = %e, "server failed mid-request");
+            guard.end = HttpEnd::ServerError(502);
             local(StatusCode::BAD_GATEWAY, "502 bad gateway\n")
         }
-        Err(_) => local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n"),
+        Err(_) => {
+            guard.end = HttpEnd::ServerError(504);
+            local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n")
+        }
     }
 }
 
-fn denied(shared: &Arc<Shared>, fe: &FrontendConfig, text: &'static str) -> Response<ProxyBody> {
-    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+/// A 503 without a server (none usable, queue full or timed out, every
+/// connect failed): counted on the frontend and the backend.
+fn denied(
+    shared: &Arc<Shared>,
+    fe: &FrontendConfig,
+    backend: &str,
+    text: &'static str,
+) -> Response<ProxyBody> {
+    let mut core = shared.lock();
+    let core = &mut *core;
+    if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.denied += 1;
+    }
+    count_frontend(core, &fe.name, 503);
+    if let Some(b) = core.backends.get_mut(backend) {
+        b.core.http_end(None, HttpEnd::Local(503));
     }
     local(StatusCode::SERVICE_UNAVAILABLE, text)
 }

@@ -217,6 +217,7 @@ impl Proxy {
                 fe.name.clone(),
                 FrontendStats {
                     name: fe.name.clone(),
+                    http: (fe.mode == Mode::Http).then(Default::default),
                     ..Default::default()
                 },
             );
@@ -713,9 +714,16 @@ async fn http_session(
             f.total_sessions += 1;
         }
     }
-    http::serve(shared.clone(), fe.clone(), stream, peer).await;
+    let bad_request = http::serve(shared.clone(), fe.clone(), stream, peer).await;
     if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
         f.cur_sessions = f.cur_sessions.saturating_sub(1);
+        if let (true, Some(h)) = (bad_request, f.http.as_mut()) {
+            // HAProxy's h1_handle_parsing_error: one more request, a
+            // request error and the 4xx hyper sent.
+            h.requests += 1;
+            h.request_errors += 1;
+            h.count_response(400);
+        }
     }
 }
 

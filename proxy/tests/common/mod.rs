@@ -51,6 +51,72 @@ pub async fn serve_name(l: TcpListener, name: &'static str) {
     }
 }
 
+/// A raw HTTP/1.1 server for the HTTP counters, answering by path: `/`
+/// and others 200 `ok`, `/missing` 404 (keep-alive); `/close` closes
+/// without answering (the proxy answers 502), `/half` closes after 3 of
+/// its 100 body bytes (a server abort), `/stall` sends 3 of 100 body bytes
+/// and keeps the connection open until the proxy closes it.
+pub async fn raw_http_server() -> (SocketAddr, JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let t = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("/");
+                    let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
+                    let answer: &[u8] = match path {
+                        "/close" => return,
+                        "/half" => {
+                            let _ = s.write_all(partial).await;
+                            return;
+                        }
+                        "/stall" => {
+                            let _ = s.write_all(partial).await;
+                            let _ = s.read_to_end(&mut buf).await;
+                            return;
+                        }
+                        "/missing" => b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
+                        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (a, t)
+}
+
+/// Sends `request` on a new connection and returns everything read until
+/// the peer closes (bounded).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    tokio::time::timeout(BOUND, async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .expect("exchange bounded")
+}
+
 /// A loopback port that nothing listens on (bound, then released).
 pub async fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
