@@ -33,7 +33,16 @@
 //! [backends.web.check]           # active checks for servers with check = true
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
 //!                                # httpchk), path (default "/"), expect_status (200 or
-//!                                # "200,201,300-310"; default any 2xx or 3xx)
+//!                                # "200,201,300-310"; default any 2xx or 3xx);
+//!                                # or "tcp-check" (option tcp-check) with rules:
+//! # rules = [                    # one action per rule, run in order after the connect
+//! #   { send = "PING\r\n" },                          # tcp-check send
+//! #   { expect = "string", pattern = "+PONG" },       # tcp-check expect string
+//! #   { send_binary = "50494e470d0a" },              # tcp-check send-binary (hex)
+//! #   { expect = "! binary", pattern = "2d455252" },  # "!" negates; also "rstring"
+//! #   { expect = "rstring", pattern = "role:(master|primary)", min_recv = 5,
+//! #     comment = "role check" },                     # min-recv, comment
+//! # ]
 //! inter = "2s"
 //! # timeout = "1s"               # timeout check: min(timeout_connect, inter) to connect,
 //!                                # then this; unset: inter bounds the whole check
@@ -74,6 +83,9 @@ use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
 use crate::balance::Algorithm;
 use crate::health::{CheckParams, StatusMatch};
 use crate::proxy_protocol::Version;
+use crate::tcpcheck::{
+    parse_hex, Expect, Pattern, Rstring, TcpCheckAction, TcpCheckRule, CHECK_BUFSIZE,
+};
 use crate::{Error, Result};
 
 /// A duration as written: integer milliseconds or a string with a unit
@@ -333,6 +345,32 @@ pub struct RawCheck {
     pub fall: Option<u32>,
     /// `timeout check` (default: none, `inter` bounds the whole check).
     pub timeout: Option<RawDuration>,
+    /// `kind = "tcp-check"`: the `tcp-check` rules, in order.
+    pub rules: Option<Vec<RawTcpCheckRule>>,
+}
+
+/// One entry of `rules` (`kind = "tcp-check"`): exactly one of `send`,
+/// `send_binary` or `expect` (with `pattern`, optionally `min_recv`), and
+/// optionally `comment`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpCheckRule {
+    /// `tcp-check send <data>`.
+    pub send: Option<String>,
+    /// `tcp-check send-binary <hexstring>`.
+    pub send_binary: Option<String>,
+    /// `tcp-check expect [!] <match>`: `string`, `binary` or `rstring`,
+    /// `!` in front negates.
+    pub expect: Option<String>,
+    /// The expect rule's `<pattern>`.
+    pub pattern: Option<String>,
+    /// `min-recv <n>`.
+    pub min_recv: Option<u32>,
+    /// `comment <msg>`.
+    pub comment: Option<String>,
+    /// `tcp-check connect`: refused with an explanation (the check always
+    /// connects first).
+    pub connect: Option<toml::Value>,
 }
 
 /// `expect_status` as written: `200` or `"200,201,300-310"`.
@@ -455,6 +493,8 @@ pub enum CheckKind {
         /// Expected statuses (default any 2xx or 3xx).
         expect_status: StatusMatch,
     },
+    /// `option tcp-check`: connect, then these rules in order (never empty).
+    TcpCheck(Vec<TcpCheckRule>),
 }
 
 /// Active check settings of a backend.
@@ -729,6 +769,168 @@ fn ip(field: &str, v: &str) -> Result<IpAddr> {
     })
 }
 
+/// Validates `rules` (`kind = "tcp-check"`); `field` is
+/// `backends.NAME.check.rules`.
+fn tcp_check_rules(field: &str, raw: &[RawTcpCheckRule]) -> Result<Vec<TcpCheckRule>> {
+    if raw.is_empty() {
+        return Err(Error::config(
+            field,
+            "a tcp-check needs at least one rule",
+            "add rules such as [{ send = \"PING\\r\\n\" }, { expect = \"string\", pattern = \"+PONG\" }], \
+             or use kind = \"tcp\" for a connect-only check",
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let rf = |k: &str| format!("{field}[{i}].{k}");
+        if r.connect.is_some() {
+            return Err(Error::config(
+                rf("connect"),
+                "the check always connects first by itself (HAProxy's implicit \
+                 `tcp-check connect`); other connects are not supported",
+                "remove this rule; to check another port or address, set check_port or \
+                 check_addr on the servers",
+            ));
+        }
+        let actions: Vec<&str> = [
+            ("send", r.send.is_some()),
+            ("send_binary", r.send_binary.is_some()),
+            ("expect", r.expect.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        match actions.len() {
+            1 => {}
+            0 => {
+                return Err(Error::config(
+                    format!("{field}[{i}]"),
+                    "the rule has no action",
+                    "give it one of send, send_binary or expect (a comment goes on the rule \
+                     it describes)",
+                ))
+            }
+            n => {
+                return Err(Error::config(
+                    format!("{field}[{i}]"),
+                    format!("the rule has {n} actions ({})", actions.join(", ")),
+                    "give each rule one action: split it into one rule per action, in order",
+                ))
+            }
+        }
+        if r.expect.is_none() {
+            if let Some(k) = [
+                ("pattern", r.pattern.is_some()),
+                ("min_recv", r.min_recv.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(k, set)| set.then_some(k))
+            {
+                return Err(Error::config(
+                    rf(k),
+                    "only expect rules take it",
+                    format!("remove {k} from this rule or make it an expect rule"),
+                ));
+            }
+        }
+        let action = if let Some(data) = &r.send {
+            TcpCheckAction::Send(send_data(&rf("send"), data.as_bytes().to_vec())?)
+        } else if let Some(hex) = &r.send_binary {
+            let data = parse_hex(hex).map_err(|problem| {
+                Error::config(
+                    rf("send_binary"),
+                    problem,
+                    "write pairs of hex digits, e.g. \"50494e470d0a\" for PING\\r\\n",
+                )
+            })?;
+            TcpCheckAction::Send(send_data(&rf("send_binary"), data)?)
+        } else {
+            let kind = r.expect.as_deref().unwrap_or_default();
+            TcpCheckAction::Expect(expect_rule(&rf, kind, r)?)
+        };
+        out.push(TcpCheckRule {
+            action,
+            comment: r.comment.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The bytes of a `send` rule: not empty, shorter than the check buffer
+/// (HAProxy refuses larger ones at run time, `L7RSP`).
+fn send_data(field: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    if data.is_empty() {
+        return Err(Error::config(
+            field,
+            "nothing to send",
+            "give the bytes to send, or remove the rule",
+        ));
+    }
+    if data.len() >= CHECK_BUFSIZE {
+        return Err(Error::config(
+            field,
+            format!(
+                "{} bytes do not fit the check buffer ({CHECK_BUFSIZE} bytes)",
+                data.len()
+            ),
+            format!("send fewer than {CHECK_BUFSIZE} bytes per rule"),
+        ));
+    }
+    Ok(data)
+}
+
+/// `expect = "[!] string|binary|rstring"` with its `pattern` and `min_recv`.
+fn expect_rule(rf: &dyn Fn(&str) -> String, kind: &str, r: &RawTcpCheckRule) -> Result<Expect> {
+    let (negate, name) = match kind.trim().strip_prefix('!') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, kind.trim()),
+    };
+    let Some(text) = &r.pattern else {
+        return Err(Error::config(
+            rf("pattern"),
+            format!("expect \"{kind}\" needs a pattern"),
+            "add pattern = \"...\" (the bytes, hex digits or regex to look for)",
+        ));
+    };
+    if text.is_empty() {
+        return Err(Error::config(
+            rf("pattern"),
+            "the pattern is empty",
+            "give the content to look for",
+        ));
+    }
+    let bad_pattern = |problem: String, fix: &str| Error::config(rf("pattern"), problem, fix);
+    let pattern = match name {
+        "string" => Pattern::String(text.as_bytes().to_vec()),
+        "binary" => Pattern::Binary(parse_hex(text).map_err(|p| {
+            bad_pattern(
+                p,
+                "write pairs of hex digits, e.g. \"2b504f4e47\" for +PONG",
+            )
+        })?),
+        "rstring" => Pattern::Rstring(Rstring::new(text).map_err(|p| {
+            bad_pattern(
+                p,
+                "write a regular expression in Rust regex syntax (byte-oriented, no \
+                 look-around or back-references)",
+            )
+        })?),
+        other => {
+            return Err(Error::config(
+                rf("expect"),
+                format!("unknown match `{other}`"),
+                "use \"string\", \"binary\" or \"rstring\", with \"!\" in front to negate \
+                 (\"! string\")",
+            ))
+        }
+    };
+    Ok(Expect {
+        pattern,
+        negate,
+        min_recv: r.min_recv.map(|m| m as usize),
+    })
+}
+
 fn dur(field: &str, v: &Option<RawDuration>, default: Duration) -> Result<Duration> {
     v.as_ref().map_or(Ok(default), |d| d.parse(field))
 }
@@ -966,8 +1168,20 @@ impl Config {
                             ));
                         }
                     }
-                    let kind = match c.kind.as_deref().unwrap_or("tcp") {
+                    let kind_name = c.kind.as_deref().unwrap_or("tcp");
+                    if c.rules.is_some() && kind_name != "tcp-check" {
+                        return Err(Error::config(
+                            cf("rules"),
+                            format!("rules are for kind = \"tcp-check\", not \"{kind_name}\""),
+                            "set kind = \"tcp-check\" or remove rules",
+                        ));
+                    }
+                    let kind = match kind_name {
                         "tcp" => CheckKind::Tcp,
+                        "tcp-check" => CheckKind::TcpCheck(tcp_check_rules(
+                            &cf("rules"),
+                            c.rules.as_deref().unwrap_or_default(),
+                        )?),
                         "http" => {
                             // HAProxy's `option httpchk` default: OPTIONS.
                             let method = c.method.clone().unwrap_or_else(|| "OPTIONS".into());
@@ -1016,7 +1230,7 @@ impl Config {
                             return Err(Error::config(
                                 cf("kind"),
                                 format!("unknown check kind `{other}`"),
-                                "use \"tcp\" or \"http\"",
+                                "use \"tcp\", \"http\" or \"tcp-check\"",
                             ))
                         }
                     };
@@ -1552,6 +1766,116 @@ maxconn = 5
         );
         let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\ncheck_addr = \"127.0.0.2\""));
         assert!(e.contains("servers.b.check_addr"), "{e}");
+    }
+
+    #[test]
+    fn tcp_check_rules_parse_and_errors_name_the_rule() {
+        let with = |rules: &str| {
+            GOOD.replace(
+                "kind = \"http\"\npath = \"/health\"\nexpect_status = 204",
+                &format!("kind = \"tcp-check\"\nrules = {rules}"),
+            )
+        };
+        // HAProxy's Redis recipe, with each kind of rule.
+        let c = Config::from_toml(&with(
+            r#"[
+  { send = "PING\r\n", comment = "PING phase" },
+  { expect = "string", pattern = "+PONG" },
+  { send_binary = "696e666f207265706c69636174696f6e0d0a" },
+  { expect = "! string", pattern = "role:slave", min_recv = 12 },
+  { expect = "rstring", pattern = "role:(master|primary)" },
+  { expect = "!binary", pattern = "2d455252" },
+]"#,
+        ))
+        .unwrap();
+        let CheckKind::TcpCheck(rules) = &c.backends[0].check.as_ref().unwrap().kind else {
+            panic!("not a tcp-check");
+        };
+        assert_eq!(rules.len(), 6);
+        assert_eq!(rules[0].action, TcpCheckAction::Send(b"PING\r\n".to_vec()));
+        assert_eq!(rules[0].comment.as_deref(), Some("PING phase"));
+        assert_eq!(
+            rules[2].action,
+            TcpCheckAction::Send(b"info replication\r\n".to_vec())
+        );
+        let TcpCheckAction::Expect(e) = &rules[3].action else {
+            panic!()
+        };
+        assert_eq!(
+            (e.negate, e.min_recv, &e.pattern),
+            (true, Some(12), &Pattern::String(b"role:slave".to_vec()))
+        );
+        let TcpCheckAction::Expect(e) = &rules[4].action else {
+            panic!()
+        };
+        assert!(matches!(&e.pattern, Pattern::Rstring(r) if r.as_str() == "role:(master|primary)"));
+        let TcpCheckAction::Expect(e) = &rules[5].action else {
+            panic!()
+        };
+        assert_eq!(
+            (e.negate, &e.pattern),
+            (true, &Pattern::Binary(b"-ERR".to_vec()))
+        );
+
+        for (rules, field, hint) in [
+            ("[]", "check.rules`", "at least one rule"),
+            (
+                r#"[{ send = "a", expect = "string", pattern = "b" }]"#,
+                "rules[0]`",
+                "2 actions",
+            ),
+            (r#"[{ comment = "x" }]"#, "rules[0]`", "no action"),
+            (
+                r#"[{ send = "a" }, { expect = "string" }]"#,
+                "rules[1].pattern",
+                "needs a pattern",
+            ),
+            (
+                r#"[{ expect = "string", pattern = "" }]"#,
+                "rules[0].pattern",
+                "empty",
+            ),
+            (
+                r#"[{ expect = "regex", pattern = "a" }]"#,
+                "rules[0].expect",
+                "rstring",
+            ),
+            (
+                r#"[{ expect = "binary", pattern = "2b5" }]"#,
+                "rules[0].pattern",
+                "odd number",
+            ),
+            (
+                r#"[{ send_binary = "zz" }]"#,
+                "rules[0].send_binary",
+                "hex digit",
+            ),
+            (r#"[{ send = "" }]"#, "rules[0].send", "nothing to send"),
+            (
+                r#"[{ send = "a", pattern = "b" }]"#,
+                "rules[0].pattern",
+                "only expect rules",
+            ),
+            (
+                r#"[{ expect = "rstring", pattern = "(" }]"#,
+                "rules[0].pattern",
+                "regular expression",
+            ),
+            (r#"[{ connect = true }]"#, "rules[0].connect", "check_port"),
+        ] {
+            let e = err(&with(rules));
+            assert!(e.contains(field) && e.contains(hint), "{rules}: {e}");
+        }
+        let big = format!("[{{ send = \"{}\" }}]", "x".repeat(CHECK_BUFSIZE));
+        assert!(err(&with(&big)).contains("check buffer"));
+        // Rules need kind = "tcp-check"; tcp-check needs rules.
+        let e = err(&GOOD.replace("path = \"/health\"", "rules = [{ send = \"a\" }]"));
+        assert!(
+            e.contains("backends.app.check.rules") && e.contains("tcp-check"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("kind = \"http\"", "kind = \"tcp-check\""));
+        assert!(e.contains("backends.app.check.rules"), "{e}");
     }
 
     #[test]

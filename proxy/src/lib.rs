@@ -5,7 +5,8 @@
 //! backup servers, connection limits and queues.
 //!
 //! The interesting parts are pure state machines with no IO, clock or RNG of
-//! their own ([`balance`], [`health`], [`backend`], [`proxy_protocol`]); the
+//! their own ([`balance`], [`health`], [`tcpcheck`], [`backend`],
+//! [`proxy_protocol`]); the
 //! tokio layer ([`runtime`]) only drives them. See `proxy/README.md`.
 #![deny(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod health;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod stats;
+pub mod tcpcheck;
 
 pub use error::{Error, Result};
 pub use runtime::Proxy;

@@ -1,5 +1,5 @@
-//! Active checks (TCP connect, HTTP), the agent check and the slowstart
-//! warmup tick. Each loop asks the pure core when to run next and reports
+//! Active checks (TCP connect, HTTP, `tcp-check` rules), the agent check
+//! and the slowstart warmup tick. Each loop asks the pure core when to run next and reports
 //! the result back to it.
 //!
 //! Timing (HAProxy's `start_checks` and `process_chk_conn`): each loop's
@@ -8,8 +8,13 @@
 //! seeded RNG; a check connects within [`CheckTimeouts::connect`] and then
 //! finishes within [`CheckTimeouts::read`] (or the connect deadline).
 //!
-//! A server with `send_proxy` gets a PROXY header on its TCP and HTTP check
-//! connections too (HAProxy: "the PROXY protocol is enabled for health
+//! A `tcp-check` connects (HAProxy's implicit first `tcp-check connect`,
+//! to the same target as the other kinds), sends the PROXY header if any,
+//! then only does what [`TcpCheckRun`] asks: write these bytes, read at
+//! most that many; the timeout gives `L7TOUT`, a write error `SOCKERR`.
+//!
+//! A server with `send_proxy` gets a PROXY header on its TCP, HTTP and
+//! `tcp-check` check connections too (HAProxy: "the PROXY protocol is enabled for health
 //! checks if it is already enabled for normal traffic"), carrying the check
 //! connection's own addresses (source: the proxy's local address, destination:
 //! the server). For v2 this is a PROXY command with those addresses, not the
@@ -32,6 +37,7 @@ use crate::balance::ServerId;
 use crate::config::{CheckKind, CheckSpec};
 use crate::health::{parse_agent_reply, spread_interval, CheckTimeouts};
 use crate::proxy_protocol::{self, Version};
+use crate::tcpcheck::{Next, TcpCheckRule, TcpCheckRun, Verdict, CHECK_BUFSIZE};
 
 /// How one check loop (active or agent) runs.
 pub(super) struct CheckRun {
@@ -84,6 +90,13 @@ async fn run_check(
         Ok(c) => c,
         Err(status) => return (false, status),
     };
+    if let CheckKind::TcpCheck(rules) = &spec.kind {
+        let v = tcp_check(s, deadline, send_proxy, rules).await;
+        if !v.ok {
+            tracing::debug!(%addr, status = v.status, info = %v.info, "tcp-check failed");
+        }
+        return (v.ok, v.status);
+    }
     let work = async {
         let mut out = Vec::new();
         if let Some(v) = send_proxy {
@@ -99,6 +112,7 @@ async fn run_check(
                 }
                 (true, "L4OK")
             }
+            CheckKind::TcpCheck(_) => unreachable!("run by tcp_check"),
             CheckKind::Http {
                 method,
                 path,
@@ -135,9 +149,53 @@ async fn run_check(
         Ok(r) => r,
         Err(_) => match spec.kind {
             CheckKind::Tcp => (false, "L4TOUT"),
-            CheckKind::Http { .. } => (false, "L7TOUT"),
+            CheckKind::Http { .. } | CheckKind::TcpCheck(_) => (false, "L7TOUT"),
         },
     }
+}
+
+/// Runs `tcp-check` rules on a connected check connection (HAProxy's
+/// `tcpcheck_main`), until `deadline`.
+async fn tcp_check(
+    mut s: TcpStream,
+    deadline: tokio::time::Instant,
+    send_proxy: Option<Version>,
+    rules: &[TcpCheckRule],
+) -> Verdict {
+    let mut run = TcpCheckRun::new(rules);
+    let work = async {
+        if let Some(v) = send_proxy {
+            let sent = match check_proxy_header(&s, v) {
+                Some(h) => s.write_all(&h).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                return Verdict {
+                    ok: false,
+                    status: "L4CON",
+                    info: "could not send the PROXY header".into(),
+                };
+            }
+        }
+        let mut chunk = vec![0u8; CHECK_BUFSIZE];
+        loop {
+            match run.poll() {
+                Next::Send(data) => {
+                    if s.write_all(data).await.is_err() {
+                        return run.send_failed_verdict();
+                    }
+                }
+                Next::Recv(room) => match s.read(&mut chunk[..room]).await {
+                    Ok(0) => run.closed(),
+                    Ok(n) => run.received(&chunk[..n]),
+                    Err(_) => run.failed(),
+                },
+                Next::Done(v) => return v,
+            }
+        }
+    };
+    let outcome = tokio::time::timeout_at(deadline, work).await;
+    outcome.unwrap_or_else(|_| run.timeout_verdict())
 }
 
 /// `HTTP/1.x NNN ...` -> NNN.
