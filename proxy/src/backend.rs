@@ -1218,6 +1218,30 @@ impl Backend {
         self.set_weight(now, name, w)
     }
 
+    /// Moves a server to `addr` (HAProxy's `set server ... addr`): the next
+    /// connections and checks go there; open sessions stay where they are.
+    /// Returns the old address.
+    pub fn set_addr(&mut self, name: &str, addr: SocketAddr) -> Result<SocketAddr> {
+        let old = self.server_addr(name)?;
+        let id = self.id_of(name)?;
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.spec.addr = addr;
+        }
+        tracing::info!(backend = %self.name, server = %name, %old, new = %addr, "server address changed");
+        Ok(old)
+    }
+
+    /// A server's address.
+    pub fn server_addr(&self, name: &str) -> Result<SocketAddr> {
+        let id = self.id_of(name)?;
+        self.server_spec(id)
+            .map(|s| s.addr)
+            .ok_or_else(|| Error::NoSuchServer {
+                backend: self.name.clone(),
+                server: name.to_string(),
+            })
+    }
+
     /// Sets a server's `maxconn` (0: unlimited), effective at once: clients
     /// waiting in the queue get the slots it frees (HAProxy's `set maxconn
     /// server`). Replaces a limit an agent set, as HAProxy's last writer wins.
@@ -1799,6 +1823,24 @@ mod tests {
         assert_eq!(b.stats(now).servers[0].status, "UP 1/3");
         assert!(b.next_check_in(ServerId(1)).is_some());
         assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
+    }
+
+    #[test]
+    fn set_addr_moves_the_next_connections() {
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![ServerSpec::new("a", addr(1))],
+        );
+        let Acquire::Assigned(first) = b.acquire(now, None) else {
+            panic!()
+        };
+        assert_eq!(b.set_addr("a", addr(2)).unwrap(), addr(1));
+        let Acquire::Assigned(next) = b.acquire(now, None) else {
+            panic!()
+        };
+        assert_eq!((first.addr, next.addr), (addr(1), addr(2)));
+        assert_eq!(b.server_spec(ServerId(1)).unwrap().addr, addr(2));
+        assert!(b.set_addr("nope", addr(3)).is_err());
     }
 
     #[test]

@@ -629,11 +629,11 @@ impl ServerConfig {
 
     /// Where active checks go: the server's address with `check_addr` and
     /// `check_port` applied.
-    pub fn check_target(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.check_addr.unwrap_or(self.spec.addr.ip()),
-            self.check_port.unwrap_or(self.spec.addr.port()),
-        )
+    pub fn check_target(&self) -> CheckTarget {
+        CheckTarget {
+            ip: self.check_addr,
+            port: self.check_port,
+        }
     }
 
     /// The PROXY header of check connections: the server's `send_proxy`,
@@ -647,12 +647,32 @@ impl ServerConfig {
     /// Where the agent is: `agent_port` on `agent_addr`, else on
     /// `check_addr` (HAProxy's `addr` applies to the agent too), else on
     /// the server's IP. `None` without an agent.
-    pub fn agent_target(&self) -> Option<SocketAddr> {
-        let ip = self
-            .agent_addr
-            .or(self.check_addr)
-            .unwrap_or(self.spec.addr.ip());
-        self.agent_port.map(|port| SocketAddr::new(ip, port))
+    pub fn agent_target(&self) -> Option<CheckTarget> {
+        self.agent_port.map(|port| CheckTarget {
+            ip: self.agent_addr.or(self.check_addr),
+            port: Some(port),
+        })
+    }
+}
+
+/// Where a check connects, relative to the server's address: HAProxy's
+/// `addr` and `port` (or `agent-addr`, `agent-port`) replace parts of it;
+/// the parts not set follow the server, also after `set server ... addr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTarget {
+    /// The IP to use instead of the server's.
+    pub ip: Option<IpAddr>,
+    /// The port to use instead of the server's.
+    pub port: Option<u16>,
+}
+
+impl CheckTarget {
+    /// The address to connect to while the server is at `server`.
+    pub fn resolve(self, server: SocketAddr) -> SocketAddr {
+        SocketAddr::new(
+            self.ip.unwrap_or(server.ip()),
+            self.port.unwrap_or(server.port()),
+        )
     }
 }
 
@@ -1720,12 +1740,18 @@ maxconn = 5
         ))
         .unwrap();
         let s = &c.backends[0].servers[0];
-        assert_eq!(s.check_target(), "127.0.0.2:9100".parse().unwrap());
+        let at = |t: CheckTarget| t.resolve(s.spec.addr);
+        assert_eq!(at(s.check_target()), "127.0.0.2:9100".parse().unwrap());
         assert_eq!(s.check_send_proxy(), None, "checks go elsewhere: no header");
         assert_eq!(
-            s.agent_target(),
+            s.agent_target().map(at),
             Some("127.0.0.2:9200".parse().unwrap()),
             "addr"
+        );
+        // `set server ... addr`: the parts not overridden follow the server.
+        assert_eq!(
+            s.check_target().resolve("127.0.0.9:7".parse().unwrap()),
+            "127.0.0.2:9100".parse().unwrap()
         );
         assert_eq!(s.agent_send.as_deref(), Some("hello\n"));
         let c = Config::from_toml(&with(
@@ -1733,12 +1759,20 @@ maxconn = 5
         ))
         .unwrap();
         let s = &c.backends[0].servers[0];
-        assert_eq!(s.check_target(), "127.0.0.1:9100".parse().unwrap());
-        assert_eq!(s.agent_target(), Some("127.0.0.3:9200".parse().unwrap()));
+        let at = |t: CheckTarget| t.resolve(s.spec.addr);
+        assert_eq!(at(s.check_target()), "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(
+            s.check_target().resolve("127.0.0.9:7".parse().unwrap()),
+            "127.0.0.9:9100".parse().unwrap()
+        );
+        assert_eq!(
+            s.agent_target().map(at),
+            Some("127.0.0.3:9200".parse().unwrap())
+        );
         // Neither: the server itself, and its PROXY header on checks.
         let c = Config::from_toml(GOOD).unwrap();
         let s = &c.backends[0].servers[0];
-        assert_eq!(s.check_target(), s.spec.addr);
+        assert_eq!(s.check_target().resolve(s.spec.addr), s.spec.addr);
         assert_eq!(s.check_send_proxy(), Some(Version::V2));
         assert_eq!(s.agent_target(), None);
 

@@ -266,6 +266,44 @@ async fn all_down_is_503_and_recovers() {
 }
 
 #[tokio::test]
+async fn set_server_addr_leaves_the_pooled_connections_behind() {
+    let (a, _) = http_backend("a").await;
+    let (b, _) = http_backend("b").await;
+    let p = Proxy::start(http_config("", &servers(&[("s", a, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe).await;
+    assert_eq!(c.get("x", "/").await.1, "a|127.0.0.1|/");
+    // A slow request takes that pooled connection and holds it; the next
+    // request opens a second one, pooled when it is done.
+    let mut slow = Client::new(fe).await;
+    let held = tokio::spawn(async move { slow.get("x", "/slow").await });
+    eventually("the slow request is at the server", || {
+        p.stats().backends[0].servers[0].cur_sessions == 1
+    })
+    .await;
+    assert_eq!(c.get("x", "/").await.1, "a|127.0.0.1|/");
+    let answer = p
+        .execute(
+            halyard_proxy::runtime::parse_command(&format!(
+                "set server be/s addr {} port {}",
+                b.ip(),
+                b.port()
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(answer.contains("port changed"), "{answer}");
+    // The request in flight finishes at a; neither connection to a is
+    // used again.
+    assert_eq!(held.await.unwrap().1, "a|127.0.0.1|/slow");
+    for _ in 0..3 {
+        assert_eq!(c.get("x", "/").await.1, "b|127.0.0.1|/");
+    }
+}
+
+#[tokio::test]
 async fn slow_headers_are_dropped_at_timeout_client() {
     let (a, _) = http_backend("a").await;
     let p = Proxy::start(http_config(

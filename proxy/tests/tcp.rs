@@ -153,6 +153,15 @@ async fn roundrobin_spreads_and_weight_changes_apply_to_next_connection() {
     run("set maxconn server be/c 7");
     assert_eq!(p.stats().backends[0].servers[1].maxconn, 7);
     assert_eq!(run("show backend"), "# name\nbe\n");
+    // set server addr: the next connections go to the new address.
+    let (e, _te) = name_server("e").await;
+    let answer = run(&format!(
+        "set server be/c addr {} port {}",
+        e.ip(),
+        e.port()
+    ));
+    assert!(answer.contains("port changed from"), "{answer}");
+    assert_eq!(fetch(fe).await, "e\n", "c now answers at e's address");
 }
 
 #[tokio::test]
@@ -306,6 +315,39 @@ async fn serve_recording(
             let _ = s.write_all(reply.as_bytes()).await;
         });
     }
+}
+
+#[tokio::test]
+async fn checks_follow_set_server_addr() {
+    // A TCP-checked server moves: its checks go to the new address, and a
+    // check_port keeps replacing the port there.
+    let (la, a, seen_a) = recording_listener("127.0.0.1").await;
+    let (lb, b, seen_b) = recording_listener("127.0.0.2").await;
+    let _ta = tokio::spawn(serve_recording(la, "", seen_a.clone()));
+    let _tb = tokio::spawn(serve_recording(lb, "", seen_b.clone()));
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", a, "check = true")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("checks at the first address", || {
+        !seen_a.lock().unwrap().is_empty()
+    })
+    .await;
+    p.execute(
+        parse_command(&format!(
+            "set server be/s addr {} port {}",
+            b.ip(),
+            b.port()
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    eventually("checks at the new address", || {
+        seen_b.lock().unwrap().len() >= 2
+    })
+    .await;
+    assert_eq!(p.stats().backends[0].servers[0].status, "UP");
 }
 
 #[tokio::test]

@@ -34,15 +34,16 @@ use tokio::sync::Notify;
 
 use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
-use crate::config::{CheckKind, CheckSpec};
+use crate::config::{CheckKind, CheckSpec, CheckTarget};
 use crate::health::{parse_agent_reply, spread_interval, CheckTimeouts};
 use crate::proxy_protocol::{self, Version};
 use crate::tcpcheck::{Next, TcpCheckRule, TcpCheckRun, Verdict, CHECK_BUFSIZE};
 
 /// How one check loop (active or agent) runs.
 pub(super) struct CheckRun {
-    /// Where the check connects.
-    pub addr: SocketAddr,
+    /// Where the check connects, resolved against the server's current
+    /// address at every run (`set server ... addr` moves the checks too).
+    pub target: CheckTarget,
     /// Connect and read limits.
     pub timeouts: CheckTimeouts,
     /// Delay before the first run.
@@ -236,21 +237,25 @@ pub(super) async fn check_loop(
                 }
             }
         }
-        let next = {
+        let (next, server_addr) = {
             let core = shared.lock();
             match core.backends.get(&backend) {
                 None => return,
                 Some(b) if !b.servers.contains_key(&id) => return,
-                Some(b) => b.core.next_check_in(id),
+                Some(b) => (
+                    b.core.next_check_in(id),
+                    b.core.server_spec(id).map(|s| s.addr),
+                ),
             }
         };
-        let Some(_) = next else {
+        let (Some(_), Some(server_addr)) = (next, server_addr) else {
             // Maintenance: no checks; look again later.
             delay = spread_interval(spec.params.inter, run.spread, &mut run.rng);
             continue;
         };
         let start = Instant::now();
-        let (ok, status) = run_check(run.addr, &spec, run.timeouts, send_proxy).await;
+        let addr = run.target.resolve(server_addr);
+        let (ok, status) = run_check(addr, &spec, run.timeouts, send_proxy).await;
         let took = start.elapsed();
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(&backend) else {
@@ -330,7 +335,17 @@ pub(super) async fn agent_loop(
     let send = send.unwrap_or_default().into_bytes();
     tokio::time::sleep(run.first).await;
     loop {
-        let reply = ask_agent(run.addr, run.timeouts, &send).await;
+        let server_addr = {
+            let core = shared.lock();
+            match core.backends.get(&backend) {
+                Some(b) if b.servers.contains_key(&id) => b.core.server_spec(id).map(|s| s.addr),
+                _ => return,
+            }
+        };
+        let Some(server_addr) = server_addr else {
+            return;
+        };
+        let reply = ask_agent(run.target.resolve(server_addr), run.timeouts, &send).await;
         let delay = spread_interval(inter, run.spread, &mut run.rng);
         // An agent that cannot be reached changes nothing (HAProxy: the
         // regular check tests connectivity).

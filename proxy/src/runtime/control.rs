@@ -10,6 +10,7 @@
 //! enable server BACKEND/SERVER  (state ready)
 //! disable server BACKEND/SERVER (state maint)
 //! set server BACKEND/SERVER health up|down
+//! set server BACKEND/SERVER addr IP [port PORT]
 //! set maxconn server BACKEND/SERVER N   (0: unlimited)
 //! set balance BACKEND ALGORITHM
 //! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N] [disabled]
@@ -84,6 +85,17 @@ pub enum Command {
         backend: String,
         /// Server.
         server: String,
+    },
+    /// `set server B/S addr IP [port P]`.
+    SetAddr {
+        /// Backend.
+        backend: String,
+        /// Server.
+        server: String,
+        /// New IP.
+        ip: std::net::IpAddr,
+        /// New port; the current one when `None`.
+        port: Option<u16>,
     },
     /// `set maxconn server B/S N`.
     SetMaxconn {
@@ -178,6 +190,32 @@ pub fn parse_command(line: &str) -> Result<Command> {
                 },
             }
         }
+        ["set", "server", target, "addr", ip, rest @ ..] => {
+            let (backend, server) = bs(target)?;
+            let ip = ip
+                .parse()
+                .map_err(|_| Error::Command(format!("`{ip}` is not an IP address")))?;
+            let port = match rest {
+                [] => None,
+                ["port", p] => Some(
+                    p.parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| Error::Command(format!("port `{p}`: use 1..=65535")))?,
+                ),
+                _ => {
+                    return Err(Error::Command(
+                        "after addr IP: nothing or `port PORT`".into(),
+                    ))
+                }
+            };
+            Command::SetAddr {
+                backend,
+                server,
+                ip,
+                port,
+            }
+        }
         ["set", "maxconn", "server", target, n] => {
             let (backend, server) = bs(target)?;
             Command::SetMaxconn {
@@ -269,6 +307,17 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
             let (current, initial) = p.with_backend(&backend, |b| b.core.weights(&server))?;
             return Ok(format!("{current} (initial {initial})\n"));
         }
+        Command::SetAddr {
+            backend,
+            server,
+            ip,
+            port,
+        } => {
+            let current = p.with_backend(&backend, |b| b.core.server_addr(&server))?;
+            let new = SocketAddr::new(ip, port.unwrap_or(current.port()));
+            let old = p.set_server_addr(&backend, &server, new)?;
+            return Ok(addr_changed(old, new, port.is_some()));
+        }
         Command::SetMaxconn {
             backend,
             server,
@@ -292,6 +341,29 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
         Command::ShowMetrics => return Ok(p.stats().to_prometheus()),
     }
     Ok("done\n".to_string())
+}
+
+/// HAProxy's answer to `set server ... addr` (`port_given`: the command
+/// had `port`), as HAProxy 2.6.12 words it.
+fn addr_changed(old: SocketAddr, new: SocketAddr, port_given: bool) -> String {
+    let mut out = if old.ip() != new.ip() {
+        format!("IP changed from '{}' to '{}'", old.ip(), new.ip())
+    } else {
+        "no need to change the addr".to_string()
+    };
+    if port_given {
+        if old.port() != new.port() {
+            out.push_str(&format!(
+                ", port changed from '{}' to '{}'",
+                old.port(),
+                new.port()
+            ));
+        } else {
+            out.push_str(", no need to change the port");
+        }
+    }
+    out.push_str(" by 'stats socket command'\n");
+    out
 }
 
 pub(super) async fn stats_listener(p: Proxy, l: TcpListener) {
@@ -370,6 +442,44 @@ async fn serve(p: Proxy, mut s: TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addr_changes_are_reported_as_haproxy_does() {
+        // The answers of HAProxy 2.6.12 to the same commands.
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let by = " by 'stats socket command'\n";
+        for (old, new, port_given, text) in [
+            (
+                "127.0.0.1:80",
+                "127.0.0.2:80",
+                false,
+                "IP changed from '127.0.0.1' to '127.0.0.2'",
+            ),
+            (
+                "127.0.0.2:80",
+                "127.0.0.3:81",
+                true,
+                "IP changed from '127.0.0.2' to '127.0.0.3', port changed from '80' to '81'",
+            ),
+            (
+                "127.0.0.3:81",
+                "127.0.0.3:81",
+                true,
+                "no need to change the addr, no need to change the port",
+            ),
+            (
+                "127.0.0.3:81",
+                "127.0.0.3:81",
+                false,
+                "no need to change the addr",
+            ),
+        ] {
+            assert_eq!(
+                addr_changed(a(old), a(new), port_given),
+                format!("{text}{by}")
+            );
+        }
+    }
 
     #[test]
     fn commands_parse() {
@@ -457,10 +567,32 @@ mod tests {
                 },
             ),
             ("show backend", Command::ShowBackend),
+            (
+                "set server web/s1 addr 127.0.0.2",
+                Command::SetAddr {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    ip: "127.0.0.2".parse().unwrap(),
+                    port: None,
+                },
+            ),
+            (
+                "set server web/s1 addr ::1 port 8080",
+                Command::SetAddr {
+                    backend: backend.clone(),
+                    server: server.clone(),
+                    ip: "::1".parse().unwrap(),
+                    port: Some(8080),
+                },
+            ),
         ] {
             assert_eq!(parse_command(line).unwrap(), cmd, "{line}");
         }
         for bad in [
+            "set server web/s1 addr 127.0.0.1:80",
+            "set server web/s1 addr 127.0.0.1 port 0",
+            "set server web/s1 addr 127.0.0.1 port",
+            "set server web/s1 addr 127.0.0.1 weight 3",
             "set maxconn server web/s1",
             "set maxconn server web/s1 many",
             "enable server web",

@@ -70,6 +70,9 @@ impl ThreadPool {
 /// One server's pool.
 struct ServerPool {
     limits: PoolLimits,
+    /// The server's address: a connection opened to another one (before
+    /// `set server ... addr`) is not pooled again.
+    addr: SocketAddr,
     /// Idle connections over all threads (for `max_conn`).
     idle_total: usize,
     /// When the next purge runs (set while anything is idle).
@@ -120,7 +123,13 @@ impl Pool {
     }
 
     /// Sets (or changes) a server's limits; its idle connections are kept.
-    pub(super) fn configure(&self, backend: &str, server: ServerId, limits: PoolLimits) {
+    pub(super) fn configure(
+        &self,
+        backend: &str,
+        server: ServerId,
+        limits: PoolLimits,
+        addr: SocketAddr,
+    ) {
         let mut all = self.lock();
         let per_backend = match all.get_mut(backend) {
             Some(m) => m,
@@ -131,6 +140,7 @@ impl Pool {
             .and_modify(|p| p.limits = limits)
             .or_insert(ServerPool {
                 limits,
+                addr,
                 idle_total: 0,
                 next_purge: None,
                 threads: HashMap::new(),
@@ -142,6 +152,19 @@ impl Pool {
     pub(super) fn remove_server(&self, backend: &str, server: ServerId) {
         if let Some(m) = self.lock().get_mut(backend) {
             m.remove(&server);
+        }
+    }
+
+    /// The server moved to `addr` (`set server ... addr`): its idle
+    /// connections are closed, and those in use are not pooled again.
+    pub(super) fn readdress(&self, backend: &str, server: ServerId, addr: SocketAddr) {
+        let mut all = self.lock();
+        if let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) {
+            sp.addr = addr;
+            for t in sp.threads.values_mut() {
+                t.idle.clear();
+            }
+            sp.idle_total = 0;
         }
     }
 
@@ -178,13 +201,15 @@ impl Pool {
     }
 
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
-    /// its request: back to the idle list when `reusable` is given and
-    /// `pool_max_conn` allows, closed (dropped) otherwise.
+    /// its request: back to the idle list when `reusable` is given, still
+    /// goes to the server's address `addr`, and `pool_max_conn` allows;
+    /// closed (dropped) otherwise.
     fn released(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
+        addr: SocketAddr,
         reusable: Option<SendRequest<Incoming>>,
     ) {
         let now = Instant::now();
@@ -194,7 +219,7 @@ impl Pool {
         };
         let t = sp.threads.entry(home).or_default();
         t.used = t.used.saturating_sub(1);
-        let Some(s) = reusable.filter(|s| !s.is_closed()) else {
+        let Some(s) = reusable.filter(|s| !s.is_closed() && sp.addr == addr) else {
             return;
         };
         if sp.limits.max_conn.is_some_and(|m| sp.idle_total >= m) {
@@ -341,6 +366,8 @@ pub(super) struct Release {
     fe: Arc<FrontendConfig>,
     backend: String,
     server: ServerId,
+    /// Where the connection goes.
+    addr: SocketAddr,
     /// The thread whose pool counts the connection.
     home: ThreadId,
     sender: Option<SendRequest<Incoming>>,
@@ -366,7 +393,7 @@ impl Drop for Release {
         let reusable = self.sender.take().filter(|_| self.complete);
         self.shared
             .pool
-            .released(&self.backend, self.server, self.home, reusable);
+            .released(&self.backend, self.server, self.home, self.addr, reusable);
         let mut core = self.shared.lock();
         let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
@@ -594,7 +621,7 @@ async fn handle(
             }
             shared
                 .pool
-                .released(&backend, assignment.server, home, None);
+                .released(&backend, assignment.server, home, assignment.addr, None);
             continue;
         }
         match connect(assignment.addr, timeouts.connect).await {
@@ -649,6 +676,7 @@ async fn handle(
         fe,
         backend,
         server: assignment.server,
+        addr: assignment.addr,
         home,
         sender: None,
         bytes_out: 0,

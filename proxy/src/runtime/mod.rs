@@ -362,6 +362,26 @@ impl Proxy {
         r
     }
 
+    /// Moves a server to `addr` (HAProxy's `set server ... addr`): the next
+    /// sessions, requests and checks go there, open ones finish where they
+    /// are, and HTTP mode's idle connections to the old address are closed.
+    /// Returns the old address.
+    pub fn set_server_addr(
+        &self,
+        backend: &str,
+        server: &str,
+        addr: SocketAddr,
+    ) -> Result<SocketAddr> {
+        let (id, old) = self.with_backend(backend, |b| {
+            let old = b.core.set_addr(server, addr)?;
+            Ok((b.core.server_id(server), old))
+        })?;
+        if let Some(id) = id {
+            self.shared.pool.readdress(backend, id, addr);
+        }
+        Ok(old)
+    }
+
     /// Sets a server's weight (0..=256).
     pub fn set_weight(&self, backend: &str, server: &str, weight: u32) -> Result<()> {
         self.with_backend(backend, |b| {
@@ -551,15 +571,15 @@ fn add_server_rt(
         )));
     }
     let id = b.core.add_server(s.spec.clone(), now)?;
-    shared.pool.configure(backend, id, s.pool);
+    shared.pool.configure(backend, id, s.pool, s.spec.addr);
     let (kill, _) = watch::channel(0u64);
     let recheck = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     let [health_first, agent_first] = first_intervals(b.check.as_ref(), &s)
         .map(|i| i.map(|_| first.next().unwrap_or(Duration::ZERO)));
     let timeout_check = b.check.as_ref().and_then(|c| c.timeout);
-    let run = |addr, inter, first: Option<Duration>, agent| checks::CheckRun {
-        addr,
+    let run = |target, inter, first: Option<Duration>, agent| checks::CheckRun {
+        target,
         timeouts: CheckTimeouts::new(inter, b.timeouts.connect, timeout_check),
         first: first.unwrap_or(Duration::ZERO),
         spread: shared.spread_checks,
