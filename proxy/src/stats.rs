@@ -613,18 +613,28 @@ struct Family<T> {
     sample_major: bool,
 }
 
+const fn family<T>(
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&T) -> Vec<Sample>,
+    counter: bool,
+    sample_major: bool,
+) -> Family<T> {
+    Family {
+        name,
+        counter,
+        help,
+        samples,
+        sample_major,
+    }
+}
+
 const fn gauge<T>(
     name: &'static str,
     help: &'static str,
     samples: fn(&T) -> Vec<Sample>,
 ) -> Family<T> {
-    Family {
-        name,
-        counter: false,
-        help,
-        samples,
-        sample_major: false,
-    }
+    family(name, help, samples, false, false)
 }
 
 const fn counter<T>(
@@ -632,13 +642,7 @@ const fn counter<T>(
     help: &'static str,
     samples: fn(&T) -> Vec<Sample>,
 ) -> Family<T> {
-    Family {
-        name,
-        counter: true,
-        help,
-        samples,
-        sample_major: false,
-    }
+    family(name, help, samples, true, false)
 }
 
 /// `http_responses_total`: a counter per status class (label `code`).
@@ -647,13 +651,7 @@ const fn by_code<T>(
     help: &'static str,
     samples: fn(&T) -> Vec<Sample>,
 ) -> Family<T> {
-    Family {
-        name,
-        counter: true,
-        help,
-        samples,
-        sample_major: true,
-    }
+    family(name, help, samples, true, true)
 }
 
 /// HAProxy's HELP text of every `http_responses_total` (its first field's,

@@ -297,12 +297,9 @@ async fn serve_recording(
     reply: &'static str,
     seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 ) {
-    loop {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
+    accept_each(l, move |mut s| {
         let seen = seen.clone();
-        tokio::spawn(async move {
+        async move {
             let mut got = Vec::new();
             let mut chunk = [0u8; 256];
             while !got.contains(&b'\n') {
@@ -313,8 +310,9 @@ async fn serve_recording(
             }
             seen.lock().unwrap().push(got);
             let _ = s.write_all(reply.as_bytes()).await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 #[tokio::test]

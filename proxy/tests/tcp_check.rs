@@ -41,14 +41,9 @@ async fn fake_redis(master: bool, proxy: bool) -> FakeRedis {
     let role = Arc::new(AtomicBool::new(master));
     let headers = Arc::new(AtomicUsize::new(0));
     let (role2, headers2) = (role.clone(), headers.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(serve(s, role2.clone(), headers2.clone(), proxy));
-        }
-    });
+    tokio::spawn(accept_each(l, move |s| {
+        serve(s, role2.clone(), headers2.clone(), proxy)
+    }));
     FakeRedis {
         addr,
         master: role,
@@ -164,20 +159,12 @@ async fn only_the_redis_master_is_up_and_the_status_follows_a_failover() {
 async fn a_server_that_closes_before_the_match_is_down_with_l7rsp() {
     // Answers every line with -ERR and closes: the first expect sees the
     // close before +PONG.
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut chunk = [0u8; 64];
-                let _ = s.read(&mut chunk).await;
-                let _ = s.write_all(b"-ERR\r\n").await;
-            });
-        }
-    });
+    let (addr, _server) = spawn_server(|mut s| async move {
+        let mut chunk = [0u8; 64];
+        let _ = s.read(&mut chunk).await;
+        let _ = s.write_all(b"-ERR\r\n").await;
+    })
+    .await;
     let p = start(&backend(&servers(&[("s", addr, "check = true")]))).await;
     eventually("DOWN with L7RSP", || {
         status(&p, 0) == ("DOWN".into(), "L7RSP".into())

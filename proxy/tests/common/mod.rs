@@ -12,23 +12,36 @@ use tokio::task::JoinHandle;
 /// Every wait in the tests is bounded by this.
 pub const BOUND: Duration = Duration::from_secs(20);
 
-/// An echo backend; returns its address and task.
-pub async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
+/// Runs `serve` on every connection `l` accepts, each in a task of its own.
+pub async fn accept_each<F, Fut>(l: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    while let Ok((s, _)) = l.accept().await {
+        tokio::spawn(serve(s));
+    }
+}
+
+/// A loopback backend running [`accept_each`]: its address and task.
+pub async fn spawn_server<F, Fut>(serve: F) -> (SocketAddr, JoinHandle<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = l.local_addr().unwrap();
-    let t = tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    (a, t)
+    (a, tokio::spawn(accept_each(l, serve)))
+}
+
+/// An echo backend; returns its address and task.
+pub async fn echo_server() -> (SocketAddr, JoinHandle<()>) {
+    spawn_server(|mut s| async move {
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+        let _ = w.shutdown().await;
+    })
+    .await
 }
 
 /// A backend that writes `name\n` and closes.
@@ -40,15 +53,11 @@ pub async fn name_server(name: &'static str) -> (SocketAddr, JoinHandle<()>) {
 
 /// Serves `name\n` on an existing listener.
 pub async fn serve_name(l: TcpListener, name: &'static str) {
-    loop {
-        let Ok((mut s, _)) = l.accept().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let _ = s.write_all(format!("{name}\n").as_bytes()).await;
-            let _ = s.shutdown().await;
-        });
-    }
+    accept_each(l, move |mut s| async move {
+        let _ = s.write_all(format!("{name}\n").as_bytes()).await;
+        let _ = s.shutdown().await;
+    })
+    .await
 }
 
 /// A raw HTTP/1.1 server for the HTTP counters, answering by path: `/`
@@ -57,50 +66,41 @@ pub async fn serve_name(l: TcpListener, name: &'static str) {
 /// its 100 body bytes (a server abort), `/stall` sends 3 of 100 body bytes
 /// and keeps the connection open until the proxy closes it.
 pub async fn raw_http_server() -> (SocketAddr, JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    let t = tokio::spawn(async move {
+    spawn_server(|mut s| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                    buf.drain(..end + 4);
-                    let path = head.split(' ').nth(1).unwrap_or("/");
-                    let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
-                    let answer: &[u8] = match path {
-                        "/close" => return,
-                        "/half" => {
-                            let _ = s.write_all(partial).await;
-                            return;
-                        }
-                        "/stall" => {
-                            let _ = s.write_all(partial).await;
-                            let _ = s.read_to_end(&mut buf).await;
-                            return;
-                        }
-                        "/missing" => b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
-                        _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-                    };
-                    if s.write_all(answer).await.is_err() {
-                        return;
-                    }
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
-            });
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let path = head.split(' ').nth(1).unwrap_or("/");
+            let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
+            let answer: &[u8] = match path {
+                "/close" => return,
+                "/half" => {
+                    let _ = s.write_all(partial).await;
+                    return;
+                }
+                "/stall" => {
+                    let _ = s.write_all(partial).await;
+                    let _ = s.read_to_end(&mut buf).await;
+                    return;
+                }
+                "/missing" => b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno",
+                _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            };
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
         }
-    });
-    (a, t)
+    })
+    .await
 }
 
 /// Sends `request` on a new connection and returns everything read until
