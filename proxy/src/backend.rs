@@ -201,6 +201,20 @@ pub enum HttpEnd {
     Local(u16),
 }
 
+impl HttpEnd {
+    /// The status the client got, if it got a response.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            HttpEnd::Response(s)
+            | HttpEnd::ServerAbort(s)
+            | HttpEnd::ServerError(s)
+            | HttpEnd::Local(s)
+            | HttpEnd::ClientAbort(Some(s)) => Some(s),
+            HttpEnd::ClientAbort(None) => None,
+        }
+    }
+}
+
 /// Where a session goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Assignment {
@@ -720,13 +734,8 @@ impl Backend {
         // Every change of a server's state or weight ends here: `leastconn`
         // moves the servers whose key changed, or that left or came back.
         if self.balancer.algorithm() == Algorithm::LeastConn {
-            let cands: Vec<Candidate> = self
-                .servers
-                .iter()
-                .map(|(id, s)| candidate(now, *id, s))
-                .collect();
-            for c in &cands {
-                self.balancer.requeue(c);
+            for (id, s) in &self.servers {
+                self.balancer.requeue(&candidate(now, *id, s));
             }
         }
         let mut any_blocked = false;
@@ -894,13 +903,9 @@ impl Backend {
     /// proxy's 502/503/504. Response errors, client and server aborts count
     /// on both.
     pub fn http_end(&mut self, server: Option<ServerId>, end: HttpEnd) {
-        let (status, from_server) = match end {
-            HttpEnd::Response(s) | HttpEnd::ServerAbort(s) | HttpEnd::ClientAbort(Some(s)) => {
-                (Some(s), true)
-            }
-            HttpEnd::ServerError(s) | HttpEnd::Local(s) => (Some(s), false),
-            HttpEnd::ClientAbort(None) => (None, false),
-        };
+        let status = end.status();
+        // The proxy's own answers count on the backend only.
+        let from_server = !matches!(end, HttpEnd::ServerError(_) | HttpEnd::Local(_));
         let mut srv = server.and_then(|id| self.servers.get_mut(&id));
         for h in std::iter::once(&mut self.c.http).chain(srv.as_mut().map(|s| &mut s.c.http)) {
             match end {

@@ -331,8 +331,8 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
         Command::DelServer { backend, server } => p.remove_server(&backend, &server)?,
         Command::ShowBackend => {
             let mut out = String::from("# name\n");
-            for b in p.stats().backends {
-                out.push_str(&b.name);
+            for name in p.shared.lock().backends.keys() {
+                out.push_str(name);
                 out.push('\n');
             }
             return Ok(out);

@@ -402,12 +402,7 @@ impl Drop for Release {
             b.core.http_end(Some(self.server), self.end);
             b.flush();
         }
-        if let HttpEnd::Response(s)
-        | HttpEnd::ServerAbort(s)
-        | HttpEnd::ClientAbort(Some(s))
-        | HttpEnd::ServerError(s)
-        | HttpEnd::Local(s) = self.end
-        {
+        if let Some(s) = self.end.status() {
             count_frontend(core, &self.fe.name, s);
         }
     }
