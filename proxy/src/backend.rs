@@ -40,7 +40,7 @@ use crate::health::{
     slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
     Transition,
 };
-use crate::stats::{BackendStats, HttpStats, ServerStats};
+use crate::stats::{BackendStats, EventRate, HttpStats, ServerStats};
 use crate::{Error, Result};
 
 /// Largest server weight (HAProxy's range is 0..=256).
@@ -296,6 +296,8 @@ struct Counters {
     down_transitions: u64,
     /// Times the balancer selected the server (HAProxy's `cum_lbconn`).
     lbtot: u64,
+    /// Sessions per second (`sess_per_sec`), counted with `total`.
+    sessions: EventRate,
     /// HTTP mode's counters.
     http: HttpStats,
 }
@@ -571,6 +573,7 @@ impl Backend {
         s.c.cur += 1;
         s.c.max = s.c.max.max(s.c.cur);
         s.c.total += 1;
+        s.c.sessions.add(now);
         let a = Assignment {
             server: id,
             addr: s.spec.addr,
@@ -578,6 +581,7 @@ impl Backend {
         self.c.cur += 1;
         self.c.max = self.c.max.max(self.c.cur);
         self.c.total += 1;
+        self.c.sessions.add(now);
         self.requeue(now, id);
         Some(a)
     }
@@ -1355,6 +1359,8 @@ impl Backend {
                     cur_sessions: s.c.cur,
                     max_sessions: s.c.max,
                     total_sessions: s.c.total,
+                    session_rate: s.c.sessions.current(now),
+                    session_rate_max: s.c.sessions.max(),
                     bytes_in: s.c.bytes_in,
                     bytes_out: s.c.bytes_out,
                     connect_errors: s.c.connect_errors,
@@ -1386,6 +1392,8 @@ impl Backend {
             cur_sessions: self.c.cur,
             max_sessions: self.c.max,
             total_sessions: self.c.total,
+            session_rate: self.c.sessions.current(now),
+            session_rate_max: self.c.sessions.max(),
             bytes_in: self.c.bytes_in,
             bytes_out: self.c.bytes_out,
             connect_errors: self.c.connect_errors,

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, ServerId};
 
@@ -32,6 +33,10 @@ pub struct ServerStats {
     pub max_sessions: u32,
     /// Sessions served.
     pub total_sessions: u64,
+    /// Sessions per second now (HAProxy's `rate`; see [`EventRate`]).
+    pub session_rate: u32,
+    /// Most sessions in one second (`rate_max`).
+    pub session_rate_max: u32,
     /// Bytes from clients to this server.
     pub bytes_in: u64,
     /// Bytes from this server to clients.
@@ -105,6 +110,10 @@ pub struct BackendStats {
     pub max_sessions: u32,
     /// Sessions served.
     pub total_sessions: u64,
+    /// Sessions per second now (HAProxy's `rate`; see [`EventRate`]).
+    pub session_rate: u32,
+    /// Most sessions in one second (`rate_max`).
+    pub session_rate_max: u32,
     /// Bytes from clients.
     pub bytes_in: u64,
     /// Bytes to clients.
@@ -147,6 +156,15 @@ pub struct FrontendStats {
     pub max_sessions: u32,
     /// Sessions accepted.
     pub total_sessions: u64,
+    /// Sessions accepted per second now (HAProxy's `rate`; see
+    /// [`EventRate`]).
+    pub session_rate: u32,
+    /// Most sessions accepted in one second (`rate_max`).
+    pub session_rate_max: u32,
+    /// HTTP requests received per second now (`req_rate`); 0 in TCP mode.
+    pub request_rate: u32,
+    /// Most HTTP requests received in one second (`req_rate_max`).
+    pub request_rate_max: u32,
     /// Bytes from clients.
     pub bytes_in: u64,
     /// Bytes to clients.
@@ -203,6 +221,83 @@ pub fn status_class(status: u16) -> usize {
     match status / 100 {
         n @ 1..=5 => usize::from(n),
         _ => 0,
+    }
+}
+
+/// Events per second over a sliding second, as HAProxy 2.6's `freq_ctr`
+/// (`include/haproxy/freq_ctr.h`, `src/freq_ctr.c`) counts sessions and
+/// requests for the `rate` and `req_rate` columns: the events of the current
+/// one-second period, plus the previous period's in proportion to the part
+/// of it still inside the last second. [`EventRate::max`] is the most
+/// events seen in one period (HAProxy's `sps_max`, `rps_max`: the count
+/// returned by `update_freq_ctr`). Time is passed in, so the counter is
+/// pure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventRate {
+    /// Start of the current period; `None` before the first event.
+    period_start: Option<Instant>,
+    /// Events in the current period.
+    curr: u32,
+    /// Events in the period before it.
+    prev: u32,
+    /// Most events in one period.
+    max: u32,
+}
+
+/// [`EventRate`]'s period.
+const RATE_PERIOD: Duration = Duration::from_secs(1);
+
+impl EventRate {
+    /// Counts one event at `now` (`update_freq_ctr(ctr, 1)`): a new period
+    /// starts one period after the last one, or at `now` when two or more
+    /// periods passed without an event.
+    pub fn add(&mut self, now: Instant) {
+        match self.period_start {
+            Some(start) if now.saturating_duration_since(start) < RATE_PERIOD => {}
+            Some(start) => {
+                let next = start + RATE_PERIOD;
+                if now.saturating_duration_since(next) >= RATE_PERIOD {
+                    self.prev = 0;
+                    self.period_start = Some(now);
+                } else {
+                    self.prev = self.curr;
+                    self.period_start = Some(next);
+                }
+                self.curr = 0;
+            }
+            None => self.period_start = Some(now),
+        }
+        self.curr = self.curr.saturating_add(1);
+        self.max = self.max.max(self.curr);
+    }
+
+    /// Events per second at `now` (`read_freq_ctr`): the current period's
+    /// events plus the previous period's times the share of it still within
+    /// the last second, in whole events. As HAProxy, a rate below 2 with no
+    /// event in the current period reads as the previous period's count, so
+    /// that a slow trickle does not flap between 0 and 1.
+    pub fn current(&self, now: Instant) -> u32 {
+        let Some(start) = self.period_start else {
+            return 0;
+        };
+        let period = RATE_PERIOD.as_millis() as u64;
+        let elapsed = now.saturating_duration_since(start).as_millis() as u64;
+        let (curr, past, remain) = if elapsed <= period {
+            (self.curr, self.prev, period - elapsed)
+        } else if elapsed <= 2 * period {
+            (0, self.curr, 2 * period - elapsed)
+        } else {
+            (0, 0, 0)
+        };
+        if curr == 0 && past <= 1 {
+            return past;
+        }
+        curr.saturating_add((u64::from(past) * remain / period) as u32)
+    }
+
+    /// The most events counted in one period.
+    pub fn max(&self) -> u32 {
+        self.max
     }
 }
 
@@ -408,6 +503,12 @@ impl Snapshot {
                 .set("bin", f.bytes_in)
                 .set("bout", f.bytes_out)
                 .set("status", "OPEN")
+                .set("rate", f.session_rate)
+                // No `rate-limit sessions`: HAProxy prints its 0.
+                .set("rate_lim", 0)
+                .set("rate_max", f.session_rate_max)
+                .set("req_rate", f.request_rate)
+                .set("req_rate_max", f.request_rate_max)
                 .set("pid", 1)
                 .set("iid", iid)
                 .set("sid", 0)
@@ -431,6 +532,8 @@ impl Snapshot {
                     .set("smax", s.max_sessions)
                     .set("slim", opt(s.maxconn))
                     .set("stot", s.total_sessions)
+                    .set("rate", s.session_rate)
+                    .set("rate_max", s.session_rate_max)
                     .set("bin", s.bytes_in)
                     .set("bout", s.bytes_out)
                     .set("econ", s.connect_errors)
@@ -469,6 +572,8 @@ impl Snapshot {
                 .set("scur", b.cur_sessions)
                 .set("smax", b.max_sessions)
                 .set("stot", b.total_sessions)
+                .set("rate", b.session_rate)
+                .set("rate_max", b.session_rate_max)
                 .set("bin", b.bytes_in)
                 .set("bout", b.bytes_out)
                 .set("econ", b.connect_errors)
@@ -770,11 +875,15 @@ const FRONTEND_METRICS: &[Family<FrontendStats>] = &[
     gauge("haproxy_frontend_current_sessions", "Number of current sessions on the frontend, backend or server", |f| one(f.cur_sessions)),
     gauge("haproxy_frontend_max_sessions", "Highest value of current sessions encountered since process started", |f| one(f.max_sessions)),
     counter("haproxy_frontend_sessions_total", "Total number of sessions since process started", |f| one(f.total_sessions)),
+    // No `rate-limit sessions`: HAProxy exports its 0.
+    gauge("haproxy_frontend_limit_session_rate", "Limit on the number of sessions accepted in a second (frontend only, 'rate-limit sessions' setting)", |_| one(0u32)),
+    gauge("haproxy_frontend_max_session_rate", "Highest value of sessions per second observed since the worker process started", |f| one(f.session_rate_max)),
     counter("haproxy_frontend_bytes_in_total", "Total number of request bytes since process started", |f| one(f.bytes_in)),
     counter("haproxy_frontend_bytes_out_total", "Total number of response bytes since process started", |f| one(f.bytes_out)),
     counter("haproxy_frontend_request_errors_total", "Total number of invalid requests since process started", |f| http_one(f.http.as_ref(), |h| h.request_errors)),
     gauge("haproxy_frontend_status", "Current status of the service, per state label value.", |_| states(&["DOWN", "UP"], "UP")),
     by_code("haproxy_frontend_http_responses_total", HTTP_RESPONSES_HELP, |f| http_responses(f.http.as_ref())),
+    gauge("haproxy_frontend_http_requests_rate_max", "Highest value of http requests observed since the worker process started", |f| if f.http.is_some() { one(f.request_rate_max) } else { Vec::new() }),
     counter("haproxy_frontend_http_requests_total", "Total number of HTTP requests processed by this object since the worker process started", |f| http_one(f.http.as_ref(), |h| h.requests)),
     counter("halyard_frontend_denied_total", "Connections refused: bad PROXY header, no server, queue full or timeout (no HAProxy equivalent)", |f| one(f.denied)),
     counter("halyard_frontend_accept_errors_total", "accept() errors, e.g. out of file descriptors (no HAProxy equivalent)", |f| one(f.accept_errors)),
@@ -787,6 +896,7 @@ const BACKEND_METRICS: &[Family<BackendStats>] = &[
     gauge("haproxy_backend_current_sessions", "Number of current sessions on the frontend, backend or server", |b| one(b.cur_sessions)),
     gauge("haproxy_backend_max_sessions", "Highest value of current sessions encountered since process started", |b| one(b.max_sessions)),
     counter("haproxy_backend_sessions_total", "Total number of sessions since process started", |b| one(b.total_sessions)),
+    gauge("haproxy_backend_max_session_rate", "Highest value of sessions per second observed since the worker process started", |b| one(b.session_rate_max)),
     counter("haproxy_backend_bytes_in_total", "Total number of request bytes since process started", |b| one(b.bytes_in)),
     counter("haproxy_backend_bytes_out_total", "Total number of response bytes since process started", |b| one(b.bytes_out)),
     counter("haproxy_backend_connection_errors_total", "Total number of failed connections to server since the worker process started", |b| one(b.connect_errors)),
@@ -818,6 +928,7 @@ const SERVER_METRICS: &[Family<ServerStats>] = &[
     gauge("haproxy_server_max_sessions", "Highest value of current sessions encountered since process started", |s| one(s.max_sessions)),
     gauge("haproxy_server_limit_sessions", "Frontend/listener/server's maxconn, backend's fullconn", |s| limit(s.maxconn)),
     counter("haproxy_server_sessions_total", "Total number of sessions since process started", |s| one(s.total_sessions)),
+    gauge("haproxy_server_max_session_rate", "Highest value of sessions per second observed since the worker process started", |s| one(s.session_rate_max)),
     counter("haproxy_server_bytes_in_total", "Total number of request bytes since process started", |s| one(s.bytes_in)),
     counter("haproxy_server_bytes_out_total", "Total number of response bytes since process started", |s| one(s.bytes_out)),
     counter("haproxy_server_connection_errors_total", "Total number of failed connections to server since the worker process started", |s| one(s.connect_errors)),
@@ -877,6 +988,65 @@ fn agg_check_status(b: &BackendStats) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sequence of the HAProxy 2.6.12 run recorded in the README
+    /// ("Rates"): 3 sessions and 7 requests at once, then read at once,
+    /// 1.5 s and 3 s later. HAProxy showed `rate` 3 / 0 / 0 and `req_rate`
+    /// 7 / 2 / 0 (the previous second's count times the 0.3 s of it still
+    /// in the last second, rounded down), `rate_max` 3, `req_rate_max` 7.
+    #[test]
+    fn event_rate_reads_as_haproxy_freq_ctr() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let (mut sessions, mut requests) = (EventRate::default(), EventRate::default());
+        assert_eq!(sessions.current(t0), 0);
+        for i in 0..3 {
+            sessions.add(ms(i));
+        }
+        for i in 0..7 {
+            requests.add(ms(i));
+        }
+        assert_eq!(
+            (sessions.current(ms(200)), requests.current(ms(200))),
+            (3, 7)
+        );
+        assert_eq!(
+            (sessions.current(ms(1700)), requests.current(ms(1700))),
+            (0, 2)
+        );
+        assert_eq!(
+            (sessions.current(ms(3200)), requests.current(ms(3200))),
+            (0, 0)
+        );
+        assert_eq!((sessions.max(), requests.max()), (3, 7));
+    }
+
+    #[test]
+    fn event_rate_periods_follow_on_and_restart_after_a_gap() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut r = EventRate::default();
+        // 10 events in the first second, 4 in the next.
+        for i in 0..10 {
+            r.add(ms(i * 90));
+        }
+        for i in 0..4 {
+            r.add(ms(1000 + i * 100));
+        }
+        // At 1.25 s: 4 now, plus 10 x 0.75 of the previous second.
+        assert_eq!(r.current(ms(1250)), 4 + 7);
+        assert_eq!(r.max(), 10);
+        // One period later the 4 are the previous second's.
+        assert_eq!(r.current(ms(2500)), 2);
+        // After two idle periods a new period starts at the event.
+        r.add(ms(5300));
+        assert_eq!(r.current(ms(5300)), 1);
+        assert_eq!(r.current(ms(6299)), 1);
+        // A trickle below 2 per second reads as the last count, no flapping.
+        assert_eq!(r.current(ms(6800)), 1);
+        assert_eq!(r.current(ms(7400)), 0);
+        assert_eq!(r.max(), 10);
+    }
     use crate::backend::{Backend, BackendOptions, ServerSpec};
     use std::time::Instant;
 

@@ -573,6 +573,67 @@ fn csv_row(csv: &str, px: &str, sv: &str, cols: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Session and request rates (HAProxy's `rate`, `rate_max`, `req_rate`,
+/// `req_rate_max`): five requests on one kept-alive connection and two
+/// more connections count 3 sessions and 7 requests on the frontend and 7
+/// sessions (one per request, as `stot`) on the backend and its server.
+/// Read within the second of the first event, the rates are the counts.
+#[tokio::test]
+async fn session_and_request_rates_in_csv() {
+    let (raw, _t) = raw_http_server().await;
+    let p = Proxy::start(http_config("", &servers(&[("a", raw, "")])))
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(fe).await.unwrap();
+    for _ in 0..5 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !seen.ends_with(b"ok") {
+            let mut chunk = [0u8; 512];
+            let n = tokio::time::timeout(BOUND, s.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+    for _ in 0..2 {
+        let answer = raw_exchange(
+            fe,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let csv = p.stats().to_csv();
+    let cols = [
+        "stot",
+        "rate",
+        "rate_lim",
+        "rate_max",
+        "req_rate",
+        "req_rate_max",
+    ];
+    let row = |px: &str, sv: &str| csv_row(&csv, px, sv, &cols).join(" ");
+    if started.elapsed() < std::time::Duration::from_millis(900) {
+        assert_eq!(row("fe", "FRONTEND"), "3 3 0 3 7 7");
+        assert_eq!(row("be", "a"), "7 7  7  ");
+        assert_eq!(row("be", "BACKEND"), "7 7  7  ");
+    } else {
+        println!("exchanges took {:?}: rates not compared", started.elapsed());
+    }
+    // Whatever the timing, the maxima saw every event in some second.
+    let st = p.stats();
+    assert!((1..=3).contains(&st.frontends[0].session_rate_max));
+    assert!((1..=7).contains(&st.frontends[0].request_rate_max));
+    assert!((1..=7).contains(&st.backends[0].session_rate_max));
+}
+
 /// HAProxy's HTTP counters, as HAProxy 2.6.12 counts the same exchanges
 /// (checked against the binary): every response on the frontend (the
 /// proxy's own 400, 502, 503 too) and on the backend that had the request;

@@ -411,7 +411,11 @@ impl Drop for Release {
 /// Counts a response the client got on its frontend (HAProxy counts every
 /// one there, the proxy's own included).
 fn count_frontend(core: &mut Core, fe: &str, status: u16) {
-    if let Some(h) = core.frontends.get_mut(fe).and_then(|f| f.http.as_mut()) {
+    if let Some(h) = core
+        .frontends
+        .get_mut(fe)
+        .and_then(|f| f.stats.http.as_mut())
+    {
         h.count_response(status);
     }
 }
@@ -572,20 +576,17 @@ async fn handle(
     let (timeouts, first) = {
         let mut core = shared.lock();
         let core = &mut *core;
+        let now = Instant::now();
         // HAProxy counts the request when it is parsed (proxy_inc_fe_req_ctr).
-        if let Some(h) = core
-            .frontends
-            .get_mut(&fe.name)
-            .and_then(|f| f.http.as_mut())
-        {
-            h.requests += 1;
+        if let Some(f) = core.frontends.get_mut(&fe.name) {
+            f.request_received(now);
         }
         let Some(b) = core.backends.get_mut(&backend) else {
             count_frontend(core, &fe.name, 503);
             return local(StatusCode::SERVICE_UNAVAILABLE, "503 no such backend\n");
         };
         let t = b.timeouts;
-        let r = match b.core.acquire(Instant::now(), Some(client)) {
+        let r = match b.core.acquire(now, Some(client)) {
             Acquire::Queued(ticket) => {
                 let (tx, rx) = oneshot::channel();
                 b.waiters.insert(ticket, tx);
@@ -742,7 +743,7 @@ fn denied(
     let mut core = shared.lock();
     let core = &mut *core;
     if let Some(f) = core.frontends.get_mut(&fe.name) {
-        f.denied += 1;
+        f.stats.denied += 1;
     }
     count_frontend(core, &fe.name, 503);
     if let Some(b) = core.backends.get_mut(backend) {

@@ -32,7 +32,7 @@ use crate::config::{
 };
 use crate::health::{CheckTimeouts, HealthSource, Operational};
 use crate::proxy_protocol::{self, Version};
-use crate::stats::{FrontendStats, Snapshot};
+use crate::stats::{EventRate, FrontendStats, HttpStats, Snapshot};
 use crate::{Error, Result};
 
 struct ServerRt {
@@ -89,7 +89,54 @@ impl BackendRt {
 
 struct Core {
     backends: BTreeMap<String, BackendRt>,
-    frontends: BTreeMap<String, FrontendStats>,
+    frontends: BTreeMap<String, FrontendRt>,
+}
+
+/// A frontend's counters, and the rates its snapshot reads from.
+struct FrontendRt {
+    stats: FrontendStats,
+    /// Sessions accepted per second (HAProxy's `fe_sess_per_sec`).
+    sessions: EventRate,
+    /// HTTP requests received per second (`fe_req_per_sec`).
+    requests: EventRate,
+}
+
+impl FrontendRt {
+    fn new(stats: FrontendStats) -> Self {
+        FrontendRt {
+            stats,
+            sessions: EventRate::default(),
+            requests: EventRate::default(),
+        }
+    }
+
+    /// A session was accepted.
+    fn session_started(&mut self, now: Instant) {
+        let f = &mut self.stats;
+        f.cur_sessions += 1;
+        f.max_sessions = f.max_sessions.max(f.cur_sessions);
+        f.total_sessions += 1;
+        self.sessions.add(now);
+    }
+
+    /// An HTTP request was received (HAProxy's `proxy_inc_fe_req_ctr`);
+    /// `None` in TCP mode.
+    fn request_received(&mut self, now: Instant) -> Option<&mut HttpStats> {
+        let h = self.stats.http.as_mut()?;
+        h.requests += 1;
+        self.requests.add(now);
+        Some(h)
+    }
+
+    fn snapshot(&self, now: Instant) -> FrontendStats {
+        FrontendStats {
+            session_rate: self.sessions.current(now),
+            session_rate_max: self.sessions.max(),
+            request_rate: self.requests.current(now),
+            request_rate_max: self.requests.max(),
+            ..self.stats.clone()
+        }
+    }
 }
 
 struct Shared {
@@ -215,11 +262,11 @@ impl Proxy {
         for fe in &config.frontends {
             shared.lock().frontends.insert(
                 fe.name.clone(),
-                FrontendStats {
+                FrontendRt::new(FrontendStats {
                     name: fe.name.clone(),
                     http: (fe.mode == Mode::Http).then(Default::default),
                     ..Default::default()
-                },
+                }),
             );
             let fe = Arc::new(fe.clone());
             let limit = (fe.maxconn > 0).then(|| Arc::new(Semaphore::new(fe.maxconn as usize)));
@@ -342,7 +389,7 @@ impl Proxy {
         let now = Instant::now();
         let core = self.shared.lock();
         Snapshot {
-            frontends: core.frontends.values().cloned().collect(),
+            frontends: core.frontends.values().map(|f| f.snapshot(now)).collect(),
             backends: core.backends.values().map(|b| b.core.stats(now)).collect(),
         }
     }
@@ -492,7 +539,7 @@ impl Proxy {
                 .lock()
                 .frontends
                 .values()
-                .map(|f| f.cur_sessions as usize)
+                .map(|f| f.stats.cur_sessions as usize)
                 .sum::<usize>()
         };
         while open() > 0 && tokio::time::Instant::now() < deadline {
@@ -671,7 +718,7 @@ async fn accept_loop(
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS...: log, count, back off, keep listening.
                 if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
-                    f.accept_errors += 1;
+                    f.stats.accept_errors += 1;
                 }
                 tracing::warn!(frontend = %fe.name, error = %e, retry_in_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::time::sleep(backoff).await;
@@ -697,9 +744,7 @@ async fn session(
     {
         let mut core = shared.lock();
         if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.cur_sessions += 1;
-            f.max_sessions = f.max_sessions.max(f.cur_sessions);
-            f.total_sessions += 1;
+            f.session_started(Instant::now());
         }
     }
     let (end, bin, bout) = match session_inner(shared, fe, &mut client, peer).await {
@@ -711,6 +756,7 @@ async fn session(
     };
     let mut core = shared.lock();
     if let Some(f) = core.frontends.get_mut(&fe.name) {
+        let f = &mut f.stats;
         f.cur_sessions = f.cur_sessions.saturating_sub(1);
         f.bytes_in += bin;
         f.bytes_out += bout;
@@ -729,20 +775,19 @@ async fn http_session(
     {
         let mut core = shared.lock();
         if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.cur_sessions += 1;
-            f.max_sessions = f.max_sessions.max(f.cur_sessions);
-            f.total_sessions += 1;
+            f.session_started(Instant::now());
         }
     }
     let bad_request = http::serve(shared.clone(), fe.clone(), stream, peer).await;
     if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
-        f.cur_sessions = f.cur_sessions.saturating_sub(1);
-        if let (true, Some(h)) = (bad_request, f.http.as_mut()) {
+        f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
+        if bad_request {
             // HAProxy's h1_handle_parsing_error: one more request, a
             // request error and the 4xx hyper sent.
-            h.requests += 1;
-            h.request_errors += 1;
-            h.count_response(400);
+            if let Some(h) = f.request_received(Instant::now()) {
+                h.request_errors += 1;
+                h.count_response(400);
+            }
         }
     }
 }
