@@ -154,13 +154,21 @@ pub struct FrontendStats {
     pub cur_sessions: u32,
     /// Highest concurrent sessions.
     pub max_sessions: u32,
-    /// Sessions accepted.
+    /// Sessions: connections accepted that got past the PROXY header, when
+    /// the frontend requires one (HAProxy's `stot`).
     pub total_sessions: u64,
-    /// Sessions accepted per second now (HAProxy's `rate`; see
-    /// [`EventRate`]).
+    /// Sessions per second now (HAProxy's `rate`; see [`EventRate`]).
     pub session_rate: u32,
-    /// Most sessions accepted in one second (`rate_max`).
+    /// Most sessions in one second (`rate_max`).
     pub session_rate_max: u32,
+    /// Connections accepted (`conn_tot`), the ones refused for their
+    /// PROXY header included. [`FrontendStats::cur_sessions`] counts them
+    /// from their accept, as HAProxy's `scur` does.
+    pub total_connections: u64,
+    /// Connections accepted per second now (`conn_rate`).
+    pub connection_rate: u32,
+    /// Most connections accepted in one second (`conn_rate_max`).
+    pub connection_rate_max: u32,
     /// HTTP requests received per second now (`req_rate`); 0 in TCP mode.
     pub request_rate: u32,
     /// Most HTTP requests received in one second (`req_rate_max`).
@@ -312,9 +320,9 @@ pub struct Snapshot {
 }
 
 /// The columns of [`Snapshot::to_csv`]: HAProxy 2.6's `show stat` fields 0
-/// to 76 (management.txt, "9.1. CSV format"), in order. Tools read them by
+/// to 79 (management.txt, "9.1. CSV format"), in order. Tools read them by
 /// position, so new columns may only be appended.
-pub const CSV_COLUMNS: [&str; 77] = [
+pub const CSV_COLUMNS: [&str; 80] = [
     "pxname",
     "svname",
     "qcur",
@@ -392,6 +400,9 @@ pub const CSV_COLUMNS: [&str; 77] = [
     "cookie",
     "mode",
     "algo",
+    "conn_rate",
+    "conn_rate_max",
+    "conn_tot",
 ];
 
 /// The `algo` column as HAProxy spells it (`backend_lb_algo_str`);
@@ -509,6 +520,9 @@ impl Snapshot {
                 .set("rate_max", f.session_rate_max)
                 .set("req_rate", f.request_rate)
                 .set("req_rate_max", f.request_rate_max)
+                .set("conn_rate", f.connection_rate)
+                .set("conn_rate_max", f.connection_rate_max)
+                .set("conn_tot", f.total_connections)
                 .set("pid", 1)
                 .set("iid", iid)
                 .set("sid", 0)
@@ -883,6 +897,8 @@ const FRONTEND_METRICS: &[Family<FrontendStats>] = &[
     counter("haproxy_frontend_request_errors_total", "Total number of invalid requests since process started", |f| http_one(f.http.as_ref(), |h| h.request_errors)),
     gauge("haproxy_frontend_status", "Current status of the service, per state label value.", |_| states(&["DOWN", "UP"], "UP")),
     by_code("haproxy_frontend_http_responses_total", HTTP_RESPONSES_HELP, |f| http_responses(f.http.as_ref())),
+    gauge("haproxy_frontend_connections_rate_max", "Highest value of connections per second observed since the worker process started", |f| one(f.connection_rate_max)),
+    counter("haproxy_frontend_connections_total", "Total number of new connections accepted on this frontend since the worker process started", |f| one(f.total_connections)),
     gauge("haproxy_frontend_http_requests_rate_max", "Highest value of http requests observed since the worker process started", |f| if f.http.is_some() { one(f.request_rate_max) } else { Vec::new() }),
     counter("haproxy_frontend_http_requests_total", "Total number of HTTP requests processed by this object since the worker process started", |f| http_one(f.http.as_ref(), |h| h.requests)),
     counter("halyard_frontend_denied_total", "Connections refused: bad PROXY header, no server, queue full or timeout (no HAProxy equivalent)", |f| one(f.denied)),
@@ -1091,7 +1107,7 @@ mod tests {
             header.starts_with(&format!("# {HAPROXY_THROUGH_CHECK_DURATION}")),
             "{header}"
         );
-        assert_eq!(CSV_COLUMNS[76], "algo");
+        assert_eq!((CSV_COLUMNS[76], CSV_COLUMNS[79]), ("algo", "conn_tot"));
         let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
         assert_eq!(
             (col("status"), col("type"), col("check_duration")),

@@ -582,6 +582,11 @@ async fn proxy_protocol_in_and_out() {
     }
     eventually("3 denied", || p.stats().frontends[0].denied == 3).await;
     assert_eq!(p.stats().backends[0].total_sessions, 1);
+    // As HAProxy 2.6.12 counts them: 4 connections, of which 1 session (a
+    // refused PROXY header makes no session).
+    let f = &p.stats().frontends[0];
+    assert_eq!((f.total_connections, f.total_sessions), (4, 1));
+    assert!((1..=4).contains(&f.connection_rate_max) && f.session_rate_max == 1);
     // v1 out, from a frontend without accept_proxy: the server sees the real client.
     let (_p1, fe1) = start("", &servers(&[("s", a, "send_proxy = \"v1\"")])).await;
     let mut c = TcpStream::connect(fe1).await.unwrap();

@@ -95,7 +95,9 @@ struct Core {
 /// A frontend's counters, and the rates its snapshot reads from.
 struct FrontendRt {
     stats: FrontendStats,
-    /// Sessions accepted per second (HAProxy's `fe_sess_per_sec`).
+    /// Connections accepted per second (HAProxy's `fe_conn_per_sec`).
+    connections: EventRate,
+    /// Sessions per second (`fe_sess_per_sec`).
     sessions: EventRate,
     /// HTTP requests received per second (`fe_req_per_sec`).
     requests: EventRate,
@@ -105,17 +107,26 @@ impl FrontendRt {
     fn new(stats: FrontendStats) -> Self {
         FrontendRt {
             stats,
+            connections: EventRate::default(),
             sessions: EventRate::default(),
             requests: EventRate::default(),
         }
     }
 
-    /// A session was accepted.
-    fn session_started(&mut self, now: Instant) {
+    /// A connection was accepted (HAProxy's `proxy_inc_fe_conn_ctr`, and
+    /// `feconn`, which `scur` shows, from the accept on).
+    fn connection_accepted(&mut self, now: Instant) {
         let f = &mut self.stats;
         f.cur_sessions += 1;
         f.max_sessions = f.max_sessions.max(f.cur_sessions);
-        f.total_sessions += 1;
+        f.total_connections += 1;
+        self.connections.add(now);
+    }
+
+    /// The connection became a session: its PROXY header, if the frontend
+    /// requires one, was accepted (`proxy_inc_fe_sess_ctr`).
+    fn session_started(&mut self, now: Instant) {
+        self.stats.total_sessions += 1;
         self.sessions.add(now);
     }
 
@@ -132,6 +143,8 @@ impl FrontendRt {
         FrontendStats {
             session_rate: self.sessions.current(now),
             session_rate_max: self.sessions.max(),
+            connection_rate: self.connections.current(now),
+            connection_rate_max: self.connections.max(),
             request_rate: self.requests.current(now),
             request_rate_max: self.requests.max(),
             ..self.stats.clone()
@@ -742,9 +755,13 @@ async fn session(
     peer: SocketAddr,
 ) {
     {
+        let now = Instant::now();
         let mut core = shared.lock();
         if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.session_started(Instant::now());
+            f.connection_accepted(now);
+            if !fe.accept_proxy {
+                f.session_started(now);
+            }
         }
     }
     let (end, bin, bout) = match session_inner(shared, fe, &mut client, peer).await {
@@ -773,9 +790,11 @@ async fn http_session(
     peer: SocketAddr,
 ) {
     {
+        let now = Instant::now();
         let mut core = shared.lock();
         if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.session_started(Instant::now());
+            f.connection_accepted(now);
+            f.session_started(now);
         }
     }
     let bad_request = http::serve(shared.clone(), fe.clone(), stream, peer).await;
@@ -871,12 +890,18 @@ async fn session_inner(
 
     // Acquire a server (maybe after queueing).
     let (timeouts, first) = {
+        let now = Instant::now();
         let mut core = shared.lock();
+        if fe.accept_proxy {
+            if let Some(f) = core.frontends.get_mut(&fe.name) {
+                f.session_started(now);
+            }
+        }
         let Some(b) = core.backends.get_mut(backend) else {
             return Ok((End::Denied, 0, 0));
         };
         let t = b.timeouts;
-        let r = b.core.acquire(Instant::now(), client_ip);
+        let r = b.core.acquire(now, client_ip);
         let r = match r {
             Acquire::Queued(ticket) => {
                 let (tx, rx) = oneshot::channel();
