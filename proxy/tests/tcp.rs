@@ -582,6 +582,8 @@ async fn proxy_protocol_in_and_out() {
     }
     eventually("3 denied", || p.stats().frontends[0].denied == 3).await;
     assert_eq!(p.stats().backends[0].total_sessions, 1);
+    // Not sessions: HAProxy counts one once its PROXY header is in.
+    assert_eq!(p.stats().frontends[0].total_sessions, 1);
     // v1 out, from a frontend without accept_proxy: the server sees the real client.
     let (_p1, fe1) = start("", &servers(&[("s", a, "send_proxy = \"v1\"")])).await;
     let mut c = TcpStream::connect(fe1).await.unwrap();

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,6 +35,7 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use tokio::sync::{oneshot, watch};
@@ -455,22 +456,47 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
-/// Serves one client connection. True when it ended on a malformed
-/// request that hyper answered itself (400, 414 or 431).
+/// Serves one client connection, whose client has the `(source,
+/// destination)` addresses `addrs` (its PROXY header's with
+/// `accept_proxy`), and whose first bytes, read with that header, are
+/// `initial`. True when it ended on a malformed request that hyper
+/// answered itself (400, 414 or 431).
 pub(super) async fn serve(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
     stream: TcpStream,
     peer: SocketAddr,
+    addrs: (SocketAddr, SocketAddr),
+    initial: Vec<u8>,
 ) -> bool {
     let _ = stream.set_nodelay(true);
-    let svc_shared = shared.clone();
-    let svc_fe = fe.clone();
     // The client's address as an X-Forwarded-For value, built once per connection.
     let client = Client {
-        ip: peer.ip(),
-        xff: HeaderValue::from_maybe_shared(Bytes::from(peer.ip().to_string())).ok(),
+        addrs,
+        xff: HeaderValue::from_maybe_shared(Bytes::from(addrs.0.ip().to_string())).ok(),
     };
+    if initial.is_empty() {
+        return serve_io(shared, fe, stream, peer, client).await;
+    }
+    // Bytes read past the PROXY header come first (only then is the
+    // stream wrapped).
+    let (r, w) = stream.into_split();
+    let io = tokio::io::join(std::io::Cursor::new(initial).chain(r), w);
+    serve_io(shared, fe, io, peer, client).await
+}
+
+async fn serve_io<I>(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendConfig>,
+    io: I,
+    peer: SocketAddr,
+    client: Client,
+) -> bool
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let svc_fe = fe.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
@@ -481,7 +507,7 @@ pub(super) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut kill_all = shared.kill_all.subscribe();
     tokio::select! {
         r = conn => if let Err(e) = r {
@@ -527,8 +553,9 @@ fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str 
 /// The client of a connection.
 #[derive(Clone)]
 struct Client {
-    ip: IpAddr,
-    /// `ip` as a header value (cheap to clone).
+    /// `(source, destination)`: the connection's, or its PROXY header's.
+    addrs: (SocketAddr, SocketAddr),
+    /// The source IP as a header value (cheap to clone).
     xff: Option<HeaderValue>,
 }
 
@@ -543,13 +570,13 @@ async fn handle(
     strip_hop_by_hop(req.headers_mut());
     let xff = HeaderName::from_static("x-forwarded-for");
     let value = match req.headers().get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip)).ok(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.addrs.0.ip())).ok(),
         None => client.xff,
     };
     if let Some(v) = value {
         req.headers_mut().insert(xff, v);
     }
-    let client = client.ip;
+    let client = client.addrs.0.ip();
     if req.uri().authority().is_some() {
         if let Some(a) = req.uri().authority().cloned() {
             if !req.headers().contains_key(HOST) {
