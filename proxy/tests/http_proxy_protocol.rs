@@ -266,3 +266,84 @@ async fn source_balancing_hashes_the_proxy_header_source() {
         .collect();
     assert!(sessions.iter().all(|n| *n > 0), "{sessions:?}");
 }
+
+#[tokio::test]
+async fn server_connections_carry_their_clients_proxy_header() {
+    let (srv, conns) = pp_http_server().await;
+    let p = Proxy::start(http_config(
+        "",
+        &servers(&[("s", srv, "send_proxy = \"v1\"")]),
+    ))
+    .await
+    .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    // Two clients on one server, their requests in turns: each is served
+    // on a connection whose header names it, which its next requests reuse;
+    // the other client's idle connection is never taken.
+    let mut c2 = Client::new(fe, [127, 0, 0, 2], b"").await;
+    let mut c3 = Client::new(fe, [127, 0, 0, 3], b"").await;
+    for _ in 0..3 {
+        assert_eq!(c2.get().await.1, format!("1 {} 127.0.0.2", c2.local));
+        assert_eq!(c3.get().await.1, format!("2 {} 127.0.0.3", c3.local));
+    }
+    assert_eq!(conns.load(Ordering::Relaxed), 2);
+    // Another connection of the same client IP has another source port, so
+    // another header: a connection of its own.
+    let mut c2b = Client::new(fe, [127, 0, 0, 2], b"").await;
+    assert_eq!(c2b.get().await.1, format!("3 {} 127.0.0.2", c2b.local));
+    assert_eq!(c2.get().await.1, format!("1 {} 127.0.0.2", c2.local));
+
+    // Behind accept_proxy, the announced client goes on (v2 in, v1 out).
+    let p = Proxy::start(http_config(
+        "accept_proxy = true",
+        &servers(&[("s", srv, "send_proxy = \"v1\"")]),
+    ))
+    .await
+    .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut c = Client::new(fe, [127, 0, 0, 1], &v2("10.1.2.3:4242", "10.9.9.9:80")).await;
+    let n = conns.load(Ordering::Relaxed) + 1;
+    assert_eq!(c.get().await.1, format!("{n} 10.1.2.3:4242 10.1.2.3"));
+}
+
+#[tokio::test]
+async fn haproxy_send_proxy_v2_in_front_of_an_http_frontend() {
+    if haproxy_missing("haproxy_send_proxy_v2_in_front_of_an_http_frontend") {
+        return;
+    }
+    let (srv, _) = pp_http_server().await;
+    let p = Proxy::start(http_config(
+        "accept_proxy = true",
+        &servers(&[("s", srv, "send_proxy = \"v1\"")]),
+    ))
+    .await
+    .unwrap();
+    let ours = p.local_addrs("fe")[0];
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("halyard-pp-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    nbthread 1\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
+listen to_us\n    bind 127.0.0.1:{port}\n    server h {ours} send-proxy-v2\n"
+        ),
+    )
+    .unwrap();
+    let _k = spawn_haproxy(&cfg);
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    eventually("haproxy listening", || {
+        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(200)).is_ok()
+    })
+    .await;
+    // HAProxy connects to us from 127.0.0.1; its v2 header names the
+    // client (127.0.0.2 and its port), which X-Forwarded-For and our v1
+    // header to the server carry.
+    let mut c = Client::new(a, [127, 0, 0, 2], b"").await;
+    let (status, body) = c.get().await;
+    assert_eq!(status, 200);
+    let (_, rest) = body.split_once(' ').unwrap();
+    assert_eq!(rest, format!("{} 127.0.0.2", c.local));
+    let _ = std::fs::remove_dir_all(&dir);
+}

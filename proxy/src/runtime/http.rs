@@ -35,7 +35,7 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use tokio::sync::{oneshot, watch};
@@ -45,12 +45,30 @@ use super::{marked_down, retry_pause, wait_queue, Core, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
+use crate::proxy_protocol::{self, Version};
+
+/// The PROXY header a server connection started with (`send_proxy`):
+/// its version and the client's `(source, destination)`. An idle
+/// connection is reused only for a request that would send the same header,
+/// as HAProxy 2.6 hashes the PROXY line into a server connection's key
+/// (`connect_server`: `hash_params.proxy_prehash`, `conn_calculate_hash`),
+/// so that a connection never carries one client's request under another
+/// client's header: in effect, it serves the client connection it was
+/// opened for (and clients whose own PROXY headers announce the same
+/// addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProxyLine {
+    version: Version,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
 
 /// One server's connections on one thread.
 #[derive(Default)]
 struct ThreadPool {
-    /// Idle connections, the most recently used last (taken first).
-    idle: Vec<SendRequest<Incoming>>,
+    /// Idle connections with their PROXY header (`None` without
+    /// `send_proxy`), the most recently used last (taken first).
+    idle: Vec<(Option<ProxyLine>, SendRequest<Incoming>)>,
     /// Connections carrying a request now.
     used: usize,
     /// Most connections in use at once since the last purge.
@@ -71,6 +89,8 @@ impl ThreadPool {
 /// One server's pool.
 struct ServerPool {
     limits: PoolLimits,
+    /// The server's `send_proxy`.
+    send_proxy: Option<Version>,
     /// The server's address: a connection opened to another one (before
     /// `set server ... addr`) is not pooled again.
     addr: SocketAddr,
@@ -90,7 +110,7 @@ impl ServerPool {
     /// two periods. The oldest idle connections go first.
     fn purge(&mut self, now: Instant) {
         for t in self.threads.values_mut() {
-            t.idle.retain(|s| !s.is_closed());
+            t.idle.retain(|(_, s)| !s.is_closed());
             let needed = t.max_used.max(t.est_need);
             let exceed = (t.used + t.idle.len()).saturating_sub(needed);
             t.est_need = ((t.est_need + t.max_used) / 2).max(t.max_used);
@@ -124,12 +144,15 @@ impl Pool {
     }
 
     /// Sets (or changes) a server's limits; its idle connections are kept.
+    /// `send_proxy` is the server's (new connections start with the
+    /// client's PROXY header).
     pub(super) fn configure(
         &self,
         backend: &str,
         server: ServerId,
         limits: PoolLimits,
         addr: SocketAddr,
+        send_proxy: Option<Version>,
     ) {
         let mut all = self.lock();
         let per_backend = match all.get_mut(backend) {
@@ -141,6 +164,7 @@ impl Pool {
             .and_modify(|p| p.limits = limits)
             .or_insert(ServerPool {
                 limits,
+                send_proxy,
                 addr,
                 idle_total: 0,
                 next_purge: None,
@@ -169,27 +193,37 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `server` from thread `home`'s list, now
-    /// counted as used there. `home` is the thread the request started on:
-    /// the three calls of one request name the same one, even if a
-    /// work-stealing runtime moves the request between them.
+    /// The PROXY header a connection to `server` carries for a client
+    /// with addresses `client`, and an idle connection with that header
+    /// from thread `home`'s list, now counted as used there (the most
+    /// recently used; without `send_proxy`, simply the last). `home` is the
+    /// thread the request started on: the three calls of one request name
+    /// the same one, even if a work-stealing runtime moves the request
+    /// between them.
     fn take(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
-    ) -> Option<SendRequest<Incoming>> {
+        (src, dst): (SocketAddr, SocketAddr),
+    ) -> (Option<ProxyLine>, Option<SendRequest<Incoming>>) {
         let mut all = self.lock();
-        let sp = all.get_mut(backend)?.get_mut(&server)?;
-        let t = sp.threads.get_mut(&home)?;
-        while let Some(s) = t.idle.pop() {
+        let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
+            return (None, None);
+        };
+        let line = sp.send_proxy.map(|version| ProxyLine { version, src, dst });
+        let Some(t) = sp.threads.get_mut(&home) else {
+            return (line, None);
+        };
+        while let Some(i) = t.idle.iter().rposition(|(l, _)| *l == line) {
+            let (_, s) = t.idle.remove(i);
             sp.idle_total -= 1;
             if !s.is_closed() {
                 t.use_one();
-                return Some(s);
+                return (line, Some(s));
             }
         }
-        None
+        (line, None)
     }
 
     /// A new connection to `server`, counted as used on thread `home`.
@@ -202,15 +236,16 @@ impl Pool {
     }
 
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
-    /// its request: back to the idle list when `reusable` is given, still
-    /// goes to the server's address `addr`, and `pool_max_conn` allows;
-    /// closed (dropped) otherwise.
+    /// its request: back to the idle list (under its PROXY header `line`)
+    /// when `reusable` is given, still goes to the server's address `addr`,
+    /// and `pool_max_conn` allows; closed (dropped) otherwise.
     fn released(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
         addr: SocketAddr,
+        line: Option<ProxyLine>,
         reusable: Option<SendRequest<Incoming>>,
     ) {
         let now = Instant::now();
@@ -226,7 +261,7 @@ impl Pool {
         if sp.limits.max_conn.is_some_and(|m| sp.idle_total >= m) {
             return;
         }
-        t.idle.push(s);
+        t.idle.push((line, s));
         sp.idle_total += 1;
         if sp.next_purge.is_none() && !sp.limits.purge_delay.is_zero() {
             sp.next_purge = Some(now + sp.limits.purge_delay);
@@ -369,6 +404,8 @@ pub(super) struct Release {
     server: ServerId,
     /// Where the connection goes.
     addr: SocketAddr,
+    /// The PROXY header the connection started with.
+    line: Option<ProxyLine>,
     /// The thread whose pool counts the connection.
     home: ThreadId,
     sender: Option<SendRequest<Incoming>>,
@@ -392,9 +429,14 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         let reusable = self.sender.take().filter(|_| self.complete);
-        self.shared
-            .pool
-            .released(&self.backend, self.server, self.home, self.addr, reusable);
+        self.shared.pool.released(
+            &self.backend,
+            self.server,
+            self.home,
+            self.addr,
+            self.line,
+            reusable,
+        );
         let mut core = self.shared.lock();
         let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
@@ -576,7 +618,7 @@ async fn handle(
     if let Some(v) = value {
         req.headers_mut().insert(xff, v);
     }
-    let client = client.addrs.0.ip();
+    let (client, addrs) = (client.addrs.0.ip(), client.addrs);
     if req.uri().authority().is_some() {
         if let Some(a) = req.uri().authority().cloned() {
             if !req.headers().contains_key(HOST) {
@@ -636,24 +678,30 @@ async fn handle(
     // on this thread's pool until the response is done.
     let home = std::thread::current().id();
     let mut failures = 0u32;
-    let mut sender = loop {
-        if let Some(mut s) = shared.pool.take(&backend, assignment.server, home) {
+    let (mut sender, line) = loop {
+        let (line, idle) = shared.pool.take(&backend, assignment.server, home, addrs);
+        if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
-                break s;
+                break (s, line);
             }
-            shared
-                .pool
-                .released(&backend, assignment.server, home, assignment.addr, None);
+            shared.pool.released(
+                &backend,
+                assignment.server,
+                home,
+                assignment.addr,
+                line,
+                None,
+            );
             continue;
         }
-        match connect(assignment.addr, timeouts.connect).await {
+        match connect(assignment.addr, timeouts.connect, line).await {
             Ok(s) => {
                 shared.pool.opened(&backend, assignment.server, home);
                 let mut core = shared.lock();
                 if let Some(b) = core.backends.get_mut(&backend) {
                     b.core.connect_ok(assignment.server);
                 }
-                break s;
+                break (s, line);
             }
             Err(e) => {
                 tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed");
@@ -699,6 +747,7 @@ async fn handle(
         backend,
         server: assignment.server,
         addr: assignment.addr,
+        line,
         home,
         sender: None,
         bytes_out: 0,
@@ -778,11 +827,22 @@ fn denied(
     local(StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<SendRequest<Incoming>> {
-    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// A new connection to `addr`, which starts with the PROXY header `line`
+/// if there is one (as HAProxy's, before the first request; the header
+/// goes in its own write, which the request's write follows at once).
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    line: Option<ProxyLine>,
+) -> std::io::Result<SendRequest<Incoming>> {
+    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout connect"))??;
     let _ = s.set_nodelay(true);
+    if let Some(l) = line {
+        s.write_all(&proxy_protocol::encode(l.version, l.src, l.dst))
+            .await?;
+    }
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ServerIo::new(s)))
         .await
         .map_err(std::io::Error::other)?;

@@ -571,7 +571,9 @@ fn add_server_rt(
         )));
     }
     let id = b.core.add_server(s.spec.clone(), now)?;
-    shared.pool.configure(backend, id, s.pool, s.spec.addr);
+    shared
+        .pool
+        .configure(backend, id, s.pool, s.spec.addr, s.send_proxy);
     let (kill, _) = watch::channel(0u64);
     let recheck = Arc::new(Notify::new());
     let mut tasks = Vec::new();
