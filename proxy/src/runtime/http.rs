@@ -6,6 +6,12 @@
 //! body has been sent (or dropped), then the connection goes back to the pool
 //! ([`Pool`]: HAProxy's `pool-max-conn` and `pool-purge-delay`).
 //!
+//! PROXY protocol: the client's addresses come in with the connection (its
+//! header's with `accept_proxy`, read before hyper sees the stream); a
+//! server with `send_proxy` gets the header at the start of each new
+//! connection, which is then reused only under the same header
+//! ([`ProxyLine`]).
+//!
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
 //! the server fails mid-request; 504 on `timeout server` before the response
