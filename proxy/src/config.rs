@@ -24,7 +24,7 @@
 //! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
 //! backend = "web"
 //! mode = "tcp"                   # or "http" (L7; then [[frontends.web.routes]])
-//! accept_proxy = false           # TCP mode: require a PROXY v1/v2 header from clients
+//! accept_proxy = false           # require a PROXY v1/v2 header from clients (both modes)
 //!
 //! [backends.web]
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
@@ -231,7 +231,8 @@ pub struct RawFrontend {
     pub binds: Vec<String>,
     /// Default backend.
     pub backend: Option<String>,
-    /// Require a PROXY protocol header (v1 or v2) from clients.
+    /// `accept-proxy`: require a PROXY protocol header (v1 or v2) from
+    /// clients, in both modes; its source is the client from then on.
     #[serde(default)]
     pub accept_proxy: bool,
     /// Per-frontend `timeout client`.
@@ -520,7 +521,7 @@ pub struct FrontendConfig {
     pub binds: Vec<SocketAddr>,
     /// Backend name.
     pub backend: String,
-    /// Require a PROXY header.
+    /// Require a PROXY header (its addresses are the client's).
     pub accept_proxy: bool,
     /// Client inactivity timeout.
     pub timeout_client: Duration,
@@ -591,7 +592,9 @@ impl Default for PoolLimits {
 pub struct ServerConfig {
     /// The pure part.
     pub spec: ServerSpec,
-    /// PROXY header to send to the server.
+    /// PROXY header to send to the server: at the start of each session
+    /// (TCP mode) or of each new server connection (HTTP mode, where an
+    /// idle connection is reused only for the same header).
     pub send_proxy: Option<Version>,
     /// `port`: active checks go to this port.
     pub check_port: Option<u16>,
@@ -1487,13 +1490,6 @@ impl Config {
                     f("routes"),
                     "routes need HTTP mode",
                     "set mode = \"http\" or remove the routes",
-                ));
-            }
-            if mode == Mode::Http && fe.accept_proxy {
-                return Err(Error::config(
-                    f("accept_proxy"),
-                    "is supported in TCP mode only",
-                    "remove accept_proxy or use mode = \"tcp\"",
                 ));
             }
             let mut routes = Vec::new();

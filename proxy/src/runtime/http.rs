@@ -6,6 +6,12 @@
 //! body has been sent (or dropped), then the connection goes back to the pool
 //! ([`Pool`]: HAProxy's `pool-max-conn` and `pool-purge-delay`).
 //!
+//! PROXY protocol: the client's addresses come in with the connection (its
+//! header's with `accept_proxy`, read before hyper sees the stream); a
+//! server with `send_proxy` gets the header at the start of each new
+//! connection, which is then reused only under the same header
+//! ([`ProxyLine`]).
+//!
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
 //! the server fails mid-request; 504 on `timeout server` before the response
@@ -20,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,6 +41,7 @@ use hyper::header::{
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use tokio::sync::{oneshot, watch};
@@ -44,12 +51,30 @@ use super::{marked_down, retry_pause, wait_queue, Core, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
+use crate::proxy_protocol::{self, Version};
+
+/// The PROXY header a server connection started with (`send_proxy`):
+/// its version and the client's `(source, destination)`. An idle
+/// connection is reused only for a request that would send the same header,
+/// as HAProxy 2.6 hashes the PROXY line into a server connection's key
+/// (`connect_server`: `hash_params.proxy_prehash`, `conn_calculate_hash`),
+/// so that a connection never carries one client's request under another
+/// client's header: in effect, it serves the client connection it was
+/// opened for (and clients whose own PROXY headers announce the same
+/// addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProxyLine {
+    version: Version,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
 
 /// One server's connections on one thread.
 #[derive(Default)]
 struct ThreadPool {
-    /// Idle connections, the most recently used last (taken first).
-    idle: Vec<SendRequest<Incoming>>,
+    /// Idle connections with their PROXY header (`None` without
+    /// `send_proxy`), the most recently used last (taken first).
+    idle: Vec<(Option<ProxyLine>, SendRequest<Incoming>)>,
     /// Connections carrying a request now.
     used: usize,
     /// Most connections in use at once since the last purge.
@@ -70,6 +95,8 @@ impl ThreadPool {
 /// One server's pool.
 struct ServerPool {
     limits: PoolLimits,
+    /// The server's `send_proxy`.
+    send_proxy: Option<Version>,
     /// The server's address: a connection opened to another one (before
     /// `set server ... addr`) is not pooled again.
     addr: SocketAddr,
@@ -89,7 +116,7 @@ impl ServerPool {
     /// two periods. The oldest idle connections go first.
     fn purge(&mut self, now: Instant) {
         for t in self.threads.values_mut() {
-            t.idle.retain(|s| !s.is_closed());
+            t.idle.retain(|(_, s)| !s.is_closed());
             let needed = t.max_used.max(t.est_need);
             let exceed = (t.used + t.idle.len()).saturating_sub(needed);
             t.est_need = ((t.est_need + t.max_used) / 2).max(t.max_used);
@@ -123,12 +150,15 @@ impl Pool {
     }
 
     /// Sets (or changes) a server's limits; its idle connections are kept.
+    /// `send_proxy` is the server's (new connections start with the
+    /// client's PROXY header).
     pub(super) fn configure(
         &self,
         backend: &str,
         server: ServerId,
         limits: PoolLimits,
         addr: SocketAddr,
+        send_proxy: Option<Version>,
     ) {
         let mut all = self.lock();
         let per_backend = match all.get_mut(backend) {
@@ -140,6 +170,7 @@ impl Pool {
             .and_modify(|p| p.limits = limits)
             .or_insert(ServerPool {
                 limits,
+                send_proxy,
                 addr,
                 idle_total: 0,
                 next_purge: None,
@@ -168,27 +199,37 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `server` from thread `home`'s list, now
-    /// counted as used there. `home` is the thread the request started on:
-    /// the three calls of one request name the same one, even if a
-    /// work-stealing runtime moves the request between them.
+    /// The PROXY header a connection to `server` carries for a client
+    /// with addresses `client`, and an idle connection with that header
+    /// from thread `home`'s list, now counted as used there (the most
+    /// recently used; without `send_proxy`, simply the last). `home` is the
+    /// thread the request started on: the three calls of one request name
+    /// the same one, even if a work-stealing runtime moves the request
+    /// between them.
     fn take(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
-    ) -> Option<SendRequest<Incoming>> {
+        (src, dst): (SocketAddr, SocketAddr),
+    ) -> (Option<ProxyLine>, Option<SendRequest<Incoming>>) {
         let mut all = self.lock();
-        let sp = all.get_mut(backend)?.get_mut(&server)?;
-        let t = sp.threads.get_mut(&home)?;
-        while let Some(s) = t.idle.pop() {
+        let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
+            return (None, None);
+        };
+        let line = sp.send_proxy.map(|version| ProxyLine { version, src, dst });
+        let Some(t) = sp.threads.get_mut(&home) else {
+            return (line, None);
+        };
+        while let Some(i) = t.idle.iter().rposition(|(l, _)| *l == line) {
+            let (_, s) = t.idle.remove(i);
             sp.idle_total -= 1;
             if !s.is_closed() {
                 t.use_one();
-                return Some(s);
+                return (line, Some(s));
             }
         }
-        None
+        (line, None)
     }
 
     /// A new connection to `server`, counted as used on thread `home`.
@@ -201,15 +242,16 @@ impl Pool {
     }
 
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
-    /// its request: back to the idle list when `reusable` is given, still
-    /// goes to the server's address `addr`, and `pool_max_conn` allows;
-    /// closed (dropped) otherwise.
+    /// its request: back to the idle list (under its PROXY header `line`)
+    /// when `reusable` is given, still goes to the server's address `addr`,
+    /// and `pool_max_conn` allows; closed (dropped) otherwise.
     fn released(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
         addr: SocketAddr,
+        line: Option<ProxyLine>,
         reusable: Option<SendRequest<Incoming>>,
     ) {
         let now = Instant::now();
@@ -225,7 +267,7 @@ impl Pool {
         if sp.limits.max_conn.is_some_and(|m| sp.idle_total >= m) {
             return;
         }
-        t.idle.push(s);
+        t.idle.push((line, s));
         sp.idle_total += 1;
         if sp.next_purge.is_none() && !sp.limits.purge_delay.is_zero() {
             sp.next_purge = Some(now + sp.limits.purge_delay);
@@ -368,6 +410,8 @@ pub(super) struct Release {
     server: ServerId,
     /// Where the connection goes.
     addr: SocketAddr,
+    /// The PROXY header the connection started with.
+    line: Option<ProxyLine>,
     /// The thread whose pool counts the connection.
     home: ThreadId,
     sender: Option<SendRequest<Incoming>>,
@@ -391,9 +435,14 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         let reusable = self.sender.take().filter(|_| self.complete);
-        self.shared
-            .pool
-            .released(&self.backend, self.server, self.home, self.addr, reusable);
+        self.shared.pool.released(
+            &self.backend,
+            self.server,
+            self.home,
+            self.addr,
+            self.line,
+            reusable,
+        );
         let mut core = self.shared.lock();
         let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
@@ -459,22 +508,47 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
-/// Serves one client connection. True when it ended on a malformed
-/// request that hyper answered itself (400, 414 or 431).
+/// Serves one client connection, whose client has the `(source,
+/// destination)` addresses `addrs` (its PROXY header's with
+/// `accept_proxy`), and whose first bytes, read with that header, are
+/// `initial`. True when it ended on a malformed request that hyper
+/// answered itself (400, 414 or 431).
 pub(super) async fn serve(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
     stream: TcpStream,
     peer: SocketAddr,
+    addrs: (SocketAddr, SocketAddr),
+    initial: Vec<u8>,
 ) -> bool {
     let _ = stream.set_nodelay(true);
-    let svc_shared = shared.clone();
-    let svc_fe = fe.clone();
     // The client's address as an X-Forwarded-For value, built once per connection.
     let client = Client {
-        ip: peer.ip(),
-        xff: HeaderValue::from_maybe_shared(Bytes::from(peer.ip().to_string())).ok(),
+        addrs,
+        xff: HeaderValue::from_maybe_shared(Bytes::from(addrs.0.ip().to_string())).ok(),
     };
+    if initial.is_empty() {
+        return serve_io(shared, fe, stream, peer, client).await;
+    }
+    // Bytes read past the PROXY header come first (only then is the
+    // stream wrapped).
+    let (r, w) = stream.into_split();
+    let io = tokio::io::join(std::io::Cursor::new(initial).chain(r), w);
+    serve_io(shared, fe, io, peer, client).await
+}
+
+async fn serve_io<I>(
+    shared: Arc<Shared>,
+    fe: Arc<FrontendConfig>,
+    io: I,
+    peer: SocketAddr,
+    client: Client,
+) -> bool
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let svc_fe = fe.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
@@ -485,7 +559,7 @@ pub(super) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut kill_all = shared.kill_all.subscribe();
     tokio::select! {
         r = conn => if let Err(e) = r {
@@ -531,8 +605,9 @@ fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str 
 /// The client of a connection.
 #[derive(Clone)]
 struct Client {
-    ip: IpAddr,
-    /// `ip` as a header value (cheap to clone).
+    /// `(source, destination)`: the connection's, or its PROXY header's.
+    addrs: (SocketAddr, SocketAddr),
+    /// The source IP as a header value (cheap to clone).
     xff: Option<HeaderValue>,
 }
 
@@ -547,13 +622,13 @@ async fn handle(
     strip_hop_by_hop(req.headers_mut());
     let xff = HeaderName::from_static("x-forwarded-for");
     let value = match req.headers().get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.ip)).ok(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.addrs.0.ip())).ok(),
         None => client.xff,
     };
     if let Some(v) = value {
         req.headers_mut().insert(xff, v);
     }
-    let client = client.ip;
+    let (client, addrs) = (client.addrs.0.ip(), client.addrs);
     if req.uri().authority().is_some() {
         if let Some(a) = req.uri().authority().cloned() {
             if !req.headers().contains_key(HOST) {
@@ -610,24 +685,30 @@ async fn handle(
     // on this thread's pool until the response is done.
     let home = std::thread::current().id();
     let mut failures = 0u32;
-    let mut sender = loop {
-        if let Some(mut s) = shared.pool.take(&backend, assignment.server, home) {
+    let (mut sender, line) = loop {
+        let (line, idle) = shared.pool.take(&backend, assignment.server, home, addrs);
+        if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
-                break s;
+                break (s, line);
             }
-            shared
-                .pool
-                .released(&backend, assignment.server, home, assignment.addr, None);
+            shared.pool.released(
+                &backend,
+                assignment.server,
+                home,
+                assignment.addr,
+                line,
+                None,
+            );
             continue;
         }
-        match connect(assignment.addr, timeouts.connect).await {
+        match connect(assignment.addr, timeouts.connect, line).await {
             Ok(s) => {
                 shared.pool.opened(&backend, assignment.server, home);
                 let mut core = shared.lock();
                 if let Some(b) = core.backends.get_mut(&backend) {
                     b.core.connect_ok(assignment.server);
                 }
-                break s;
+                break (s, line);
             }
             Err(e) => {
                 tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed");
@@ -673,6 +754,7 @@ async fn handle(
         backend,
         server: assignment.server,
         addr: assignment.addr,
+        line,
         home,
         sender: None,
         bytes_out: 0,
@@ -752,11 +834,22 @@ fn denied(
     local(StatusCode::SERVICE_UNAVAILABLE, text)
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<SendRequest<Incoming>> {
-    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// A new connection to `addr`, which starts with the PROXY header `line`
+/// if there is one (as HAProxy's, before the first request; the header
+/// goes in its own write, which the request's write follows at once).
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    line: Option<ProxyLine>,
+) -> std::io::Result<SendRequest<Incoming>> {
+    let mut s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout connect"))??;
     let _ = s.set_nodelay(true);
+    if let Some(l) = line {
+        s.write_all(&proxy_protocol::encode(l.version, l.src, l.dst))
+            .await?;
+    }
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(ServerIo::new(s)))
         .await
         .map_err(std::io::Error::other)?;

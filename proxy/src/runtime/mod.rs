@@ -631,7 +631,9 @@ fn add_server_rt(
         )));
     }
     let id = b.core.add_server(s.spec.clone(), now)?;
-    shared.pool.configure(backend, id, s.pool, s.spec.addr);
+    shared
+        .pool
+        .configure(backend, id, s.pool, s.spec.addr, s.send_proxy);
     let (kill, _) = watch::channel(0u64);
     let recheck = Arc::new(Notify::new());
     let mut tasks = Vec::new();
@@ -754,21 +756,17 @@ async fn session(
     mut client: TcpStream,
     peer: SocketAddr,
 ) {
-    {
-        let now = Instant::now();
-        let mut core = shared.lock();
-        if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.connection_accepted(now);
-            if !fe.accept_proxy {
-                f.session_started(now);
+    count_accept(shared, fe);
+    let (end, bin, bout) = match client_addrs(shared, fe, &mut client, peer).await {
+        None => (End::Denied, 0, 0),
+        Some((addrs, initial)) => {
+            match session_inner(shared, fe, &mut client, peer, addrs, initial).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
+                    (End::Done, 0, 0)
+                }
             }
-        }
-    }
-    let (end, bin, bout) = match session_inner(shared, fe, &mut client, peer).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
-            (End::Done, 0, 0)
         }
     };
     let mut core = shared.lock();
@@ -786,27 +784,85 @@ async fn session(
 async fn http_session(
     shared: &Arc<Shared>,
     fe: &Arc<FrontendConfig>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
 ) {
-    {
-        let now = Instant::now();
-        let mut core = shared.lock();
-        if let Some(f) = core.frontends.get_mut(&fe.name) {
-            f.connection_accepted(now);
+    count_accept(shared, fe);
+    let served = match client_addrs(shared, fe, &mut stream, peer).await {
+        Some((addrs, initial)) => {
+            Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs, initial).await)
+        }
+        None => None,
+    };
+    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+        f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
+        match served {
+            None => f.stats.denied += 1,
+            // HAProxy's h1_handle_parsing_error: one more request, a
+            // request error and the 4xx hyper sent.
+            Some(true) => {
+                if let Some(h) = f.request_received(Instant::now()) {
+                    h.request_errors += 1;
+                    h.count_response(400);
+                }
+            }
+            Some(false) => {}
+        }
+    }
+}
+
+/// Counts an accepted client connection on its frontend: as a connection
+/// (and in `scur`) at once, as a session at once too unless a PROXY header
+/// must come first ([`client_addrs`] counts it then). As HAProxy:
+/// `session_new` counts the connection (`feconn`), `conn_complete_session`
+/// the session once the PROXY header is in, so a rejected header is not a
+/// session.
+fn count_accept(shared: &Shared, fe: &FrontendConfig) {
+    let now = Instant::now();
+    let mut core = shared.lock();
+    if let Some(f) = core.frontends.get_mut(&fe.name) {
+        f.connection_accepted(now);
+        if !fe.accept_proxy {
             f.session_started(now);
         }
     }
-    let bad_request = http::serve(shared.clone(), fe.clone(), stream, peer).await;
-    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
-        f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
-        if bad_request {
-            // HAProxy's h1_handle_parsing_error: one more request, a
-            // request error and the 4xx hyper sent.
-            if let Some(h) = f.request_received(Instant::now()) {
-                h.request_errors += 1;
-                h.count_response(400);
+}
+
+/// The client's `(source, destination)` addresses for everything after the
+/// accept (balancing, X-Forwarded-For, what `send_proxy` sends on), and
+/// the bytes read past its PROXY header: with `accept_proxy`, those its
+/// header names (the connection's own for v1 `UNKNOWN`, v2 `LOCAL` and
+/// families without addresses), else the connection's. `None`: the header
+/// was bad, missing or not complete within `timeout client`; the caller
+/// closes the connection and counts it as denied.
+async fn client_addrs(
+    shared: &Shared,
+    fe: &FrontendConfig,
+    client: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<((SocketAddr, SocketAddr), Vec<u8>)> {
+    let local = match client.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(frontend = %fe.name, %peer, error = %e, "no local address");
+            return None;
+        }
+    };
+    if !fe.accept_proxy {
+        return Some(((peer, local), Vec::new()));
+    }
+    match read_proxy_header(client, fe.timeout_client).await {
+        Ok((addrs, rest)) => {
+            if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+                f.session_started(Instant::now());
             }
+            let addrs = addrs.unwrap_or((peer, local));
+            tracing::debug!(frontend = %fe.name, %peer, client = %addrs.0, "PROXY header");
+            Some((addrs, rest))
+        }
+        Err(e) => {
+            tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
+            None
         }
     }
 }
@@ -869,22 +925,10 @@ async fn session_inner(
     fe: &FrontendConfig,
     client: &mut TcpStream,
     peer: SocketAddr,
+    (src, dst): (SocketAddr, SocketAddr),
+    initial: Vec<u8>,
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
-    let local = client.local_addr()?;
-    // The original client's addresses: from its PROXY header if the
-    // frontend requires one (relayed as-is by send_proxy), else the socket's.
-    let ((src, dst), initial) = if fe.accept_proxy {
-        match read_proxy_header(client, fe.timeout_client).await {
-            Ok((addrs, rest)) => (addrs.unwrap_or((peer, local)), rest),
-            Err(e) => {
-                tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
-                return Ok((End::Denied, 0, 0));
-            }
-        }
-    } else {
-        ((peer, local), Vec::new())
-    };
     let client_ip: Option<IpAddr> = Some(src.ip());
     let backend = fe.backend.as_str();
 
@@ -892,11 +936,6 @@ async fn session_inner(
     let (timeouts, first) = {
         let now = Instant::now();
         let mut core = shared.lock();
-        if fe.accept_proxy {
-            if let Some(f) = core.frontends.get_mut(&fe.name) {
-                f.session_started(now);
-            }
-        }
         let Some(b) = core.backends.get_mut(backend) else {
             return Ok((End::Denied, 0, 0));
         };
