@@ -885,7 +885,7 @@ async fn scenario(log: Log, dir: &std::path::Path) -> Result<Report, String> {
         node.kill();
     }
     health_task.abort();
-    proxy.shutdown(Duration::from_millis(100)).await;
+    proxy.hard_stop();
     let failover = result?;
     say(log, "example", "done");
     Ok(Report { phases, failover })

@@ -8,6 +8,8 @@
 //! stats_listen = "127.0.0.1:9100" # optional: GET /metrics (Prometheus), GET /stats (CSV)
 //! # seed = 1                     # seeds the balancers' and spread_checks' randomness
 //! # spread_checks = 5            # 0..=50: +/- this percent of random jitter on check intervals
+//! # hard_stop_after = "30s"      # bounds a soft stop (SIGUSR1); default: no bound
+//! # noreuseport = false          # true: listeners without SO_REUSEPORT (no reload handover)
 //!
 //! [defaults]
 //! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds;
@@ -198,6 +200,11 @@ pub struct RawGlobal {
     /// `spread-checks`: random jitter on every check interval, in percent
     /// (0..=50).
     pub spread_checks: Option<u32>,
+    /// `hard-stop-after`: how long a soft stop may last before the
+    /// sessions left are closed (unset: no limit).
+    pub hard_stop_after: Option<RawDuration>,
+    /// `noreuseport`: bind listeners without `SO_REUSEPORT`.
+    pub noreuseport: Option<bool>,
 }
 
 /// `[defaults]`.
@@ -721,6 +728,15 @@ pub struct Config {
     pub thread_model: ThreadModel,
     /// Stats listener.
     pub stats_listen: Option<SocketAddr>,
+    /// `global.hard_stop_after` (HAProxy's `hard-stop-after`): a soft stop
+    /// closes the sessions still open after this long; `None`: it waits
+    /// for them however long they last.
+    pub hard_stop_after: Option<Duration>,
+    /// Listeners (frontends and the stats listener) are bound with
+    /// `SO_REUSEPORT` (HAProxy's default), so that a new process can bind
+    /// the same addresses while this one still listens (reload); `false`
+    /// with `global.noreuseport = true`.
+    pub reuseport: bool,
     /// Frontends in name order.
     pub frontends: Vec<FrontendConfig>,
     /// Backends in name order.
@@ -1042,6 +1058,20 @@ impl Config {
                 "global.spread_checks",
                 format!("{spread_checks} is out of range"),
                 "use 0..=50 (percent of jitter on check intervals; 2 to 5 works well)",
+            ));
+        }
+        let hard_stop_after = raw
+            .global
+            .hard_stop_after
+            .as_ref()
+            .map(|d| d.parse("global.hard_stop_after"))
+            .transpose()?;
+        let reuseport = !raw.global.noreuseport.unwrap_or(false);
+        if !reuseport && threads > 1 && thread_model == ThreadModel::PerCore {
+            return Err(Error::config(
+                "global.noreuseport",
+                "per-core threads each bind every address with SO_REUSEPORT",
+                "remove `noreuseport`, or use `threads = 1` or `thread_model = \"work-stealing\"`",
             ));
         }
         let def_connect = positive(
@@ -1564,6 +1594,8 @@ impl Config {
             seed: raw.global.seed,
             thread_model,
             stats_listen,
+            hard_stop_after,
+            reuseport,
             frontends,
             backends,
         })
@@ -1929,6 +1961,34 @@ maxconn = 5
             e.contains("global.spread_checks") && e.contains("0..=50"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hard_stop_after_and_noreuseport() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!((c.hard_stop_after, c.reuseport), (None, true));
+        let c = Config::from_toml(&GOOD.replace(
+            "[global]",
+            "[global]\nhard_stop_after = \"30s\"\nnoreuseport = true",
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.hard_stop_after, c.reuseport),
+            (Some(Duration::from_secs(30)), false)
+        );
+        let e = err(&GOOD.replace("[global]", "[global]\nhard_stop_after = \"soon\""));
+        assert!(e.contains("global.hard_stop_after"), "{e}");
+        // Per-core workers need SO_REUSEPORT; the other thread models do not.
+        let e = err(&GOOD.replace("[global]", "[global]\nnoreuseport = true\nthreads = 2"));
+        assert!(
+            e.contains("global.noreuseport") && e.contains("work-stealing"),
+            "{e}"
+        );
+        Config::from_toml(&GOOD.replace(
+            "[global]",
+            "[global]\nnoreuseport = true\nthreads = 2\nthread_model = \"work-stealing\"",
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -498,7 +498,7 @@ async fn per_core_workers_serve_http_with_their_own_server_connections() {
     // connection of its own (pools are per thread), reused afterwards.
     assert_eq!(ca.load(Ordering::Relaxed), 2);
     assert_eq!(p.stats().backends[0].total_sessions, 3 * clients as u64);
-    p.shutdown(std::time::Duration::from_secs(1)).await;
+    tokio::time::timeout(BOUND, p.soft_stop()).await.unwrap();
     stop.send(()).unwrap();
     worker.join().unwrap();
 }

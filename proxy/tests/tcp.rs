@@ -912,8 +912,7 @@ async fn graceful_shutdown_lets_sessions_finish() {
     c.write_all(b"a").await.unwrap();
     let mut b = [0u8; 1];
     c.read_exact(&mut b).await.unwrap();
-    let p2 = p.clone();
-    let stop = tokio::spawn(async move { p2.shutdown(BOUND).await });
+    let stop = tokio::spawn(p.soft_stop());
     // No new sessions...
     eventually("listener closed", || {
         std::net::TcpStream::connect_timeout(&fe, Duration::from_millis(200)).is_err()
@@ -997,7 +996,7 @@ async fn per_core_workers_share_the_listen_address() {
     let st = p.stats();
     assert_eq!(st.frontends[0].total_sessions, SESSIONS);
     assert_eq!(st.backends[0].bytes_in, st.backends[0].bytes_out);
-    assert_eq!(p.shutdown(Duration::from_secs(1)).await, 0);
+    assert_eq!(tokio::time::timeout(BOUND, p.soft_stop()).await.unwrap(), 0);
     // Both workers' listeners close (the worker's on its own thread, soon).
     let deadline = tokio::time::Instant::now() + BOUND;
     while TcpStream::connect(fe).await.is_ok() {
@@ -1012,10 +1011,16 @@ async fn per_core_workers_share_the_listen_address() {
 }
 
 #[tokio::test]
-async fn serve_here_needs_a_per_core_config() {
+async fn serve_here_needs_reuseport() {
     let (echo, _t) = echo_server().await;
-    // threads = 1: the address is bound without SO_REUSEPORT.
-    let (p, _fe) = start("", &servers(&[("e", echo, "")])).await;
+    // noreuseport: the address is bound without SO_REUSEPORT.
+    let text = format!(
+        "[global]\nnoreuseport = true\n[frontends.fe]\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        servers(&[("e", echo, "")])
+    );
+    let p = Proxy::start(halyard_proxy::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
     let e = p.serve_here().await.unwrap_err();
     assert!(matches!(e, halyard_proxy::Error::Bind { .. }), "{e}");
 }

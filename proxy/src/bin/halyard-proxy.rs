@@ -1,7 +1,21 @@
 //! `halyard-proxy --config proxy.toml [--check]`: runs the proxy described by
-//! a TOML file (see `halyard_proxy::config`) until SIGINT/SIGTERM, then stops
-//! gracefully (open sessions get 5 s to finish). `--check` only validates.
+//! a TOML file (see `halyard_proxy::config`). `--check` only validates.
 //! Logs go to stderr; filter with `RUST_LOG` (default `info`).
+//!
+//! Stopping, as HAProxy 2.6 (management guide, "Stopping and restarting
+//! HAProxy"):
+//! - SIGUSR1: soft stop (`Proxy::soft_stop`). The listeners close and the
+//!   checks stop at once; open sessions finish, however long they take,
+//!   unless `global.hard_stop_after` is set (then the ones left are closed);
+//!   the process then exits with status 0. Later SIGUSR1s are ignored.
+//! - SIGTERM, SIGINT: hard stop. As HAProxy (which installs no handler for
+//!   them), the default action ends the process at once and the kernel
+//!   closes every socket.
+//!
+//! Reload without refusing clients: start the new process with the new
+//! configuration (it binds the same addresses: listeners use `SO_REUSEPORT`
+//! unless `global.noreuseport`), then send SIGUSR1 to the old one. See
+//! "Stopping and reloading" in `proxy/README.md` for `tcp_migrate_req`.
 //!
 //! `threads = N > 1` with `thread_model = "per-core"` (the default) runs N
 //! single-threaded runtimes, one per OS thread: this thread starts the proxy
@@ -10,7 +24,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use halyard_proxy::config::{Config, ThreadModel};
 use halyard_proxy::Proxy;
@@ -72,7 +85,17 @@ fn main() -> ExitCode {
         }
     };
     let threads = config.threads;
+    let hard_stop_after = config.hard_stop_after;
     rt.block_on(async move {
+        // Installed first: a SIGUSR1 during the start soft-stops right after it.
+        let mut usr1 =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("halyard-proxy: cannot watch SIGUSR1: {e}");
+                    return ExitCode::from(1);
+                }
+            };
         let proxy = match Proxy::start(config).await {
             Ok(p) => p,
             Err(e) => {
@@ -80,7 +103,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        // Thread per core: the other workers, stopped once shutdown is over.
+        // Thread per core: the other workers, stopped once the soft stop is over.
         let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
         let mut workers = Vec::new();
         if per_core {
@@ -106,7 +129,7 @@ fn main() -> ExitCode {
                             let ok = r.is_ok();
                             let _ = ready_tx.send(r.map(|_| ()));
                             if ok {
-                                // Sessions of this worker run until the shutdown is over.
+                                // Sessions of this worker run until the soft stop is over.
                                 while !*stopped.borrow_and_update() {
                                     if stopped.changed().await.is_err() {
                                         break;
@@ -124,27 +147,16 @@ fn main() -> ExitCode {
                 };
                 if let Err(e) = started {
                     eprintln!("halyard-proxy: cannot start worker thread {i}: {e}");
-                    proxy.shutdown(Duration::ZERO).await;
+                    proxy.hard_stop();
                     let _ = stopped_tx.send(true);
                     return ExitCode::from(1);
                 }
             }
         }
         tracing::info!(threads, per_core, "halyard-proxy running");
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("halyard-proxy: cannot watch SIGTERM: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("stopping: no new sessions, open ones get 5s");
-        let left = proxy.shutdown(Duration::from_secs(5)).await;
+        usr1.recv().await;
+        tracing::info!(hard_stop_after = ?hard_stop_after, "SIGUSR1: soft stop, no new sessions, open ones finish");
+        let left = proxy.soft_stop().await;
         let _ = stopped_tx.send(true);
         for w in workers {
             let _ = w.join();

@@ -560,15 +560,30 @@ where
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service);
-    let mut kill_all = shared.kill_all.subscribe();
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
-            // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
-            // preface, a timeout or a close.
-            return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
-        },
-        _ = kill_all.changed() => {}
+    tokio::pin!(conn);
+    let mut stop = shared.stop.subscribe();
+    let mut next = super::Stop::Soft;
+    let r = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = super::stopped(&mut stop, next) => {
+                if *stop.borrow() == super::Stop::Hard {
+                    return false;
+                }
+                // Soft stop (HAProxy's mux_h1 `h1_set_cli_conn_mode`: a
+                // stopping frontend switches keep-alive to close): an idle
+                // connection closes now, a busy one after its response,
+                // sent with `Connection: close`.
+                conn.as_mut().graceful_shutdown();
+                next = super::Stop::Hard;
+            }
+        }
+    };
+    if let Err(e) = r {
+        tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
+        // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
+        // preface, a timeout or a close.
+        return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
     }
     false
 }

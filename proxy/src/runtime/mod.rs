@@ -28,7 +28,7 @@ pub use control::{parse_command, Command};
 use crate::backend::{Acquire, AdminState, Assignment, Backend, Event, Retry, Ticket};
 use crate::balance::{Algorithm, ServerId};
 use crate::config::{
-    BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, ThreadModel, Timeouts,
+    BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
 };
 use crate::health::{CheckTimeouts, HealthSource, Operational};
 use crate::proxy_protocol::{self, Version};
@@ -156,8 +156,12 @@ struct Shared {
     core: Mutex<Core>,
     /// Live session and check tasks (for leak checks).
     tasks: AtomicUsize,
-    /// Bumped to close every session at once (end of a graceful shutdown).
-    kill_all: watch::Sender<u64>,
+    /// Running, soft-stopping or hard-stopped: sessions watch it.
+    stop: watch::Sender<Stop>,
+    /// `global.hard_stop_after`: bounds a soft stop.
+    hard_stop_after: Option<Duration>,
+    /// Listeners are bound with `SO_REUSEPORT` (unless `global.noreuseport`).
+    reuseport: bool,
     /// HTTP mode: idle kept-alive server connections.
     pool: http::Pool,
     /// Sessions accepted by each worker (index = worker number).
@@ -166,6 +170,24 @@ struct Shared {
     spread_checks: u32,
     /// `global.seed`: seeds each check loop's jitter.
     seed: Option<u64>,
+}
+
+/// Where the proxy is in stopping (ordered: a hard stop follows a soft one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    Running,
+    /// [`Proxy::soft_stop`]: no new sessions; HTTP client connections close
+    /// once idle.
+    Soft,
+    /// [`Proxy::hard_stop`]: every session closes now.
+    Hard,
+}
+
+/// Resolves once the proxy's stop state reaches `at_least`.
+async fn stopped(rx: &mut watch::Receiver<Stop>, at_least: Stop) {
+    if rx.wait_for(|s| *s >= at_least).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl Shared {
@@ -205,7 +227,9 @@ pub struct Proxy {
 }
 
 /// Binds a listener like `TcpListener::bind` (`SO_REUSEADDR`), plus
-/// `SO_REUSEPORT` when several workers share the address.
+/// `SO_REUSEPORT` unless `global.noreuseport` (as HAProxy's listeners):
+/// per-core workers share an address with it, and so does a new process
+/// started for a reload while the old one still listens.
 fn bind_listener(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -237,20 +261,21 @@ impl Proxy {
     /// gets an ephemeral port: see [`Proxy::local_addrs`].
     pub async fn start(config: Config) -> Result<Proxy> {
         let now = Instant::now();
-        let (kill_all, _) = watch::channel(0u64);
+        let (stop, _) = watch::channel(Stop::Running);
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 backends: BTreeMap::new(),
                 frontends: BTreeMap::new(),
             }),
             tasks: AtomicUsize::new(0),
-            kill_all,
+            stop,
+            hard_stop_after: config.hard_stop_after,
+            reuseport: config.reuseport,
             pool: http::Pool::default(),
             accepted: Mutex::new(vec![Arc::new(AtomicU64::new(0))]),
             spread_checks: config.spread_checks,
             seed: config.seed,
         });
-        let reuseport = config.threads > 1 && config.thread_model == ThreadModel::PerCore;
         let accepted = shared.accepted.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
         let mut bound = Vec::new();
         // HAProxy's start_checks: the first run of every check (health,
@@ -285,7 +310,7 @@ impl Proxy {
             let limit = (fe.maxconn > 0).then(|| Arc::new(Semaphore::new(fe.maxconn as usize)));
             let mut addrs = Vec::new();
             for a in &fe.binds {
-                let l = bind_listener(*a, reuseport)
+                let l = bind_listener(*a, config.reuseport)
                     .map_err(|source| Error::Bind { addr: *a, source })?;
                 addrs.push(l.local_addr()?);
                 listeners.push(tokio::spawn(accept_loop(
@@ -307,8 +332,7 @@ impl Proxy {
             bound: Arc::new(bound),
         };
         if let Some(a) = config.stats_listen {
-            let l = TcpListener::bind(a)
-                .await
+            let l = bind_listener(a, config.reuseport)
                 .map_err(|source| Error::Bind { addr: a, source })?;
             proxy.stats_addr = Some(l.local_addr()?);
             let p = proxy.clone();
@@ -326,18 +350,18 @@ impl Proxy {
     /// on each of the addresses the first worker bound, so the kernel spreads
     /// new connections over the workers. Sessions stay on the worker that
     /// accepted them; checks, the stats listener and the backend state stay
-    /// shared. The proxy must come from a config with `threads > 1` and
-    /// `thread_model = "per-core"` (otherwise the addresses are bound
-    /// without `SO_REUSEPORT` and this fails with [`Error::Bind`]). The
-    /// runtime must keep running until [`Proxy::shutdown`] has returned.
+    /// shared. With `global.noreuseport` the addresses are bound without
+    /// `SO_REUSEPORT` and this fails with [`Error::Bind`]. The runtime must
+    /// keep running until the stop is over ([`Proxy::soft_stop`]'s future
+    /// resolved, or the sessions closed after [`Proxy::hard_stop`]).
     /// Returns the new worker's number (the index in [`Proxy::accepted_per_worker`]).
     pub async fn serve_here(&self) -> Result<usize> {
         let accepted = Arc::new(AtomicU64::new(0));
         let mut listeners = Vec::new();
         for b in self.bound.iter() {
             for a in &b.addrs {
-                let l =
-                    bind_listener(*a, true).map_err(|source| Error::Bind { addr: *a, source })?;
+                let l = bind_listener(*a, self.shared.reuseport)
+                    .map_err(|source| Error::Bind { addr: *a, source })?;
                 listeners.push(l);
             }
         }
@@ -524,10 +548,47 @@ impl Proxy {
         })
     }
 
-    /// Graceful stop: closes the listeners and checks at once, lets open
-    /// sessions finish for up to `grace`, then closes the rest. Returns the
-    /// number of sessions that had to be closed.
-    pub async fn shutdown(&self, grace: Duration) -> usize {
+    /// HAProxy's soft stop (SIGUSR1; `soft_stop()` in src/proxy.c): at
+    /// once, the listeners (frontends and the stats listener) close, so new
+    /// connections are refused, and the checks stop; open sessions go on,
+    /// and an HTTP client connection closes once its request in progress is
+    /// answered (with `Connection: close`), or at once when idle. The
+    /// returned future resolves when no session is left, however long that
+    /// takes, unless `global.hard_stop_after` is set: then the sessions
+    /// still open that long after the call are closed ([`Proxy::hard_stop`]).
+    /// It resolves to the number of sessions closed that way. Dropping it
+    /// does not undo the stop; bound it with `tokio::time::timeout` and call
+    /// [`Proxy::hard_stop`] for a deadline of the caller's own.
+    pub fn soft_stop(&self) -> impl std::future::Future<Output = usize> + Send + 'static {
+        self.stop_listening(Stop::Soft);
+        let p = self.clone();
+        let deadline = self
+            .shared
+            .hard_stop_after
+            .map(|d| tokio::time::Instant::now() + d);
+        async move {
+            while p.open_sessions() > 0 {
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    tracing::warn!("soft-stop running for too long, performing a hard-stop");
+                    return p.hard_stop();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            0
+        }
+    }
+
+    /// HAProxy's hard stop: the listeners and checks stop, and every open
+    /// session (TCP session, HTTP client connection and its requests) is
+    /// closed now. Returns how many were open. The sessions' tasks end soon
+    /// after, on their own runtimes.
+    pub fn hard_stop(&self) -> usize {
+        self.stop_listening(Stop::Hard);
+        self.open_sessions()
+    }
+
+    /// Closes the listeners, stops the checks and moves to `stop`.
+    fn stop_listening(&self, stop: Stop) {
         for l in self
             .listeners
             .lock()
@@ -546,23 +607,23 @@ impl Proxy {
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + grace;
-        let open = || {
-            self.shared
-                .lock()
-                .frontends
-                .values()
-                .map(|f| f.stats.cur_sessions as usize)
-                .sum::<usize>()
-        };
-        while open() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let left = open();
-        if left > 0 {
-            self.shared.kill_all.send_modify(|g| *g += 1);
-        }
-        left
+        self.shared.stop.send_if_modified(|s| {
+            let later = stop > *s;
+            if later {
+                *s = stop;
+            }
+            later
+        });
+    }
+
+    /// Open sessions (TCP) and client connections (HTTP), over all frontends.
+    fn open_sessions(&self) -> usize {
+        self.shared
+            .lock()
+            .frontends
+            .values()
+            .map(|f| f.stats.cur_sessions as usize)
+            .sum()
     }
 }
 
@@ -851,7 +912,13 @@ async fn client_addrs(
     if !fe.accept_proxy {
         return Some(((peer, local), Vec::new()));
     }
-    match read_proxy_header(client, fe.timeout_client).await {
+    let mut stop = shared.stop.subscribe();
+    let header = tokio::select! {
+        r = read_proxy_header(client, fe.timeout_client) => r,
+        // A hard stop does not wait for `timeout client`.
+        _ = stopped(&mut stop, Stop::Hard) => return None,
+    };
+    match header {
         Ok((addrs, rest)) => {
             if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
                 f.session_started(Instant::now());
@@ -1093,7 +1160,7 @@ async fn relay(
     t: Timeouts,
     kill: watch::Receiver<u64>,
 ) -> std::io::Result<()> {
-    let mut kill_all = shared.kill_all.subscribe();
+    let mut stop = shared.stop.subscribe();
     let timeout_client = fe.timeout_client;
     let fwd = forward::forward(client, server, initial, counters, fe.splice);
     tokio::pin!(fwd);
@@ -1114,7 +1181,7 @@ async fn relay(
         tokio::select! {
             r = &mut fwd => return r,
             _ = &mut kill => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
-            _ = kill_all.changed() => return Err(std::io::Error::other("proxy stopping")),
+            _ = stopped(&mut stop, Stop::Hard) => return Err(std::io::Error::other("hard stop")),
             _ = tokio::time::sleep_until(wake) => {
                 let now = tokio::time::Instant::now();
                 let c = counters.c2s.load(Ordering::Relaxed);
