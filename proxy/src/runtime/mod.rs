@@ -907,13 +907,14 @@ async fn session_inner(
         if let Some(v) = send_proxy {
             server
                 .write_all(&proxy_protocol::encode(v, src, dst))
-                .await?;
+                .await
+                .map_err(Cut::Server)?;
         }
         relay(
             shared,
             client,
             &mut server,
-            initial,
+            [initial, Vec::new()],
             &counters,
             fe,
             timeouts,
@@ -932,7 +933,7 @@ async fn session_inner(
         }
     }
     if let Err(e) = res {
-        tracing::debug!(frontend = %fe.name, %peer, error = %e, "session ended");
+        tracing::debug!(frontend = %fe.name, %peer, cut = %e, "session ended");
     }
     Ok((End::Done, bin, bout))
 }
@@ -972,18 +973,50 @@ async fn marked_down(mut kill: watch::Receiver<u64>) {
     }
 }
 
+/// Why [`relay`] ended before both sides closed.
+#[derive(Debug)]
+enum Cut {
+    /// The client's socket failed.
+    Client(std::io::Error),
+    /// The server's socket failed.
+    Server(std::io::Error),
+    /// `timeout tunnel` (both directions idle), or `timeout client` without
+    /// it: HAProxy counts it as the client's abort.
+    ClientTimeout,
+    /// `timeout server` (without `timeout tunnel`): the server's abort.
+    ServerTimeout,
+    /// `on-marked-down shutdown-sessions` (or `shutdown-backup-sessions`).
+    MarkedDown,
+    /// The end of a graceful stop.
+    Stopping,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Client(e) => write!(f, "client: {e}"),
+            Cut::Server(e) => write!(f, "server: {e}"),
+            Cut::ClientTimeout => f.write_str("timeout client or tunnel"),
+            Cut::ServerTimeout => f.write_str("timeout server"),
+            Cut::MarkedDown => f.write_str("server marked down: shutdown-sessions"),
+            Cut::Stopping => f.write_str("proxy stopping"),
+        }
+    }
+}
+
 /// Forwards with idle timeouts, the server kill switch and the global one.
+/// `initial`: bytes already read, to the server and to the client.
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     shared: &Arc<Shared>,
     client: &mut TcpStream,
     server: &mut TcpStream,
-    initial: Vec<u8>,
+    initial: [Vec<u8>; 2],
     counters: &forward::Counters,
     fe: &FrontendConfig,
     t: Timeouts,
     kill: watch::Receiver<u64>,
-) -> std::io::Result<()> {
+) -> Result<(), Cut> {
     let mut kill_all = shared.kill_all.subscribe();
     let timeout_client = fe.timeout_client;
     let fwd = forward::forward(client, server, initial, counters, fe.splice);
@@ -1004,15 +1037,15 @@ async fn relay(
         let wake = if t.tunnel.is_some() { dc } else { dc.min(ds) };
         tokio::select! {
             r = &mut fwd => return r,
-            _ = &mut kill => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
-            _ = kill_all.changed() => return Err(std::io::Error::other("proxy stopping")),
+            _ = &mut kill => return Err(Cut::MarkedDown),
+            _ = kill_all.changed() => return Err(Cut::Stopping),
             _ = tokio::time::sleep_until(wake) => {
                 let now = tokio::time::Instant::now();
                 let c = counters.c2s.load(Ordering::Relaxed);
                 let s = counters.s2c.load(Ordering::Relaxed);
                 if t.tunnel.is_some() {
                     if (c, s) == (seen_c, seen_s) {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout tunnel"));
+                        return Err(Cut::ClientTimeout);
                     }
                     dc = now + tc;
                     (seen_c, seen_s) = (c, s);
@@ -1020,14 +1053,14 @@ async fn relay(
                 }
                 if now >= dc {
                     if c == seen_c {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout client"));
+                        return Err(Cut::ClientTimeout);
                     }
                     dc = now + tc;
                     seen_c = c;
                 }
                 if now >= ds {
                     if s == seen_s {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout server"));
+                        return Err(Cut::ServerTimeout);
                     }
                     ds = now + ts;
                     seen_s = s;
