@@ -187,6 +187,9 @@ pub enum HttpEnd {
     /// The server's response, whose body the server aborted (HAProxy:
     /// `srv_abrt` and `eresp`).
     ServerAbort(u16),
+    /// An upgraded connection's tunnel ended on `timeout server` (HAProxy:
+    /// `srv_abrt` only).
+    ServerTimeout(u16),
     /// The client went away: before the response headers (`None`: no
     /// response, nothing counted but `cli_abrt`) or during the server's
     /// response body.
@@ -207,6 +210,7 @@ impl HttpEnd {
         match self {
             HttpEnd::Response(s)
             | HttpEnd::ServerAbort(s)
+            | HttpEnd::ServerTimeout(s)
             | HttpEnd::ServerError(s)
             | HttpEnd::Local(s)
             | HttpEnd::ClientAbort(Some(s)) => Some(s),
@@ -917,6 +921,7 @@ impl Backend {
                     h.server_aborts += 1;
                     h.response_errors += 1;
                 }
+                HttpEnd::ServerTimeout(_) => h.server_aborts += 1,
                 HttpEnd::ServerError(_) => h.response_errors += 1,
                 HttpEnd::ClientAbort(_) => h.client_aborts += 1,
                 HttpEnd::Response(_) | HttpEnd::Local(_) => {}
@@ -1682,6 +1687,7 @@ mod tests {
             HttpEnd::Response(200),
             HttpEnd::Response(404),
             HttpEnd::ServerAbort(200),
+            HttpEnd::ServerTimeout(101),
             HttpEnd::ClientAbort(Some(302)),
             HttpEnd::ClientAbort(None),
             HttpEnd::ServerError(502),
@@ -1694,14 +1700,14 @@ mod tests {
         let st = b.stats(now);
         let be = st.http.unwrap();
         // Every request with a response, the proxy's own 5xx included.
-        assert_eq!((be.requests, be.responses), (8, [0, 0, 2, 1, 1, 4]));
+        assert_eq!((be.requests, be.responses), (9, [0, 1, 2, 1, 1, 4]));
         let srv = st.servers[0].http.clone().unwrap();
         // Only the server's own responses.
-        assert_eq!((srv.requests, srv.responses), (4, [0, 0, 2, 1, 1, 0]));
+        assert_eq!((srv.requests, srv.responses), (5, [0, 1, 2, 1, 1, 0]));
         for h in [&be, &srv] {
             assert_eq!(
                 (h.response_errors, h.server_aborts, h.client_aborts),
-                (3, 1, 2)
+                (3, 2, 2)
             );
         }
         // A TCP-mode backend shows none.

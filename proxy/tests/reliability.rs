@@ -84,6 +84,93 @@ async fn one_exchange(fe: std::net::SocketAddr) -> bool {
     ) && out == b"ping"
 }
 
+/// 500 WebSocket tunnels through an HTTP frontend, 25 at a time, each
+/// upgraded, echoed and closed by one side or the other (the client's
+/// half-close, or a server reset): afterwards the process has the fds and
+/// tasks it had before, and no session or server slot is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tunnel_churn_leaks_nothing() {
+    const TOTAL: usize = 500;
+    const CONC: usize = 25;
+    let (ws, _heads) = ws_server().await;
+    let text = format!(
+        "[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        servers(&[("ws", ws, "")])
+    );
+    let p = Proxy::start(halyard_proxy::config::Config::from_toml(&text).unwrap())
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    for i in 0..4 {
+        assert!(one_tunnel(fe, i).await);
+    }
+    let idle = || {
+        let st = p.stats();
+        st.frontends[0].cur_sessions == 0 && st.backends[0].cur_sessions == 0
+    };
+    eventually("warm-up tunnels closed", idle).await;
+    let fds_before = fd_count();
+    let tasks_before = p.task_count();
+    let work = async {
+        let mut handles = Vec::new();
+        for w in 0..CONC {
+            handles.push(tokio::spawn(async move {
+                let mut ok = 0;
+                for i in (w..TOTAL).step_by(CONC) {
+                    ok += usize::from(one_tunnel(fe, i).await);
+                }
+                ok
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            ok += h.await.unwrap();
+        }
+        ok
+    };
+    let ok = tokio::time::timeout(Duration::from_secs(120), work)
+        .await
+        .expect("churn bounded");
+    assert_eq!(ok, TOTAL);
+    eventually("all tunnels closed", idle).await;
+    eventually("tasks back to baseline", || p.task_count() == tasks_before).await;
+    eventually("fds back to baseline", || fd_count() <= fds_before).await;
+    let h = p.stats().backends[0].http.clone().unwrap();
+    assert_eq!(h.responses[1], (TOTAL + 4) as u64);
+}
+
+/// One WebSocket tunnel: even `i` echoes and half-closes, odd `i` has its
+/// server reset the connection after one byte.
+async fn one_tunnel(fe: std::net::SocketAddr, i: usize) -> bool {
+    let echo = i.is_multiple_of(2);
+    let path = if echo { "/ws" } else { "/die" };
+    let Ok(mut c) = TcpStream::connect(fe).await else {
+        return false;
+    };
+    if c.write_all(ws_request(path).as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let exchange = async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if !got.starts_with(b"HTTP/1.1 101") || c.write_all(b"ping").await.is_err() {
+            return false;
+        }
+        let _ = c.shutdown().await;
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest).await;
+        got.extend_from_slice(&rest);
+        !echo || got.ends_with(b"welcomeping")
+    };
+    tokio::time::timeout(BOUND, exchange).await.unwrap_or(false)
+}
+
 fn require_system() -> bool {
     std::env::var("HALYARD_REQUIRE_SYSTEM").is_ok_and(|v| v == "1")
 }

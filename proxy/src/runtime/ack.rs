@@ -328,6 +328,14 @@ impl ServerIo {
         }
     }
 
+    /// The socket, for a tunnel after an HTTP upgrade: the peeked bytes
+    /// (what hyper already read) are dropped first, so the tunnel reads
+    /// only what comes after them.
+    pub(crate) fn tunnel(&mut self) -> &mut TcpStream {
+        self.ack.release(&self.stream);
+        &mut self.stream
+    }
+
     fn wrote(&mut self, r: &io::Result<usize>) -> io::Result<()> {
         match r {
             Ok(n) if *n > 0 => self.ack.wrote(&self.stream),

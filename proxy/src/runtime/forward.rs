@@ -24,6 +24,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use super::ack::{read_drain, Piggyback};
+use super::Cut;
 
 /// Scratch buffer size (one per thread).
 const SCRATCH: usize = 64 * 1024;
@@ -137,8 +138,26 @@ enum ServerEnd {
     From,
 }
 
+impl ServerEnd {
+    /// An error of the `from` socket, as whose it is.
+    fn source_err(self, e: io::Error) -> Cut {
+        match self {
+            ServerEnd::From => Cut::Server(e),
+            ServerEnd::To => Cut::Client(e),
+        }
+    }
+
+    /// An error of the `to` socket, as whose it is.
+    fn sink_err(self, e: io::Error) -> Cut {
+        match self {
+            ServerEnd::To => Cut::Server(e),
+            ServerEnd::From => Cut::Client(e),
+        }
+    }
+}
+
 /// Moves bytes `from -> to` until blocked; `Ready(Ok)` once this direction
-/// is fully closed.
+/// is fully closed. An error says whose socket failed.
 fn poll_dir(
     cx: &mut Context<'_>,
     d: &mut Dir,
@@ -147,14 +166,15 @@ fn poll_dir(
     count: &AtomicU64,
     ack: &mut Piggyback,
     server: ServerEnd,
-) -> Poll<io::Result<()>> {
+) -> Poll<Result<(), Cut>> {
+    let (from_err, to_err) = (|e| server.source_err(e), |e| server.sink_err(e));
     let mut budget = BUDGET;
     #[cfg(target_os = "linux")]
     if let Some(p) = d.pipe.as_mut() {
         loop {
             match splice::flush(cx, p, to) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r?,
+                Poll::Ready(r) => r.map_err(to_err)?,
             }
             if d.eof {
                 if !d.shut {
@@ -172,13 +192,13 @@ fn poll_dir(
             budget -= 1;
             match from.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r?,
+                Poll::Ready(r) => r.map_err(from_err)?,
             }
             match splice::fill(p, from, count) {
                 Ok(0) => d.eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => return Poll::Ready(Err(from_err(e))),
             }
         }
     }
@@ -186,17 +206,17 @@ fn poll_dir(
         while d.off < d.pending.len() {
             match to.poll_write_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => r?,
+                Poll::Ready(r) => r.map_err(to_err)?,
             }
             match to.try_write(&d.pending[d.off..]) {
                 Ok(n) => {
                     d.off += n;
                     if server == ServerEnd::To {
-                        ack.wrote(to)?;
+                        ack.wrote(to).map_err(to_err)?;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => return Poll::Ready(Err(to_err(e))),
             }
         }
         if !d.pending.is_empty() {
@@ -223,7 +243,7 @@ fn poll_dir(
         budget -= 1;
         match from.poll_read_ready(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(r) => r?,
+            Poll::Ready(r) => r.map_err(from_err)?,
         }
         let r = SCRATCH_BUF.with(|cell| {
             let mut buf = cell.borrow_mut();
@@ -240,7 +260,7 @@ fn poll_dir(
                     count.fetch_add(n as u64, Ordering::Relaxed);
                     let written = to.try_write(&buf[..n]);
                     if server == ServerEnd::To && matches!(written, Ok(m) if m > 0) {
-                        ack.wrote(to)?;
+                        ack.wrote(to).map_err(to_err)?;
                     }
                     match written {
                         Ok(m) if m == n => {
@@ -263,11 +283,11 @@ fn poll_dir(
                             d.pending.extend_from_slice(&buf[..n]);
                             Ok(())
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err(to_err(e)),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                Err(e) => Err(e),
+                Err(e) => Err(from_err(e)),
             }
         });
         r?;
@@ -279,21 +299,26 @@ fn poll_dir(
     }
 }
 
-/// Forwards until both directions are closed or an error occurs. `initial`
-/// is sent to the server first (bytes that arrived with a PROXY header).
-pub async fn forward(
+/// Forwards until both directions are closed or a socket fails (the error
+/// says whose: [`Cut::Client`] or [`Cut::Server`]). `initial` holds bytes
+/// already read that go first: to the server (bytes that arrived with a
+/// PROXY header or after an HTTP upgrade request) and to the client (after
+/// the server's `101`).
+pub(super) async fn forward(
     client: &mut TcpStream,
     server: &mut TcpStream,
-    initial: Vec<u8>,
+    initial: [Vec<u8>; 2],
     counters: &Counters,
     splice: bool,
-) -> io::Result<()> {
+) -> Result<(), Cut> {
+    let [to_server, to_client] = initial;
     let mut c2s = Dir {
-        pending: initial,
+        pending: to_server,
         splice_ok: splice,
         ..Dir::default()
     };
     let mut s2c = Dir {
+        pending: to_client,
         splice_ok: splice,
         ..Dir::default()
     };
@@ -331,7 +356,7 @@ pub async fn forward(
             Poll::Ready(Ok(()))
         } else {
             if let Err(e) = ack.poll_expire(cx, server) {
-                return Poll::Ready(Err(e));
+                return Poll::Ready(Err(Cut::Server(e)));
             }
             Poll::Pending
         }

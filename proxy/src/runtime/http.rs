@@ -18,6 +18,14 @@
 //! headers. `timeout client` bounds the time to receive request headers
 //! (slowloris) and the keep-alive idle time.
 //!
+//! Upgrades (WebSocket): a request with `Connection: upgrade` and an
+//! `Upgrade` header keeps both, and its server connection is never pooled
+//! again. A `101` answer goes to the client, then the two connections
+//! become a byte tunnel ([`relay`](super::relay), as a TCP session: half
+//! closes, `timeout tunnel`, kill switches), run by the client connection's
+//! task after hyper hands both sockets over; the server slot is held until
+//! the tunnel ends. Any other answer is an ordinary response.
+//!
 //! HTTP counters (HAProxy's `req_tot`, `hrsp_*`, `ereq`, `eresp`,
 //! `cli_abrt`, `srv_abrt`) are counted under the locks a request takes
 //! anyway: the frontend's request when the backend core is asked for a
@@ -36,18 +44,21 @@ use std::time::{Duration, Instant};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{
-    HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, PROXY_AUTHORIZATION,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, TE, TRAILER, UPGRADE,
 };
+use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use tokio::sync::{oneshot, watch};
 
 use super::ack::ServerIo;
-use super::{marked_down, retry_pause, wait_queue, Core, Shared};
+use super::forward::Counters;
+use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
@@ -318,6 +329,9 @@ fn kill_switch(rx: watch::Receiver<u64>) -> KillSwitch {
 type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body: the server's, tracked, or a short local one.
+// One per response, moved once into hyper: boxing the large variant would
+// cost an allocation per request to save a few hundred bytes of move.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum ProxyBody {
     /// From the server; the guard releases the slot when dropped; the
     /// switch aborts the response (`on-marked-down shutdown-sessions`).
@@ -415,7 +429,12 @@ pub(super) struct Release {
     /// The thread whose pool counts the connection.
     home: ThreadId,
     sender: Option<SendRequest<Incoming>>,
+    /// Tunnel bytes client -> server (0 without an upgrade).
+    bytes_in: u64,
+    /// Response body bytes, or tunnel bytes server -> client.
     bytes_out: u64,
+    /// The request was upgraded: its bytes count on the frontend too.
+    tunnel: bool,
     complete: bool,
     /// The server's status, once its response headers came.
     status: u16,
@@ -447,12 +466,16 @@ impl Drop for Release {
         let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
             b.core
-                .release(Instant::now(), self.server, 0, self.bytes_out);
+                .release(Instant::now(), self.server, self.bytes_in, self.bytes_out);
             b.core.http_end(Some(self.server), self.end);
             b.flush();
         }
         if let Some(s) = self.end.status() {
             count_frontend(core, &self.fe.name, s);
+        }
+        if let (true, Some(f)) = (self.tunnel, core.frontends.get_mut(&self.fe.name)) {
+            f.stats.bytes_in += self.bytes_in;
+            f.stats.bytes_out += self.bytes_out;
         }
     }
 }
@@ -508,10 +531,58 @@ fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
     }
 }
 
+/// The options of the `Connection` headers and the protocols of the
+/// `Upgrade` headers, as bytes (no allocation).
+fn tokens<'a>(h: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a [u8]> {
+    h.get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Whether a message asks for (a request) or agrees to (a `101`) a
+/// protocol switch: an `Upgrade` header and the `upgrade` option in
+/// `Connection` (HAProxy's `HTTP_MSGF_CONN_UPG`). An ordinary message stops
+/// at the first lookup.
+fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(UPGRADE) && tokens(h, &CONNECTION).any(|t| t.eq_ignore_ascii_case(b"upgrade"))
+}
+
+/// For a message that [`wants_upgrade`]: whether it is a WebSocket
+/// handshake without its key (`Sec-WebSocket-Key` of 24 characters in a
+/// request, `Sec-WebSocket-Accept` in a response), which HAProxy's
+/// `h1_search_websocket_key` rejects (400 to a client, 502 for a server).
+fn websocket_without_key(h: &HeaderMap, response: bool) -> bool {
+    let key_ok = if response {
+        h.contains_key(SEC_WEBSOCKET_ACCEPT)
+    } else {
+        h.get(SEC_WEBSOCKET_KEY).is_some_and(|k| k.len() == 24)
+    };
+    !key_ok && tokens(h, &UPGRADE).any(|t| t.eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Strips the hop-by-hop headers of an upgrade request or its `101`, then
+/// puts back the switch itself: `Upgrade` and `Connection: upgrade`.
+fn strip_keeping_upgrade(h: &mut HeaderMap) {
+    let protocols = h.remove(UPGRADE);
+    strip_hop_by_hop(h);
+    if let Some(p) = protocols {
+        h.insert(UPGRADE, p);
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// A client connection's tunnel, once its request was upgraded: run by
+/// [`serve`] after hyper hands the connection over.
+type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a request leaves its [`Tunnel`] for its connection (one per
+/// client connection).
+type TunnelSlot = Arc<Mutex<Option<Tunnel>>>;
+
 /// Serves one client connection, whose client has the `(source,
 /// destination)` addresses `addrs` (its PROXY header's with
-/// `accept_proxy`), and whose first bytes, read with that header, are
-/// `initial`. True when it ended on a malformed request that hyper
+/// `accept_proxy`). True when it ended on a malformed request that hyper
 /// answered itself (400, 414 or 431).
 pub(super) async fn serve(
     shared: Arc<Shared>,
@@ -519,7 +590,6 @@ pub(super) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     addrs: (SocketAddr, SocketAddr),
-    initial: Vec<u8>,
 ) -> bool {
     let _ = stream.set_nodelay(true);
     // The client's address as an X-Forwarded-For value, built once per connection.
@@ -527,39 +597,23 @@ pub(super) async fn serve(
         addrs,
         xff: HeaderValue::from_maybe_shared(Bytes::from(addrs.0.ip().to_string())).ok(),
     };
-    if initial.is_empty() {
-        return serve_io(shared, fe, stream, peer, client).await;
-    }
-    // Bytes read past the PROXY header come first (only then is the
-    // stream wrapped).
-    let (r, w) = stream.into_split();
-    let io = tokio::io::join(std::io::Cursor::new(initial).chain(r), w);
-    serve_io(shared, fe, io, peer, client).await
-}
-
-async fn serve_io<I>(
-    shared: Arc<Shared>,
-    fe: Arc<FrontendConfig>,
-    io: I,
-    peer: SocketAddr,
-    client: Client,
-) -> bool
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
     let svc_shared = shared.clone();
     let svc_fe = fe.clone();
+    let slot = TunnelSlot::default();
+    let svc_slot = slot.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, fe, req, client).await) }
+        let slot = svc_slot.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, fe, req, client, &slot).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut stop = shared.stop.subscribe();
     let mut next = super::Stop::Soft;
@@ -584,6 +638,12 @@ where
         // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
         // preface, a timeout or a close.
         return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
+    }
+    // The connection ended, or was handed over to an upgraded request's
+    // tunnel: the session lasts until the tunnel ends.
+    let tunnel = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(t) = tunnel {
+        t.await;
     }
     false
 }
@@ -631,10 +691,22 @@ async fn handle(
     fe: Arc<FrontendConfig>,
     mut req: Request<Incoming>,
     client: Client,
+    slot: &TunnelSlot,
 ) -> Response<ProxyBody> {
     let backend = pick_backend(&fe, &req).to_string();
+    // An upgrade (HTTP/1.1 only, as hyper): the client connection, once
+    // hyper hands it over.
+    let upgrade = (req.version() == hyper::Version::HTTP_11 && wants_upgrade(req.headers()))
+        .then(|| hyper::upgrade::on(&mut req));
+    if upgrade.is_some() && websocket_without_key(req.headers(), false) {
+        return bad_websocket_request(shared, &fe);
+    }
     // Request rewriting: hop-by-hop out, X-Forwarded-For in, origin-form URI.
-    strip_hop_by_hop(req.headers_mut());
+    if upgrade.is_some() {
+        strip_keeping_upgrade(req.headers_mut());
+    } else {
+        strip_hop_by_hop(req.headers_mut());
+    }
     let xff = HeaderName::from_static("x-forwarded-for");
     let value = match req.headers().get(&xff).and_then(|v| v.to_str().ok()) {
         Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", client.addrs.0.ip())).ok(),
@@ -772,24 +844,34 @@ async fn handle(
         line,
         home,
         sender: None,
+        bytes_in: 0,
         bytes_out: 0,
+        tunnel: false,
         complete: false,
         status: 0,
         end: HttpEnd::ClientAbort(None),
     };
     // on-marked-down shutdown-sessions (and on-marked-up
-    // shutdown-backup-sessions for a backup): in-flight requests end too.
-    let mut kill = {
+    // shutdown-backup-sessions for a backup): in-flight requests end too,
+    // and a tunnel (which, as a TCP session, always listens).
+    let (mut kill, tunnel_kill) = {
         let core = shared.lock();
-        core.backends.get(&guard.backend).and_then(|b| {
+        let rx = core.backends.get(&guard.backend).and_then(|b| {
             let spec = b.core.server_spec(assignment.server)?;
             let wanted = spec.shutdown_sessions_on_down || spec.backup;
-            wanted.then(|| {
-                b.servers
-                    .get(&assignment.server)
-                    .map(|rt| kill_switch(rt.kill.subscribe()))
-            })?
-        })
+            if !wanted && upgrade.is_none() {
+                return None;
+            }
+            let rx = b.servers.get(&assignment.server)?.kill.subscribe();
+            Some((wanted, rx))
+        });
+        match rx {
+            Some((wanted, rx)) => {
+                let tunnel_kill = upgrade.is_some().then(|| rx.clone());
+                (wanted.then(|| kill_switch(rx)), tunnel_kill)
+            }
+            None => (None, None),
+        }
     };
     let sent = async {
         match kill.as_mut() {
@@ -805,8 +887,30 @@ async fn handle(
         return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
     };
     match sent {
+        Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // HAProxy's http_wait_for_response: a 101 needs the request's
+            // and its own `Connection: upgrade`, else it is a bad response.
+            let tunnel = upgrade.filter(|_| {
+                wants_upgrade(resp.headers()) && !websocket_without_key(resp.headers(), true)
+            });
+            let Some(on_client) = tunnel else {
+                guard.end = HttpEnd::ServerError(502);
+                return local(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
+            };
+            guard.status = 101;
+            guard.end = HttpEnd::ClientAbort(Some(101));
+            let mut resp = resp;
+            let on_server = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            strip_keeping_upgrade(&mut parts.headers);
+            let kill_rx = tunnel_kill.unwrap_or_else(|| watch::channel(0).1);
+            let t = run_tunnel(guard, on_client, on_server, timeouts, kill_rx);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(t));
+            Response::from_parts(parts, ProxyBody::Local(None))
+        }
         Ok(Ok(resp)) => {
-            guard.sender = Some(sender);
+            // An upgrade request's connection is not pooled again.
+            guard.sender = upgrade.is_none().then_some(sender);
             guard.status = resp.status().as_u16();
             guard.end = HttpEnd::ClientAbort(Some(guard.status));
             let (mut parts, body) = resp.into_parts();
@@ -827,6 +931,86 @@ async fn handle(
             local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n")
         }
     }
+}
+
+/// Joins an upgraded client connection and its server connection, once
+/// hyper hands both over, as a TCP session does (half-close, `timeout
+/// tunnel`, kill switches, byte counts), and counts how the tunnel ended
+/// as HAProxy 2.6.12 does: a clean close or the proxy's own cut as the
+/// `101`; `timeout tunnel` (or `timeout client`) and client errors as
+/// `cli_abrt`; server errors as `srv_abrt` and `eresp`; `timeout server`
+/// as `srv_abrt`.
+async fn run_tunnel(
+    mut guard: Release,
+    on_client: OnUpgrade,
+    on_server: OnUpgrade,
+    timeouts: crate::config::Timeouts,
+    kill: watch::Receiver<u64>,
+) {
+    let (c, s) = tokio::join!(on_client, on_server);
+    let (c, s) = match (c, s) {
+        (Ok(c), Ok(s)) => (c, s),
+        (c, s) => {
+            tracing::debug!(backend = %guard.backend, client = ?c.err(), server = ?s.err(), "upgrade failed");
+            return;
+        }
+    };
+    let (Ok(c), Ok(s)) = (
+        c.downcast::<TokioIo<TcpStream>>(),
+        s.downcast::<TokioIo<ServerIo>>(),
+    ) else {
+        return;
+    };
+    let mut client = c.io.into_inner();
+    let mut server = s.io.into_inner();
+    // What hyper read past the request and the 101 goes first.
+    let initial = [c.read_buf.to_vec(), s.read_buf.to_vec()];
+    let (early_in, early_out) = (initial[0].len() as u64, initial[1].len() as u64);
+    let counters = Counters::default();
+    let shared = guard.shared.clone();
+    let fe = guard.fe.clone();
+    let r = relay(
+        &shared,
+        &mut client,
+        server.tunnel(),
+        initial,
+        &counters,
+        &fe,
+        timeouts,
+        kill,
+    )
+    .await;
+    guard.tunnel = true;
+    guard.bytes_in = early_in + counters.c2s.load(std::sync::atomic::Ordering::Relaxed);
+    guard.bytes_out = early_out + counters.s2c.load(std::sync::atomic::Ordering::Relaxed);
+    guard.end = match r {
+        Ok(()) | Err(Cut::MarkedDown | Cut::Stopping) => HttpEnd::Response(101),
+        Err(Cut::Client(_) | Cut::ClientTimeout) => HttpEnd::ClientAbort(Some(101)),
+        Err(Cut::Server(_)) => HttpEnd::ServerAbort(101),
+        Err(Cut::ServerTimeout) => HttpEnd::ServerTimeout(101),
+    };
+    if let Err(e) = r {
+        tracing::debug!(backend = %guard.backend, cut = %e, "tunnel ended");
+    }
+}
+
+/// HAProxy's answer to a WebSocket handshake without its key: 400 and
+/// close, counted as a request error on the frontend
+/// (`h1_handle_parsing_error`).
+fn bad_websocket_request(shared: &Arc<Shared>, fe: &FrontendConfig) -> Response<ProxyBody> {
+    if let Some(h) = shared
+        .lock()
+        .frontends
+        .get_mut(&fe.name)
+        .and_then(|f| f.request_received(Instant::now()))
+    {
+        h.request_errors += 1;
+        h.count_response(400);
+    }
+    let mut r = local(StatusCode::BAD_REQUEST, "400 bad request\n");
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// A 503 without a server (none usable, queue full or timed out, every
@@ -869,7 +1053,7 @@ async fn connect(
         .await
         .map_err(std::io::Error::other)?;
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "server connection ended");
         }
     });

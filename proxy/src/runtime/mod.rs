@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -820,15 +820,13 @@ async fn session(
     count_accept(shared, fe);
     let (end, bin, bout) = match client_addrs(shared, fe, &mut client, peer).await {
         None => (End::Denied, 0, 0),
-        Some((addrs, initial)) => {
-            match session_inner(shared, fe, &mut client, peer, addrs, initial).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
-                    (End::Done, 0, 0)
-                }
+        Some(addrs) => match session_inner(shared, fe, &mut client, peer, addrs).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
+                (End::Done, 0, 0)
             }
-        }
+        },
     };
     let mut core = shared.lock();
     if let Some(f) = core.frontends.get_mut(&fe.name) {
@@ -850,9 +848,7 @@ async fn http_session(
 ) {
     count_accept(shared, fe);
     let served = match client_addrs(shared, fe, &mut stream, peer).await {
-        Some((addrs, initial)) => {
-            Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs, initial).await)
-        }
+        Some(addrs) => Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await),
         None => None,
     };
     if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
@@ -890,18 +886,18 @@ fn count_accept(shared: &Shared, fe: &FrontendConfig) {
 }
 
 /// The client's `(source, destination)` addresses for everything after the
-/// accept (balancing, X-Forwarded-For, what `send_proxy` sends on), and
-/// the bytes read past its PROXY header: with `accept_proxy`, those its
-/// header names (the connection's own for v1 `UNKNOWN`, v2 `LOCAL` and
-/// families without addresses), else the connection's. `None`: the header
-/// was bad, missing or not complete within `timeout client`; the caller
-/// closes the connection and counts it as denied.
+/// accept (balancing, X-Forwarded-For, what `send_proxy` sends on): with
+/// `accept_proxy`, those its PROXY header names (the connection's own for
+/// v1 `UNKNOWN`, v2 `LOCAL` and families without addresses), else the
+/// connection's. `None`: the header was bad, missing or not complete
+/// within `timeout client`, or a hard stop came first; the caller closes
+/// the connection and counts it as denied.
 async fn client_addrs(
     shared: &Shared,
     fe: &FrontendConfig,
     client: &mut TcpStream,
     peer: SocketAddr,
-) -> Option<((SocketAddr, SocketAddr), Vec<u8>)> {
+) -> Option<(SocketAddr, SocketAddr)> {
     let local = match client.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -910,7 +906,7 @@ async fn client_addrs(
         }
     };
     if !fe.accept_proxy {
-        return Some(((peer, local), Vec::new()));
+        return Some((peer, local));
     }
     let mut stop = shared.stop.subscribe();
     let header = tokio::select! {
@@ -919,13 +915,13 @@ async fn client_addrs(
         _ = stopped(&mut stop, Stop::Hard) => return None,
     };
     match header {
-        Ok((addrs, rest)) => {
+        Ok(addrs) => {
             if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
                 f.session_started(Instant::now());
             }
             let addrs = addrs.unwrap_or((peer, local));
             tracing::debug!(frontend = %fe.name, %peer, client = %addrs.0, "PROXY header");
-            Some((addrs, rest))
+            Some(addrs)
         }
         Err(e) => {
             tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
@@ -934,29 +930,64 @@ async fn client_addrs(
     }
 }
 
+/// Takes a PROXY header off `client`, as HAProxy's `conn_recv_proxy` does:
+/// peeks at what has arrived, waits for more while the header is
+/// incomplete, and reads exactly the header once it is whole, so that the
+/// bytes behind it stay in the socket for whoever reads next (hyper, the
+/// forwarder, an upgraded tunnel).
 async fn read_proxy_header(
     client: &mut TcpStream,
     timeout: Duration,
-) -> Result<(Option<(SocketAddr, SocketAddr)>, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(256);
+) -> Result<Option<(SocketAddr, SocketAddr)>> {
+    use rustix::net::{recv, RecvFlags};
+    // Room for the longest header the parser accepts.
+    let mut buf = vec![0u8; proxy_protocol::V2_MAX];
     let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || Error::ProxyProtocol("timeout client while waiting for the header");
+    let closed_early = || Error::ProxyProtocol("connection closed before the header ended");
     loop {
-        match proxy_protocol::parse(&buf)? {
-            Some((h, n)) => return Ok((h.addresses, buf.split_off(n))),
-            None => {
-                let mut chunk = [0u8; 256];
-                let n = tokio::time::timeout_at(deadline, client.read(&mut chunk))
-                    .await
-                    .map_err(|_| {
-                        Error::ProxyProtocol("timeout client while waiting for the header")
-                    })??;
-                if n == 0 {
-                    return Err(Error::ProxyProtocol(
-                        "connection closed before the header ended",
-                    ));
-                }
-                buf.extend_from_slice(&chunk[..n]);
+        let ready = tokio::time::timeout_at(deadline, client.ready(Interest::READABLE))
+            .await
+            .map_err(|_| timed_out())??;
+        let mut parsed = None;
+        let peeked = client.try_io(Interest::READABLE, || {
+            let (_, n) = recv(
+                &*client,
+                &mut buf[..],
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            )?;
+            let p = proxy_protocol::parse(&buf[..n]);
+            let incomplete = n > 0 && matches!(p, Ok(None));
+            parsed = Some(p);
+            if incomplete {
+                // Clears the readiness: wait for more bytes, not the same ones.
+                return Err(std::io::ErrorKind::WouldBlock.into());
             }
+            Ok(n)
+        });
+        match peeked {
+            Ok(0) => return Err(closed_early()),
+            Ok(_) => {}
+            // Incomplete: everything queued was peeked, so after the
+            // client's FIN (a closed state tokio never clears) nothing
+            // more can come.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if ready.is_read_closed() && matches!(parsed, Some(Ok(None))) {
+                    return Err(closed_early());
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match parsed {
+            Some(Ok(Some((header, n)))) => {
+                tokio::time::timeout_at(deadline, client.read_exact(&mut buf[..n]))
+                    .await
+                    .map_err(|_| timed_out())??;
+                return Ok(header.addresses);
+            }
+            Some(Err(e)) => return Err(e),
+            _ => continue,
         }
     }
 }
@@ -993,7 +1024,6 @@ async fn session_inner(
     client: &mut TcpStream,
     peer: SocketAddr,
     (src, dst): (SocketAddr, SocketAddr),
-    initial: Vec<u8>,
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
     let client_ip: Option<IpAddr> = Some(src.ip());
@@ -1083,13 +1113,14 @@ async fn session_inner(
         if let Some(v) = send_proxy {
             server
                 .write_all(&proxy_protocol::encode(v, src, dst))
-                .await?;
+                .await
+                .map_err(Cut::Server)?;
         }
         relay(
             shared,
             client,
             &mut server,
-            initial,
+            [Vec::new(), Vec::new()],
             &counters,
             fe,
             timeouts,
@@ -1108,7 +1139,7 @@ async fn session_inner(
         }
     }
     if let Err(e) = res {
-        tracing::debug!(frontend = %fe.name, %peer, error = %e, "session ended");
+        tracing::debug!(frontend = %fe.name, %peer, cut = %e, "session ended");
     }
     Ok((End::Done, bin, bout))
 }
@@ -1148,18 +1179,50 @@ async fn marked_down(mut kill: watch::Receiver<u64>) {
     }
 }
 
+/// Why [`relay`] ended before both sides closed.
+#[derive(Debug)]
+enum Cut {
+    /// The client's socket failed.
+    Client(std::io::Error),
+    /// The server's socket failed.
+    Server(std::io::Error),
+    /// `timeout tunnel` (both directions idle), or `timeout client` without
+    /// it: HAProxy counts it as the client's abort.
+    ClientTimeout,
+    /// `timeout server` (without `timeout tunnel`): the server's abort.
+    ServerTimeout,
+    /// `on-marked-down shutdown-sessions` (or `shutdown-backup-sessions`).
+    MarkedDown,
+    /// The end of a graceful stop.
+    Stopping,
+}
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cut::Client(e) => write!(f, "client: {e}"),
+            Cut::Server(e) => write!(f, "server: {e}"),
+            Cut::ClientTimeout => f.write_str("timeout client or tunnel"),
+            Cut::ServerTimeout => f.write_str("timeout server"),
+            Cut::MarkedDown => f.write_str("server marked down: shutdown-sessions"),
+            Cut::Stopping => f.write_str("proxy stopping"),
+        }
+    }
+}
+
 /// Forwards with idle timeouts, the server kill switch and the global one.
+/// `initial`: bytes already read, to the server and to the client.
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     shared: &Arc<Shared>,
     client: &mut TcpStream,
     server: &mut TcpStream,
-    initial: Vec<u8>,
+    initial: [Vec<u8>; 2],
     counters: &forward::Counters,
     fe: &FrontendConfig,
     t: Timeouts,
     kill: watch::Receiver<u64>,
-) -> std::io::Result<()> {
+) -> Result<(), Cut> {
     let mut stop = shared.stop.subscribe();
     let timeout_client = fe.timeout_client;
     let fwd = forward::forward(client, server, initial, counters, fe.splice);
@@ -1180,15 +1243,15 @@ async fn relay(
         let wake = if t.tunnel.is_some() { dc } else { dc.min(ds) };
         tokio::select! {
             r = &mut fwd => return r,
-            _ = &mut kill => return Err(std::io::Error::other("server marked down: shutdown-sessions")),
-            _ = stopped(&mut stop, Stop::Hard) => return Err(std::io::Error::other("hard stop")),
+            _ = &mut kill => return Err(Cut::MarkedDown),
+            _ = stopped(&mut stop, Stop::Hard) => return Err(Cut::Stopping),
             _ = tokio::time::sleep_until(wake) => {
                 let now = tokio::time::Instant::now();
                 let c = counters.c2s.load(Ordering::Relaxed);
                 let s = counters.s2c.load(Ordering::Relaxed);
                 if t.tunnel.is_some() {
                     if (c, s) == (seen_c, seen_s) {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout tunnel"));
+                        return Err(Cut::ClientTimeout);
                     }
                     dc = now + tc;
                     (seen_c, seen_s) = (c, s);
@@ -1196,14 +1259,14 @@ async fn relay(
                 }
                 if now >= dc {
                     if c == seen_c {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout client"));
+                        return Err(Cut::ClientTimeout);
                     }
                     dc = now + tc;
                     seen_c = c;
                 }
                 if now >= ds {
                     if s == seen_s {
-                        return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timeout server"));
+                        return Err(Cut::ServerTimeout);
                     }
                     ds = now + ts;
                     seen_s = s;

@@ -256,3 +256,88 @@ pub fn per_core_worker(
         .expect("serve_here");
     (stop_tx, h, n)
 }
+
+/// The RFC 6455 example key and its `Sec-WebSocket-Accept`.
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// See [`WS_KEY`].
+pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A WebSocket handshake request for `path` (`GET`, HTTP/1.1, with the key).
+pub fn ws_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A raw-TCP fake WebSocket server (the handshake is plain HTTP/1.1; no
+/// framing after it). By path: `/ws` answers `101` (with `welcome` in the
+/// same write), then echoes until EOF and closes its side; `/die` answers
+/// `101`, reads one byte and resets the connection; `/noaccept` answers
+/// `101` without `Sec-WebSocket-Accept`, `/noconn` without `Connection:
+/// upgrade`; anything else gets `200 ok` (keep-alive, the upgrade
+/// ignored). Returns its address and the request heads it received, each
+/// after the number of its connection (`"0 GET / HTTP/1.1..."`).
+pub async fn ws_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h2 = heads.clone();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a, _t) = spawn_server(move |mut s| {
+        let heads = h2.clone();
+        let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            loop {
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                heads.lock().unwrap().push(format!("{conn} {head}"));
+                let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                let switch = |extra: &str| {
+                    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{extra}\r\n")
+                };
+                let accept = format!("Sec-WebSocket-Accept: {WS_ACCEPT}\r\n");
+                let answer = match path.as_str() {
+                    "/ws" => switch(&format!("Connection: Upgrade\r\n{accept}")) + "welcome",
+                    "/die" => switch(&format!("Connection: Upgrade\r\n{accept}")),
+                    "/noaccept" => switch("Connection: Upgrade\r\n"),
+                    "/noconn" => switch(&accept),
+                    _ => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string(),
+                };
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                match path.as_str() {
+                    "/ws" => {
+                        // What came with the head first, then the rest.
+                        if s.write_all(&buf).await.is_err() {
+                            return;
+                        }
+                        let (mut r, mut w) = s.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                        let _ = w.shutdown().await;
+                        return;
+                    }
+                    "/die" => {
+                        if buf.is_empty() {
+                            let _ = s.read(&mut chunk).await;
+                        }
+                        let _ = s.set_zero_linger();
+                        return;
+                    }
+                    "/noaccept" | "/noconn" => return,
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await;
+    (a, heads)
+}
