@@ -57,6 +57,8 @@
 //! # agent_port, agent_inter, agent_send ("hello\n"), agent_addr,
 //! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
+//! # check_send_proxy = true (a PROXY header on checks even without
+//! #   send_proxy or with check_port/check_addr),
 //! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
 //! # on_marked_up = "shutdown-backup-sessions" (a primary coming UP closes the
 //! #   sessions on the backup servers),
@@ -454,6 +456,10 @@ pub struct RawServer {
     pub agent_addr: Option<String>,
     /// `send-proxy` (`v1`) / `send-proxy-v2` (`v2`).
     pub send_proxy: Option<String>,
+    /// `check-send-proxy`: a PROXY header on the check connections even
+    /// without `send_proxy`, or with `check_port`/`check_addr`.
+    #[serde(default)]
+    pub check_send_proxy: bool,
     /// `on-marked-down`: only `shutdown-sessions`.
     pub on_marked_down: Option<String>,
     /// `on-marked-up`: only `shutdown-backup-sessions`.
@@ -593,6 +599,9 @@ pub struct ServerConfig {
     pub spec: ServerSpec,
     /// PROXY header to send to the server.
     pub send_proxy: Option<Version>,
+    /// `check-send-proxy`: checks send a PROXY header even when
+    /// [`ServerConfig::send_proxy`] alone would not give them one.
+    pub send_proxy_on_checks: bool,
     /// `port`: active checks go to this port.
     pub check_port: Option<u16>,
     /// `addr`: active checks, and the agent without `agent_addr`, go to
@@ -617,6 +626,7 @@ impl ServerConfig {
         ServerConfig {
             spec,
             send_proxy: None,
+            send_proxy_on_checks: false,
             check_port: None,
             check_addr: None,
             agent_port: None,
@@ -638,8 +648,14 @@ impl ServerConfig {
 
     /// The PROXY header of check connections: the server's `send_proxy`,
     /// but only while checks go to the server itself (HAProxy's
-    /// `init_srv_check`: a check `port` or `addr` drops it).
+    /// `init_srv_check`: a check `port` or `addr` drops it). With
+    /// `check-send-proxy` always, in the server's version, v1 when it has
+    /// none (HAProxy's `make_proxy_line` picks v2 only for `send-proxy-v2`;
+    /// checked against HAProxy 2.6.12).
     pub fn check_send_proxy(&self) -> Option<Version> {
+        if self.send_proxy_on_checks {
+            return Some(self.send_proxy.unwrap_or(Version::V1));
+        }
         self.send_proxy
             .filter(|_| self.check_port.is_none() && self.check_addr.is_none())
     }
@@ -1388,9 +1404,17 @@ impl Config {
                     shutdown_sessions_on_down: shutdown,
                     shutdown_backup_sessions_on_up: shutdown_backups,
                 };
+                if s.check_send_proxy && !s.check {
+                    return Err(Error::config(
+                        sf("check_send_proxy"),
+                        "only active checks send it (agent checks never do)",
+                        "set check = true on this server or remove check_send_proxy",
+                    ));
+                }
                 servers.push(ServerConfig {
                     spec,
                     send_proxy,
+                    send_proxy_on_checks: s.check_send_proxy,
                     check_port: s.check_port,
                     check_addr,
                     agent_port: s.agent_port,
@@ -1729,6 +1753,28 @@ maxconn = 5
         }
         let e = err(&GOOD.replace("expect_status = 204", "expect_status = true"));
         assert!(e.contains("at `backends.app.check.expect_status`"), "{e}");
+    }
+
+    #[test]
+    fn check_send_proxy_forces_the_header_on_checks() {
+        let server = |extra: &str| {
+            let c =
+                Config::from_toml(&GOOD.replace("send_proxy = \"v2\"\n", &format!("{extra}\n")))
+                    .unwrap();
+            c.backends[0].servers[0].check_send_proxy()
+        };
+        assert_eq!(server("check_send_proxy = true"), Some(Version::V1));
+        assert_eq!(server(""), None);
+        assert_eq!(
+            server("send_proxy = \"v2\"\ncheck_port = 9\ncheck_send_proxy = true"),
+            Some(Version::V2)
+        );
+        assert_eq!(server("send_proxy = \"v2\"\ncheck_port = 9"), None);
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\ncheck_send_proxy = true"));
+        assert!(
+            e.contains("servers.b.check_send_proxy") && e.contains("check = true"),
+            "{e}"
+        );
     }
 
     #[test]

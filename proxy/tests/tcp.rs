@@ -690,6 +690,39 @@ async fn checks_send_a_proxy_header_when_the_server_gets_one() {
     let (h, (peer, local)) = seen.lock().unwrap()[0];
     assert_eq!(h.version, Version::V1);
     assert_eq!(h.addresses, Some((peer, local)));
+
+    // `check_send_proxy` (HAProxy's check-send-proxy): v1 on the checks of
+    // a server without send_proxy, as HAProxy 2.6.12 sends it.
+    let (a, seen) = proxy_requiring_check_target().await;
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\n{}",
+        servers(&[("s", a, "check = true\ncheck_send_proxy = true")])
+    );
+    let (_p, _fe) = start("", &backend).await;
+    eventually("v1 header from check_send_proxy", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0].0.version, Version::V1);
+
+    // With check_port, send_proxy alone gives the checks no header;
+    // check_send_proxy does, in the server's version (v2).
+    let (a, seen) = proxy_requiring_check_target().await;
+    let (traffic, _t) = name_server("s").await;
+    let extra = format!(
+        "check = true\nsend_proxy = \"v2\"\ncheck_send_proxy = true\ncheck_port = {}",
+        a.port()
+    );
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\n{}",
+        servers(&[("s", traffic, &extra)])
+    );
+    let (_p, _fe) = start("", &backend).await;
+    eventually("v2 header to check_port", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0].0.version, Version::V2);
 }
 
 #[tokio::test]

@@ -21,7 +21,10 @@
 //! LOCAL command HAProxy 2.6 sends on checks (its `pp2-never-send-local`
 //! behaviour): the encoder has no LOCAL form. Agent checks send none, as in
 //! HAProxy. A server with `check_port` or `check_addr` gets no header on
-//! its checks (HAProxy's `init_srv_check`: the checks then go elsewhere).
+//! its checks (HAProxy's `init_srv_check`: the checks then go elsewhere),
+//! unless it has `check_send_proxy` (HAProxy's `check-send-proxy`: always,
+//! v1 unless the server sends v2); see
+//! [`crate::config::ServerConfig::check_send_proxy`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
