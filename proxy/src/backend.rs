@@ -320,6 +320,10 @@ struct Server {
     errors_in_row: u32,
     last_change: Instant,
     check_status: String,
+    /// HAProxy's `check.desc` of the last check (CSV `last_chk`).
+    check_desc: String,
+    /// HAProxy's `agent.desc` of the last agent check (CSV `last_agt`).
+    agent_desc: String,
     check_duration: Option<Duration>,
     c: Counters,
     /// Most clients waiting for this server at once.
@@ -501,6 +505,8 @@ impl Backend {
             errors_in_row: 0,
             last_change: now,
             check_status: String::new(),
+            check_desc: String::new(),
+            agent_desc: String::new(),
             check_duration: None,
             c: Counters::default(),
             queue_max: 0,
@@ -1037,6 +1043,12 @@ impl Backend {
             return;
         }
         s.check_status = "HANA".into();
+        // HAProxy's `__health_adjust` (the only error observed here is a
+        // failed connect).
+        s.check_desc = format!(
+            "Detected {} consecutive errors, last one was: L4 unsuccessful connection",
+            s.spec.error_limit
+        );
         s.count_check_failure();
         let t = s.health.observe(false);
         self.events.push(Event::CheckSoon { server: id });
@@ -1092,14 +1104,16 @@ impl Backend {
         self.dispatch(now);
     }
 
-    /// An active check finished. `status` is a short HAProxy-like code
-    /// (`L4OK`, `L4CON`, `L7STS`, ...).
+    /// An active check finished. `status` is HAProxy's check status
+    /// (`L4OK`, `L4CON`, `L7STS`, ...), `desc` its description (stats
+    /// `last_chk`: "Connection refused", an HTTP reason phrase, ...).
     pub fn check_result(
         &mut self,
         now: Instant,
         server: ServerId,
         ok: bool,
         status: &str,
+        desc: &str,
         duration: Duration,
     ) {
         let Some(s) = self.servers.get_mut(&server) else {
@@ -1110,6 +1124,7 @@ impl Backend {
             return;
         }
         s.check_status = status.to_string();
+        s.check_desc = desc.to_string();
         s.check_duration = Some(duration);
         if !ok {
             s.count_check_failure();
@@ -1126,11 +1141,13 @@ impl Backend {
         }
     }
 
-    /// An agent replied (HAProxy `agent-check`).
+    /// An agent replied (HAProxy `agent-check`); a reply that says nothing
+    /// ([`AgentReply::noted`]) only records its description.
     pub fn agent_result(&mut self, now: Instant, server: ServerId, reply: &AgentReply) {
         let Some(s) = self.servers.get_mut(&server) else {
             return;
         };
+        s.agent_desc.clone_from(&reply.info);
         if let Some(p) = reply.weight_percent {
             // HAProxy (server_parse_weight_change_request): a percentage of
             // the *initial* weight, clamped to 256, that replaces the
@@ -1372,6 +1389,8 @@ impl Backend {
                     retries: s.c.retries,
                     redispatches: s.c.redispatches,
                     check_status: s.check_status.clone(),
+                    last_chk: s.check_desc.clone(),
+                    last_agt: s.agent_desc.clone(),
                     check_duration_ms: s.check_duration.map(|d| d.as_millis() as u64),
                     check_failures: s.c.check_failures,
                     down_transitions: s.c.down_transitions,
@@ -1457,7 +1476,7 @@ mod tests {
         for _ in 0..4 {
             assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
         }
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         assert_eq!(
             b.take_events(),
             vec![Event::ServerDown {
@@ -1776,9 +1795,9 @@ mod tests {
         let mut b2 = ServerSpec::new("b2", addr(3));
         b2.backup = true;
         let (mut b, now) = backend(BackendOptions::default(), vec![p, b1, b2]);
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         let _ = b.take_events();
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(
             b.take_events(),
             vec![
@@ -1938,12 +1957,12 @@ mod tests {
         let mut s = ServerSpec::new("s", addr(1));
         s.check = Some(CheckParams::default());
         let (mut b, now) = backend(BackendOptions::default(), vec![s]);
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         assert_eq!(b.acquire(now, None), Acquire::NoServer);
         assert_eq!(b.stats(now).status, "DOWN");
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(b.acquire(now, None), Acquire::NoServer, "rise 2");
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
     }
 
@@ -2081,6 +2100,7 @@ mod tests {
                 a,
                 ok,
                 if ok { "L7OK" } else { "L7STS" },
+                "",
                 Duration::ZERO,
             );
         }
@@ -2097,13 +2117,13 @@ mod tests {
         // a DOWN one: unchanged); leaving maint is UP, one failure DOWN.
         b.set_admin(now, "a", AdminState::Maint).unwrap();
         b.set_admin(now, "a", AdminState::Ready).unwrap();
-        b.check_result(now, a, false, "L4CON", Duration::ZERO);
+        b.check_result(now, a, false, "L4CON", "", Duration::ZERO);
         let st = &b.stats(now).servers[0];
         assert_eq!((st.check_failures, st.down_transitions), (4, 3));
         b.set_admin(now, "a", AdminState::Maint).unwrap();
         assert_eq!(b.stats(now).servers[0].down_transitions, 3);
         b.set_admin(now, "a", AdminState::Ready).unwrap();
-        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", "", Duration::ZERO);
         b.set_admin(now, "a", AdminState::Maint).unwrap();
         assert_eq!(b.stats(now).servers[0].down_transitions, 4);
     }
@@ -2124,7 +2144,7 @@ mod tests {
             ..Default::default()
         };
         let (mut b, now) = backend(opts, vec![s]);
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // full health
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO); // full health
         assert_eq!(b.next_check_in(ServerId(1)), Some(Duration::from_secs(2)));
         // One burst of error_limit errors = one failed check, not DOWN.
         let a = assigned(b.acquire(now, None));
@@ -2166,8 +2186,8 @@ mod tests {
         );
         assert_eq!(b.acquire(now, None), Acquire::NoServer);
         // The active checks bring it back.
-        b.check_result(now, a, true, "L4OK", Duration::ZERO);
-        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", "", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", "", Duration::ZERO);
         assert_eq!(assigned(b.acquire(now, None)), a);
     }
 
@@ -2196,8 +2216,8 @@ mod tests {
             100,
             "no ramp at startup"
         );
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(
             b.stats(now + Duration::from_secs(2)).servers[0].effective_weight,
             20
@@ -2228,8 +2248,8 @@ mod tests {
             Some(10),
             "no ramp at startup"
         );
-        b.check_result(t0, ServerId(1), false, "L4CON", Duration::ZERO);
-        b.check_result(t0, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(t0, ServerId(1), false, "L4CON", "", Duration::ZERO);
+        b.check_result(t0, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(b.effective_maxconn(ServerId(1), t0), Some(1));
         // 3 s into a 10 s slowstart: max(1, 10 * 30 / 100) = 3 sessions.
         let t3 = t0 + Duration::from_secs(3);
@@ -2322,13 +2342,13 @@ mod tests {
             b.agent_result(now, ServerId(1), &reply(word));
             assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
             for _ in 0..5 {
-                b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+                b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
             }
             assert_eq!(b.stats(now).servers[0].status, "DOWN (agent)", "{word}");
             assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
             // A reply without a health word leaves the agent's verdict.
             b.agent_result(now, ServerId(1), &reply("ready 100%"));
-            b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+            b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
             assert_eq!(b.acquire(now, None), Acquire::NoServer, "{word}");
             b.take_events();
             b.agent_result(now, ServerId(1), &reply("up"));
@@ -2344,11 +2364,11 @@ mod tests {
         }
         // Once the agent said up, checks rule again: fall 3 failures, rise 2 successes.
         for _ in 0..3 {
-            b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+            b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         }
         assert_eq!(b.stats(now).servers[0].status, "DOWN");
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO);
         assert_eq!(b.stats(now).servers[0].status, "UP");
     }
 
@@ -2362,10 +2382,10 @@ mod tests {
             BackendOptions::default(),
             vec![s, ServerSpec::new("plain", addr(2))],
         );
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         assert_eq!(b.stats(now).servers[0].status, "DOWN");
         b.set_admin(now, "a", AdminState::Maint).unwrap();
-        b.check_result(now, ServerId(1), true, "L4OK", Duration::ZERO); // paused: ignored
+        b.check_result(now, ServerId(1), true, "L4OK", "", Duration::ZERO); // paused: ignored
         b.set_admin(now, "plain", AdminState::Maint).unwrap();
         assert_eq!(b.stats(now).servers[0].status, "MAINT");
         b.take_events();
@@ -2387,7 +2407,7 @@ mod tests {
             b.next_check_in(ServerId(1)),
             Some(CheckParams::default().fastinter)
         );
-        b.check_result(now, ServerId(1), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(1), false, "L4CON", "", Duration::ZERO);
         assert_eq!(b.stats(now).servers[0].status, "DOWN", "one failure");
         // A server without checks just comes back UP (HAProxy: "no check").
         b.set_admin(now, "plain", AdminState::Ready).unwrap();
@@ -2430,7 +2450,7 @@ mod tests {
             }]
         );
         // A server already DOWN enters maintenance without a transition.
-        b.check_result(now, ServerId(3), false, "L4CON", Duration::ZERO);
+        b.check_result(now, ServerId(3), false, "L4CON", "", Duration::ZERO);
         b.take_events();
         b.set_admin(now, "c", AdminState::Maint).unwrap();
         assert_eq!(b.take_events(), vec![]);

@@ -34,8 +34,11 @@
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
-//!                                # httpchk), path (default "/"), expect_status (200 or
-//!                                # "200,201,300-310"; default any 2xx or 3xx);
+//!                                # httpchk), path (default "/"), version ("HTTP/1.0"
+//!                                # or "HTTP/1.1"), headers ({ Host = "a.example" }),
+//!                                # body, expect_status (200 or "200,201,300-310";
+//!                                # default any 2xx or 3xx), expect ("[!] string",
+//!                                # "rstring" or "rstatus") with pattern;
 //!                                # or "tcp-check" (option tcp-check) with rules:
 //! # rules = [                    # one action per rule, run in order after the connect
 //! #   { send = "PING\r\n" },                          # tcp-check send
@@ -59,6 +62,8 @@
 //! # agent_port, agent_inter, agent_send ("hello\n"), agent_addr,
 //! # slowstart (ramps the weight and maxconn after the server comes back),
 //! # send_proxy = "v1" | "v2" (also on check connections),
+//! # check_send_proxy = true (a PROXY header on checks even without
+//! #   send_proxy or with check_port/check_addr),
 //! # on_marked_down = "shutdown-sessions" (on a DOWN and on entering maint),
 //! # on_marked_up = "shutdown-backup-sessions" (a primary coming UP closes the
 //! #   sessions on the backup servers),
@@ -84,6 +89,7 @@ use serde::Deserialize;
 use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
 use crate::balance::Algorithm;
 use crate::health::{CheckParams, StatusMatch};
+use crate::httpcheck::{HttpCheck, HttpExpect, HttpMatch, HttpRequest};
 use crate::proxy_protocol::Version;
 use crate::tcpcheck::{
     parse_hex, Expect, Pattern, Rstring, TcpCheckAction, TcpCheckRule, CHECK_BUFSIZE,
@@ -338,9 +344,20 @@ pub struct RawCheck {
     pub method: Option<String>,
     /// HTTP path (default `/`).
     pub path: Option<String>,
+    /// HTTP version, `HTTP/1.0` (default) or `HTTP/1.1` (HAProxy's `ver`).
+    pub version: Option<String>,
+    /// Request headers (HAProxy's `http-check send hdr <name> <value>`).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request body (HAProxy's `http-check send body <string>`).
+    pub body: Option<String>,
     /// Expected statuses: one code or a string of codes and ranges
     /// (default: any 2xx or 3xx).
     pub expect_status: Option<RawStatus>,
+    /// `http-check expect [!] rstatus|string|rstring`: what `pattern` is
+    /// looked for in.
+    pub expect: Option<String>,
+    /// The `expect` rule's `<pattern>`.
+    pub pattern: Option<String>,
     /// `inter`.
     pub inter: Option<RawDuration>,
     /// `fastinter`.
@@ -462,6 +479,10 @@ pub struct RawServer {
     pub agent_addr: Option<String>,
     /// `send-proxy` (`v1`) / `send-proxy-v2` (`v2`).
     pub send_proxy: Option<String>,
+    /// `check-send-proxy`: a PROXY header on the check connections even
+    /// without `send_proxy`, or with `check_port`/`check_addr`.
+    #[serde(default)]
+    pub check_send_proxy: bool,
     /// `on-marked-down`: only `shutdown-sessions`.
     pub on_marked_down: Option<String>,
     /// `on-marked-up`: only `shutdown-backup-sessions`.
@@ -492,15 +513,8 @@ pub struct Timeouts {
 pub enum CheckKind {
     /// TCP connect.
     Tcp,
-    /// HTTP/1.0 request; success on `expect_status`.
-    Http {
-        /// Method.
-        method: String,
-        /// Path.
-        path: String,
-        /// Expected statuses (default any 2xx or 3xx).
-        expect_status: StatusMatch,
-    },
+    /// `option httpchk`: a request, and expectations on the response.
+    Http(HttpCheck),
     /// `option tcp-check`: connect, then these rules in order (never empty).
     TcpCheck(Vec<TcpCheckRule>),
 }
@@ -603,6 +617,9 @@ pub struct ServerConfig {
     /// (TCP mode) or of each new server connection (HTTP mode, where an
     /// idle connection is reused only for the same header).
     pub send_proxy: Option<Version>,
+    /// `check-send-proxy`: checks send a PROXY header even when
+    /// [`ServerConfig::send_proxy`] alone would not give them one.
+    pub send_proxy_on_checks: bool,
     /// `port`: active checks go to this port.
     pub check_port: Option<u16>,
     /// `addr`: active checks, and the agent without `agent_addr`, go to
@@ -627,6 +644,7 @@ impl ServerConfig {
         ServerConfig {
             spec,
             send_proxy: None,
+            send_proxy_on_checks: false,
             check_port: None,
             check_addr: None,
             agent_port: None,
@@ -648,8 +666,14 @@ impl ServerConfig {
 
     /// The PROXY header of check connections: the server's `send_proxy`,
     /// but only while checks go to the server itself (HAProxy's
-    /// `init_srv_check`: a check `port` or `addr` drops it).
+    /// `init_srv_check`: a check `port` or `addr` drops it). With
+    /// `check-send-proxy` always, in the server's version, v1 when it has
+    /// none (HAProxy's `make_proxy_line` picks v2 only for `send-proxy-v2`;
+    /// checked against HAProxy 2.6.12).
     pub fn check_send_proxy(&self) -> Option<Version> {
+        if self.send_proxy_on_checks {
+            return Some(self.send_proxy.unwrap_or(Version::V1));
+        }
         self.send_proxy
             .filter(|_| self.check_port.is_none() && self.check_addr.is_none())
     }
@@ -970,6 +994,164 @@ fn expect_rule(rf: &dyn Fn(&str) -> String, kind: &str, r: &RawTcpCheckRule) -> 
     })
 }
 
+/// Validates an HTTP check (`kind = "http"`): the request (`method`,
+/// `path`, `version`, `headers`, `body`: HAProxy's `option httpchk` and
+/// `http-check send`) and the expectations (`expect_status`, then `expect`
+/// with `pattern`: HAProxy's `http-check expect` rules, in that order).
+fn http_check(cf: &dyn Fn(&str) -> String, c: &RawCheck) -> Result<HttpCheck> {
+    // HAProxy's `option httpchk` default: OPTIONS.
+    let method = c.method.clone().unwrap_or_else(|| "OPTIONS".into());
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Error::config(
+            cf("method"),
+            format!("`{method}` is not an HTTP method"),
+            "use e.g. \"GET\", \"HEAD\" or \"OPTIONS\"",
+        ));
+    }
+    let path = c.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(Error::config(
+            cf("path"),
+            format!("`{path}` is not a request path"),
+            "start it with / and leave out spaces and control characters",
+        ));
+    }
+    let version = c.version.clone().unwrap_or_else(|| "HTTP/1.0".into());
+    if version != "HTTP/1.0" && version != "HTTP/1.1" {
+        return Err(Error::config(
+            cf("version"),
+            format!("`{version}` is not a supported HTTP version"),
+            "use \"HTTP/1.0\" (the default) or \"HTTP/1.1\" (then also set headers = { Host = \"...\" })",
+        ));
+    }
+    let mut headers = Vec::new();
+    for (name, value) in c.headers.iter().flatten() {
+        let field = cf(&format!("headers.{name}"));
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(Error::config(
+                field,
+                format!("`{name}` is not a header name"),
+                "use letters, digits and - (e.g. Host, User-Agent)",
+            ));
+        }
+        if ["content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::config(
+                field,
+                "the check sets the body's length itself",
+                "remove this header; set body = \"...\" for a body (Content-Length follows it)",
+            ));
+        }
+        if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(Error::config(
+                field,
+                "the value holds a line break or a control character",
+                "write the value on one line",
+            ));
+        }
+        headers.push((name.clone(), value.clone()));
+    }
+    let expect_status = match &c.expect_status {
+        None => None,
+        Some(raw) => {
+            let text = match raw {
+                RawStatus::Code(n) => n.to_string(),
+                RawStatus::Text(t) => t.clone(),
+            };
+            Some(StatusMatch::parse(&text).map_err(|problem| {
+                Error::config(
+                    cf("expect_status"),
+                    problem,
+                    "write one code (200) or a string of codes and ranges of 100..=599 \
+                     (\"200,201,300-310\")",
+                )
+            })?)
+        }
+    };
+    let expect = match (&c.expect, &c.pattern) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Error::config(
+                cf("pattern"),
+                "a pattern needs expect = \"string\", \"rstring\" or \"rstatus\"",
+                "add expect, or remove pattern",
+            ))
+        }
+        (Some(kind), None) => {
+            return Err(Error::config(
+                cf("pattern"),
+                format!("expect \"{kind}\" needs a pattern"),
+                "add pattern = \"...\" (the text or regex to look for)",
+            ))
+        }
+        (Some(_), Some(p)) if p.is_empty() => {
+            return Err(Error::config(
+                cf("pattern"),
+                "the pattern is empty",
+                "give the text or regex to look for",
+            ))
+        }
+        (Some(kind), Some(p)) => {
+            let (negate, name) = match kind.trim().strip_prefix('!') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, kind.trim()),
+            };
+            let regex = || {
+                Rstring::new(p).map_err(|problem| {
+                    Error::config(
+                        cf("pattern"),
+                        problem,
+                        "write a regular expression in Rust regex syntax (byte-oriented, no \
+                         look-around or back-references)",
+                    )
+                })
+            };
+            let what = match name {
+                "string" => HttpMatch::String(p.as_bytes().to_vec()),
+                "rstring" => HttpMatch::Rstring(regex()?),
+                "rstatus" => HttpMatch::Rstatus(regex()?),
+                "status" => {
+                    return Err(Error::config(
+                        cf("expect"),
+                        "status codes go in expect_status",
+                        "write expect_status = \"200,300-310\"; to refuse codes, use \
+                         expect = \"! rstatus\" with a regex (pattern = \"^5\")",
+                    ))
+                }
+                other => {
+                    return Err(Error::config(
+                        cf("expect"),
+                        format!("unknown match `{other}`"),
+                        "use \"string\", \"rstring\" or \"rstatus\", with \"!\" in front to \
+                         negate (\"! string\")",
+                    ))
+                }
+            };
+            Some(HttpExpect { what, negate })
+        }
+    };
+    let check = HttpCheck {
+        request: HttpRequest {
+            method,
+            path,
+            version,
+            headers,
+            body: c.body.clone().unwrap_or_default().into_bytes(),
+        },
+        expect_status,
+        expect,
+    };
+    let size = check.request().len();
+    if size >= CHECK_BUFSIZE {
+        return Err(Error::config(
+            cf("body"),
+            format!("the request is {size} bytes, the check buffer {CHECK_BUFSIZE}"),
+            "shorten the body or the headers",
+        ));
+    }
+    Ok(check)
+}
+
 fn dur(field: &str, v: &Option<RawDuration>, default: Duration) -> Result<Duration> {
     v.as_ref().map_or(Ok(default), |d| d.parse(field))
 }
@@ -1235,50 +1417,7 @@ impl Config {
                             &cf("rules"),
                             c.rules.as_deref().unwrap_or_default(),
                         )?),
-                        "http" => {
-                            // HAProxy's `option httpchk` default: OPTIONS.
-                            let method = c.method.clone().unwrap_or_else(|| "OPTIONS".into());
-                            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase())
-                            {
-                                return Err(Error::config(
-                                    cf("method"),
-                                    format!("`{method}` is not an HTTP method"),
-                                    "use e.g. \"GET\", \"HEAD\" or \"OPTIONS\"",
-                                ));
-                            }
-                            let path = c.path.clone().unwrap_or_else(|| "/".into());
-                            if !path.starts_with('/')
-                                || path.bytes().any(|b| b <= b' ' || b == 0x7f)
-                            {
-                                return Err(Error::config(
-                                    cf("path"),
-                                    format!("`{path}` is not a request path"),
-                                    "start it with / and leave out spaces and control characters",
-                                ));
-                            }
-                            let expect_status = match &c.expect_status {
-                                None => StatusMatch::default(),
-                                Some(raw) => {
-                                    let text = match raw {
-                                        RawStatus::Code(n) => n.to_string(),
-                                        RawStatus::Text(t) => t.clone(),
-                                    };
-                                    StatusMatch::parse(&text).map_err(|problem| {
-                                        Error::config(
-                                            cf("expect_status"),
-                                            problem,
-                                            "write one code (200) or a string of codes and \
-                                             ranges of 100..=599 (\"200,201,300-310\")",
-                                        )
-                                    })?
-                                }
-                            };
-                            CheckKind::Http {
-                                method,
-                                path,
-                                expect_status,
-                            }
-                        }
+                        "http" => CheckKind::Http(http_check(&cf, c)?),
                         other => {
                             return Err(Error::config(
                                 cf("kind"),
@@ -1287,6 +1426,27 @@ impl Config {
                             ))
                         }
                     };
+                    if kind_name != "http" {
+                        if let Some(k) = [
+                            ("method", c.method.is_some()),
+                            ("path", c.path.is_some()),
+                            ("version", c.version.is_some()),
+                            ("headers", c.headers.is_some()),
+                            ("body", c.body.is_some()),
+                            ("expect_status", c.expect_status.is_some()),
+                            ("expect", c.expect.is_some()),
+                            ("pattern", c.pattern.is_some()),
+                        ]
+                        .into_iter()
+                        .find_map(|(k, set)| set.then_some(k))
+                        {
+                            return Err(Error::config(
+                                cf(k),
+                                format!("only HTTP checks use it, this one is \"{kind_name}\""),
+                                format!("set kind = \"http\" or remove {k}"),
+                            ));
+                        }
+                    }
                     let timeout = c
                         .timeout
                         .as_ref()
@@ -1421,9 +1581,17 @@ impl Config {
                     shutdown_sessions_on_down: shutdown,
                     shutdown_backup_sessions_on_up: shutdown_backups,
                 };
+                if s.check_send_proxy && !s.check {
+                    return Err(Error::config(
+                        sf("check_send_proxy"),
+                        "only active checks send it (agent checks never do)",
+                        "set check = true on this server or remove check_send_proxy",
+                    ));
+                }
                 servers.push(ServerConfig {
                     spec,
                     send_proxy,
+                    send_proxy_on_checks: s.check_send_proxy,
                     check_port: s.check_port,
                     check_addr,
                     agent_port: s.agent_port,
@@ -1653,11 +1821,14 @@ maxconn = 5
         let chk = b.check.as_ref().unwrap();
         assert_eq!(
             chk.kind,
-            CheckKind::Http {
-                method: "OPTIONS".into(),
-                path: "/health".into(),
-                expect_status: StatusMatch::code(204)
-            },
+            CheckKind::Http(HttpCheck {
+                request: HttpRequest {
+                    path: "/health".into(),
+                    ..HttpRequest::default()
+                },
+                expect_status: Some(StatusMatch::code(204)),
+                expect: None,
+            }),
             "option httpchk's default method"
         );
         assert_eq!(chk.params.fastinter, Duration::from_millis(200));
@@ -1735,19 +1906,20 @@ maxconn = 5
             c.backends[0].check.clone().unwrap().kind
         };
         let list = GOOD.replace("expect_status = 204", "expect_status = \"200,201,300-310\"");
-        let CheckKind::Http { expect_status, .. } = kind(&list) else {
+        let CheckKind::Http(c) = kind(&list) else {
             panic!("http")
         };
+        let expect_status = c.expect_status.unwrap();
         assert_eq!(
             expect_status,
             StatusMatch::parse("200,201,300-310").unwrap()
         );
         assert!(expect_status.matches(305) && !expect_status.matches(204));
         let none = GOOD.replace("expect_status = 204\n", "");
-        let CheckKind::Http { expect_status, .. } = kind(&none) else {
+        let CheckKind::Http(c) = kind(&none) else {
             panic!("http")
         };
-        assert_eq!(expect_status, StatusMatch::default(), "2xx and 3xx");
+        assert_eq!(c.expect_status, None, "the implicit 2xx and 3xx");
         for bad in ["700", "-1", "\"200,abc\"", "\"310-300\"", "\"\""] {
             let e = err(&GOOD.replace("expect_status = 204", &format!("expect_status = {bad}")));
             assert!(
@@ -1757,6 +1929,125 @@ maxconn = 5
         }
         let e = err(&GOOD.replace("expect_status = 204", "expect_status = true"));
         assert!(e.contains("at `backends.app.check.expect_status`"), "{e}");
+    }
+
+    #[test]
+    fn http_check_send_and_expect_keys_and_their_errors() {
+        let with = |extra: &str| GOOD.replace("expect_status = 204\n", &format!("{extra}\n"));
+        let http = |text: &str| match Config::from_toml(text).unwrap().backends[0]
+            .check
+            .clone()
+            .unwrap()
+            .kind
+        {
+            CheckKind::Http(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let c = http(&with(
+            "version = \"HTTP/1.1\"\nheaders = { Host = \"example.com\", X-Check = \"1\" }\n\
+             body = \"ping\"\nexpect_status = 200\nexpect = \"! rstring\"\npattern = \"maint(enance)?\"",
+        ));
+        assert_eq!(c.request.version, "HTTP/1.1");
+        assert_eq!(
+            c.request.headers,
+            vec![
+                ("Host".to_string(), "example.com".to_string()),
+                ("X-Check".to_string(), "1".to_string())
+            ]
+        );
+        assert_eq!(c.request.body, b"ping");
+        assert_eq!(c.expect_status, Some(StatusMatch::code(200)));
+        let e = c.expect.unwrap();
+        assert!(e.negate && matches!(e.what, HttpMatch::Rstring(_)));
+        for (kind, ok) in [("string", true), ("rstatus", true), ("!string", true)] {
+            let c = http(&with(&format!("expect = \"{kind}\"\npattern = \"2\"")));
+            assert_eq!(c.expect.is_some(), ok);
+        }
+        for (extra, field, hint) in [
+            ("expect = \"string\"", "check.pattern", "needs a pattern"),
+            ("pattern = \"OK\"", "check.pattern", "needs expect"),
+            (
+                "expect = \"string\"\npattern = \"\"",
+                "check.pattern",
+                "empty",
+            ),
+            (
+                "expect = \"status\"\npattern = \"200\"",
+                "check.expect",
+                "expect_status",
+            ),
+            (
+                "expect = \"hdr\"\npattern = \"x\"",
+                "check.expect",
+                "\"rstring\"",
+            ),
+            (
+                "expect = \"rstring\"\npattern = \"(\"",
+                "check.pattern",
+                "regular expression",
+            ),
+            ("version = \"HTTP/2\"", "check.version", "HTTP/1.1"),
+            (
+                "headers = { \"Bad Name\" = \"x\" }",
+                "check.headers.Bad Name",
+                "header name",
+            ),
+            (
+                "headers = { Host = \"a\\r\\nX: y\" }",
+                "check.headers.Host",
+                "one line",
+            ),
+            (
+                "headers = { Content-Length = \"3\" }",
+                "check.headers.Content-Length",
+                "body",
+            ),
+        ] {
+            let e = err(&with(extra));
+            assert!(
+                e.contains(&format!("backends.app.{field}")) && e.contains(hint),
+                "{extra}: {e}"
+            );
+        }
+        let big = format!("body = \"{}\"", "x".repeat(CHECK_BUFSIZE));
+        assert!(err(&with(&big)).contains("backends.app.check.body"));
+        // The HTTP keys on another kind of check.
+        for key in [
+            "path = \"/x\"",
+            "expect = \"string\"\npattern = \"x\"",
+            "body = \"x\"",
+        ] {
+            let text = GOOD
+                .replace(
+                    "kind = \"http\"\npath = \"/health\"\nexpect_status = 204\n",
+                    "",
+                )
+                .replace("rise = 3\n", &format!("rise = 3\n{key}\n"));
+            let e = err(&text);
+            assert!(e.contains("only HTTP checks use it"), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn check_send_proxy_forces_the_header_on_checks() {
+        let server = |extra: &str| {
+            let c =
+                Config::from_toml(&GOOD.replace("send_proxy = \"v2\"\n", &format!("{extra}\n")))
+                    .unwrap();
+            c.backends[0].servers[0].check_send_proxy()
+        };
+        assert_eq!(server("check_send_proxy = true"), Some(Version::V1));
+        assert_eq!(server(""), None);
+        assert_eq!(
+            server("send_proxy = \"v2\"\ncheck_port = 9\ncheck_send_proxy = true"),
+            Some(Version::V2)
+        );
+        assert_eq!(server("send_proxy = \"v2\"\ncheck_port = 9"), None);
+        let e = err(&GOOD.replace("maxconn = 5", "maxconn = 5\ncheck_send_proxy = true"));
+        assert!(
+            e.contains("servers.b.check_send_proxy") && e.contains("check = true"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -394,8 +394,24 @@ pub struct AgentReply {
     pub operational: Option<Operational>,
     /// `maxconn:N`.
     pub maxconn: Option<u32>,
-    /// Text after `#`.
+    /// Text after a word starting with `#`.
     pub description: Option<String>,
+    /// HAProxy's description of the agent's last answer (its `last_agt`,
+    /// from `tcpcheck_agent_expect_reply`): `via agent : down (disk
+    /// full)`, `agent reports an error : bogus`, or empty.
+    pub info: String,
+}
+
+impl AgentReply {
+    /// A reply that changes nothing and only carries a description: the
+    /// agent could not be reached ("Connection refused"), timed out (""),
+    /// or sent no line end ("Ignoring incomplete line from agent").
+    pub fn noted(info: &str) -> Self {
+        AgentReply {
+            info: info.to_string(),
+            ..AgentReply::default()
+        }
+    }
 }
 
 /// The admin states an agent can request.
@@ -418,15 +434,24 @@ pub fn parse_agent_reply(input: &[u8]) -> Option<AgentReply> {
     let input = &input[..input.len().min(1024)];
     let line_end = input.iter().position(|b| *b == b'\n' || *b == b'\r')?;
     let line = String::from_utf8_lossy(&input[..line_end]);
-    let (words, desc) = match line.split_once('#') {
-        Some((w, d)) => (w.to_string(), Some(d.trim().to_string())),
-        None => (line.to_string(), None),
-    };
-    let mut out = AgentReply {
-        description: desc,
-        ..AgentReply::default()
-    };
-    for w in words.split([' ', ',', '\t']).filter(|w| !w.is_empty()) {
+    let mut out = AgentReply::default();
+    // The health word as written, and the first word not understood.
+    let (mut health, mut error) = (None, None);
+    let mut rest = line.as_ref();
+    loop {
+        rest = rest.trim_start_matches([' ', ',', '\t']);
+        if rest.is_empty() {
+            break;
+        }
+        // A word starting with `#` starts the description (a `#` inside a
+        // word is part of it, as in HAProxy).
+        if let Some(desc) = rest.strip_prefix('#') {
+            out.description = Some(desc.trim().to_string());
+            break;
+        }
+        let end = rest.find([' ', ',', '\t']).unwrap_or(rest.len());
+        let (w, after) = rest.split_at(end);
+        rest = after;
         let lw = w.to_ascii_lowercase();
         if let Some(p) = lw.strip_suffix('%') {
             if let Ok(p) = p.parse::<u32>() {
@@ -443,10 +468,22 @@ pub fn parse_agent_reply(input: &[u8]) -> Option<AgentReply> {
                 "maint" => out.admin = Some(AgentAdmin::Maint),
                 "up" => out.operational = Some(Operational::Up),
                 "down" | "fail" | "stopped" => out.operational = Some(Operational::Down),
-                _ => {}
+                _ => {
+                    error.get_or_insert(w);
+                    continue;
+                }
+            }
+            if matches!(lw.as_str(), "up" | "down" | "fail" | "stopped") {
+                health = Some(w);
             }
         }
     }
+    let desc = out.description.as_deref().filter(|d| !d.is_empty());
+    out.info = match (health, desc.or(error)) {
+        (Some(h), Some(m)) => format!("via agent : {h} ({m})"),
+        (Some(h), None) => format!("via agent : {h}"),
+        (None, _) => error.map_or_else(String::new, |e| format!("agent reports an error : {e}")),
+    };
     Some(out)
 }
 
@@ -616,8 +653,40 @@ mod tests {
         );
         assert_eq!(
             parse_agent_reply(b"\xff\xfe garbage 1x%\n"),
-            Some(AgentReply::default())
+            Some(AgentReply::noted(
+                "agent reports an error : \u{fffd}\u{fffd}"
+            ))
         );
+    }
+
+    #[test]
+    fn agent_replies_are_described_as_haproxy_2_6_12_does() {
+        // `last_agt` of a live HAProxy 2.6.12 for each reply.
+        for (reply, info) in [
+            ("up\n", "via agent : up"),
+            ("down\n", "via agent : down"),
+            ("fail\n", "via agent : fail"),
+            ("up 75%\n", "via agent : up"),
+            ("stopped hi there\n", "via agent : stopped (hi)"),
+            ("DOWN bad #disk full\n", "via agent : DOWN (disk full)"),
+            ("up bogus\n", "via agent : up (bogus)"),
+            ("50%\n", ""),
+            ("drain\n", ""),
+            ("maint\n", ""),
+            ("ready\n", ""),
+            ("bogus\n", "agent reports an error : bogus"),
+            ("down#oops\n", "agent reports an error : down#oops"),
+        ] {
+            assert_eq!(
+                parse_agent_reply(reply.as_bytes()).unwrap().info,
+                info,
+                "{reply:?}"
+            );
+        }
+        // A `#` inside a word is no description: HAProxy 2.6.12 leaves such
+        // a server UP.
+        let r = parse_agent_reply(b"down#oops\n").unwrap();
+        assert_eq!((r.operational, r.description), (None, None));
     }
 
     #[test]

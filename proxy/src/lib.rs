@@ -16,6 +16,7 @@ pub mod config;
 mod error;
 pub mod hash;
 pub mod health;
+pub mod httpcheck;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod stats;

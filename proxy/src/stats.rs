@@ -51,6 +51,14 @@ pub struct ServerStats {
     pub redispatches: u64,
     /// Last check status (`L4OK`, `L4CON`, `L7STS`, ...), empty before the first.
     pub check_status: String,
+    /// HAProxy's description of the last check (CSV `last_chk`): empty when
+    /// it passed or timed out, else e.g. "Connection refused", the HTTP
+    /// reason phrase of a wrong status, "HTTP content check did not match",
+    /// or the `tcp-check` step that failed.
+    pub last_chk: String,
+    /// HAProxy's description of the last agent check (CSV `last_agt`), e.g.
+    /// "via agent : down", "agent reports an error : bogus".
+    pub last_agt: String,
     /// Last check duration.
     pub check_duration_ms: Option<u64>,
     /// Failed checks.
@@ -567,6 +575,8 @@ impl Snapshot {
                     .set("sid", s.id.0)
                     .set("type", 2)
                     .set("check_status", &s.check_status)
+                    .set("last_chk", &s.last_chk)
+                    .set("last_agt", &s.last_agt)
                     .set(
                         "check_duration",
                         s.check_duration_ms
@@ -1081,7 +1091,14 @@ mod tests {
         let mut s2 = ServerSpec::new("s2", "127.0.0.1:2".parse().unwrap());
         s2.backup = true;
         b.add_server(s2, now).unwrap();
-        b.check_result(now, id1, true, "L4OK", std::time::Duration::from_millis(12));
+        b.check_result(
+            now,
+            id1,
+            true,
+            "L4OK",
+            "",
+            std::time::Duration::from_millis(12),
+        );
         for _ in 0..2 {
             assert!(matches!(
                 b.acquire(now, None),
@@ -1342,7 +1359,8 @@ mod tests {
             let st = b.stats(now);
             (st.servers[0].status.clone(), st.servers[0].is_up())
         };
-        let check = |b: &mut Backend, ok: bool| b.check_result(now, c, ok, "L4OK", Duration::ZERO);
+        let check =
+            |b: &mut Backend, ok: bool| b.check_result(now, c, ok, "L4OK", "", Duration::ZERO);
         assert_eq!(b.stats(now).servers[1].status, "no check");
         assert!(b.stats(now).servers[1].is_up());
         // Starts one failure away from DOWN (health = rise = 2 of 0..=4).
@@ -1380,11 +1398,11 @@ mod tests {
         spec.check = Some(crate::health::CheckParams::default());
         let a = b.add_server(spec, now).unwrap();
         let status = |b: &Backend| b.stats(now).servers[0].status.clone();
-        b.check_result(now, a, true, "L4OK", Duration::ZERO);
+        b.check_result(now, a, true, "L4OK", "", Duration::ZERO);
         b.set_admin(now, "a", AdminState::Drain).unwrap();
         assert_eq!(status(&b), "DRAIN (agent)");
         assert!(b.stats(now).servers[0].is_up());
-        b.check_result(now, a, false, "L4CON", Duration::ZERO);
+        b.check_result(now, a, false, "L4CON", "", Duration::ZERO);
         assert_eq!(status(&b), "DRAIN (agent)", "going down");
         b.set_admin(now, "a", AdminState::Ready).unwrap();
         assert_eq!(status(&b), "UP 2/3");
@@ -1408,7 +1426,7 @@ mod tests {
         });
         let id = b.add_server(spec, now).unwrap();
         for ok in [true, false, true] {
-            b.check_result(now, id, ok, "L4OK", std::time::Duration::ZERO);
+            b.check_result(now, id, ok, "L4OK", "", std::time::Duration::ZERO);
             let st = b.stats(now);
             assert!(!st.servers[0].status.is_empty());
             let _ = b.next_check_in(id);

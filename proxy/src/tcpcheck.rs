@@ -402,7 +402,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// HAProxy's `my_memmem`: `needle` somewhere in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -259,6 +259,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 ids[i % ids.len()],
                 ok,
                 if ok { "L4OK" } else { "L4CON" },
+                "",
                 Duration::ZERO,
             ),
             Op::Weight(i, w) => {

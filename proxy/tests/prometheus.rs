@@ -317,8 +317,8 @@ fn situation() -> Snapshot {
     add(&mut be, "dr", 7, &|_| {});
     add(&mut be, "mt", 9, &|_| {});
     add(&mut be, "bk", 4, &|s| s.backup = true);
-    be.check_result(now, up1, true, "L4OK", Duration::ZERO);
-    be.check_result(now, down1, false, "L4CON", Duration::ZERO);
+    be.check_result(now, up1, true, "L4OK", "", Duration::ZERO);
+    be.check_result(now, down1, false, "L4CON", "", Duration::ZERO);
     be.set_admin(now, "dr", AdminState::Drain).unwrap();
     be.set_admin(now, "mt", AdminState::Maint).unwrap();
     Snapshot {

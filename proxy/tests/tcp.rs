@@ -209,6 +209,11 @@ async fn all_servers_down_closes_clearly_and_recovers() {
     .await;
     assert_eq!(fetch(fe).await, "", "closed without data");
     assert_eq!(p.stats().backends[0].status, "DOWN");
+    // HAProxy 2.6.12's `last_chk` for a refused connect: strerror's text.
+    assert_eq!(
+        p.stats().backends[0].servers[0].last_chk,
+        "Connection refused"
+    );
     assert!(p.stats().backends[0].no_server >= 1);
     // The server comes back on the same port.
     let l = TcpListener::bind(dead).await.unwrap();
@@ -423,6 +428,11 @@ async fn agent_check_sets_weight_and_drain() {
         p.stats().backends[0].servers[0].effective_weight == 5
     })
     .await;
+    assert_eq!(
+        p.stats().backends[0].servers[0].last_agt,
+        "",
+        "no health word"
+    );
     *reply.lock().unwrap() = "drain\n".into();
     eventually("agent drain", || {
         // HAProxy shows a drained server with an agent check this way.
@@ -434,6 +444,12 @@ async fn agent_check_sets_weight_and_drain() {
         p.stats().backends[0].servers[0].status == "DOWN (agent)"
     })
     .await;
+    // HAProxy's `last_agt`, in its CSV column too.
+    assert_eq!(
+        p.stats().backends[0].servers[0].last_agt,
+        "via agent : down"
+    );
+    assert_eq!(csv_field(&p, "s", "last_agt"), "via agent : down");
     *reply.lock().unwrap() = "up\n".into();
     eventually("agent up", || {
         p.stats().backends[0].servers[0].effective_weight == 10
@@ -695,6 +711,158 @@ async fn checks_send_a_proxy_header_when_the_server_gets_one() {
     let (h, (peer, local)) = seen.lock().unwrap()[0];
     assert_eq!(h.version, Version::V1);
     assert_eq!(h.addresses, Some((peer, local)));
+
+    // `check_send_proxy` (HAProxy's check-send-proxy): v1 on the checks of
+    // a server without send_proxy, as HAProxy 2.6.12 sends it.
+    let (a, seen) = proxy_requiring_check_target().await;
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\n{}",
+        servers(&[("s", a, "check = true\ncheck_send_proxy = true")])
+    );
+    let (_p, _fe) = start("", &backend).await;
+    eventually("v1 header from check_send_proxy", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0].0.version, Version::V1);
+
+    // With check_port, send_proxy alone gives the checks no header;
+    // check_send_proxy does, in the server's version (v2).
+    let (a, seen) = proxy_requiring_check_target().await;
+    let (traffic, _t) = name_server("s").await;
+    let extra = format!(
+        "check = true\nsend_proxy = \"v2\"\ncheck_send_proxy = true\ncheck_port = {}",
+        a.port()
+    );
+    let backend = format!(
+        "[backends.be.check]\ninter = \"50ms\"\n{}",
+        servers(&[("s", traffic, &extra)])
+    );
+    let (_p, _fe) = start("", &backend).await;
+    eventually("v2 header to check_port", || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(seen.lock().unwrap()[0].0.version, Version::V2);
+}
+
+/// One field of a server's line in the CSV stats, by column name.
+fn csv_field(p: &Proxy, server: &str, column: &str) -> String {
+    let csv = p.stats().to_csv();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap()[2..].split(',').collect();
+    let i = header.iter().position(|c| *c == column).unwrap();
+    let line = lines
+        .find(|l| l.split(',').nth(1) == Some(server))
+        .expect("the server's line");
+    line.split(',').nth(i).unwrap().to_string()
+}
+
+/// An HTTP server for checks: records each request, answers with the
+/// response in `reply`, then closes.
+async fn http_check_target(
+    reply: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(accept_each(l, move |mut s| {
+        let (reply, seen) = (reply.clone(), seen2.clone());
+        async move {
+            let mut req = Vec::new();
+            let mut chunk = [0u8; 512];
+            // The head, then a body of Content-Length bytes (if any).
+            loop {
+                if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&chunk[..n]),
+                }
+            }
+            seen.lock().unwrap().push(req);
+            let out = reply.lock().unwrap().clone();
+            let _ = s.write_all(&out).await;
+        }
+    }));
+    (a, seen)
+}
+
+#[tokio::test]
+async fn http_check_sends_headers_and_body_and_expects_body_content() {
+    let reply = std::sync::Arc::new(std::sync::Mutex::new(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nall OK".to_vec(),
+    ));
+    let (a, seen) = http_check_target(reply.clone()).await;
+    let backend = format!(
+        "[backends.be.check]\nkind = \"http\"\nmethod = \"POST\"\npath = \"/h\"\n\
+         version = \"HTTP/1.1\"\nheaders = {{ Host = \"example.com\" }}\nbody = \"hi\"\n\
+         expect = \"string\"\npattern = \"OK\"\ninter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", a, "check = true")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    let server = |p: &Proxy| p.stats().backends[0].servers[0].clone();
+    eventually("body OK -> L7OK", || server(&p).check_status == "L7OK").await;
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        b"POST /h HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+    );
+    assert_eq!(server(&p).last_chk, "");
+    // The body no longer holds the pattern: L7RSP, HAProxy's description.
+    *reply.lock().unwrap() = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnope".to_vec();
+    eventually("no match -> DOWN", || server(&p).status == "DOWN").await;
+    let s = server(&p);
+    assert_eq!(
+        (s.check_status.as_str(), s.last_chk.as_str()),
+        ("L7RSP", "HTTP content check did not match")
+    );
+    assert_eq!(
+        csv_field(&p, "s", "last_chk"),
+        "HTTP content check did not match"
+    );
+    // A body rule alone does not look at the status (as HAProxy 2.6.12).
+    *reply.lock().unwrap() = b"HTTP/1.1 503 Busy\r\nContent-Length: 2\r\n\r\nOK".to_vec();
+    eventually("503 with OK -> UP", || server(&p).status == "UP").await;
+}
+
+#[tokio::test]
+async fn http_check_wrong_status_is_described_by_the_reason_phrase() {
+    let reply = std::sync::Arc::new(std::sync::Mutex::new(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ));
+    let (a, _seen) = http_check_target(reply.clone()).await;
+    let backend = format!(
+        "[backends.be.check]\nkind = \"http\"\nexpect = \"! rstatus\"\npattern = \"^5\"\n\
+         inter = \"50ms\"\nrise = 1\nfall = 1\n{}",
+        servers(&[("s", a, "check = true")])
+    );
+    let (p, _fe) = start("", &backend).await;
+    eventually("5xx -> L7STS", || {
+        let s = &p.stats().backends[0].servers[0];
+        s.status == "DOWN" && s.check_status == "L7STS"
+    })
+    .await;
+    assert_eq!(
+        p.stats().backends[0].servers[0].last_chk,
+        "Internal Server Error"
+    );
+    *reply.lock().unwrap() = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec();
+    eventually("404 passes ! rstatus ^5", || {
+        p.stats().backends[0].servers[0].status == "UP"
+    })
+    .await;
 }
 
 #[tokio::test]

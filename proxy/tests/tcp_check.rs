@@ -145,6 +145,13 @@ async fn only_the_redis_master_is_up_and_the_status_follows_a_failover() {
         sa == ("UP".into(), "L7OK".into()) && sb.0 == "DOWN" && sb.1 == "L7TOUT"
     })
     .await;
+    // As HAProxy 2.6.12 words them: the passed ruleset, the step timed out.
+    let servers = &p.stats().backends[0].servers;
+    assert_eq!(servers[0].last_chk, "(tcp-check)");
+    assert_eq!(
+        servers[1].last_chk,
+        " at step 4 of tcp-check (expect string 'role:master')"
+    );
     // Failover: b is promoted, a becomes its replica.
     a.master.store(false, Ordering::Relaxed);
     b.master.store(true, Ordering::Relaxed);
@@ -170,6 +177,11 @@ async fn a_server_that_closes_before_the_match_is_down_with_l7rsp() {
         status(&p, 0) == ("DOWN".into(), "L7RSP".into())
     })
     .await;
+    // HAProxy's description, shown as `last_chk`.
+    assert_eq!(
+        p.stats().backends[0].servers[0].last_chk,
+        "TCPCHK did not match content '+PONG' at step 2"
+    );
 }
 
 #[tokio::test]

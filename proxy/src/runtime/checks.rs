@@ -21,7 +21,16 @@
 //! LOCAL command HAProxy 2.6 sends on checks (its `pp2-never-send-local`
 //! behaviour): the encoder has no LOCAL form. Agent checks send none, as in
 //! HAProxy. A server with `check_port` or `check_addr` gets no header on
-//! its checks (HAProxy's `init_srv_check`: the checks then go elsewhere).
+//! its checks (HAProxy's `init_srv_check`: the checks then go elsewhere),
+//! unless it has `check_send_proxy` (HAProxy's `check-send-proxy`: always,
+//! v1 unless the server sends v2); see
+//! [`crate::config::ServerConfig::check_send_proxy`].
+//!
+//! An HTTP check writes [`crate::httpcheck::HttpCheck::request`] and reads
+//! as [`HttpCheckRun`] asks. Every check ends in a [`Verdict`]: HAProxy's
+//! status and description (stats `last_chk`; a failed connect is described
+//! by the system's error text, "Connection refused"). The agent's
+//! description (`last_agt`) comes with its [`AgentReply`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +44,8 @@ use tokio::sync::Notify;
 use super::{Shared, TaskGuard};
 use crate::balance::ServerId;
 use crate::config::{CheckKind, CheckSpec, CheckTarget};
-use crate::health::{parse_agent_reply, spread_interval, CheckTimeouts};
+use crate::health::{parse_agent_reply, spread_interval, AgentReply, CheckTimeouts};
+use crate::httpcheck::HttpCheckRun;
 use crate::proxy_protocol::{self, Version};
 use crate::tcpcheck::{Next, TcpCheckRule, TcpCheckRun, Verdict, CHECK_BUFSIZE};
 
@@ -55,15 +65,16 @@ pub(super) struct CheckRun {
 }
 
 /// Connects within `timeouts.connect`; returns the stream and the deadline
-/// for the rest of the check, or the failure status (`L4TOUT`, `L4CON`).
+/// for the rest of the check, or the failure: `L4TOUT`, or `L4CON` with the
+/// error's text (HAProxy's `strerror(errno)`, e.g. "Connection refused").
 async fn connect(
     addr: SocketAddr,
     timeouts: CheckTimeouts,
-) -> Result<(TcpStream, tokio::time::Instant), &'static str> {
+) -> Result<(TcpStream, tokio::time::Instant), Verdict> {
     let start = tokio::time::Instant::now();
     match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
-        Err(_) => Err("L4TOUT"),
-        Ok(Err(_)) => Err("L4CON"),
+        Err(_) => Err(failed("L4TOUT", String::new())),
+        Ok(Err(e)) => Err(failed("L4CON", os_error_text(&e))),
         Ok(Ok(s)) => {
             let deadline = match timeouts.read {
                 Some(read) => tokio::time::Instant::now() + read,
@@ -74,83 +85,97 @@ async fn connect(
     }
 }
 
+fn failed(status: &'static str, info: String) -> Verdict {
+    Verdict {
+        ok: false,
+        status,
+        info,
+    }
+}
+
+/// An IO error as C's `strerror` words it: without Rust's " (os error N)".
+fn os_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(n) => text
+            .strip_suffix(&format!(" (os error {n})"))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    }
+}
+
 /// The PROXY header for a check connection: its own addresses.
 fn check_proxy_header(s: &TcpStream, version: Version) -> Option<Vec<u8>> {
     let (local, peer) = (s.local_addr().ok()?, s.peer_addr().ok()?);
     Some(proxy_protocol::encode(version, local, peer))
 }
 
-/// Result of one check: success, HAProxy-like status code.
+/// Runs one check: HAProxy's status and description (its `last_chk`).
 async fn run_check(
     addr: SocketAddr,
     spec: &CheckSpec,
     timeouts: CheckTimeouts,
     send_proxy: Option<Version>,
-) -> (bool, &'static str) {
+) -> Verdict {
     let (mut s, deadline) = match connect(addr, timeouts).await {
         Ok(c) => c,
-        Err(status) => return (false, status),
+        Err(mut v) => {
+            if let CheckKind::TcpCheck(_) = spec.kind {
+                // HAProxy's `chk_report_conn_err` names the step.
+                v.info.push_str(" at initial connection step of tcp-check");
+            }
+            return v;
+        }
     };
     if let CheckKind::TcpCheck(rules) = &spec.kind {
-        let v = tcp_check(s, deadline, send_proxy, rules).await;
-        if !v.ok {
-            tracing::debug!(%addr, status = v.status, info = %v.info, "tcp-check failed");
-        }
-        return (v.ok, v.status);
+        return tcp_check(s, deadline, send_proxy, rules).await;
     }
     let work = async {
         let mut out = Vec::new();
         if let Some(v) = send_proxy {
             match check_proxy_header(&s, v) {
                 Some(h) => out = h,
-                None => return (false, "L4CON"),
+                None => return failed("L4CON", String::new()),
             }
         }
         match &spec.kind {
             CheckKind::Tcp => {
                 if !out.is_empty() && s.write_all(&out).await.is_err() {
-                    return (false, "L4CON");
+                    return failed("L4CON", String::new());
                 }
-                (true, "L4OK")
+                Verdict {
+                    ok: true,
+                    status: "L4OK",
+                    info: String::new(),
+                }
             }
             CheckKind::TcpCheck(_) => unreachable!("run by tcp_check"),
-            CheckKind::Http {
-                method,
-                path,
-                expect_status,
-            } => {
-                let req = format!("{method} {path} HTTP/1.0\r\nConnection: close\r\n\r\n");
-                out.extend_from_slice(req.as_bytes());
+            CheckKind::Http(check) => {
+                out.extend_from_slice(&check.request());
                 if s.write_all(&out).await.is_err() {
-                    return (false, "L7RSP");
+                    return failed("L7RSP", String::new());
                 }
-                let mut buf = [0u8; 512];
-                let mut n = 0;
-                // Read until the status line is complete (or 512 bytes / EOF).
-                while n < buf.len() && !buf[..n].contains(&b'\n') {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => n += k,
-                    }
-                }
-                match parse_status(&buf[..n]) {
-                    None => (false, "L7RSP"),
-                    Some(st) => {
-                        if expect_status.matches(st) {
-                            (true, "L7OK")
-                        } else {
-                            (false, "L7STS")
-                        }
+                let mut run = HttpCheckRun::new(check);
+                let mut chunk = vec![0u8; CHECK_BUFSIZE];
+                loop {
+                    match run.poll() {
+                        Next::Recv(room) => match s.read(&mut chunk[..room]).await {
+                            Ok(0) | Err(_) => run.closed(),
+                            Ok(n) => run.received(&chunk[..n]),
+                        },
+                        Next::Done(v) => return v,
+                        Next::Send(_) => unreachable!("an HTTP check sends only its request"),
                     }
                 }
             }
         }
     };
     match tokio::time::timeout_at(deadline, work).await {
-        Ok(r) => r,
+        Ok(v) => v,
         Err(_) => match spec.kind {
-            CheckKind::Tcp => (false, "L4TOUT"),
-            CheckKind::Http { .. } | CheckKind::TcpCheck(_) => (false, "L7TOUT"),
+            CheckKind::Tcp => failed("L4TOUT", String::new()),
+            CheckKind::Http(_) | CheckKind::TcpCheck(_) => failed("L7TOUT", String::new()),
         },
     }
 }
@@ -199,22 +224,6 @@ async fn tcp_check(
     outcome.unwrap_or_else(|_| run.timeout_verdict())
 }
 
-/// `HTTP/1.x NNN ...` -> NNN.
-pub(crate) fn parse_status(buf: &[u8]) -> Option<u16> {
-    let line_end = buf.iter().position(|b| *b == b'\n')?;
-    let line = std::str::from_utf8(&buf[..line_end]).ok()?;
-    let mut it = line.split(' ');
-    let ver = it.next()?;
-    if !ver.starts_with("HTTP/1.") {
-        return None;
-    }
-    let code = it.next()?.trim();
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok().filter(|c| (100..600).contains(c))
-}
-
 pub(super) async fn check_loop(
     shared: Arc<Shared>,
     backend: String,
@@ -255,8 +264,11 @@ pub(super) async fn check_loop(
         };
         let start = Instant::now();
         let addr = run.target.resolve(server_addr);
-        let (ok, status) = run_check(addr, &spec, run.timeouts, send_proxy).await;
+        let v = run_check(addr, &spec, run.timeouts, send_proxy).await;
         let took = start.elapsed();
+        if !v.ok {
+            tracing::debug!(%addr, status = v.status, info = %v.info, "check failed");
+        }
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(&backend) else {
             return;
@@ -268,7 +280,8 @@ pub(super) async fn check_loop(
             delay = spread_interval(spec.params.inter, run.spread, &mut run.rng);
             continue;
         }
-        b.core.check_result(Instant::now(), id, ok, status, took);
+        b.core
+            .check_result(Instant::now(), id, v.ok, v.status, &v.info, took);
         b.flush();
         let next = b.core.next_check_in(id).unwrap_or(spec.params.inter);
         delay = spread_interval(next, run.spread, &mut run.rng);
@@ -301,13 +314,17 @@ pub(super) async fn warmup_loop(
 }
 
 /// Connects, sends `send` (HAProxy's `agent-send`; nothing when unset, as
-/// HAProxy) and reads the reply line; `None` when the agent could not be
-/// reached or timed out.
-async fn ask_agent(addr: SocketAddr, timeouts: CheckTimeouts, send: &[u8]) -> Option<Vec<u8>> {
-    let (mut s, deadline) = connect(addr, timeouts).await.ok()?;
+/// HAProxy) and reads the reply line; `Err` with HAProxy's description
+/// (its `last_agt`) when the agent could not be reached or timed out.
+async fn ask_agent(
+    addr: SocketAddr,
+    timeouts: CheckTimeouts,
+    send: &[u8],
+) -> Result<Vec<u8>, String> {
+    let (mut s, deadline) = connect(addr, timeouts).await.map_err(|v| v.info)?;
     let work = async {
         if !send.is_empty() {
-            s.write_all(send).await.ok()?;
+            s.write_all(send).await.map_err(|e| os_error_text(&e))?;
         }
         let mut buf = Vec::with_capacity(128);
         let mut chunk = [0u8; 256];
@@ -318,9 +335,11 @@ async fn ask_agent(addr: SocketAddr, timeouts: CheckTimeouts, send: &[u8]) -> Op
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        Some(buf)
+        Ok(buf)
     };
-    tokio::time::timeout_at(deadline, work).await.ok().flatten()
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or(Err(String::new()))
 }
 
 pub(super) async fn agent_loop(
@@ -347,16 +366,18 @@ pub(super) async fn agent_loop(
         };
         let reply = ask_agent(run.target.resolve(server_addr), run.timeouts, &send).await;
         let delay = spread_interval(inter, run.spread, &mut run.rng);
-        // An agent that cannot be reached changes nothing (HAProxy: the
-        // regular check tests connectivity).
-        if let Some(buf) = reply {
-            // A reply without a line end is ignored (HAProxy: "Ignoring
-            // incomplete line from agent"): nothing changes.
-            let Some(r) = parse_agent_reply(&buf) else {
+        // An agent that cannot be reached, or a reply without a line end
+        // ("Ignoring incomplete line from agent"), changes nothing (HAProxy:
+        // the regular check tests connectivity); only its description is
+        // kept, for `last_agt`.
+        let reply = match reply {
+            Ok(buf) => parse_agent_reply(&buf).unwrap_or_else(|| {
                 tracing::info!(backend = %backend, server = %id, "ignoring incomplete line from agent");
-                tokio::time::sleep(delay).await;
-                continue;
-            };
+                AgentReply::noted("Ignoring incomplete line from agent")
+            }),
+            Err(info) => AgentReply::noted(&info),
+        };
+        {
             let mut core = shared.lock();
             let Some(b) = core.backends.get_mut(&backend) else {
                 return;
@@ -364,24 +385,9 @@ pub(super) async fn agent_loop(
             if !b.servers.contains_key(&id) {
                 return;
             }
-            b.core.agent_result(Instant::now(), id, &r);
+            b.core.agent_result(Instant::now(), id, &reply);
             b.flush();
         }
         tokio::time::sleep(delay).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_status;
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(parse_status(b"HTTP/1.0 500\r\n"), Some(500));
-        assert_eq!(parse_status(b"HTTP/2 200\r\n"), None);
-        assert_eq!(parse_status(b"HTTP/1.1 20\r\n"), None);
-        assert_eq!(parse_status(b"HTTP/1.1 200"), None);
-        assert_eq!(parse_status(b"\xff\xfe\n"), None);
     }
 }
