@@ -928,9 +928,13 @@ async fn session_inner(
                 Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
             }
             failures += 1;
-            let retry =
-                b.core
-                    .connect_failed(Instant::now(), assignment.server, failures, client_ip);
+            let retry = b.core.connect_failed(
+                Instant::now(),
+                assignment.server,
+                failures,
+                client_ip,
+                false,
+            );
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
             match retry {
