@@ -114,6 +114,10 @@ pub struct ServerSpec {
     /// comes UP, the sessions on every backup server are closed, so that
     /// their clients come back to the primaries.
     pub shutdown_backup_sessions_on_up: bool,
+    /// HAProxy's server `cookie <value>`: the value of the backend's
+    /// persistence cookie that names this server (several servers may
+    /// share one); `None`: no persistence to this server.
+    pub cookie: Option<String>,
 }
 
 impl ServerSpec {
@@ -133,6 +137,7 @@ impl ServerSpec {
             error_limit: 0,
             shutdown_sessions_on_down: false,
             shutdown_backup_sessions_on_up: false,
+            cookie: None,
         }
     }
 }
@@ -160,6 +165,11 @@ pub struct BackendOptions {
     /// HTTP when an HTTP frontend uses the backend (HAProxy's backend
     /// `mode`): its stats then show the HTTP counters.
     pub mode: Mode,
+    /// HTTP mode's persistence cookie (HAProxy's backend `cookie`).
+    pub cookie: Option<std::sync::Arc<crate::cookie::Cookie>>,
+    /// `option persist`: a cookie sends its request to its server whatever
+    /// the server's state (DOWN and, as in HAProxy 2.6.12, MAINT too).
+    pub persist: bool,
 }
 
 impl Default for BackendOptions {
@@ -174,6 +184,8 @@ impl Default for BackendOptions {
             random_draws: 2,
             seed: 0,
             mode: Mode::Tcp,
+            cookie: None,
+            persist: false,
         }
     }
 }
@@ -380,8 +392,11 @@ struct Waiter {
     ticket: Ticket,
     client: Option<IpAddr>,
     deadline: Instant,
-    /// The server it waits for (hash algorithms); `None`: any server.
+    /// The server it waits for (hash algorithms, a persistence cookie);
+    /// `None`: any server.
     server: Option<ServerId>,
+    /// Sent to `server` by its cookie (HAProxy's `SF_DIRECT`).
+    direct: bool,
 }
 
 /// How the balancer sees server `id` at `now`.
@@ -654,6 +669,7 @@ impl Backend {
         now: Instant,
         client: Option<IpAddr>,
         server: Option<ServerId>,
+        direct: bool,
     ) -> Ticket {
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
@@ -662,6 +678,7 @@ impl Backend {
             client,
             deadline: now + self.opts.timeout_queue,
             server,
+            direct,
         });
         self.queue_max = self
             .queue_max
@@ -723,7 +740,7 @@ impl Backend {
                 self.count_failed_conn(Some(id));
                 return Acquire::QueueFull;
             }
-            return Acquire::Queued(self.enqueue(now, client, Some(id)));
+            return Acquire::Queued(self.enqueue(now, client, Some(id), false));
         }
         // FIFO fairness: nobody overtakes the backend queue. `random` runs
         // its draws all the same, as HAProxy's assign_server skips the
@@ -737,7 +754,61 @@ impl Backend {
                 return Acquire::Assigned(a);
             }
         }
-        Acquire::Queued(self.enqueue(now, client, None))
+        Acquire::Queued(self.enqueue(now, client, None, false))
+    }
+
+    /// Whether `s` takes a request its persistence cookie sends (HAProxy's
+    /// `http_manage_client_side_cookies`: a server not STOPPED, or any with
+    /// `option persist`): UP, also DRAIN (set or by the agent) and weight 0
+    /// — that is what draining is for — but not DOWN or MAINT.
+    fn takes_persistent(&self, s: &Server) -> bool {
+        self.opts.persist || (s.admin != AdminState::Maint && s.health.state() == Operational::Up)
+    }
+
+    /// The server a persistence cookie's `value` names: the first (by id)
+    /// whose `cookie` is `value` and that takes persistent requests. `None`:
+    /// the request is balanced as any other (HAProxy does not answer 503
+    /// for a cookie naming a DOWN server, with or without `redispatch`).
+    pub fn cookie_server(&self, value: &str) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .find(|(_, s)| s.spec.cookie.as_deref() == Some(value) && self.takes_persistent(s))
+            .map(|(id, _)| *id)
+    }
+
+    /// A request for `server`, named by its persistence cookie
+    /// ([`Backend::cookie_server`]; HAProxy's `SF_DIRECT`), skipping the
+    /// balancer (`lbtot` is not counted). As HAProxy's
+    /// `assign_server_and_queue`: when the server has a `maxconn` and is
+    /// full or has clients waiting, the request waits in the server's queue;
+    /// if that queue holds `maxqueue` already, the request is balanced
+    /// normally with `redispatch` (`srv_redispatch_connect`), else refused
+    /// ([`Acquire::QueueFull`], counted in `econ`).
+    pub fn acquire_direct(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        client: Option<IpAddr>,
+    ) -> Acquire {
+        let waiting = self.waiting_for(server);
+        let Some(s) = self.servers.get(&server) else {
+            return self.acquire(now, client);
+        };
+        if s.maxconn() != 0 && (waiting > 0 || s.full(now)) {
+            let maxqueue = s.spec.maxqueue as usize;
+            if maxqueue > 0 && waiting >= maxqueue {
+                if self.opts.redispatch {
+                    return self.acquire(now, client);
+                }
+                self.count_failed_conn(Some(server));
+                return Acquire::QueueFull;
+            }
+            return Acquire::Queued(self.enqueue(now, client, Some(server), true));
+        }
+        match self.take_slot(now, server) {
+            Some(a) => Acquire::Assigned(a),
+            None => Acquire::NoServer,
+        }
     }
 
     /// Hands free slots to queued clients, oldest first: a client bound to a
@@ -757,10 +828,22 @@ impl Backend {
         let any_bound = self.queue.iter().any(|w| w.server.is_some());
         let mut i = 0;
         while i < self.queue.len() {
-            let (client, bound) = (self.queue[i].client, self.queue[i].server);
-            let own =
-                bound.filter(|id| self.servers.get(id).is_some_and(|s| s.eff_weight(now) > 0));
+            let w = &self.queue[i];
+            let (client, bound, direct) = (w.client, w.server, w.direct);
+            let usable = |s: &Server| {
+                if direct {
+                    self.takes_persistent(s)
+                } else {
+                    s.eff_weight(now) > 0
+                }
+            };
+            let own = bound.filter(|id| self.servers.get(id).is_some_and(usable));
+            // A client sent by its cookie to a server that went DOWN or into
+            // MAINT waits on without `redispatch` (until `timeout queue`);
+            // with it, it is balanced (HAProxy's `pendconn_redistribute`).
+            let stays = direct && own.is_none() && !self.opts.redispatch;
             let a = match own {
+                None if stays => None,
                 Some(id) => match self.servers.get(&id) {
                     Some(s) if !s.full(now) => self.take_slot(now, id),
                     _ => None,
@@ -951,7 +1034,11 @@ impl Backend {
     }
 
     /// The connect to `server` failed; `failures` counts the failures of this
-    /// session so far (1 on the first). Frees the slot, applies passive
+    /// session so far (1 on the first); `direct`: the request's persistence
+    /// cookie sent it there ([`Backend::acquire_direct`]): it is retried
+    /// there while the server takes persistent requests, and redispatched
+    /// only on the last retry (HAProxy's `stream_choose_redispatch` leaves
+    /// out its round-robin rule for `SF_DIRECT`). Frees the slot, applies passive
     /// health, and decides about the retry (HAProxy: `retries` more attempts,
     /// the last one redispatched to another server with `redispatch`).
     pub fn connect_failed(
@@ -960,6 +1047,7 @@ impl Backend {
         server: ServerId,
         failures: u32,
         client: Option<IpAddr>,
+        direct: bool,
     ) -> Retry {
         self.c.cur = self.c.cur.saturating_sub(1);
         self.c.total = self.c.total.saturating_sub(1);
@@ -976,24 +1064,31 @@ impl Backend {
                 s.errors_in_row = 0;
                 self.passive_check_failed(now, server);
             }
-            usable = self
-                .servers
-                .get(&server)
-                .is_some_and(|s| s.eff_weight(now) > 0 && !s.full(now));
+            usable = self.servers.get(&server).is_some_and(|s| {
+                let takes = if direct {
+                    self.takes_persistent(s)
+                } else {
+                    s.eff_weight(now) > 0
+                };
+                takes && !s.full(now)
+            });
         }
         // HAProxy (stream_choose_redispatch) redispatches at once, not only
         // on the last retry, when the algorithm does not care which server
         // (the round-robin kind: roundrobin, static-rr, random) and more
-        // than one active server is usable.
-        let spread = matches!(
-            self.balancer.algorithm(),
-            Algorithm::RoundRobin | Algorithm::StaticRr | Algorithm::Random
-        ) && self
-            .servers
-            .values()
-            .filter(|s| !s.spec.backup && s.eff_weight(now) > 0)
-            .count()
-            > 1;
+        // than one active server is usable; not for a request its cookie
+        // sent (`SF_DIRECT`).
+        let spread = !direct
+            && matches!(
+                self.balancer.algorithm(),
+                Algorithm::RoundRobin | Algorithm::StaticRr | Algorithm::Random
+            )
+            && self
+                .servers
+                .values()
+                .filter(|s| !s.spec.backup && s.eff_weight(now) > 0)
+                .count()
+                > 1;
         let retry = if failures > self.opts.retries {
             Retry::GiveUp
         } else if self.opts.redispatch && (failures == self.opts.retries || !usable || spread) {
@@ -1401,6 +1496,7 @@ impl Backend {
                     queue_cur: u32::try_from(self.waiting_for(*id)).unwrap_or(u32::MAX),
                     queue_max: s.queue_max,
                     http: self.http_stats(&s.c),
+                    cookie: s.spec.cookie.clone(),
                 }
             })
             .collect();
@@ -1430,6 +1526,7 @@ impl Backend {
             no_server: self.no_server,
             last_change_secs: now.saturating_duration_since(self.last_change).as_secs(),
             http: self.http_stats(&self.c),
+            cookie: self.opts.cookie.as_ref().map(|c| c.name.clone()),
             servers,
         }
     }
@@ -1504,6 +1601,113 @@ mod tests {
         assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
         b.set_admin(now, "p", AdminState::Drain).unwrap();
         assert_eq!(assigned(b.acquire(now, None)), ServerId(2));
+    }
+
+    /// Cookie persistence (HAProxy 2.6.12, `cookie SERVERID insert`): a
+    /// cookie for a DRAIN or weight-0 server still goes there, one for a
+    /// DOWN or MAINT server names nothing (the request is balanced, with or
+    /// without `redispatch`), and with `option persist` both go there. A
+    /// full server queues its direct clients up to `maxqueue`; beyond it
+    /// HAProxy answered 503 without `redispatch` and balanced the request
+    /// (new cookie) with it. No `lbtot` for direct requests.
+    #[test]
+    fn cookies_send_requests_to_their_server() {
+        let specs: Vec<ServerSpec> = (1..=3)
+            .map(|i| {
+                let mut s = ServerSpec::new(format!("s{i}"), addr(i as u16));
+                s.cookie = (i < 3).then(|| format!("c{i}"));
+                s.maxconn = 1;
+                s.maxqueue = 1;
+                s
+            })
+            .collect();
+        let opts = BackendOptions {
+            redispatch: false,
+            ..Default::default()
+        };
+        let (mut b, now) = backend(opts, specs);
+        let s1 = ServerId(1);
+        assert_eq!(b.cookie_server("c1"), Some(s1));
+        assert_eq!(b.cookie_server("zz"), None);
+        b.set_admin(now, "s1", AdminState::Drain).unwrap();
+        assert_eq!(
+            b.cookie_server("c1"),
+            Some(s1),
+            "drain keeps sticky clients"
+        );
+        assert_eq!(assigned(b.acquire_direct(now, s1, None)), s1);
+        let Acquire::Queued(t) = b.acquire_direct(now, s1, None) else {
+            panic!("full: waits for its server")
+        };
+        assert_eq!(b.waits_for(t), Some(s1));
+        assert_eq!(b.acquire_direct(now, s1, None), Acquire::QueueFull);
+        assert_eq!(b.stats(now).servers[0].connect_errors, 1);
+        assert_eq!(b.stats(now).lbtot, 0, "no balancing");
+        b.release(now, s1, 0, 0);
+        assert_eq!(b.take_dispatched()[0].1.server, s1, "drained, still served");
+        b.opts.redispatch = true;
+        b.acquire_direct(now, s1, None);
+        let a = assigned(b.acquire_direct(now, s1, None));
+        assert_ne!(a, s1, "maxqueue full + redispatch: balanced");
+        assert_eq!(b.stats(now).lbtot, 1);
+        b.set_admin(now, "s1", AdminState::Ready).unwrap();
+        b.set_weight(now, "s2", 0).unwrap();
+        assert_eq!(b.cookie_server("c2"), Some(ServerId(2)), "weight 0");
+        b.set_operational(now, "s2", Operational::Down).unwrap();
+        assert_eq!(b.cookie_server("c2"), None, "DOWN");
+        b.set_admin(now, "s1", AdminState::Maint).unwrap();
+        assert_eq!(b.cookie_server("c1"), None, "MAINT");
+        b.opts.persist = true;
+        assert_eq!(b.cookie_server("c2"), Some(ServerId(2)), "persist: DOWN");
+        assert_eq!(b.cookie_server("c1"), Some(s1), "persist: MAINT");
+    }
+
+    /// A client queued on its cookie's server: when the server goes DOWN it
+    /// waits on without `redispatch` and is balanced with it (HAProxy's
+    /// `pendconn_redistribute`). A failed connect of a direct request is
+    /// retried on its server under roundrobin (no early redispatch for
+    /// `SF_DIRECT`), and redispatched on the last retry.
+    #[test]
+    fn direct_clients_wait_or_move_when_their_server_goes() {
+        let specs: Vec<ServerSpec> = (1..=2)
+            .map(|i| {
+                let mut s = ServerSpec::new(format!("s{i}"), addr(i as u16));
+                s.cookie = Some(format!("c{i}"));
+                s.maxconn = 1;
+                s
+            })
+            .collect();
+        for redispatch in [false, true] {
+            let opts = BackendOptions {
+                redispatch,
+                retries: 2,
+                ..Default::default()
+            };
+            let (mut b, now) = backend(opts, specs.clone());
+            let s1 = ServerId(1);
+            assigned(b.acquire_direct(now, s1, None));
+            let Acquire::Queued(_) = b.acquire_direct(now, s1, None) else {
+                panic!("queued")
+            };
+            b.set_operational(now, "s1", Operational::Down).unwrap();
+            let moved = b.take_dispatched();
+            assert_eq!(moved.len(), usize::from(redispatch), "{redispatch}");
+            if redispatch {
+                assert_eq!(moved[0].1.server, ServerId(2));
+                b.set_operational(now, "s1", Operational::Up).unwrap();
+                b.release(now, s1, 0, 0);
+                assigned(b.acquire_direct(now, s1, None));
+                assert!(matches!(
+                    b.connect_failed(now, s1, 1, None, true),
+                    Retry::Same(_)
+                ));
+                b.release(now, ServerId(2), 0, 0);
+                assert!(matches!(
+                    b.connect_failed(now, s1, 2, None, true),
+                    Retry::Redispatch(_)
+                ));
+            }
+        }
     }
 
     #[test]
@@ -1607,8 +1811,11 @@ mod tests {
         for _ in 0..3 {
             let a = assigned(b.acquire(now, None));
             assert_eq!(a, ServerId(1));
-            assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
-            let Retry::Redispatch(r) = b.connect_failed(now, a, 2, None) else {
+            assert!(matches!(
+                b.connect_failed(now, a, 1, None, false),
+                Retry::Same(_)
+            ));
+            let Retry::Redispatch(r) = b.connect_failed(now, a, 2, None, false) else {
                 panic!()
             };
             // s1 went back to key 0 behind s2 and s3; the redispatch takes
@@ -1749,7 +1956,7 @@ mod tests {
         );
         let first = assigned(b.acquire(now, None));
         // The only retry redispatches: the other server is selected.
-        let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None) else {
+        let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None, false) else {
             panic!()
         };
         let st = b.stats(now);
@@ -1768,7 +1975,10 @@ mod tests {
         );
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         let s = assigned(h.acquire(now, ip));
-        assert!(matches!(h.connect_failed(now, s, 1, ip), Retry::Same(_)));
+        assert!(matches!(
+            h.connect_failed(now, s, 1, ip, false),
+            Retry::Same(_)
+        ));
         // Hashing selects the server even when the client then waits for
         // it or is refused (HAProxy counts in assign_server).
         assert!(matches!(h.acquire(now, ip), Acquire::Queued(_)));
@@ -1979,15 +2189,18 @@ mod tests {
             vec![ServerSpec::new("a", addr(1)), ServerSpec::new("b", addr(2))],
         );
         let first = assigned(b.acquire(now, None));
-        let Retry::Same(r1) = b.connect_failed(now, first, 1, None) else {
+        let Retry::Same(r1) = b.connect_failed(now, first, 1, None, false) else {
             panic!()
         };
         assert_eq!(r1.server, first);
-        let Retry::Redispatch(r2) = b.connect_failed(now, first, 2, None) else {
+        let Retry::Redispatch(r2) = b.connect_failed(now, first, 2, None, false) else {
             panic!()
         };
         assert_ne!(r2.server, first);
-        assert_eq!(b.connect_failed(now, r2.server, 3, None), Retry::GiveUp);
+        assert_eq!(
+            b.connect_failed(now, r2.server, 3, None, false),
+            Retry::GiveUp
+        );
         let st = b.stats(now);
         assert_eq!(
             (
@@ -2045,7 +2258,7 @@ mod tests {
                 ],
             );
             let first = assigned(b.acquire(now, None));
-            let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None) else {
+            let Retry::Redispatch(r) = b.connect_failed(now, first, 1, None, false) else {
                 panic!("{algorithm:?}: two active servers, redispatch at once")
             };
             assert_ne!(r.server, first);
@@ -2055,7 +2268,7 @@ mod tests {
             let only = assigned(b.acquire(now, None));
             assert_eq!(only, ServerId(2));
             assert!(
-                matches!(b.connect_failed(now, only, 1, None), Retry::Same(a) if a.server == only),
+                matches!(b.connect_failed(now, only, 1, None, false), Retry::Same(a) if a.server == only),
                 "{algorithm:?}"
             );
         }
@@ -2074,9 +2287,9 @@ mod tests {
         );
         let first = assigned(b.acquire(now, None));
         assert!(
-            matches!(b.connect_failed(now, first, 1, None), Retry::Same(a) if a.server == first)
+            matches!(b.connect_failed(now, first, 1, None, false), Retry::Same(a) if a.server == first)
         );
-        assert_eq!(b.connect_failed(now, first, 2, None), Retry::GiveUp);
+        assert_eq!(b.connect_failed(now, first, 2, None, false), Retry::GiveUp);
     }
 
     #[test]
@@ -2148,9 +2361,15 @@ mod tests {
         assert_eq!(b.next_check_in(ServerId(1)), Some(Duration::from_secs(2)));
         // One burst of error_limit errors = one failed check, not DOWN.
         let a = assigned(b.acquire(now, None));
-        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert!(matches!(
+            b.connect_failed(now, a, 1, None, false),
+            Retry::Same(_)
+        ));
         assert_eq!(b.take_events(), vec![]);
-        assert!(matches!(b.connect_failed(now, a, 2, None), Retry::Same(_)));
+        assert!(matches!(
+            b.connect_failed(now, a, 2, None, false),
+            Retry::Same(_)
+        ));
         assert_eq!(b.take_events(), vec![Event::CheckSoon { server: a }]);
         let st = &b.stats(now).servers[0];
         assert_eq!(
@@ -2167,11 +2386,14 @@ mod tests {
         b.connect_ok(a);
         b.release(now, a, 0, 0);
         let a = assigned(b.acquire(now, None));
-        assert!(matches!(b.connect_failed(now, a, 1, None), Retry::Same(_)));
+        assert!(matches!(
+            b.connect_failed(now, a, 1, None, false),
+            Retry::Same(_)
+        ));
         assert_eq!(b.stats(now).servers[0].status, "UP 2/3");
         // `fall` bursts from full health take it DOWN.
         for failures in 2..=5 {
-            let _ = b.connect_failed(now, a, failures, None);
+            let _ = b.connect_failed(now, a, failures, None, false);
         }
         assert_eq!(
             b.take_events(),

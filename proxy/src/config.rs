@@ -300,6 +300,12 @@ pub struct RawBackend {
     pub timeout_queue: Option<RawDuration>,
     /// Active check settings.
     pub check: Option<RawCheck>,
+    /// HTTP mode: cookie-based persistence (HAProxy's backend `cookie`).
+    pub cookie: Option<RawCookie>,
+    /// `option persist`: a cookie naming a DOWN (or MAINT) server still
+    /// sends its request there.
+    #[serde(default)]
+    pub persist: bool,
     /// Servers by name, in the order written: a server's id is its position
     /// (HAProxy's default `id`), which `first`, the backup used without
     /// `allbackups` and the hash placements follow.
@@ -332,6 +338,94 @@ where
         }
     }
     d.deserialize_map(Entries(std::marker::PhantomData))
+}
+
+/// `[backends.NAME.cookie]`: HAProxy's `cookie <name> insert [indirect]
+/// [nocache] [httponly] [secure] [domain <domain>]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCookie {
+    /// The cookie's name.
+    pub name: Option<String>,
+    /// Only `insert` (`rewrite` and `prefix` are not supported).
+    pub mode: Option<String>,
+    /// `indirect`.
+    #[serde(default)]
+    pub indirect: bool,
+    /// `nocache`.
+    #[serde(default)]
+    pub nocache: bool,
+    /// `httponly`.
+    #[serde(default)]
+    pub httponly: bool,
+    /// `secure`.
+    #[serde(default)]
+    pub secure: bool,
+    /// `domain`.
+    pub domain: Option<String>,
+}
+
+/// Whether `v` can stand in a cookie as a name or value: not empty,
+/// visible ASCII without `;`, `,`, `=`, `|` (the date separator), quotes or
+/// a backslash.
+fn cookie_token(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,=|\"\\".contains(&b))
+}
+
+/// `[backends.NAME.cookie]`.
+fn cookie(field: &dyn Fn(&str) -> String, c: &RawCookie) -> Result<crate::cookie::Cookie> {
+    let name = c
+        .name
+        .clone()
+        .ok_or_else(|| Error::config(field("name"), "is missing", "add name = \"SERVERID\""))?;
+    if !cookie_token(&name) {
+        return Err(Error::config(
+            field("name"),
+            format!("`{name}` cannot be a cookie name"),
+            "use letters, digits and `_` or `-`",
+        ));
+    }
+    match c.mode.as_deref() {
+        Some("insert") => {}
+        None => {
+            return Err(Error::config(
+                field("mode"),
+                "is missing",
+                "add mode = \"insert\"",
+            ))
+        }
+        Some(m @ ("rewrite" | "prefix")) => {
+            return Err(Error::config(
+                field("mode"),
+                format!("`{m}` is not supported"),
+                "use mode = \"insert\" (halyard inserts the cookie itself)",
+            ))
+        }
+        Some(m) => {
+            return Err(Error::config(
+                field("mode"),
+                format!("unknown mode `{m}`"),
+                "use mode = \"insert\"",
+            ))
+        }
+    }
+    if let Some(d) = c.domain.as_deref().filter(|d| !cookie_token(d)) {
+        return Err(Error::config(
+            field("domain"),
+            format!("`{d}` is not a domain"),
+            "write a domain name, e.g. \".example.com\"",
+        ));
+    }
+    Ok(crate::cookie::Cookie {
+        name,
+        indirect: c.indirect,
+        nocache: c.nocache,
+        httponly: c.httponly,
+        secure: c.secure,
+        domain: c.domain.clone(),
+    })
 }
 
 /// `[backends.NAME.check]`.
@@ -491,6 +585,9 @@ pub struct RawServer {
     pub pool_max_conn: Option<u32>,
     /// `pool-purge-delay` (default 5s; 0 never purges).
     pub pool_purge_delay: Option<RawDuration>,
+    /// HAProxy's server `cookie`: the persistence cookie's value for this
+    /// server (needs the backend's `cookie` table).
+    pub cookie: Option<String>,
 }
 
 /// Timeouts in force for a frontend/backend pair.
@@ -1459,6 +1556,12 @@ impl Config {
                     })
                 }
             };
+            let cookie = b
+                .cookie
+                .as_ref()
+                .map(|c| cookie(&|k| format!("backends.{bname}.cookie.{k}"), c))
+                .transpose()?
+                .map(std::sync::Arc::new);
             let mut servers = Vec::new();
             for (sname, s) in &b.servers {
                 check_name(
@@ -1562,6 +1665,22 @@ impl Config {
                     .as_deref()
                     .map(|a| ip(&sf("agent_addr"), a))
                     .transpose()?;
+                if let Some(v) = &s.cookie {
+                    if cookie.is_none() {
+                        return Err(Error::config(
+                            sf("cookie"),
+                            "the backend has no persistence cookie",
+                            format!("add a [backends.{bname}.cookie] table or remove cookie"),
+                        ));
+                    }
+                    if !cookie_token(v) {
+                        return Err(Error::config(
+                            sf("cookie"),
+                            format!("`{v}` cannot be a cookie value"),
+                            "use letters, digits and `_` or `-`",
+                        ));
+                    }
+                }
                 let spec = ServerSpec {
                     name: sname.clone(),
                     addr: address,
@@ -1580,6 +1699,7 @@ impl Config {
                     error_limit: s.error_limit,
                     shutdown_sessions_on_down: shutdown,
                     shutdown_backup_sessions_on_up: shutdown_backups,
+                    cookie: s.cookie.clone(),
                 };
                 if s.check_send_proxy && !s.check {
                     return Err(Error::config(
@@ -1622,6 +1742,8 @@ impl Config {
                 seed,
                 // Set below, from the frontends that use the backend.
                 mode: Mode::Tcp,
+                cookie,
+                persist: b.persist,
             };
             backends.push(BackendConfig {
                 name: bname.clone(),
@@ -1755,6 +1877,13 @@ impl Config {
             } else {
                 Mode::Tcp
             };
+            if b.options.cookie.is_some() && b.options.mode == Mode::Tcp {
+                return Err(Error::config(
+                    format!("backends.{}.cookie", b.name),
+                    "cookie persistence needs HTTP mode, and no HTTP frontend uses this backend",
+                    "route to it from a frontend with mode = \"http\" or remove the cookie table",
+                ));
+            }
         }
         Ok(Config {
             threads,

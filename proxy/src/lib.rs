@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod balance;
 pub mod config;
+pub mod cookie;
 mod error;
 pub mod hash;
 pub mod health;

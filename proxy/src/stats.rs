@@ -82,6 +82,8 @@ pub struct ServerStats {
     /// HTTP counters; `None` in a TCP-mode backend (HAProxy leaves them
     /// out there too).
     pub http: Option<HttpStats>,
+    /// HAProxy's server `cookie` value (CSV `cookie`).
+    pub cookie: Option<String>,
 }
 
 impl ServerStats {
@@ -151,6 +153,9 @@ pub struct BackendStats {
     pub http: Option<HttpStats>,
     /// Servers, by id.
     pub servers: Vec<ServerStats>,
+    /// The persistence cookie's name (CSV `cookie`, as HAProxy prints it
+    /// on the backend line).
+    pub cookie: Option<String>,
 }
 
 /// Counters of one frontend.
@@ -577,6 +582,7 @@ impl Snapshot {
                     .set("check_status", &s.check_status)
                     .set("last_chk", &s.last_chk)
                     .set("last_agt", &s.last_agt)
+                    .set("cookie", s.cookie.as_deref().unwrap_or(""))
                     .set(
                         "check_duration",
                         s.check_duration_ms
@@ -613,6 +619,7 @@ impl Snapshot {
                 .set("iid", iid)
                 .set("sid", 0)
                 .set("type", 1)
+                .set("cookie", b.cookie.as_deref().unwrap_or(""))
                 .set("algo", haproxy_algo(b.algorithm));
             if let Some(h) = &b.http {
                 r.http_be(h);

@@ -18,6 +18,8 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Acquire(u8),
+    /// A request with a persistence cookie: client, value.
+    Cookie(u8, u8),
     Release(usize),
     ConnectFail(usize),
     Check(usize, bool),
@@ -32,6 +34,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => any::<u8>().prop_map(Op::Acquire),
+        2 => (any::<u8>(), 0u8..3).prop_map(|(c, v)| Op::Cookie(c, v)),
         3 => any::<usize>().prop_map(Op::Release),
         1 => any::<usize>().prop_map(Op::ConnectFail),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Op::Check(i, ok)),
@@ -68,10 +71,12 @@ fn candidates(st: &BackendStats, allbackups: bool) -> Vec<ServerId> {
 }
 
 struct Model {
-    held: Vec<(ServerId, Option<IpAddr>, u32)>,
+    /// Sessions: server, client, failures so far, sent by its cookie.
+    held: Vec<(ServerId, Option<IpAddr>, u32, bool)>,
     /// Queued clients in arrival order, with the server each waits for
-    /// (hash algorithms) or `None` (any server).
-    queue: Vec<(Ticket, Option<IpAddr>, Option<ServerId>)>,
+    /// (hash algorithms, a cookie) or `None` (any server), and whether a
+    /// cookie sent it.
+    queue: Vec<(Ticket, Option<IpAddr>, Option<ServerId>, bool)>,
     /// `random` queued a client whose draw was full while another server
     /// had room (HAProxy's get_server_rnd): until a slot frees, a client
     /// may wait for any server while one has room.
@@ -83,19 +88,25 @@ struct Model {
 
 impl Model {
     /// A queued client got a server: it must be the oldest of its kind
-    /// (the same server waited for, or any server).
+    /// (the same server waited for, by hash or cookie, or any server).
     fn dispatched(&mut self, t: Ticket, a: ServerId) {
         let pos = self
             .queue
             .iter()
             .position(|w| w.0 == t)
             .expect("dispatched ticket was queued");
-        let (_, ip, bound) = self.queue.remove(pos);
+        let (_, ip, bound, direct) = self.queue.remove(pos);
         assert!(
-            self.queue[..pos].iter().all(|w| w.2 != bound),
+            self.queue[..pos]
+                .iter()
+                .all(|w| (w.2, w.3) != (bound, direct)),
             "dispatch out of FIFO order"
         );
-        self.held.push((a, ip, 0));
+        self.held.push((a, ip, 0, direct && bound == Some(a)));
+    }
+
+    fn waiting_for(&self, id: ServerId) -> usize {
+        self.queue.iter().filter(|w| w.2 == Some(id)).count()
     }
 }
 
@@ -109,7 +120,7 @@ fn check_invariants(b: &Backend, m: &mut Model, now: Instant, allbackups: bool) 
     );
     assert_eq!(st.cur_sessions as usize, m.held.len(), "backend sessions");
     let mut per: BTreeMap<ServerId, u32> = BTreeMap::new();
-    for (s, _, _) in &m.held {
+    for (s, _, _, _) in &m.held {
         *per.entry(*s).or_insert(0) += 1;
     }
     for s in &st.servers {
@@ -131,7 +142,7 @@ fn check_invariants(b: &Backend, m: &mut Model, now: Instant, allbackups: bool) 
         max == 0 || s.cur_sessions < max
     };
     // A client waiting for its server waits only while that server is full.
-    for (_, _, bound) in &m.queue {
+    for (_, _, bound, _) in &m.queue {
         if let Some(id) = bound.filter(|id| cands.contains(id)) {
             assert!(!room(id), "a client waits for {id:?}, which has room");
         }
@@ -149,15 +160,75 @@ fn check_invariants(b: &Backend, m: &mut Model, now: Instant, allbackups: bool) 
     }
 }
 
+/// The checks of a balanced request (no cookie, or one naming no usable server).
+#[allow(clippy::too_many_arguments)]
+fn balanced(
+    m: &mut Model,
+    b: &Backend,
+    res: Acquire,
+    before: &BackendStats,
+    allbackups: bool,
+    algorithm: Algorithm,
+    ip: Option<IpAddr>,
+) {
+    let binds = matches!(algorithm, Algorithm::Source | Algorithm::Consistent);
+    let random = algorithm == Algorithm::Random;
+    match res {
+        Acquire::Assigned(a) => {
+            m.lbtot += 1;
+            // `random` draws even when clients wait for any
+            // server (HAProxy skips the balancer only for first,
+            // roundrobin and static-rr).
+            let overtaken = if binds { Some(a.server) } else { None };
+            assert!(
+                random || m.queue.iter().all(|w| w.2 != overtaken),
+                "overtook the queue"
+            );
+            assert!(
+                candidates(before, allbackups).contains(&a.server),
+                "{a:?} not a candidate"
+            );
+            m.held.push((a.server, ip, 0, false));
+        }
+        Acquire::Queued(t) => {
+            let bound = b.waits_for(t);
+            assert_eq!(bound.is_some(), binds, "bound only by hashing");
+            m.lbtot += u64::from(binds);
+            m.random_wait |= random;
+            m.queue.push((t, ip, bound, false));
+        }
+        Acquire::NoServer => assert!(candidates(before, allbackups).is_empty()),
+        Acquire::QueueFull => {
+            // Only a server's own queue is bounded (maxqueue 2).
+            assert!(binds);
+            m.lbtot += 1;
+            let mut per: BTreeMap<ServerId, usize> = BTreeMap::new();
+            for w in &m.queue {
+                if let Some(s) = w.2 {
+                    *per.entry(s).or_default() += 1;
+                }
+            }
+            assert!(per.values().any(|&n| n >= 2), "QueueFull below maxqueue");
+        }
+    }
+}
+
+fn specs_cookie(id: ServerId) -> Option<&'static str> {
+    ["a", "b", "a"].get(id.0 as usize - 1).copied()
+}
+
 fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
     let t0 = Instant::now();
     let mut now = t0;
+    let (redispatch, persist) = (seed.is_multiple_of(2), seed.is_multiple_of(3));
     let opts = BackendOptions {
         algorithm: Algorithm::ALL[(seed % 7) as usize],
         allbackups,
         retries: 2,
         timeout_queue: Duration::from_secs(1),
         seed,
+        redispatch,
+        persist,
         ..Default::default()
     };
     let mut b = Backend::new("m", opts, now);
@@ -178,6 +249,8 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         s.backup = *backup;
         s.check = Some(params);
         s.slowstart = Duration::from_secs(2);
+        // s0 and the backup s2 share a value, as HAProxy allows.
+        s.cookie = ["a", "b", "a"].get(i).map(|v| v.to_string());
         b.add_server(s, now).unwrap();
     }
     let ids = b.server_ids();
@@ -193,63 +266,59 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         match op {
             Op::Acquire(c) => {
                 let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
-                let binds = matches!(algorithm, Algorithm::Source | Algorithm::Consistent);
-                let random = algorithm == Algorithm::Random;
-                match b.acquire(now, ip) {
-                    Acquire::Assigned(a) => {
-                        m.lbtot += 1;
-                        // `random` draws even when clients wait for any
-                        // server (HAProxy skips the balancer only for first,
-                        // roundrobin and static-rr).
-                        let overtaken = if binds { Some(a.server) } else { None };
-                        assert!(
-                            random || m.queue.iter().all(|w| w.2 != overtaken),
-                            "overtook the queue"
-                        );
-                        assert!(
-                            candidates(&before, allbackups).contains(&a.server),
-                            "{a:?} not a candidate"
-                        );
-                        m.held.push((a.server, ip, 0));
+                let res = b.acquire(now, ip);
+                balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
+            }
+            Op::Cookie(c, v) => {
+                let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
+                let value = ["a", "b", "zz"][v as usize];
+                match b.cookie_server(value) {
+                    None => {
+                        let res = b.acquire(now, ip);
+                        balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
                     }
-                    Acquire::Queued(t) => {
-                        let bound = b.waits_for(t);
-                        assert_eq!(bound.is_some(), binds, "bound only by hashing");
-                        m.lbtot += u64::from(binds);
-                        m.random_wait |= random;
-                        m.queue.push((t, ip, bound));
-                    }
-                    Acquire::NoServer => assert!(candidates(&before, allbackups).is_empty()),
-                    Acquire::QueueFull => {
-                        // Only a server's own queue is bounded (maxqueue 2).
-                        assert!(binds);
-                        m.lbtot += 1;
-                        let mut per: BTreeMap<ServerId, usize> = BTreeMap::new();
-                        for w in &m.queue {
-                            if let Some(s) = w.2 {
-                                *per.entry(s).or_default() += 1;
+                    Some(id) => {
+                        let st = before.servers.iter().find(|s| s.id == id).unwrap();
+                        let stopped = st.status.starts_with("DOWN") || st.status == "MAINT";
+                        assert!(persist || !stopped, "{} takes no persistence", st.status);
+                        assert_eq!(specs_cookie(id), Some(value));
+                        let full_queue = specs[id.0 as usize - 1].1 != 0 && m.waiting_for(id) >= 2;
+                        let res = b.acquire_direct(now, id, ip);
+                        if full_queue && redispatch {
+                            balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
+                        } else {
+                            match res {
+                                Acquire::Assigned(a) => {
+                                    assert_eq!(a.server, id);
+                                    m.held.push((id, ip, 0, true));
+                                }
+                                Acquire::Queued(t) => {
+                                    assert_eq!(b.waits_for(t), Some(id));
+                                    m.queue.push((t, ip, Some(id), true));
+                                }
+                                Acquire::QueueFull => assert!(full_queue && !redispatch),
+                                Acquire::NoServer => panic!("no server for a direct request"),
                             }
                         }
-                        assert!(per.values().any(|&n| n >= 2), "QueueFull below maxqueue");
                     }
                 }
             }
             Op::Release(i) if !m.held.is_empty() => {
-                let (s, _, _) = m.held.remove(i % m.held.len());
+                let (s, _, _, _) = m.held.remove(i % m.held.len());
                 b.release(now, s, 1, 1);
             }
             Op::ConnectFail(i) if !m.held.is_empty() => {
                 let k = i % m.held.len();
-                let (s, ip, f) = m.held.remove(k);
-                match b.connect_failed(now, s, f + 1, ip) {
+                let (s, ip, f, direct) = m.held.remove(k);
+                match b.connect_failed(now, s, f + 1, ip, direct) {
                     Retry::Same(a) => {
                         assert_eq!(a.server, s);
-                        m.held.push((a.server, ip, f + 1));
+                        m.held.push((a.server, ip, f + 1, direct));
                     }
                     Retry::Redispatch(a) => {
                         assert_ne!(a.server, s, "redispatch to the same server");
                         m.lbtot += 1;
-                        m.held.push((a.server, ip, f + 1));
+                        m.held.push((a.server, ip, f + 1, false));
                     }
                     Retry::GiveUp => {}
                 }
@@ -295,7 +364,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 now += Duration::from_millis(ms);
                 let expired = b.expire_queue(now);
                 let mut expected: Vec<Ticket> = Vec::new();
-                m.queue.retain(|(t, _, _)| {
+                m.queue.retain(|(t, _, _, _)| {
                     if expired.contains(t) {
                         expected.push(*t);
                         false
@@ -308,7 +377,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 b.warmup(now);
             }
             Op::Cancel(i) if !m.queue.is_empty() => {
-                let (t, _, _) = m.queue.remove(i % m.queue.len());
+                let (t, _, _, _) = m.queue.remove(i % m.queue.len());
                 assert!(b.cancel(t));
             }
             _ => {}
@@ -321,13 +390,13 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         check_invariants(&b, &mut m, now, allbackups);
     }
     // Release everything (queued clients get served and leave too).
-    while let Some((s, _, _)) = m.held.pop() {
+    while let Some((s, _, _, _)) = m.held.pop() {
         b.release(now, s, 0, 0);
         for (t, a) in b.take_dispatched() {
             m.dispatched(t, a.server);
         }
     }
-    for (t, _, _) in m.queue.drain(..) {
+    for (t, _, _, _) in m.queue.drain(..) {
         assert!(b.cancel(t));
     }
     let st = b.stats(now);

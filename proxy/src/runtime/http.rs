@@ -26,6 +26,11 @@
 //! task after hyper hands both sockets over; the server slot is held until
 //! the tunnel ends. Any other answer is an ordinary response.
 //!
+//! Cookie persistence (a backend's `cookie`, [`crate::cookie`]): a request
+//! whose cookie names a usable server goes there
+//! ([`Backend::acquire_direct`](crate::backend::Backend::acquire_direct)),
+//! and the response of any other gets the cookie.
+//!
 //! HTTP counters (HAProxy's `req_tot`, `hrsp_*`, `ereq`, `eresp`,
 //! `cli_abrt`, `srv_abrt`) are counted under the locks a request takes
 //! anyway: the frontend's request when the backend core is asked for a
@@ -748,7 +753,18 @@ async fn handle(
             return local(StatusCode::SERVICE_UNAVAILABLE, "503 no such backend\n");
         };
         let t = b.timeouts;
-        let r = match b.core.acquire(now, Some(client)) {
+        // Cookie persistence (HAProxy's SF_DIRECT): nothing to do, nothing
+        // scanned, without a backend `cookie`.
+        let cookie = b.core.options().cookie.clone();
+        let named = cookie.as_ref().and_then(|c| {
+            c.values(req.headers())
+                .find_map(|v| b.core.cookie_server(v))
+        });
+        let acquired = match named {
+            Some(id) => b.core.acquire_direct(now, id, Some(client)),
+            None => b.core.acquire(now, Some(client)),
+        };
+        let r = match acquired {
             Acquire::Queued(ticket) => {
                 let (tx, rx) = oneshot::channel();
                 b.waiters.insert(ticket, tx);
@@ -757,8 +773,12 @@ async fn handle(
             other => Ok(other),
         };
         b.flush();
-        (t, r)
+        (t, (r, cookie, named))
     };
+    let (first, cookie, named) = first;
+    if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
+        c.strip_request(req.headers_mut());
+    }
     let mut assignment: Assignment = match first {
         Ok(Acquire::Assigned(a)) => a,
         Ok(_) => return denied(shared, &fe, &backend, "503 no server available\n"),
@@ -768,6 +788,8 @@ async fn handle(
         },
     };
 
+    // Sent where its cookie said (a redispatch below breaks it).
+    let mut direct = named == Some(assignment.server);
     // A connection: pooled, or new (with retries and redispatch), counted
     // on this thread's pool until the response is done.
     let home = std::thread::current().id();
@@ -811,10 +833,12 @@ async fn handle(
                         assignment.server,
                         failures,
                         Some(client),
+                        direct,
                     );
                     b.flush();
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
                     let pause = retry_pause(&retry, timed_out, timeouts.connect);
+                    direct &= matches!(retry, Retry::Same(_));
                     match retry {
                         Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                         Retry::GiveUp => {
@@ -853,11 +877,18 @@ async fn handle(
     };
     // on-marked-down shutdown-sessions (and on-marked-up
     // shutdown-backup-sessions for a backup): in-flight requests end too,
-    // and a tunnel (which, as a TCP session, always listens).
-    let (mut kill, tunnel_kill) = {
+    // and a tunnel (which, as a TCP session, always listens). With a
+    // backend cookie: the server's value (if any) to answer with, and
+    // whether the response may be cached (HAProxy's TX_CACHEABLE).
+    let (mut kill, tunnel_kill, cookie) = {
         let core = shared.lock();
-        let rx = core.backends.get(&guard.backend).and_then(|b| {
-            let spec = b.core.server_spec(assignment.server)?;
+        let b = core.backends.get(&guard.backend);
+        let spec = b.and_then(|b| b.core.server_spec(assignment.server));
+        let cookie = cookie.map(|c| {
+            let value = spec.and_then(|s| s.cookie.clone());
+            (c, value, crate::cookie::cacheable_method(req.method()))
+        });
+        let rx = b.zip(spec).and_then(|(b, spec)| {
             let wanted = spec.shutdown_sessions_on_down || spec.backup;
             if !wanted && upgrade.is_none() {
                 return None;
@@ -868,9 +899,9 @@ async fn handle(
         match rx {
             Some((wanted, rx)) => {
                 let tunnel_kill = upgrade.is_some().then(|| rx.clone());
-                (wanted.then(|| kill_switch(rx)), tunnel_kill)
+                (wanted.then(|| kill_switch(rx)), tunnel_kill, cookie)
             }
-            None => (None, None),
+            None => (None, None, cookie),
         }
     };
     let sent = async {
@@ -915,6 +946,15 @@ async fn handle(
             guard.end = HttpEnd::ClientAbort(Some(guard.status));
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some((c, value, cacheable)) = &cookie {
+                c.respond(
+                    &mut parts.headers,
+                    value.as_deref(),
+                    direct,
+                    *cacheable,
+                    guard.status,
+                );
+            }
             // An empty body may never be polled: the exchange is complete already.
             if body.is_end_stream() {
                 guard.complete();

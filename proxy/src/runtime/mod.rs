@@ -1089,9 +1089,13 @@ async fn session_inner(
                 Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
             }
             failures += 1;
-            let retry =
-                b.core
-                    .connect_failed(Instant::now(), assignment.server, failures, client_ip);
+            let retry = b.core.connect_failed(
+                Instant::now(),
+                assignment.server,
+                failures,
+                client_ip,
+                false,
+            );
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
             match retry {
@@ -1193,7 +1197,8 @@ enum Cut {
     ServerTimeout,
     /// `on-marked-down shutdown-sessions` (or `shutdown-backup-sessions`).
     MarkedDown,
-    /// The end of a graceful stop.
+    /// A hard stop (`Proxy::hard_stop`, or `hard_stop_after` ending a soft
+    /// stop).
     Stopping,
 }
 
