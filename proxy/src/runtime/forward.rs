@@ -301,9 +301,9 @@ fn poll_dir(
 
 /// Forwards until both directions are closed or a socket fails (the error
 /// says whose: [`Cut::Client`] or [`Cut::Server`]). `initial` holds bytes
-/// already read that go first: to the server (bytes that arrived with a
-/// PROXY header or after an HTTP upgrade request) and to the client (after
-/// the server's `101`).
+/// hyper already read past an upgrade's heads, which go first: to the
+/// server (behind the upgrade request) and to the client (behind the
+/// server's `101`).
 pub(super) async fn forward(
     client: &mut TcpStream,
     server: &mut TcpStream,
