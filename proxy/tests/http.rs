@@ -149,34 +149,8 @@ impl Client {
     }
 
     async fn get(&mut self, host: &str, path: &str) -> (u16, String) {
-        tokio::time::timeout(BOUND, async {
-            self.0.ready().await.unwrap();
-            let req = Request::get(path)
-                .header("host", host)
-                .body(String::new())
-                .unwrap();
-            let resp = self.0.send_request(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let mut body = resp.into_body();
-            let mut out = Vec::new();
-            while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            {
-                if let Ok(d) = f.unwrap().into_data() {
-                    out.extend_from_slice(&d);
-                }
-            }
-            (status, String::from_utf8(out).unwrap())
-        })
-        .await
-        .expect("request bounded")
+        http_get(&mut self.0, host, path).await
     }
-}
-
-fn http_config(extra_frontend: &str, backends: &str) -> Config {
-    let text = format!(
-        "[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{extra_frontend}\n{backends}"
-    );
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 #[tokio::test]
@@ -591,16 +565,7 @@ async fn session_and_request_rates_in_csv() {
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut seen = Vec::new();
-        while !seen.ends_with(b"ok") {
-            let mut chunk = [0u8; 512];
-            let n = tokio::time::timeout(BOUND, s.read(&mut chunk))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&chunk[..n]);
-        }
+        read_until_end(&mut s, b"ok").await;
     }
     for _ in 0..2 {
         let answer = raw_exchange(
@@ -676,16 +641,7 @@ async fn http_counters_in_csv_and_prometheus() {
     // The client leaves during the body.
     let mut s = TcpStream::connect(fe).await.unwrap();
     s.write_all(get("/stall").as_bytes()).await.unwrap();
-    let mut seen = Vec::new();
-    while !seen.ends_with(b"abc") {
-        let mut chunk = [0u8; 256];
-        let n = tokio::time::timeout(BOUND, s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&chunk[..n]);
-    }
+    read_until_end(&mut s, b"abc").await;
     drop(s);
     // Both counted when their connections end, maybe after the client saw it.
     eventually("the client abort and the malformed request counted", || {

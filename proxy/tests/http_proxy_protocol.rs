@@ -9,16 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use halyard_proxy::config::Config;
 use halyard_proxy::proxy_protocol::{self, Version};
 use halyard_proxy::Proxy;
-use hyper::body::Body;
-use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -102,34 +98,8 @@ impl Client {
 
     /// `GET /`: the status and body.
     async fn get(&mut self) -> (u16, String) {
-        tokio::time::timeout(BOUND, async {
-            self.tx.ready().await.unwrap();
-            let req = Request::get("/")
-                .header("host", "x")
-                .body(String::new())
-                .unwrap();
-            let resp = self.tx.send_request(req).await.unwrap();
-            let status = resp.status().as_u16();
-            let mut body = resp.into_body();
-            let mut out = Vec::new();
-            while let Some(f) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            {
-                if let Ok(d) = f.unwrap().into_data() {
-                    out.extend_from_slice(&d);
-                }
-            }
-            (status, String::from_utf8(out).unwrap())
-        })
-        .await
-        .expect("request bounded")
+        http_get(&mut self.tx, "x", "/").await
     }
-}
-
-fn http_config(extra_frontend: &str, backends: &str) -> Config {
-    let text = format!(
-        "[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{extra_frontend}\n{backends}"
-    );
-    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn v2(src: &str, dst: &str) -> Vec<u8> {

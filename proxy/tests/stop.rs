@@ -117,16 +117,7 @@ async fn gated_http_server(go: Arc<tokio::sync::Semaphore>) -> SocketAddr {
         let go = go.clone();
         async move {
             let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            loop {
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    continue;
-                };
-                buf.drain(..end + 4);
+            while next_head(&mut s, &mut buf).await.is_some() {
                 go.acquire().await.unwrap().forget();
                 let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 if s.write_all(ok).await.is_err() {

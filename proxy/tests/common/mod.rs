@@ -60,6 +60,80 @@ pub async fn serve_name(l: TcpListener, name: &'static str) {
     .await
 }
 
+/// An HTTP frontend `fe` (to backend `be`) with `extra_frontend` lines,
+/// then `backends`.
+pub fn http_config(extra_frontend: &str, backends: &str) -> Config {
+    let text = format!(
+        "[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{extra_frontend}\n{backends}"
+    );
+    Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// `GET path` with `Host: host` on a kept-alive client connection: the
+/// status and the body (bounded).
+pub async fn http_get(
+    tx: &mut hyper::client::conn::http1::SendRequest<String>,
+    host: &str,
+    path: &str,
+) -> (u16, String) {
+    use hyper::body::Body;
+    tokio::time::timeout(BOUND, async {
+        tx.ready().await.unwrap();
+        let req = hyper::Request::get(path)
+            .header("host", host)
+            .body(String::new())
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(f) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Ok(d) = f.unwrap().into_data() {
+                out.extend_from_slice(&d);
+            }
+        }
+        (status, String::from_utf8(out).unwrap())
+    })
+    .await
+    .expect("request bounded")
+}
+
+/// The next request head a raw test server got on `s` (without its blank
+/// line), taken from `buf`, which keeps what came after it; `None` once the
+/// peer closed or failed.
+pub async fn next_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads from `s` until what was read ends with `end` (bounded; the peer
+/// must not close first).
+pub async fn read_until_end(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::new();
+    while !seen.ends_with(end) {
+        let mut chunk = [0u8; 512];
+        let n = tokio::time::timeout(BOUND, s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    seen
+}
+
 /// A raw HTTP/1.1 server for the HTTP counters, answering by path: `/`
 /// and others 200 `ok`, `/missing` 404 (keep-alive); `/close` closes
 /// without answering (the proxy answers 502), `/half` closes after 3 of
@@ -68,17 +142,7 @@ pub async fn serve_name(l: TcpListener, name: &'static str) {
 pub async fn raw_http_server() -> (SocketAddr, JoinHandle<()>) {
     spawn_server(|mut s| async move {
         let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..end + 4);
+        while let Some(head) = next_head(&mut s, &mut buf).await {
             let path = head.split(' ').nth(1).unwrap_or("/");
             let partial = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
             let answer: &[u8] = match path {
@@ -287,17 +351,7 @@ pub async fn ws_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Str
         let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move {
             let mut buf = Vec::new();
-            let mut chunk = [0u8; 1024];
-            loop {
-                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                buf.drain(..end + 4);
+            while let Some(head) = next_head(&mut s, &mut buf).await {
                 heads.lock().unwrap().push(format!("{conn} {head}"));
                 let path = head.split(' ').nth(1).unwrap_or("/").to_string();
                 let switch = |extra: &str| {
@@ -327,7 +381,7 @@ pub async fn ws_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Str
                     }
                     "/die" => {
                         if buf.is_empty() {
-                            let _ = s.read(&mut chunk).await;
+                            let _ = s.read(&mut [0u8; 1024]).await;
                         }
                         let _ = s.set_zero_linger();
                         return;
