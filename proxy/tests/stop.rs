@@ -97,6 +97,37 @@ async fn hard_stop_closes_a_connection_waiting_for_its_proxy_header() {
     .await;
 }
 
+/// A client waiting in the queue for a full server is closed by a hard
+/// stop, not left to `timeout queue` (an hour here): the stop frees the
+/// held slot, the queued session gets it and ends where every session
+/// watches the stop.
+#[tokio::test]
+async fn hard_stop_closes_a_queued_session() {
+    let (echo, _t) = echo_server().await;
+    let cfg = echo_config("", "127.0.0.1:0", echo)
+        .replace("[defaults]\n", "[defaults]\ntimeout_queue = \"1h\"\n")
+        .replace(
+            &format!("address = \"{echo}\"\n"),
+            &format!("address = \"{echo}\"\nmaxconn = 1\n"),
+        );
+    let p = Proxy::start(Config::from_toml(&cfg).unwrap())
+        .await
+        .unwrap();
+    let fe = p.local_addrs("fe")[0];
+    let mut held = TcpStream::connect(fe).await.unwrap();
+    ping(&mut held, b'a').await;
+    let mut queued = TcpStream::connect(fe).await.unwrap();
+    eventually("second client queued", || {
+        p.stats().backends[0].queue_cur == 1
+    })
+    .await;
+    p.hard_stop();
+    closed(&mut queued).await;
+    closed(&mut held).await;
+    eventually("sessions gone", || p.stats().frontends[0].cur_sessions == 0).await;
+    assert_eq!(p.stats().backends[0].queue_cur, 0);
+}
+
 #[tokio::test]
 async fn hard_stop_after_bounds_a_soft_stop() {
     let (p, fe) = start_echo("hard_stop_after = \"200ms\"").await;
