@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -34,29 +33,7 @@ async fn ten_thousand_connection_churn_leaks_nothing() {
     .await;
     let fds_before = fd_count();
     let tasks_before = p.task_count();
-    let work = async {
-        let mut handles = Vec::new();
-        for w in 0..CONC {
-            handles.push(tokio::spawn(async move {
-                let mut ok = 0;
-                for _ in (w..TOTAL).step_by(CONC) {
-                    if one_exchange(fe).await {
-                        ok += 1;
-                    }
-                }
-                ok
-            }));
-        }
-        let mut ok = 0;
-        for h in handles {
-            ok += h.await.unwrap();
-        }
-        ok
-    };
-    let ok = tokio::time::timeout(Duration::from_secs(120), work)
-        .await
-        .expect("churn bounded");
-    assert_eq!(ok, TOTAL);
+    assert_eq!(churn(TOTAL, CONC, move |_| one_exchange(fe)).await, TOTAL);
     eventually("all sessions closed", || {
         p.stats().frontends[0].cur_sessions == 0
     })
@@ -67,6 +44,36 @@ async fn ten_thousand_connection_churn_leaks_nothing() {
     assert_eq!(st.frontends[0].total_sessions, (TOTAL + 10) as u64);
     assert_eq!(st.backends[0].cur_sessions, 0);
     assert_eq!(st.backends[0].connect_errors, 0);
+}
+
+/// Runs `one(i)` for `i` in `0..total`, `conc` at a time (each of `conc`
+/// tasks takes every `conc`-th `i`), bounded by 120 s; returns how many
+/// returned true.
+async fn churn<F, Fut>(total: usize, conc: usize, one: F) -> usize
+where
+    F: Fn(usize) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let work = async {
+        let mut handles = Vec::new();
+        for w in 0..conc {
+            handles.push(tokio::spawn(async move {
+                let mut ok = 0;
+                for i in (w..total).step_by(conc) {
+                    ok += usize::from(one(i).await);
+                }
+                ok
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            ok += h.await.unwrap();
+        }
+        ok
+    };
+    tokio::time::timeout(Duration::from_secs(120), work)
+        .await
+        .expect("churn bounded")
 }
 
 async fn one_exchange(fe: std::net::SocketAddr) -> bool {
@@ -111,27 +118,7 @@ async fn websocket_tunnel_churn_leaks_nothing() {
     eventually("warm-up tunnels closed", idle).await;
     let fds_before = fd_count();
     let tasks_before = p.task_count();
-    let work = async {
-        let mut handles = Vec::new();
-        for w in 0..CONC {
-            handles.push(tokio::spawn(async move {
-                let mut ok = 0;
-                for i in (w..TOTAL).step_by(CONC) {
-                    ok += usize::from(one_tunnel(fe, i).await);
-                }
-                ok
-            }));
-        }
-        let mut ok = 0;
-        for h in handles {
-            ok += h.await.unwrap();
-        }
-        ok
-    };
-    let ok = tokio::time::timeout(Duration::from_secs(120), work)
-        .await
-        .expect("churn bounded");
-    assert_eq!(ok, TOTAL);
+    assert_eq!(churn(TOTAL, CONC, move |i| one_tunnel(fe, i)).await, TOTAL);
     eventually("all tunnels closed", idle).await;
     eventually("tasks back to baseline", || p.task_count() == tasks_before).await;
     eventually("fds back to baseline", || fd_count() <= fds_before).await;
@@ -221,15 +208,7 @@ fn fd_exhaustion_keeps_the_listener_up() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let log2 = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            log2.lock().unwrap().push_str(&line);
-            log2.lock().unwrap().push('\n');
-        }
-    });
+    let (log, reader) = collect_stderr(&mut child);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(20);
     let connect = || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));

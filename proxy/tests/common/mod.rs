@@ -218,6 +218,31 @@ pub fn servers(list: &[(&str, SocketAddr, &str)]) -> String {
     out
 }
 
+/// Collects a child's stderr, line by line, into the returned text (read
+/// by a thread of its own, which ends with the child's stderr).
+pub fn collect_stderr(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("stderr piped");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    (log, reader)
+}
+
 /// Open file descriptors of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
