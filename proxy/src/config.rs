@@ -2170,9 +2170,9 @@ maxconn = 5
             let e = err(&with(&extra));
             assert!(e.contains(field) && e.contains(says), "{extra}: {e}");
         }
-        let e = err(&with(&format!(
-            "stick_table = {{ type = \"ip\", size = 1, peers = \"p\" }}"
-        )));
+        let e = err(&with(
+            "stick_table = { type = \"ip\", size = 1, peers = \"p\" }",
+        ));
         assert!(e.contains("peers"), "{e}");
     }
 
