@@ -41,6 +41,7 @@ use crate::health::{
     Transition,
 };
 use crate::stats::{BackendStats, EventRate, HttpStats, ServerStats};
+use crate::stick::StickTable;
 use crate::{Error, Result};
 
 /// Largest server weight (HAProxy's range is 0..=256).
@@ -169,7 +170,11 @@ pub struct BackendOptions {
     pub cookie: Option<std::sync::Arc<crate::cookie::Cookie>>,
     /// `option persist`: a cookie sends its request to its server whatever
     /// the server's state (DOWN and, as in HAProxy 2.6.12, MAINT too).
+    /// The stick table's entries too.
     pub persist: bool,
+    /// The stick table and its rule (HAProxy's `stick-table` and `stick
+    /// on|match|store-request`).
+    pub stick: Option<crate::stick::StickSpec>,
 }
 
 impl Default for BackendOptions {
@@ -186,6 +191,7 @@ impl Default for BackendOptions {
             mode: Mode::Tcp,
             cookie: None,
             persist: false,
+            stick: None,
         }
     }
 }
@@ -442,6 +448,7 @@ pub struct Backend {
     no_server: u64,
     queue_timeouts: u64,
     last_change: Instant,
+    stick: Option<StickTable>,
 }
 
 impl Backend {
@@ -450,6 +457,7 @@ impl Backend {
         let mut balancer = Balancer::new(opts.algorithm, opts.seed);
         balancer.set_balance_factor(opts.hash_balance_factor);
         balancer.set_random_draws(opts.random_draws);
+        let stick = opts.stick.clone().map(StickTable::new);
         Backend {
             name: name.into(),
             opts,
@@ -465,6 +473,7 @@ impl Backend {
             no_server: 0,
             queue_timeouts: 0,
             last_change: now,
+            stick,
         }
     }
 
@@ -774,6 +783,52 @@ impl Backend {
             .iter()
             .find(|(_, s)| s.spec.cookie.as_deref() == Some(value) && self.takes_persistent(s))
             .map(|(id, _)| *id)
+    }
+
+    /// The server the stick table names for a session from `src` to `dst`
+    /// (HAProxy's `process_sticking_rules` with `stick on` or `stick
+    /// match`), if it still exists and takes persistent sessions as a
+    /// cookie's server does (UP or DRAIN; any state with `persist`): send
+    /// the session there with [`Backend::acquire_direct`]. A found entry is
+    /// refreshed whatever its server's state. `None` (no table, no entry,
+    /// a removed, DOWN or MAINT server): balance it.
+    pub fn stick_match(&mut self, now: Instant, src: IpAddr, dst: IpAddr) -> Option<ServerId> {
+        let t = self.stick.as_mut()?;
+        if !t.spec().rule.matches() {
+            return None;
+        }
+        let id = t.lookup(now, t.spec().key(src, dst)?)?;
+        self.servers
+            .get(&id)
+            .filter(|s| self.takes_persistent(s))
+            .map(|_| id)
+    }
+
+    /// The session from `src` to `dst` is connected to `server`: with
+    /// `stick on` or `stick store-request`, the table remembers it (HAProxy's
+    /// `process_store_rules`, which runs once the server connection is
+    /// established, or the response head is in, in HTTP mode).
+    pub fn stick_store(&mut self, now: Instant, src: IpAddr, dst: IpAddr, server: ServerId) {
+        if let Some(t) = self.stick.as_mut().filter(|t| t.spec().rule.stores()) {
+            if let Some(key) = t.spec().key(src, dst) {
+                t.store(now, key, server);
+            }
+        }
+    }
+
+    /// The stick table, if the backend has one.
+    pub fn stick_table(&mut self) -> Option<&mut StickTable> {
+        self.stick.as_mut()
+    }
+
+    /// `show table` for this backend's table (`only`: one key), with the
+    /// servers' names; `None` without a table.
+    pub fn show_table(&mut self, now: Instant, only: Option<IpAddr>) -> Option<String> {
+        let servers = &self.servers;
+        let t = self.stick.as_mut()?;
+        Some(t.show(&self.name, now, only, |id| {
+            servers.get(&id).map(|s| s.spec.name.as_str())
+        }))
     }
 
     /// A request for `server`, named by its persistence cookie
@@ -1660,6 +1715,75 @@ mod tests {
         b.opts.persist = true;
         assert_eq!(b.cookie_server("c2"), Some(ServerId(2)), "persist: DOWN");
         assert_eq!(b.cookie_server("c1"), Some(s1), "persist: MAINT");
+    }
+
+    /// Stick tables (HAProxy 2.6.12, `stick-table type ip` + `stick on
+    /// src`, roundrobin): an entry sends its client to a DRAIN server, not
+    /// to a DOWN or MAINT one (balanced, and the store points the entry at
+    /// the new server), nor to a removed one; `persist` takes DOWN and MAINT
+    /// too. `stick match` never stores, `store-request` never matches, and
+    /// a client from ::1 has no key in a `type ip` table.
+    #[test]
+    fn stick_tables_send_sessions_to_their_server() {
+        use crate::stick::{Sample, StickRule, StickSpec, TableType};
+        use std::net::Ipv4Addr;
+        let spec = |rule| StickSpec {
+            table_type: TableType::Ip,
+            size: 10,
+            expire: None,
+            rule,
+            sample: Sample::Src,
+        };
+        let opts = BackendOptions {
+            stick: Some(spec(StickRule::On)),
+            ..Default::default()
+        };
+        let specs = (1..=3)
+            .map(|i| ServerSpec::new(format!("s{i}"), addr(i as u16)))
+            .collect();
+        let (mut b, now) = backend(opts, specs);
+        let (c, dst) = (
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+        );
+        let s1 = ServerId(1);
+        assert_eq!(b.stick_match(now, c, dst), None, "nothing stored yet");
+        b.stick_store(now, c, dst, s1);
+        assert_eq!(b.stick_match(now, c, dst), Some(s1));
+        b.set_admin(now, "s1", AdminState::Drain).unwrap();
+        assert_eq!(b.stick_match(now, c, dst), Some(s1), "drain keeps it");
+        b.set_admin(now, "s1", AdminState::Maint).unwrap();
+        assert_eq!(b.stick_match(now, c, dst), None, "MAINT");
+        b.stick_store(now, c, dst, ServerId(2));
+        b.set_admin(now, "s1", AdminState::Ready).unwrap();
+        assert_eq!(b.stick_match(now, c, dst), Some(ServerId(2)), "moved");
+        b.set_operational(now, "s2", Operational::Down).unwrap();
+        assert_eq!(b.stick_match(now, c, dst), None, "DOWN");
+        b.opts.persist = true;
+        assert_eq!(b.stick_match(now, c, dst), Some(ServerId(2)), "persist");
+        b.stick_store(now, c, dst, ServerId(3));
+        b.remove_server("s3", now).unwrap();
+        assert_eq!(b.stick_match(now, c, dst), None, "removed server");
+        let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+        b.stick_store(now, v6, dst, s1);
+        assert_eq!(b.stick_table().unwrap().len(now), 1, "::1 has no ip key");
+        let show = b.show_table(now, None).unwrap();
+        assert_eq!(
+            show,
+            "# table: b, type: ip, size:10, used:1\n0x1: key=127.0.0.2 use=0 exp=0 server_id=3\n"
+        );
+
+        b.stick = Some(StickTable::new(spec(StickRule::Match)));
+        b.stick_store(now, c, dst, s1);
+        assert_eq!(b.stick_table().unwrap().len(now), 0, "match never stores");
+        b.stick = Some(StickTable::new(spec(StickRule::StoreRequest)));
+        b.stick_store(now, c, dst, s1);
+        assert_eq!(b.stick_table().unwrap().len(now), 1);
+        assert_eq!(
+            b.stick_match(now, c, dst),
+            None,
+            "store-request never matches"
+        );
     }
 
     /// A client queued on its cookie's server: when the server goes DOWN it

@@ -306,6 +306,11 @@ pub struct RawBackend {
     /// sends its request there.
     #[serde(default)]
     pub persist: bool,
+    /// HAProxy's `stick-table` (`type`, `size`, `expire`).
+    pub stick_table: Option<RawStickTable>,
+    /// HAProxy's sticking rule: `"on src"`, `"match dst"`,
+    /// `"store-request src"`, ...
+    pub stick: Option<String>,
     /// Servers by name, in the order written: a server's id is its position
     /// (HAProxy's default `id`), which `first`, the backup used without
     /// `allbackups` and the hash placements follow.
@@ -363,6 +368,121 @@ pub struct RawCookie {
     pub secure: bool,
     /// `domain`.
     pub domain: Option<String>,
+}
+
+/// `[backends.NAME.stick_table]`: HAProxy's `stick-table type <type> size
+/// <size> [expire <expire>]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStickTable {
+    /// `ip` or `ipv6`.
+    #[serde(rename = "type")]
+    pub table_type: Option<String>,
+    /// Most entries.
+    pub size: Option<u64>,
+    /// Idle expiry; none: entries never expire.
+    pub expire: Option<RawDuration>,
+}
+
+/// A backend's `stick_table` and `stick` (both or neither).
+fn stick(
+    bname: &str,
+    table: Option<&RawStickTable>,
+    rule: Option<&str>,
+) -> Result<Option<crate::stick::StickSpec>> {
+    use crate::stick::{Sample, StickRule, StickSpec, TableType};
+    let tf = |k: &str| format!("backends.{bname}.stick_table.{k}");
+    let rf = format!("backends.{bname}.stick");
+    let (t, rule) = match (table, rule) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(Error::config(
+                rf,
+                "is missing: the stick table has no rule",
+                "add stick = \"on src\" (or remove stick_table)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::config(
+                format!("backends.{bname}.stick_table"),
+                "is missing: the stick rule needs a table",
+                "add stick_table = { type = \"ip\", size = 1000, expire = \"30m\" }",
+            ))
+        }
+        (Some(t), Some(r)) => (t, r),
+    };
+    let table_type = match t.table_type.as_deref() {
+        Some("ip") => TableType::Ip,
+        Some("ipv6") => TableType::Ipv6,
+        None => return Err(Error::config(tf("type"), "is missing", "add type = \"ip\"")),
+        Some(o) => {
+            return Err(Error::config(
+                tf("type"),
+                format!("`{o}` is not supported (only address keys are)"),
+                "use type = \"ip\" or \"ipv6\"",
+            ))
+        }
+    };
+    let size = match t.size {
+        None => return Err(Error::config(tf("size"), "is missing", "add size = 1000")),
+        Some(0) => {
+            return Err(Error::config(
+                tf("size"),
+                "must be greater than 0",
+                "give the most entries, e.g. size = 1000",
+            ))
+        }
+        Some(n) => u32::try_from(n)
+            .map_err(|_| Error::config(tf("size"), "is too large", "give at most 4294967295"))?
+            as usize,
+    };
+    let expire = t
+        .expire
+        .as_ref()
+        .map(|e| positive(&tf("expire"), e.parse(&tf("expire"))?))
+        .transpose()?;
+    let words: Vec<&str> = rule.split_whitespace().collect();
+    let fix = "write \"on src\", \"on dst\", \"match src\" or \"store-request src\"";
+    let (rule, sample) = match words.as_slice() {
+        [kind, sample] => (kind, sample),
+        _ => {
+            return Err(Error::config(
+                rf,
+                format!("`{rule}` is not KIND SAMPLE"),
+                fix,
+            ))
+        }
+    };
+    let rule = match *rule {
+        "on" => StickRule::On,
+        "match" => StickRule::Match,
+        "store-request" => StickRule::StoreRequest,
+        o => {
+            return Err(Error::config(
+                rf,
+                format!("`{o}` is not supported (on, match and store-request are)"),
+                fix,
+            ))
+        }
+    };
+    let sample = match *sample {
+        "src" => Sample::Src,
+        "dst" => Sample::Dst,
+        o => {
+            return Err(Error::config(
+                rf,
+                format!("sample `{o}` is not supported (src and dst are)"),
+                fix,
+            ))
+        }
+    };
+    Ok(Some(StickSpec {
+        table_type,
+        size,
+        expire,
+        rule,
+        sample,
+    }))
 }
 
 /// Whether `v` can stand in a cookie as a name or value: not empty,
@@ -1562,6 +1682,7 @@ impl Config {
                 .map(|c| cookie(&|k| format!("backends.{bname}.cookie.{k}"), c))
                 .transpose()?
                 .map(std::sync::Arc::new);
+            let stick = stick(bname, b.stick_table.as_ref(), b.stick.as_deref())?;
             let mut servers = Vec::new();
             for (sname, s) in &b.servers {
                 check_name(
@@ -1744,6 +1865,7 @@ impl Config {
                 mode: Mode::Tcp,
                 cookie,
                 persist: b.persist,
+                stick,
             };
             backends.push(BackendConfig {
                 name: bname.clone(),
@@ -1972,6 +2094,86 @@ maxconn = 5
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    /// `stick_table` + `stick` (HAProxy's `stick-table`, `stick on`):
+    /// what is built parses, the rest is refused naming the field.
+    #[test]
+    fn stick_tables() {
+        use crate::stick::{Sample, StickRule, TableType};
+        let with =
+            |extra: &str| GOOD.replace("allbackups = true", &format!("allbackups = true\n{extra}"));
+        let c = Config::from_toml(&with(
+            "stick_table = { type = \"ipv6\", size = 1000, expire = \"30m\" }\nstick = \"match dst\"",
+        ))
+        .unwrap();
+        let s = c.backends[0].options.stick.clone().unwrap();
+        assert_eq!(
+            (s.table_type, s.size, s.expire, s.rule, s.sample),
+            (
+                TableType::Ipv6,
+                1000,
+                Some(Duration::from_secs(1800)),
+                StickRule::Match,
+                Sample::Dst
+            )
+        );
+        let table = "stick_table = { type = \"ip\", size = 10 }";
+        for (extra, field, says) in [
+            (
+                table.to_string(),
+                "backends.app.stick",
+                "add stick = \"on src\"",
+            ),
+            (
+                "stick = \"on src\"".into(),
+                "backends.app.stick_table",
+                "needs a table",
+            ),
+            (
+                format!("{table}\nstick = \"on req.hdr(x)\""),
+                "backends.app.stick",
+                "`req.hdr(x)`",
+            ),
+            (
+                format!("{table}\nstick = \"store-response src\""),
+                "backends.app.stick",
+                "not supported",
+            ),
+            (
+                format!("{table}\nstick = \"on src if x\""),
+                "backends.app.stick",
+                "KIND SAMPLE",
+            ),
+            (
+                "stick_table = { type = \"string\", size = 10 }\nstick = \"on src\"".into(),
+                "backends.app.stick_table.type",
+                "\"ipv6\"",
+            ),
+            (
+                "stick_table = { type = \"ip\", size = 0 }\nstick = \"on src\"".into(),
+                "backends.app.stick_table.size",
+                "greater than 0",
+            ),
+            (
+                "stick_table = { type = \"ip\" }\nstick = \"on src\"".into(),
+                "backends.app.stick_table.size",
+                "missing",
+            ),
+            (
+                "stick_table = { type = \"ip\", size = 1, expire = \"0s\" }\nstick = \"on src\""
+                    .into(),
+                "backends.app.stick_table.expire",
+                "greater than 0",
+            ),
+        ] {
+            let e = err(&with(&extra));
+            assert!(e.contains(field) && e.contains(says), "{extra}: {e}");
+        }
+        let e = err(&with(
+            "stick_table = { type = \"ip\", size = 1, peers = \"p\" }",
+        ));
+        assert!(e.contains("peers"), "{e}");
     }
 
     #[test]

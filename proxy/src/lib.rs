@@ -6,7 +6,7 @@
 //!
 //! The interesting parts are pure state machines with no IO, clock or RNG of
 //! their own ([`balance`], [`health`], [`tcpcheck`], [`backend`],
-//! [`proxy_protocol`]); the
+//! [`proxy_protocol`], [`stick`]); the
 //! tokio layer ([`runtime`]) only drives them. See `proxy/README.md`.
 #![deny(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod httpcheck;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod stats;
+pub mod stick;
 pub mod tcpcheck;
 
 pub use error::{Error, Result};

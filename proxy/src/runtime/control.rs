@@ -19,6 +19,8 @@
 //! show backend         (the backends' names)
 //! show stat            (CSV)
 //! show metrics         (Prometheus, HAProxy 2.6 exporter's names)
+//! show table [BACKEND [key IP]]   (a backend's stick table, HAProxy's format)
+//! clear table BACKEND [key IP]    (one entry, or all)
 //! ```
 //!
 //! The stats listener answers `GET /metrics` (Prometheus text format 0.0.4
@@ -26,13 +28,13 @@
 //! [`Snapshot::to_prometheus`](crate::stats::Snapshot::to_prometheus)),
 //! `GET /stats` (CSV) and `POST /command` (body: one command) over HTTP/1.0.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::Proxy;
+use super::{BackendRt, Proxy};
 use crate::backend::{AdminState, ServerSpec};
 use crate::balance::Algorithm;
 use crate::config::ServerConfig;
@@ -126,6 +128,21 @@ pub enum Command {
         backend: String,
         /// Server.
         server: String,
+    },
+    /// `show table [B [key K]]`: HAProxy's stick table dump (without a
+    /// name, every table's header line).
+    ShowTable {
+        /// Backend (a table is named after its backend); `None`: all.
+        backend: Option<String>,
+        /// Only this key.
+        key: Option<IpAddr>,
+    },
+    /// `clear table B [key K]`: removes one entry, or all.
+    ClearTable {
+        /// Backend.
+        backend: String,
+        /// Only this key.
+        key: Option<IpAddr>,
     },
     /// `show backend`.
     ShowBackend,
@@ -270,6 +287,30 @@ pub fn parse_command(line: &str) -> Result<Command> {
             let (backend, server) = bs(target)?;
             Command::DelServer { backend, server }
         }
+        [verb @ ("show" | "clear"), "table", rest @ ..] => {
+            let (backend, key) = match rest {
+                [] => (None, None),
+                [b] => (Some(b.to_string()), None),
+                [b, "key", k] => {
+                    let k = k
+                        .parse()
+                        .map_err(|_| Error::Command(format!("key `{k}` is not an IP address")))?;
+                    (Some(b.to_string()), Some(k))
+                }
+                _ => {
+                    return Err(Error::Command(format!(
+                        "use `{verb} table BACKEND [key IP]`"
+                    )))
+                }
+            };
+            match (*verb, backend) {
+                ("show", backend) => Command::ShowTable { backend, key },
+                (_, Some(backend)) => Command::ClearTable { backend, key },
+                (_, None) => {
+                    return Err(Error::Command("use `clear table BACKEND [key IP]`".into()))
+                }
+            }
+        }
         ["show", "backend"] => Command::ShowBackend,
         ["show", "stat"] => Command::ShowStat,
         ["show", "metrics"] => Command::ShowMetrics,
@@ -329,6 +370,36 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
         Command::SetBalance { backend, algorithm } => p.set_algorithm(&backend, algorithm)?,
         Command::AddServer { backend, spec } => p.add_server(&backend, ServerConfig::new(spec))?,
         Command::DelServer { backend, server } => p.remove_server(&backend, &server)?,
+        Command::ShowTable { backend, key } => {
+            let now = std::time::Instant::now();
+            let Some(backend) = backend else {
+                let mut core = p.shared.lock();
+                let mut out = String::new();
+                for (name, b) in core.backends.iter_mut() {
+                    if let Some(t) = b.core.stick_table() {
+                        out.push_str(&t.header(name, now));
+                    }
+                }
+                return Ok(out);
+            };
+            return p.with_backend(&backend, |b| {
+                let key = table_key(&backend, b, key)?;
+                b.core
+                    .show_table(now, key)
+                    .ok_or_else(|| no_table(&backend))
+            });
+        }
+        Command::ClearTable { backend, key } => p.with_backend(&backend, |b| {
+            let key = table_key(&backend, b, key)?;
+            let t = b.core.stick_table().ok_or_else(|| no_table(&backend))?;
+            match key {
+                Some(k) => {
+                    t.remove(k);
+                }
+                None => t.clear(),
+            }
+            Ok(())
+        })?,
         Command::ShowBackend => {
             let mut out = String::from("# name\n");
             for name in p.shared.lock().backends.keys() {
@@ -341,6 +412,25 @@ pub(super) fn execute(p: &Proxy, cmd: Command) -> Result<String> {
         Command::ShowMetrics => return Ok(p.stats().to_prometheus()),
     }
     Ok("done\n".to_string())
+}
+
+fn no_table(backend: &str) -> Error {
+    Error::Command(format!(
+        "backend `{backend}` has no stick table (HAProxy: No such table)"
+    ))
+}
+
+/// `key` as a key of `backend`'s table (an IPv4 key of an `ipv6` table is
+/// taken IPv4-mapped, as a client's address is).
+fn table_key(backend: &str, b: &mut BackendRt, key: Option<IpAddr>) -> Result<Option<IpAddr>> {
+    let Some(k) = key else { return Ok(None) };
+    let t = b.core.stick_table().ok_or_else(|| no_table(backend))?;
+    t.spec().table_type.key(k).map(Some).ok_or_else(|| {
+        Error::Command(format!(
+            "key `{k}` does not fit a table of type {}",
+            t.spec().table_type.name()
+        ))
+    })
 }
 
 /// HAProxy's answer to `set server ... addr` (`port_given`: the command

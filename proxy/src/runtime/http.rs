@@ -29,7 +29,9 @@
 //! Cookie persistence (a backend's `cookie`, [`crate::cookie`]): a request
 //! whose cookie names a usable server goes there
 //! ([`Backend::acquire_direct`](crate::backend::Backend::acquire_direct)),
-//! and the response of any other gets the cookie.
+//! and the response of any other gets the cookie. A stick table
+//! ([`crate::stick`]) is looked up per request, after the cookie, and
+//! learns the request's server when its response head arrives.
 //!
 //! HTTP counters (HAProxy's `req_tot`, `hrsp_*`, `ereq`, `eresp`,
 //! `cli_abrt`, `srv_abrt`) are counted under the locks a request takes
@@ -760,7 +762,16 @@ async fn handle(
             c.values(req.headers())
                 .find_map(|v| b.core.cookie_server(v))
         });
-        let acquired = match named {
+        // The sticking rule runs after the cookie (HAProxy's analysers'
+        // order): its entry is refreshed but the cookie's server wins.
+        let stuck = b.core.stick_match(now, addrs.0.ip(), addrs.1.ip());
+        let stores = b
+            .core
+            .options()
+            .stick
+            .as_ref()
+            .is_some_and(|s| s.rule.stores());
+        let acquired = match named.or(stuck) {
             Some(id) => b.core.acquire_direct(now, id, Some(client)),
             None => b.core.acquire(now, Some(client)),
         };
@@ -773,9 +784,9 @@ async fn handle(
             other => Ok(other),
         };
         b.flush();
-        (t, (r, cookie, named))
+        (t, (r, cookie, named, stuck, stores))
     };
-    let (first, cookie, named) = first;
+    let (first, cookie, named, stuck, stores) = first;
     if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
         c.strip_request(req.headers_mut());
     }
@@ -790,6 +801,8 @@ async fn handle(
 
     // Sent where its cookie said (a redispatch below breaks it).
     let mut direct = named == Some(assignment.server);
+    // HAProxy's SF_DIRECT: sent by its cookie or its stick table entry.
+    let mut persistent = direct || stuck == Some(assignment.server);
     // A connection: pooled, or new (with retries and redispatch), counted
     // on this thread's pool until the response is done.
     let home = std::thread::current().id();
@@ -833,12 +846,13 @@ async fn handle(
                         assignment.server,
                         failures,
                         Some(client),
-                        direct,
+                        persistent,
                     );
                     b.flush();
                     let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
                     let pause = retry_pause(&retry, timed_out, timeouts.connect);
                     direct &= matches!(retry, Retry::Same(_));
+                    persistent &= matches!(retry, Retry::Same(_));
                     match retry {
                         Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                         Retry::GiveUp => {
@@ -917,6 +931,14 @@ async fn handle(
         guard.end = HttpEnd::Local(503);
         return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
     };
+    // `stick on` / `store-request`: the table learns the server once its
+    // response head is in (HAProxy's `process_store_rules`).
+    if stores && matches!(sent, Ok(Ok(_))) {
+        if let Some(b) = shared.lock().backends.get_mut(&guard.backend) {
+            let (src, dst) = (addrs.0.ip(), addrs.1.ip());
+            b.core.stick_store(Instant::now(), src, dst, guard.server);
+        }
+    }
     match sent {
         Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             // HAProxy's http_wait_for_response: a 101 needs the request's

@@ -1037,7 +1037,13 @@ async fn session_inner(
             return Ok((End::Denied, 0, 0));
         };
         let t = b.timeouts;
-        let r = b.core.acquire(now, client_ip);
+        // A stick table's server (HAProxy's SF_DIRECT); nothing is looked
+        // at without a table.
+        let stuck = b.core.stick_match(now, src.ip(), dst.ip());
+        let r = match stuck {
+            Some(id) => b.core.acquire_direct(now, id, client_ip),
+            None => b.core.acquire(now, client_ip),
+        };
         let r = match r {
             Acquire::Queued(ticket) => {
                 let (tx, rx) = oneshot::channel();
@@ -1047,8 +1053,9 @@ async fn session_inner(
             other => Ok(other),
         };
         b.flush();
-        (t, r)
+        (t, (r, stuck))
     };
+    let (first, stuck) = first;
     let mut assignment = match first {
         Ok(Acquire::Assigned(a)) => a,
         Ok(_) => {
@@ -1065,6 +1072,7 @@ async fn session_inner(
     };
 
     // Connect, with retries and redispatch.
+    let mut direct = stuck == Some(assignment.server);
     let mut failures = 0u32;
     let (mut server, kill_rx, send_proxy) = loop {
         let r = tokio::time::timeout(timeouts.connect, TcpStream::connect(assignment.addr)).await;
@@ -1077,6 +1085,8 @@ async fn session_inner(
             match r {
                 Ok(Ok(s)) => {
                     b.core.connect_ok(assignment.server);
+                    b.core
+                        .stick_store(Instant::now(), src.ip(), dst.ip(), assignment.server);
                     let (kill, sp) = match b.servers.get(&assignment.server) {
                         Some(rt) => (rt.kill.subscribe(), rt.send_proxy),
                         None => (watch::channel(0).1, None),
@@ -1094,10 +1104,11 @@ async fn session_inner(
                 assignment.server,
                 failures,
                 client_ip,
-                false,
+                direct,
             );
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
+            direct &= matches!(retry, Retry::Same(_));
             match retry {
                 Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                 Retry::GiveUp => {
