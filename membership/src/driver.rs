@@ -38,6 +38,17 @@
 //! (after [`NodeHandle::leave`], [`Event::Left`] may be among the missed
 //! events: `status.state` is then [`MembState::Left`](crate::MembState::Left)),
 //! the notice comes after the queued events and before the end of the stream.
+//!
+//! # Commands
+//!
+//! Only the local application sends commands ([`NodeHandle::status`] and
+//! [`NodeHandle::leave`]; the network cannot), and each waits for its answer,
+//! but a status call that is cancelled (a timeout around it, a `select!`) leaves
+//! its command queued, so a loop of cancelled calls could still grow an
+//! unbounded queue. The command queue therefore holds at most
+//! [`COMMAND_CAPACITY`] commands; a caller waits for a free slot (the driver
+//! never waits on it: it only receives), and gets [`Error::Stopped`] if the node
+//! has stopped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +69,10 @@ use crate::{
 /// second even under heavy churn, so a consumer that reads at all never comes
 /// near it; a stalled one costs at most 1024 configurations of memory.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+/// How many commands ([`NodeHandle::status`], [`NodeHandle::leave`]) can wait
+/// for the driver at once; further callers wait for a slot.
+pub const COMMAND_CAPACITY: usize = 64;
 
 /// What a node needs to run.
 #[derive(Debug, Clone)]
@@ -261,7 +276,7 @@ enum Command {
 #[derive(Debug)]
 pub struct NodeHandle {
     node_id: NodeId,
-    cmd: mpsc::UnboundedSender<Command>,
+    cmd: mpsc::Sender<Command>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -271,11 +286,13 @@ impl NodeHandle {
         self.node_id
     }
 
-    /// The engine's status and counters.
+    /// The engine's status and counters. Waits for a free command slot if
+    /// [`COMMAND_CAPACITY`] commands are already waiting.
     pub async fn status(&self) -> Result<(Status, Stats)> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::Status(tx))
+            .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
@@ -285,6 +302,7 @@ impl NodeHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::Leave(tx))
+            .await
             .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
@@ -348,7 +366,7 @@ impl Node {
             store,
             Instant::now(),
         )?;
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (ev_tx, events) = event_queue(config.event_capacity);
         let task = tokio::spawn(run(engine, socket, config.members, envelope, cmd_rx, ev_tx));
         Ok((
@@ -367,7 +385,7 @@ async fn run(
     socket: UdpSocket,
     members: BTreeMap<NodeId, SocketAddr>,
     mut envelope: Box<dyn Envelope>,
-    mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+    mut cmd_rx: mpsc::Receiver<Command>,
     mut ev_tx: EventSender,
 ) {
     let me = engine.node_id();
@@ -446,6 +464,8 @@ async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+
     use crate::{MembState, RingId};
 
     fn regular(seq: u64, members: &[u32]) -> Event {
@@ -565,5 +585,45 @@ mod tests {
             other => panic!("expected the lag notice, got {other:?}"),
         }
         assert!(rx.next().await.is_none());
+    }
+
+    /// Cancelled status calls (their command stays queued while the driver
+    /// is busy) cannot grow the command queue beyond its bound.
+    #[tokio::test(flavor = "current_thread")]
+    async fn cancelled_status_calls_do_not_grow_the_command_queue() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let config = NodeConfig::new(
+            NodeId(1),
+            TotemConfig::lan_fast(),
+            BTreeMap::from([(NodeId(1), addr)]),
+        );
+        let envelope = crate::SecureEnvelope::new(
+            &crate::ClusterKey::from_bytes([7; 32]),
+            &config.totem.cluster_name,
+            NodeId(1),
+            1,
+            [NodeId(1)],
+        )
+        .unwrap();
+        let (handle, _events) = Node::start_with_socket(
+            config,
+            socket,
+            Box::new(crate::MemoryRingIdStore::new()),
+            Box::new(envelope),
+        )
+        .unwrap();
+        // The driver task cannot run until this task yields: every call
+        // below sends its command (if there is room) and is then cancelled.
+        for _ in 0..10 * COMMAND_CAPACITY {
+            let call = std::pin::pin!(handle.status());
+            let waker = std::task::Waker::noop();
+            let _ = call.poll(&mut std::task::Context::from_waker(waker));
+        }
+        let queued = handle.cmd.max_capacity() - handle.cmd.capacity();
+        assert_eq!(queued, COMMAND_CAPACITY);
+        // The driver drains them and answers the next call.
+        let (status, _) = handle.status().await.unwrap();
+        assert_eq!(status.node, NodeId(1));
     }
 }
