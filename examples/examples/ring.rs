@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use halyard_membership::crypto::next_epoch;
 use halyard_membership::{
-    ClusterKey, ConfigurationKind, Event, FileRingIdStore, Node, NodeConfig, NodeHandle, NodeId,
-    RingId, SecureEnvelope, TotemConfig,
+    ClusterKey, ConfigurationKind, Event, FileRingIdStore, Node, NodeConfig, NodeEvent, NodeHandle,
+    NodeId, RingId, SecureEnvelope, TotemConfig,
 };
 use tokio::sync::mpsc;
 
@@ -34,11 +34,7 @@ async fn start(
     let envelope =
         SecureEnvelope::new(key, &totem.cluster_name, id, epoch, members.keys().copied())
             .expect("valid envelope");
-    let config = NodeConfig {
-        node_id: id,
-        totem,
-        members: members.clone(),
-    };
+    let config = NodeConfig::new(id, totem, members.clone());
     let store = FileRingIdStore::in_dir(dir, id);
     let (handle, mut events) = Node::start(config, Box::new(store), Box::new(envelope))
         .await
@@ -46,7 +42,18 @@ async fn start(
     let tx = tx.clone();
     tokio::spawn(async move {
         while let Some(e) = events.next().await {
-            let _ = tx.send((id, e.at, e.event));
+            match e {
+                NodeEvent::Engine { at, event } => {
+                    let _ = tx.send((id, at, event));
+                }
+                // This loop keeps up, but if it ever fell behind, the current
+                // regular configuration stands in for the changes it missed.
+                NodeEvent::Lagged(lag) => {
+                    if let Some(c) = lag.configuration {
+                        let _ = tx.send((id, lag.at, Event::Configuration(c)));
+                    }
+                }
+            }
         }
     });
     handle

@@ -1,6 +1,9 @@
 //! One Totem node per process, for benchmarks against Corosync (which also runs
 //! one process per node). Prints every configuration change as one line:
 //! `<unix time, s> <node> <Transitional|Regular> <ring> <members,comma-separated>`.
+//! If the output falls more than the event queue behind (a blocked stdout), the
+//! changes it missed are replaced by one `Regular` line with the current ring,
+//! and the number missed goes to stderr.
 //!
 //! ```sh
 //! ring_node --id 1 --members 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 \
@@ -17,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use halyard_membership::crypto::next_epoch;
 use halyard_membership::{
-    ClusterKey, Event, FileRingIdStore, Node, NodeConfig, NodeId, SecureEnvelope, TotemConfig,
+    ClusterKey, ConfigurationChange, Event, FileRingIdStore, Node, NodeConfig, NodeEvent, NodeId,
+    SecureEnvelope, TotemConfig,
 };
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -80,11 +84,7 @@ async fn main() {
         members.keys().copied(),
     )
     .expect("valid envelope");
-    let config = NodeConfig {
-        node_id: id,
-        totem,
-        members,
-    };
+    let config = NodeConfig::new(id, totem, members);
     let (_handle, mut events) = Node::start(
         config,
         Box::new(FileRingIdStore::in_dir(&dir, id)),
@@ -94,21 +94,37 @@ async fn main() {
     .expect("node starts");
     let mut out = std::io::stdout().lock();
     while let Some(e) = events.next().await {
-        if let Event::Configuration(c) = e.event {
-            // Convert the event's monotonic time to wall-clock time.
-            let age = e.at.elapsed();
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock") - age;
-            let m: Vec<String> = c.members.iter().map(|n| n.0.to_string()).collect();
-            let _ = writeln!(
-                out,
-                "{:.6} {} {:?} {} {}",
-                t.as_secs_f64(),
-                id.0,
-                c.kind,
-                c.ring_id,
-                m.join(",")
-            );
-            let _ = out.flush();
-        }
+        let (at, c): (_, ConfigurationChange) = match e {
+            NodeEvent::Engine {
+                at,
+                event: Event::Configuration(c),
+            } => (at, c),
+            NodeEvent::Engine { .. } => continue,
+            // Missed changes: resynchronise with the current regular configuration.
+            NodeEvent::Lagged(lag) => {
+                eprintln!(
+                    "node {}: output fell behind, {} events missed",
+                    id.0, lag.missed
+                );
+                match lag.configuration {
+                    Some(c) => (lag.at, c),
+                    None => continue,
+                }
+            }
+        };
+        // Convert the event's monotonic time to wall-clock time.
+        let age = at.elapsed();
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock") - age;
+        let m: Vec<String> = c.members.iter().map(|n| n.0.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "{:.6} {} {:?} {} {}",
+            t.as_secs_f64(),
+            id.0,
+            c.kind,
+            c.ring_id,
+            m.join(",")
+        );
+        let _ = out.flush();
     }
 }

@@ -11,6 +11,14 @@
 //! feature) runs many of them deterministically under injected faults. See
 //! `ARCHITECTURE.md` at the repository root for the module map, the seam with
 //! `halyard-ordering` ([`hook::OrderingHook`]) and halyard's fast failover.
+//!
+//! [`driver::Node`]'s event queue is bounded
+//! ([`NodeConfig::event_capacity`], 1024 by default) and the driver never waits
+//! for the application: an application that stops reading [`NodeEvents`] loses
+//! events, not the ring, and when it reads again it gets a
+//! [`NodeEvent::Lagged`] with the number of events it missed, the current
+//! regular configuration and the engine's status, from which it resynchronises
+//! (see the [`driver`] module).
 #![deny(unsafe_code)]
 
 mod commit;
@@ -36,7 +44,7 @@ pub mod sim;
 pub use config::{EffectiveConfig, TotemConfig};
 pub use configuration::{ConfigurationChange, ConfigurationKind, Event};
 pub use crypto::{ClusterKey, EnvelopeCounters, SecureEnvelope};
-pub use driver::{Node, NodeConfig, NodeEvent, NodeEvents, NodeHandle};
+pub use driver::{Lagged, Node, NodeConfig, NodeEvent, NodeEvents, NodeHandle};
 pub use envelope::{Envelope, Opened};
 pub use error::{Error, Result};
 pub use hook::{NoOrdering, OrderingHook};

@@ -1,14 +1,16 @@
 //! The tokio driver on loopback: 3 and 5 nodes form a ring; killing one gives
-//! the survivors a new configuration; restarting it rejoins with a higher ring id.
-//! Every datagram goes through the secure envelope, as in production.
+//! the survivors a new configuration; restarting it rejoins with a higher ring id;
+//! a node whose application stops reading its events stays in the ring and,
+//! when the application reads again, gets a lag notice with the current
+//! configuration. Every datagram goes through the secure envelope, as in production.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use halyard_membership::{
-    ClusterKey, ConfigurationKind, Envelope, Event, MemoryRingIdStore, Node, NodeConfig,
-    NodeEvents, NodeHandle, NodeId, RingId, SecureEnvelope, TotemConfig,
+    ClusterKey, ConfigurationKind, Envelope, Event, MembState, MemoryRingIdStore, Node, NodeConfig,
+    NodeEvent, NodeEvents, NodeHandle, NodeId, RingId, SecureEnvelope, TotemConfig,
 };
 
 /// The secure envelope every node uses: authenticated encryption under one
@@ -39,10 +41,16 @@ struct Cluster {
     config: TotemConfig,
     key: ClusterKey,
     epochs: BTreeMap<NodeId, u64>,
+    /// Event queue capacities other than the default.
+    capacities: BTreeMap<NodeId, usize>,
 }
 
 impl Cluster {
     async fn start(n: u32) -> Cluster {
+        Self::start_with(n, BTreeMap::new()).await
+    }
+
+    async fn start_with(n: u32, capacities: BTreeMap<NodeId, usize>) -> Cluster {
         // Reserve distinct ports on 127.0.0.1.
         let mut sockets = BTreeMap::new();
         for i in 1..=n {
@@ -64,15 +72,12 @@ impl Cluster {
             config,
             key: ClusterKey::from_bytes([7; 32]),
             epochs: BTreeMap::new(),
+            capacities,
         };
         for (id, sock) in sockets {
             let store = MemoryRingIdStore::new();
             c.stores.insert(id, store.clone());
-            let nc = NodeConfig {
-                node_id: id,
-                totem: c.config.clone(),
-                members: c.members.clone(),
-            };
+            let nc = c.node_config(id);
             c.epochs.insert(id, 1);
             let env = envelope(&c.key, &c.config, &c.members, id, 1);
             let n = Node::start_with_socket(nc, sock, Box::new(store), env).unwrap();
@@ -81,12 +86,16 @@ impl Cluster {
         c
     }
 
+    fn node_config(&self, id: NodeId) -> NodeConfig {
+        let mut nc = NodeConfig::new(id, self.config.clone(), self.members.clone());
+        if let Some(cap) = self.capacities.get(&id) {
+            nc.event_capacity = *cap;
+        }
+        nc
+    }
+
     async fn restart(&mut self, id: NodeId) {
-        let nc = NodeConfig {
-            node_id: id,
-            totem: self.config.clone(),
-            members: self.members.clone(),
-        };
+        let nc = self.node_config(id);
         let epoch = self.epochs.entry(id).or_insert(0);
         *epoch += 1;
         let env = envelope(&self.key, &self.config, &self.members, id, *epoch);
@@ -98,9 +107,24 @@ impl Cluster {
 
     /// Waits until every live node delivered a regular configuration with exactly `want`.
     async fn wait_regular(&mut self, want: &[NodeId], within: Duration) -> RingId {
+        let readers: Vec<NodeId> = self.nodes.keys().copied().collect();
+        self.wait_regular_on(&readers, want, within).await
+    }
+
+    /// Waits until each of `readers` delivered a regular configuration with
+    /// exactly `want` (a lag notice counts with its current configuration).
+    async fn wait_regular_on(
+        &mut self,
+        readers: &[NodeId],
+        want: &[NodeId],
+        within: Duration,
+    ) -> RingId {
         let deadline = tokio::time::Instant::now() + within;
         let mut rings = BTreeMap::new();
         for (id, (_, events)) in self.nodes.iter_mut() {
+            if !readers.contains(id) {
+                continue;
+            }
             loop {
                 let ev = tokio::time::timeout_at(deadline, events.next())
                     .await
@@ -108,11 +132,17 @@ impl Cluster {
                         panic!("{id}: no regular configuration {want:?} within {within:?}")
                     })
                     .expect("node running");
-                if let Event::Configuration(c) = ev.event {
-                    if c.kind == ConfigurationKind::Regular && c.members == want {
-                        rings.insert(*id, c.ring_id);
-                        break;
-                    }
+                let regular = match ev {
+                    NodeEvent::Engine {
+                        event: Event::Configuration(c),
+                        ..
+                    } if c.kind == ConfigurationKind::Regular => Some(c),
+                    NodeEvent::Lagged(lag) => lag.configuration,
+                    NodeEvent::Engine { .. } => None,
+                };
+                if let Some(c) = regular.filter(|c| c.members == want) {
+                    rings.insert(*id, c.ring_id);
+                    break;
                 }
             }
         }
@@ -173,4 +203,92 @@ async fn graceful_leave() {
         "leave took {:?}",
         started.elapsed()
     );
+}
+
+/// Node 1's application reads nothing while node 3 is killed and restarted
+/// three times (at least 12 more configuration changes at node 1) with an
+/// event queue of 2: the queue never holds more than 2, node 1 stays in every
+/// ring the others form, and when the application reads again it gets the 2
+/// queued events, then one lag notice carrying the current ring, then the
+/// next change as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_lags_but_stays_in_the_ring() {
+    const CAPACITY: usize = 2;
+    const CYCLES: u64 = 3;
+    let mut c = Cluster::start_with(3, BTreeMap::from([(NodeId(1), CAPACITY)])).await;
+    let all: Vec<NodeId> = (1..=3).map(NodeId).collect();
+    let others = [NodeId(2), NodeId(3)];
+    let within = Duration::from_secs(5);
+    let mut ring = c.wait_regular_on(&others, &all, within).await;
+    for _ in 0..CYCLES {
+        let (h, _) = c.nodes.remove(&NodeId(3)).unwrap();
+        h.kill();
+        // Node 2 sees node 1 in the survivors' ring: node 1 kept up the protocol.
+        c.wait_regular_on(&[NodeId(2)], &[NodeId(1), NodeId(2)], within)
+            .await;
+        assert!(c.nodes[&NodeId(1)].1.queued() <= CAPACITY);
+        c.restart(NodeId(3)).await;
+        ring = c.wait_regular_on(&others, &all, within).await;
+        assert!(c.nodes[&NodeId(1)].1.queued() <= CAPACITY);
+    }
+    // Node 1 itself reports the ring (once it is operational in it, its
+    // events for it have been produced).
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, _) = c.nodes[&NodeId(1)].0.status().await.unwrap();
+        if status.ring_id == ring && status.state == MembState::Operational {
+            assert_eq!(status.members, all);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 1 not operational in {ring}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let events = &mut c.nodes.get_mut(&NodeId(1)).unwrap().1;
+    assert_eq!(events.queued(), CAPACITY);
+    for _ in 0..CAPACITY {
+        match events.try_next() {
+            Some(NodeEvent::Engine { .. }) => {}
+            other => panic!("expected one of the queued events, got {other:?}"),
+        }
+    }
+    let lag = match events.try_next() {
+        Some(NodeEvent::Lagged(lag)) => lag,
+        other => panic!("expected the lag notice, got {other:?}"),
+    };
+    assert!(lag.missed >= 4 * CYCLES, "missed {}", lag.missed);
+    let current = lag.configuration.expect("a configuration");
+    assert_eq!(current.kind, ConfigurationKind::Regular);
+    assert_eq!(current.ring_id, ring);
+    assert_eq!(current.members, all);
+    assert_eq!(lag.status.ring_id, ring);
+    assert_eq!(lag.status.members, all);
+    assert!(events.try_next().is_none(), "nothing after the notice yet");
+
+    // Reading again: the next change arrives as an ordinary event.
+    let (h, _) = c.nodes.remove(&NodeId(3)).unwrap();
+    h.kill();
+    let events = &mut c.nodes.get_mut(&NodeId(1)).unwrap().1;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("node 1 sees node 3 go")
+            .expect("node running");
+        match ev {
+            NodeEvent::Engine {
+                event: Event::Configuration(c),
+                ..
+            } if c.kind == ConfigurationKind::Regular => {
+                assert_eq!(c.members, [NodeId(1), NodeId(2)]);
+                assert!(c.ring_id.seq > ring.seq);
+                break;
+            }
+            NodeEvent::Engine { .. } => {}
+            NodeEvent::Lagged(lag) => panic!("lagged again while reading: {lag:?}"),
+        }
+    }
 }
