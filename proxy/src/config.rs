@@ -87,7 +87,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
-use crate::balance::Algorithm;
+use crate::balance::{Algorithm, HashType};
 use crate::health::{CheckParams, StatusMatch};
 use crate::httpcheck::{HttpCheck, HttpExpect, HttpMatch, HttpRequest};
 use crate::proxy_protocol::Version;
@@ -277,8 +277,12 @@ pub struct RawRoute {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
-    /// Balancing algorithm.
+    /// Balancing algorithm, as HAProxy's `balance` line (`"uri depth 2"`,
+    /// `"url_param userid"`, `"hdr(Host) use_domain_only"`).
     pub balance: Option<String>,
+    /// HAProxy's `hash-type` (`"map-based"`, `"consistent"`, then
+    /// optionally a function and `avalanche`).
+    pub hash_type: Option<String>,
     /// `option allbackups`.
     #[serde(default)]
     pub allbackups: bool,
@@ -1407,11 +1411,26 @@ impl Config {
             let f = |k: &str| format!("backends.{bname}.{k}");
             let algorithm = match &b.balance {
                 None => Algorithm::RoundRobin,
-                Some(a) => a.parse().map_err(|_| {
+                Some(a) => a.parse().map_err(|e: Error| {
                     Error::config(
                         f("balance"),
-                        format!("unknown algorithm `{a}`"),
-                        "use roundrobin, static-rr, leastconn, first, source, consistent or random",
+                        match e {
+                            Error::Command(m) => m,
+                            e => e.to_string(),
+                        },
+                        "use roundrobin, static-rr, leastconn, first, source, consistent, random, \
+                         uri [len N] [depth N] [whole], url_param NAME or hdr(NAME) [use_domain_only]",
+                    )
+                })?,
+            };
+            let hash_type = match &b.hash_type {
+                None => HashType::default(),
+                Some(h) => h.parse().map_err(|e: String| {
+                    Error::config(
+                        f("hash_type"),
+                        e,
+                        "use \"map-based\" or \"consistent\", optionally followed by sdbm, djb2, \
+                         wt6 or crc32 and then avalanche (e.g. \"consistent sdbm avalanche\")",
                     )
                 })?,
             };
@@ -1733,6 +1752,7 @@ impl Config {
             }
             let options = BackendOptions {
                 algorithm,
+                hash_type,
                 allbackups: b.allbackups,
                 retries,
                 redispatch: b.redispatch.or(d.redispatch).unwrap_or(true),
@@ -1877,6 +1897,16 @@ impl Config {
             } else {
                 Mode::Tcp
             };
+            if b.options.algorithm.needs_http() && b.options.mode == Mode::Tcp {
+                return Err(Error::config(
+                    format!("backends.{}.balance", b.name),
+                    format!(
+                        "balance {} needs mode http, and no HTTP frontend uses this backend",
+                        b.options.algorithm.name()
+                    ),
+                    "route to it from a frontend with mode = \"http\" or use source or roundrobin",
+                ));
+            }
             if b.options.cookie.is_some() && b.options.mode == Mode::Tcp {
                 return Err(Error::config(
                     format!("backends.{}.cookie", b.name),

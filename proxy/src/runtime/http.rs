@@ -760,9 +760,15 @@ async fn handle(
             c.values(req.headers())
                 .find_map(|v| b.core.cookie_server(v))
         });
+        // The hash key (`source`, `uri`, `url_param`, `hdr`; nothing is
+        // computed for the other algorithms), over the origin form.
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let key = b.core.request_key(client, uri, |name| {
+            req.headers().get(name).map(HeaderValue::as_bytes)
+        });
         let acquired = match named {
-            Some(id) => b.core.acquire_direct(now, id, Some(client)),
-            None => b.core.acquire(now, Some(client)),
+            Some(id) => b.core.acquire_direct(now, id, key),
+            None => b.core.acquire(now, key),
         };
         let r = match acquired {
             Acquire::Queued(ticket) => {
@@ -773,9 +779,9 @@ async fn handle(
             other => Ok(other),
         };
         b.flush();
-        (t, (r, cookie, named))
+        (t, (r, cookie, named, key))
     };
-    let (first, cookie, named) = first;
+    let (first, cookie, named, key) = first;
     if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
         c.strip_request(req.headers_mut());
     }
@@ -832,7 +838,7 @@ async fn handle(
                         Instant::now(),
                         assignment.server,
                         failures,
-                        Some(client),
+                        key,
                         direct,
                     );
                     b.flush();

@@ -11,7 +11,7 @@ mod forward;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -485,12 +485,10 @@ impl Proxy {
         })
     }
 
-    /// Changes a backend's balancing algorithm.
+    /// Changes a backend's balancing algorithm (`uri`, `url_param` and
+    /// `hdr` only on a backend of HTTP frontends).
     pub fn set_algorithm(&self, backend: &str, algorithm: Algorithm) -> Result<()> {
-        self.with_backend(backend, |b| {
-            b.core.set_algorithm(algorithm);
-            Ok(())
-        })
+        self.with_backend(backend, |b| b.core.set_algorithm(algorithm))
     }
 
     /// Adds a server (its checks start at once if it has any: the start
@@ -1026,18 +1024,18 @@ async fn session_inner(
     (src, dst): (SocketAddr, SocketAddr),
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
-    let client_ip: Option<IpAddr> = Some(src.ip());
     let backend = fe.backend.as_str();
 
     // Acquire a server (maybe after queueing).
-    let (timeouts, first) = {
+    let (timeouts, first, key) = {
         let now = Instant::now();
         let mut core = shared.lock();
         let Some(b) = core.backends.get_mut(backend) else {
             return Ok((End::Denied, 0, 0));
         };
         let t = b.timeouts;
-        let r = b.core.acquire(now, client_ip);
+        let key = b.core.client_key(src.ip());
+        let r = b.core.acquire(now, key);
         let r = match r {
             Acquire::Queued(ticket) => {
                 let (tx, rx) = oneshot::channel();
@@ -1047,7 +1045,7 @@ async fn session_inner(
             other => Ok(other),
         };
         b.flush();
-        (t, r)
+        (t, r, key)
     };
     let mut assignment = match first {
         Ok(Acquire::Assigned(a)) => a,
@@ -1089,13 +1087,9 @@ async fn session_inner(
                 Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
             }
             failures += 1;
-            let retry = b.core.connect_failed(
-                Instant::now(),
-                assignment.server,
-                failures,
-                client_ip,
-                false,
-            );
+            let retry =
+                b.core
+                    .connect_failed(Instant::now(), assignment.server, failures, key, false);
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
             match retry {
