@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  inputs (all take `now`)                       outputs
-//!  acquire(client) ───────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
+//!  acquire(key) ──────────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
 //!  release(server, bytes)     │           ├── connect_failed -> Retry::{Same, Redispatch, GiveUp}
 //!  connect_ok / connect_failed├─> Backend ├── take_dispatched(): queued tickets now assigned
 //!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions} / CheckSoon
@@ -22,7 +22,9 @@
 //! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the
 //! client waits in the backend queue (FIFO, unbounded: `timeout queue` ends
 //! the wait) until a slot frees. The hash algorithms (`source`,
-//! `consistent`) bind a client to its server whether it is full or not, as
+//! `consistent`, `uri`, `url_param`, `hdr`), given a key (the caller's:
+//! [`Backend::client_key`], [`Backend::request_key`]), bind a client to
+//! its server whether it is full or not, as
 //! HAProxy's do: the client then waits in that server's queue, which holds
 //! at most the server's `maxqueue` (0 = unlimited; beyond it the client gets
 //! [`Acquire::QueueFull`]). `random` queues a client whose least loaded
@@ -2551,6 +2553,8 @@ mod tests {
         assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
         assert_eq!(b.stats(now).servers[1].status, "MAINT");
         b.set_admin(now, "c", AdminState::Ready).unwrap();
+        // A request hash needs HTTP mode (this backend serves TCP).
+        assert!(b.set_algorithm("uri".parse().unwrap()).is_err());
         b.set_algorithm(Algorithm::First).unwrap();
         for _ in 0..3 {
             assert_eq!(assigned(b.acquire(now, None)), ServerId(1));

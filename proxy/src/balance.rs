@@ -1297,6 +1297,278 @@ mod tests {
         assert_eq!(picks(&cands, 125), 0);
     }
 
+    /// The server (1-based, by id) HAProxy's `map_get_server_hash` picks
+    /// for `key` among servers of these weights.
+    fn map_pick(weights: &[u32], key: u64) -> u32 {
+        let cands: Vec<Candidate> = (1..).zip(weights).map(|(i, w)| cand(i, *w)).collect();
+        let mut b = Balancer::new(Algorithm::Uri(UriHash::default()), 1);
+        b.pick(&cands, Some(key)).unwrap().0
+    }
+
+    /// The same server as HAProxy 2.6.12 for the same key, servers and
+    /// weights in map-based mode. Recorded with the installed `haproxy`
+    /// (2.6.12) in front of three Python servers on 127.0.0.1 that answer
+    /// their name: one backend per column (`balance uri` with weights 1 1 1,
+    /// 1 2 3 and 2 4 7; `uri len 12 depth 2 whole`; `hash-type map-based`
+    /// `djb2`, `wt6`, `crc32` and `sdbm avalanche`), one GET of each URI per
+    /// backend, the answering server's number written down in order; then
+    /// `url_param user` over `/q?a=1&user=u<i>&z=<i>` and `hdr(Host)
+    /// use_domain_only` over `www.site<i>.example.com` (odd i) and
+    /// `site<i>.org:8080` (even i), i in 0..30.
+    #[test]
+    fn request_hashes_pick_haproxys_servers() {
+        let uris: Vec<String> = (0..25)
+            .map(|i| format!("/img/{i}.jpg?v={}", i * 7))
+            .chain((0..25).map(|i| format!("/a/b{}/c/{i}", i % 5)))
+            .collect();
+        let t = |function, avalanche| HashType {
+            method: HashMethod::MapBased,
+            function,
+            avalanche,
+        };
+        let uri = Algorithm::Uri(UriHash::default());
+        let opts = Algorithm::Uri(UriHash {
+            len: 12,
+            depth: 2,
+            whole: true,
+            path_only: false,
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let sdbm = t(HashFunction::Sdbm, false);
+        let columns: [(&Algorithm, HashType, &[u32], &str); 8] = [
+            (
+                &uri,
+                sdbm,
+                &[1, 1, 1],
+                "22221111333222211133333323312322312321322132113213",
+            ),
+            (
+                &uri,
+                sdbm,
+                &[1, 2, 3],
+                "23231313233232313132232322212233333333332122112212",
+            ),
+            (
+                &uri,
+                sdbm,
+                &[2, 4, 7],
+                "23323332332332231133233233331132233323233231333232",
+            ),
+            (
+                &opts,
+                sdbm,
+                &[1, 1, 1],
+                "12312123123123312312123123123131231312313123131231",
+            ),
+            (
+                &uri,
+                t(HashFunction::Djb2, false),
+                &[1, 1, 1],
+                "11111111112222222222222221231231231231231231223123",
+            ),
+            (
+                &uri,
+                t(HashFunction::Wt6, false),
+                &[1, 1, 1],
+                "11332321123313211123213313323222323231131212313321",
+            ),
+            (
+                &uri,
+                t(HashFunction::Crc32, false),
+                &[1, 1, 1],
+                "22313121133122122221322213122113223133112131211332",
+            ),
+            (
+                &uri,
+                t(HashFunction::Sdbm, true),
+                &[1, 1, 1],
+                "11322322222232122111123323223112331123221122112312",
+            ),
+        ];
+        for (alg, hash, weights, want) in columns {
+            let got: String = uris
+                .iter()
+                .map(|u| {
+                    let key = alg.request_key(hash, ip, u, |_| None).unwrap();
+                    char::from_digit(map_pick(weights, key), 10).unwrap()
+                })
+                .collect();
+            assert_eq!(got, want, "{alg} {hash} weights {weights:?}");
+        }
+        let param = Algorithm::UrlParam("user".into());
+        let host = Algorithm::Hdr {
+            name: "Host".into(),
+            use_domain_only: true,
+        };
+        let (mut by_param, mut by_host) = (String::new(), String::new());
+        for i in 0..30 {
+            let u = format!("/q?a=1&user=u{i}&z={i}");
+            let key = param.request_key(sdbm, ip, &u, |_| None).unwrap();
+            by_param.push(char::from_digit(map_pick(&[1, 1, 1], key), 10).unwrap());
+            let h = if i % 2 == 1 {
+                format!("www.site{i}.example.com")
+            } else {
+                format!("site{i}.org:8080")
+            };
+            let key = host
+                .request_key(sdbm, ip, "/", |n| (n == "Host").then_some(h.as_bytes()))
+                .unwrap();
+            by_host.push(char::from_digit(map_pick(&[1, 1, 1], key), 10).unwrap());
+        }
+        assert_eq!(by_param, "123123123123123123123123123123");
+        assert_eq!(by_host, "221232221212322212322212322212");
+    }
+
+    #[test]
+    fn request_parts_are_haproxys() {
+        let o = |len, depth, whole| UriHash {
+            len,
+            depth,
+            whole,
+            path_only: false,
+        };
+        let u = "/a/b/c.png?x=1";
+        assert_eq!(uri_part(u, &o(0, 0, false)), b"/a/b/c.png");
+        assert_eq!(uri_part(u, &o(0, 0, true)), u.as_bytes());
+        assert_eq!(uri_part(u, &o(0, 2, false)), b"/a/b");
+        assert_eq!(uri_part(u, &o(0, 1, false)), b"/a");
+        assert_eq!(uri_part(u, &o(3, 0, false)), b"/a/");
+        assert_eq!(url_param("/p?user=42&b=2", "user"), Some(&b"42"[..]));
+        assert_eq!(url_param("/p?a=1&user=", "user"), Some(&b""[..]));
+        // Only a whole parameter name, and only in the query string.
+        assert_eq!(url_param("/p?xuser=1&user_id=2", "user"), None);
+        assert_eq!(url_param("/user=1", "user"), None);
+        assert_eq!(url_param("/p?user", "user"), None);
+        assert_eq!(domain_part(b"haproxy.1wt.eu"), b"1wt");
+        assert_eq!(domain_part(b"example.com:8080"), b"example");
+        assert_eq!(domain_part(b"localhost"), b"localhost");
+        assert_eq!(first_value(b" a , b"), b"a");
+        // A missing or empty header, a missing parameter: no key, so round
+        // robin; an algorithm that does not hash the request computes none.
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let h = HashType::default();
+        let hdr: Algorithm = "hdr(X-User)".parse().unwrap();
+        assert_eq!(hdr.request_key(h, ip, "/", |_| None), None);
+        assert_eq!(hdr.request_key(h, ip, "/", |_| Some(&b" "[..])), None);
+        assert!(hdr.request_key(h, ip, "/", |_| Some(&b"bob"[..])).is_some());
+        let param: Algorithm = "url_param user".parse().unwrap();
+        assert_eq!(param.request_key(h, ip, "/p?id=1", |_| None), None);
+        assert_eq!(
+            Algorithm::RoundRobin.request_key(h, ip, "/", |_| unreachable!()),
+            None
+        );
+        assert_eq!(
+            Algorithm::Source.request_key(h, ip, "/", |_| None),
+            Some(hash_ip(ip))
+        );
+        assert_eq!(
+            Algorithm::Uri(UriHash::default()).client_key(ip),
+            None,
+            "no URI in TCP mode"
+        );
+    }
+
+    #[test]
+    fn map_based_hashes_fall_back_to_the_maps_round_robin() {
+        let mut b = Balancer::new("url_param user".parse().unwrap(), 1);
+        let mut cands = [cand(1, 1), cand(2, 2), cand(3, 1)];
+        // HAProxy's map for weights 1 2 1 (recalc_server_map: 1 2 2 3),
+        // walked in order.
+        let seq: Vec<u32> = (0..8).map(|_| b.pick(&cands, None).unwrap().0).collect();
+        assert_eq!(seq, [1, 2, 2, 3, 1, 2, 2, 3]);
+        // A full server is skipped; all full: none (the backend queues).
+        cands[1].full = true;
+        let seq: Vec<u32> = (0..4).map(|_| b.pick(&cands, None).unwrap().0).collect();
+        assert_eq!(seq, [1, 3, 1, 3]);
+        cands[0].full = true;
+        cands[2].full = true;
+        assert_eq!(b.pick(&cands, None), None);
+        // A key still names its server, full or not.
+        assert!(b.pick(&cands, Some(7)).is_some());
+    }
+
+    #[test]
+    fn request_hashes_stick_weigh_and_move_little_with_hash_type_consistent() {
+        let keys: Vec<u64> = (0..6000)
+            .map(|i| HashType::default().hash(format!("/obj/{i}").as_bytes()))
+            .collect();
+        let all: Vec<Candidate> = vec![cand(1, 1), cand(2, 1), cand(3, 2)];
+        let less: Vec<Candidate> = all
+            .iter()
+            .copied()
+            .filter(|c| c.id != ServerId(2))
+            .collect();
+        for method in [HashMethod::MapBased, HashMethod::Consistent] {
+            let mut b = Balancer::new(Algorithm::Uri(UriHash::default()), 3);
+            b.set_hash_method(method);
+            b.set_balance_factor(0);
+            let before: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&all, Some(*k)).unwrap())
+                .collect();
+            // Same key, same server.
+            let again: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&all, Some(*k)).unwrap())
+                .collect();
+            assert_eq!(before, again, "{method:?}");
+            // Weights: server 3 (weight 2) takes about half.
+            let share = before.iter().filter(|s| **s == ServerId(3)).count() as f64 / 6000.0;
+            assert!((0.4..0.6).contains(&share), "{method:?}: {share}");
+            let after: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&less, Some(*k)).unwrap())
+                .collect();
+            let moved = before.iter().zip(&after).filter(|(x, y)| x != y).count();
+            let owned = before.iter().filter(|s| **s == ServerId(2)).count();
+            match method {
+                // Only the keys of the server that went away move.
+                HashMethod::Consistent => assert_eq!(moved, owned),
+                // The map is rebuilt: most keys move.
+                HashMethod::MapBased => assert!(moved > owned * 2, "{moved} {owned}"),
+            }
+        }
+    }
+
+    #[test]
+    fn balance_lines_and_hash_types_parse_as_haproxy_writes_them() {
+        for line in [
+            "uri",
+            "uri len 10 depth 2 whole path-only",
+            "url_param userid",
+            "hdr(Host) use_domain_only",
+            "hdr(X-User)",
+        ] {
+            let a: Algorithm = line.parse().unwrap();
+            assert_eq!(a.to_string(), line);
+            assert!(a.needs_http() && a.hashes(), "{line}");
+        }
+        for bad in [
+            "url_param",
+            "url_param id check_post",
+            "uri depth 0",
+            "uri len",
+            "uri deep 2",
+            "hdr()",
+            "hdr(Host) use_domain",
+            "roundrobin whole",
+        ] {
+            assert!(bad.parse::<Algorithm>().is_err(), "{bad}");
+        }
+        let h = |s: &str| s.parse::<HashType>().unwrap();
+        assert_eq!(h("map-based"), HashType::default());
+        // HAProxy: consistent alone is sdbm with avalanche.
+        assert_eq!(h("consistent").to_string(), "consistent sdbm avalanche");
+        assert_eq!(h("consistent sdbm").to_string(), "consistent sdbm");
+        assert_eq!(
+            h("map-based crc32 avalanche").to_string(),
+            "map-based crc32 avalanche"
+        );
+        for bad in ["", "ring", "map-based md5", "consistent sdbm fast"] {
+            assert!(bad.parse::<HashType>().is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn algorithm_names_round_trip() {
         for a in Algorithm::ALL {

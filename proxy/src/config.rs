@@ -29,7 +29,10 @@
 //! accept_proxy = false           # require a PROXY v1/v2 header from clients (both modes)
 //!
 //! [backends.web]
-//! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
+//! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random;
+//!                                # HTTP mode: "uri [len N] [depth N] [whole]",
+//!                                # "url_param NAME", "hdr(NAME) [use_domain_only]"
+//! # hash_type = "map-based"      # or "consistent" [sdbm|djb2|wt6|crc32 [avalanche]]
 //! # random_draws = 2             # random: the least loaded of this many draws
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
@@ -2002,6 +2005,44 @@ maxconn = 5
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn request_hashes_need_http_and_name_their_errors() {
+        let http = GOOD.replace("accept_proxy = true", "mode = \"http\"");
+        let c = Config::from_toml(&http.replace(
+            "balance = \"leastconn\"",
+            "balance = \"hdr(Host) use_domain_only\"\nhash_type = \"consistent\"",
+        ))
+        .unwrap();
+        let o = &c.backends[0].options;
+        assert_eq!(
+            o.algorithm,
+            Algorithm::Hdr {
+                name: "Host".into(),
+                use_domain_only: true
+            }
+        );
+        assert_eq!(o.hash_type.to_string(), "consistent sdbm avalanche");
+        // TCP mode: refused, naming the field and the fix.
+        let e = err(&GOOD.replace("balance = \"leastconn\"", "balance = \"uri\""));
+        assert!(
+            e.contains("backends.app.balance") && e.contains("balance uri needs mode http"),
+            "{e}"
+        );
+        let e = err(&http.replace("balance = \"leastconn\"", "balance = \"url_param\""));
+        assert!(
+            e.contains("backends.app.balance") && e.contains("url_param userid"),
+            "{e}"
+        );
+        let e = err(&http.replace(
+            "balance = \"leastconn\"",
+            "balance = \"uri\"\nhash_type = \"consistent md5\"",
+        ));
+        assert!(
+            e.contains("backends.app.hash_type") && e.contains("crc32"),
+            "{e}"
+        );
     }
 
     #[test]

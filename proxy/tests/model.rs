@@ -90,7 +90,7 @@ fn algorithms() -> Vec<Algorithm> {
 /// part (no header, no parameter), so the hash algorithms fall back to
 /// round robin for it.
 fn key(c: u8) -> Option<u64> {
-    (c % 8 != 0).then(|| u64::from(c).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    (!c.is_multiple_of(8)).then(|| u64::from(c).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 struct Model {
