@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  inputs (all take `now`)                       outputs
-//!  acquire(client) ───────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
+//!  acquire(key) ──────────────┐           ┌── Acquire::{Assigned, Queued, NoServer, QueueFull}
 //!  release(server, bytes)     │           ├── connect_failed -> Retry::{Same, Redispatch, GiveUp}
 //!  connect_ok / connect_failed├─> Backend ├── take_dispatched(): queued tickets now assigned
 //!  check_result / agent_result│           ├── take_events(): ServerUp / ServerDown{shutdown_sessions} / CheckSoon
@@ -22,7 +22,9 @@
 //! HAProxy's `srv_dynamic_maxconn` does; see [`Backend::warmup`]), the
 //! client waits in the backend queue (FIFO, unbounded: `timeout queue` ends
 //! the wait) until a slot frees. The hash algorithms (`source`,
-//! `consistent`) bind a client to its server whether it is full or not, as
+//! `consistent`, `uri`, `url_param`, `hdr`), given a key (the caller's:
+//! [`Backend::client_key`], [`Backend::request_key`]), bind a client to
+//! its server whether it is full or not, as
 //! HAProxy's do: the client then waits in that server's queue, which holds
 //! at most the server's `maxqueue` (0 = unlimited; beyond it the client gets
 //! [`Acquire::QueueFull`]). `random` queues a client whose least loaded
@@ -34,7 +36,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::balance::{Algorithm, Balancer, Candidate, ServerId};
+use crate::balance::{Algorithm, Balancer, Candidate, HashType, ServerId};
 use crate::config::Mode;
 use crate::health::{
     slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
@@ -148,6 +150,9 @@ impl ServerSpec {
 pub struct BackendOptions {
     /// Balancing algorithm.
     pub algorithm: Algorithm,
+    /// HAProxy's `hash-type`: how `source`, `uri`, `url_param` and `hdr`
+    /// map keys to servers.
+    pub hash_type: HashType,
     /// Use all usable backups at once instead of the first one.
     pub allbackups: bool,
     /// Connect retries after the first failure.
@@ -181,6 +186,7 @@ impl Default for BackendOptions {
     fn default() -> Self {
         BackendOptions {
             algorithm: Algorithm::RoundRobin,
+            hash_type: HashType::default(),
             allbackups: false,
             retries: 3,
             redispatch: true,
@@ -396,7 +402,8 @@ impl Server {
 #[derive(Debug, Clone)]
 struct Waiter {
     ticket: Ticket,
-    client: Option<IpAddr>,
+    /// The hash key ([`Backend::acquire`]).
+    key: Option<u64>,
     deadline: Instant,
     /// The server it waits for (hash algorithms, a persistence cookie);
     /// `None`: any server.
@@ -427,8 +434,8 @@ fn percent_of(initial: u32, percent: u32) -> u32 {
 
 /// Whether a static algorithm refuses `weight` for a server configured with
 /// `initial` (HAProxy: "only accepts weights '0%' and '100%'").
-fn static_refuses(algorithm: Algorithm, initial: u32, weight: u32) -> bool {
-    matches!(algorithm, Algorithm::StaticRr | Algorithm::Source) && weight != 0 && weight != initial
+fn static_refuses(balancer: &Balancer, initial: u32, weight: u32) -> bool {
+    balancer.is_static() && weight != 0 && weight != initial
 }
 
 /// One backend's pure state. See the module docs.
@@ -454,7 +461,8 @@ pub struct Backend {
 impl Backend {
     /// An empty backend.
     pub fn new(name: impl Into<String>, opts: BackendOptions, now: Instant) -> Self {
-        let mut balancer = Balancer::new(opts.algorithm, opts.seed);
+        let mut balancer = Balancer::new(opts.algorithm.clone(), opts.seed);
+        balancer.set_hash_method(opts.hash_type.method);
         balancer.set_balance_factor(opts.hash_balance_factor);
         balancer.set_random_draws(opts.random_draws);
         let stick = opts.stick.clone().map(StickTable::new);
@@ -640,11 +648,11 @@ impl Backend {
     fn try_assign(
         &mut self,
         now: Instant,
-        client: Option<IpAddr>,
+        key: Option<u64>,
         exclude: Option<ServerId>,
     ) -> Option<Assignment> {
         let cands = self.candidates(now, exclude);
-        self.assign_from(now, &cands, client)
+        self.assign_from(now, &cands, key)
     }
 
     /// [`Backend::try_assign`] over candidates already computed.
@@ -652,9 +660,9 @@ impl Backend {
         &mut self,
         now: Instant,
         cands: &[Candidate],
-        client: Option<IpAddr>,
+        key: Option<u64>,
     ) -> Option<Assignment> {
-        let id = self.balancer.pick(cands, client)?;
+        let id = self.balancer.pick(cands, key)?;
         // A hash algorithm names the client's server even when it is full,
         // and `random` the least loaded of its draws.
         if self.servers.get(&id)?.full(now) {
@@ -664,19 +672,15 @@ impl Backend {
     }
 
     /// Whether the algorithm binds this client to one server (the hash
-    /// algorithms, given the client's address).
-    fn binds(&self, client: Option<IpAddr>) -> bool {
-        client.is_some()
-            && matches!(
-                self.balancer.algorithm(),
-                Algorithm::Source | Algorithm::Consistent
-            )
+    /// algorithms, given a key).
+    fn binds(&self, key: Option<u64>) -> bool {
+        key.is_some() && self.balancer.algorithm().hashes()
     }
 
     fn enqueue(
         &mut self,
         now: Instant,
-        client: Option<IpAddr>,
+        key: Option<u64>,
         server: Option<ServerId>,
         direct: bool,
     ) -> Ticket {
@@ -684,7 +688,7 @@ impl Backend {
         self.next_ticket += 1;
         self.queue.push_back(Waiter {
             ticket,
-            client,
+            key,
             deadline: now + self.opts.timeout_queue,
             server,
             direct,
@@ -706,8 +710,8 @@ impl Backend {
         self.queue.iter().filter(|w| w.server == Some(id)).count()
     }
 
-    /// The server a queued client waits for: its hashed server (`source`,
-    /// `consistent`), or `None` when any server will do or the ticket is not
+    /// The server a queued client waits for: its hashed server (the hash
+    /// algorithms), or `None` when any server will do or the ticket is not
     /// queued.
     pub fn waits_for(&self, ticket: Ticket) -> Option<ServerId> {
         self.queue
@@ -716,17 +720,38 @@ impl Backend {
             .and_then(|w| w.server)
     }
 
-    /// A new session asks for a server.
-    pub fn acquire(&mut self, now: Instant, client: Option<IpAddr>) -> Acquire {
+    /// The hash key of a TCP session from `client` (`source`,
+    /// `consistent`; `None` for the other algorithms, at no cost).
+    pub fn client_key(&self, client: IpAddr) -> Option<u64> {
+        self.opts.algorithm.client_key(client)
+    }
+
+    /// The hash key of an HTTP request ([`Algorithm::request_key`] with
+    /// the backend's `hash_type`): `uri` is its origin form (path and
+    /// query), `header` looks a request header up.
+    pub fn request_key<'r>(
+        &self,
+        client: IpAddr,
+        uri: &'r str,
+        header: impl FnOnce(&str) -> Option<&'r [u8]>,
+    ) -> Option<u64> {
+        self.opts
+            .algorithm
+            .request_key(self.opts.hash_type, client, uri, header)
+    }
+
+    /// A new session asks for a server; `key` is its hash key
+    /// ([`Backend::client_key`], [`Backend::request_key`]).
+    pub fn acquire(&mut self, now: Instant, key: Option<u64>) -> Acquire {
         let cands = self.candidates(now, None);
         if cands.is_empty() {
             self.no_server += 1;
             self.c.connect_errors += 1;
             return Acquire::NoServer;
         }
-        if self.binds(client) {
+        if self.binds(key) {
             // HAProxy's hash algorithms: the client's server, full or not.
-            let Some(id) = self.balancer.pick(&cands, client) else {
+            let Some(id) = self.balancer.pick(&cands, key) else {
                 self.no_server += 1;
                 self.c.connect_errors += 1;
                 return Acquire::NoServer;
@@ -749,21 +774,21 @@ impl Backend {
                 self.count_failed_conn(Some(id));
                 return Acquire::QueueFull;
             }
-            return Acquire::Queued(self.enqueue(now, client, Some(id), false));
+            return Acquire::Queued(self.enqueue(now, key, Some(id), false));
         }
         // FIFO fairness: nobody overtakes the backend queue. `random` runs
         // its draws all the same, as HAProxy's assign_server skips the
         // balancer for a non-empty backend queue only with first,
         // roundrobin and static-rr: a client queued because its draw was
         // full must not hold up the others.
-        let random = self.balancer.algorithm() == Algorithm::Random;
+        let random = *self.balancer.algorithm() == Algorithm::Random;
         if random || !self.queue.iter().any(|w| w.server.is_none()) {
-            if let Some(a) = self.assign_from(now, &cands, client) {
+            if let Some(a) = self.assign_from(now, &cands, key) {
                 self.count_lb(a.server);
                 return Acquire::Assigned(a);
             }
         }
-        Acquire::Queued(self.enqueue(now, client, None, false))
+        Acquire::Queued(self.enqueue(now, key, None, false))
     }
 
     /// Whether `s` takes a request its persistence cookie sends (HAProxy's
@@ -839,26 +864,21 @@ impl Backend {
     /// if that queue holds `maxqueue` already, the request is balanced
     /// normally with `redispatch` (`srv_redispatch_connect`), else refused
     /// ([`Acquire::QueueFull`], counted in `econ`).
-    pub fn acquire_direct(
-        &mut self,
-        now: Instant,
-        server: ServerId,
-        client: Option<IpAddr>,
-    ) -> Acquire {
+    pub fn acquire_direct(&mut self, now: Instant, server: ServerId, key: Option<u64>) -> Acquire {
         let waiting = self.waiting_for(server);
         let Some(s) = self.servers.get(&server) else {
-            return self.acquire(now, client);
+            return self.acquire(now, key);
         };
         if s.maxconn() != 0 && (waiting > 0 || s.full(now)) {
             let maxqueue = s.spec.maxqueue as usize;
             if maxqueue > 0 && waiting >= maxqueue {
                 if self.opts.redispatch {
-                    return self.acquire(now, client);
+                    return self.acquire(now, key);
                 }
                 self.count_failed_conn(Some(server));
                 return Acquire::QueueFull;
             }
-            return Acquire::Queued(self.enqueue(now, client, Some(server), true));
+            return Acquire::Queued(self.enqueue(now, key, Some(server), true));
         }
         match self.take_slot(now, server) {
             Some(a) => Acquire::Assigned(a),
@@ -873,7 +893,7 @@ impl Backend {
     fn dispatch(&mut self, now: Instant) {
         // Every change of a server's state or weight ends here: `leastconn`
         // moves the servers whose key changed, or that left or came back.
-        if self.balancer.algorithm() == Algorithm::LeastConn {
+        if *self.balancer.algorithm() == Algorithm::LeastConn {
             for (id, s) in &self.servers {
                 self.balancer.requeue(&candidate(now, *id, s));
             }
@@ -884,7 +904,7 @@ impl Backend {
         let mut i = 0;
         while i < self.queue.len() {
             let w = &self.queue[i];
-            let (client, bound, direct) = (w.client, w.server, w.direct);
+            let (key, bound, direct) = (w.key, w.server, w.direct);
             let usable = |s: &Server| {
                 if direct {
                     self.takes_persistent(s)
@@ -910,7 +930,7 @@ impl Backend {
                     // room (HAProxy hands a freed slot to the backend
                     // queue's head).
                     let a = self
-                        .try_assign(now, client, None)
+                        .try_assign(now, key, None)
                         .or_else(|| self.assign_least_loaded(now));
                     any_blocked = a.is_none();
                     a
@@ -1101,7 +1121,7 @@ impl Backend {
         now: Instant,
         server: ServerId,
         failures: u32,
-        client: Option<IpAddr>,
+        key: Option<u64>,
         direct: bool,
     ) -> Retry {
         self.c.cur = self.c.cur.saturating_sub(1);
@@ -1147,7 +1167,7 @@ impl Backend {
         let retry = if failures > self.opts.retries {
             Retry::GiveUp
         } else if self.opts.redispatch && (failures == self.opts.retries || !usable || spread) {
-            match self.try_assign(now, client, Some(server)) {
+            match self.try_assign(now, key, Some(server)) {
                 Some(a) => Retry::Redispatch(a),
                 None if usable => self
                     .take_slot(now, server)
@@ -1304,7 +1324,7 @@ impl Backend {
             // current weight; a later `set weight` replaces it in turn. A
             // static algorithm refuses it (the agent's weight is ignored).
             let w = percent_of(s.spec.weight, p);
-            if static_refuses(self.balancer.algorithm(), s.spec.weight, w) {
+            if static_refuses(&self.balancer, s.spec.weight, w) {
                 tracing::warn!(backend = %self.name, server = %s.spec.name, "agent weight {p}% ignored: static algorithm");
             } else {
                 s.weight = w;
@@ -1372,13 +1392,12 @@ impl Backend {
             )));
         }
         let id = self.id_of(name)?;
-        let algorithm = self.balancer.algorithm();
         if let Some(s) = self.servers.get_mut(&id) {
-            if static_refuses(algorithm, s.spec.weight, weight) {
+            if static_refuses(&self.balancer, s.spec.weight, weight) {
                 return Err(Error::Command(format!(
                     "backend `{}` uses the static algorithm {}, which takes only weight 0 or the configured {} (0% or 100%)",
                     self.name,
-                    algorithm.name(),
+                    self.balancer.algorithm(),
                     s.spec.weight
                 )));
             }
@@ -1462,9 +1481,19 @@ impl Backend {
     }
 
     /// Switches the balancing algorithm, effective for the next connection.
-    pub fn set_algorithm(&mut self, algorithm: Algorithm) {
-        self.opts.algorithm = algorithm;
+    /// A request-hashing algorithm (`uri`, `url_param`, `hdr`) needs an
+    /// HTTP backend.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) -> Result<()> {
+        if algorithm.needs_http() && self.opts.mode != Mode::Http {
+            return Err(Error::Command(format!(
+                "balance {} needs mode http, and backend `{}` serves TCP frontends",
+                algorithm.name(),
+                self.name
+            )));
+        }
+        self.opts.algorithm = algorithm.clone();
         self.balancer.set_algorithm(algorithm);
+        Ok(())
     }
 
     /// When to run the next active check of `server`; `None` if it has no
@@ -1563,7 +1592,7 @@ impl Backend {
             name: self.name.clone(),
             status: if up { "UP" } else { "DOWN" }.to_string(),
             weight,
-            algorithm: self.opts.algorithm,
+            algorithm: self.opts.algorithm.clone(),
             cur_sessions: self.c.cur,
             max_sessions: self.c.max,
             total_sessions: self.c.total,
@@ -1590,6 +1619,7 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::hash_ip;
 
     fn addr(p: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], p))
@@ -1643,7 +1673,7 @@ mod tests {
                 "first backup only"
             );
         }
-        b.set_algorithm(Algorithm::RoundRobin);
+        b.set_algorithm(Algorithm::RoundRobin).unwrap();
         let mut all = b.clone();
         all.opts.allbackups = true;
         let picks: Vec<ServerId> = (0..4).map(|_| assigned(all.acquire(now, None))).collect();
@@ -1836,7 +1866,7 @@ mod tests {
 
     #[test]
     fn hash_algorithms_wait_for_their_server_within_maxqueue() {
-        let ip = |n| Some(IpAddr::from([10, 0, 0, n]));
+        let ip = |n| Some(hash_ip(IpAddr::from([10, 0, 0, n])));
         let specs: Vec<ServerSpec> = (1..=2)
             .map(|i| {
                 let mut s = ServerSpec::new(format!("s{i}"), addr(i as u16));
@@ -2097,7 +2127,7 @@ mod tests {
             },
             vec![hashed],
         );
-        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let ip = Some(hash_ip(IpAddr::from([10, 0, 0, 1])));
         let s = assigned(h.acquire(now, ip));
         assert!(matches!(
             h.connect_failed(now, s, 1, ip, false),
@@ -2158,7 +2188,7 @@ mod tests {
         b.set_weight_percent(now, "a", 100_000).unwrap();
         assert_eq!(b.stats(now).servers[0].weight, 256, "clamped");
         for algorithm in [Algorithm::StaticRr, Algorithm::Source] {
-            b.set_algorithm(algorithm);
+            b.set_algorithm(algorithm.clone()).unwrap();
             assert!(b.set_weight(now, "a", 7).is_err(), "{algorithm:?}");
             assert!(b.set_weight_percent(now, "a", 50).is_err());
             b.set_weight(now, "a", 0).unwrap();
@@ -2168,7 +2198,7 @@ mod tests {
             b.agent_result(now, ServerId(1), &reply("50%"));
             assert_eq!(b.stats(now).servers[0].weight, 10);
         }
-        b.set_algorithm(Algorithm::RoundRobin);
+        b.set_algorithm(Algorithm::RoundRobin).unwrap();
         b.set_weight(now, "a", 7).unwrap();
         assert_eq!(b.stats(now).servers[0].weight, 7);
     }
@@ -2368,7 +2398,7 @@ mod tests {
         ] {
             let opts = BackendOptions {
                 retries: 3,
-                algorithm,
+                algorithm: algorithm.clone(),
                 ..Default::default()
             };
             let mut backup = ServerSpec::new("c", addr(3));
@@ -2647,7 +2677,9 @@ mod tests {
         assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
         assert_eq!(b.stats(now).servers[1].status, "MAINT");
         b.set_admin(now, "c", AdminState::Ready).unwrap();
-        b.set_algorithm(Algorithm::First);
+        // A request hash needs HTTP mode (this backend serves TCP).
+        assert!(b.set_algorithm("uri".parse().unwrap()).is_err());
+        b.set_algorithm(Algorithm::First).unwrap();
         for _ in 0..3 {
             assert_eq!(assigned(b.acquire(now, None)), ServerId(1));
         }

@@ -5,7 +5,7 @@
 //! drain/maint, the primary/backup rule) and passes each one's *effective*
 //! weight (after `slowstart` and agent percentages), its current session count,
 //! and whether it is full (`maxconn` reached). Full servers are never chosen,
-//! except by the hash algorithms (the client's server) and `random` (the
+//! except by the hash algorithms (the key's server) and `random` (the
 //! least loaded of the draws), as in HAProxy: the backend then queues the
 //! client.
 //!
@@ -15,9 +15,20 @@
 //! | [`Algorithm::StaticRr`] | `static-rr` | weighted round robin over the *configured* weights; runtime weight changes and slowstart are ignored |
 //! | [`Algorithm::LeastConn`] | `leastconn` | HAProxy's tree: lowest key `sessions ? (sessions+1)*256/weight : 0`, oldest (re)insertion first among equal keys |
 //! | [`Algorithm::First`] | `first` | the first server (by id) with a free slot |
-//! | [`Algorithm::Source`] | `source` | client address hash over a weighted map (map-based: a removed server remaps most clients) |
+//! | [`Algorithm::Source`] | `source` | client address hash, looked up as [`HashType`] says |
 //! | [`Algorithm::Consistent`] | `source` + `hash-type consistent` + `hash-balance-factor` | consistent hash ring (over configured weights) with bounded loads (over effective weights) |
 //! | [`Algorithm::Random`] | `random(<draws>)` | random keys on the consistent ring (bounded loads), the least loaded of the draws wins, full or not |
+//! | [`Algorithm::Uri`] | `uri [len N] [depth N] [whole] [path-only]` | hash of the request's path (and query with `whole`) |
+//! | [`Algorithm::UrlParam`] | `url_param <name>` | hash of a query-string parameter's value |
+//! | [`Algorithm::Hdr`] | `hdr(<name>) [use_domain_only]` | hash of a request header's value |
+//!
+//! The hash algorithms (`source`, `uri`, `url_param`, `hdr`) pick from the
+//! same two structures, as [`HashType`] says: HAProxy's weighted map
+//! (`hash-type map-based`, the default: static, `key % total weight`) or the
+//! consistent ring (`hash-type consistent`, as `consistent`). The caller
+//! computes the key ([`Algorithm::client_key`], [`Algorithm::request_key`]);
+//! without one (no header, no parameter) they fall back to round robin, as
+//! HAProxy's `assign_server` does.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +39,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{hash_ip, mix64};
+use crate::hash::{crc32, djb2, full_hash, hash_ip, mix64, sdbm, wt6};
 
 /// A server's identity inside one backend: stable for the server's life,
 /// never reused, and the tie-break order of every algorithm.
@@ -41,8 +52,10 @@ impl fmt::Display for ServerId {
     }
 }
 
-/// The balancing algorithm of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The balancing algorithm of a backend. Written as HAProxy's `balance`
+/// line ([`FromStr`], [`fmt::Display`]): `uri depth 2`, `url_param userid`,
+/// `hdr(Host) use_domain_only`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -55,16 +68,44 @@ pub enum Algorithm {
     LeastConn,
     /// First server with a free slot, by id (HAProxy `first`).
     First,
-    /// Hash of the client address over a weighted map (HAProxy `source`).
+    /// Hash of the client address (HAProxy `source`).
     Source,
     /// Consistent hashing of the client address with bounded loads.
     Consistent,
     /// Power of two random choices (HAProxy `random(2)`).
     Random,
+    /// Hash of the request URI (HAProxy `uri`, HTTP mode).
+    Uri(UriHash),
+    /// Hash of the value of a query-string parameter (HAProxy `url_param
+    /// <name>`, HTTP mode).
+    UrlParam(String),
+    /// Hash of a request header's value (HAProxy `hdr(<name>)`, HTTP mode).
+    Hdr {
+        /// The header (any case).
+        name: String,
+        /// `use_domain_only`: hash only the domain's main part (`1wt` of
+        /// `haproxy.1wt.eu`).
+        use_domain_only: bool,
+    },
+}
+
+/// The options of `balance uri` (HAProxy's `get_server_uh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UriHash {
+    /// `len N`: only the first N characters (0: all).
+    pub len: u32,
+    /// `depth N`: only the first N directory levels, one per `/` (0: all).
+    pub depth: u32,
+    /// `whole`: the query string too (else the hash stops at `?`).
+    pub whole: bool,
+    /// `path-only`: the key starts at the path's first `/`. halyard always
+    /// hashes the origin form (path and query), so this changes nothing;
+    /// it is kept so that the line reads back as written.
+    pub path_only: bool,
 }
 
 impl Algorithm {
-    /// Every algorithm, in declaration order.
+    /// Every algorithm without parameters, in declaration order.
     pub const ALL: [Algorithm; 7] = [
         Algorithm::RoundRobin,
         Algorithm::StaticRr,
@@ -75,8 +116,9 @@ impl Algorithm {
         Algorithm::Random,
     ];
 
-    /// The configuration name (`roundrobin`, `static-rr`, ...).
-    pub fn name(self) -> &'static str {
+    /// The configuration name (`round-robin`, `static-rr`, ..., `uri`,
+    /// `url_param`, `hdr`), without parameters.
+    pub fn name(&self) -> &'static str {
         match self {
             Algorithm::RoundRobin => "round-robin",
             Algorithm::StaticRr => "static-rr",
@@ -85,20 +127,224 @@ impl Algorithm {
             Algorithm::Source => "source",
             Algorithm::Consistent => "consistent",
             Algorithm::Random => "random",
+            Algorithm::Uri(_) => "uri",
+            Algorithm::UrlParam(_) => "url_param",
+            Algorithm::Hdr { .. } => "hdr",
+        }
+    }
+
+    /// Whether it hashes a key to a server (`source`, `consistent`, `uri`,
+    /// `url_param`, `hdr`): the key's server, full or not.
+    pub fn hashes(&self) -> bool {
+        matches!(
+            self,
+            Algorithm::Source
+                | Algorithm::Consistent
+                | Algorithm::Uri(_)
+                | Algorithm::UrlParam(_)
+                | Algorithm::Hdr { .. }
+        )
+    }
+
+    /// Whether it hashes a part of an HTTP request (`uri`, `url_param`,
+    /// `hdr`), so needs HTTP mode.
+    pub fn needs_http(&self) -> bool {
+        matches!(
+            self,
+            Algorithm::Uri(_) | Algorithm::UrlParam(_) | Algorithm::Hdr { .. }
+        )
+    }
+
+    /// The key of a TCP session from `client`: its address for `source`
+    /// and `consistent`, `None` for the others (nothing is computed).
+    pub fn client_key(&self, client: IpAddr) -> Option<u64> {
+        matches!(self, Algorithm::Source | Algorithm::Consistent).then(|| hash_ip(client))
+    }
+
+    /// The key of an HTTP request: [`Algorithm::client_key`], or the hash
+    /// of the request's part the algorithm names, as HAProxy 2.6's
+    /// `get_server_uh` (`uri`: up to `?`, `len`, `depth`), `get_server_ph`
+    /// (`url_param`: the value after `<name>=` in the query string, up to
+    /// `&`; GET's query string only) and `get_server_hh` (`hdr`: the
+    /// header's first comma-separated value, or its domain's main part).
+    /// `None` (round robin then, as in HAProxy) when the parameter or the
+    /// header is absent or the header empty. `uri` is the request's origin
+    /// form (path and query); `header` looks a header's value up by name.
+    /// Nothing is computed or allocated for the other algorithms.
+    pub fn request_key<'r>(
+        &self,
+        hash: HashType,
+        client: IpAddr,
+        uri: &'r str,
+        header: impl FnOnce(&str) -> Option<&'r [u8]>,
+    ) -> Option<u64> {
+        match self {
+            Algorithm::Uri(o) => Some(hash.hash(uri_part(uri, o))),
+            Algorithm::UrlParam(name) => url_param(uri, name).map(|v| hash.hash(v)),
+            Algorithm::Hdr {
+                name,
+                use_domain_only,
+            } => {
+                let v = first_value(header(name)?);
+                if v.is_empty() {
+                    return None;
+                }
+                Some(hash.hash(if *use_domain_only { domain_part(v) } else { v }))
+            }
+            _ => self.client_key(client),
         }
     }
 }
 
+/// The part of `uri` that `balance uri` hashes (HAProxy's `get_server_uh`):
+/// at most `len` bytes, stopping at the `/` that opens level `depth + 1`
+/// and, without `whole`, at `?`.
+fn uri_part<'u>(uri: &'u str, o: &UriHash) -> &'u [u8] {
+    let b = uri.as_bytes();
+    let n = match o.len {
+        0 => b.len(),
+        len => b.len().min(len as usize),
+    };
+    let mut slashes = 0;
+    let mut end = 0;
+    while end < n {
+        match b[end] {
+            b'/' => {
+                slashes += 1;
+                if o.depth > 0 && slashes == o.depth + 1 {
+                    break;
+                }
+            }
+            b'?' if !o.whole => break,
+            _ => {}
+        }
+        end += 1;
+    }
+    &b[..end]
+}
+
+/// The value of query-string parameter `name` in `uri` (HAProxy's
+/// `get_server_ph`): after the first `?`, the first `name=` that starts a
+/// parameter, up to the next `&`; possibly empty.
+fn url_param<'u>(uri: &'u str, name: &str) -> Option<&'u [u8]> {
+    let b = uri.as_bytes();
+    let name = name.as_bytes();
+    let q = b.iter().position(|&c| c == b'?')?;
+    let mut params = &b[q + 1..];
+    while params.len() > name.len() {
+        if params[name.len()] == b'=' && params.starts_with(name) {
+            let v = &params[name.len() + 1..];
+            return Some(&v[..v.iter().position(|&c| c == b'&').unwrap_or(v.len())]);
+        }
+        let amp = params.iter().position(|&c| c == b'&')?;
+        params = &params[amp + 1..];
+    }
+    None
+}
+
+/// A header's first comma-separated value without surrounding blanks
+/// (HAProxy's `http_find_header` without `full`).
+fn first_value(v: &[u8]) -> &[u8] {
+    let v = &v[..v.iter().position(|&c| c == b',').unwrap_or(v.len())];
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = v.iter().position(|c| !blank(c)).unwrap_or(v.len());
+    let end = v.iter().rposition(|c| !blank(c)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// `use_domain_only` (HAProxy's `get_server_hh`): from the end, the part
+/// between the last dot and the dot before it (`1wt` in `haproxy.1wt.eu`,
+/// `example` in `example.com:8080`); a value without a dot is kept whole.
+fn domain_part(v: &[u8]) -> &[u8] {
+    let n = v.len();
+    let (mut p, mut end, mut in_domain) = (n, n, false);
+    while p > 0 {
+        if in_domain {
+            if v[p - 1] == b'.' {
+                break;
+            }
+        } else if p < n && v[p] == b'.' {
+            end = p;
+            in_domain = true;
+        }
+        p -= 1;
+    }
+    &v[p..end]
+}
+
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Algorithm::Uri(o) => {
+                f.write_str("uri")?;
+                if o.len > 0 {
+                    write!(f, " len {}", o.len)?;
+                }
+                if o.depth > 0 {
+                    write!(f, " depth {}", o.depth)?;
+                }
+                if o.whole {
+                    f.write_str(" whole")?;
+                }
+                if o.path_only {
+                    f.write_str(" path-only")?;
+                }
+                Ok(())
+            }
+            Algorithm::UrlParam(name) => write!(f, "url_param {name}"),
+            Algorithm::Hdr {
+                name,
+                use_domain_only,
+            } => {
+                write!(f, "hdr({name})")?;
+                if *use_domain_only {
+                    f.write_str(" use_domain_only")?;
+                }
+                Ok(())
+            }
+            a => f.write_str(a.name()),
+        }
     }
 }
 
 impl FromStr for Algorithm {
     type Err = crate::Error;
+    /// HAProxy's `balance` line: a name, then its options (`uri len 10
+    /// depth 2 whole path-only`, `url_param userid`, `hdr(Host)
+    /// use_domain_only`). `url_param`'s `check_post` is refused (the
+    /// request body is not looked at).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let norm = s.to_ascii_lowercase().replace('_', "-");
+        let err = |m: String| crate::Error::Command(m);
+        let mut words = s.split_whitespace();
+        let first = words.next().unwrap_or("");
+        let rest: Vec<&str> = words.collect();
+        if let Some(inner) = first
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("hdr("))
+            .and(first.get(4..))
+        {
+            let name = inner.strip_suffix(')').unwrap_or("");
+            if name.is_empty() || name.contains(['(', ')']) {
+                return Err(err(format!(
+                    "`{first}`: hdr needs a header name, e.g. hdr(Host)"
+                )));
+            }
+            let use_domain_only = match rest[..] {
+                [] => false,
+                ["use_domain_only"] => true,
+                _ => {
+                    return Err(err(format!(
+                        "hdr only takes `use_domain_only` (got `{}`)",
+                        rest.join(" ")
+                    )))
+                }
+            };
+            return Ok(Algorithm::Hdr {
+                name: name.to_string(),
+                use_domain_only,
+            });
+        }
+        let norm = first.to_ascii_lowercase().replace('_', "-");
         let a = match norm.as_str() {
             "round-robin" | "roundrobin" => Algorithm::RoundRobin,
             "static-rr" => Algorithm::StaticRr,
@@ -107,13 +353,183 @@ impl FromStr for Algorithm {
             "source" => Algorithm::Source,
             "consistent" => Algorithm::Consistent,
             "random" => Algorithm::Random,
+            "uri" => return parse_uri(&rest).map(Algorithm::Uri).map_err(err),
+            "url-param" => {
+                return match rest[..] {
+                    [name] => Ok(Algorithm::UrlParam(name.to_string())),
+                    [] => Err(err(
+                        "url_param needs a parameter name, e.g. `url_param userid`".into(),
+                    )),
+                    [_, "check_post", ..] => Err(err(
+                        "url_param's check_post is not supported: only the query string is hashed"
+                            .into(),
+                    )),
+                    _ => Err(err(format!(
+                        "url_param takes one parameter name (got `{}`)",
+                        rest.join(" ")
+                    ))),
+                }
+            }
             _ => {
-                return Err(crate::Error::Command(format!(
-                    "unknown algorithm `{s}`; use one of round-robin, static-rr, least-conn, first, source, consistent, random"
+                return Err(err(format!(
+                    "unknown algorithm `{s}`; use one of round-robin, static-rr, least-conn, first, source, consistent, random, uri, url_param NAME, hdr(NAME)"
                 )))
             }
         };
+        if !rest.is_empty() {
+            return Err(err(format!(
+                "{first} takes no options (got `{}`)",
+                rest.join(" ")
+            )));
+        }
         Ok(a)
+    }
+}
+
+/// `uri`'s options, as HAProxy's `backend_parse_balance`.
+fn parse_uri(words: &[&str]) -> Result<UriHash, String> {
+    let mut o = UriHash::default();
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match *w {
+            "len" | "depth" => {
+                let n = it
+                    .next()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("uri: `{w}` expects a positive integer"))?;
+                if *w == "len" {
+                    o.len = n;
+                } else {
+                    o.depth = n;
+                }
+            }
+            "whole" => o.whole = true,
+            "path-only" => o.path_only = true,
+            _ => {
+                return Err(format!(
+                    "uri only takes `len N`, `depth N`, `path-only` and `whole` (got `{w}`)"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// How the hash algorithms map a key to a server: HAProxy's `hash-type
+/// <method> <function> [avalanche]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HashType {
+    /// Map or ring.
+    pub method: HashMethod,
+    /// The function over the request's part (`uri`, `url_param`, `hdr`;
+    /// `source` hashes the address with its own).
+    pub function: HashFunction,
+    /// `avalanche`: HAProxy's `full_hash` over the function's result.
+    pub avalanche: bool,
+}
+
+/// `hash-type`'s method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashMethod {
+    /// `map-based` (the default): `key % total weight` in a static map of
+    /// the configured weights (HAProxy's `recalc_server_map`); a server
+    /// going down or up remaps most keys.
+    #[default]
+    MapBased,
+    /// `consistent`: the ring of [`Algorithm::Consistent`] (with
+    /// `hash_balance_factor`): only the keys of a server that goes or
+    /// comes move.
+    Consistent,
+}
+
+/// `hash-type`'s function (HAProxy's `src/hash.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashFunction {
+    /// `sdbm`, the default.
+    #[default]
+    Sdbm,
+    /// `djb2`.
+    Djb2,
+    /// `wt6`.
+    Wt6,
+    /// `crc32`.
+    Crc32,
+}
+
+impl HashType {
+    /// The key of `bytes`: the function's 32-bit hash, with `avalanche`
+    /// mixed by HAProxy's `full_hash`.
+    pub fn hash(&self, bytes: &[u8]) -> u64 {
+        let h = match self.function {
+            HashFunction::Sdbm => sdbm(bytes),
+            HashFunction::Djb2 => djb2(bytes),
+            HashFunction::Wt6 => wt6(bytes),
+            HashFunction::Crc32 => crc32(bytes),
+        };
+        u64::from(if self.avalanche { full_hash(h) } else { h })
+    }
+}
+
+impl FromStr for HashType {
+    type Err = String;
+    /// `map-based` or `consistent`, then optionally `sdbm`, `djb2`, `wt6`
+    /// or `crc32`, then optionally `avalanche`. As in HAProxy,
+    /// `consistent` alone means `consistent sdbm avalanche`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let method = match words.first().copied() {
+            Some("map-based") => HashMethod::MapBased,
+            Some("consistent") => HashMethod::Consistent,
+            _ => return Err(format!("`{s}`: the method must be map-based or consistent")),
+        };
+        let function = match words.get(1).copied() {
+            None => HashFunction::Sdbm,
+            Some("sdbm") => HashFunction::Sdbm,
+            Some("djb2") => HashFunction::Djb2,
+            Some("wt6") => HashFunction::Wt6,
+            Some("crc32") => HashFunction::Crc32,
+            Some(f) => {
+                return Err(format!(
+                    "unknown hash function `{f}`: use sdbm, djb2, wt6 or crc32"
+                ))
+            }
+        };
+        let avalanche = match words.get(2..).unwrap_or_default() {
+            [] => words.len() == 1 && method == HashMethod::Consistent,
+            ["avalanche"] => true,
+            rest => {
+                return Err(format!(
+                    "only `avalanche` may follow the function (got `{}`)",
+                    rest.join(" ")
+                ))
+            }
+        };
+        Ok(HashType {
+            method,
+            function,
+            avalanche,
+        })
+    }
+}
+
+impl fmt::Display for HashType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let method = match self.method {
+            HashMethod::MapBased => "map-based",
+            HashMethod::Consistent => "consistent",
+        };
+        let function = match self.function {
+            HashFunction::Sdbm => "sdbm",
+            HashFunction::Djb2 => "djb2",
+            HashFunction::Wt6 => "wt6",
+            HashFunction::Crc32 => "crc32",
+        };
+        write!(f, "{method} {function}")?;
+        if self.avalanche {
+            f.write_str(" avalanche")?;
+        }
+        Ok(())
     }
 }
 
@@ -186,6 +602,13 @@ pub struct Balancer {
     /// Consistent ring and the (id, weight) set it was built for.
     ring_key: Vec<(ServerId, u32)>,
     ring: Vec<(u64, ServerId)>,
+    /// Map-based hashing: HAProxy's server map, the (id, configured
+    /// weight) set it was built for, and the round-robin fallback's cursor.
+    map_key: Vec<(ServerId, u32)>,
+    map: Vec<ServerId>,
+    map_cursor: usize,
+    /// `hash-type`'s method for `source`, `uri`, `url_param` and `hdr`.
+    hash_method: HashMethod,
     /// Bounded-load factor in percent (HAProxy `hash-balance-factor`); 0 = unbounded.
     balance_factor: u32,
     /// Draws of `random`.
@@ -206,6 +629,10 @@ impl Balancer {
             lc_seq: 0,
             ring_key: Vec::new(),
             ring: Vec::new(),
+            map_key: Vec::new(),
+            map: Vec::new(),
+            map_cursor: 0,
+            hash_method: HashMethod::MapBased,
             balance_factor: 125,
             draws: 2,
         }
@@ -225,9 +652,16 @@ impl Balancer {
         self.balance_factor = percent;
     }
 
+    /// Sets how [`Algorithm::Source`], [`Algorithm::Uri`],
+    /// [`Algorithm::UrlParam`] and [`Algorithm::Hdr`] look their keys up
+    /// (HAProxy `hash-type`); [`Algorithm::Consistent`] is always a ring.
+    pub fn set_hash_method(&mut self, method: HashMethod) {
+        self.hash_method = method;
+    }
+
     /// The algorithm in use.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+    pub fn algorithm(&self) -> &Algorithm {
+        &self.algorithm
     }
 
     /// Switches algorithm; effective for the next pick.
@@ -239,7 +673,21 @@ impl Balancer {
             self.static_schedule.clear();
             self.static_cursor = 0;
             self.lc.clear();
+            self.map_cursor = 0;
         }
+    }
+
+    /// Whether keys are looked up on the consistent ring.
+    fn ring_lookup(&self) -> bool {
+        self.algorithm == Algorithm::Consistent
+            || (self.algorithm.hashes() && self.hash_method == HashMethod::Consistent)
+    }
+
+    /// Whether the algorithm is static (HAProxy: "changing a server's
+    /// weight on the fly will have no effect"): `static-rr` and the
+    /// map-based hashes, which take only weight 0 or the configured one.
+    pub fn is_static(&self) -> bool {
+        self.algorithm == Algorithm::StaticRr || (self.algorithm.hashes() && !self.ring_lookup())
     }
 
     /// A server's sessions or effective weight changed (HAProxy's
@@ -280,25 +728,69 @@ impl Balancer {
     }
 
     /// Chooses a server among `cands` (which must be sorted by id), or `None`
-    /// when no candidate can take a session. `client` feeds the hash algorithms
-    /// (without it they fall back to round robin).
-    pub fn pick(&mut self, cands: &[Candidate], client: Option<IpAddr>) -> Option<ServerId> {
+    /// when no candidate can take a session. `key` feeds the hash algorithms
+    /// ([`Algorithm::client_key`], [`Algorithm::request_key`]); without it
+    /// they fall back to round robin (HAProxy's: over the map when
+    /// map-based, smooth weighted round robin on the ring's side).
+    pub fn pick(&mut self, cands: &[Candidate], key: Option<u64>) -> Option<ServerId> {
         debug_assert!(cands.windows(2).all(|w| w[0].id < w[1].id));
+        if self.algorithm.hashes() {
+            return match (key, self.ring_lookup()) {
+                (Some(k), true) => self.ring_pick(cands, mix64(k)),
+                (Some(k), false) => self.map_hash(cands, k),
+                (None, true) => self.pick_swrr(cands),
+                (None, false) => self.map_rr(cands),
+            };
+        }
         match self.algorithm {
-            Algorithm::RoundRobin => self.pick_swrr(cands),
             Algorithm::StaticRr => self.pick_static(cands),
             Algorithm::LeastConn => self.pick_leastconn(cands),
             Algorithm::First => cands.iter().find(|c| c.weight > 0 && !c.full).map(|c| c.id),
-            Algorithm::Source => match client {
-                Some(ip) => pick_source_map(cands, hash_ip(ip)),
-                None => self.pick_swrr(cands),
-            },
-            Algorithm::Consistent => match client {
-                Some(ip) => self.ring_pick(cands, hash_ip(ip)),
-                None => self.pick_swrr(cands),
-            },
             Algorithm::Random => self.pick_random(cands),
+            _ => self.pick_swrr(cands),
         }
+    }
+
+    /// Rebuilds the map when the usable servers or their configured
+    /// weights changed (a slowstart ramp or a runtime weight does not
+    /// remap keys; a server that takes no sessions leaves the map).
+    fn refresh_map(&mut self, cands: &[Candidate]) {
+        let set = cands
+            .iter()
+            .filter(|c| c.weight > 0)
+            .map(|c| (c.id, c.static_weight));
+        if !set.clone().eq(self.map_key.iter().copied()) {
+            self.map_key = set.collect();
+            self.map = build_map(&self.map_key);
+            self.map_cursor = 0;
+        }
+    }
+
+    /// HAProxy's `map_get_server_hash`: the server at `key % total weight`
+    /// in the map, full or not (the backend queues the client there).
+    fn map_hash(&mut self, cands: &[Candidate], key: u64) -> Option<ServerId> {
+        self.refresh_map(cands);
+        let n = u64::try_from(self.map.len()).ok().filter(|n| *n > 0)?;
+        self.map.get(usize::try_from(key % n).ok()?).copied()
+    }
+
+    /// HAProxy's `map_get_server_rr`: the next server in the map with a
+    /// free slot (the fallback of a map-based hash without a key).
+    fn map_rr(&mut self, cands: &[Candidate]) -> Option<ServerId> {
+        self.refresh_map(cands);
+        let n = self.map.len();
+        for i in 0..n {
+            let idx = (self.map_cursor + i) % n;
+            let id = self.map[idx];
+            if cands
+                .binary_search_by_key(&id, |c| c.id)
+                .is_ok_and(|j| !cands[j].full)
+            {
+                self.map_cursor = idx + 1;
+                return Some(id);
+            }
+        }
+        None
     }
 
     fn pick_swrr(&mut self, cands: &[Candidate]) -> Option<ServerId> {
@@ -396,14 +888,13 @@ impl Balancer {
         // its points are stable, so only clients of the resized server's
         // gained or lost points move), but not the slowstart ramp, which
         // would rebuild it on every pick: that acts through the load bound.
-        let set: Vec<(ServerId, u32)> = cands
+        let set = cands
             .iter()
             .filter(|c| c.weight > 0)
-            .map(|c| (c.id, c.user_weight.max(1)))
-            .collect();
-        if set != self.ring_key {
-            self.ring = build_ring(&set);
-            self.ring_key = set;
+            .map(|c| (c.id, c.user_weight.max(1)));
+        if !set.clone().eq(self.ring_key.iter().copied()) {
+            self.ring_key = set.collect();
+            self.ring = build_ring(&self.ring_key);
         }
         if self.ring.is_empty() {
             return None;
@@ -438,27 +929,30 @@ impl Balancer {
     }
 }
 
-/// Map-based source hashing: `key % total_weight` indexes a weighted map of
-/// the configured weights (HAProxy's map is static: a slowstart ramp or a
-/// runtime weight does not remap clients; a server that takes no sessions
-/// leaves the map).
-fn pick_source_map(cands: &[Candidate], key: u64) -> Option<ServerId> {
-    let usable: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0).collect();
-    let total: u64 = usable.iter().map(|c| u64::from(c.static_weight)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut r = key % total;
-    let mut idx = 0;
-    for (i, c) in usable.iter().enumerate() {
-        if r < u64::from(c.static_weight) {
-            idx = i;
-            break;
+/// HAProxy's `recalc_server_map`: a slot per unit of weight, servers
+/// interleaved by a weighted score (each step, every server adds its
+/// weight to its score and the first with the highest `(score + total) /
+/// total` takes the slot and gives back `total`), so equal weights go
+/// 1 2 3 1 2 3 and the first server written takes the first slot.
+fn build_map(set: &[(ServerId, u32)]) -> Vec<ServerId> {
+    let total: i64 = set.iter().map(|(_, w)| i64::from(*w)).sum();
+    let mut score = vec![0i64; set.len()];
+    let mut map = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, (_, w)) in set.iter().enumerate() {
+            score[i] += i64::from(*w);
+            let v = (score[i] + total) / total;
+            if best.is_none_or(|(_, max)| v > max) {
+                best = Some((i, v));
+            }
         }
-        r -= u64::from(c.static_weight);
+        if let Some((i, _)) = best {
+            score[i] -= total;
+            map.push(set[i].0);
+        }
     }
-    // The client's server, full or not: the backend queues the client there.
-    Some(usable[idx].id)
+    map
 }
 
 fn build_ring(set: &[(ServerId, u32)]) -> Vec<(u64, ServerId)> {
@@ -510,7 +1004,7 @@ mod tests {
     /// The server each client address is sent to.
     fn mapping(b: &mut Balancer, cands: &[Candidate], ips: &[IpAddr]) -> Vec<ServerId> {
         ips.iter()
-            .map(|ip| b.pick(cands, Some(*ip)).unwrap())
+            .map(|ip| b.pick(cands, Some(hash_ip(*ip))).unwrap())
             .collect()
     }
 
@@ -624,8 +1118,8 @@ mod tests {
         let mut seen = BTreeMap::new();
         for i in 0..200u32 {
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
-            let s = b.pick(&cands, Some(ip)).unwrap();
-            assert_eq!(b.pick(&cands, Some(ip)), Some(s));
+            let s = b.pick(&cands, Some(hash_ip(ip))).unwrap();
+            assert_eq!(b.pick(&cands, Some(hash_ip(ip))), Some(s));
             *seen.entry(s.0).or_insert(0) += 1;
         }
         assert_eq!(seen.len(), 3, "all servers receive clients: {seen:?}");
@@ -645,8 +1139,8 @@ mod tests {
         let mut on_removed = 0;
         for i in 0..10_000u32 {
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7));
-            let before = b.pick(&all, Some(ip)).unwrap();
-            let after = b.pick(&less, Some(ip)).unwrap();
+            let before = b.pick(&all, Some(hash_ip(ip))).unwrap();
+            let after = b.pick(&less, Some(hash_ip(ip))).unwrap();
             if before == ServerId(2) {
                 on_removed += 1;
             }
@@ -684,7 +1178,7 @@ mod tests {
         // exceeds ceil(1.25 * average).
         for i in 0..400u32 {
             let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
-            let id = b.pick(&cands, Some(ip)).unwrap();
+            let id = b.pick(&cands, Some(hash_ip(ip))).unwrap();
             cands[(id.0 - 1) as usize].sessions += 1;
             let total: u32 = cands.iter().map(|c| c.sessions).sum();
             let limit = (125 * total).div_ceil(4 * 100);
@@ -801,6 +1295,278 @@ mod tests {
         cands[0].full = false;
         cands[0].sessions = 10;
         assert_eq!(picks(&cands, 125), 0);
+    }
+
+    /// The server (1-based, by id) HAProxy's `map_get_server_hash` picks
+    /// for `key` among servers of these weights.
+    fn map_pick(weights: &[u32], key: u64) -> u32 {
+        let cands: Vec<Candidate> = (1..).zip(weights).map(|(i, w)| cand(i, *w)).collect();
+        let mut b = Balancer::new(Algorithm::Uri(UriHash::default()), 1);
+        b.pick(&cands, Some(key)).unwrap().0
+    }
+
+    /// The same server as HAProxy 2.6.12 for the same key, servers and
+    /// weights in map-based mode. Recorded with the installed `haproxy`
+    /// (2.6.12) in front of three Python servers on 127.0.0.1 that answer
+    /// their name: one backend per column (`balance uri` with weights 1 1 1,
+    /// 1 2 3 and 2 4 7; `uri len 12 depth 2 whole`; `hash-type map-based`
+    /// `djb2`, `wt6`, `crc32` and `sdbm avalanche`), one GET of each URI per
+    /// backend, the answering server's number written down in order; then
+    /// `url_param user` over `/q?a=1&user=u<i>&z=<i>` and `hdr(Host)
+    /// use_domain_only` over `www.site<i>.example.com` (odd i) and
+    /// `site<i>.org:8080` (even i), i in 0..30.
+    #[test]
+    fn request_hashes_pick_haproxys_servers() {
+        let uris: Vec<String> = (0..25)
+            .map(|i| format!("/img/{i}.jpg?v={}", i * 7))
+            .chain((0..25).map(|i| format!("/a/b{}/c/{i}", i % 5)))
+            .collect();
+        let t = |function, avalanche| HashType {
+            method: HashMethod::MapBased,
+            function,
+            avalanche,
+        };
+        let uri = Algorithm::Uri(UriHash::default());
+        let opts = Algorithm::Uri(UriHash {
+            len: 12,
+            depth: 2,
+            whole: true,
+            path_only: false,
+        });
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let sdbm = t(HashFunction::Sdbm, false);
+        let columns: [(&Algorithm, HashType, &[u32], &str); 8] = [
+            (
+                &uri,
+                sdbm,
+                &[1, 1, 1],
+                "22221111333222211133333323312322312321322132113213",
+            ),
+            (
+                &uri,
+                sdbm,
+                &[1, 2, 3],
+                "23231313233232313132232322212233333333332122112212",
+            ),
+            (
+                &uri,
+                sdbm,
+                &[2, 4, 7],
+                "23323332332332231133233233331132233323233231333232",
+            ),
+            (
+                &opts,
+                sdbm,
+                &[1, 1, 1],
+                "12312123123123312312123123123131231312313123131231",
+            ),
+            (
+                &uri,
+                t(HashFunction::Djb2, false),
+                &[1, 1, 1],
+                "11111111112222222222222221231231231231231231223123",
+            ),
+            (
+                &uri,
+                t(HashFunction::Wt6, false),
+                &[1, 1, 1],
+                "11332321123313211123213313323222323231131212313321",
+            ),
+            (
+                &uri,
+                t(HashFunction::Crc32, false),
+                &[1, 1, 1],
+                "22313121133122122221322213122113223133112131211332",
+            ),
+            (
+                &uri,
+                t(HashFunction::Sdbm, true),
+                &[1, 1, 1],
+                "11322322222232122111123323223112331123221122112312",
+            ),
+        ];
+        for (alg, hash, weights, want) in columns {
+            let got: String = uris
+                .iter()
+                .map(|u| {
+                    let key = alg.request_key(hash, ip, u, |_| None).unwrap();
+                    char::from_digit(map_pick(weights, key), 10).unwrap()
+                })
+                .collect();
+            assert_eq!(got, want, "{alg} {hash} weights {weights:?}");
+        }
+        let param = Algorithm::UrlParam("user".into());
+        let host = Algorithm::Hdr {
+            name: "Host".into(),
+            use_domain_only: true,
+        };
+        let (mut by_param, mut by_host) = (String::new(), String::new());
+        for i in 0..30 {
+            let u = format!("/q?a=1&user=u{i}&z={i}");
+            let key = param.request_key(sdbm, ip, &u, |_| None).unwrap();
+            by_param.push(char::from_digit(map_pick(&[1, 1, 1], key), 10).unwrap());
+            let h = if i % 2 == 1 {
+                format!("www.site{i}.example.com")
+            } else {
+                format!("site{i}.org:8080")
+            };
+            let key = host
+                .request_key(sdbm, ip, "/", |n| (n == "Host").then_some(h.as_bytes()))
+                .unwrap();
+            by_host.push(char::from_digit(map_pick(&[1, 1, 1], key), 10).unwrap());
+        }
+        assert_eq!(by_param, "123123123123123123123123123123");
+        assert_eq!(by_host, "221232221212322212322212322212");
+    }
+
+    #[test]
+    fn request_parts_are_haproxys() {
+        let o = |len, depth, whole| UriHash {
+            len,
+            depth,
+            whole,
+            path_only: false,
+        };
+        let u = "/a/b/c.png?x=1";
+        assert_eq!(uri_part(u, &o(0, 0, false)), b"/a/b/c.png");
+        assert_eq!(uri_part(u, &o(0, 0, true)), u.as_bytes());
+        assert_eq!(uri_part(u, &o(0, 2, false)), b"/a/b");
+        assert_eq!(uri_part(u, &o(0, 1, false)), b"/a");
+        assert_eq!(uri_part(u, &o(3, 0, false)), b"/a/");
+        assert_eq!(url_param("/p?user=42&b=2", "user"), Some(&b"42"[..]));
+        assert_eq!(url_param("/p?a=1&user=", "user"), Some(&b""[..]));
+        // Only a whole parameter name, and only in the query string.
+        assert_eq!(url_param("/p?xuser=1&user_id=2", "user"), None);
+        assert_eq!(url_param("/user=1", "user"), None);
+        assert_eq!(url_param("/p?user", "user"), None);
+        assert_eq!(domain_part(b"haproxy.1wt.eu"), b"1wt");
+        assert_eq!(domain_part(b"example.com:8080"), b"example");
+        assert_eq!(domain_part(b"localhost"), b"localhost");
+        assert_eq!(first_value(b" a , b"), b"a");
+        // A missing or empty header, a missing parameter: no key, so round
+        // robin; an algorithm that does not hash the request computes none.
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let h = HashType::default();
+        let hdr: Algorithm = "hdr(X-User)".parse().unwrap();
+        assert_eq!(hdr.request_key(h, ip, "/", |_| None), None);
+        assert_eq!(hdr.request_key(h, ip, "/", |_| Some(&b" "[..])), None);
+        assert!(hdr.request_key(h, ip, "/", |_| Some(&b"bob"[..])).is_some());
+        let param: Algorithm = "url_param user".parse().unwrap();
+        assert_eq!(param.request_key(h, ip, "/p?id=1", |_| None), None);
+        assert_eq!(
+            Algorithm::RoundRobin.request_key(h, ip, "/", |_| unreachable!()),
+            None
+        );
+        assert_eq!(
+            Algorithm::Source.request_key(h, ip, "/", |_| None),
+            Some(hash_ip(ip))
+        );
+        assert_eq!(
+            Algorithm::Uri(UriHash::default()).client_key(ip),
+            None,
+            "no URI in TCP mode"
+        );
+    }
+
+    #[test]
+    fn map_based_hashes_fall_back_to_the_maps_round_robin() {
+        let mut b = Balancer::new("url_param user".parse().unwrap(), 1);
+        let mut cands = [cand(1, 1), cand(2, 2), cand(3, 1)];
+        // HAProxy's map for weights 1 2 1 (recalc_server_map: 1 2 2 3),
+        // walked in order.
+        let seq: Vec<u32> = (0..8).map(|_| b.pick(&cands, None).unwrap().0).collect();
+        assert_eq!(seq, [1, 2, 2, 3, 1, 2, 2, 3]);
+        // A full server is skipped; all full: none (the backend queues).
+        cands[1].full = true;
+        let seq: Vec<u32> = (0..4).map(|_| b.pick(&cands, None).unwrap().0).collect();
+        assert_eq!(seq, [1, 3, 1, 3]);
+        cands[0].full = true;
+        cands[2].full = true;
+        assert_eq!(b.pick(&cands, None), None);
+        // A key still names its server, full or not.
+        assert!(b.pick(&cands, Some(7)).is_some());
+    }
+
+    #[test]
+    fn request_hashes_stick_weigh_and_move_little_with_hash_type_consistent() {
+        let keys: Vec<u64> = (0..6000)
+            .map(|i| HashType::default().hash(format!("/obj/{i}").as_bytes()))
+            .collect();
+        let all: Vec<Candidate> = vec![cand(1, 1), cand(2, 1), cand(3, 2)];
+        let less: Vec<Candidate> = all
+            .iter()
+            .copied()
+            .filter(|c| c.id != ServerId(2))
+            .collect();
+        for method in [HashMethod::MapBased, HashMethod::Consistent] {
+            let mut b = Balancer::new(Algorithm::Uri(UriHash::default()), 3);
+            b.set_hash_method(method);
+            b.set_balance_factor(0);
+            let before: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&all, Some(*k)).unwrap())
+                .collect();
+            // Same key, same server.
+            let again: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&all, Some(*k)).unwrap())
+                .collect();
+            assert_eq!(before, again, "{method:?}");
+            // Weights: server 3 (weight 2) takes about half.
+            let share = before.iter().filter(|s| **s == ServerId(3)).count() as f64 / 6000.0;
+            assert!((0.4..0.6).contains(&share), "{method:?}: {share}");
+            let after: Vec<ServerId> = keys
+                .iter()
+                .map(|k| b.pick(&less, Some(*k)).unwrap())
+                .collect();
+            let moved = before.iter().zip(&after).filter(|(x, y)| x != y).count();
+            let owned = before.iter().filter(|s| **s == ServerId(2)).count();
+            match method {
+                // Only the keys of the server that went away move.
+                HashMethod::Consistent => assert_eq!(moved, owned),
+                // The map is rebuilt: most keys move.
+                HashMethod::MapBased => assert!(moved > owned * 2, "{moved} {owned}"),
+            }
+        }
+    }
+
+    #[test]
+    fn balance_lines_and_hash_types_parse_as_haproxy_writes_them() {
+        for line in [
+            "uri",
+            "uri len 10 depth 2 whole path-only",
+            "url_param userid",
+            "hdr(Host) use_domain_only",
+            "hdr(X-User)",
+        ] {
+            let a: Algorithm = line.parse().unwrap();
+            assert_eq!(a.to_string(), line);
+            assert!(a.needs_http() && a.hashes(), "{line}");
+        }
+        for bad in [
+            "url_param",
+            "url_param id check_post",
+            "uri depth 0",
+            "uri len",
+            "uri deep 2",
+            "hdr()",
+            "hdr(Host) use_domain",
+            "roundrobin whole",
+        ] {
+            assert!(bad.parse::<Algorithm>().is_err(), "{bad}");
+        }
+        let h = |s: &str| s.parse::<HashType>().unwrap();
+        assert_eq!(h("map-based"), HashType::default());
+        // HAProxy: consistent alone is sdbm with avalanche.
+        assert_eq!(h("consistent").to_string(), "consistent sdbm avalanche");
+        assert_eq!(h("consistent sdbm").to_string(), "consistent sdbm");
+        assert_eq!(
+            h("map-based crc32 avalanche").to_string(),
+            "map-based crc32 avalanche"
+        );
+        for bad in ["", "ring", "map-based md5", "consistent sdbm fast"] {
+            assert!(bad.parse::<HashType>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -29,7 +29,10 @@
 //! accept_proxy = false           # require a PROXY v1/v2 header from clients (both modes)
 //!
 //! [backends.web]
-//! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random
+//! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random;
+//!                                # HTTP mode: "uri [len N] [depth N] [whole]",
+//!                                # "url_param NAME", "hdr(NAME) [use_domain_only]"
+//! # hash_type = "map-based"      # or "consistent" [sdbm|djb2|wt6|crc32 [avalanche]]
 //! # random_draws = 2             # random: the least loaded of this many draws
 //! allbackups = false
 //! [backends.web.check]           # active checks for servers with check = true
@@ -87,7 +90,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
-use crate::balance::Algorithm;
+use crate::balance::{Algorithm, HashType};
 use crate::health::{CheckParams, StatusMatch};
 use crate::httpcheck::{HttpCheck, HttpExpect, HttpMatch, HttpRequest};
 use crate::proxy_protocol::Version;
@@ -277,8 +280,12 @@ pub struct RawRoute {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
-    /// Balancing algorithm.
+    /// Balancing algorithm, as HAProxy's `balance` line (`"uri depth 2"`,
+    /// `"url_param userid"`, `"hdr(Host) use_domain_only"`).
     pub balance: Option<String>,
+    /// HAProxy's `hash-type` (`"map-based"`, `"consistent"`, then
+    /// optionally a function and `avalanche`).
+    pub hash_type: Option<String>,
     /// `option allbackups`.
     #[serde(default)]
     pub allbackups: bool,
@@ -1527,11 +1534,26 @@ impl Config {
             let f = |k: &str| format!("backends.{bname}.{k}");
             let algorithm = match &b.balance {
                 None => Algorithm::RoundRobin,
-                Some(a) => a.parse().map_err(|_| {
+                Some(a) => a.parse().map_err(|e: Error| {
                     Error::config(
                         f("balance"),
-                        format!("unknown algorithm `{a}`"),
-                        "use roundrobin, static-rr, leastconn, first, source, consistent or random",
+                        match e {
+                            Error::Command(m) => m,
+                            e => e.to_string(),
+                        },
+                        "use roundrobin, static-rr, leastconn, first, source, consistent, random, \
+                         uri [len N] [depth N] [whole], url_param NAME or hdr(NAME) [use_domain_only]",
+                    )
+                })?,
+            };
+            let hash_type = match &b.hash_type {
+                None => HashType::default(),
+                Some(h) => h.parse().map_err(|e: String| {
+                    Error::config(
+                        f("hash_type"),
+                        e,
+                        "use \"map-based\" or \"consistent\", optionally followed by sdbm, djb2, \
+                         wt6 or crc32 and then avalanche (e.g. \"consistent sdbm avalanche\")",
                     )
                 })?,
             };
@@ -1854,6 +1876,7 @@ impl Config {
             }
             let options = BackendOptions {
                 algorithm,
+                hash_type,
                 allbackups: b.allbackups,
                 retries,
                 redispatch: b.redispatch.or(d.redispatch).unwrap_or(true),
@@ -1999,6 +2022,16 @@ impl Config {
             } else {
                 Mode::Tcp
             };
+            if b.options.algorithm.needs_http() && b.options.mode == Mode::Tcp {
+                return Err(Error::config(
+                    format!("backends.{}.balance", b.name),
+                    format!(
+                        "balance {} needs mode http, and no HTTP frontend uses this backend",
+                        b.options.algorithm.name()
+                    ),
+                    "route to it from a frontend with mode = \"http\" or use source or roundrobin",
+                ));
+            }
             if b.options.cookie.is_some() && b.options.mode == Mode::Tcp {
                 return Err(Error::config(
                     format!("backends.{}.cookie", b.name),
@@ -2174,6 +2207,44 @@ maxconn = 5
             "stick_table = { type = \"ip\", size = 1, peers = \"p\" }",
         ));
         assert!(e.contains("peers"), "{e}");
+    }
+
+    #[test]
+    fn request_hashes_need_http_and_name_their_errors() {
+        let http = GOOD.replace("accept_proxy = true", "mode = \"http\"");
+        let c = Config::from_toml(&http.replace(
+            "balance = \"leastconn\"",
+            "balance = \"hdr(Host) use_domain_only\"\nhash_type = \"consistent\"",
+        ))
+        .unwrap();
+        let o = &c.backends[0].options;
+        assert_eq!(
+            o.algorithm,
+            Algorithm::Hdr {
+                name: "Host".into(),
+                use_domain_only: true
+            }
+        );
+        assert_eq!(o.hash_type.to_string(), "consistent sdbm avalanche");
+        // TCP mode: refused, naming the field and the fix.
+        let e = err(&GOOD.replace("balance = \"leastconn\"", "balance = \"uri\""));
+        assert!(
+            e.contains("backends.app.balance") && e.contains("balance uri needs mode http"),
+            "{e}"
+        );
+        let e = err(&http.replace("balance = \"leastconn\"", "balance = \"url_param\""));
+        assert!(
+            e.contains("backends.app.balance") && e.contains("url_param userid"),
+            "{e}"
+        );
+        let e = err(&http.replace(
+            "balance = \"leastconn\"",
+            "balance = \"uri\"\nhash_type = \"consistent md5\"",
+        ));
+        assert!(
+            e.contains("backends.app.hash_type") && e.contains("crc32"),
+            "{e}"
+        );
     }
 
     #[test]

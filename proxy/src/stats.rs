@@ -418,17 +418,14 @@ pub const CSV_COLUMNS: [&str; 80] = [
     "conn_tot",
 ];
 
-/// The `algo` column as HAProxy spells it (`backend_lb_algo_str`);
-/// `consistent` (source hash on a bounded-load ring) is halyard's own name.
-fn haproxy_algo(a: Algorithm) -> &'static str {
+/// The `algo` column as HAProxy spells it (`backend_lb_algo_str`: the
+/// name without its options, `hdr` for `hdr(<name>)`); `consistent`
+/// (source hash on a bounded-load ring) is halyard's own name.
+fn haproxy_algo(a: &Algorithm) -> &'static str {
     match a {
         Algorithm::RoundRobin => "roundrobin",
-        Algorithm::StaticRr => "static-rr",
         Algorithm::LeastConn => "leastconn",
-        Algorithm::First => "first",
-        Algorithm::Source => "source",
-        Algorithm::Consistent => "consistent",
-        Algorithm::Random => "random",
+        a => a.name(),
     }
 }
 
@@ -620,7 +617,7 @@ impl Snapshot {
                 .set("sid", 0)
                 .set("type", 1)
                 .set("cookie", b.cookie.as_deref().unwrap_or(""))
-                .set("algo", haproxy_algo(b.algorithm));
+                .set("algo", haproxy_algo(&b.algorithm));
             if let Some(h) = &b.http {
                 r.http_be(h);
             }

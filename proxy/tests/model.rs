@@ -4,13 +4,14 @@
 //! sequence (shrunk) and stores its seed for replay.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use halyard_proxy::backend::{
     Acquire, AdminState, Backend, BackendOptions, Retry, ServerSpec, Ticket,
 };
-use halyard_proxy::balance::{Algorithm, ServerId};
+use halyard_proxy::balance::{Algorithm, HashMethod, HashType, ServerId, UriHash};
+use halyard_proxy::config::Mode;
 use halyard_proxy::health::{parse_agent_reply, CheckParams};
 use halyard_proxy::stats::BackendStats;
 use proptest::prelude::*;
@@ -70,13 +71,35 @@ fn candidates(st: &BackendStats, allbackups: bool) -> Vec<ServerId> {
     }
 }
 
+/// The algorithms tried: those without parameters and the request hashes
+/// (to the backend core, a request's key is a key like a client's).
+fn algorithms() -> Vec<Algorithm> {
+    let mut all = Algorithm::ALL.to_vec();
+    all.extend([
+        Algorithm::Uri(UriHash::default()),
+        Algorithm::UrlParam("user".into()),
+        Algorithm::Hdr {
+            name: "Host".into(),
+            use_domain_only: true,
+        },
+    ]);
+    all
+}
+
+/// Client `c`'s hash key: every eighth client's request lacks the hashed
+/// part (no header, no parameter), so the hash algorithms fall back to
+/// round robin for it.
+fn key(c: u8) -> Option<u64> {
+    (!c.is_multiple_of(8)).then(|| u64::from(c).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 struct Model {
-    /// Sessions: server, client, failures so far, sent by its cookie.
-    held: Vec<(ServerId, Option<IpAddr>, u32, bool)>,
+    /// Sessions: server, client's key, failures so far, sent by its cookie.
+    held: Vec<(ServerId, Option<u64>, u32, bool)>,
     /// Queued clients in arrival order, with the server each waits for
     /// (hash algorithms, a cookie) or `None` (any server), and whether a
     /// cookie sent it.
-    queue: Vec<(Ticket, Option<IpAddr>, Option<ServerId>, bool)>,
+    queue: Vec<(Ticket, Option<u64>, Option<ServerId>, bool)>,
     /// `random` queued a client whose draw was full while another server
     /// had room (HAProxy's get_server_rnd): until a slot frees, a client
     /// may wait for any server while one has room.
@@ -168,11 +191,11 @@ fn balanced(
     res: Acquire,
     before: &BackendStats,
     allbackups: bool,
-    algorithm: Algorithm,
-    ip: Option<IpAddr>,
+    algorithm: &Algorithm,
+    ip: Option<u64>,
 ) {
-    let binds = matches!(algorithm, Algorithm::Source | Algorithm::Consistent);
-    let random = algorithm == Algorithm::Random;
+    let binds = algorithm.hashes() && ip.is_some();
+    let random = *algorithm == Algorithm::Random;
     match res {
         Acquire::Assigned(a) => {
             m.lbtot += 1;
@@ -221,8 +244,18 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
     let t0 = Instant::now();
     let mut now = t0;
     let (redispatch, persist) = (seed.is_multiple_of(2), seed.is_multiple_of(3));
+    let all = algorithms();
+    let mut algorithm = all[(seed % all.len() as u64) as usize].clone();
+    // hash-type consistent on some seeds: the hashes then use the ring.
+    let hash_type = if seed.is_multiple_of(5) {
+        "consistent".parse::<HashType>().unwrap()
+    } else {
+        HashType::default()
+    };
     let opts = BackendOptions {
-        algorithm: Algorithm::ALL[(seed % 7) as usize],
+        algorithm: algorithm.clone(),
+        hash_type,
+        mode: Mode::Http,
         allbackups,
         retries: 2,
         timeout_queue: Duration::from_secs(1),
@@ -254,7 +287,6 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         b.add_server(s, now).unwrap();
     }
     let ids = b.server_ids();
-    let mut algorithm = Algorithm::ALL[(seed % 7) as usize];
     let mut m = Model {
         held: Vec::new(),
         queue: Vec::new(),
@@ -265,17 +297,17 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
         let before = b.stats(now);
         match op {
             Op::Acquire(c) => {
-                let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
+                let ip = key(c);
                 let res = b.acquire(now, ip);
-                balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
+                balanced(&mut m, &b, res, &before, allbackups, &algorithm, ip);
             }
             Op::Cookie(c, v) => {
-                let ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, c)));
+                let ip = key(c);
                 let value = ["a", "b", "zz"][v as usize];
                 match b.cookie_server(value) {
                     None => {
                         let res = b.acquire(now, ip);
-                        balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
+                        balanced(&mut m, &b, res, &before, allbackups, &algorithm, ip);
                     }
                     Some(id) => {
                         let st = before.servers.iter().find(|s| s.id == id).unwrap();
@@ -285,7 +317,7 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                         let full_queue = specs[id.0 as usize - 1].1 != 0 && m.waiting_for(id) >= 2;
                         let res = b.acquire_direct(now, id, ip);
                         if full_queue && redispatch {
-                            balanced(&mut m, &b, res, &before, allbackups, algorithm, ip);
+                            balanced(&mut m, &b, res, &before, allbackups, &algorithm, ip);
                         } else {
                             match res {
                                 Acquire::Assigned(a) => {
@@ -333,9 +365,12 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
             ),
             Op::Weight(i, w) => {
                 if let Err(e) = b.set_weight(now, &format!("s{}", i % ids.len()), w) {
-                    // Only a static algorithm refuses a weight in range.
+                    // Only a static algorithm refuses a weight in range:
+                    // static-rr and the map-based hashes.
+                    let ring = algorithm == Algorithm::Consistent
+                        || hash_type.method == HashMethod::Consistent;
                     assert!(
-                        matches!(algorithm, Algorithm::StaticRr | Algorithm::Source),
+                        algorithm == Algorithm::StaticRr || (algorithm.hashes() && !ring),
                         "{e}"
                     );
                 }
@@ -357,8 +392,8 @@ fn run(seed: u64, allbackups: bool, ops: Vec<Op>) {
                 b.agent_result(now, ids[i % ids.len()], &reply);
             }
             Op::Algorithm(i) => {
-                algorithm = Algorithm::ALL[i % Algorithm::ALL.len()];
-                b.set_algorithm(algorithm);
+                algorithm = all[i % all.len()].clone();
+                b.set_algorithm(algorithm.clone()).unwrap();
             }
             Op::Tick(ms) => {
                 now += Duration::from_millis(ms);

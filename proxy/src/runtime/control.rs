@@ -12,7 +12,7 @@
 //! set server BACKEND/SERVER health up|down
 //! set server BACKEND/SERVER addr IP [port PORT]
 //! set maxconn server BACKEND/SERVER N   (0: unlimited)
-//! set balance BACKEND ALGORITHM
+//! set balance BACKEND ALGORITHM [OPTIONS]   (as HAProxy's balance line)
 //! add server BACKEND/SERVER IP:PORT [weight N] [backup] [maxconn N] [disabled]
 //!                      (SERVER: letters, digits, `_`, `.`, `:`, `-`)
 //! del server BACKEND/SERVER
@@ -254,9 +254,9 @@ pub fn parse_command(line: &str) -> Result<Command> {
                 state,
             }
         }
-        ["set", "balance", backend, alg] => Command::SetBalance {
+        ["set", "balance", backend, alg @ ..] if !alg.is_empty() => Command::SetBalance {
             backend: backend.to_string(),
-            algorithm: alg.parse()?,
+            algorithm: alg.join(" ").parse()?,
         },
         ["add", "server", target, addr, rest @ ..] => {
             let (backend, server) = bs(target)?;
@@ -604,6 +604,15 @@ mod tests {
                 ..
             }
         ));
+        // Options follow the name, as on HAProxy's balance line.
+        assert!(matches!(
+            parse_command("set balance web hdr(Host) use_domain_only").unwrap(),
+            Command::SetBalance {
+                algorithm: Algorithm::Hdr { name, use_domain_only: true },
+                ..
+            } if name == "Host"
+        ));
+        assert!(parse_command("set balance web url_param").is_err());
         let Command::AddServer { spec, .. } =
             parse_command("add server web/s9 127.0.0.1:9 weight 5 backup maxconn 3 disabled")
                 .unwrap()

@@ -762,6 +762,12 @@ async fn handle(
             c.values(req.headers())
                 .find_map(|v| b.core.cookie_server(v))
         });
+        // The hash key (`source`, `uri`, `url_param`, `hdr`; nothing is
+        // computed for the other algorithms), over the origin form.
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let key = b.core.request_key(client, uri, |name| {
+            req.headers().get(name).map(HeaderValue::as_bytes)
+        });
         // The sticking rule runs after the cookie (HAProxy's analysers'
         // order): its entry is refreshed but the cookie's server wins.
         let stuck = b.core.stick_match(now, addrs.0.ip(), addrs.1.ip());
@@ -772,8 +778,8 @@ async fn handle(
             .as_ref()
             .is_some_and(|s| s.rule.stores());
         let acquired = match named.or(stuck) {
-            Some(id) => b.core.acquire_direct(now, id, Some(client)),
-            None => b.core.acquire(now, Some(client)),
+            Some(id) => b.core.acquire_direct(now, id, key),
+            None => b.core.acquire(now, key),
         };
         let r = match acquired {
             Acquire::Queued(ticket) => {
@@ -784,9 +790,9 @@ async fn handle(
             other => Ok(other),
         };
         b.flush();
-        (t, (r, cookie, named, stuck, stores))
+        (t, (r, cookie, named, stuck, stores, key))
     };
-    let (first, cookie, named, stuck, stores) = first;
+    let (first, cookie, named, stuck, stores, key) = first;
     if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
         c.strip_request(req.headers_mut());
     }
@@ -845,7 +851,7 @@ async fn handle(
                         Instant::now(),
                         assignment.server,
                         failures,
-                        Some(client),
+                        key,
                         persistent,
                     );
                     b.flush();

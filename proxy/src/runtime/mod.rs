@@ -11,7 +11,7 @@ mod forward;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -485,12 +485,10 @@ impl Proxy {
         })
     }
 
-    /// Changes a backend's balancing algorithm.
+    /// Changes a backend's balancing algorithm (`uri`, `url_param` and
+    /// `hdr` only on a backend of HTTP frontends).
     pub fn set_algorithm(&self, backend: &str, algorithm: Algorithm) -> Result<()> {
-        self.with_backend(backend, |b| {
-            b.core.set_algorithm(algorithm);
-            Ok(())
-        })
+        self.with_backend(backend, |b| b.core.set_algorithm(algorithm))
     }
 
     /// Adds a server (its checks start at once if it has any: the start
@@ -1026,7 +1024,6 @@ async fn session_inner(
     (src, dst): (SocketAddr, SocketAddr),
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
-    let client_ip: Option<IpAddr> = Some(src.ip());
     let backend = fe.backend.as_str();
 
     // Acquire a server (maybe after queueing).
@@ -1037,12 +1034,13 @@ async fn session_inner(
             return Ok((End::Denied, 0, 0));
         };
         let t = b.timeouts;
+        let key = b.core.client_key(src.ip());
         // A stick table's server (HAProxy's SF_DIRECT); nothing is looked
         // at without a table.
         let stuck = b.core.stick_match(now, src.ip(), dst.ip());
         let r = match stuck {
-            Some(id) => b.core.acquire_direct(now, id, client_ip),
-            None => b.core.acquire(now, client_ip),
+            Some(id) => b.core.acquire_direct(now, id, key),
+            None => b.core.acquire(now, key),
         };
         let r = match r {
             Acquire::Queued(ticket) => {
@@ -1053,9 +1051,9 @@ async fn session_inner(
             other => Ok(other),
         };
         b.flush();
-        (t, (r, stuck))
+        (t, (r, stuck, key))
     };
-    let (first, stuck) = first;
+    let (first, stuck, key) = first;
     let mut assignment = match first {
         Ok(Acquire::Assigned(a)) => a,
         Ok(_) => {
@@ -1099,13 +1097,9 @@ async fn session_inner(
                 Err(_) => tracing::debug!(backend, server = %assignment.server, "timeout connect"),
             }
             failures += 1;
-            let retry = b.core.connect_failed(
-                Instant::now(),
-                assignment.server,
-                failures,
-                client_ip,
-                direct,
-            );
+            let retry =
+                b.core
+                    .connect_failed(Instant::now(), assignment.server, failures, key, direct);
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
             direct &= matches!(retry, Retry::Same(_));
