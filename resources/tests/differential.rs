@@ -675,6 +675,7 @@ fn minimised_disagreements_agree() {
         "seed21-111",
         "promo-instance-id",
         "promo-instance-first",
+        "promo-clone-name",
     ] {
         let read = |ext: &str| {
             let p = dir.join(format!("{name}.{ext}"));
