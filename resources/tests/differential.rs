@@ -676,6 +676,7 @@ fn minimised_disagreements_agree() {
         "promo-instance-id",
         "promo-instance-first",
         "promo-clone-name",
+        "promo-group-sum",
     ] {
         let read = |ext: &str| {
             let p = dir.join(format!("{name}.{ext}"));

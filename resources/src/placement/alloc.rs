@@ -1890,13 +1890,15 @@ impl<'a> Solver<'a> {
         let rsc = &self.c.resources[ch];
         if rsc.kind == Kind::Group {
             // An instance of a cloned group: the sum over its members, where a
-            // member's score counts only if set; none set is `not_set`.
-            let mut total = 0;
+            // member's score counts only if set; none set is `not_set`. A plain
+            // sum (`score += child_score`, not `pcmk__add_scores`): INFINITY and
+            // -INFINITY make 0, two INFINITYs 2 000 000.
+            let mut total = 0i64;
             let mut any = false;
             for &m in &rsc.children {
                 let v = self.promotion_attr(m, nd, i64::MIN);
                 if v != i64::MIN {
-                    total = score::add(total, v);
+                    total = total.saturating_add(v);
                     any = true;
                 }
             }
