@@ -661,8 +661,9 @@ fn placement_rows(c: &placement::Cluster) -> Vec<String> {
 
 /// Earlier disagreements, minimised by hand (resources, constraints, nodes and
 /// history deleted while the disagreement stayed), with crm_simulate's placement
-/// saved beside them (`tests/data/differential/README.md`). Needs no crm_simulate:
-/// each one pins a rule of Pacemaker 2.1.5 the random CIBs found halyard missing.
+/// saved beside them (`tests/data/differential/README.md`), and CIBs written by hand
+/// for one rule. Needs no crm_simulate: each one pins a rule of Pacemaker 2.1.5
+/// halyard once missed.
 #[test]
 fn minimised_disagreements_agree() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/differential");
@@ -672,6 +673,10 @@ fn minimised_disagreements_agree() {
         "seed8-134",
         "seed20-70",
         "seed21-111",
+        "promo-instance-id",
+        "promo-instance-first",
+        "promo-clone-name",
+        "promo-group-sum",
     ] {
         let read = |ext: &str| {
             let p = dir.join(format!("{name}.{ext}"));

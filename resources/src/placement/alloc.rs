@@ -130,8 +130,9 @@ struct Flags {
 
 const INFINITY_HACK: i64 = INFINITY * -100;
 
-/// `Solver::promo_cache`.
-type PromoCache = (RscIx, Vec<Option<Option<i64>>>);
+/// `Solver::promo_cache`: the clone, then per node `None` (not looked up yet) or
+/// `master-<base>` and whether the node has any `master-<base>:*` attribute.
+type PromoCache = (RscIx, Vec<Option<(Option<i64>, bool)>>);
 
 /// What `cmp_resources` compares of a resource: the merged weight on its current
 /// node, and the merged weights in the sorted node order, as the (position, weight)
@@ -196,9 +197,8 @@ pub(crate) struct Solver<'a> {
     running_tops: Vec<Vec<(RscIx, RscIx)>>,
     /// A spare node table (see `apply_coloc_to_scores`).
     scratch: Table,
-    /// Promotion-score lookups shared by an anonymous clone's inactive instances.
-    /// Per node for one clone at a time (the clone, then per node `None` = not
-    /// looked up yet).
+    /// Promotion-score lookups shared by an anonymous clone's inactive instances
+    /// without history, per node for one clone at a time (see `promotion_attr`).
     promo_cache: std::cell::RefCell<PromoCache>,
     /// `pcmk__node_available` without the score, per node.
     node_ok: Vec<bool>,
@@ -1876,17 +1876,29 @@ impl<'a> Solver<'a> {
         (rsc.is_primitive() && rsc.failed) || rsc.children.iter().any(|&ch| self.is_failed(ch))
     }
 
-    /// Promotion score of instance `ch` on `nd` (`promotion_score`).
+    /// Promotion score of instance `ch` on `nd` (`promotion_score` in
+    /// `pcmk_sched_promotable.c`, Pacemaker 2.1.5), or `not_set` where no promotion
+    /// score attribute counts (Pacemaker's `is_default`; the callers pass what
+    /// Pacemaker uses then: 0 when adding scores, -1 for an instance's priority).
+    ///
+    /// A primitive looks up `master-<name>`, `name` being the name the operation
+    /// history knows it by (`clone_name`, here `history_name`) or else its own id
+    /// (`rsc:N`, its own instance number); only if that is not set, and only in an
+    /// anonymous clone, `master-<base>` (the id without the instance number,
+    /// `clone_strip`). An attribute set to 0 counts (it is not `not_set`).
     fn promotion_attr(&self, ch: RscIx, nd: NodeIx, not_set: i64) -> i64 {
         let rsc = &self.c.resources[ch];
         if rsc.kind == Kind::Group {
-            // The sum over members would be Pacemaker's behaviour; use the members' sum.
-            let mut total = 0;
+            // An instance of a cloned group: the sum over its members, where a
+            // member's score counts only if set; none set is `not_set`. A plain
+            // sum (`score += child_score`, not `pcmk__add_scores`): INFINITY and
+            // -INFINITY make 0, two INFINITYs 2 000 000.
+            let mut total = 0i64;
             let mut any = false;
             for &m in &rsc.children {
                 let v = self.promotion_attr(m, nd, i64::MIN);
                 if v != i64::MIN {
-                    total = score::add(total, v);
+                    total = total.saturating_add(v);
                     any = true;
                 }
             }
@@ -1900,45 +1912,56 @@ impl<'a> Solver<'a> {
         if !self.promotion_score_applies(ch, cl, unique, nd) {
             return not_set;
         }
-        // Every inactive instance without history of an anonymous clone looks up
-        // the same names on a node: remember the answer per (clone, node).
-        let shared = !unique && rsc.history_name.is_none() && rsc.parent == Some(cl);
-        if shared {
-            let cache = self.promo_cache.borrow();
-            if cache.0 == cl {
-                if let Some(v) = cache.1[nd] {
-                    return v.unwrap_or(not_set);
-                }
-            }
-        }
-        let mut key = String::with_capacity(rsc.base.len() + 16);
-        let mut lookup = |name: &str, suffix: &str| -> Option<i64> {
-            key.clear();
+        let attrs = &self.node(nd).attrs;
+        let lookup = |name: &str| -> Option<i64> {
+            let mut key = String::with_capacity(name.len() + 7);
             key.push_str("master-");
             key.push_str(name);
-            key.push_str(suffix);
-            self.node(nd)
-                .attrs
-                .get(&key)
-                .map(|v| score::parse(v).unwrap_or(0))
+            attrs.get(&key).map(|v| score::parse(v).unwrap_or(0))
         };
-        let found = if unique {
-            lookup(&rsc.id, "")
-        } else {
-            rsc.history_name
-                .as_deref()
-                .and_then(|h| lookup(h, ""))
-                .or_else(|| lookup(&rsc.base, ""))
-                .or_else(|| lookup(&rsc.base, ":0"))
-        };
-        if shared {
-            let mut cache = self.promo_cache.borrow_mut();
-            if cache.0 != cl {
-                *cache = (cl, vec![None; self.n]);
-            }
-            cache.1[nd] = Some(found);
+        let by_base = !unique && rsc.base != rsc.id;
+        // An inactive instance without history (of an anonymous clone of
+        // primitives) looks up `master-<base>:N`, then `master-<base>`. Per
+        // (clone, node) remember `master-<base>` and whether the node has any
+        // `master-<base>:*` attribute: without one (the usual case: agents set
+        // `master-<base>`) every such instance gets the remembered answer with no
+        // lookup at all.
+        if by_base && rsc.history_name.is_none() && rsc.parent == Some(cl) {
+            let cached = {
+                let cache = self.promo_cache.borrow();
+                if cache.0 == cl {
+                    cache.1[nd]
+                } else {
+                    None
+                }
+            };
+            let (base_value, numbered) = match cached {
+                Some(v) => v,
+                None => {
+                    let prefix = format!("master-{}:", rsc.base);
+                    let numbered = attrs
+                        .range::<str, _>((
+                            std::ops::Bound::Included(prefix.as_str()),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .next()
+                        .is_some_and(|(k, _)| k.starts_with(&prefix));
+                    let v = (lookup(&rsc.base), numbered);
+                    let mut cache = self.promo_cache.borrow_mut();
+                    if cache.0 != cl {
+                        *cache = (cl, vec![None; self.n]);
+                    }
+                    cache.1[nd] = Some(v);
+                    v
+                }
+            };
+            let own = if numbered { lookup(&rsc.id) } else { None };
+            return own.or(base_value).unwrap_or(not_set);
         }
-        found.unwrap_or(not_set)
+        let name = rsc.history_name.as_deref().unwrap_or(&rsc.id);
+        lookup(name)
+            .or_else(|| if by_base { lookup(&rsc.base) } else { None })
+            .unwrap_or(not_set)
     }
 
     /// Whether instance (member) `ch` of clone `cl` counts its promotion score on

@@ -1305,7 +1305,6 @@ fn unpack_status(
                 }
             }
             let r = &mut c.resources[rix];
-            // The name the active entry goes by (crm_attribute used it too).
             // A history of nothing but pending probes leaves the role unknown: the
             // resource is not known there and is probed again (process_rsc_state
             // adds to known_on only when the role is not Unknown).
@@ -1323,7 +1322,12 @@ fn unpack_status(
                     r.monitors_on.push((nix, iv));
                 }
             }
-            if rid.contains(':') && (active || r.history_name.is_none()) {
+            // Pacemaker's `clone_name` (unpack_find_resource): the id of the
+            // instance's history, also one without an instance number (`rsc` for
+            // `rsc:2`); `promotion_score` looks it up first. The active entry's
+            // name wins; an id equal to the instance's is kept too (it is the
+            // lookup's default anyway) and stops a later inactive entry renaming it.
+            if (rid.contains(':') || rid != r.id) && (active || r.history_name.is_none()) {
                 r.history_name = Some(rid.to_string());
             }
             // Fail counts whose failures all expired are cleared.

@@ -234,7 +234,9 @@ pub struct Resource {
     pub fatal: bool,
     /// A failure with `on-fail=stop`: stays stopped.
     pub stop_on_fail: bool,
-    /// The id the operation history knows an anonymous clone instance by (`rsc:N`).
+    /// The id the operation history knows an anonymous clone instance by, when it
+    /// differs from `id` (`rsc`, or `rsc:M` from an older history; Pacemaker's
+    /// `clone_name`).
     pub history_name: Option<String>,
     /// Nodes where the resource's operation history says a failed stop happened
     /// (the resource is blocked there without fencing).
