@@ -3,7 +3,7 @@
 //! ```text
 //!  Cluster::start(config, store, envelope) ── one task: Totem<Ordering> + Groups + UDP socket
 //!  cluster.join(group).await -> Group        (returns once this member is in the view)
-//!  group.send(bytes, Agreed|Safe).await      (waits while the send queue is full: back-pressure)
+//!  group.send(bytes, Agreed|Safe).await      (waits for room in the send budget: back-pressure)
 //!  group.recv().await -> GroupEvent::{Message{from, ..}, Membership{members, joined, left}}
 //! ```
 //!
@@ -21,6 +21,35 @@
 //! group's messages; the handle receives what was queued (a consistent prefix
 //! of the group's stream), then [`GroupEvent::Overflow`], then `None`; its
 //! sends fail with [`Error::Closed`]. Join the group again for a fresh member.
+//!
+//! **The send budget.** Everything an application can queue again and again
+//! is bounded by one byte budget per node, [`OrderingConfig::send_queue_bytes`]
+//! (4 MiB by default), as Corosync's CPG bounds `cpg_mcast_joined` by its
+//! send queue. A send is charged its payload, the 4-byte member id and
+//! [`REQUEST_OVERHEAD`] bytes of bookkeeping (so a flood of tiny messages is
+//! bounded in count too); a join is charged its group name and the same
+//! overhead. The charge is taken when the request is **accepted** and held
+//! until the ring has taken the message (the ordering layer has packed it
+//! into frames), covering the node's command queue, its wait for the
+//! ordering layer and the ordering layer's send queue alike.
+//! [`Cluster::queued_send_bytes`] reports it. A request that does not fit
+//! waits, in arrival order (the budget is fair: a large message is not
+//! starved by small ones), instead of failing: the CPG model of
+//! `CS_ERR_TRY_AGAIN`, with the retry done for the caller. Leaving (a group
+//! or the ring) is never charged, and never waits for the budget: it happens
+//! once per handle.
+//!
+//! **Cancellation.** [`Group::send`] is cancel-safe: its future completes as
+//! soon as the message is accepted, so a send whose future is dropped before
+//! it completed (a `timeout`, a `select!`) accepted nothing and holds no
+//! budget, and a send that returned `Ok` will go to the ring in order after
+//! this member's earlier accepted sends and before its leave. Accepted
+//! messages are delivered like any others: to the members of the group at
+//! delivery time, unless this node stops (or this member is removed, see
+//! below) first. Sends after the member left the group fail with
+//! [`Error::Closed`]. A [`Cluster::join`] cancelled after it was accepted
+//! joins and leaves again at once, so no member is left behind without a
+//! handle.
 //!
 //! **Socket buffers.** [`SocketBuffers`] sets `SO_RCVBUF` / `SO_SNDBUF` on the
 //! node's UDP socket (default 8 MiB each, as knet does), so a burst from all
@@ -47,15 +76,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use halyard_membership::{Destination, Envelope, NodeId, RingIdStore, Totem, TotemConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::groups::{GroupEvent, Groups, Member};
@@ -80,6 +109,12 @@ pub struct ClusterConfig {
     /// `SO_RCVBUF` / `SO_SNDBUF` of the node's UDP socket.
     pub socket_buffers: SocketBuffers,
 }
+
+/// Bytes of bookkeeping each accepted send or join is charged against the
+/// send budget ([`OrderingConfig::send_queue_bytes`]) on top of its own bytes:
+/// about what the node keeps per queued message, so the number of queued
+/// messages is bounded as well as their bytes.
+pub const REQUEST_OVERHEAD: usize = 128;
 
 /// Default [`ClusterConfig::group_event_capacity`]: 65 536 events (64 MiB of
 /// 1 KiB messages), tens of milliseconds of the ring's full rate.
@@ -209,28 +244,108 @@ fn sysctl(name: &str) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// A request from the application to the node task. Joins and sends carry
+/// their charge against the send budget (so the queue cannot grow beyond it);
+/// leaves are not charged (one per handle).
 enum Command {
     Join {
         group: Bytes,
         pid: u32,
         route: Route,
         reply: oneshot::Sender<Result<()>>,
+        charge: Charge,
     },
     Leave {
         group: Bytes,
         pid: u32,
         reply: oneshot::Sender<Result<()>>,
     },
+    /// Accepted: the caller does not wait for an answer.
     Send {
         group: Bytes,
         pid: u32,
         payload: Bytes,
         delivery: Delivery,
-        reply: oneshot::Sender<Result<()>>,
+        charge: Charge,
     },
     LeaveRing {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// What the handles of one node share: the command queue and the send budget.
+#[derive(Debug)]
+struct Shared {
+    cmd: mpsc::UnboundedSender<Command>,
+    /// Bytes of accepted sends and joins not yet taken by the ring (see the
+    /// module docs); closed when the node task ends.
+    budget: Arc<Semaphore>,
+    /// What the accepted requests' [`Charge`]s hold (the semaphore may also
+    /// have given part of its permits to the oldest waiting request).
+    used: Arc<AtomicUsize>,
+    /// The budget's size.
+    limit: usize,
+    /// [`OrderingConfig::max_message`].
+    max_message: usize,
+}
+
+impl Shared {
+    /// What a request of `len` bytes is charged (never more than the whole
+    /// budget, so every request that passes the size check fits eventually).
+    fn charge(&self, len: usize) -> u32 {
+        u32::try_from(len.saturating_add(REQUEST_OVERHEAD).min(self.limit)).unwrap_or(u32::MAX)
+    }
+
+    /// Waits for `len` bytes of budget (cancel-safe: dropped while waiting,
+    /// it takes nothing).
+    async fn reserve(&self, len: usize) -> Result<Charge> {
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(self.charge(len))
+            .await
+            .map_err(|_| Shared::closed())?;
+        self.used
+            .fetch_add(permit.num_permits(), AtomicOrdering::Relaxed);
+        Ok(Charge {
+            permit,
+            used: self.used.clone(),
+        })
+    }
+
+    fn closed() -> Error {
+        Error::Closed("the node has stopped")
+    }
+}
+
+/// An accepted request's share of the send budget, given back when dropped.
+#[derive(Debug)]
+struct Charge {
+    permit: OwnedSemaphorePermit,
+    used: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.used
+            .fetch_sub(self.permit.num_permits(), AtomicOrdering::Relaxed);
+    }
+}
+
+/// One local member's state shared by its [`Group`], its [`GroupSender`]s and
+/// (for `overflowed`) the node task.
+#[derive(Debug)]
+struct MemberState {
+    /// Set by the node when it removed the member for not keeping up.
+    overflowed: Arc<AtomicBool>,
+    /// Set, under the lock, when this member's LEAVE is queued: a send checks
+    /// it and queues its message under the same lock, so no send is accepted
+    /// behind the leave.
+    left: Mutex<bool>,
+}
+
+fn lock(m: &Mutex<bool>) -> MutexGuard<'_, bool> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Where a local member's events go.
@@ -244,7 +359,7 @@ struct Route {
 #[derive(Debug)]
 pub struct Cluster {
     node_id: NodeId,
-    cmd: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
     next_pid: std::sync::atomic::AtomicU32,
     capacity: usize,
@@ -256,25 +371,57 @@ pub struct Cluster {
 pub struct GroupSender {
     group: Bytes,
     pid: u32,
-    cmd: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    state: Arc<MemberState>,
 }
 
 impl GroupSender {
-    /// Sends a message to the group. Waits while the node's send queue is full
-    /// (back-pressure); fails if the message is too large or the node stopped.
+    /// Sends a message to the group: waits for room in the node's send budget
+    /// (back-pressure, see the module docs), and returns once the message is
+    /// accepted; it then goes to the ring in order, without further waiting.
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the message
+    /// was not accepted and holds no budget. Fails with
+    /// [`Error::MessageTooLarge`] above [`OrderingConfig::max_message`] less the
+    /// 4-byte member id, and with [`Error::Closed`] once the member has left
+    /// or was removed from the group, or the node has stopped.
     pub async fn send(&self, payload: impl Into<Bytes>, delivery: Delivery) -> Result<()> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd
+        let payload = payload.into();
+        let max = self.shared.max_message.saturating_sub(4);
+        if payload.len() > max {
+            return Err(Error::MessageTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.check_member(*lock(&self.state.left))?;
+        let charge = self.shared.reserve(payload.len() + 4).await?;
+        // Checked and queued under the lock: a leave is queued either before
+        // this check (the send fails) or after this message.
+        let left = lock(&self.state.left);
+        self.check_member(*left)?;
+        self.shared
+            .cmd
             .send(Command::Send {
                 group: self.group.clone(),
                 pid: self.pid,
-                payload: payload.into(),
+                payload,
                 delivery,
-                reply,
+                charge,
             })
-            .map_err(|_| Error::Closed("the node has stopped"))?;
-        rx.await
-            .map_err(|_| Error::Closed("the node has stopped"))?
+            .map_err(|_| Shared::closed())
+    }
+
+    fn check_member(&self, left: bool) -> Result<()> {
+        if self.state.overflowed.load(AtomicOrdering::Acquire) {
+            return Err(Error::Closed(
+                "this member was removed from the group: it did not keep up with its events",
+            ));
+        }
+        if left {
+            return Err(Error::Closed("this member has left the group"));
+        }
+        Ok(())
     }
 }
 
@@ -283,12 +430,11 @@ impl GroupSender {
 pub struct Group {
     group: Bytes,
     me: Member,
-    cmd: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    state: Arc<MemberState>,
     events: mpsc::Receiver<GroupEvent>,
-    overflowed: Arc<AtomicBool>,
     capacity: usize,
     overflow_reported: bool,
-    left: bool,
 }
 
 impl Cluster {
@@ -326,6 +472,8 @@ impl Cluster {
             }
         };
         let capacity = config.group_event_capacity;
+        let limit = config.ordering.send_queue_bytes.min(Semaphore::MAX_PERMITS);
+        let max_message = config.ordering.max_message;
         let ordering = Ordering::new(config.node_id, config.ordering.clone())?;
         let engine = Totem::with_hook(
             config.node_id,
@@ -336,7 +484,10 @@ impl Cluster {
             Instant::now(),
         )
         .map_err(|e| Error::Membership(e.to_string()))?;
+        // Unbounded as a channel, bounded by what goes in: sends and joins
+        // hold their charge against `budget`, leaves come once per handle.
         let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(limit));
         let driver = Driver {
             engine,
             groups: Groups::new(config.node_id),
@@ -346,14 +497,23 @@ impl Cluster {
             routes: BTreeMap::new(),
             joining: BTreeMap::new(),
             waiting: VecDeque::new(),
+            taken: VecDeque::new(),
+            taken_bytes: 0,
             removing: VecDeque::new(),
             removed: BTreeSet::new(),
             stopping: None,
+            budget: budget.clone(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Cluster {
             node_id: config.node_id,
-            cmd: tx,
+            shared: Arc::new(Shared {
+                cmd: tx,
+                budget,
+                used: Arc::new(AtomicUsize::new(0)),
+                limit,
+                max_message,
+            }),
             task,
             next_pid: std::sync::atomic::AtomicU32::new(1),
             capacity,
@@ -371,18 +531,33 @@ impl Cluster {
         self.buffers
     }
 
+    /// Bytes of the send budget ([`OrderingConfig::send_queue_bytes`]) held by
+    /// accepted sends and joins the ring has not taken yet, each charged its
+    /// bytes plus [`REQUEST_OVERHEAD`] (see the module docs). Never more than
+    /// the budget; sends wait while the next one does not fit.
+    pub fn queued_send_bytes(&self) -> usize {
+        self.shared.used.load(AtomicOrdering::Relaxed)
+    }
+
     /// Joins `group` as a new local member; returns once the member is in the
     /// group's view (its first event, a Membership event, is then waiting in
-    /// [`Group::recv`]).
+    /// [`Group::recv`]). Waits for room in the send budget first, like a send.
+    /// If the future is dropped after the join was accepted, the member leaves
+    /// again at once.
     pub async fn join(&self, group: impl AsRef<[u8]>) -> Result<Group> {
         let group = Bytes::copy_from_slice(group.as_ref());
+        if group.len() > 255 {
+            return Err(Error::GroupNameTooLong(group.len()));
+        }
+        let charge = self.shared.reserve(group.len()).await?;
         let pid = self
             .next_pid
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (etx, erx) = mpsc::channel(self.capacity);
         let overflowed = Arc::new(AtomicBool::new(false));
         let (reply, rx) = oneshot::channel();
-        self.cmd
+        self.shared
+            .cmd
             .send(Command::Join {
                 group: group.clone(),
                 pid,
@@ -391,23 +566,38 @@ impl Cluster {
                     overflowed: overflowed.clone(),
                 },
                 reply,
+                charge,
             })
-            .map_err(|_| Error::Closed("the node has stopped"))?;
-        rx.await
-            .map_err(|_| Error::Closed("the node has stopped"))??;
-        Ok(Group {
+            .map_err(|_| Shared::closed())?;
+        // From here on the handle exists: dropping this future drops it, and
+        // its drop queues the LEAVE behind the JOIN.
+        let handle = Group {
             group,
             me: Member {
                 node: self.node_id,
                 pid,
             },
-            cmd: self.cmd.clone(),
+            shared: self.shared.clone(),
+            state: Arc::new(MemberState {
+                overflowed,
+                left: Mutex::new(false),
+            }),
             events: erx,
-            overflowed,
             capacity: self.capacity,
             overflow_reported: false,
-            left: false,
-        })
+        };
+        let joined = match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(Shared::closed()),
+        };
+        match joined {
+            Ok(()) => Ok(handle),
+            Err(e) => {
+                // Not a member: nothing to leave.
+                *lock(&handle.state.left) = true;
+                Err(e)
+            }
+        }
     }
 
     /// Leaves the ring gracefully (Totem LEAVE, so the others re-form at once
@@ -415,10 +605,11 @@ impl Cluster {
     /// queued are not sent.
     pub async fn leave(self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.cmd
+        self.shared
+            .cmd
             .send(Command::LeaveRing { reply })
-            .map_err(|_| Error::Closed("the node has stopped"))?;
-        rx.await.map_err(|_| Error::Closed("the node has stopped"))
+            .map_err(|_| Shared::closed())?;
+        rx.await.map_err(|_| Shared::closed())
     }
 
     /// Stops the node at once, without a word to the others (like SIGKILL).
@@ -444,8 +635,8 @@ impl Group {
         &self.group
     }
 
-    /// Sends a message to the group. Waits while the node's send queue is full
-    /// (back-pressure); fails if the message is too large or the node stopped.
+    /// Sends a message to the group; see [`GroupSender::send`] (waits for room
+    /// in the send budget, returns once the message is accepted, cancel-safe).
     pub async fn send(&self, payload: impl Into<Bytes>, delivery: Delivery) -> Result<()> {
         self.sender().send(payload, delivery).await
     }
@@ -455,7 +646,8 @@ impl Group {
         GroupSender {
             group: self.group.clone(),
             pid: self.me.pid,
-            cmd: self.cmd.clone(),
+            shared: self.shared.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -466,7 +658,7 @@ impl Group {
     pub async fn recv(&mut self) -> Option<GroupEvent> {
         match self.events.recv().await {
             Some(ev) => Some(ev),
-            None if self.overflowed.load(AtomicOrdering::Acquire) && !self.overflow_reported => {
+            None if self.overflowed() && !self.overflow_reported => {
                 self.overflow_reported = true;
                 Some(GroupEvent::Overflow {
                     capacity: self.capacity,
@@ -478,48 +670,57 @@ impl Group {
 
     /// Whether the node removed this member for not keeping up with its events.
     pub fn overflowed(&self) -> bool {
-        self.overflowed.load(AtomicOrdering::Acquire)
+        self.state.overflowed.load(AtomicOrdering::Acquire)
     }
 
-    /// Leaves the group, after this member's sends that are still waiting for
-    /// room in the send queue (dropping the handle leaves too, without waiting).
-    pub async fn leave(mut self) -> Result<()> {
-        self.left = true;
+    /// Leaves the group after every send of this member that was accepted
+    /// (dropping the handle leaves too, without waiting). Sends through a
+    /// [`GroupSender`] that were still waiting for the budget then fail with
+    /// [`Error::Closed`].
+    pub async fn leave(self) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.cmd
+        if !self.queue_leave(reply) {
+            return Err(Shared::closed());
+        }
+        rx.await.map_err(|_| Shared::closed())?
+    }
+
+    /// Queues this member's LEAVE once (under the `left` lock, see
+    /// [`MemberState`]); false if the node has stopped.
+    fn queue_leave(&self, reply: oneshot::Sender<Result<()>>) -> bool {
+        let mut left = lock(&self.state.left);
+        if *left {
+            return true;
+        }
+        *left = true;
+        self.shared
+            .cmd
             .send(Command::Leave {
                 group: self.group.clone(),
                 pid: self.me.pid,
                 reply,
             })
-            .map_err(|_| Error::Closed("the node has stopped"))?;
-        rx.await
-            .map_err(|_| Error::Closed("the node has stopped"))?
+            .is_ok()
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if !self.left {
-            let (reply, _) = oneshot::channel();
-            let _ = self.cmd.send(Command::Leave {
-                group: self.group.clone(),
-                pid: self.me.pid,
-                reply,
-            });
-        }
+        let (reply, _) = oneshot::channel();
+        self.queue_leave(reply);
     }
 }
 
 /// Datagrams read in one go after a wake-up, before the engine's output is flushed.
 const RECV_BATCH: usize = 256;
 
-/// A local member's request waiting for room in the send queue.
+/// A local member's request waiting for room in the ordering layer's send queue.
 struct Waiting {
     group: Bytes,
     pid: u32,
     request: Request,
-    reply: oneshot::Sender<Result<()>>,
+    /// The request's charge against the send budget (leaves have none).
+    charge: Option<Charge>,
 }
 
 /// What a [`Waiting`] entry asks for.
@@ -528,9 +729,15 @@ enum Request {
         payload: Bytes,
         delivery: Delivery,
     },
+    Join {
+        route: Route,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Queued behind the member's earlier sends, so it never overtakes them,
     /// and kept until there is room, so a dropped handle's leave is never lost.
-    Leave,
+    Leave {
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 struct Driver {
@@ -541,14 +748,29 @@ struct Driver {
     envelope: Box<dyn Envelope>,
     routes: BTreeMap<(Bytes, u32), Route>,
     joining: BTreeMap<(Bytes, u32), oneshot::Sender<Result<()>>>,
-    /// Sends and leaves waiting for room in the send queue, in order.
+    /// Sends, joins and leaves waiting for room in the send queue, in order.
     waiting: VecDeque<Waiting>,
+    /// Charges of sends and joins handed to the ordering layer, in its send
+    /// queue's order, with the bytes each added to that queue: released once
+    /// the queue holds fewer bytes than those still listed (see `release`).
+    taken: VecDeque<(usize, Charge)>,
+    /// Sum of the byte counts in `taken`.
+    taken_bytes: usize,
     /// Members removed for not keeping up whose ProcDown is not queued yet.
     removing: VecDeque<(Bytes, u32)>,
     /// Members removed for not keeping up (their sends are refused).
     removed: BTreeSet<(Bytes, u32)>,
     /// Set by a graceful leave: flush the LEAVE, answer, stop.
     stopping: Option<oneshot::Sender<()>>,
+    /// The send budget, closed when the task ends so that waiting callers
+    /// fail instead of waiting forever.
+    budget: Arc<Semaphore>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.budget.close();
+    }
 }
 
 impl Driver {
@@ -616,65 +838,63 @@ impl Driver {
     }
 
     fn command(&mut self, c: Command) {
-        let now = Instant::now();
-        match c {
+        let (group, pid, request, charge) = match c {
             Command::Join {
                 group,
                 pid,
                 route,
                 reply,
-            } => match self.groups.join(self.engine.hook_mut(), &group, pid) {
-                Ok(()) => {
-                    self.routes.insert((group.clone(), pid), route);
-                    self.joining.insert((group, pid), reply);
-                    self.engine.request_token(now);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::Leave { group, pid, reply } => {
-                self.waiting.push_back(Waiting {
-                    group,
-                    pid,
-                    request: Request::Leave,
-                    reply,
-                });
-                self.retry_waiting();
-            }
+                charge,
+            } => (group, pid, Request::Join { route, reply }, Some(charge)),
+            Command::Leave { group, pid, reply } => (group, pid, Request::Leave { reply }, None),
             Command::LeaveRing { reply } => {
-                self.engine.leave(now);
+                self.engine.leave(Instant::now());
                 self.stopping = Some(reply);
+                return;
             }
             Command::Send {
                 group,
                 pid,
                 payload,
                 delivery,
-                reply,
+                charge,
             } => {
                 if self.removed.contains(&(group.clone(), pid)) {
-                    let _ = reply.send(Err(Error::Closed(
-                        "this member was removed from the group: it did not keep up with its events",
-                    )));
+                    // Accepted before the member's removal reached its handle;
+                    // the others have seen it leave (ProcDown), so it could not
+                    // be delivered anyway. Its charge is released here.
+                    tracing::debug!(
+                        node = self.engine.node_id().0,
+                        group = %String::from_utf8_lossy(&group),
+                        pid,
+                        "dropping a message of a member removed for not keeping up"
+                    );
                     return;
                 }
-                self.waiting.push_back(Waiting {
+                (
                     group,
                     pid,
-                    request: Request::Send { payload, delivery },
-                    reply,
-                });
-                self.retry_waiting();
+                    Request::Send { payload, delivery },
+                    Some(charge),
+                )
             }
-        }
+        };
+        self.waiting.push_back(Waiting {
+            group,
+            pid,
+            request,
+            charge,
+        });
+        self.retry_waiting();
     }
 
-    /// Hands waiting sends and leaves to the ordering layer, in order, while it
-    /// has room.
+    /// Hands waiting sends, joins and leaves to the ordering layer, in order,
+    /// while it has room.
     fn retry_waiting(&mut self) {
+        self.release();
         let mut sent = false;
         while let Some(w) = self.waiting.front() {
+            let before = self.engine.hook().queued_bytes();
             let r = match &w.request {
                 Request::Send { payload, delivery } => {
                     if !self.engine.hook().has_room(payload.len() + 4) {
@@ -683,17 +903,56 @@ impl Driver {
                     self.groups
                         .send(self.engine.hook_mut(), &w.group, w.pid, payload, *delivery)
                 }
-                Request::Leave => self.groups.leave(self.engine.hook_mut(), &w.group, w.pid),
+                Request::Join { .. } => self.groups.join(self.engine.hook_mut(), &w.group, w.pid),
+                Request::Leave { .. } => self.groups.leave(self.engine.hook_mut(), &w.group, w.pid),
             };
             if matches!(r, Err(Error::WouldBlock { .. })) {
                 break;
             }
+            let added = self.engine.hook().queued_bytes().saturating_sub(before);
             let w = self.waiting.pop_front().expect("peeked");
             sent |= r.is_ok();
-            let _ = w.reply.send(r);
+            if let (Ok(()), Some(charge)) = (&r, w.charge) {
+                self.taken.push_back((added, charge));
+                self.taken_bytes += added;
+            }
+            match w.request {
+                Request::Send { .. } => {
+                    if let Err(e) = r {
+                        // Sizes are checked before a send is accepted.
+                        tracing::warn!(node = self.engine.node_id().0, error = %e, "an accepted message was refused by the ordering layer");
+                    }
+                }
+                Request::Join { route, reply } => {
+                    if r.is_ok() {
+                        let key = (w.group, w.pid);
+                        self.routes.insert(key.clone(), route);
+                        self.joining.insert(key, reply);
+                    } else {
+                        let _ = reply.send(r);
+                    }
+                }
+                Request::Leave { reply } => {
+                    let _ = reply.send(r);
+                }
+            }
         }
         if sent {
             self.engine.request_token(Instant::now());
+        }
+    }
+
+    /// Releases the charges of messages the ring has taken. The ordering
+    /// layer's send queue is first in, first out for everything in `taken`
+    /// (only its own control messages go ahead), so while it holds fewer bytes
+    /// than `taken` lists, the oldest entry has left it. Control messages in
+    /// the queue only delay a release, never advance it.
+    fn release(&mut self) {
+        let queued = self.engine.hook().queued_bytes();
+        while self.taken_bytes > queued {
+            let (bytes, charge) = self.taken.pop_front().expect("taken_bytes > 0");
+            self.taken_bytes -= bytes;
+            drop(charge);
         }
     }
 

@@ -483,11 +483,14 @@ async fn socket_buffers_are_applied_and_capping_is_reported() {
     );
 }
 
-/// Dropping a handle while its sends wait for room in a full send queue: the
-/// LEAVE waits behind them instead of being lost or overtaking them, so the
-/// other member gets every message, then sees the member leave.
+/// Dropping a handle while its sends wait for room in a full send budget:
+/// the LEAVE goes behind every send that was accepted (never lost, never
+/// overtaking them), so the other member gets every accepted message, in
+/// order, then sees the member leave; the sends still waiting for the budget
+/// (not accepted) fail with Closed, and so does any later send: no send
+/// returns Ok for a message that would not be delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_handle_leaves_after_its_waiting_sends() {
+async fn a_dropped_handle_leaves_after_its_accepted_sends() {
     let nodes = start_nodes(2, "ordering-drop-leave-test", |id, cfg| {
         if id == NodeId(1) {
             cfg.ordering.send_queue_bytes = 4096;
@@ -497,7 +500,7 @@ async fn a_dropped_handle_leaves_after_its_waiting_sends() {
     .await;
     let (leaving, mut watcher) = join_pair(&nodes).await;
     let leaving_member = leaving.member();
-    // 40 sends of 1000 B against a 4096 B queue: most of them must wait.
+    // 40 sends of 1000 B against a 4096 B budget: most of them must wait.
     const N: u64 = 40;
     let sender = leaving.sender();
     let mut sends: Vec<_> = (0..N)
@@ -507,7 +510,7 @@ async fn a_dropped_handle_leaves_after_its_waiting_sends() {
             Box::pin(sender.send(Bytes::from(p), Delivery::Agreed))
         })
         .collect();
-    // Poll each once, in order: that hands all 40 to the node before the drop.
+    // Poll each once, in order: the first ones are accepted, the rest wait.
     let mut results: Vec<Option<Result<(), Error>>> = (0..N).map(|_| None).collect();
     std::future::poll_fn(|cx| {
         for (f, r) in sends.iter_mut().zip(results.iter_mut()) {
@@ -518,21 +521,35 @@ async fn a_dropped_handle_leaves_after_its_waiting_sends() {
         std::task::Poll::Ready(())
     })
     .await;
+    let accepted_before_drop = results.iter().filter(|r| r.is_some()).count();
+    assert!(accepted_before_drop >= 1, "{results:?}");
     drop(leaving);
     for (f, r) in sends.iter_mut().zip(results.iter_mut()) {
         if r.is_none() {
             *r = Some(
                 tokio::time::timeout(Duration::from_secs(10), f)
                     .await
-                    .expect("send queued in time"),
+                    .expect("send answered in time"),
             );
         }
     }
+    // Accepted sends are a prefix (the budget is fair); the others were refused.
+    let ok = results
+        .iter()
+        .take_while(|r| matches!(r, Some(Ok(()))))
+        .count();
+    assert!(ok >= accepted_before_drop, "{results:?}");
     assert!(
-        results.iter().all(|r| matches!(r, Some(Ok(())))),
+        results[ok..]
+            .iter()
+            .all(|r| matches!(r, Some(Err(Error::Closed(_))))),
         "{results:?}"
     );
-    // The watcher gets the 40 messages in order, then the member's leave.
+    assert!(matches!(
+        sender.send(&b"after the leave"[..], Delivery::Agreed).await,
+        Err(Error::Closed(_))
+    ));
+    // The watcher gets the accepted messages in order, then the member's leave.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut got = Vec::new();
     loop {
@@ -553,5 +570,225 @@ async fn a_dropped_handle_leaves_after_its_waiting_sends() {
             GroupEvent::Overflow { .. } => panic!("the watcher overflowed"),
         }
     }
+    assert_eq!(got, (0..ok as u64).collect::<Vec<_>>());
+}
+
+/// Polls `f` once with a waker that does nothing, then drops it: a send or
+/// join cancelled at its first await.
+fn poll_once<F: Future>(f: F) -> std::task::Poll<F::Output> {
+    let f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    f.poll(&mut std::task::Context::from_waker(waker))
+}
+
+/// A message of `len` bytes carrying `i` in front.
+fn numbered(i: u64, len: usize) -> Bytes {
+    let mut p = i.to_be_bytes().to_vec();
+    p.resize(len, (i % 251) as u8);
+    Bytes::from(p)
+}
+
+/// Receives messages until the one numbered `last`; returns their numbers.
+async fn numbers_until(g: &mut Group, last: u64) -> Vec<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, g.recv())
+            .await
+            .expect("messages in time")
+            .expect("node running")
+        {
+            GroupEvent::Message { payload, .. } => {
+                let i = u64::from_be_bytes(payload[..8].try_into().unwrap());
+                got.push(i);
+                if i == last {
+                    return got;
+                }
+            }
+            GroupEvent::Membership { .. } => {}
+            GroupEvent::Overflow { .. } => panic!("overflowed"),
+        }
+    }
+}
+
+/// Waits (bounded) until the ring has taken every accepted message and the
+/// whole budget is free again (no charge leaked).
+async fn budget_drains(c: &Cluster) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.queued_send_bytes() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} bytes of budget never released",
+            c.queued_send_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const BUDGET: usize = 64 * 1024;
+/// What a 1000-byte send is charged: payload, member id, bookkeeping.
+const CHARGE_1000: usize = 1000 + 4 + halyard_ordering::cluster::REQUEST_OVERHEAD;
+
+/// Loops of cancelled sends: first polled once and dropped while the node
+/// cannot drain (its task does not run: one thread, never yielded to), where
+/// exactly what fits in the budget is accepted; then under a zero timeout
+/// (which yields, so the ring drains in between), where the budget is never
+/// exceeded. Exactly the accepted messages are delivered, in order: a
+/// cancelled send queued nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_sends_queue_nothing_beyond_the_budget() {
+    let nodes = start_nodes(1, "ordering-cancelled-sends-test", |_, cfg| {
+        cfg.ordering.send_queue_bytes = BUDGET;
+        cfg.ordering.max_message = BUDGET;
+    })
+    .await;
+    let node = &nodes[&NodeId(1)];
+    let mut g = tokio::time::timeout(Duration::from_secs(10), node.join("g"))
+        .await
+        .expect("join in time")
+        .unwrap();
+    const TRIES: u64 = 1000;
+    let mut accepted = Vec::new();
+    for i in 0..TRIES {
+        if let std::task::Poll::Ready(r) = poll_once(g.send(numbered(i, 1000), Delivery::Agreed)) {
+            r.unwrap();
+            accepted.push(i);
+        }
+    }
+    assert_eq!(accepted.len(), BUDGET / CHARGE_1000);
+    assert_eq!(node.queued_send_bytes(), accepted.len() * CHARGE_1000);
+    for i in TRIES..2 * TRIES {
+        let send = g.send(numbered(i, 1000), Delivery::Agreed);
+        if let Ok(r) = tokio::time::timeout(Duration::ZERO, send).await {
+            r.unwrap();
+            accepted.push(i);
+        }
+        assert!(node.queued_send_bytes() <= BUDGET);
+    }
+    // A marker, awaited: before it come exactly the accepted messages, in
+    // order; nothing that was cancelled.
+    g.send(numbered(2 * TRIES, 1000), Delivery::Agreed)
+        .await
+        .unwrap();
+    let got = numbers_until(&mut g, 2 * TRIES).await;
+    accepted.push(2 * TRIES);
+    assert_eq!(got, accepted);
+    budget_drains(node).await;
+}
+
+/// A sender far faster than the ring (200 sends of 1000 B in flight at once
+/// against a 64 KiB budget): it gets back-pressure, not a growing queue. On
+/// the first poll only what fits is accepted and the rest wait, fairly (in
+/// order); in the end every send is accepted and the other node delivers all
+/// of them, in order.
+#[tokio::test(flavor = "current_thread")]
+async fn a_fast_sender_waits_for_the_budget_and_loses_nothing() {
+    let nodes = start_nodes(2, "ordering-fast-sender-test", |id, cfg| {
+        if id == NodeId(1) {
+            cfg.ordering.send_queue_bytes = BUDGET;
+            cfg.ordering.max_message = BUDGET;
+        }
+    })
+    .await;
+    let (fast, mut other) = join_pair(&nodes).await;
+    let node = &nodes[&NodeId(1)];
+    const N: u64 = 200;
+    let mut sends: Vec<_> = (0..N)
+        .map(|i| Box::pin(fast.send(numbered(i, 1000), Delivery::Agreed)))
+        .collect();
+    let mut done = vec![false; N as usize];
+    std::future::poll_fn(|cx| {
+        for (f, d) in sends.iter_mut().zip(done.iter_mut()) {
+            if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
+                r.unwrap();
+                *d = true;
+            }
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let first = done.iter().filter(|d| **d).count();
+    assert_eq!(first, BUDGET / CHARGE_1000);
+    assert!(done[..first].iter().all(|d| *d), "accepted in order");
+    assert_eq!(node.queued_send_bytes(), first * CHARGE_1000);
+    // Drive the rest; the budget is never exceeded on the way.
+    let rest = async {
+        for (f, d) in sends.iter_mut().zip(done.iter()) {
+            if !*d {
+                f.await.unwrap();
+            }
+            assert!(node.queued_send_bytes() <= BUDGET);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), rest)
+        .await
+        .expect("every send accepted in time");
+    let got = numbers_until(&mut other, N - 1).await;
     assert_eq!(got, (0..N).collect::<Vec<_>>());
+    budget_drains(node).await;
+}
+
+/// Joins cancelled after they were accepted leave again: a loop of them leaves
+/// no member without a handle in the group, so a later member sees itself alone.
+#[tokio::test(flavor = "current_thread")]
+async fn cancelled_joins_leave_no_member_behind() {
+    let nodes = start_nodes(1, "ordering-cancelled-joins-test", |_, _| {}).await;
+    let node = &nodes[&NodeId(1)];
+    // Let the ring form (a member that joins is then in the view).
+    let first = tokio::time::timeout(Duration::from_secs(10), node.join("warm-up"))
+        .await
+        .expect("join in time")
+        .unwrap();
+    drop(first);
+    for i in 0..200 {
+        if i % 2 == 0 {
+            let _ = tokio::time::timeout(Duration::ZERO, node.join("g")).await;
+        } else {
+            let _ = poll_once(node.join("g"));
+        }
+    }
+    let mut g = tokio::time::timeout(Duration::from_secs(10), node.join("g"))
+        .await
+        .expect("join in time")
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), g.recv())
+        .await
+        .expect("first event in time")
+    {
+        Some(GroupEvent::Membership { members, .. }) => {
+            assert_eq!(members, vec![g.member()], "members without a handle remain")
+        }
+        other => panic!("expected the first view, got {other:?}"),
+    }
+    budget_drains(node).await;
+}
+
+/// A send waiting for the budget when the node stops fails with Closed
+/// instead of waiting forever.
+#[tokio::test(flavor = "current_thread")]
+async fn a_send_waiting_for_the_budget_fails_when_the_node_stops() {
+    let mut nodes = start_nodes(1, "ordering-stop-test", |_, cfg| {
+        cfg.ordering.send_queue_bytes = BUDGET;
+        cfg.ordering.max_message = BUDGET;
+    })
+    .await;
+    let g = tokio::time::timeout(Duration::from_secs(10), nodes[&NodeId(1)].join("g"))
+        .await
+        .expect("join in time")
+        .unwrap();
+    // Fill the budget (the node task does not run in between), then one more.
+    let mut i = 0;
+    while poll_once(g.send(numbered(i, 1000), Delivery::Agreed)).is_ready() {
+        i += 1;
+    }
+    let waiting = g.send(numbered(i, 1000), Delivery::Agreed);
+    nodes.remove(&NodeId(1)).unwrap().kill();
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("answered in time");
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+    assert!(matches!(
+        g.send(&b"late"[..], Delivery::Agreed).await,
+        Err(Error::Closed(_))
+    ));
 }
