@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, Balancer, Candidate, HashType, ServerId};
-use crate::config::Mode;
+use crate::config::{HttpReuse, Mode};
 use crate::health::{
     slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
     Transition,
@@ -180,6 +180,9 @@ pub struct BackendOptions {
     /// The stick table and its rule (HAProxy's `stick-table` and `stick
     /// on|match|store-request`).
     pub stick: Option<crate::stick::StickSpec>,
+    /// HAProxy's `http-reuse` (HTTP mode): which idle server connections a
+    /// request may take. Used by the IO layer's pool, not by the core.
+    pub http_reuse: HttpReuse,
 }
 
 impl Default for BackendOptions {
@@ -198,6 +201,7 @@ impl Default for BackendOptions {
             cookie: None,
             persist: false,
             stick: None,
+            http_reuse: HttpReuse::Safe,
         }
     }
 }
