@@ -37,7 +37,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::balance::{Algorithm, Balancer, Candidate, HashType, ServerId};
-use crate::config::Mode;
+use crate::config::{HttpReuse, Mode};
 use crate::health::{
     slowstart_maxconn, slowstart_weight, AgentAdmin, AgentReply, CheckParams, Health, Operational,
     Transition,
@@ -180,6 +180,9 @@ pub struct BackendOptions {
     /// The stick table and its rule (HAProxy's `stick-table` and `stick
     /// on|match|store-request`).
     pub stick: Option<crate::stick::StickSpec>,
+    /// HAProxy's `http-reuse` (HTTP mode): which idle server connections a
+    /// request may take. Used by the IO layer's pool, not by the core.
+    pub http_reuse: HttpReuse,
 }
 
 impl Default for BackendOptions {
@@ -198,6 +201,7 @@ impl Default for BackendOptions {
             cookie: None,
             persist: false,
             stick: None,
+            http_reuse: HttpReuse::Safe,
         }
     }
 }
@@ -320,6 +324,10 @@ struct Counters {
     connect_errors: u64,
     retries: u64,
     redispatches: u64,
+    /// Connection attempts (HAProxy's `connect`).
+    connects: u64,
+    /// Requests sent over an idle connection (HAProxy's `reuse`).
+    reuses: u64,
     check_failures: u64,
     down_transitions: u64,
     /// Times the balancer selected the server (HAProxy's `cum_lbconn`).
@@ -1102,9 +1110,22 @@ impl Backend {
     }
 
     /// The connect to `server` succeeded (resets the passive error count).
+    /// Counts the attempt (HAProxy's `connect`, as [`Backend::connect_failed`]).
     pub fn connect_ok(&mut self, server: ServerId) {
+        self.c.connects += 1;
         if let Some(s) = self.servers.get_mut(&server) {
+            s.c.connects += 1;
             s.errors_in_row = 0;
+        }
+    }
+
+    /// An HTTP request went to `server` over an idle kept-alive connection
+    /// instead of a new one (HAProxy's `reuse`, counted where
+    /// `connect_server` finds `SF_SRV_REUSED`).
+    pub fn connection_reused(&mut self, server: ServerId) {
+        self.c.reuses += 1;
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.c.reuses += 1;
         }
     }
 
@@ -1126,8 +1147,11 @@ impl Backend {
     ) -> Retry {
         self.c.cur = self.c.cur.saturating_sub(1);
         self.c.total = self.c.total.saturating_sub(1);
+        // A failed attempt counts in `connect` too, as in HAProxy.
+        self.c.connects += 1;
         let mut usable = false;
         if let Some(s) = self.servers.get_mut(&server) {
+            s.c.connects += 1;
             s.c.cur = s.c.cur.saturating_sub(1);
             s.c.total = s.c.total.saturating_sub(1);
             s.errors_in_row += 1;
@@ -1567,6 +1591,8 @@ impl Backend {
                     connect_errors: s.c.connect_errors,
                     retries: s.c.retries,
                     redispatches: s.c.redispatches,
+                    connects: s.c.connects,
+                    reuses: s.c.reuses,
                     check_status: s.check_status.clone(),
                     last_chk: s.check_desc.clone(),
                     last_agt: s.agent_desc.clone(),
@@ -1603,6 +1629,8 @@ impl Backend {
             connect_errors: self.c.connect_errors,
             retries: self.c.retries,
             redispatches: self.c.redispatches,
+            connects: self.c.connects,
+            reuses: self.c.reuses,
             lbtot: self.c.lbtot,
             queue_cur: u32::try_from(self.queue.len()).unwrap_or(u32::MAX),
             queue_max: self.queue_max,
@@ -1644,6 +1672,29 @@ mod tests {
             Acquire::Assigned(a) => a.server,
             other => panic!("expected assignment, got {other:?}"),
         }
+    }
+
+    /// HAProxy's `connect` counts every attempt (`connect_server`), failed
+    /// ones too; `reuse` the requests sent over an idle connection.
+    #[test]
+    fn connect_counts_every_attempt_and_reuse_every_reused_connection() {
+        let (mut b, now) = backend(
+            BackendOptions::default(),
+            vec![ServerSpec::new("a", addr(1))],
+        );
+        let a = assigned(b.acquire(now, None));
+        assert!(matches!(
+            b.connect_failed(now, a, 1, None, false),
+            Retry::Same(_)
+        ));
+        b.connect_ok(a);
+        b.release(now, a, 0, 0);
+        let a = assigned(b.acquire(now, None));
+        b.connection_reused(a);
+        b.release(now, a, 0, 0);
+        let st = b.stats(now);
+        assert_eq!((st.connects, st.reuses), (2, 1));
+        assert_eq!((st.servers[0].connects, st.servers[0].reuses), (2, 1));
     }
 
     #[test]

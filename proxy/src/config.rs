@@ -35,6 +35,8 @@
 //! # hash_type = "map-based"      # or "consistent" [sdbm|djb2|wt6|crc32 [avalanche]]
 //! # random_draws = 2             # random: the least loaded of this many draws
 //! allbackups = false
+//! # http_reuse = "safe"          # HTTP mode: "never", "safe", "aggressive" or "always":
+//!                                # which idle server connections a request may take
 //! [backends.web.check]           # active checks for servers with check = true
 //! kind = "tcp"                   # or "http": method (default "OPTIONS", as option
 //!                                # httpchk), path (default "/"), version ("HTTP/1.0"
@@ -293,6 +295,9 @@ pub struct RawBackend {
     pub hash_balance_factor: Option<u32>,
     /// Draws of `random` (HAProxy `balance random(<draws>)`, default 2).
     pub random_draws: Option<u32>,
+    /// HAProxy's `http-reuse`: `"never"`, `"safe"` (default),
+    /// `"aggressive"` or `"always"`.
+    pub http_reuse: Option<String>,
     /// Overrides `[defaults]`.
     pub retries: Option<u32>,
     /// Overrides `[defaults]`.
@@ -808,6 +813,70 @@ impl Route {
                 .path_prefix
                 .as_deref()
                 .is_none_or(|p| path.starts_with(p))
+    }
+}
+
+/// HAProxy's `http-reuse`: which idle server connections an HTTP request
+/// may take (HTTP mode only; a TCP session always opens its own, and
+/// HAProxy ignores `http-reuse` in `mode tcp` as well). A connection that
+/// carried one request is *idle*; once it carried a second one it is
+/// *safe* (HAProxy's `idle_conns` and `safe_conns`: `mux_h1`'s `h1_detach`
+/// puts it in the safe list when the request it just carried was not its
+/// first). A request is *first* when it is the first one of its client
+/// connection (HAProxy's `TX_NOT_FIRST` unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpReuse {
+    /// No sharing: a server connection serves only the client connection
+    /// that opened it (kept with that client connection, closed with it).
+    Never,
+    /// The default: a first request gets a new connection; the others may
+    /// take any idle or safe one.
+    #[default]
+    Safe,
+    /// As `Safe`, but a first request may also take a safe connection.
+    Aggressive,
+    /// Any request may take any idle connection, safe ones first for a
+    /// first request.
+    Always,
+}
+
+/// A server's list of idle connections (HAProxy's `idle_conns` and
+/// `safe_conns`; see [`HttpReuse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleList {
+    /// Carried one request.
+    Idle,
+    /// Carried more than one (proved reusable).
+    Safe,
+}
+
+impl HttpReuse {
+    /// The lists of the server's shared idle connections a request may take
+    /// from, in the order they are tried: HAProxy 2.6's `connect_server`
+    /// table. Empty for a first request under `Safe` (a new connection) and
+    /// for every request under `Never` (only the client connection's own).
+    pub fn lists(self, first: bool) -> &'static [IdleList] {
+        use IdleList::{Idle, Safe};
+        match (self, first) {
+            (HttpReuse::Never, _) | (HttpReuse::Safe, true) => &[],
+            (HttpReuse::Aggressive, true) => &[Safe],
+            (HttpReuse::Always, true) => &[Safe, Idle],
+            (_, false) => &[Idle, Safe],
+        }
+    }
+}
+
+impl std::str::FromStr for HttpReuse {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "never" => Ok(HttpReuse::Never),
+            "safe" => Ok(HttpReuse::Safe),
+            "aggressive" => Ok(HttpReuse::Aggressive),
+            "always" => Ok(HttpReuse::Always),
+            _ => Err(format!("unknown mode `{s}`")),
+        }
     }
 }
 
@@ -1567,6 +1636,16 @@ impl Config {
                     "use 1..=100 (HAProxy's default is 2: the less loaded of two random servers)",
                 ));
             }
+            let http_reuse = match &b.http_reuse {
+                None => HttpReuse::default(),
+                Some(r) => r.parse().map_err(|e: String| {
+                    Error::config(
+                        f("http_reuse"),
+                        e,
+                        "use \"never\", \"safe\" (the default), \"aggressive\" or \"always\"",
+                    )
+                })?,
+            };
             let hbf = b.hash_balance_factor.unwrap_or(125);
             if hbf != 0 && hbf < 100 {
                 return Err(Error::config(
@@ -1889,6 +1968,7 @@ impl Config {
                 cookie,
                 persist: b.persist,
                 stick,
+                http_reuse,
             };
             backends.push(BackendConfig {
                 name: bname.clone(),
@@ -2207,6 +2287,56 @@ maxconn = 5
             "stick_table = { type = \"ip\", size = 1, peers = \"p\" }",
         ));
         assert!(e.contains("peers"), "{e}");
+    }
+
+    #[test]
+    fn http_reuse_defaults_to_safe_and_names_its_errors() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.backends[0].options.http_reuse, HttpReuse::Safe);
+        // Accepted in TCP mode too, where it does nothing (as HAProxy).
+        for (word, mode) in [
+            ("never", HttpReuse::Never),
+            ("safe", HttpReuse::Safe),
+            ("aggressive", HttpReuse::Aggressive),
+            ("always", HttpReuse::Always),
+        ] {
+            let text = GOOD.replace(
+                "balance = \"leastconn\"",
+                &format!("balance = \"leastconn\"\nhttp_reuse = \"{word}\""),
+            );
+            let c = Config::from_toml(&text).unwrap();
+            assert_eq!(c.backends[0].options.http_reuse, mode);
+        }
+        let e = err(&GOOD.replace(
+            "balance = \"leastconn\"",
+            "balance = \"leastconn\"\nhttp_reuse = \"sometimes\"",
+        ));
+        assert!(
+            e.contains("backends.app.http_reuse")
+                && e.contains("sometimes")
+                && e.contains("\"aggressive\""),
+            "{e}"
+        );
+    }
+
+    /// HAProxy 2.6's `connect_server` table: which lists a request may
+    /// take an idle connection from, in order.
+    #[test]
+    fn http_reuse_lists_follow_haproxys_table() {
+        use IdleList::{Idle, Safe};
+        let none: &[IdleList] = &[];
+        for (mode, first, lists) in [
+            (HttpReuse::Never, true, none),
+            (HttpReuse::Never, false, none),
+            (HttpReuse::Safe, true, none),
+            (HttpReuse::Safe, false, &[Idle, Safe]),
+            (HttpReuse::Aggressive, true, &[Safe]),
+            (HttpReuse::Aggressive, false, &[Idle, Safe]),
+            (HttpReuse::Always, true, &[Safe, Idle]),
+            (HttpReuse::Always, false, &[Idle, Safe]),
+        ] {
+            assert_eq!(mode.lists(first), lists, "{mode:?} first={first}");
+        }
     }
 
     #[test]

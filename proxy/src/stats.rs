@@ -49,6 +49,12 @@ pub struct ServerStats {
     pub retries: u64,
     /// Sessions redispatched away from this server.
     pub redispatches: u64,
+    /// Connection attempts to this server, failed ones included
+    /// (HAProxy's `connect`).
+    pub connects: u64,
+    /// HTTP requests sent over an idle kept-alive connection instead of a
+    /// new one (HAProxy's `reuse`).
+    pub reuses: u64,
     /// Last check status (`L4OK`, `L4CON`, `L7STS`, ...), empty before the first.
     pub check_status: String,
     /// HAProxy's description of the last check (CSV `last_chk`): empty when
@@ -136,6 +142,12 @@ pub struct BackendStats {
     pub retries: u64,
     /// Redispatches.
     pub redispatches: u64,
+    /// Connection attempts to its servers, failed ones included (HAProxy's
+    /// `connect`).
+    pub connects: u64,
+    /// HTTP requests sent over an idle kept-alive connection (HAProxy's
+    /// `reuse`).
+    pub reuses: u64,
     /// Times the balancer selected a server, for a new session or a
     /// redispatch (HAProxy's `lbtot`; the sum of the servers').
     pub lbtot: u64,
@@ -333,9 +345,9 @@ pub struct Snapshot {
 }
 
 /// The columns of [`Snapshot::to_csv`]: HAProxy 2.6's `show stat` fields 0
-/// to 79 (management.txt, "9.1. CSV format"), in order. Tools read them by
+/// to 85 (management.txt, "9.1. CSV format"), in order. Tools read them by
 /// position, so new columns may only be appended.
-pub const CSV_COLUMNS: [&str; 80] = [
+pub const CSV_COLUMNS: [&str; 86] = [
     "pxname",
     "svname",
     "qcur",
@@ -416,6 +428,12 @@ pub const CSV_COLUMNS: [&str; 80] = [
     "conn_rate",
     "conn_rate_max",
     "conn_tot",
+    "intercepted",
+    "dcon",
+    "dses",
+    "wrew",
+    "connect",
+    "reuse",
 ];
 
 /// The `algo` column as HAProxy spells it (`backend_lb_algo_str`: the
@@ -563,6 +581,8 @@ impl Snapshot {
                     .set("econ", s.connect_errors)
                     .set("wretr", s.retries)
                     .set("wredis", s.redispatches)
+                    .set("connect", s.connects)
+                    .set("reuse", s.reuses)
                     .set("status", &s.status)
                     .set("weight", haproxy_weight(s))
                     .set("act", u8::from(!s.backup))
@@ -606,6 +626,8 @@ impl Snapshot {
                 .set("econ", b.connect_errors)
                 .set("wretr", b.retries)
                 .set("wredis", b.redispatches)
+                .set("connect", b.connects)
+                .set("reuse", b.reuses)
                 .set("status", &b.status)
                 .set("weight", b.weight)
                 .set("act", usable(b, false))
@@ -938,6 +960,8 @@ const BACKEND_METRICS: &[Family<BackendStats>] = &[
     counter("haproxy_backend_http_requests_total", "Total number of HTTP requests processed by this object since the worker process started", |b| http_one(b.http.as_ref(), |h| h.requests)),
     counter("haproxy_backend_client_aborts_total", "Total number of requests or connections aborted by the client since the worker process started", |b| http_one(b.http.as_ref(), |h| h.client_aborts)),
     counter("haproxy_backend_server_aborts_total", "Total number of requests or connections aborted by the server since the worker process started", |b| http_one(b.http.as_ref(), |h| h.server_aborts)),
+    counter("haproxy_backend_connection_attempts_total", "Total number of outgoing connection attempts on this backend/server since the worker process started", |b| one(b.connects)),
+    counter("haproxy_backend_connection_reuses_total", "Total number of reused connection on this backend/server since the worker process started", |b| one(b.reuses)),
     gauge("haproxy_backend_status", "Current status of the service, per state label value.", |b| states(&["DOWN", "UP"], &b.status)),
     gauge("haproxy_backend_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |b| one(b.weight)),
     gauge("haproxy_backend_active_servers", "Total number of active UP servers with a non-zero weight", |b| one(usable(b, false))),
@@ -969,6 +993,8 @@ const SERVER_METRICS: &[Family<ServerStats>] = &[
     by_code("haproxy_server_http_responses_total", HTTP_RESPONSES_HELP, |s| http_responses(s.http.as_ref())),
     counter("haproxy_server_client_aborts_total", "Total number of requests or connections aborted by the client since the worker process started", |s| http_one(s.http.as_ref(), |h| h.client_aborts)),
     counter("haproxy_server_server_aborts_total", "Total number of requests or connections aborted by the server since the worker process started", |s| http_one(s.http.as_ref(), |h| h.server_aborts)),
+    counter("haproxy_server_connection_attempts_total", "Total number of outgoing connection attempts on this backend/server since the worker process started", |s| one(s.connects)),
+    counter("haproxy_server_connection_reuses_total", "Total number of reused connection on this backend/server since the worker process started", |s| one(s.reuses)),
     gauge("haproxy_server_status", "Current status of the service, per state label value.", |s| states(&SRV_STATES, srv_state(s))),
     gauge("haproxy_server_weight", "Server's effective weight, or sum of active servers' effective weights for a backend", |s| one(haproxy_weight(s))),
     counter("haproxy_server_check_failures_total", "Total number of failed individual health checks per server/backend, since the worker process started", |s| one(s.check_failures)),

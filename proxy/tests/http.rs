@@ -77,14 +77,19 @@ async fn slow_burst(fe: SocketAddr, n: usize) {
 }
 
 /// A proxy in front of one [`http_backend_open`] server with `server_extra`
-/// settings: (proxy, frontend address, accepted, open connections).
+/// settings: (proxy, frontend address, accepted, open connections). With
+/// `http_reuse = "always"`, so that the new client connections of a burst
+/// may take the idle connections of the previous one (under the default
+/// `safe`, their first requests would each open a connection).
 async fn one_counted_server(
     server_extra: &str,
 ) -> (Proxy, SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let (a, accepted, open) = http_backend_open("a").await;
-    let p = Proxy::start(http_config("", &servers(&[("a", a, server_extra)])))
-        .await
-        .unwrap();
+    let backends = format!(
+        "[backends.be]\nhttp_reuse = \"always\"\n{}",
+        servers(&[("a", a, server_extra)])
+    );
+    let p = Proxy::start(http_config("", &backends)).await.unwrap();
     let fe = p.local_addrs("fe")[0];
     (p, fe, accepted, open)
 }
@@ -447,7 +452,7 @@ async fn shutdown_sessions_aborts_in_flight_http_responses() {
 async fn per_core_workers_serve_http_with_their_own_server_connections() {
     let (a, ca) = http_backend("a").await;
     let text = format!(
-        "[global]\nthreads = 2\n[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n{}",
+        "[global]\nthreads = 2\n[defaults]\ntimeout_connect = \"1s\"\ntimeout_client = \"2s\"\n[frontends.fe]\nmode = \"http\"\nbinds = [\"127.0.0.1:0\"]\nbackend = \"be\"\n[backends.be]\nhttp_reuse = \"always\"\n{}",
         servers(&[("a", a, "")])
     );
     let p = Proxy::start(Config::from_toml(&text).unwrap())
@@ -469,7 +474,8 @@ async fn per_core_workers_serve_http_with_their_own_server_connections() {
     }
     eventually("slots released", || p.stats().backends[0].cur_sessions == 0).await;
     // Requests are sequential, so each worker thread needed one server
-    // connection of its own (pools are per thread), reused afterwards.
+    // connection of its own (pools are per thread), reused afterwards
+    // (`http_reuse = "always"`: also by the first request of each client).
     assert_eq!(ca.load(Ordering::Relaxed), 2);
     assert_eq!(p.stats().backends[0].total_sessions, 3 * clients as u64);
     tokio::time::timeout(BOUND, p.soft_stop()).await.unwrap();

@@ -224,17 +224,18 @@ async fn a_non_101_answer_keeps_the_client_connection_and_no_upgraded_connection
         .map(|h| h.split(" HTTP/1.1").next().unwrap().to_string())
         .collect();
     // The ignored upgrade's server connection was not pooled either: the
-    // next request opened another one (the tunnel then took that from the
-    // pool, and the requests after the tunnel another one).
+    // next request opened another one. The tunnel, the first request of
+    // its client connection, opened one of its own (`http-reuse safe`),
+    // and the requests after the tunnel went back to the pooled one.
     assert_eq!(
         heads,
         [
             "0 GET /plain",
             "1 GET /again",
-            "1 GET /ws",
-            "2 GET /after0",
-            "2 GET /after1",
-            "2 GET /after2"
+            "2 GET /ws",
+            "1 GET /after0",
+            "1 GET /after1",
+            "1 GET /after2"
         ]
     );
     assert_eq!(be_http(&p).responses, [0, 1, 5, 0, 0, 0]);

@@ -4,7 +4,11 @@
 //! per-server pool. `X-Forwarded-For` is appended; hop-by-hop headers are
 //! dropped. The server slot is held from the request until the response
 //! body has been sent (or dropped), then the connection goes back to the pool
-//! ([`Pool`]: HAProxy's `pool-max-conn` and `pool-purge-delay`).
+//! ([`Pool`]: HAProxy's `pool-max-conn` and `pool-purge-delay`). Which idle
+//! connection a request may take is the backend's `http-reuse`
+//! ([`HttpReuse`]): by default a client connection's first request opens a
+//! connection of its own; under `never` connections stay with the client
+//! connection that opened them ([`Session`]).
 //!
 //! PROXY protocol: the client's addresses come in with the connection (its
 //! header's with `accept_proxy`, read before hyper sees the stream); a
@@ -43,6 +47,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::ThreadId;
@@ -68,7 +73,7 @@ use super::forward::Counters;
 use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
-use crate::config::{FrontendConfig, PoolLimits};
+use crate::config::{FrontendConfig, HttpReuse, IdleList, PoolLimits};
 use crate::proxy_protocol::{self, Version};
 
 /// The PROXY header a server connection started with (`send_proxy`):
@@ -87,12 +92,16 @@ struct ProxyLine {
     dst: SocketAddr,
 }
 
+/// An idle connection and the PROXY header it started with (`None`
+/// without `send_proxy`).
+type IdleConn = (Option<ProxyLine>, SendRequest<Incoming>);
+
 /// One server's connections on one thread.
 #[derive(Default)]
 struct ThreadPool {
-    /// Idle connections with their PROXY header (`None` without
-    /// `send_proxy`), the most recently used last (taken first).
-    idle: Vec<(Option<ProxyLine>, SendRequest<Incoming>)>,
+    /// Idle connections, indexed by [`IdleList`] (HAProxy's `idle_conns`
+    /// and `safe_conns`), each the most recently used last (taken first).
+    lists: [Vec<IdleConn>; 2],
     /// Connections carrying a request now.
     used: usize,
     /// Most connections in use at once since the last purge.
@@ -102,6 +111,11 @@ struct ThreadPool {
 }
 
 impl ThreadPool {
+    /// Idle connections in both lists.
+    fn idle_len(&self) -> usize {
+        self.lists[0].len() + self.lists[1].len()
+    }
+
     /// One more connection carries a request.
     fn use_one(&mut self) {
         self.used += 1;
@@ -131,20 +145,27 @@ impl ServerPool {
     /// the last purge and the estimated need, then let the estimate decay
     /// halfway towards that maximum. Under steady load nothing is closed;
     /// once the load stops, the idle connections halve each period after
-    /// two periods. The oldest idle connections go first.
+    /// two periods. The oldest connections of the idle list go first, then
+    /// the safe list's (HAProxy kills from `idle_conns` before
+    /// `safe_conns`).
     fn purge(&mut self, now: Instant) {
         for t in self.threads.values_mut() {
-            t.idle.retain(|(_, s)| !s.is_closed());
+            for l in &mut t.lists {
+                l.retain(|(_, s)| !s.is_closed());
+            }
             let needed = t.max_used.max(t.est_need);
-            let exceed = (t.used + t.idle.len()).saturating_sub(needed);
+            let mut exceed = (t.used + t.idle_len()).saturating_sub(needed);
             t.est_need = ((t.est_need + t.max_used) / 2).max(t.max_used);
             t.max_used = t.used;
-            let close = exceed.min(t.idle.len());
-            t.idle.drain(..close);
+            for l in &mut t.lists {
+                let close = exceed.min(l.len());
+                l.drain(..close);
+                exceed -= close;
+            }
         }
         self.threads
-            .retain(|_, t| t.used > 0 || !t.idle.is_empty() || t.est_need > 0);
-        self.idle_total = self.threads.values().map(|t| t.idle.len()).sum();
+            .retain(|_, t| t.used > 0 || t.idle_len() > 0 || t.est_need > 0);
+        self.idle_total = self.threads.values().map(ThreadPool::idle_len).sum();
         self.next_purge = (self.idle_total > 0).then(|| now + self.limits.purge_delay);
     }
 }
@@ -211,7 +232,7 @@ impl Pool {
         if let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) {
             sp.addr = addr;
             for t in sp.threads.values_mut() {
-                t.idle.clear();
+                t.lists = Default::default();
             }
             sp.idle_total = 0;
         }
@@ -219,17 +240,18 @@ impl Pool {
 
     /// The PROXY header a connection to `server` carries for a client
     /// with addresses `client`, and an idle connection with that header
-    /// from thread `home`'s list, now counted as used there (the most
-    /// recently used; without `send_proxy`, simply the last). `home` is the
-    /// thread the request started on: the three calls of one request name
-    /// the same one, even if a work-stealing runtime moves the request
-    /// between them.
+    /// from thread `home`'s `lists`, tried in order ([`HttpReuse::lists`]),
+    /// now counted as used there (in a list, the most recently used;
+    /// without `send_proxy`, simply the last). `home` is the thread the
+    /// request started on: the three calls of one request name the same
+    /// one, even if a work-stealing runtime moves the request between them.
     fn take(
         &self,
         backend: &str,
         server: ServerId,
         home: ThreadId,
         (src, dst): (SocketAddr, SocketAddr),
+        lists: &[IdleList],
     ) -> (Option<ProxyLine>, Option<SendRequest<Incoming>>) {
         let mut all = self.lock();
         let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
@@ -239,18 +261,23 @@ impl Pool {
         let Some(t) = sp.threads.get_mut(&home) else {
             return (line, None);
         };
-        while let Some(i) = t.idle.iter().rposition(|(l, _)| *l == line) {
-            let (_, s) = t.idle.remove(i);
-            sp.idle_total -= 1;
-            if !s.is_closed() {
-                t.use_one();
-                return (line, Some(s));
+        for &list in lists {
+            let idle = &mut t.lists[list as usize];
+            while let Some(i) = idle.iter().rposition(|(l, _)| *l == line) {
+                let (_, s) = idle.remove(i);
+                sp.idle_total -= 1;
+                if !s.is_closed() {
+                    t.use_one();
+                    return (line, Some(s));
+                }
             }
         }
         (line, None)
     }
 
-    /// A new connection to `server`, counted as used on thread `home`.
+    /// A connection not from [`Pool::take`] (new, or a client connection's
+    /// own under `http-reuse never`) carries a request to `server`: counted
+    /// as used on thread `home`.
     fn opened(&self, backend: &str, server: ServerId, home: ThreadId) {
         let mut all = self.lock();
         let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
@@ -260,9 +287,12 @@ impl Pool {
     }
 
     /// A connection from [`Pool::take`] or [`Pool::opened`] is done with
-    /// its request: back to the idle list (under its PROXY header `line`)
-    /// when `reusable` is given, still goes to the server's address `addr`,
-    /// and `pool_max_conn` allows; closed (dropped) otherwise.
+    /// its request. When `reusable` is given and still goes to the server's
+    /// address `addr`: into list `to` (under its PROXY header `line`) if
+    /// `pool_max_conn` allows, or, with no list (`http-reuse never`),
+    /// returned to the caller, its client connection's own; closed
+    /// (dropped) otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn released(
         &self,
         backend: &str,
@@ -271,26 +301,27 @@ impl Pool {
         addr: SocketAddr,
         line: Option<ProxyLine>,
         reusable: Option<SendRequest<Incoming>>,
-    ) {
+        to: Option<IdleList>,
+    ) -> Option<SendRequest<Incoming>> {
         let now = Instant::now();
         let mut all = self.lock();
-        let Some(sp) = all.get_mut(backend).and_then(|m| m.get_mut(&server)) else {
-            return;
-        };
+        let sp = all.get_mut(backend).and_then(|m| m.get_mut(&server))?;
         let t = sp.threads.entry(home).or_default();
         t.used = t.used.saturating_sub(1);
-        let Some(s) = reusable.filter(|s| !s.is_closed() && sp.addr == addr) else {
-            return;
+        let s = reusable.filter(|s| !s.is_closed() && sp.addr == addr)?;
+        let Some(to) = to else {
+            return Some(s);
         };
         if sp.limits.max_conn.is_some_and(|m| sp.idle_total >= m) {
-            return;
+            return None;
         }
-        t.idle.push((line, s));
+        t.lists[to as usize].push((line, s));
         sp.idle_total += 1;
         if sp.next_purge.is_none() && !sp.limits.purge_delay.is_zero() {
             sp.next_purge = Some(now + sp.limits.purge_delay);
             self.purge_changed.notify_one();
         }
+        None
     }
 
     /// Runs the purges that are due; returns when the next one is.
@@ -435,6 +466,11 @@ pub(super) struct Release {
     line: Option<ProxyLine>,
     /// The thread whose pool counts the connection.
     home: ThreadId,
+    /// The connection carried a request before (HAProxy's `reuse`); it
+    /// goes to the safe list, else to the idle list ([`IdleList`]).
+    reused: bool,
+    /// `http-reuse never`: the client connection that keeps it.
+    session: Option<Arc<Session>>,
     sender: Option<SendRequest<Incoming>>,
     /// Tunnel bytes client -> server (0 without an upgrade).
     bytes_in: u64,
@@ -461,17 +497,30 @@ impl Release {
 impl Drop for Release {
     fn drop(&mut self) {
         let reusable = self.sender.take().filter(|_| self.complete);
-        self.shared.pool.released(
+        let to = match (&self.session, self.reused) {
+            (Some(_), _) => None,
+            (None, true) => Some(IdleList::Safe),
+            (None, false) => Some(IdleList::Idle),
+        };
+        let own = self.shared.pool.released(
             &self.backend,
             self.server,
             self.home,
             self.addr,
             self.line,
             reusable,
+            to,
         );
+        if let (Some(session), Some(s)) = (&self.session, own) {
+            let backend = self.backend.clone();
+            session.keep((backend, self.server, self.addr, self.line, s));
+        }
         let mut core = self.shared.lock();
         let core = &mut *core;
         if let Some(b) = core.backends.get_mut(&self.backend) {
+            if self.reused {
+                b.core.connection_reused(self.server);
+            }
             b.core
                 .release(Instant::now(), self.server, self.bytes_in, self.bytes_out);
             b.core.http_end(Some(self.server), self.end);
@@ -583,9 +632,62 @@ fn strip_keeping_upgrade(h: &mut HeaderMap) {
 /// [`serve`] after hyper hands the connection over.
 type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Where a request leaves its [`Tunnel`] for its connection (one per
-/// client connection).
-type TunnelSlot = Arc<Mutex<Option<Tunnel>>>;
+/// Most idle server connections a client connection keeps as its own
+/// under `http-reuse never` (HAProxy's `max-session-srv-conns` default):
+/// one more is closed.
+const MAX_SESSION_SRV_CONNS: usize = 10;
+
+/// A server connection a client connection keeps as its own (`http-reuse
+/// never`): backend, server, address and PROXY header it was opened for.
+type OwnConn = (
+    String,
+    ServerId,
+    SocketAddr,
+    Option<ProxyLine>,
+    SendRequest<Incoming>,
+);
+
+/// What the requests of one client connection share (HAProxy's session).
+#[derive(Default)]
+struct Session {
+    /// A request came before (HAProxy's `TX_NOT_FIRST`): what
+    /// [`HttpReuse`] decides by.
+    not_first: AtomicBool,
+    /// `http-reuse never`: its idle server connections (HAProxy's session
+    /// server list), closed with it.
+    own: Mutex<Vec<OwnConn>>,
+    /// Where an upgraded request leaves its [`Tunnel`].
+    tunnel: Mutex<Option<Tunnel>>,
+}
+
+impl Session {
+    /// One of its own idle connections to `server` at `addr` with the
+    /// PROXY header `line`.
+    fn take_own(
+        &self,
+        backend: &str,
+        server: ServerId,
+        addr: SocketAddr,
+        line: Option<ProxyLine>,
+    ) -> Option<SendRequest<Incoming>> {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        own.retain(|c| !c.4.is_closed());
+        let i = own
+            .iter()
+            .position(|c| c.0 == backend && c.1 == server && c.2 == addr && c.3 == line)?;
+        Some(own.swap_remove(i).4)
+    }
+
+    /// Keeps an idle connection as its own, unless it has
+    /// [`MAX_SESSION_SRV_CONNS`] already (HAProxy's
+    /// `session_check_idle_conn`).
+    fn keep(&self, conn: OwnConn) {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        if own.len() < MAX_SESSION_SRV_CONNS {
+            own.push(conn);
+        }
+    }
+}
 
 /// Serves one client connection, whose client has the `(source,
 /// destination)` addresses `addrs` (its PROXY header's with
@@ -606,14 +708,14 @@ pub(super) async fn serve(
     };
     let svc_shared = shared.clone();
     let svc_fe = fe.clone();
-    let slot = TunnelSlot::default();
-    let svc_slot = slot.clone();
+    let session = Arc::new(Session::default());
+    let svc_session = session.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let fe = svc_fe.clone();
         let client = client.clone();
-        let slot = svc_slot.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, fe, req, client, &slot).await) }
+        let session = svc_session.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, fe, req, client, &session).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -648,7 +750,11 @@ pub(super) async fn serve(
     }
     // The connection ended, or was handed over to an upgraded request's
     // tunnel: the session lasts until the tunnel ends.
-    let tunnel = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let tunnel = session
+        .tunnel
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     if let Some(t) = tunnel {
         t.await;
     }
@@ -698,8 +804,11 @@ async fn handle(
     fe: Arc<FrontendConfig>,
     mut req: Request<Incoming>,
     client: Client,
-    slot: &TunnelSlot,
+    session: &Arc<Session>,
 ) -> Response<ProxyBody> {
+    // HAProxy's TX_NOT_FIRST: whether an earlier request came on this
+    // client connection.
+    let first_request = !session.not_first.swap(true, Ordering::Relaxed);
     let backend = pick_backend(&fe, &req).to_string();
     // An upgrade (HTTP/1.1 only, as hyper): the client connection, once
     // hyper hands it over.
@@ -790,9 +899,10 @@ async fn handle(
             other => Ok(other),
         };
         b.flush();
-        (t, (r, cookie, named, stuck, stores, key))
+        let reuse = b.core.options().http_reuse;
+        (t, (r, cookie, named, stuck, stores, key, reuse))
     };
-    let (first, cookie, named, stuck, stores, key) = first;
+    let (first, cookie, named, stuck, stores, key, reuse) = first;
     if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
         c.strip_request(req.headers_mut());
     }
@@ -809,15 +919,27 @@ async fn handle(
     let mut direct = named == Some(assignment.server);
     // HAProxy's SF_DIRECT: sent by its cookie or its stick table entry.
     let mut persistent = direct || stuck == Some(assignment.server);
-    // A connection: pooled, or new (with retries and redispatch), counted
-    // on this thread's pool until the response is done.
+    // A connection: an idle one `http-reuse` allows (the pool's, or
+    // this client connection's own under `never`), or a new one (with
+    // retries and redispatch), counted on this thread's pool until the
+    // response is done.
     let home = std::thread::current().id();
     let mut failures = 0u32;
-    let (mut sender, line) = loop {
-        let (line, idle) = shared.pool.take(&backend, assignment.server, home, addrs);
+    let private = reuse == HttpReuse::Never;
+    let lists = reuse.lists(first_request);
+    let (mut sender, line, reused) = loop {
+        let (line, mut idle) = shared
+            .pool
+            .take(&backend, assignment.server, home, addrs, lists);
+        if private {
+            idle = session.take_own(&backend, assignment.server, assignment.addr, line);
+            if idle.is_some() {
+                shared.pool.opened(&backend, assignment.server, home);
+            }
+        }
         if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
-                break (s, line);
+                break (s, line, true);
             }
             shared.pool.released(
                 &backend,
@@ -825,6 +947,7 @@ async fn handle(
                 home,
                 assignment.addr,
                 line,
+                None,
                 None,
             );
             continue;
@@ -836,7 +959,7 @@ async fn handle(
                 if let Some(b) = core.backends.get_mut(&backend) {
                     b.core.connect_ok(assignment.server);
                 }
-                break (s, line);
+                break (s, line, false);
             }
             Err(e) => {
                 tracing::debug!(backend, server = %assignment.server, error = %e, "connect failed");
@@ -887,6 +1010,8 @@ async fn handle(
         addr: assignment.addr,
         line,
         home,
+        reused,
+        session: private.then(|| session.clone()),
         sender: None,
         bytes_in: 0,
         bytes_out: 0,
@@ -964,7 +1089,7 @@ async fn handle(
             strip_keeping_upgrade(&mut parts.headers);
             let kill_rx = tunnel_kill.unwrap_or_else(|| watch::channel(0).1);
             let t = run_tunnel(guard, on_client, on_server, timeouts, kill_rx);
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(t));
+            *session.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(t));
             Response::from_parts(parts, ProxyBody::Local(None))
         }
         Ok(Ok(resp)) => {
