@@ -36,7 +36,7 @@ use halyard_proxy::config::Config as ProxyConfig;
 use halyard_proxy::health::{ChannelHealthSource, HealthReport, Operational};
 use halyard_proxy::Proxy;
 use halyard_resources::agent::{Action, ActionContext, Metadata, Outcome, ResourceAgent, Status};
-use halyard_resources::executor::{Executor, OpKey, OpStream};
+use halyard_resources::executor::{Executor, OpEvent, OpKey, OpResult, OpStream};
 use halyard_resources::placement;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -337,15 +337,32 @@ impl Controller {
                     Some(ev) => self.on_group_event(ev).await,
                     None => return,
                 },
-                Some(op) = self.ops.recv() => {
-                    // A monitor result drives the proxy's server state.
-                    if op.record.key.action == Action::Monitor && self.running.contains_key(&op.resource) {
-                        let up = op.outcome.status == Status::Success;
-                        let state = if up { Operational::Up } else { Operational::Down };
-                        self.mark(self.me, &op.resource.clone(), state).await;
+                Some(ev) = self.ops.recv() => match ev {
+                    OpEvent::Result(op) => self.on_op(&op).await,
+                    // Fell behind: the notice carries each operation's missed
+                    // failure and latest result, oldest first.
+                    OpEvent::Lagged(lag) => {
+                        for op in &lag.results {
+                            self.on_op(op).await;
+                        }
                     }
-                }
+                    _ => {}
+                },
             }
+        }
+    }
+
+    /// A monitor result drives the proxy's server state. Recurring monitors
+    /// report only changes, so each call here is a transition.
+    async fn on_op(&self, op: &OpResult) {
+        if op.record.key.action == Action::Monitor && self.running.contains_key(&op.resource) {
+            let up = op.outcome.status == Status::Success;
+            let state = if up {
+                Operational::Up
+            } else {
+                Operational::Down
+            };
+            self.mark(self.me, &op.resource, state).await;
         }
     }
 

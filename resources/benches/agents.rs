@@ -23,7 +23,7 @@
 use halyard_resources::agent::native::FileLockAgent;
 use halyard_resources::agent::ocf::{OcfAgent, DEFAULT_OCF_ROOT};
 use halyard_resources::agent::{Action, ResourceAgent, Status};
-use halyard_resources::executor::Executor;
+use halyard_resources::executor::{Executor, OpEvent, DEFAULT_MAX_CONCURRENT};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -217,7 +217,9 @@ async fn run_ocf(ocf_ops: usize, anchor_ops: usize) -> Vec<Row> {
 async fn run_native(native_ops: usize, flavor: &str) -> Vec<Row> {
     let tmp = temp_dir("native");
     let mut rows = Vec::new();
-    let (ex, mut events) = Executor::new("bench");
+    // The pipelined run submits every call before reading a result: the stream
+    // must hold them all, or the tail would arrive as a Lagged notice.
+    let (ex, mut events) = Executor::with_limits("bench", DEFAULT_MAX_CONCURRENT, native_ops);
     let agent = Arc::new(FileLockAgent::new());
     let dir = tmp.to_string_lossy().into_owned();
     let lanes = 16;
@@ -266,7 +268,9 @@ async fn run_native(native_ops: usize, flavor: &str) -> Vec<Row> {
                 }
                 let mut ok = 0;
                 for _ in 0..native_ops {
-                    let r = events.recv().await.unwrap();
+                    let Some(OpEvent::Result(r)) = events.recv().await else {
+                        panic!("the stream lagged or ended");
+                    };
                     ok += usize::from(r.record.status == Status::Success);
                 }
                 assert_eq!(ok, native_ops);

@@ -6,7 +6,8 @@
 //!  start_recurring ─────┤              recurring monitors due by interval    │
 //!  cancel ──────────────┘              (timeout, cancellation, panics)       │
 //!                                                                             v
-//!         history + fail-counts (plain serde structs)  <──  OpResult ──> OpStream
+//!         history + fail-counts (plain serde structs)  <── every OpResult    │
+//!                       changed results only (recurring) ──> OpStream (bounded, Lagged)
 //! ```
 //!
 //! - Actions on one resource run one at a time, in submission order; different
@@ -18,9 +19,74 @@
 //! - Recurring monitors run first at once, then `interval` after each completion,
 //!   until cancelled. Probes are one-shot monitors (interval 0).
 //! - Each result updates the resource's [`ResourceHistory`] (last op, last result
-//!   per operation, last failure, fail-count for this node) and is streamed to the
-//!   caller through [`OpStream`]. Which results are failures is decided by the pure
-//!   [`is_failure`].
+//!   per operation, last failure, fail-count for this node). Which results are
+//!   failures is decided by the pure [`is_failure`]. Results are streamed to the
+//!   caller through [`OpStream`] as described next.
+//!
+//! # What reaches the stream
+//!
+//! Every one-shot result (`execute`, `submit`, probes) is sent. A recurring
+//! operation is sent **only when its result changes**, as pacemaker-execd does
+//! for a client that asked for `lrmd_opt_notify_changes_only`
+//! (`send_cmd_complete_notify` in `daemons/execd/execd_commands.c`): the first
+//! result of a recurring operation is always sent, and a later one only when its
+//! [`Status`] differs from the last one sent for that operation. [`Status`]
+//! carries both of what Pacemaker compares, the (mapped) OCF exit code and the
+//! execution status (done, timed out, cancelled, could not execute); like
+//! Pacemaker, a changed exit reason alone is not a change. Pacemaker's controller
+//! passes that option on every operation it asks of the executor, recurring or
+//! not (`do_lrm_rsc_op` in `daemons/controld/controld_execd.c` calls
+//! `controld_execute_resource_agent` in `controld_execd_state.c`, named
+//! `controld_execd_state_exec` on Pacemaker's main branch, which hardcodes the
+//! option; for a one-shot call it changes nothing), so
+//! [`Executor::start_recurring`] does the same; [`Executor::start_recurring_with`]
+//! and [`Notify::Every`] give every result (lrmd's default, `cts-exec-helper`
+//! without `-o`), for callers that need a heartbeat. Starting a recurring
+//! operation again with the same key starts over (Pacemaker's
+//! `merge_recurring_duplicate` clears `first_notify_sent`): its next result is
+//! sent. The history is not filtered: it records every run.
+//!
+//! # A consumer that does not keep up
+//!
+//! Change-only notification bounds the rate by how often results change, but a
+//! consumer that stops reading would still accumulate without bound (a flapping
+//! monitor, a loop of `submit`). The stream is therefore a bounded queue
+//! ([`DEFAULT_STREAM_CAPACITY`], [`Executor::with_limits`]) that **never makes a
+//! worker wait**. Waiting (backpressure) was rejected: a worker blocked on a full
+//! stream also blocks every `execute` queued on that resource, and a caller that
+//! awaits `execute` in the same task that reads the stream (as the cluster
+//! example's controller does) would deadlock with it. Instead, as tokio's
+//! `broadcast` (`Lagged(n)`) and halyard's own membership driver do, a result
+//! that finds the queue full is not queued and is counted, and from then on every
+//! result is counted instead of queued until the consumer has read everything
+//! that was queued; then it receives one [`OpEvent::Lagged`]:
+//!
+//! ```text
+//! r1 .. rk  Lagged { missed, results }  r(k+missed+1) ..  (Lagged ..)
+//! ```
+//!
+//! A failure is never dropped silently: the notice carries, for every
+//! (resource, operation) with missed results, the last missed **failure** and the
+//! last missed result (one entry when they are the same), oldest first, so a
+//! consumer that handles `results` like ordinary results learns that a monitor
+//! failed and ends with every operation's latest state. What the notice leaves out
+//! (intermediate results, how many failures) is in the history
+//! ([`Executor::history`], [`Executor::snapshot`]: last result per operation, last
+//! failure, fail-counts), which records every result whatever the stream does.
+//! The queue holds at most its capacity of results plus that one notice, whose
+//! size is bounded by the number of (resource, operation) pairs, not by time.
+//! `execute`'s own answer never goes through the stream and is never dropped.
+//!
+//! # The command queues
+//!
+//! Each resource's worker takes commands from an unbounded queue, but only this
+//! [`Executor`]'s own methods feed it (`execute`, `submit`, `start_recurring`,
+//! `cancel_*`), one entry per call: it does not grow by itself over time as the
+//! result stream did, only as fast as the application asks (pipelining many
+//! `submit`s is a supported use), as pacemaker-execd's per-resource
+//! `pending_ops` list. An application that retries `execute` under a timeout
+//! should cancel the abandoned call ([`Executor::cancel_call`]): a dropped
+//! `execute` future does not cancel its call.
 
 use crate::agent::{Action, ActionContext, Outcome, PromotionUpdate, ResourceAgent, Role, Status};
 use crate::error::{Error, Result};
@@ -150,21 +216,202 @@ pub fn record_result(h: &mut ResourceHistory, node: &str, rec: &OpRecord, outcom
     }
 }
 
-/// The stream of finished operations.
+/// One item of the [`OpStream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpEvent {
+    /// A finished operation (for a recurring one: a changed result, see the
+    /// module docs).
+    Result(OpResult),
+    /// The consumer fell behind and results were not queued; see the module
+    /// docs.
+    Lagged(Lagged),
+}
+
+/// What a consumer that fell behind missed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lagged {
+    /// How many results were not queued. They came after every result received
+    /// before this notice and before every result after it.
+    pub missed: u64,
+    /// The missed results that must not be lost, oldest first: for each
+    /// (resource, operation) with missed results, the last missed failure (if
+    /// any) and the last missed result (once if it is that failure). Handle them
+    /// as ordinary results; the history has the rest.
+    pub results: Vec<OpResult>,
+}
+
+/// Default capacity of the [`OpStream`]: 1024 results. With recurring results
+/// sent only on change, a consumer that reads at all never comes near it.
+pub const DEFAULT_STREAM_CAPACITY: usize = 1024;
+
+/// Which results of a recurring operation reach the [`OpStream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Notify {
+    /// The first result, then only results whose [`Status`] changed
+    /// (Pacemaker's `lrmd_opt_notify_changes_only`, which its controller always
+    /// uses).
+    #[default]
+    Changes,
+    /// Every result.
+    Every,
+}
+
+/// Missed results kept for the notice: per (resource, operation), the last
+/// failure and the last result, each with its arrival order.
+#[derive(Default)]
+struct LagState {
+    missed: u64,
+    seq: u64,
+    ops: BTreeMap<(String, OpKey), MissedOp>,
+}
+
+struct MissedOp {
+    last: (u64, OpResult),
+    last_failure: Option<(u64, OpResult)>,
+}
+
+impl LagState {
+    fn add(&mut self, res: OpResult) {
+        self.missed += 1;
+        self.seq += 1;
+        let seq = self.seq;
+        let k = (res.resource.clone(), res.record.key);
+        let failure = res.record.failed.then(|| (seq, res.clone()));
+        match self.ops.get_mut(&k) {
+            Some(m) => {
+                if failure.is_some() {
+                    m.last_failure = failure;
+                }
+                m.last = (seq, res);
+            }
+            None => {
+                self.ops.insert(
+                    k,
+                    MissedOp {
+                        last: (seq, res),
+                        last_failure: failure,
+                    },
+                );
+            }
+        }
+    }
+
+    fn into_notice(self) -> Lagged {
+        let mut all: Vec<(u64, OpResult)> = Vec::new();
+        for m in self.ops.into_values() {
+            if let Some(f) = m.last_failure {
+                if f.0 != m.last.0 {
+                    all.push(f);
+                }
+            }
+            all.push(m.last);
+        }
+        all.sort_by_key(|(seq, _)| *seq);
+        Lagged {
+            missed: self.missed,
+            results: all.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+}
+
+/// The workers' end of the stream: never waits; counts and summarises when
+/// the queue is full.
+#[derive(Clone)]
+struct EventSender {
+    tx: mpsc::Sender<OpResult>,
+    lag: Arc<Mutex<Option<LagState>>>,
+}
+
+impl EventSender {
+    fn send(&self, res: OpResult) {
+        // Queue or summarise under the lock, so that the receiver's "queue empty
+        // and a notice pending" means every queued result was read.
+        let mut lag = lock(&self.lag);
+        if let Some(l) = lag.as_mut() {
+            l.add(res);
+            return;
+        }
+        match self.tx.try_send(res) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(res)) => {
+                tracing::warn!(
+                    capacity = self.tx.max_capacity(),
+                    "the operation result consumer is not keeping up: summarising results \
+                     until it has read the queue, then it gets a Lagged notice"
+                );
+                let mut l = LagState::default();
+                l.add(res);
+                *lag = Some(l);
+            }
+            // The application dropped its `OpStream`: nobody to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// The stream of finished operations (see the module docs for what is sent and
+/// what happens when it is not read).
 #[derive(Debug)]
-pub struct OpStream(mpsc::UnboundedReceiver<OpResult>);
+pub struct OpStream {
+    rx: mpsc::Receiver<OpResult>,
+    lag: Arc<Mutex<Option<LagState>>>,
+}
+
+impl std::fmt::Debug for LagState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LagState")
+            .field("missed", &self.missed)
+            .finish_non_exhaustive()
+    }
+}
 
 impl OpStream {
-    /// The next result, or `None` once the executor and every worker are gone.
-    pub async fn recv(&mut self) -> Option<OpResult> {
-        self.0.recv().await
+    /// The next event, or `None` once the executor and every worker are gone and
+    /// everything queued, a pending [`OpEvent::Lagged`] included, has been read.
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Option<OpEvent> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    /// The next event if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<OpEvent> {
+        let mut lag = lock(&self.lag);
+        match self.rx.try_recv() {
+            Ok(r) => Some(OpEvent::Result(r)),
+            Err(_) => lag.take().map(|l| OpEvent::Lagged(l.into_notice())),
+        }
+    }
+
+    /// How many results are queued now (at most [`capacity`](Self::capacity)),
+    /// not counting a pending [`OpEvent::Lagged`].
+    pub fn queued(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.rx.max_capacity()
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<OpEvent>> {
+        if let Some(e) = self.try_recv() {
+            return Poll::Ready(Some(e));
+        }
+        // Nothing queued and no notice pending. A notice only becomes pending
+        // when the queue is full, so a result arrives before any notice can.
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(r)) => Poll::Ready(Some(OpEvent::Result(r))),
+            Poll::Ready(None) => Poll::Ready(self.try_recv()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 impl futures::Stream for OpStream {
-    type Item = OpResult;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OpResult>> {
-        self.0.poll_recv(cx)
+    type Item = OpEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OpEvent>> {
+        self.poll_event(cx)
     }
 }
 
@@ -177,7 +424,7 @@ struct Op {
 
 enum Cmd {
     Run(Op),
-    AddRecurring(CallId, Action, ActionContext),
+    AddRecurring(CallId, Action, ActionContext, Notify),
     CancelRecurring(OpKey),
 }
 
@@ -216,7 +463,7 @@ struct Inner {
     node: String,
     permits: Arc<Semaphore>,
     next_call: AtomicU64,
-    events: mpsc::UnboundedSender<OpResult>,
+    events: EventSender,
     resources: Mutex<BTreeMap<String, Handle>>,
 }
 
@@ -256,19 +503,34 @@ impl Executor {
     /// all resources (each OCF/LSB action is a process with two pipes); further
     /// actions wait for a slot, and their timeout starts when they get one.
     pub fn with_max_concurrent(node: impl Into<String>, max: usize) -> (Self, OpStream) {
-        let (events, rx) = mpsc::unbounded_channel();
+        Self::with_limits(node, max, DEFAULT_STREAM_CAPACITY)
+    }
+
+    /// Like [`Executor::with_max_concurrent`], with an [`OpStream`] that queues at
+    /// most `stream_capacity` results (at least 1) before the consumer gets an
+    /// [`OpEvent::Lagged`] (see the module docs).
+    pub fn with_limits(
+        node: impl Into<String>,
+        max_concurrent: usize,
+        stream_capacity: usize,
+    ) -> (Self, OpStream) {
+        let (tx, rx) = mpsc::channel(stream_capacity.max(1));
+        let lag = Arc::new(Mutex::new(None));
         let inner = Inner {
             node: node.into(),
-            permits: Arc::new(Semaphore::new(max.max(1))),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             next_call: AtomicU64::new(1),
-            events,
+            events: EventSender {
+                tx,
+                lag: lag.clone(),
+            },
             resources: Mutex::new(BTreeMap::new()),
         };
         (
             Self {
                 inner: Arc::new(inner),
             },
-            OpStream(rx),
+            OpStream { rx, lag },
         )
     }
 
@@ -436,12 +698,26 @@ impl Executor {
 
     /// Starts a recurring `action` (normally `Monitor`) on `id` every
     /// `ctx.interval` (must be positive), first at once. Replaces a recurring
-    /// operation with the same key. Every run reports the same call id.
+    /// operation with the same key. Every run reports the same call id. Its
+    /// results reach the stream only when they change ([`Notify::Changes`], as
+    /// Pacemaker's controller asks); every run is in the history.
     pub fn start_recurring(
         &self,
         id: &str,
         action: Action,
         ctx: ActionContext,
+    ) -> Result<(OpKey, CallId)> {
+        self.start_recurring_with(id, action, ctx, Notify::Changes)
+    }
+
+    /// Like [`Executor::start_recurring`], choosing which results reach the
+    /// stream.
+    pub fn start_recurring_with(
+        &self,
+        id: &str,
+        action: Action,
+        ctx: ActionContext,
+        notify: Notify,
     ) -> Result<(OpKey, CallId)> {
         if ctx.interval.is_zero() {
             return Err(Error::Executor(format!(
@@ -451,7 +727,7 @@ impl Executor {
         let key = key_of(action, &ctx);
         let call_id = self.call_id();
         self.tx(id)?
-            .send(Cmd::AddRecurring(call_id, action, ctx))
+            .send(Cmd::AddRecurring(call_id, action, ctx, notify))
             .map_err(|_| Error::Executor(format!("worker of {id} has stopped")))?;
         Ok((key, call_id))
     }
@@ -537,6 +813,17 @@ struct Recurring {
     action: Action,
     ctx: ActionContext,
     due: tokio::time::Instant,
+    notify: Notify,
+    /// The status last sent to the stream (Pacemaker's `last_notify_rc` and
+    /// `last_notify_op_status`); `None` until the first result
+    /// (`first_notify_sent`).
+    last_notified: Option<Status>,
+}
+
+/// Whether a recurring operation's result goes to the stream (pure): always the
+/// first, then only a changed [`Status`] unless every result was asked for.
+fn should_notify(notify: Notify, last_notified: Option<Status>, status: Status) -> bool {
+    notify == Notify::Every || last_notified != Some(status)
 }
 
 struct Worker {
@@ -544,7 +831,7 @@ struct Worker {
     node: String,
     agent: Arc<dyn ResourceAgent>,
     shared: Arc<Shared>,
-    events: mpsc::UnboundedSender<OpResult>,
+    events: EventSender,
     permits: Arc<Semaphore>,
     recurring: BTreeMap<OpKey, Recurring>,
 }
@@ -564,12 +851,16 @@ impl Worker {
                     None => break,
                     Some(Cmd::Run(op)) => {
                         let res = self.run_op(op.call_id, op.action, op.ctx, false).await;
+                        self.events.send(res.clone());
                         if let Some(r) = op.reply { let _ = r.send(res); }
                     }
-                    Some(Cmd::AddRecurring(call_id, action, ctx)) => {
+                    Some(Cmd::AddRecurring(call_id, action, ctx, notify)) => {
                         let key = key_of(action, &ctx);
+                        // A new or replaced recurring operation starts over: its
+                        // first result is always sent.
                         self.recurring.insert(key, Recurring {
                             call_id, action, ctx, due: tokio::time::Instant::now(),
+                            notify, last_notified: None,
                         });
                     }
                     Some(Cmd::CancelRecurring(key)) => { self.recurring.remove(&key); }
@@ -587,12 +878,23 @@ impl Worker {
                     let call_id = r.call_id;
                     let (action, ctx) = (r.action, r.ctx.clone());
                     let res = self.run_op(call_id, action, ctx.clone(), true).await;
-                    if let Some(r) = self.recurring.get_mut(&key) {
-                        if res.outcome.status == Status::Cancelled {
-                            self.recurring.remove(&key);
-                        } else {
+                    let status = res.outcome.status;
+                    let send = match self.recurring.get_mut(&key) {
+                        Some(r) => {
+                            let send = should_notify(r.notify, r.last_notified, status);
+                            if send {
+                                r.last_notified = Some(status);
+                            }
                             r.due = tokio::time::Instant::now() + ctx.interval;
+                            send
                         }
+                        None => true,
+                    };
+                    if status == Status::Cancelled {
+                        self.recurring.remove(&key);
+                    }
+                    if send {
+                        self.events.send(res);
                     }
                 }
             }
@@ -673,14 +975,12 @@ impl Worker {
         if record.failed {
             tracing::info!(resource = %self.resource, op = %key, result = %outcome, "operation failed");
         }
-        let res = OpResult {
+        OpResult {
             resource: self.resource.clone(),
             node: self.node.clone(),
             record,
             outcome,
-        };
-        let _ = self.events.send(res.clone());
-        res
+        }
     }
 }
 
@@ -706,6 +1006,98 @@ mod tests {
         assert!(is_failure(Action::Start, &probe, TimedOut));
         assert!(is_failure(Action::Stop, &probe, NotRunning));
         assert!(!is_failure(Action::Start, &probe, Cancelled));
+    }
+
+    #[test]
+    fn recurring_results_are_notified_first_and_on_change_only() {
+        use Status::*;
+        // Pacemaker's send_cmd_complete_notify: the first result always ...
+        assert!(should_notify(Notify::Changes, None, Success));
+        // ... then only a different (rc, execution status).
+        assert!(!should_notify(Notify::Changes, Some(Success), Success));
+        assert!(should_notify(Notify::Changes, Some(Success), NotRunning));
+        assert!(should_notify(Notify::Changes, Some(GenericError), TimedOut));
+        assert!(should_notify(Notify::Changes, Some(Success), Cancelled));
+        assert!(should_notify(Notify::Every, Some(Success), Success));
+    }
+
+    fn result(resource: &str, action: Action, status: Status, failed: bool) -> OpResult {
+        OpResult {
+            resource: resource.into(),
+            node: "n1".into(),
+            record: OpRecord {
+                call_id: 1,
+                key: OpKey {
+                    action,
+                    interval_ms: 10,
+                },
+                status,
+                rc: status.ocf_code(),
+                exit_reason: None,
+                started_unix_ms: 0,
+                duration_ms: 0,
+                failed,
+            },
+            outcome: Outcome::new(status),
+        }
+    }
+
+    #[test]
+    fn a_lag_notice_keeps_each_operations_last_failure_and_last_result() {
+        use Status::*;
+        let mut l = LagState::default();
+        l.add(result("a", Action::Monitor, Success, false));
+        l.add(result("a", Action::Monitor, NotRunning, true)); // 2
+        l.add(result("b", Action::Monitor, GenericError, true)); // 3
+        l.add(result("a", Action::Monitor, Success, false)); // 4
+        l.add(result("b", Action::Monitor, TimedOut, true)); // 5
+        l.add(result("a", Action::Start, Success, false)); // 6
+        let n = l.into_notice();
+        assert_eq!(n.missed, 6);
+        let got: Vec<(&str, Action, Status)> = n
+            .results
+            .iter()
+            .map(|r| (r.resource.as_str(), r.record.key.action, r.record.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", Action::Monitor, NotRunning),
+                ("a", Action::Monitor, Success),
+                ("b", Action::Monitor, TimedOut),
+                ("a", Action::Start, Success),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stream_never_waits_and_gives_the_notice_after_what_was_queued() {
+        use Status::*;
+        let (tx, rx) = mpsc::channel(2);
+        let lag = Arc::new(Mutex::new(None));
+        let sender = EventSender {
+            tx,
+            lag: lag.clone(),
+        };
+        let mut stream = OpStream { rx, lag };
+        for i in 0..10 {
+            let s = if i == 5 { NotRunning } else { Success };
+            sender.send(result("a", Action::Monitor, s, s != Success));
+        }
+        assert_eq!(stream.queued(), 2);
+        assert!(matches!(stream.try_recv(), Some(OpEvent::Result(_))));
+        // Room again, but a notice is pending: results keep being summarised
+        // until the queue is read, so nothing overtakes the notice.
+        sender.send(result("a", Action::Stop, Success, false));
+        assert!(matches!(stream.recv().await, Some(OpEvent::Result(_))));
+        let Some(OpEvent::Lagged(n)) = stream.recv().await else {
+            panic!("no notice")
+        };
+        assert_eq!(n.missed, 9);
+        assert_eq!(n.results.len(), 3, "{n:?}");
+        assert!(n.results[0].record.failed);
+        drop(sender);
+        assert_eq!(stream.recv().await, None);
     }
 
     #[test]

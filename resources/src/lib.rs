@@ -11,7 +11,7 @@
 //! ```no_run
 //! use halyard_resources::agent::ocf::{OcfAgent, DEFAULT_OCF_ROOT};
 //! use halyard_resources::agent::{Action, Status};
-//! use halyard_resources::executor::Executor;
+//! use halyard_resources::executor::{Executor, OpEvent};
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
@@ -29,8 +29,15 @@
 //!     Action::Monitor,
 //!     ctx.interval(Duration::from_secs(10)),
 //! )?;
-//! while let Some(r) = results.recv().await {
-//!     if r.record.failed {
+//! // Recurring monitors report only changed results; a consumer that fell
+//! // behind gets a Lagged notice carrying the missed failures and latest results.
+//! while let Some(ev) = results.recv().await {
+//!     let batch = match ev {
+//!         OpEvent::Result(r) => vec![r],
+//!         OpEvent::Lagged(lag) => lag.results,
+//!         _ => continue,
+//!     };
+//!     if let Some(r) = batch.iter().find(|r| r.record.failed) {
 //!         println!("{} {} failed: {}", r.resource, r.record.key, r.outcome);
 //!         executor.cancel_recurring("db-lock", key)?;
 //!         break;

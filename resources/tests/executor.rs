@@ -8,7 +8,7 @@ use common::*;
 use halyard_resources::agent::native::FileLockAgent;
 use halyard_resources::agent::ocf::{OcfAgent, DEFAULT_OCF_ROOT};
 use halyard_resources::agent::{Action, ActionContext, Metadata, Outcome, ResourceAgent, Status};
-use halyard_resources::executor::{Executor, OpResult};
+use halyard_resources::executor::{Executor, Notify, OpEvent, OpResult};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -186,12 +186,14 @@ async fn a_panicking_agent_is_a_generic_error() {
 
 async fn next_for(events: &mut halyard_resources::executor::OpStream, id: &str) -> OpResult {
     loop {
-        let r = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
             .await
             .expect("no result within 30 s")
             .expect("stream ended");
-        if r.resource == id {
-            return r;
+        match e {
+            OpEvent::Result(r) if r.resource == id => return r,
+            OpEvent::Result(_) => {}
+            other => panic!("unexpected {other:?}"),
         }
     }
 }
@@ -202,7 +204,9 @@ async fn recurring_monitor_repeats_until_cancelled_and_results_stream() {
     let p = Arc::new(Probe::new(Status::Success));
     reg(&ex, "r", p.clone());
     let ctx = ex.context("r").unwrap().interval(Duration::from_millis(10));
-    let (key, call) = ex.start_recurring("r", Action::Monitor, ctx).unwrap();
+    let (key, call) = ex
+        .start_recurring_with("r", Action::Monitor, ctx, Notify::Every)
+        .unwrap();
     assert_eq!(key.to_string(), "monitor_10");
     for _ in 0..3 {
         let r = next_for(&mut events, "r").await;
@@ -221,7 +225,9 @@ async fn recurring_monitor_repeats_until_cancelled_and_results_stream() {
     assert_eq!(p.calls.load(Ordering::SeqCst), calls_then);
     // Drain: the one-shot is the last result for "r".
     let mut last = None;
-    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(10), events.recv()).await {
+    while let Ok(Some(OpEvent::Result(r))) =
+        tokio::time::timeout(Duration::from_millis(10), events.recv()).await
+    {
         last = Some(r);
     }
     assert_eq!(last.unwrap().record.call_id, one.record.call_id);
@@ -365,4 +371,210 @@ async fn a_queued_call_can_be_cancelled_before_it_runs() {
         !ex.cancel_call("q", second).unwrap(),
         "finished calls are not cancellable"
     );
+}
+
+/// A native agent whose `monitor` answers `script(n)` on its n-th call
+/// (1-based), counting calls and non-success answers.
+struct Script {
+    script: fn(usize) -> Status,
+    calls: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Script {
+    fn new(script: fn(usize) -> Status) -> Arc<Self> {
+        Arc::new(Self {
+            script,
+            calls: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Waits (bounded) until `monitor` has been called at least `n` times.
+    async fn wait_calls(&self, n: usize) {
+        for _ in 0..6000 {
+            if self.calls.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "only {} monitor calls within 30 s",
+            self.calls.load(Ordering::SeqCst)
+        );
+    }
+}
+
+#[async_trait]
+impl ResourceAgent for Script {
+    fn name(&self) -> String {
+        "native:script".into()
+    }
+    async fn start(&self, _: &ActionContext) -> Outcome {
+        Outcome::success()
+    }
+    async fn stop(&self, _: &ActionContext) -> Outcome {
+        Outcome::success()
+    }
+    async fn monitor(&self, _: &ActionContext) -> Outcome {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let s = (self.script)(n);
+        if s != Status::Success {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        Outcome::new(s)
+    }
+    async fn metadata(&self) -> halyard_resources::Result<Metadata> {
+        FileLockAgent::new().metadata().await
+    }
+}
+
+/// Everything queued now, without waiting.
+fn drain(events: &mut halyard_resources::executor::OpStream) -> Vec<OpEvent> {
+    std::iter::from_fn(|| events.try_recv()).collect()
+}
+
+/// Stops the recurring `key` on `id` and waits until the worker has passed the
+/// cancel (a one-shot queued after it has finished), so counters are final.
+async fn stop_recurring(ex: &Executor, id: &str, key: halyard_resources::executor::OpKey) {
+    ex.cancel_recurring(id, key).unwrap();
+    ex.execute(id, Action::Start, ex.context(id).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_recurring_monitor_reports_only_changes_and_the_history_keeps_every_run() {
+    let (ex, mut events) = Executor::new("n1");
+    // 50 successes, then "not running" for ever.
+    let agent = Script::new(|n| {
+        if n <= 50 {
+            Status::Success
+        } else {
+            Status::NotRunning
+        }
+    });
+    reg(&ex, "r", agent.clone());
+    let ctx = ex.context("r").unwrap().interval(Duration::from_millis(20));
+    let (key, call) = ex.start_recurring("r", Action::Monitor, ctx).unwrap();
+    agent.wait_calls(55).await;
+    stop_recurring(&ex, "r", key).await;
+    let monitors: Vec<OpResult> = drain(&mut events)
+        .into_iter()
+        .map(|e| match e {
+            OpEvent::Result(r) => r,
+            other => panic!("unexpected {other:?}"),
+        })
+        .filter(|r| r.record.key == key)
+        // The cancel may catch a run in flight: that result is a change too.
+        .filter(|r| r.record.status != Status::Cancelled)
+        .collect();
+    let got: Vec<(Status, bool)> = monitors
+        .iter()
+        .map(|r| (r.record.status, r.record.failed))
+        .collect();
+    assert_eq!(
+        got,
+        [(Status::Success, false), (Status::NotRunning, true)],
+        "one notification for 50 equal results, one for the change"
+    );
+    assert!(monitors.iter().all(|r| r.record.call_id == call));
+    // The history saw every run: every failing one is counted.
+    let failed = agent.failed.load(Ordering::SeqCst);
+    assert!(failed >= 5, "{failed}");
+    let h = ex.history("r").unwrap();
+    assert_eq!(h.fail_counts["n1"] as usize, failed, "{h:?}");
+    assert_eq!(h.ops["monitor_20"].status, Status::NotRunning);
+    assert_eq!(h.last_failure.unwrap().key, key);
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_leaves_the_stream_bounded_and_still_learns_of_the_failure() {
+    const CAP: usize = 4;
+    let (ex, mut events) = Executor::with_limits(
+        "n1",
+        halyard_resources::executor::DEFAULT_MAX_CONCURRENT,
+        CAP,
+    );
+    assert_eq!(events.capacity(), CAP);
+    // Flapping for 40 runs (every one a change), failed for 5, then healthy
+    // again: the failure is superseded while the consumer is not reading.
+    let agent = Script::new(|n| match n {
+        n if n > 45 => Status::Success,
+        n if n > 40 => Status::GenericError,
+        n if n % 2 == 1 => Status::Success,
+        _ => Status::NotRunning,
+    });
+    reg(&ex, "flap", agent.clone());
+    let ctx = ex
+        .context("flap")
+        .unwrap()
+        .interval(Duration::from_millis(2));
+    let (key, _) = ex.start_recurring("flap", Action::Monitor, ctx).unwrap();
+    // The consumer reads nothing while 50 runs (42 changes) happen.
+    agent.wait_calls(50).await;
+    assert!(events.queued() <= CAP, "{} queued", events.queued());
+    stop_recurring(&ex, "flap", key).await;
+    assert!(events.queued() <= CAP, "{} queued", events.queued());
+    let got = drain(&mut events);
+    // The oldest CAP results, then one notice, then nothing.
+    assert_eq!(got.len(), CAP + 1, "{got:?}");
+    for (i, e) in got[..CAP].iter().enumerate() {
+        let OpEvent::Result(r) = e else {
+            panic!("{e:?}")
+        };
+        let want = if i % 2 == 0 {
+            Status::Success
+        } else {
+            Status::NotRunning
+        };
+        assert_eq!((r.record.key, r.record.status), (key, want));
+    }
+    let OpEvent::Lagged(lag) = &got[CAP] else {
+        panic!("{:?}", got[CAP])
+    };
+    // 42 monitor changes (maybe a cancelled run) and the start: all but CAP missed.
+    assert!(lag.missed >= 42 + 1 - CAP as u64, "{lag:?}");
+    // At most two entries per (resource, operation): the monitor and the start.
+    assert!(lag.results.len() <= 4, "{lag:?}");
+    let failure = lag
+        .results
+        .iter()
+        .find(|r| r.record.key == key && r.record.failed)
+        .expect("the missed failure is in the notice");
+    assert_eq!(failure.record.status, Status::GenericError);
+    // And the monitor's latest state after it (healthy, or cancelled if the
+    // cancel caught a run).
+    let monitors: Vec<Status> = lag
+        .results
+        .iter()
+        .filter(|r| r.record.key == key)
+        .map(|r| r.record.status)
+        .collect();
+    assert!(
+        monitors == [Status::GenericError, Status::Success]
+            || monitors == [Status::GenericError, Status::Cancelled],
+        "{monitors:?}"
+    );
+    assert_eq!(
+        lag.results.last().unwrap().record.key.action,
+        Action::Start,
+        "oldest first: the start came after the monitor"
+    );
+    // The history has every run.
+    let h = ex.history("flap").unwrap();
+    assert_eq!(
+        h.fail_counts["n1"] as usize,
+        agent.failed.load(Ordering::SeqCst)
+    );
+    // Read up, the consumer gets results again as they happen.
+    let r = ex
+        .execute("flap", Action::Stop, ex.context("flap").unwrap())
+        .await
+        .unwrap();
+    match events.try_recv() {
+        Some(OpEvent::Result(got)) => assert_eq!(got, r),
+        other => panic!("{other:?}"),
+    }
+    assert!(events.try_recv().is_none());
 }
