@@ -70,9 +70,12 @@
 //! last missed result (one entry when they are the same), oldest first, so a
 //! consumer that handles `results` like ordinary results learns that a monitor
 //! failed and ends with every operation's latest state. What the notice leaves out
-//! (intermediate results, how many failures) is in the history
-//! ([`Executor::history`], [`Executor::snapshot`]: last result per operation, last
-//! failure, fail-counts), which records every result whatever the stream does.
+//! (intermediate results) is in the history ([`Executor::history`],
+//! [`Executor::snapshot`]: last result per operation, last failure, fail-counts),
+//! which records every result whatever the stream does. A fail-count counts the
+//! failures a consumer with room in the stream would be told of, as Pacemaker's
+//! controller counts the failures it is notified of: a recurring monitor that
+//! keeps failing the same way counts once, a flapping one at every failure.
 //! The queue holds at most its capacity of results plus that one notice, whose
 //! size is bounded by the number of (resource, operation) pairs, not by time.
 //! `execute`'s own answer never goes through the stream and is never dropped.
@@ -155,7 +158,9 @@ pub struct ResourceHistory {
     pub ops: BTreeMap<String, OpRecord>,
     /// The last failed operation.
     pub last_failure: Option<OpRecord>,
-    /// Failures per node (this executor only counts its own node).
+    /// Failures per node (this executor only counts its own node): every failed
+    /// one-shot operation, and each failure of a recurring one that is notified
+    /// (see the module docs).
     pub fail_counts: BTreeMap<String, u32>,
     /// The promotion score last reported by the agent on this node (None: none or
     /// deleted).
@@ -197,8 +202,18 @@ pub fn is_failure(action: Action, ctx: &ActionContext, status: Status) -> bool {
     }
 }
 
-/// Applies one finished operation to a history (pure).
-pub fn record_result(h: &mut ResourceHistory, node: &str, rec: &OpRecord, outcome: &Outcome) {
+/// Applies one finished operation to a history (pure). `count_failure`: a
+/// failed result adds to the node's fail count. Pacemaker's controller counts a
+/// failure when it is notified of one, so a recurring operation that keeps
+/// failing the same way counts once (its later runs are not notified, see the
+/// module docs); every result is still recorded.
+pub fn record_result(
+    h: &mut ResourceHistory,
+    node: &str,
+    rec: &OpRecord,
+    outcome: &Outcome,
+    count_failure: bool,
+) {
     for p in &outcome.promotion {
         h.promotion_score = match p {
             PromotionUpdate::Set(s) => Some(*s),
@@ -212,7 +227,9 @@ pub fn record_result(h: &mut ResourceHistory, node: &str, rec: &OpRecord, outcom
     h.last = Some(rec.clone());
     if rec.failed {
         h.last_failure = Some(rec.clone());
-        *h.fail_counts.entry(node.to_string()).or_insert(0) += 1;
+        if count_failure {
+            *h.fail_counts.entry(node.to_string()).or_insert(0) += 1;
+        }
     }
 }
 
@@ -850,7 +867,7 @@ impl Worker {
                     // Unregistered: queued actions ran; recurring ones end here.
                     None => break,
                     Some(Cmd::Run(op)) => {
-                        let res = self.run_op(op.call_id, op.action, op.ctx, false).await;
+                        let res = self.run_op(op.call_id, op.action, op.ctx, None).await;
                         self.events.send(res.clone());
                         if let Some(r) = op.reply { let _ = r.send(res); }
                     }
@@ -877,7 +894,8 @@ impl Worker {
                     // call id start_recurring gave it.
                     let call_id = r.call_id;
                     let (action, ctx) = (r.action, r.ctx.clone());
-                    let res = self.run_op(call_id, action, ctx.clone(), true).await;
+                    let notified = Some((r.notify, r.last_notified));
+                    let res = self.run_op(call_id, action, ctx.clone(), notified).await;
                     let status = res.outcome.status;
                     let send = match self.recurring.get_mut(&key) {
                         Some(r) => {
@@ -906,7 +924,8 @@ impl Worker {
         call_id: CallId,
         action: Action,
         ctx: ActionContext,
-        recurring: bool,
+        // A recurring operation's notification mode and last notified status.
+        recurring: Option<(Notify, Option<Status>)>,
     ) -> OpResult {
         let key = key_of(action, &ctx);
         let (cancel_tx, mut cancel_rx) = oneshot::channel();
@@ -917,7 +936,7 @@ impl Worker {
             *lock(&self.shared.inflight) = Some(Inflight {
                 call_id,
                 key,
-                recurring,
+                recurring: recurring.is_some(),
                 cancel: Some(cancel_tx),
             });
             c
@@ -966,11 +985,13 @@ impl Worker {
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             failed: is_failure(action, &ctx, outcome.status),
         };
+        let notified = recurring.is_none_or(|(n, last)| should_notify(n, last, record.status));
         record_result(
             &mut lock(&self.shared.history),
             &self.node,
             &record,
             &outcome,
+            notified,
         );
         if record.failed {
             tracing::info!(resource = %self.resource, op = %key, result = %outcome, "operation failed");
@@ -1117,25 +1138,35 @@ mod tests {
             failed,
         };
         let o = Outcome::success().with_promotion(PromotionUpdate::Set(10));
-        record_result(&mut h, "n1", &rec(Status::Success, false), &o);
+        record_result(&mut h, "n1", &rec(Status::Success, false), &o, true);
         assert_eq!(h.promotion_score, Some(10));
         record_result(
             &mut h,
             "n1",
             &rec(Status::NotRunning, true),
             &Outcome::not_running(),
+            true,
+        );
+        // The same failure again, not notified: recorded, not counted.
+        record_result(
+            &mut h,
+            "n1",
+            &rec(Status::NotRunning, true),
+            &Outcome::not_running(),
+            false,
         );
         record_result(
             &mut h,
             "n1",
             &rec(Status::Cancelled, false),
             &Outcome::new(Status::Cancelled),
+            true,
         );
         assert_eq!(h.fail_counts["n1"], 1);
         assert_eq!(h.last.as_ref().unwrap().status, Status::NotRunning);
         assert_eq!(h.ops["monitor_10000"].status, Status::NotRunning);
         let o = Outcome::success().with_promotion(PromotionUpdate::Delete);
-        record_result(&mut h, "n1", &rec(Status::Success, false), &o);
+        record_result(&mut h, "n1", &rec(Status::Success, false), &o, true);
         assert_eq!(h.promotion_score, None);
     }
 }
