@@ -359,7 +359,7 @@ fn escaped(out: &mut String, s: std::fmt::Arguments<'_>) {
     impl std::fmt::Write for Esc<'_> {
         fn write_str(&mut self, s: &str) -> std::fmt::Result {
             for b in s.bytes() {
-                if b < 0x20 || b >= 0x7f || b == b'"' || b == b'#' {
+                if !(0x20..0x7f).contains(&b) || b == b'"' || b == b'#' {
                     write!(self.0, "#{b:02X}")?;
                 } else {
                     self.0.push(b as char);

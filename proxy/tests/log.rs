@@ -282,3 +282,87 @@ async fn http_server_failures_are_sh_and_sd() {
         assert_eq!(f[7], term, "{line}");
     }
 }
+
+/// `timeout queue` with the server full (`maxconn 1`): `<NOSRV>`, `sQ`,
+/// `%Tc` -1, and `%bq` 1 (HAProxy 2.6.12: `bk_tcp_q/<NOSRV> 402/-1/401 0
+/// sQ 2/2/1/0/0 0/1`: both connections on the process and the frontend,
+/// the first one's session on the backend).
+#[tokio::test]
+async fn queue_timeout_is_sq() {
+    let (u, global) = receiver().await;
+    let (echo, _) = echo_server().await;
+    let text = tcp_config(&global, "timeout_queue = \"200ms\"", echo) + "maxconn = 1\n";
+    let (_p, addr) = start(&text).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first.write_all(b"a").await.unwrap();
+    let mut one = [0u8; 1];
+    first.read_exact(&mut one).await.unwrap();
+    let second = TcpStream::connect(addr).await.unwrap();
+    let me = second.local_addr().unwrap();
+    let line = next_line(&u).await;
+    let f = fields(&line, me);
+    assert_eq!(f[1], "be/<NOSRV>", "{line}");
+    assert_eq!(shape(&f[2]), "N/-N/N", "{line}");
+    assert_eq!(f[3..], ["0", "sQ", "2/2/1/0/0", "0/1"], "{line}");
+}
+
+/// The proxy's own cuts (HAProxy 2.6.12, `option tcplog`): `set server
+/// ... health down` with `on-marked-down shutdown-sessions` logs `D-`, a
+/// hard stop (`hard-stop-after`) `K-`, both without a phase.
+#[tokio::test]
+async fn marked_down_and_hard_stop_are_d_and_k() {
+    let (u, global) = receiver().await;
+    let (echo, _) = echo_server().await;
+    let text = tcp_config(&global, "", echo) + "on_marked_down = \"shutdown-sessions\"\n";
+    let (p, addr) = start(&text).await;
+    for (cut, term) in [("down", "D-"), ("stop", "K-")] {
+        if cut == "stop" {
+            p.set_health("be", "s1", halyard_proxy::health::Operational::Up)
+                .unwrap();
+        }
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let me = c.local_addr().unwrap();
+        c.write_all(b"a").await.unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).await.unwrap();
+        if cut == "down" {
+            p.set_health("be", "s1", halyard_proxy::health::Operational::Down)
+                .unwrap();
+        } else {
+            p.hard_stop();
+        }
+        let line = next_line(&u).await;
+        let f = fields(&line, me);
+        assert_eq!(f[3..5], ["1", term], "{line}");
+    }
+}
+
+/// A malformed request, which hyper answers with 400: HAProxy 2.6.12
+/// printed `ft_http ft_http/<NOSRV> -1/-1/-1/-1/0 400 0 - - PR-- 1/1/0/0/0
+/// 0/0 "<BADREQ>"`.
+#[tokio::test]
+async fn bad_request_is_pr() {
+    let (u, global) = receiver().await;
+    let (server, _) = raw_http_server().await;
+    let (_p, addr) = start(&http_text(&global, "", server)).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let me = c.local_addr().unwrap();
+    c.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(BOUND, c.read_to_end(&mut out)).await;
+    let line = next_line(&u).await;
+    let f = fields(&line, me);
+    assert_eq!(f[..2], ["fe", "fe/<NOSRV>"], "{line}");
+    assert_eq!(shape(&f[2]), "-N/-N/-N/-N/N", "{line}");
+    let want = [
+        "400",
+        "0",
+        "-",
+        "-",
+        "PR--",
+        "1/1/0/0/0",
+        "0/0",
+        "\"<BADREQ>\"",
+    ];
+    assert_eq!(f[3..], want, "{line}");
+}

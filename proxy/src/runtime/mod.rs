@@ -836,11 +836,10 @@ async fn session(
             (End::Denied, 0, 0)
         }
         Some(addrs) => {
-            let t = trace.as_mut().map(|t| {
+            if let Some(t) = trace.as_mut() {
                 t.client = addrs.0;
-                t
-            });
-            match session_inner(shared, fe, &mut client, peer, addrs, t).await {
+            }
+            match session_inner(shared, fe, &mut client, peer, addrs, trace.as_mut()).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
@@ -884,11 +883,27 @@ async fn http_session(
     peer: SocketAddr,
 ) {
     count_accept(shared, fe);
+    // For the line of a malformed request (`<BADREQ>`), when the frontend logs.
+    let mut trace = fe.log.map(|_| logger::Trace::new(peer));
     let served = match client_addrs(shared, fe, &mut stream, peer).await {
-        Some(addrs) => Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await),
+        Some(addrs) => {
+            if let Some(t) = trace.as_mut() {
+                t.client = addrs.0;
+            }
+            Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await)
+        }
         None => None,
     };
-    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+    let mut core = shared.lock();
+    // HAProxy logs a request hyper refused as `PR--`, status 400, no
+    // backend (the frontend's name) and no server.
+    let line = trace.filter(|_| served == Some(true)).map(|mut t| {
+        t.status = Some(400);
+        t.term = Some(TermState::new(Cause::Proxy, Phase::Request));
+        let counts = t.counts(&core, &fe.name, "");
+        (t, counts)
+    });
+    if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
         match served {
             None => f.stats.denied += 1,
@@ -902,6 +917,10 @@ async fn http_session(
             }
             Some(false) => {}
         }
+    }
+    drop(core);
+    if let (Some((t, counts)), Some(logger), Some(format)) = (line, &shared.log, fe.log) {
+        t.emit(logger, format, fe, &fe.name, counts, 0, TermState::NORMAL);
     }
 }
 
