@@ -366,3 +366,53 @@ async fn bad_request_is_pr() {
     ];
     assert_eq!(f[3..], want, "{line}");
 }
+
+/// A refused connect redispatched to another server: the response's
+/// state (`----`), not the failed attempt's, and `+1` retries (HAProxy's
+/// `%rc` with a redispatch; roundrobin redispatches every retry).
+#[tokio::test]
+async fn redispatched_request_logs_plus_one_and_its_own_state() {
+    let (u, global) = receiver().await;
+    let dead = dead_addr().await;
+    let (live, _) = raw_http_server().await;
+    let text = http_text(&global, "retries = 1\nredispatch = true", dead)
+        + &format!("[backends.be.servers.s2]\naddress = \"{live}\"\n");
+    let (_p, addr) = start(&text).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let out = raw_exchange(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        seen.push(next_line(&u).await);
+    }
+    let line = seen
+        .iter()
+        .find(|l| l.contains("/+1 "))
+        .unwrap_or_else(|| panic!("a redispatch in {seen:?}"));
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f[3], "be/s2", "{line}");
+    assert_eq!(f[5..10], ["200", "40", "-", "-", "----"], "{line}");
+    assert_eq!(f[10], "1/1/0/0/+1", "{line}");
+}
+
+/// No usable server (the only one in maintenance): `<NOSRV>`, `%Tw` and
+/// `%Tc` -1, `SC` (HAProxy 2.6.12, a backend without servers:
+/// `bk_tcp_nosrv/<NOSRV> -1/-1/0 0 SC 1/1/0/0/0 0/0`).
+#[tokio::test]
+async fn no_server_is_sc_without_a_wait() {
+    let (u, global) = receiver().await;
+    let (echo, _) = echo_server().await;
+    let (_p, addr) = start(&(tcp_config(&global, "", echo) + "disabled = true\n")).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let me = c.local_addr().unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(BOUND, c.read_to_end(&mut out)).await;
+    let line = next_line(&u).await;
+    let f = fields(&line, me);
+    assert_eq!(f[1], "be/<NOSRV>", "{line}");
+    assert_eq!(shape(&f[2]), "-N/-N/N", "{line}");
+    assert_eq!(f[3..], ["0", "SC", "1/1/0/0/0", "0/0"], "{line}");
+}

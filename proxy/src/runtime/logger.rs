@@ -200,10 +200,12 @@ impl Trace {
         self.queue_pos = b.queue_position(ticket);
     }
 
-    /// Waited until now for a server (`%Tw`), `server` if it got one.
+    /// Got `server`, or none: `%Tw` is the time until now, -1 when no
+    /// server was found without waiting (as HAProxy 2.6.12 logs it).
     pub(super) fn assigned(&mut self, server: Option<ServerId>) {
         self.server = server;
-        self.queue = Some(self.start.elapsed());
+        let waited = server.is_some() || self.queue_pos != (0, 0);
+        self.queue = waited.then(|| self.start.elapsed());
     }
 
     /// A connect attempt starts.
@@ -211,8 +213,10 @@ impl Trace {
         self.connect_start = Some(Instant::now());
     }
 
-    /// Connected (`%Tc`); `reused`: an idle connection, 0 ms.
+    /// Connected (`%Tc`); `reused`: an idle connection, 0 ms. Failed
+    /// attempts before no longer make the state.
     pub(super) fn connected(&mut self, reused: bool) {
+        self.term = None;
         self.connect = Some(match (reused, self.connect_start) {
             (false, Some(t)) => t.elapsed(),
             _ => Duration::ZERO,
