@@ -179,6 +179,41 @@ impl TermState {
         TermState { cause, phase }
     }
 
+    /// `timeout queue` passed: `sQ`.
+    pub const QUEUE_TIMEOUT: TermState = TermState {
+        cause: Cause::ServerTimeout,
+        phase: Phase::Queue,
+    };
+
+    /// A malformed request, refused (400): `PR`.
+    pub const BAD_REQUEST: TermState = TermState {
+        cause: Cause::Proxy,
+        phase: Phase::Request,
+    };
+
+    /// No server for it: none usable `SC` (HAProxy 2.6.12 logs `<NOSRV>`
+    /// then), or the server it must wait for has a full queue (`maxqueue`)
+    /// `SQ` (HAProxy's `SRV_STATUS_FULL`).
+    pub fn no_server(queue_full: bool) -> TermState {
+        let phase = if queue_full {
+            Phase::Queue
+        } else {
+            Phase::Connect
+        };
+        TermState::new(Cause::ServerAbort, phase)
+    }
+
+    /// Gave up connecting: the last attempt ended on `timeout connect`
+    /// `sC`, else (refused, reset, unreachable) `SC`.
+    pub fn connect_failed(timed_out: bool) -> TermState {
+        let cause = if timed_out {
+            Cause::ServerTimeout
+        } else {
+            Cause::ServerAbort
+        };
+        TermState::new(cause, Phase::Connect)
+    }
+
     /// The state of a session whose forwarding ended so (TCP mode, or an
     /// upgraded HTTP request's tunnel): `--`, `CD`, `SD`, `cD`, `sD`, `D-`,
     /// `K-`.
@@ -536,7 +571,7 @@ mod tests {
                 ..Timers::default()
             },
             bytes: 0,
-            term: TermState::new(Cause::ServerAbort, Phase::Connect),
+            term: TermState::connect_failed(false),
             counts: Counts {
                 retries: 1,
                 ..r.counts
@@ -649,7 +684,7 @@ mod tests {
             },
             status: Some(400),
             bytes: 0,
-            term: TermState::new(Cause::Proxy, Phase::Request),
+            term: TermState::BAD_REQUEST,
             request: None,
             ..r
         };
@@ -697,9 +732,12 @@ mod tests {
             (TermState::forwarding(Ended::ServerTimeout), "sD"),
             (TermState::forwarding(Ended::MarkedDown), "D-"),
             (TermState::forwarding(Ended::Stopping), "K-"),
-            (TermState::new(Cause::ServerTimeout, Phase::Connect), "sC"),
-            (TermState::new(Cause::ServerAbort, Phase::Connect), "SC"),
-            (TermState::new(Cause::ServerTimeout, Phase::Queue), "sQ"),
+            (TermState::connect_failed(true), "sC"),
+            (TermState::connect_failed(false), "SC"),
+            (TermState::no_server(false), "SC"),
+            (TermState::no_server(true), "SQ"),
+            (TermState::QUEUE_TIMEOUT, "sQ"),
+            (TermState::BAD_REQUEST, "PR"),
             (TermState::new(Cause::Normal, Phase::Data), "--"),
             (TermState::http(HttpEnd::Response(200)), "--"),
             (TermState::http(HttpEnd::ServerAbort(200)), "SD"),

@@ -70,7 +70,7 @@ use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, PoolLimits};
-use crate::log::{Cause, Phase, TermState};
+use crate::log::{Cause, Ended, TermState};
 use crate::proxy_protocol::{self, Version};
 
 /// The PROXY header a server connection started with (`send_proxy`):
@@ -365,7 +365,7 @@ impl Body for ProxyBody {
                         if let Some(g) = guard.as_mut() {
                             g.end = HttpEnd::Response(g.status);
                             if let Some(t) = g.log.as_deref_mut() {
-                                t.term = Some(TermState::new(Cause::Down, Phase::None));
+                                t.term = Some(TermState::forwarding(Ended::MarkedDown));
                             }
                         }
                         guard.take();
@@ -498,7 +498,7 @@ impl Drop for Release {
         // logs it as a kill (`K-`).
         let mut term = TermState::http(self.end);
         if term.cause == Cause::ClientAbort && *self.shared.stop.borrow() == super::Stop::Hard {
-            term = TermState::new(Cause::Killed, Phase::None);
+            term = TermState::forwarding(Ended::Stopping);
         }
         if let (Some(logger), Some(format)) = (&self.shared.log, self.fe.log) {
             let bytes = t.head + self.bytes_out;
@@ -836,10 +836,7 @@ async fn handle(
         Ok(other) => Err((super::no_server_state(other), "503 no server available\n")),
         Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
             Some(a) => Ok(a),
-            None => Err((
-                TermState::new(Cause::ServerTimeout, Phase::Queue),
-                "503 timeout queue\n",
-            )),
+            None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
         },
     };
     if let Some(t) = trace.as_deref_mut() {
@@ -1000,7 +997,7 @@ async fn handle(
     let Some(sent) = sent.await else {
         guard.end = HttpEnd::Local(503);
         if let Some(t) = guard.log.as_deref_mut() {
-            t.term = Some(TermState::new(Cause::Down, Phase::None));
+            t.term = Some(TermState::forwarding(Ended::MarkedDown));
         }
         let r = local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
         return answered(guard.log.as_deref_mut(), r);

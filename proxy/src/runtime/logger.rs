@@ -19,8 +19,8 @@ use crate::backend::{Retry, Ticket};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
 use crate::log::{
-    write_line, write_syslog_header, Cause, Counts, Ended, LogFormat, LogTarget, Phase, Record,
-    RequestLine, Target, TermState, Timers,
+    write_line, write_syslog_header, Counts, Ended, LogFormat, LogTarget, Record, RequestLine,
+    Target, TermState, Timers,
 };
 
 /// Lines waiting for the stdout/stderr writer; more are dropped.
@@ -236,14 +236,9 @@ impl Trace {
         self.retries += 1;
     }
 
-    /// Gave up connecting: `sC` after a `timeout connect`, else `SC`.
+    /// A connect failed: the state if it was the last.
     pub(super) fn connect_failed(&mut self, timed_out: bool) {
-        let cause = if timed_out {
-            Cause::ServerTimeout
-        } else {
-            Cause::ServerAbort
-        };
-        self.term = Some(TermState::new(cause, Phase::Connect));
+        self.term = Some(TermState::connect_failed(timed_out));
     }
 
     /// The request goes to the server now.

@@ -32,7 +32,7 @@ use crate::config::{
     BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
 };
 use crate::health::{CheckTimeouts, HealthSource, Operational};
-use crate::log::{Cause, Phase, TermState};
+use crate::log::TermState;
 use crate::proxy_protocol::{self, Version};
 use crate::stats::{EventRate, FrontendStats, HttpStats, Snapshot};
 use crate::{Error, Result};
@@ -899,7 +899,7 @@ async fn http_session(
     // backend (the frontend's name) and no server.
     let line = trace.filter(|_| served == Some(true)).map(|mut t| {
         t.status = Some(400);
-        t.term = Some(TermState::new(Cause::Proxy, Phase::Request));
+        t.term = Some(TermState::BAD_REQUEST);
         let counts = t.counts(&core, &fe.name, "");
         (t, counts)
     });
@@ -1126,7 +1126,7 @@ async fn session_inner(
             Some(a) => Ok(a),
             None => {
                 tracing::info!(frontend = %fe.name, %peer, backend, "timeout queue");
-                Err(TermState::new(Cause::ServerTimeout, Phase::Queue))
+                Err(TermState::QUEUE_TIMEOUT)
             }
         },
     };
@@ -1236,15 +1236,9 @@ async fn session_inner(
     Ok((End::Done, bin, bout))
 }
 
-/// The termination state of a session or request the backend found no
-/// server for: no usable server `SC` (HAProxy 2.6.12, `<NOSRV>`), the
-/// server's queue full (`maxqueue`) `SQ` (HAProxy's `SRV_STATUS_FULL`).
+/// The termination state when the backend found no server.
 fn no_server_state(a: Acquire) -> TermState {
-    let phase = match a {
-        Acquire::QueueFull => Phase::Queue,
-        _ => Phase::Connect,
-    };
-    TermState::new(Cause::ServerAbort, phase)
+    TermState::no_server(a == Acquire::QueueFull)
 }
 
 /// How long to wait before the next connect attempt. As HAProxy
