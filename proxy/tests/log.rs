@@ -416,3 +416,54 @@ async fn no_server_is_sc_without_a_wait() {
     assert_eq!(shape(&f[2]), "-N/-N/N", "{line}");
     assert_eq!(f[3..], ["0", "SC", "1/1/0/0/0", "0/0"], "{line}");
 }
+
+/// `target = "stdout"` in the binary: the line alone on standard output
+/// (HAProxy's `log stdout format raw`), the binary's own logs staying on
+/// standard error.
+#[tokio::test]
+async fn the_binary_logs_to_stdout() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let (echo, _) = echo_server().await;
+    let fe = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dir = std::env::temp_dir().join(format!("halyard-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("stdout.toml");
+    let text = tcp_config("[global]\nlog = { target = \"stdout\" }\n", "", echo)
+        .replace("127.0.0.1:0", &fe.to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_halyard-proxy"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stderr, _) = collect_stderr(&mut child);
+    let stdout = child.stdout.take().unwrap();
+    let _child = Killer(child);
+    eventually("halyard-proxy running", || {
+        stderr.lock().unwrap().contains("halyard-proxy running")
+    })
+    .await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut c = TcpStream::connect(fe).await.unwrap();
+    let me = c.local_addr().unwrap();
+    c.write_all(b"hey").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    let line = rx.recv_timeout(BOUND).expect("a line on stdout");
+    let f = fields(&line, me);
+    assert_eq!(f[..2], ["fe", "be/s1"], "{line}");
+    assert_eq!(f[3..], ["3", "--", "1/1/0/0/0", "0/0"], "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
