@@ -1060,6 +1060,31 @@ impl Backend {
         self.queue.len()
     }
 
+    /// Where `ticket` waits, as the access log's `%sq/%bq`: one more than
+    /// the clients ahead of it in its server's queue (a client bound to
+    /// its server) or in the backend's, and 0 for the other queue.
+    pub fn queue_position(&self, ticket: Ticket) -> (u32, u32) {
+        let Some(i) = self.queue.iter().position(|w| w.ticket == ticket) else {
+            return (0, 0);
+        };
+        let server = self.queue[i].server;
+        let ahead = self.queue.iter().take(i).filter(|w| w.server == server);
+        let pos = ahead.count() as u32 + 1;
+        if server.is_some() {
+            (pos, 0)
+        } else {
+            (0, pos)
+        }
+    }
+
+    /// Sessions on the backend and on `server` now (HAProxy's `beconn`
+    /// and `cur_sess`, the access log's `%bc` and `%sc`; 0 without a
+    /// server).
+    pub fn current_sessions(&self, server: Option<ServerId>) -> (u32, u32) {
+        let s = server.and_then(|id| self.servers.get(&id));
+        (self.c.cur, s.map_or(0, |s| s.c.cur))
+    }
+
     /// A session ended: frees its slot and records its bytes.
     pub fn release(&mut self, now: Instant, server: ServerId, bytes_in: u64, bytes_out: u64) {
         self.c.cur = self.c.cur.saturating_sub(1);

@@ -10,6 +10,9 @@
 //! # spread_checks = 5            # 0..=50: +/- this percent of random jitter on check intervals
 //! # hard_stop_after = "30s"      # bounds a soft stop (SIGUSR1); default: no bound
 //! # noreuseport = false          # true: listeners without SO_REUSEPORT (no reload handover)
+//! # log = { target = "udp://127.0.0.1:514", facility = "local0", tag = "haproxy" }
+//! #                              # access logs (HAProxy's `log`): "udp://IP:PORT" (RFC 3164
+//! #                              # syslog), "stdout" or "stderr" (the line alone)
 //!
 //! [defaults]
 //! timeout_connect = "5s"         # durations: "500ms", "2s", "1m", or integer milliseconds;
@@ -21,12 +24,16 @@
 //! retries = 3
 //! redispatch = true
 //! splice = false                 # option splice-auto (Linux)
+//! # log_format = "httplog"       # option tcplog / option httplog for every frontend
+//!                                # (a TCP frontend logs "tcplog" for "httplog")
 //!
 //! [frontends.web]
 //! binds = ["127.0.0.1:8080", "127.0.0.1:8081"]
 //! backend = "web"
 //! mode = "tcp"                   # or "http" (L7; then [[frontends.web.routes]])
 //! accept_proxy = false           # require a PROXY v1/v2 header from clients (both modes)
+//! # log_format = "tcplog"        # "tcplog" or "httplog" (mode http): one access log line
+//!                                # per session or request, to global.log
 //!
 //! [backends.web]
 //! balance = "roundrobin"         # static-rr, leastconn, first, source, consistent, random;
@@ -95,6 +102,7 @@ use crate::backend::{BackendOptions, ServerSpec, MAX_WEIGHT};
 use crate::balance::{Algorithm, HashType};
 use crate::health::{CheckParams, StatusMatch};
 use crate::httpcheck::{HttpCheck, HttpExpect, HttpMatch, HttpRequest};
+use crate::log::{LogFormat, LogTarget, Target, FACILITIES};
 use crate::proxy_protocol::Version;
 use crate::tcpcheck::{
     parse_hex, Expect, Pattern, Rstring, TcpCheckAction, TcpCheckRule, CHECK_BUFSIZE,
@@ -216,6 +224,21 @@ pub struct RawGlobal {
     pub hard_stop_after: Option<RawDuration>,
     /// `noreuseport`: bind listeners without `SO_REUSEPORT`.
     pub noreuseport: Option<bool>,
+    /// `log`: where the access logs go.
+    pub log: Option<RawLog>,
+}
+
+/// `[global] log = { target = ..., facility = ..., tag = ... }`: HAProxy's
+/// global `log <target> <facility>` with `log-tag`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `"udp://IP:PORT"`, `"stdout"` or `"stderr"`.
+    pub target: Option<String>,
+    /// Syslog facility (default `local0`).
+    pub facility: Option<String>,
+    /// Syslog tag (default `haproxy`).
+    pub tag: Option<String>,
 }
 
 /// `[defaults]`.
@@ -238,6 +261,8 @@ pub struct RawDefaults {
     pub redispatch: Option<bool>,
     /// `option splice-auto`: bulk directions switch to splice(2) (Linux).
     pub splice: Option<bool>,
+    /// `option tcplog` / `option httplog` for every frontend.
+    pub log_format: Option<String>,
 }
 
 /// `[frontends.NAME]`.
@@ -264,6 +289,8 @@ pub struct RawFrontend {
     /// HTTP mode: routes tried in order before `backend`.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// `option tcplog` / `option httplog` (overrides `[defaults]`).
+    pub log_format: Option<String>,
 }
 
 /// `[[frontends.NAME.routes]]`.
@@ -783,6 +810,8 @@ pub struct FrontendConfig {
     pub mode: Mode,
     /// HTTP routes, tried in order; `backend` when none matches.
     pub routes: Vec<Route>,
+    /// Access log lines (to [`Config::log`]); `None` logs nothing.
+    pub log: Option<LogFormat>,
 }
 
 /// Frontend mode; a backend's is HTTP when an HTTP frontend uses it.
@@ -1054,10 +1083,76 @@ pub struct Config {
     /// the same addresses while this one still listens (reload); `false`
     /// with `global.noreuseport = true`.
     pub reuseport: bool,
+    /// `global.log`: where the frontends' access logs go.
+    pub log: Option<LogTarget>,
     /// Frontends in name order.
     pub frontends: Vec<FrontendConfig>,
     /// Backends in name order.
     pub backends: Vec<BackendConfig>,
+}
+
+/// Validates `global.log`.
+fn log_target(l: &RawLog) -> Result<LogTarget> {
+    let t = l.target.as_deref().ok_or_else(|| {
+        Error::config(
+            "global.log.target",
+            "is missing",
+            "add target = \"udp://127.0.0.1:514\" (syslog), \"stdout\" or \"stderr\"",
+        )
+    })?;
+    let target = match t {
+        "stdout" => Target::Stdout,
+        "stderr" => Target::Stderr,
+        _ => match t.strip_prefix("udp://").map(str::parse) {
+            Some(Ok(a)) => Target::Udp(a),
+            _ => return Err(Error::config(
+                "global.log.target",
+                format!("`{t}` is not a log target"),
+                "write \"udp://IP:PORT\" (e.g. \"udp://127.0.0.1:514\"), \"stdout\" or \"stderr\"",
+            )),
+        },
+    };
+    let facility = match l.facility.as_deref() {
+        None => 16,
+        Some(f) => FACILITIES.iter().position(|n| *n == f).ok_or_else(|| {
+            Error::config(
+                "global.log.facility",
+                format!("unknown facility `{f}`"),
+                format!("use one of {}", FACILITIES.join(", ")),
+            )
+        })? as u8,
+    };
+    let tag = l.tag.clone().unwrap_or_else(|| "haproxy".into());
+    if tag.is_empty()
+        || tag.len() > 32
+        || !tag
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'[' && b != b':')
+    {
+        return Err(Error::config(
+            "global.log.tag",
+            format!("`{tag}` cannot be a syslog tag"),
+            "use 1 to 32 visible characters without `[` or `:` (RFC 3164), e.g. \"haproxy\"",
+        ));
+    }
+    Ok(LogTarget {
+        target,
+        facility,
+        tag,
+    })
+}
+
+/// A `log_format` value; `field` names it in errors.
+fn log_format(field: &str, v: &str) -> Result<LogFormat> {
+    match v {
+        "tcplog" => Ok(LogFormat::Tcp),
+        "httplog" => Ok(LogFormat::Http),
+        o => Err(Error::config(
+            field,
+            format!("unknown log format `{o}`"),
+            "use \"tcplog\" or \"httplog\" (custom log-format strings are not supported)",
+        )),
+    }
 }
 
 /// What to do about a bad name (see [`name_problem`]).
@@ -1542,6 +1637,12 @@ impl Config {
             .map(|d| d.parse("global.hard_stop_after"))
             .transpose()?;
         let reuseport = !raw.global.noreuseport.unwrap_or(false);
+        let log = raw.global.log.as_ref().map(log_target).transpose()?;
+        let def_log = d
+            .log_format
+            .as_deref()
+            .map(|v| log_format("defaults.log_format", v))
+            .transpose()?;
         if !reuseport && threads > 1 && thread_model == ThreadModel::PerCore {
             return Err(Error::config(
                 "global.noreuseport",
@@ -2037,6 +2138,36 @@ impl Config {
                     "set mode = \"http\" or remove the routes",
                 ));
             }
+            // As HAProxy: `option httplog` on a TCP frontend falls back to
+            // `option tcplog` (HAProxy warns); written on the frontend
+            // itself, it is refused.
+            let flog = match fe.log_format.as_deref() {
+                Some(v) => match (log_format(&f("log_format"), v)?, mode) {
+                    (LogFormat::Http, Mode::Tcp) => {
+                        return Err(Error::config(
+                            f("log_format"),
+                            "httplog needs mode = \"http\"",
+                            "use log_format = \"tcplog\" or set mode = \"http\"",
+                        ))
+                    }
+                    (lf, _) => Some(lf),
+                },
+                None => def_log.map(|lf| match mode {
+                    Mode::Tcp => LogFormat::Tcp,
+                    Mode::Http => lf,
+                }),
+            };
+            if flog.is_some() && log.is_none() {
+                return Err(Error::config(
+                    if fe.log_format.is_some() {
+                        f("log_format")
+                    } else {
+                        "defaults.log_format".into()
+                    },
+                    "access logs need a destination",
+                    "add log = { target = \"udp://127.0.0.1:514\" } (or \"stdout\") to [global]",
+                ));
+            }
             let mut routes = Vec::new();
             for (i, r) in fe.routes.iter().enumerate() {
                 let rf = |k: &str| format!("frontends.{fname}.routes[{i}].{k}");
@@ -2089,6 +2220,7 @@ impl Config {
                 splice: fe.splice.or(d.splice).unwrap_or(false),
                 mode,
                 routes,
+                log: flog,
             });
         }
         // HAProxy gives every backend a mode; here a backend is HTTP when
@@ -2128,6 +2260,7 @@ impl Config {
             stats_listen,
             hard_stop_after,
             reuseport,
+            log,
             frontends,
             backends,
         })
@@ -2812,6 +2945,94 @@ maxconn = 5
             "[global]\nnoreuseport = true\nthreads = 2\nthread_model = \"work-stealing\"",
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn access_logs() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!((c.log.as_ref(), c.frontends[0].log), (None, None));
+        let with = |global: &str, defaults: &str, frontend: &str| {
+            GOOD.replace("[global]", &format!("[global]\n{global}"))
+                .replace("[defaults]", &format!("[defaults]\n{defaults}"))
+                .replace(
+                    "accept_proxy = true",
+                    &format!("accept_proxy = true\n{frontend}"),
+                )
+        };
+        let udp = "log = { target = \"udp://127.0.0.1:514\" }";
+        let c = Config::from_toml(&with(udp, "", "log_format = \"tcplog\"")).unwrap();
+        assert_eq!(
+            c.log,
+            Some(LogTarget {
+                target: Target::Udp("127.0.0.1:514".parse().unwrap()),
+                facility: 16,
+                tag: "haproxy".into(),
+            })
+        );
+        assert_eq!(c.frontends[0].log, Some(LogFormat::Tcp));
+        // `[defaults] httplog` on a TCP frontend: tcplog, HAProxy's fallback.
+        let c = Config::from_toml(&with(
+            "log = { target = \"stdout\", facility = \"daemon\", tag = \"lb\" }",
+            "log_format = \"httplog\"",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(c.frontends[0].log, Some(LogFormat::Tcp));
+        let l = c.log.unwrap();
+        assert_eq!(
+            (l.target, l.facility, l.tag.as_str()),
+            (Target::Stdout, 3, "lb")
+        );
+        for (text, field, fix) in [
+            (
+                with("", "", "log_format = \"tcplog\""),
+                "frontends.web.log_format",
+                "[global]",
+            ),
+            (
+                with("", "log_format = \"tcplog\"", ""),
+                "defaults.log_format",
+                "[global]",
+            ),
+            (
+                with(udp, "", "log_format = \"httplog\""),
+                "frontends.web.log_format",
+                "mode",
+            ),
+            (
+                with(udp, "", "log_format = \"clf\""),
+                "frontends.web.log_format",
+                "tcplog",
+            ),
+            (with("log = { }", "", ""), "global.log.target", "udp://"),
+            (
+                with("log = { target = \"syslog\" }", "", ""),
+                "global.log.target",
+                "stdout",
+            ),
+            (
+                with("log = { target = \"udp://localhost\" }", "", ""),
+                "global.log.target",
+                "udp://IP:PORT",
+            ),
+            (
+                with(
+                    "log = { target = \"stderr\", facility = \"local9\" }",
+                    "",
+                    "",
+                ),
+                "global.log.facility",
+                "local7",
+            ),
+            (
+                with("log = { target = \"stderr\", tag = \"a b\" }", "", ""),
+                "global.log.tag",
+                "visible",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.contains(field) && e.contains(fix), "{field}: {e}");
+        }
     }
 
     #[test]

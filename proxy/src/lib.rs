@@ -18,6 +18,7 @@ mod error;
 pub mod hash;
 pub mod health;
 pub mod httpcheck;
+pub mod log;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod stats;

@@ -70,10 +70,12 @@ use tokio::sync::{oneshot, watch};
 
 use super::ack::ServerIo;
 use super::forward::Counters;
+use super::logger::{self, Trace};
 use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, HttpReuse, IdleList, PoolLimits};
+use crate::log::{Cause, Ended, TermState};
 use crate::proxy_protocol::{self, Version};
 
 /// The PROXY header a server connection started with (`send_proxy`):
@@ -393,6 +395,9 @@ impl Body for ProxyBody {
                         // The proxy's own abort: neither side's.
                         if let Some(g) = guard.as_mut() {
                             g.end = HttpEnd::Response(g.status);
+                            if let Some(t) = g.log.as_deref_mut() {
+                                t.term = Some(TermState::forwarding(Ended::MarkedDown));
+                            }
                         }
                         guard.take();
                         return Poll::Ready(Some(Err(
@@ -484,6 +489,8 @@ pub(super) struct Release {
     /// How the request ended: until told otherwise, the client went away
     /// (the future or the response body was dropped).
     end: HttpEnd,
+    /// The access log's trace, when the frontend logs.
+    log: Option<Box<Trace>>,
 }
 
 impl Release {
@@ -515,8 +522,8 @@ impl Drop for Release {
             let backend = self.backend.clone();
             session.keep((backend, self.server, self.addr, self.line, s));
         }
-        let mut core = self.shared.lock();
-        let core = &mut *core;
+        let mut locked = self.shared.lock();
+        let core = &mut *locked;
         if let Some(b) = core.backends.get_mut(&self.backend) {
             if self.reused {
                 b.core.connection_reused(self.server);
@@ -533,7 +540,30 @@ impl Drop for Release {
             f.stats.bytes_in += self.bytes_in;
             f.stats.bytes_out += self.bytes_out;
         }
+        let Some(t) = self.log.take() else { return };
+        let counts = t.counts(core, &self.fe.name, &self.backend);
+        drop(locked);
+        // A hard stop cuts requests as their clients' aborts; HAProxy
+        // logs it as a kill (`K-`).
+        let mut term = TermState::http(self.end);
+        if term.cause == Cause::ClientAbort && *self.shared.stop.borrow() == super::Stop::Hard {
+            term = TermState::forwarding(Ended::Stopping);
+        }
+        if let (Some(logger), Some(format)) = (&self.shared.log, self.fe.log) {
+            let bytes = t.head + self.bytes_out;
+            t.emit(logger, format, &self.fe, &self.backend, counts, bytes, term);
+        }
     }
+}
+
+/// The proxy's own answer `r`, noted in the access log's trace: its
+/// status and size.
+fn answered(trace: Option<&mut Trace>, r: Response<ProxyBody>) -> Response<ProxyBody> {
+    if let Some(t) = trace {
+        t.answered(r.status().as_u16(), r.headers());
+        t.head += r.body().size_hint().exact().unwrap_or(0);
+    }
+    r
 }
 
 /// Counts a response the client got on its frontend (HAProxy counts every
@@ -810,6 +840,8 @@ async fn handle(
     // client connection.
     let first_request = !session.not_first.swap(true, Ordering::Relaxed);
     let backend = pick_backend(&fe, &req).to_string();
+    // The access log's trace (the request line as received).
+    let mut trace = fe.log.map(|_| Trace::http(client.addrs.0, &req));
     // An upgrade (HTTP/1.1 only, as hyper): the client connection, once
     // hyper hands it over.
     let upgrade = (req.version() == hyper::Version::HTTP_11 && wants_upgrade(req.headers()))
@@ -892,6 +924,9 @@ async fn handle(
         };
         let r = match acquired {
             Acquire::Queued(ticket) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.queued(&b.core, ticket);
+                }
                 let (tx, rx) = oneshot::channel();
                 b.waiters.insert(ticket, tx);
                 Err((ticket, rx))
@@ -906,13 +941,21 @@ async fn handle(
     if let Some(c) = cookie.as_ref().filter(|c| c.indirect) {
         c.strip_request(req.headers_mut());
     }
-    let mut assignment: Assignment = match first {
-        Ok(Acquire::Assigned(a)) => a,
-        Ok(_) => return denied(shared, &fe, &backend, "503 no server available\n"),
+    let got = match first {
+        Ok(Acquire::Assigned(a)) => Ok(a),
+        Ok(other) => Err((super::no_server_state(other), "503 no server available\n")),
         Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
-            Some(a) => a,
-            None => return denied(shared, &fe, &backend, "503 timeout queue\n"),
+            Some(a) => Ok(a),
+            None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
         },
+    };
+    if let Some(t) = trace.as_deref_mut() {
+        t.assigned(got.as_ref().ok().map(|a| a.server));
+        t.term = got.as_ref().err().map(|e| e.0);
+    }
+    let mut assignment: Assignment = match got {
+        Ok(a) => a,
+        Err((_, text)) => return denied(shared, &fe, &backend, text, trace),
     };
 
     // Sent where its cookie said (a redispatch below breaks it).
@@ -939,6 +982,9 @@ async fn handle(
         }
         if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.connected(true);
+                }
                 break (s, line, true);
             }
             shared.pool.released(
@@ -952,8 +998,14 @@ async fn handle(
             );
             continue;
         }
+        if let Some(t) = trace.as_deref_mut() {
+            t.connecting();
+        }
         match connect(assignment.addr, timeouts.connect, line).await {
             Ok(s) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.connected(false);
+                }
                 shared.pool.opened(&backend, assignment.server, home);
                 let mut core = shared.lock();
                 if let Some(b) = core.backends.get_mut(&backend) {
@@ -982,6 +1034,10 @@ async fn handle(
                     let pause = retry_pause(&retry, timed_out, timeouts.connect);
                     direct &= matches!(retry, Retry::Same(_));
                     persistent &= matches!(retry, Retry::Same(_));
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.retry(&retry);
+                        t.connect_failed(timed_out);
+                    }
                     match retry {
                         Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                         Retry::GiveUp => {
@@ -991,6 +1047,7 @@ async fn handle(
                                 &fe,
                                 &backend,
                                 "503 no server could be reached\n",
+                                trace,
                             );
                         }
                     }
@@ -1019,6 +1076,7 @@ async fn handle(
         complete: false,
         status: 0,
         end: HttpEnd::ClientAbort(None),
+        log: trace,
     };
     // on-marked-down shutdown-sessions (and on-marked-up
     // shutdown-backup-sessions for a backup): in-flight requests end too,
@@ -1049,6 +1107,9 @@ async fn handle(
             None => (None, None, cookie),
         }
     };
+    if let Some(t) = guard.log.as_deref_mut() {
+        t.sending();
+    }
     let sent = async {
         match kill.as_mut() {
             Some(k) => tokio::select! {
@@ -1060,7 +1121,11 @@ async fn handle(
     };
     let Some(sent) = sent.await else {
         guard.end = HttpEnd::Local(503);
-        return local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
+        if let Some(t) = guard.log.as_deref_mut() {
+            t.term = Some(TermState::forwarding(Ended::MarkedDown));
+        }
+        let r = local(StatusCode::SERVICE_UNAVAILABLE, "503 server marked down\n");
+        return answered(guard.log.as_deref_mut(), r);
     };
     // `stick on` / `store-request`: the table learns the server once its
     // response head is in (HAProxy's `process_store_rules`).
@@ -1079,7 +1144,8 @@ async fn handle(
             });
             let Some(on_client) = tunnel else {
                 guard.end = HttpEnd::ServerError(502);
-                return local(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
+                let r = local(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
+                return answered(guard.log.as_deref_mut(), r);
             };
             guard.status = 101;
             guard.end = HttpEnd::ClientAbort(Some(101));
@@ -1087,6 +1153,9 @@ async fn handle(
             let on_server = hyper::upgrade::on(&mut resp);
             let (mut parts, _) = resp.into_parts();
             strip_keeping_upgrade(&mut parts.headers);
+            if let Some(t) = guard.log.as_deref_mut() {
+                t.responded(101, &parts.headers);
+            }
             let kill_rx = tunnel_kill.unwrap_or_else(|| watch::channel(0).1);
             let t = run_tunnel(guard, on_client, on_server, timeouts, kill_rx);
             *session.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(t));
@@ -1108,6 +1177,9 @@ async fn handle(
                     guard.status,
                 );
             }
+            if let Some(t) = guard.log.as_deref_mut() {
+                t.responded(guard.status, &parts.headers);
+            }
             // An empty body may never be polled: the exchange is complete already.
             if body.is_end_stream() {
                 guard.complete();
@@ -1117,11 +1189,13 @@ async fn handle(
         Ok(Err(e)) => {
             tracing::debug!(backend = %guard.backend, error = %e, "server failed mid-request");
             guard.end = HttpEnd::ServerError(502);
-            local(StatusCode::BAD_GATEWAY, "502 bad gateway\n")
+            let r = local(StatusCode::BAD_GATEWAY, "502 bad gateway\n");
+            answered(guard.log.as_deref_mut(), r)
         }
         Err(_) => {
             guard.end = HttpEnd::ServerError(504);
-            local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n")
+            let r = local(StatusCode::GATEWAY_TIMEOUT, "504 timeout server\n");
+            answered(guard.log.as_deref_mut(), r)
         }
     }
 }
@@ -1182,6 +1256,9 @@ async fn run_tunnel(
         Err(Cut::Server(_)) => HttpEnd::ServerAbort(101),
         Err(Cut::ServerTimeout) => HttpEnd::ServerTimeout(101),
     };
+    if let Some(t) = guard.log.as_deref_mut() {
+        t.term = Some(TermState::forwarding(logger::ended(&r)));
+    }
     if let Err(e) = r {
         tracing::debug!(backend = %guard.backend, cut = %e, "tunnel ended");
     }
@@ -1213,9 +1290,10 @@ fn denied(
     fe: &FrontendConfig,
     backend: &str,
     text: &'static str,
+    mut trace: Option<Box<Trace>>,
 ) -> Response<ProxyBody> {
-    let mut core = shared.lock();
-    let core = &mut *core;
+    let mut locked = shared.lock();
+    let core = &mut *locked;
     if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.stats.denied += 1;
     }
@@ -1223,7 +1301,17 @@ fn denied(
     if let Some(b) = core.backends.get_mut(backend) {
         b.core.http_end(None, HttpEnd::Local(503));
     }
-    local(StatusCode::SERVICE_UNAVAILABLE, text)
+    let counts = trace.as_ref().map(|t| t.counts(core, &fe.name, backend));
+    drop(locked);
+    let r = answered(
+        trace.as_deref_mut(),
+        local(StatusCode::SERVICE_UNAVAILABLE, text),
+    );
+    if let (Some(t), Some(c), Some(logger), Some(format)) = (trace, counts, &shared.log, fe.log) {
+        let end = TermState::http(HttpEnd::Local(503));
+        t.emit(logger, format, fe, backend, c, t.head, end);
+    }
+    r
 }
 
 /// A new connection to `addr`, which starts with the PROXY header `line`

@@ -9,6 +9,7 @@ mod checks;
 mod control;
 mod forward;
 mod http;
+mod logger;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use crate::config::{
     BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
 };
 use crate::health::{CheckTimeouts, HealthSource, Operational};
+use crate::log::TermState;
 use crate::proxy_protocol::{self, Version};
 use crate::stats::{EventRate, FrontendStats, HttpStats, Snapshot};
 use crate::{Error, Result};
@@ -170,6 +172,8 @@ struct Shared {
     spread_checks: u32,
     /// `global.seed`: seeds each check loop's jitter.
     seed: Option<u64>,
+    /// `global.log`: where the frontends' access logs go.
+    log: Option<logger::Logger>,
 }
 
 /// Where the proxy is in stopping (ordered: a hard stop follows a soft one).
@@ -275,6 +279,7 @@ impl Proxy {
             accepted: Mutex::new(vec![Arc::new(AtomicU64::new(0))]),
             spread_checks: config.spread_checks,
             seed: config.seed,
+            log: config.log.as_ref().map(logger::Logger::new).transpose()?,
         });
         let accepted = shared.accepted.lock().unwrap_or_else(|e| e.into_inner())[0].clone();
         let mut bound = Vec::new();
@@ -414,6 +419,12 @@ impl Proxy {
     /// The stats listener's address.
     pub fn stats_addr(&self) -> Option<SocketAddr> {
         self.stats_addr
+    }
+
+    /// Access log lines dropped because the log socket or the stdout
+    /// writer could not take them at once (HAProxy's `DroppedLogs`).
+    pub fn dropped_logs(&self) -> u64 {
+        self.shared.log.as_ref().map_or(0, logger::Logger::dropped)
     }
 
     /// Live session and check tasks.
@@ -816,17 +827,32 @@ async fn session(
     peer: SocketAddr,
 ) {
     count_accept(shared, fe);
+    // The access log's trace, from the accept (only when the frontend logs).
+    let mut trace = fe.log.map(|_| logger::Trace::new(peer));
     let (end, bin, bout) = match client_addrs(shared, fe, &mut client, peer).await {
-        None => (End::Denied, 0, 0),
-        Some(addrs) => match session_inner(shared, fe, &mut client, peer, addrs).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
-                (End::Done, 0, 0)
+        None => {
+            // HAProxy does not log a connection that never became a session.
+            trace = None;
+            (End::Denied, 0, 0)
+        }
+        Some(addrs) => {
+            if let Some(t) = trace.as_mut() {
+                t.client = addrs.0;
             }
-        },
+            match session_inner(shared, fe, &mut client, peer, addrs, trace.as_mut()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(frontend = %fe.name, %peer, error = %e, "session error");
+                    (End::Done, 0, 0)
+                }
+            }
+        }
     };
     let mut core = shared.lock();
+    let line = trace.map(|t| {
+        let counts = t.counts(&core, &fe.name, &fe.backend);
+        (t, counts)
+    });
     if let Some(f) = core.frontends.get_mut(&fe.name) {
         let f = &mut f.stats;
         f.cur_sessions = f.cur_sessions.saturating_sub(1);
@@ -835,6 +861,18 @@ async fn session(
         if end == End::Denied {
             f.denied += 1;
         }
+    }
+    drop(core);
+    if let (Some((t, counts)), Some(logger), Some(format)) = (line, &shared.log, fe.log) {
+        t.emit(
+            logger,
+            format,
+            fe,
+            &fe.backend,
+            counts,
+            bout,
+            TermState::NORMAL,
+        );
     }
 }
 
@@ -845,11 +883,27 @@ async fn http_session(
     peer: SocketAddr,
 ) {
     count_accept(shared, fe);
+    // For the line of a malformed request (`<BADREQ>`), when the frontend logs.
+    let mut trace = fe.log.map(|_| logger::Trace::new(peer));
     let served = match client_addrs(shared, fe, &mut stream, peer).await {
-        Some(addrs) => Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await),
+        Some(addrs) => {
+            if let Some(t) = trace.as_mut() {
+                t.client = addrs.0;
+            }
+            Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await)
+        }
         None => None,
     };
-    if let Some(f) = shared.lock().frontends.get_mut(&fe.name) {
+    let mut core = shared.lock();
+    // HAProxy logs a request hyper refused as `PR--`, status 400, no
+    // backend (the frontend's name) and no server.
+    let line = trace.filter(|_| served == Some(true)).map(|mut t| {
+        t.status = Some(400);
+        t.term = Some(TermState::BAD_REQUEST);
+        let counts = t.counts(&core, &fe.name, "");
+        (t, counts)
+    });
+    if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
         match served {
             None => f.stats.denied += 1,
@@ -863,6 +917,10 @@ async fn http_session(
             }
             Some(false) => {}
         }
+    }
+    drop(core);
+    if let (Some((t, counts)), Some(logger), Some(format)) = (line, &shared.log, fe.log) {
+        t.emit(logger, format, fe, &fe.name, counts, 0, TermState::NORMAL);
     }
 }
 
@@ -1022,6 +1080,7 @@ async fn session_inner(
     client: &mut TcpStream,
     peer: SocketAddr,
     (src, dst): (SocketAddr, SocketAddr),
+    mut trace: Option<&mut logger::Trace>,
 ) -> Result<(End, u64, u64)> {
     let _ = client.set_nodelay(true);
     let backend = fe.backend.as_str();
@@ -1044,6 +1103,9 @@ async fn session_inner(
         };
         let r = match r {
             Acquire::Queued(ticket) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.queued(&b.core, ticket);
+                }
                 let (tx, rx) = oneshot::channel();
                 b.waiters.insert(ticket, tx);
                 Err((ticket, rx))
@@ -1054,27 +1116,38 @@ async fn session_inner(
         (t, (r, stuck, key))
     };
     let (first, stuck, key) = first;
-    let mut assignment = match first {
-        Ok(Acquire::Assigned(a)) => a,
-        Ok(_) => {
+    let got = match first {
+        Ok(Acquire::Assigned(a)) => Ok(a),
+        Ok(other) => {
             tracing::info!(frontend = %fe.name, %peer, backend, "no server available");
-            return Ok((End::Denied, 0, 0));
+            Err(no_server_state(other))
         }
         Err((ticket, rx)) => match wait_queue(shared, backend, ticket, rx, timeouts.queue).await {
-            Some(a) => a,
+            Some(a) => Ok(a),
             None => {
                 tracing::info!(frontend = %fe.name, %peer, backend, "timeout queue");
-                return Ok((End::Denied, 0, 0));
+                Err(TermState::QUEUE_TIMEOUT)
             }
         },
+    };
+    if let Some(t) = trace.as_deref_mut() {
+        t.assigned(got.as_ref().ok().map(|a| a.server));
+        t.term = got.err();
+    }
+    let Ok(mut assignment) = got else {
+        return Ok((End::Denied, 0, 0));
     };
 
     // Connect, with retries and redispatch.
     let mut direct = stuck == Some(assignment.server);
     let mut failures = 0u32;
     let (mut server, kill_rx, send_proxy) = loop {
+        if let Some(t) = trace.as_deref_mut() {
+            t.connecting();
+        }
         let r = tokio::time::timeout(timeouts.connect, TcpStream::connect(assignment.addr)).await;
         let server_refused = matches!(&r, Ok(Err(e)) if refused(e));
+        let timed_out = r.is_err();
         let pause = {
             let mut core = shared.lock();
             let Some(b) = core.backends.get_mut(backend) else {
@@ -1082,6 +1155,9 @@ async fn session_inner(
             };
             match r {
                 Ok(Ok(s)) => {
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.connected(false);
+                    }
                     b.core.connect_ok(assignment.server);
                     b.core
                         .stick_store(Instant::now(), src.ip(), dst.ip(), assignment.server);
@@ -1103,6 +1179,10 @@ async fn session_inner(
             b.flush();
             let pause = retry_pause(&retry, server_refused, timeouts.connect);
             direct &= matches!(retry, Retry::Same(_));
+            if let Some(t) = trace.as_deref_mut() {
+                t.retry(&retry);
+                t.connect_failed(timed_out);
+            }
             match retry {
                 Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
                 Retry::GiveUp => {
@@ -1147,10 +1227,18 @@ async fn session_inner(
             b.flush();
         }
     }
+    if let Some(t) = trace {
+        t.term = Some(TermState::forwarding(logger::ended(&res)));
+    }
     if let Err(e) = res {
         tracing::debug!(frontend = %fe.name, %peer, cut = %e, "session ended");
     }
     Ok((End::Done, bin, bout))
+}
+
+/// The termination state when the backend found no server.
+fn no_server_state(a: Acquire) -> TermState {
+    TermState::no_server(a == Acquire::QueueFull)
 }
 
 /// How long to wait before the next connect attempt. As HAProxy
