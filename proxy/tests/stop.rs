@@ -258,6 +258,9 @@ async fn listeners_share_their_port_unless_noreuseport() {
 struct Bin {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// The stderr reader: joined once the process has exited, so `log`
+    /// holds everything it wrote.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Bin {
@@ -272,8 +275,12 @@ impl Bin {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (log, _) = collect_stderr(&mut child);
-        let bin = Bin { child, log };
+        let (log, reader) = collect_stderr(&mut child);
+        let bin = Bin {
+            child,
+            log,
+            reader: Some(reader),
+        };
         bin.wait_log("halyard-proxy running");
         bin
     }
@@ -305,6 +312,10 @@ impl Bin {
         let deadline = Instant::now() + BOUND;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
+                // Its last lines may still be in the pipe.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
                 return st;
             }
             assert!(
