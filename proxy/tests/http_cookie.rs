@@ -5,48 +5,31 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use common::*;
 use halyard_proxy::backend::AdminState;
 use halyard_proxy::health::Operational;
 use halyard_proxy::Proxy;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper::Response;
 
 /// A backend answering `name|<Cookie header or ->`, with `Last-Modified`
 /// (a cacheable response).
 async fn backend(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { return };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                    let cookie = req
-                        .headers()
-                        .get("cookie")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .to_string();
-                    let mut r = Response::new(format!("{name}|{cookie}"));
-                    r.headers_mut().insert(
-                        "last-modified",
-                        "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-                    );
-                    Ok::<_, Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    a
+    hyper_backend(move |req| {
+        let cookie = req
+            .headers()
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        let mut r = Response::new(format!("{name}|{cookie}"));
+        r.headers_mut().insert(
+            "last-modified",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        r
+    })
+    .await
 }
 
 /// One request with `cookie` (if any): (server, Cookie the server saw,

@@ -23,6 +23,32 @@ where
     }
 }
 
+/// An HTTP/1.1 backend (hyper) on loopback that answers every request with
+/// `answer(&request)`; its address.
+pub async fn hyper_backend<F>(answer: F) -> SocketAddr
+where
+    F: Fn(&hyper::Request<hyper::body::Incoming>) -> hyper::Response<String>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let (a, _) = spawn_server(move |s| {
+        let answer = answer.clone();
+        async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let r = answer(&req);
+                async move { Ok::<_, std::convert::Infallible>(r) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                .await;
+        }
+    })
+    .await;
+    a
+}
+
 /// A loopback backend running [`accept_each`]: its address and task.
 pub async fn spawn_server<F, Fut>(serve: F) -> (SocketAddr, JoinHandle<()>)
 where
