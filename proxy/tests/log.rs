@@ -467,3 +467,78 @@ async fn the_binary_logs_to_stdout() {
     assert_eq!(f[3..], ["3", "--", "1/1/0/0/0", "0/0"], "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server whose connects hang: a listener with a full accept queue
+/// (backlog 0 and connections nobody accepts), so that further SYNs are
+/// dropped. Keep the returned sockets alive.
+async fn hanging_server() -> (
+    SocketAddr,
+    Vec<tokio::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = s.listen(0).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(c) => fillers.push(c.unwrap()),
+            Err(_) => return (addr, fillers, l),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+/// A client that leaves while its request is queued or connecting: the
+/// request is cancelled (halyard's `option abortonclose`) and logged as
+/// HAProxy 2.6.12 with `option abortonclose` logs it, status -1 and no
+/// bytes: `be_q/<NOSRV> 0/501/-1/-1/501 -1 0 - - CQ-- 2/2/1/0/0 0/1` (the
+/// first request holding the only slot, `maxconn 1`), and `be_c/s1
+/// 0/0/-1/-1/500 -1 0 - - CC-- 2/1/0/0/0 0/0` (without `abortonclose`,
+/// HAProxy 2.6.12 kept both requests and logged their outcome). The slot
+/// of the request that was connecting is given back.
+#[tokio::test]
+async fn client_leaving_while_queued_or_connecting_is_cq_and_cc() {
+    let (u, global) = receiver().await;
+    let (server, _fillers, _l) = hanging_server().await;
+    let text = http_text(&global, "timeout_connect = \"30s\"", server) + "maxconn = 1\n";
+    let text = text.replace("timeout_connect = \"1s\"\n", "");
+    let (p, addr) = start(&text).await;
+    let be = |p: &Proxy| p.stats().backends[0].clone();
+    let mut connecting = TcpStream::connect(addr).await.unwrap();
+    let me_c = connecting.local_addr().unwrap();
+    connecting
+        .write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the first request connecting", || be(&p).cur_sessions == 1).await;
+    let mut queued = TcpStream::connect(addr).await.unwrap();
+    let me_q = queued.local_addr().unwrap();
+    queued
+        .write_all(b"GET /q HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the second request queued", || be(&p).queue_cur == 1).await;
+    drop(queued);
+    let line = next_line(&u).await;
+    let f = fields(&line, me_q);
+    assert_eq!(f[..2], ["fe", "be/<NOSRV>"], "{line}");
+    assert_eq!(shape(&f[2]), "N/N/-N/-N/N", "{line}");
+    let want = ["-1", "0", "-", "-", "CQ--", "2/2/1/0/0", "0/1"];
+    assert_eq!(f[3..10], want, "{line}");
+    assert_eq!(f[10..].join(" "), "\"GET /q HTTP/1.1\"", "{line}");
+    drop(connecting);
+    let line = next_line(&u).await;
+    let f = fields(&line, me_c);
+    assert_eq!(f[..2], ["fe", "be/s1"], "{line}");
+    assert_eq!(shape(&f[2]), "N/N/-N/-N/N", "{line}");
+    let want = ["-1", "0", "-", "-", "CC--", "1/1/0/0/0", "0/0"];
+    assert_eq!(f[3..10], want, "{line}");
+    assert_eq!(f[10..].join(" "), "\"GET /c HTTP/1.1\"", "{line}");
+    eventually("the slot given back, the queue empty", || {
+        let b = be(&p);
+        (b.cur_sessions, b.queue_cur, b.servers[0].cur_sessions) == (0, 0, 0)
+    })
+    .await;
+}

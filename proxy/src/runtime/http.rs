@@ -75,7 +75,7 @@ use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, HttpReuse, IdleList, PoolLimits};
-use crate::log::{Cause, Ended, TermState};
+use crate::log::{Cause, Ended, Phase, TermState};
 use crate::proxy_protocol::{self, Version};
 
 /// The PROXY header a server connection started with (`send_proxy`):
@@ -556,6 +556,70 @@ impl Drop for Release {
     }
 }
 
+/// A request waiting for a server (queued) or a server connection: if
+/// hyper drops the request's future then (its client left), this guard
+/// gives the server slot back and logs the request as HAProxy 2.6.12 does
+/// with `option abortonclose` (`CQ` / `CC`, status -1, 0 bytes), which the
+/// [`Release`] guard does once the request has its connection. Borrows
+/// what it needs: a frontend that does not log pays no allocation and no
+/// lock for it.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    fe: &'a FrontendConfig,
+    backend: &'a str,
+    /// The access log's trace, when the frontend logs.
+    trace: Option<Box<Trace>>,
+    /// Set while the request awaits: queued (no server), or connecting
+    /// to the server whose slot it holds.
+    awaiting: Option<(Phase, Option<ServerId>)>,
+}
+
+impl Waiting<'_> {
+    /// The request is queued, or connects to `server` (holding its slot).
+    fn awaits(&mut self, server: Option<ServerId>) {
+        let phase = if server.is_some() {
+            Phase::Connect
+        } else {
+            Phase::Queue
+        };
+        self.awaiting = Some((phase, server));
+    }
+
+    /// The request goes on (or ends) on the normal path, with its trace.
+    fn done(mut self) -> Option<Box<Trace>> {
+        self.awaiting = None;
+        self.trace.take()
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some((phase, server)) = self.awaiting else {
+            return;
+        };
+        let mut locked = self.shared.lock();
+        let core = &mut *locked;
+        if let (Some(server), Some(b)) = (server, core.backends.get_mut(self.backend)) {
+            b.core.release(Instant::now(), server, 0, 0);
+            b.core.http_end(Some(server), HttpEnd::ClientAbort(None));
+            b.flush();
+        }
+        let Some(mut t) = self.trace.take() else {
+            return;
+        };
+        if phase == Phase::Queue {
+            t.assigned(None);
+        }
+        let counts = t.counts(core, &self.fe.name, self.backend);
+        drop(locked);
+        if let (Some(logger), Some(format)) = (&self.shared.log, self.fe.log) {
+            let term = TermState::new(Cause::ClientAbort, phase);
+            t.term = Some(term);
+            t.emit(logger, format, self.fe, self.backend, counts, 0, term);
+        }
+    }
+}
+
 /// The proxy's own answer `r`, noted in the access log's trace: its
 /// status and size.
 fn answered(trace: Option<&mut Trace>, r: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -840,8 +904,15 @@ async fn handle(
     // client connection.
     let first_request = !session.not_first.swap(true, Ordering::Relaxed);
     let backend = pick_backend(&fe, &req).to_string();
-    // The access log's trace (the request line as received).
-    let mut trace = fe.log.map(|_| Trace::http(client.addrs.0, &req));
+    // The access log's trace (the request line as received), logged if
+    // the client leaves while the request waits.
+    let mut waiting = Waiting {
+        shared,
+        fe: &fe,
+        backend: &backend,
+        trace: fe.log.map(|_| Trace::http(client.addrs.0, &req)),
+        awaiting: None,
+    };
     // An upgrade (HTTP/1.1 only, as hyper): the client connection, once
     // hyper hands it over.
     let upgrade = (req.version() == hyper::Version::HTTP_11 && wants_upgrade(req.headers()))
@@ -924,7 +995,7 @@ async fn handle(
         };
         let r = match acquired {
             Acquire::Queued(ticket) => {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.queued(&b.core, ticket);
                 }
                 let (tx, rx) = oneshot::channel();
@@ -944,19 +1015,23 @@ async fn handle(
     let got = match first {
         Ok(Acquire::Assigned(a)) => Ok(a),
         Ok(other) => Err((super::no_server_state(other), "503 no server available\n")),
-        Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
-            Some(a) => Ok(a),
-            None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
-        },
+        Err((ticket, rx)) => {
+            waiting.awaits(None);
+            match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
+                Some(a) => Ok(a),
+                None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
+            }
+        }
     };
-    if let Some(t) = trace.as_deref_mut() {
+    if let Some(t) = waiting.trace.as_deref_mut() {
         t.assigned(got.as_ref().ok().map(|a| a.server));
         t.term = got.as_ref().err().map(|e| e.0);
     }
     let mut assignment: Assignment = match got {
         Ok(a) => a,
-        Err((_, text)) => return denied(shared, &fe, &backend, text, trace),
+        Err((_, text)) => return denied(shared, &fe, &backend, text, waiting.done()),
     };
+    waiting.awaits(Some(assignment.server));
 
     // Sent where its cookie said (a redispatch below breaks it).
     let mut direct = named == Some(assignment.server);
@@ -982,7 +1057,7 @@ async fn handle(
         }
         if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.connected(true);
                 }
                 break (s, line, true);
@@ -998,12 +1073,12 @@ async fn handle(
             );
             continue;
         }
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = waiting.trace.as_deref_mut() {
             t.connecting();
         }
         match connect(assignment.addr, timeouts.connect, line).await {
             Ok(s) => {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.connected(false);
                 }
                 shared.pool.opened(&backend, assignment.server, home);
@@ -1020,6 +1095,8 @@ async fn handle(
                     let mut core = shared.lock();
                     let Some(b) = core.backends.get_mut(&backend) else {
                         count_frontend(&mut core, &fe.name, 503);
+                        drop(core);
+                        waiting.done();
                         return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
                     };
                     let retry = b.core.connect_failed(
@@ -1034,12 +1111,15 @@ async fn handle(
                     let pause = retry_pause(&retry, timed_out, timeouts.connect);
                     direct &= matches!(retry, Retry::Same(_));
                     persistent &= matches!(retry, Retry::Same(_));
-                    if let Some(t) = trace.as_deref_mut() {
+                    if let Some(t) = waiting.trace.as_deref_mut() {
                         t.retry(&retry);
                         t.connect_failed(timed_out);
                     }
                     match retry {
-                        Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+                        Retry::Same(a) | Retry::Redispatch(a) => {
+                            assignment = a;
+                            waiting.awaits(Some(a.server));
+                        }
                         Retry::GiveUp => {
                             drop(core);
                             return denied(
@@ -1047,7 +1127,7 @@ async fn handle(
                                 &fe,
                                 &backend,
                                 "503 no server could be reached\n",
-                                trace,
+                                waiting.done(),
                             );
                         }
                     }
@@ -1059,6 +1139,7 @@ async fn handle(
             }
         }
     };
+    let trace = waiting.done();
     let mut guard = Release {
         shared: shared.clone(),
         fe,
