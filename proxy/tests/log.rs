@@ -542,3 +542,43 @@ async fn client_leaving_while_queued_or_connecting_is_cq_and_cc() {
     })
     .await;
 }
+
+/// Lines the log socket refuses are dropped and counted: a UDP target
+/// with nobody listening answers ICMP port unreachable, which fails the
+/// next `send`. The count is `Proxy::dropped_logs()`, the stats
+/// snapshot's `dropped_logs` and HAProxy 2.6's
+/// `haproxy_process_dropped_logs_total` (`DroppedLogs` in `show info`).
+#[tokio::test]
+async fn dropped_lines_are_counted_in_the_stats() {
+    let gone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = gone.local_addr().unwrap();
+    drop(gone);
+    let global = format!("[global]\nlog = {{ target = \"udp://{target}\" }}\n");
+    let (echo, _) = echo_server().await;
+    let (p, addr) = start(&tcp_config(&global, "", echo)).await;
+    for _ in 0..50 {
+        if p.dropped_logs() > 0 {
+            break;
+        }
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"a").await.unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).await.unwrap();
+        drop(c);
+        eventually("the session ended", || {
+            p.stats().frontends[0].cur_sessions == 0
+        })
+        .await;
+    }
+    let dropped = p.dropped_logs();
+    assert!(dropped > 0, "no line dropped");
+    let snap = p.stats();
+    assert_eq!(snap.dropped_logs, dropped);
+    let metrics = snap.to_prometheus();
+    assert!(
+        metrics.contains(&format!(
+            "# TYPE haproxy_process_dropped_logs_total counter\nhaproxy_process_dropped_logs_total {dropped}\n"
+        )),
+        "{metrics}"
+    );
+}

@@ -439,6 +439,7 @@ impl Proxy {
         Snapshot {
             frontends: core.frontends.values().map(|f| f.snapshot(now)).collect(),
             backends: core.backends.values().map(|b| b.core.stats(now)).collect(),
+            dropped_logs: self.dropped_logs(),
         }
     }
 
