@@ -582,3 +582,62 @@ async fn dropped_lines_are_counted_in_the_stats() {
         "{metrics}"
     );
 }
+
+/// Connections closed for their PROXY header (`accept_proxy`) are not
+/// sessions; HAProxy 2.6.12 (`bind ... accept-proxy`, `option httplog` or
+/// `tcplog`) logs each in a line of its own, the bind line's number after
+/// the frontend: `127.0.0.1:60406 [27/Nov/2026:12:06:05.535] fe_p/1:
+/// Received something which does not look like a PROXY protocol header`,
+/// `... Received an invalid PROXY protocol header` (`PROXY TCP4
+/// 1.2.3.4\r\n`), `... Connection closed while waiting for PROXY protocol
+/// header` (closed without a byte), `... Truncated PROXY protocol header
+/// received` (closed in the middle) and `... Timeout while waiting for
+/// PROXY protocol header` (`timeout client`).
+#[tokio::test]
+async fn refused_proxy_headers_log_why() {
+    let (u, global) = receiver().await;
+    let (echo, _) = echo_server().await;
+    for mode in ["tcp", "http"] {
+        let text = http_text(&global, "timeout_client = \"300ms\"", echo)
+            .replace("mode = \"http\"", &format!("mode = \"{mode}\""))
+            .replace(
+                "log_format = \"httplog\"",
+                &format!("log_format = \"{mode}log\"\naccept_proxy = true"),
+            );
+        let (p, addr) = start(&text).await;
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"GARBAGE\r\n",
+                "Received something which does not look like a PROXY protocol header",
+            ),
+            (
+                b"PROXY TCP4 1.2.3.4\r\n",
+                "Received an invalid PROXY protocol header",
+            ),
+            (
+                b"",
+                "Connection closed while waiting for PROXY protocol header",
+            ),
+            (b"PROXY TCP4 ", "Truncated PROXY protocol header received"),
+            (b"-", "Timeout while waiting for PROXY protocol header"),
+        ];
+        for (sent, why) in cases {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let me = c.local_addr().unwrap();
+            if sent == b"-" {
+                // Nothing, until halyard gives up.
+                let mut out = Vec::new();
+                c.read_to_end(&mut out).await.unwrap();
+            } else {
+                c.write_all(sent).await.unwrap();
+                c.shutdown().await.unwrap();
+            }
+            let line = next_line(&u).await;
+            let (head, text) = line.split_once(": ").expect("a reason");
+            let f = fields(head, me);
+            assert_eq!(f, ["fe/1"], "{mode}: {line}");
+            assert_eq!(text, why, "{mode}: {line}");
+        }
+        assert_eq!(p.stats().frontends[0].denied, 5, "{mode}");
+    }
+}
