@@ -191,6 +191,13 @@ impl TermState {
         phase: Phase::Request,
     };
 
+    /// A request head not received within `timeout client` (HAProxy's
+    /// `timeout http-request`), answered 408: `cR`.
+    pub const REQUEST_TIMEOUT: TermState = TermState {
+        cause: Cause::ClientTimeout,
+        phase: Phase::Request,
+    };
+
     /// No server for it: none usable `SC` (HAProxy 2.6.12 logs `<NOSRV>`
     /// then), or the server it must wait for has a full queue (`maxqueue`)
     /// `SQ` (HAProxy's `SRV_STATUS_FULL`).
@@ -797,6 +804,7 @@ mod tests {
             (TermState::no_server(true), "SQ"),
             (TermState::QUEUE_TIMEOUT, "sQ"),
             (TermState::BAD_REQUEST, "PR"),
+            (TermState::REQUEST_TIMEOUT, "cR"),
             (TermState::new(Cause::Normal, Phase::Data), "--"),
             (TermState::http(HttpEnd::Response(200)), "--"),
             (TermState::http(HttpEnd::ServerAbort(200)), "SD"),

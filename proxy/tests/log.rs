@@ -641,3 +641,69 @@ async fn refused_proxy_headers_log_why() {
         assert_eq!(p.stats().frontends[0].denied, 5, "{mode}");
     }
 }
+
+/// A request head that does not come within `timeout client` (HAProxy's
+/// `timeout http-request`, slowloris): HAProxy 2.6.12 answered `408
+/// Request Time-out` and logged `fe fe/<NOSRV> -1/-1/-1/-1/2002 408 0 - -
+/// cR-- 2/2/0/0/0 0/0 "<BADREQ>"`, for a head begun and for one never
+/// begun on a new connection (`%Ta` from the accept, `%B` 0 although the
+/// 408 went out), and closed an idle kept-alive connection without a word
+/// or a line (`timeout http-keep-alive`); a request begun after one served
+/// timed out as the first did.
+#[tokio::test]
+async fn request_head_timeout_is_cr_408() {
+    let (u, global) = receiver().await;
+    let (server, _) = raw_http_server().await;
+    let (p, addr) = start(&http_text(&global, "timeout_client = \"300ms\"", server)).await;
+    // Kept alive, then idle: closed, one line (the request's).
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    idle.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(!out.contains("408"), "{out}");
+    let line = next_line(&u).await;
+    assert!(line.contains(" 200 "), "{line}");
+    // Begun and not finished; never begun; begun after one served.
+    let sends: [&[u8]; 3] = [
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n",
+        b"",
+        b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\n",
+    ];
+    for sent in sends {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let me = c.local_addr().unwrap();
+        c.write_all(sent).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with("HTTP/1.1 408 Request Time-out\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\n408 request timeout\n"),
+            "{out}"
+        );
+        let mut line = next_line(&u).await;
+        if sent.len() > 40 {
+            assert!(line.contains(" 200 "), "{line}");
+            line = next_line(&u).await;
+        }
+        let f = fields(&line, me);
+        assert_eq!(f[..2], ["fe", "fe/<NOSRV>"], "{line}");
+        assert_eq!(shape(&f[2]), "-N/-N/-N/-N/N", "{line}");
+        let want = [
+            "408",
+            "0",
+            "-",
+            "-",
+            "cR--",
+            "1/1/0/0/0",
+            "0/0",
+            "\"<BADREQ>\"",
+        ];
+        assert_eq!(f[3..], want, "{line}");
+    }
+    let h = p.stats().frontends[0].http.clone().unwrap();
+    assert_eq!((h.requests, h.request_errors, h.responses[4]), (5, 3, 3));
+}

@@ -783,17 +783,33 @@ impl Session {
     }
 }
 
+/// HAProxy's answer to a request head not received within `timeout
+/// client` (its `timeout http-request`), then a close.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Time-out\r\ncontent-type: text/plain\r\n\
+content-length: 20\r\nconnection: close\r\n\r\n408 request timeout\n";
+
+/// How a client connection ended, for its frontend's counters and log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnEnd {
+    /// Closed, or every request went its way.
+    Done,
+    /// A malformed request head, which hyper answered (400, 414 or 431).
+    BadRequest,
+    /// A request head not received within `timeout client` (the first
+    /// one, or one begun later), answered 408.
+    RequestTimeout,
+}
+
 /// Serves one client connection, whose client has the `(source,
 /// destination)` addresses `addrs` (its PROXY header's with
-/// `accept_proxy`). True when it ended on a malformed request that hyper
-/// answered itself (400, 414 or 431).
+/// `accept_proxy`), and says how it ended.
 pub(super) async fn serve(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
     stream: TcpStream,
     peer: SocketAddr,
     addrs: (SocketAddr, SocketAddr),
-) -> bool {
+) -> ConnEnd {
     let _ = stream.set_nodelay(true);
     // The client's address as an X-Forwarded-For value, built once per connection.
     let client = Client {
@@ -811,27 +827,26 @@ pub(super) async fn serve(
         let session = svc_session.clone();
         async move { Ok::<_, Infallible>(handle(&shared, fe, req, client, &session).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    tokio::pin!(conn);
     let mut stop = shared.stop.subscribe();
     let mut next = super::Stop::Soft;
     let r = loop {
         tokio::select! {
-            r = conn.as_mut() => break r,
+            r = &mut conn => break r,
             _ = super::stopped(&mut stop, next) => {
                 if *stop.borrow() == super::Stop::Hard {
-                    return false;
+                    return ConnEnd::Done;
                 }
                 // Soft stop (HAProxy's mux_h1 `h1_set_cli_conn_mode`: a
                 // stopping frontend switches keep-alive to close): an idle
                 // connection closes now, a busy one after its response,
                 // sent with `Connection: close`.
-                conn.as_mut().graceful_shutdown();
+                Pin::new(&mut conn).graceful_shutdown();
                 next = super::Stop::Hard;
             }
         }
@@ -840,7 +855,22 @@ pub(super) async fn serve(
         tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
         // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
         // preface, a timeout or a close.
-        return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
+        if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+            return ConnEnd::BadRequest;
+        }
+        // hyper's header read timeout closes without a word. HAProxy
+        // (`h1_handle_req_tout`) answers 408 unless the connection waited
+        // idle for its next request (`timeout http-keep-alive`).
+        if e.is_timeout() {
+            let first = !session.not_first.load(Ordering::Relaxed);
+            if let Some(parts) = conn.into_parts() {
+                if first || !parts.read_buf.is_empty() {
+                    // Best effort, never waiting: the socket is idle.
+                    let _ = parts.io.inner().try_write(REQUEST_TIMEOUT);
+                    return ConnEnd::RequestTimeout;
+                }
+            }
+        }
     }
     // The connection ended, or was handed over to an upgraded request's
     // tunnel: the session lasts until the tunnel ends.
@@ -852,7 +882,7 @@ pub(super) async fn serve(
     if let Some(t) = tunnel {
         t.await;
     }
-    false
+    ConnEnd::Done
 }
 
 fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str {

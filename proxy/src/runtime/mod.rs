@@ -900,28 +900,32 @@ async fn http_session(
             None
         }
     };
+    // HAProxy's h1_handle_parsing_error and h1_handle_req_tout: a request
+    // hyper refused (400, `PR--`) or whose head did not come in time (408,
+    // `cR--`) is one more request, a request error and its 4xx, logged
+    // with no backend (the frontend's name), no server and `<BADREQ>`.
+    let refused = match served {
+        Some(http::ConnEnd::BadRequest) => Some((400, TermState::BAD_REQUEST)),
+        Some(http::ConnEnd::RequestTimeout) => Some((408, TermState::REQUEST_TIMEOUT)),
+        _ => None,
+    };
     let mut core = shared.lock();
-    // HAProxy logs a request hyper refused as `PR--`, status 400, no
-    // backend (the frontend's name) and no server.
-    let line = trace.filter(|_| served == Some(true)).map(|mut t| {
-        t.status = Some(400);
-        t.term = Some(TermState::BAD_REQUEST);
+    let line = trace.zip(refused).map(|(mut t, (status, term))| {
+        t.status = Some(status);
+        t.term = Some(term);
         let counts = t.counts(&core, &fe.name, "");
         (t, counts)
     });
     if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
-        match served {
-            None => f.stats.denied += 1,
-            // HAProxy's h1_handle_parsing_error: one more request, a
-            // request error and the 4xx hyper sent.
-            Some(true) => {
-                if let Some(h) = f.request_received(Instant::now()) {
-                    h.request_errors += 1;
-                    h.count_response(400);
-                }
+        if served.is_none() {
+            f.stats.denied += 1;
+        }
+        if let Some((status, _)) = refused {
+            if let Some(h) = f.request_received(Instant::now()) {
+                h.request_errors += 1;
+                h.count_response(status);
             }
-            Some(false) => {}
         }
     }
     drop(core);
