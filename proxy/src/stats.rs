@@ -658,7 +658,8 @@ impl Snapshot {
     /// (`proxy`, `server`), the status gauges with one sample per `state`,
     /// durations in seconds. Only what halyard measures with HAProxy's
     /// meaning is exported (the tables `FRONTEND_METRICS`, `BACKEND_METRICS`
-    /// and `SERVER_METRICS`; README, "Prometheus"); the few counters HAProxy
+    /// and `SERVER_METRICS`; README, "Prometheus"), after the one process
+    /// metric, `haproxy_process_dropped_logs_total`; the few counters HAProxy
     /// has no name for are `halyard_*`. A family without a sample is left
     /// out, as HAProxy does.
     pub fn to_prometheus(&self) -> String {

@@ -19,8 +19,9 @@
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
 //! the server fails mid-request; 504 on `timeout server` before the response
-//! headers. `timeout client` bounds the time to receive request headers
-//! (slowloris) and the keep-alive idle time.
+//! headers; 408 when a request head does not come within `timeout client`
+//! (slowloris), which also bounds the keep-alive idle time (closed without
+//! an answer, as HAProxy's `timeout http-keep-alive`).
 //!
 //! Upgrades (WebSocket): a request with `Connection: upgrade` and an
 //! `Upgrade` header keeps both, and its server connection is never pooled
