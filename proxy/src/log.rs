@@ -191,6 +191,13 @@ impl TermState {
         phase: Phase::Request,
     };
 
+    /// A request head not received within `timeout client` (HAProxy's
+    /// `timeout http-request`), answered 408: `cR`.
+    pub const REQUEST_TIMEOUT: TermState = TermState {
+        cause: Cause::ClientTimeout,
+        phase: Phase::Request,
+    };
+
     /// No server for it: none usable `SC` (HAProxy 2.6.12 logs `<NOSRV>`
     /// then), or the server it must wait for has a full queue (`maxqueue`)
     /// `SQ` (HAProxy's `SRV_STATUS_FULL`).
@@ -482,6 +489,65 @@ pub fn write_line(out: &mut String, format: LogFormat, r: &Record<'_>) {
     }
 }
 
+/// Why a connection was closed before it became a session: its PROXY
+/// header (`accept_proxy`) was bad or did not come (HAProxy's
+/// `CO_ER_PRX_*` error codes, `conn_err_code_str` in `src/connection.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnError {
+    /// The client closed before sending anything (`CO_ER_PRX_EMPTY`).
+    Empty,
+    /// The connection failed, reset (`CO_ER_PRX_ABORT`).
+    Abort,
+    /// `timeout client` passed first (`CO_ER_PRX_TIMEOUT`).
+    Timeout,
+    /// The client closed in the middle of the header (`CO_ER_PRX_TRUNCATED`).
+    Truncated,
+    /// Not a PROXY header at all (`CO_ER_PRX_NOT_HDR`).
+    NotHeader,
+    /// A PROXY header, but malformed (`CO_ER_PRX_BAD_HDR`).
+    BadHeader,
+}
+
+impl ConnError {
+    /// HAProxy's text for it.
+    pub fn message(self) -> &'static str {
+        match self {
+            ConnError::Empty => "Connection closed while waiting for PROXY protocol header",
+            ConnError::Abort => "Connection error while waiting for PROXY protocol header",
+            ConnError::Timeout => "Timeout while waiting for PROXY protocol header",
+            ConnError::Truncated => "Truncated PROXY protocol header received",
+            ConnError::NotHeader => {
+                "Received something which does not look like a PROXY protocol header"
+            }
+            ConnError::BadHeader => "Received an invalid PROXY protocol header",
+        }
+    }
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Appends the line HAProxy logs for a connection closed before it became
+/// a session (`sess_log_embryonic`, `session_prepare_log_prefix` in
+/// `src/session.c`), whatever the log format: `%ci:%cp [%t] %ft/<bind>:
+/// <reason>`, `listener` being the number of the frontend's bind address
+/// that accepted it, from 1 (HAProxy's listener `luid`), without a newline.
+pub fn write_conn_error(
+    out: &mut String,
+    client: SocketAddr,
+    at: SystemTime,
+    frontend: &str,
+    listener: usize,
+    e: ConnError,
+) {
+    let _ = write!(out, "{}:{} [", client.ip(), client.port());
+    date(out, at);
+    let _ = write!(out, "] {frontend}/{listener}: {e}");
+}
+
 /// Appends HAProxy's RFC 3164 header, `<134>Nov 27 11:17:11 tag[pid]: `
 /// (no hostname: HAProxy sends one only with `log-send-hostname`), for a
 /// line logged at `info`.
@@ -738,6 +804,7 @@ mod tests {
             (TermState::no_server(true), "SQ"),
             (TermState::QUEUE_TIMEOUT, "sQ"),
             (TermState::BAD_REQUEST, "PR"),
+            (TermState::REQUEST_TIMEOUT, "cR"),
             (TermState::new(Cause::Normal, Phase::Data), "--"),
             (TermState::http(HttpEnd::Response(200)), "--"),
             (TermState::http(HttpEnd::ServerAbort(200)), "SD"),
@@ -749,6 +816,43 @@ mod tests {
         ];
         for (state, want) in cases {
             assert_eq!(state.to_string(), want, "{state:?}");
+        }
+    }
+
+    /// The lines HAProxy 2.6.12 printed for connections refused for their
+    /// PROXY header on a frontend's first bind line (`accept-proxy`).
+    #[test]
+    fn connection_error_lines() {
+        let client = "127.0.0.1:60406".parse().unwrap();
+        let cases = [
+            (
+                ConnError::NotHeader,
+                "Received something which does not look like a PROXY protocol header",
+            ),
+            (
+                ConnError::BadHeader,
+                "Received an invalid PROXY protocol header",
+            ),
+            (
+                ConnError::Empty,
+                "Connection closed while waiting for PROXY protocol header",
+            ),
+            (
+                ConnError::Truncated,
+                "Truncated PROXY protocol header received",
+            ),
+            (
+                ConnError::Timeout,
+                "Timeout while waiting for PROXY protocol header",
+            ),
+        ];
+        for (e, text) in cases {
+            let mut s = String::new();
+            write_conn_error(&mut s, client, at(), "fe_p", 1, e);
+            assert_eq!(
+                s,
+                format!("127.0.0.1:60406 [27/Nov/2026:11:15:02.123] fe_p/1: {text}")
+            );
         }
     }
 

@@ -62,8 +62,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>> {
     if buf[..n] == V1_PREFIX[..n] {
         return parse_v1(buf);
     }
-    Err(Error::ProxyProtocol("no PROXY signature"))
+    Err(Error::ProxyProtocol(NO_SIGNATURE))
 }
+
+/// The error of [`parse`] for bytes that start neither header version.
+pub const NO_SIGNATURE: &str = "no PROXY signature";
 
 fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>> {
     // The CR may sit at index V1_MAX - 2 at the latest: the line, CRLF

@@ -342,6 +342,9 @@ pub struct Snapshot {
     pub frontends: Vec<FrontendStats>,
     /// Backends by name.
     pub backends: Vec<BackendStats>,
+    /// Access log lines dropped since the start (HAProxy's `show info`
+    /// `DroppedLogs`).
+    pub dropped_logs: u64,
 }
 
 /// The columns of [`Snapshot::to_csv`]: HAProxy 2.6's `show stat` fields 0
@@ -655,7 +658,8 @@ impl Snapshot {
     /// (`proxy`, `server`), the status gauges with one sample per `state`,
     /// durations in seconds. Only what halyard measures with HAProxy's
     /// meaning is exported (the tables `FRONTEND_METRICS`, `BACKEND_METRICS`
-    /// and `SERVER_METRICS`; README, "Prometheus"); the few counters HAProxy
+    /// and `SERVER_METRICS`; README, "Prometheus"), after the one process
+    /// metric, `haproxy_process_dropped_logs_total`; the few counters HAProxy
     /// has no name for are `halyard_*`. A family without a sample is left
     /// out, as HAProxy does.
     pub fn to_prometheus(&self) -> String {
@@ -685,6 +689,15 @@ impl Snapshot {
                 })
             })
             .collect();
+        // The one process metric halyard has: HAProxy's exporter prints
+        // the process families first.
+        let _ = write!(
+            out,
+            "# HELP haproxy_process_dropped_logs_total {DROPPED_LOGS_HELP}\n\
+             # TYPE haproxy_process_dropped_logs_total counter\n\
+             haproxy_process_dropped_logs_total {}\n",
+            self.dropped_logs
+        );
         write_families(&mut out, FRONTEND_METRICS, &fe);
         write_families(&mut out, BACKEND_METRICS, &be);
         write_families(&mut out, SERVER_METRICS, &srv);
@@ -811,6 +824,11 @@ const fn by_code<T>(
 
 /// HAProxy's HELP text of every `http_responses_total` (its first field's,
 /// `1xx`, stands for the family).
+/// `DroppedLogs`'s description in HAProxy 2.6's `info_fields`, which its
+/// exporter uses as HELP text.
+const DROPPED_LOGS_HELP: &str =
+    "Total number of dropped logs for current worker process since started";
+
 const HTTP_RESPONSES_HELP: &str = "Total number of HTTP responses with status 100-199 returned by this object since the worker process started";
 
 /// One sample of an HTTP counter; none without HTTP counters (TCP mode).
@@ -1136,6 +1154,7 @@ mod tests {
             ));
         }
         let snap = Snapshot {
+            dropped_logs: 0,
             frontends: vec![FrontendStats {
                 name: "fe".into(),
                 total_sessions: 3,
@@ -1268,6 +1287,7 @@ mod tests {
             ..Default::default()
         };
         let snap = Snapshot {
+            dropped_logs: 0,
             frontends: vec![
                 fe("a", Some(http(21))),
                 fe("b", Some(http(22))),
@@ -1334,6 +1354,7 @@ mod tests {
         }
         b.set_admin(now, "d", AdminState::Drain).unwrap();
         let snap = Snapshot {
+            dropped_logs: 0,
             frontends: vec![],
             backends: vec![b.stats(now)],
         };
@@ -1357,6 +1378,7 @@ mod tests {
     #[test]
     fn csv_quotes_commas_and_quotes() {
         let snap = Snapshot {
+            dropped_logs: 0,
             frontends: vec![FrontendStats {
                 name: "a,\"b".into(),
                 ..Default::default()
@@ -1472,6 +1494,7 @@ mod tests {
         b.add_server(ServerSpec::new("s\"2", "127.0.0.1:2".parse().unwrap()), now)
             .unwrap();
         let snap = Snapshot {
+            dropped_logs: 0,
             frontends: vec![FrontendStats {
                 name: "fe".into(),
                 total_sessions: 3,

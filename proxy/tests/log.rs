@@ -467,3 +467,243 @@ async fn the_binary_logs_to_stdout() {
     assert_eq!(f[3..], ["3", "--", "1/1/0/0/0", "0/0"], "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server whose connects hang: a listener with a full accept queue
+/// (backlog 0 and connections nobody accepts), so that further SYNs are
+/// dropped. Keep the returned sockets alive.
+async fn hanging_server() -> (
+    SocketAddr,
+    Vec<tokio::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = s.listen(0).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+            Ok(c) => fillers.push(c.unwrap()),
+            Err(_) => return (addr, fillers, l),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+/// A client that leaves while its request is queued or connecting: the
+/// request is cancelled (halyard's `option abortonclose`) and logged as
+/// HAProxy 2.6.12 with `option abortonclose` logs it, status -1 and no
+/// bytes: `be_q/<NOSRV> 0/501/-1/-1/501 -1 0 - - CQ-- 2/2/1/0/0 0/1` (the
+/// first request holding the only slot, `maxconn 1`), and `be_c/s1
+/// 0/0/-1/-1/500 -1 0 - - CC-- 2/1/0/0/0 0/0` (without `abortonclose`,
+/// HAProxy 2.6.12 kept both requests and logged their outcome). The slot
+/// of the request that was connecting is given back.
+#[tokio::test]
+async fn client_leaving_while_queued_or_connecting_is_cq_and_cc() {
+    let (u, global) = receiver().await;
+    let (server, _fillers, _l) = hanging_server().await;
+    let text = http_text(&global, "timeout_connect = \"30s\"", server) + "maxconn = 1\n";
+    let text = text.replace("timeout_connect = \"1s\"\n", "");
+    let (p, addr) = start(&text).await;
+    let be = |p: &Proxy| p.stats().backends[0].clone();
+    let mut connecting = TcpStream::connect(addr).await.unwrap();
+    let me_c = connecting.local_addr().unwrap();
+    connecting
+        .write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the first request connecting", || be(&p).cur_sessions == 1).await;
+    let mut queued = TcpStream::connect(addr).await.unwrap();
+    let me_q = queued.local_addr().unwrap();
+    queued
+        .write_all(b"GET /q HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the second request queued", || be(&p).queue_cur == 1).await;
+    drop(queued);
+    let line = next_line(&u).await;
+    let f = fields(&line, me_q);
+    assert_eq!(f[..2], ["fe", "be/<NOSRV>"], "{line}");
+    assert_eq!(shape(&f[2]), "N/N/-N/-N/N", "{line}");
+    let want = ["-1", "0", "-", "-", "CQ--", "2/2/1/0/0", "0/1"];
+    assert_eq!(f[3..10], want, "{line}");
+    assert_eq!(f[10..].join(" "), "\"GET /q HTTP/1.1\"", "{line}");
+    drop(connecting);
+    let line = next_line(&u).await;
+    let f = fields(&line, me_c);
+    assert_eq!(f[..2], ["fe", "be/s1"], "{line}");
+    assert_eq!(shape(&f[2]), "N/N/-N/-N/N", "{line}");
+    let want = ["-1", "0", "-", "-", "CC--", "1/1/0/0/0", "0/0"];
+    assert_eq!(f[3..10], want, "{line}");
+    assert_eq!(f[10..].join(" "), "\"GET /c HTTP/1.1\"", "{line}");
+    eventually("the slot given back, the queue empty", || {
+        let b = be(&p);
+        (b.cur_sessions, b.queue_cur, b.servers[0].cur_sessions) == (0, 0, 0)
+    })
+    .await;
+}
+
+/// Lines the log socket refuses are dropped and counted: a UDP target
+/// with nobody listening answers ICMP port unreachable, which fails the
+/// next `send`. The count is `Proxy::dropped_logs()`, the stats
+/// snapshot's `dropped_logs` and HAProxy 2.6's
+/// `haproxy_process_dropped_logs_total` (`DroppedLogs` in `show info`).
+#[tokio::test]
+async fn dropped_lines_are_counted_in_the_stats() {
+    let gone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = gone.local_addr().unwrap();
+    drop(gone);
+    let global = format!("[global]\nlog = {{ target = \"udp://{target}\" }}\n");
+    let (echo, _) = echo_server().await;
+    let (p, addr) = start(&tcp_config(&global, "", echo)).await;
+    for _ in 0..50 {
+        if p.dropped_logs() > 0 {
+            break;
+        }
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"a").await.unwrap();
+        let mut one = [0u8; 1];
+        c.read_exact(&mut one).await.unwrap();
+        drop(c);
+        eventually("the session ended", || {
+            p.stats().frontends[0].cur_sessions == 0
+        })
+        .await;
+    }
+    let dropped = p.dropped_logs();
+    assert!(dropped > 0, "no line dropped");
+    let snap = p.stats();
+    assert_eq!(snap.dropped_logs, dropped);
+    let metrics = snap.to_prometheus();
+    assert!(
+        metrics.contains(&format!(
+            "# TYPE haproxy_process_dropped_logs_total counter\nhaproxy_process_dropped_logs_total {dropped}\n"
+        )),
+        "{metrics}"
+    );
+}
+
+/// Connections closed for their PROXY header (`accept_proxy`) are not
+/// sessions; HAProxy 2.6.12 (`bind ... accept-proxy`, `option httplog` or
+/// `tcplog`) logs each in a line of its own, the bind line's number after
+/// the frontend: `127.0.0.1:60406 [27/Nov/2026:12:06:05.535] fe_p/1:
+/// Received something which does not look like a PROXY protocol header`,
+/// `... Received an invalid PROXY protocol header` (`PROXY TCP4
+/// 1.2.3.4\r\n`), `... Connection closed while waiting for PROXY protocol
+/// header` (closed without a byte), `... Truncated PROXY protocol header
+/// received` (closed in the middle) and `... Timeout while waiting for
+/// PROXY protocol header` (`timeout client`).
+#[tokio::test]
+async fn refused_proxy_headers_log_why() {
+    let (u, global) = receiver().await;
+    let (echo, _) = echo_server().await;
+    for mode in ["tcp", "http"] {
+        let text = http_text(&global, "timeout_client = \"300ms\"", echo)
+            .replace("mode = \"http\"", &format!("mode = \"{mode}\""))
+            .replace(
+                "log_format = \"httplog\"",
+                &format!("log_format = \"{mode}log\"\naccept_proxy = true"),
+            );
+        let (p, addr) = start(&text).await;
+        let cases: [(&[u8], &str); 5] = [
+            (
+                b"GARBAGE\r\n",
+                "Received something which does not look like a PROXY protocol header",
+            ),
+            (
+                b"PROXY TCP4 1.2.3.4\r\n",
+                "Received an invalid PROXY protocol header",
+            ),
+            (
+                b"",
+                "Connection closed while waiting for PROXY protocol header",
+            ),
+            (b"PROXY TCP4 ", "Truncated PROXY protocol header received"),
+            (b"-", "Timeout while waiting for PROXY protocol header"),
+        ];
+        for (sent, why) in cases {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let me = c.local_addr().unwrap();
+            if sent == b"-" {
+                // Nothing, until halyard gives up.
+                let mut out = Vec::new();
+                c.read_to_end(&mut out).await.unwrap();
+            } else {
+                c.write_all(sent).await.unwrap();
+                c.shutdown().await.unwrap();
+            }
+            let line = next_line(&u).await;
+            let (head, text) = line.split_once(": ").expect("a reason");
+            let f = fields(head, me);
+            assert_eq!(f, ["fe/1"], "{mode}: {line}");
+            assert_eq!(text, why, "{mode}: {line}");
+        }
+        assert_eq!(p.stats().frontends[0].denied, 5, "{mode}");
+    }
+}
+
+/// A request head that does not come within `timeout client` (HAProxy's
+/// `timeout http-request`, slowloris): HAProxy 2.6.12 answered `408
+/// Request Time-out` and logged `fe fe/<NOSRV> -1/-1/-1/-1/2002 408 0 - -
+/// cR-- 2/2/0/0/0 0/0 "<BADREQ>"`, for a head begun and for one never
+/// begun on a new connection (`%Ta` from the accept, `%B` 0 although the
+/// 408 went out), and closed an idle kept-alive connection without a word
+/// or a line (`timeout http-keep-alive`); a request begun after one served
+/// timed out as the first did.
+#[tokio::test]
+async fn request_head_timeout_is_cr_408() {
+    let (u, global) = receiver().await;
+    let (server, _) = raw_http_server().await;
+    let (p, addr) = start(&http_text(&global, "timeout_client = \"300ms\"", server)).await;
+    // Kept alive, then idle: closed, one line (the request's).
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    idle.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(!out.contains("408"), "{out}");
+    let line = next_line(&u).await;
+    assert!(line.contains(" 200 "), "{line}");
+    // Begun and not finished; never begun; begun after one served.
+    let sends: [&[u8]; 3] = [
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n",
+        b"",
+        b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\n",
+    ];
+    for sent in sends {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let me = c.local_addr().unwrap();
+        c.write_all(sent).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.ends_with("HTTP/1.1 408 Request Time-out\r\ncontent-type: text/plain\r\ncontent-length: 20\r\nconnection: close\r\n\r\n408 request timeout\n"),
+            "{out}"
+        );
+        let mut line = next_line(&u).await;
+        if sent.len() > 40 {
+            assert!(line.contains(" 200 "), "{line}");
+            line = next_line(&u).await;
+        }
+        let f = fields(&line, me);
+        assert_eq!(f[..2], ["fe", "fe/<NOSRV>"], "{line}");
+        assert_eq!(shape(&f[2]), "-N/-N/-N/-N/N", "{line}");
+        let want = [
+            "408",
+            "0",
+            "-",
+            "-",
+            "cR--",
+            "1/1/0/0/0",
+            "0/0",
+            "\"<BADREQ>\"",
+        ];
+        assert_eq!(f[3..], want, "{line}");
+    }
+    let h = p.stats().frontends[0].http.clone().unwrap();
+    assert_eq!((h.requests, h.request_errors, h.responses[4]), (5, 3, 3));
+}

@@ -322,6 +322,7 @@ fn situation() -> Snapshot {
     be.set_admin(now, "dr", AdminState::Drain).unwrap();
     be.set_admin(now, "mt", AdminState::Maint).unwrap();
     Snapshot {
+        dropped_logs: 0,
         frontends: vec![FrontendStats {
             name: "fe".into(),
             ..Default::default()
@@ -346,7 +347,13 @@ fn exposition_is_valid_text_format() {
         "{text}"
     );
     assert!(text.contains("haproxy_server_status{proxy=\"be\",server=\"a\\\"b\",state=\"UP\"} 1\n"));
-    assert_eq!(Snapshot::default().to_prometheus(), "");
+    // Nothing configured: the process family alone, as HAProxy prints it.
+    assert_eq!(
+        Snapshot::default().to_prometheus(),
+        "# HELP haproxy_process_dropped_logs_total Total number of dropped logs for current worker process since started\n\
+         # TYPE haproxy_process_dropped_logs_total counter\n\
+         haproxy_process_dropped_logs_total 0\n"
+    );
     // The validator itself refuses what it must.
     for bad in [
         "x 1\n",

@@ -19,8 +19,9 @@
 //! Answers of the proxy itself: 503 when no server is usable, the queue is
 //! full or `timeout queue` passes, or every connect attempt failed; 502 when
 //! the server fails mid-request; 504 on `timeout server` before the response
-//! headers. `timeout client` bounds the time to receive request headers
-//! (slowloris) and the keep-alive idle time.
+//! headers; 408 when a request head does not come within `timeout client`
+//! (slowloris), which also bounds the keep-alive idle time (closed without
+//! an answer, as HAProxy's `timeout http-keep-alive`).
 //!
 //! Upgrades (WebSocket): a request with `Connection: upgrade` and an
 //! `Upgrade` header keeps both, and its server connection is never pooled
@@ -75,7 +76,7 @@ use super::{marked_down, relay, retry_pause, wait_queue, Core, Cut, Shared};
 use crate::backend::{Acquire, Assignment, HttpEnd, Retry};
 use crate::balance::ServerId;
 use crate::config::{FrontendConfig, HttpReuse, IdleList, PoolLimits};
-use crate::log::{Cause, Ended, TermState};
+use crate::log::{Cause, Ended, Phase, TermState};
 use crate::proxy_protocol::{self, Version};
 
 /// The PROXY header a server connection started with (`send_proxy`):
@@ -556,6 +557,70 @@ impl Drop for Release {
     }
 }
 
+/// A request waiting for a server (queued) or a server connection: if
+/// hyper drops the request's future then (its client left), this guard
+/// gives the server slot back and logs the request as HAProxy 2.6.12 does
+/// with `option abortonclose` (`CQ` / `CC`, status -1, 0 bytes), which the
+/// [`Release`] guard does once the request has its connection. Borrows
+/// what it needs: a frontend that does not log pays no allocation and no
+/// lock for it.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    fe: &'a FrontendConfig,
+    backend: &'a str,
+    /// The access log's trace, when the frontend logs.
+    trace: Option<Box<Trace>>,
+    /// Set while the request awaits: queued (no server), or connecting
+    /// to the server whose slot it holds.
+    awaiting: Option<(Phase, Option<ServerId>)>,
+}
+
+impl Waiting<'_> {
+    /// The request is queued, or connects to `server` (holding its slot).
+    fn awaits(&mut self, server: Option<ServerId>) {
+        let phase = if server.is_some() {
+            Phase::Connect
+        } else {
+            Phase::Queue
+        };
+        self.awaiting = Some((phase, server));
+    }
+
+    /// The request goes on (or ends) on the normal path, with its trace.
+    fn done(mut self) -> Option<Box<Trace>> {
+        self.awaiting = None;
+        self.trace.take()
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some((phase, server)) = self.awaiting else {
+            return;
+        };
+        let mut locked = self.shared.lock();
+        let core = &mut *locked;
+        if let (Some(server), Some(b)) = (server, core.backends.get_mut(self.backend)) {
+            b.core.release(Instant::now(), server, 0, 0);
+            b.core.http_end(Some(server), HttpEnd::ClientAbort(None));
+            b.flush();
+        }
+        let Some(mut t) = self.trace.take() else {
+            return;
+        };
+        if phase == Phase::Queue {
+            t.assigned(None);
+        }
+        let counts = t.counts(core, &self.fe.name, self.backend);
+        drop(locked);
+        if let (Some(logger), Some(format)) = (&self.shared.log, self.fe.log) {
+            let term = TermState::new(Cause::ClientAbort, phase);
+            t.term = Some(term);
+            t.emit(logger, format, self.fe, self.backend, counts, 0, term);
+        }
+    }
+}
+
 /// The proxy's own answer `r`, noted in the access log's trace: its
 /// status and size.
 fn answered(trace: Option<&mut Trace>, r: Response<ProxyBody>) -> Response<ProxyBody> {
@@ -719,17 +784,33 @@ impl Session {
     }
 }
 
+/// HAProxy's answer to a request head not received within `timeout
+/// client` (its `timeout http-request`), then a close.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Time-out\r\ncontent-type: text/plain\r\n\
+content-length: 20\r\nconnection: close\r\n\r\n408 request timeout\n";
+
+/// How a client connection ended, for its frontend's counters and log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnEnd {
+    /// Closed, or every request went its way.
+    Done,
+    /// A malformed request head, which hyper answered (400, 414 or 431).
+    BadRequest,
+    /// A request head not received within `timeout client` (the first
+    /// one, or one begun later), answered 408.
+    RequestTimeout,
+}
+
 /// Serves one client connection, whose client has the `(source,
 /// destination)` addresses `addrs` (its PROXY header's with
-/// `accept_proxy`). True when it ended on a malformed request that hyper
-/// answered itself (400, 414 or 431).
+/// `accept_proxy`), and says how it ended.
 pub(super) async fn serve(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
     stream: TcpStream,
     peer: SocketAddr,
     addrs: (SocketAddr, SocketAddr),
-) -> bool {
+) -> ConnEnd {
     let _ = stream.set_nodelay(true);
     // The client's address as an X-Forwarded-For value, built once per connection.
     let client = Client {
@@ -747,27 +828,26 @@ pub(super) async fn serve(
         let session = svc_session.clone();
         async move { Ok::<_, Infallible>(handle(&shared, fe, req, client, &session).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(fe.timeout_client)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    tokio::pin!(conn);
     let mut stop = shared.stop.subscribe();
     let mut next = super::Stop::Soft;
     let r = loop {
         tokio::select! {
-            r = conn.as_mut() => break r,
+            r = &mut conn => break r,
             _ = super::stopped(&mut stop, next) => {
                 if *stop.borrow() == super::Stop::Hard {
-                    return false;
+                    return ConnEnd::Done;
                 }
                 // Soft stop (HAProxy's mux_h1 `h1_set_cli_conn_mode`: a
                 // stopping frontend switches keep-alive to close): an idle
                 // connection closes now, a busy one after its response,
                 // sent with `Connection: close`.
-                conn.as_mut().graceful_shutdown();
+                Pin::new(&mut conn).graceful_shutdown();
                 next = super::Stop::Hard;
             }
         }
@@ -776,7 +856,22 @@ pub(super) async fn serve(
         tracing::debug!(frontend = %fe.name, %peer, error = %e, "http connection ended");
         // hyper wrote a 4xx for these (`on_error`), not for an HTTP/2
         // preface, a timeout or a close.
-        return e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status();
+        if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+            return ConnEnd::BadRequest;
+        }
+        // hyper's header read timeout closes without a word. HAProxy
+        // (`h1_handle_req_tout`) answers 408 unless the connection waited
+        // idle for its next request (`timeout http-keep-alive`).
+        if e.is_timeout() {
+            let first = !session.not_first.load(Ordering::Relaxed);
+            if let Some(parts) = conn.into_parts() {
+                if first || !parts.read_buf.is_empty() {
+                    // Best effort, never waiting: the socket is idle.
+                    let _ = parts.io.inner().try_write(REQUEST_TIMEOUT);
+                    return ConnEnd::RequestTimeout;
+                }
+            }
+        }
     }
     // The connection ended, or was handed over to an upgraded request's
     // tunnel: the session lasts until the tunnel ends.
@@ -788,7 +883,7 @@ pub(super) async fn serve(
     if let Some(t) = tunnel {
         t.await;
     }
-    false
+    ConnEnd::Done
 }
 
 fn pick_backend<'a>(fe: &'a FrontendConfig, req: &Request<Incoming>) -> &'a str {
@@ -840,8 +935,15 @@ async fn handle(
     // client connection.
     let first_request = !session.not_first.swap(true, Ordering::Relaxed);
     let backend = pick_backend(&fe, &req).to_string();
-    // The access log's trace (the request line as received).
-    let mut trace = fe.log.map(|_| Trace::http(client.addrs.0, &req));
+    // The access log's trace (the request line as received), logged if
+    // the client leaves while the request waits.
+    let mut waiting = Waiting {
+        shared,
+        fe: &fe,
+        backend: &backend,
+        trace: fe.log.map(|_| Trace::http(client.addrs.0, &req)),
+        awaiting: None,
+    };
     // An upgrade (HTTP/1.1 only, as hyper): the client connection, once
     // hyper hands it over.
     let upgrade = (req.version() == hyper::Version::HTTP_11 && wants_upgrade(req.headers()))
@@ -924,7 +1026,7 @@ async fn handle(
         };
         let r = match acquired {
             Acquire::Queued(ticket) => {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.queued(&b.core, ticket);
                 }
                 let (tx, rx) = oneshot::channel();
@@ -944,19 +1046,23 @@ async fn handle(
     let got = match first {
         Ok(Acquire::Assigned(a)) => Ok(a),
         Ok(other) => Err((super::no_server_state(other), "503 no server available\n")),
-        Err((ticket, rx)) => match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
-            Some(a) => Ok(a),
-            None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
-        },
+        Err((ticket, rx)) => {
+            waiting.awaits(None);
+            match wait_queue(shared, &backend, ticket, rx, timeouts.queue).await {
+                Some(a) => Ok(a),
+                None => Err((TermState::QUEUE_TIMEOUT, "503 timeout queue\n")),
+            }
+        }
     };
-    if let Some(t) = trace.as_deref_mut() {
+    if let Some(t) = waiting.trace.as_deref_mut() {
         t.assigned(got.as_ref().ok().map(|a| a.server));
         t.term = got.as_ref().err().map(|e| e.0);
     }
     let mut assignment: Assignment = match got {
         Ok(a) => a,
-        Err((_, text)) => return denied(shared, &fe, &backend, text, trace),
+        Err((_, text)) => return denied(shared, &fe, &backend, text, waiting.done()),
     };
+    waiting.awaits(Some(assignment.server));
 
     // Sent where its cookie said (a redispatch below breaks it).
     let mut direct = named == Some(assignment.server);
@@ -982,7 +1088,7 @@ async fn handle(
         }
         if let Some(mut s) = idle {
             if s.ready().await.is_ok() {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.connected(true);
                 }
                 break (s, line, true);
@@ -998,12 +1104,12 @@ async fn handle(
             );
             continue;
         }
-        if let Some(t) = trace.as_deref_mut() {
+        if let Some(t) = waiting.trace.as_deref_mut() {
             t.connecting();
         }
         match connect(assignment.addr, timeouts.connect, line).await {
             Ok(s) => {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = waiting.trace.as_deref_mut() {
                     t.connected(false);
                 }
                 shared.pool.opened(&backend, assignment.server, home);
@@ -1020,6 +1126,8 @@ async fn handle(
                     let mut core = shared.lock();
                     let Some(b) = core.backends.get_mut(&backend) else {
                         count_frontend(&mut core, &fe.name, 503);
+                        drop(core);
+                        waiting.done();
                         return local(StatusCode::SERVICE_UNAVAILABLE, "503\n");
                     };
                     let retry = b.core.connect_failed(
@@ -1034,12 +1142,15 @@ async fn handle(
                     let pause = retry_pause(&retry, timed_out, timeouts.connect);
                     direct &= matches!(retry, Retry::Same(_));
                     persistent &= matches!(retry, Retry::Same(_));
-                    if let Some(t) = trace.as_deref_mut() {
+                    if let Some(t) = waiting.trace.as_deref_mut() {
                         t.retry(&retry);
                         t.connect_failed(timed_out);
                     }
                     match retry {
-                        Retry::Same(a) | Retry::Redispatch(a) => assignment = a,
+                        Retry::Same(a) | Retry::Redispatch(a) => {
+                            assignment = a;
+                            waiting.awaits(Some(a.server));
+                        }
                         Retry::GiveUp => {
                             drop(core);
                             return denied(
@@ -1047,7 +1158,7 @@ async fn handle(
                                 &fe,
                                 &backend,
                                 "503 no server could be reached\n",
-                                trace,
+                                waiting.done(),
                             );
                         }
                     }
@@ -1059,6 +1170,7 @@ async fn handle(
             }
         }
     };
+    let trace = waiting.done();
     let mut guard = Release {
         shared: shared.clone(),
         fe,

@@ -19,8 +19,8 @@ use crate::backend::{Retry, Ticket};
 use crate::balance::ServerId;
 use crate::config::FrontendConfig;
 use crate::log::{
-    write_line, write_syslog_header, Counts, Ended, LogFormat, LogTarget, Record, RequestLine,
-    Target, TermState, Timers,
+    write_conn_error, write_line, write_syslog_header, ConnError, Counts, Ended, LogFormat,
+    LogTarget, Record, RequestLine, Target, TermState, Timers,
 };
 
 /// Lines waiting for the stdout/stderr writer; more are dropped.
@@ -96,6 +96,25 @@ impl Logger {
 
     /// Formats and sends one line; never waits.
     fn send(&self, format: LogFormat, r: &Record<'_>) {
+        self.send_with(|line| write_line(line, format, r));
+    }
+
+    /// Logs a connection of `fe`'s `listener`-th bind address (from 1)
+    /// closed for its PROXY header, accepted at `at` from `client`
+    /// (HAProxy's `sess_log_embryonic` line).
+    pub(super) fn conn_error(
+        &self,
+        client: SocketAddr,
+        at: SystemTime,
+        fe: &str,
+        listener: usize,
+        e: ConnError,
+    ) {
+        self.send_with(|line| write_conn_error(line, client, at, fe, listener, e));
+    }
+
+    /// Sends the line `body` writes; never waits.
+    fn send_with(&self, body: impl FnOnce(&mut String)) {
         LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
@@ -108,12 +127,12 @@ impl Logger {
                         &self.tag,
                         self.pid,
                     );
-                    write_line(&mut line, format, r);
+                    body(&mut line);
                     line.push('\n');
                     s.send(line.as_bytes()).is_ok()
                 }
                 Out::Writer(tx) => {
-                    write_line(&mut line, format, r);
+                    body(&mut line);
                     line.push('\n');
                     !matches!(
                         tx.try_send(line.clone()),
@@ -193,6 +212,12 @@ impl Trace {
         let mut t = Trace::new(client);
         t.request = Some((req.method().clone(), req.uri().clone(), req.version()));
         Box::new(t)
+    }
+
+    /// Logs the connection as closed for its PROXY header (`e`), on
+    /// `fe`'s `listener`-th bind address (from 1).
+    pub(super) fn refused(&self, logger: &Logger, fe: &str, listener: usize, e: ConnError) {
+        logger.conn_error(self.client, self.date, fe, listener, e);
     }
 
     /// Queued as `ticket` (under the backend lock).

@@ -32,7 +32,7 @@ use crate::config::{
     BackendConfig, CheckSpec, Config, FrontendConfig, Mode, ServerConfig, Timeouts,
 };
 use crate::health::{CheckTimeouts, HealthSource, Operational};
-use crate::log::TermState;
+use crate::log::{ConnError, TermState};
 use crate::proxy_protocol::{self, Version};
 use crate::stats::{EventRate, FrontendStats, HttpStats, Snapshot};
 use crate::{Error, Result};
@@ -314,14 +314,14 @@ impl Proxy {
             let fe = Arc::new(fe.clone());
             let limit = (fe.maxconn > 0).then(|| Arc::new(Semaphore::new(fe.maxconn as usize)));
             let mut addrs = Vec::new();
-            for a in &fe.binds {
+            for (i, a) in fe.binds.iter().enumerate() {
                 let l = bind_listener(*a, config.reuseport)
                     .map_err(|source| Error::Bind { addr: *a, source })?;
                 addrs.push(l.local_addr()?);
                 listeners.push(tokio::spawn(accept_loop(
                     shared.clone(),
                     fe.clone(),
-                    l,
+                    (l, i + 1),
                     limit.clone(),
                     accepted.clone(),
                 )));
@@ -373,12 +373,12 @@ impl Proxy {
         let mut handles = Vec::new();
         let mut it = listeners.into_iter();
         for b in self.bound.iter() {
-            for _ in &b.addrs {
+            for i in 0..b.addrs.len() {
                 if let Some(l) = it.next() {
                     handles.push(tokio::spawn(accept_loop(
                         self.shared.clone(),
                         b.fe.clone(),
-                        l,
+                        (l, i + 1),
                         b.limit.clone(),
                         accepted.clone(),
                     )));
@@ -439,6 +439,7 @@ impl Proxy {
         Snapshot {
             frontends: core.frontends.values().map(|f| f.snapshot(now)).collect(),
             backends: core.backends.values().map(|b| b.core.stats(now)).collect(),
+            dropped_logs: self.dropped_logs(),
         }
     }
 
@@ -762,10 +763,12 @@ fn add_server_rt(
     Ok(())
 }
 
+/// Accepts on `listener`, the frontend's bind address number `luid` (from
+/// 1, HAProxy's listener id, which its logs name).
 async fn accept_loop(
     shared: Arc<Shared>,
     fe: Arc<FrontendConfig>,
-    listener: TcpListener,
+    (listener, luid): (TcpListener, usize),
     limit: Option<Arc<Semaphore>>,
     accepted: Arc<AtomicU64>,
 ) {
@@ -789,12 +792,12 @@ async fn accept_loop(
                 // task then stays as small as its own state (idle memory).
                 match fe.mode {
                     Mode::Tcp => tokio::spawn(async move {
-                        session(&shared, &fe, stream, peer).await;
+                        session(&shared, &fe, stream, (peer, luid)).await;
                         drop(permit);
                         drop(guard);
                     }),
                     Mode::Http => tokio::spawn(async move {
-                        http_session(&shared, &fe, stream, peer).await;
+                        http_session(&shared, &fe, stream, (peer, luid)).await;
                         drop(permit);
                         drop(guard);
                     }),
@@ -824,18 +827,18 @@ async fn session(
     shared: &Arc<Shared>,
     fe: &FrontendConfig,
     mut client: TcpStream,
-    peer: SocketAddr,
+    (peer, luid): (SocketAddr, usize),
 ) {
     count_accept(shared, fe);
     // The access log's trace, from the accept (only when the frontend logs).
     let mut trace = fe.log.map(|_| logger::Trace::new(peer));
     let (end, bin, bout) = match client_addrs(shared, fe, &mut client, peer).await {
-        None => {
-            // HAProxy does not log a connection that never became a session.
-            trace = None;
+        Err(e) => {
+            // Not a session: HAProxy logs why, in a line of its own.
+            log_refused(shared, fe, luid, trace.take(), e);
             (End::Denied, 0, 0)
         }
-        Some(addrs) => {
+        Ok(addrs) => {
             if let Some(t) = trace.as_mut() {
                 t.client = addrs.0;
             }
@@ -880,47 +883,69 @@ async fn http_session(
     shared: &Arc<Shared>,
     fe: &Arc<FrontendConfig>,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    (peer, luid): (SocketAddr, usize),
 ) {
     count_accept(shared, fe);
     // For the line of a malformed request (`<BADREQ>`), when the frontend logs.
     let mut trace = fe.log.map(|_| logger::Trace::new(peer));
     let served = match client_addrs(shared, fe, &mut stream, peer).await {
-        Some(addrs) => {
+        Ok(addrs) => {
             if let Some(t) = trace.as_mut() {
                 t.client = addrs.0;
             }
             Some(http::serve(shared.clone(), fe.clone(), stream, peer, addrs).await)
         }
-        None => None,
+        Err(e) => {
+            log_refused(shared, fe, luid, trace.take(), e);
+            None
+        }
+    };
+    // HAProxy's h1_handle_parsing_error and h1_handle_req_tout: a request
+    // hyper refused (400, `PR--`) or whose head did not come in time (408,
+    // `cR--`) is one more request, a request error and its 4xx, logged
+    // with no backend (the frontend's name), no server and `<BADREQ>`.
+    let refused = match served {
+        Some(http::ConnEnd::BadRequest) => Some((400, TermState::BAD_REQUEST)),
+        Some(http::ConnEnd::RequestTimeout) => Some((408, TermState::REQUEST_TIMEOUT)),
+        _ => None,
     };
     let mut core = shared.lock();
-    // HAProxy logs a request hyper refused as `PR--`, status 400, no
-    // backend (the frontend's name) and no server.
-    let line = trace.filter(|_| served == Some(true)).map(|mut t| {
-        t.status = Some(400);
-        t.term = Some(TermState::BAD_REQUEST);
+    let line = trace.zip(refused).map(|(mut t, (status, term))| {
+        t.status = Some(status);
+        t.term = Some(term);
         let counts = t.counts(&core, &fe.name, "");
         (t, counts)
     });
     if let Some(f) = core.frontends.get_mut(&fe.name) {
         f.stats.cur_sessions = f.stats.cur_sessions.saturating_sub(1);
-        match served {
-            None => f.stats.denied += 1,
-            // HAProxy's h1_handle_parsing_error: one more request, a
-            // request error and the 4xx hyper sent.
-            Some(true) => {
-                if let Some(h) = f.request_received(Instant::now()) {
-                    h.request_errors += 1;
-                    h.count_response(400);
-                }
+        if served.is_none() {
+            f.stats.denied += 1;
+        }
+        if let Some((status, _)) = refused {
+            if let Some(h) = f.request_received(Instant::now()) {
+                h.request_errors += 1;
+                h.count_response(status);
             }
-            Some(false) => {}
         }
     }
     drop(core);
     if let (Some((t, counts)), Some(logger), Some(format)) = (line, &shared.log, fe.log) {
         t.emit(logger, format, fe, &fe.name, counts, 0, TermState::NORMAL);
+    }
+}
+
+/// Logs a connection closed for its PROXY header (`e`; none for a hard
+/// stop, which HAProxy does not log either) with `trace`, its accept's,
+/// when the frontend logs.
+fn log_refused(
+    shared: &Shared,
+    fe: &FrontendConfig,
+    luid: usize,
+    trace: Option<logger::Trace>,
+    e: Option<ConnError>,
+) {
+    if let (Some(t), Some(e), Some(logger)) = (trace, e, &shared.log) {
+        t.refused(logger, &fe.name, luid, e);
     }
 }
 
@@ -945,30 +970,31 @@ fn count_accept(shared: &Shared, fe: &FrontendConfig) {
 /// accept (balancing, X-Forwarded-For, what `send_proxy` sends on): with
 /// `accept_proxy`, those its PROXY header names (the connection's own for
 /// v1 `UNKNOWN`, v2 `LOCAL` and families without addresses), else the
-/// connection's. `None`: the header was bad, missing or not complete
-/// within `timeout client`, or a hard stop came first; the caller closes
-/// the connection and counts it as denied.
+/// connection's. An error: the header was bad, missing or not complete
+/// within `timeout client` (why, as HAProxy logs it), or a hard stop came
+/// first (`None`); the caller closes the connection and counts it as
+/// denied.
 async fn client_addrs(
     shared: &Shared,
     fe: &FrontendConfig,
     client: &mut TcpStream,
     peer: SocketAddr,
-) -> Option<(SocketAddr, SocketAddr)> {
+) -> std::result::Result<(SocketAddr, SocketAddr), Option<ConnError>> {
     let local = match client.local_addr() {
         Ok(a) => a,
         Err(e) => {
             tracing::debug!(frontend = %fe.name, %peer, error = %e, "no local address");
-            return None;
+            return Err(Some(ConnError::Abort));
         }
     };
     if !fe.accept_proxy {
-        return Some((peer, local));
+        return Ok((peer, local));
     }
     let mut stop = shared.stop.subscribe();
     let header = tokio::select! {
         r = read_proxy_header(client, fe.timeout_client) => r,
         // A hard stop does not wait for `timeout client`.
-        _ = stopped(&mut stop, Stop::Hard) => return None,
+        _ = stopped(&mut stop, Stop::Hard) => return Err(None),
     };
     match header {
         Ok(addrs) => {
@@ -977,11 +1003,11 @@ async fn client_addrs(
             }
             let addrs = addrs.unwrap_or((peer, local));
             tracing::debug!(frontend = %fe.name, %peer, client = %addrs.0, "PROXY header");
-            Some(addrs)
+            Ok(addrs)
         }
         Err(e) => {
             tracing::info!(frontend = %fe.name, %peer, error = %e, "rejected");
-            None
+            Err(Some(e))
         }
     }
 }
@@ -990,21 +1016,26 @@ async fn client_addrs(
 /// peeks at what has arrived, waits for more while the header is
 /// incomplete, and reads exactly the header once it is whole, so that the
 /// bytes behind it stay in the socket for whoever reads next (hyper, the
-/// forwarder, an upgraded tunnel).
+/// forwarder, an upgraded tunnel). Fails with HAProxy's reason for the
+/// log; unlike HAProxy, which gives up on a header cut in two segments
+/// (`Truncated`), it waits for the rest within `timeout client`.
 async fn read_proxy_header(
     client: &mut TcpStream,
     timeout: Duration,
-) -> Result<Option<(SocketAddr, SocketAddr)>> {
+) -> std::result::Result<Option<(SocketAddr, SocketAddr)>, ConnError> {
     use rustix::net::{recv, RecvFlags};
     // Room for the longest header the parser accepts.
     let mut buf = vec![0u8; proxy_protocol::V2_MAX];
     let deadline = tokio::time::Instant::now() + timeout;
-    let timed_out = || Error::ProxyProtocol("timeout client while waiting for the header");
-    let closed_early = || Error::ProxyProtocol("connection closed before the header ended");
+    let failed = |e: std::io::Error| {
+        tracing::debug!(error = %e, "reading the PROXY header");
+        ConnError::Abort
+    };
     loop {
         let ready = tokio::time::timeout_at(deadline, client.ready(Interest::READABLE))
             .await
-            .map_err(|_| timed_out())??;
+            .map_err(|_| ConnError::Timeout)?
+            .map_err(failed)?;
         let mut parsed = None;
         let peeked = client.try_io(Interest::READABLE, || {
             let (_, n) = recv(
@@ -1022,27 +1053,36 @@ async fn read_proxy_header(
             Ok(n)
         });
         match peeked {
-            Ok(0) => return Err(closed_early()),
+            Ok(0) => return Err(ConnError::Empty),
             Ok(_) => {}
             // Incomplete: everything queued was peeked, so after the
             // client's FIN (a closed state tokio never clears) nothing
             // more can come.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if ready.is_read_closed() && matches!(parsed, Some(Ok(None))) {
-                    return Err(closed_early());
+                    return Err(ConnError::Truncated);
                 }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(failed(e)),
         }
         match parsed {
             Some(Ok(Some((header, n)))) => {
                 tokio::time::timeout_at(deadline, client.read_exact(&mut buf[..n]))
                     .await
-                    .map_err(|_| timed_out())??;
+                    .map_err(|_| ConnError::Timeout)?
+                    .map_err(failed)?;
                 return Ok(header.addresses);
             }
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "bad PROXY header");
+                let not_one = matches!(e, Error::ProxyProtocol(proxy_protocol::NO_SIGNATURE));
+                return Err(if not_one {
+                    ConnError::NotHeader
+                } else {
+                    ConnError::BadHeader
+                });
+            }
             _ => continue,
         }
     }
