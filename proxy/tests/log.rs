@@ -528,6 +528,12 @@ async fn client_leaving_while_queued_or_connecting_is_cq_and_cc() {
     let want = ["-1", "0", "-", "-", "CQ--", "2/2/1/0/0", "0/1"];
     assert_eq!(f[3..10], want, "{line}");
     assert_eq!(f[10..].join(" "), "\"GET /q HTTP/1.1\"", "{line}");
+    // It left the queue at once, not when the slot it waited for freed.
+    eventually("the queue empty, the slot still held", || {
+        let b = be(&p);
+        (b.queue_cur, b.cur_sessions) == (0, 1)
+    })
+    .await;
     drop(connecting);
     let line = next_line(&u).await;
     let f = fields(&line, me_c);

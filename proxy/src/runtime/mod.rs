@@ -1093,10 +1093,22 @@ async fn wait_queue(
     shared: &Arc<Shared>,
     backend: &str,
     ticket: Ticket,
-    mut rx: oneshot::Receiver<Assignment>,
+    rx: oneshot::Receiver<Assignment>,
     timeout: Duration,
 ) -> Option<Assignment> {
-    match tokio::time::timeout(timeout, &mut rx).await {
+    let mut wait = QueueWait {
+        shared,
+        backend,
+        ticket,
+        rx: Some(rx),
+    };
+    let r = match wait.rx.as_mut() {
+        Some(rx) => tokio::time::timeout(timeout, rx).await,
+        None => return None,
+    };
+    // Done waiting: the guard has nothing left to undo.
+    let mut rx = wait.rx.take()?;
+    match r {
         Ok(r) => r.ok(),
         Err(_) => {
             let mut core = shared.lock();
@@ -1111,6 +1123,38 @@ async fn wait_queue(
                 rx.try_recv().ok()
             }
         }
+    }
+}
+
+/// A queued session or request whose future is dropped before its turn
+/// came (an HTTP client that left, HAProxy's `abortonclose`): its ticket
+/// leaves the queue at once, or, when it was dispatched between the drop
+/// and this guard, the slot its assignment holds in the channel is given
+/// back (dropped unread, it would stay counted on the server for good).
+struct QueueWait<'a> {
+    shared: &'a Arc<Shared>,
+    backend: &'a str,
+    ticket: Ticket,
+    /// `None` once the wait is over.
+    rx: Option<oneshot::Receiver<Assignment>>,
+}
+
+impl Drop for QueueWait<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        // From here on a dispatch fails to send and `flush` gives the slot
+        // back; one sent before is read below.
+        rx.close();
+        let mut core = self.shared.lock();
+        let Some(b) = core.backends.get_mut(self.backend) else {
+            return;
+        };
+        if b.core.cancel(self.ticket) {
+            b.waiters.remove(&self.ticket);
+        } else if let Ok(a) = rx.try_recv() {
+            b.core.release(Instant::now(), a.server, 0, 0);
+        }
+        b.flush();
     }
 }
 
