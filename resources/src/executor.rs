@@ -1037,6 +1037,27 @@ struct Worker {
     recurring: BTreeMap<OpKey, Recurring>,
 }
 
+impl Drop for Worker {
+    // However the worker ends (its queue closed and empty, or its task dropped
+    // with the runtime or by a panic), nothing may wait on it: the queue is
+    // closed and what is left in it dropped, so each waiting `execute` gets an
+    // error instead of hanging, and later calls are refused.
+    fn drop(&mut self) {
+        let left = {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            std::mem::take(&mut q.cmds)
+        };
+        if !left.is_empty() {
+            tracing::warn!(
+                resource = %self.resource,
+                dropped = left.len(),
+                "the resource's worker ended with calls queued: they will not run"
+            );
+        }
+    }
+}
+
 impl Worker {
     async fn run(mut self) {
         let shared = self.shared.clone();

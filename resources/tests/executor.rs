@@ -818,3 +818,32 @@ async fn an_ocf_stop_whose_execute_is_dropped_is_not_killed() {
         Status::Success
     );
 }
+
+#[test]
+fn calls_to_a_worker_gone_with_its_runtime_fail_instead_of_hanging() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = rt();
+    let (ex, _events) = first.block_on(async {
+        let (ex, events) = Executor::new("n1");
+        reg(&ex, "r", Arc::new(Probe::new(Status::Success)));
+        (ex, events)
+    });
+    // The runtime goes and takes the worker task with it.
+    drop(first);
+    let r = rt().block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            ex.execute("r", Action::Monitor, ex.context("r").unwrap()),
+        )
+        .await
+    });
+    assert!(matches!(r, Ok(Err(_))), "{r:?}");
+    assert!(ex
+        .submit("r", Action::Monitor, ex.context("r").unwrap())
+        .is_err());
+}
