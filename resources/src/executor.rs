@@ -87,15 +87,45 @@
 //! `cancel_*`), one entry per call: it does not grow by itself over time as the
 //! result stream did, only as fast as the application asks (pipelining many
 //! `submit`s is a supported use), as pacemaker-execd's per-resource
-//! `pending_ops` list. An application that retries `execute` under a timeout
-//! should cancel the abandoned call ([`Executor::cancel_call`]): a dropped
-//! `execute` future does not cancel its call.
+//! `pending_ops` list. [`Executor::queued`] tells how many one-shot calls wait.
+//!
+//! # A dropped `execute`
+//!
+//! [`Executor::execute`] is cancel-safe, so that an application retrying it
+//! under a `timeout` (or losing a `select!`) neither piles up calls nor has an
+//! agent run an action it gave up on:
+//!
+//! - **Not started yet** (queued, or taken by the worker and waiting for a slot
+//!   under [`Executor::with_max_concurrent`]'s bound): the call is taken out of
+//!   the queue at once and never runs. It has no result: nothing in the
+//!   history, nothing on the stream (it did not happen).
+//! - **Running** (the agent was invoked): the call is **not** cancelled. It
+//!   finishes under its own timeout; its result is recorded in the history and
+//!   sent to the stream like any one-shot result; only the answer to the gone
+//!   caller is lost. Cancelling would kill an OCF/LSB agent's process group
+//!   mid-action, and a `stop` or `start` killed half-way leaves the resource in
+//!   an unknown state, worse than the one the caller gave up on.
+//!   pacemaker-execd does the same: when a client disconnects,
+//!   `client_disconnect_cleanup` (`daemons/execd/execd_commands.c`) only calls
+//!   `cancel_all_recurring`, which skips one-shot operations
+//!   (`interval_ms == 0`), and even an explicit `lrmd_api_cancel` cannot stop
+//!   an in-flight one-shot operation (`services_action_cancel` in
+//!   `lib/services/services.c`: "We can only cancel a recurring action"). A
+//!   caller that wants a running call killed asks for it with
+//!   [`Executor::cancel_call`] (result [`Status::Cancelled`]).
+//!
+//! Pacemaker goes further the other way: a disconnected client's *queued*
+//! one-shot operations stay in `pending_ops` and still run. halyard withdraws
+//! them because here the caller is in-process and a dropped future is its
+//! explicit "no longer wanted", not a lost connection. [`Executor::submit`] is
+//! not affected: a submitted call belongs to the executor, runs unless
+//! cancelled with [`Executor::cancel_call`], and reports on the stream.
 
 use crate::agent::{Action, ActionContext, Outcome, PromotionUpdate, ResourceAgent, Role, Status};
 use crate::error::{Error, Result};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -437,6 +467,8 @@ struct Op {
     action: Action,
     ctx: ActionContext,
     reply: Option<oneshot::Sender<OpResult>>,
+    /// Cancelled by `cancel_call` while queued: settled as cancelled, not run.
+    cancelled: bool,
 }
 
 enum Cmd {
@@ -450,27 +482,178 @@ struct Inflight {
     key: OpKey,
     recurring: bool,
     cancel: Option<oneshot::Sender<()>>,
+    /// The agent was invoked (or the call was settled without it).
+    started: bool,
+    /// Its `execute` future was dropped before it started: it must not run and
+    /// leaves no result.
+    withdrawn: bool,
 }
 
 struct Shared {
+    resource: String,
     history: Mutex<ResourceHistory>,
     inflight: Mutex<Option<Inflight>>,
-    /// Calls queued and not started, and those of them cancelled. Lock order:
-    /// `queue`, then `inflight`.
+    /// The worker's command queue. Lock order: `queue`, then `inflight`.
     queue: Mutex<QueueState>,
+    /// Wakes the worker when a command is queued or the queue is closed.
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct QueueState {
-    queued: std::collections::BTreeSet<CallId>,
-    cancelled: std::collections::BTreeSet<CallId>,
+    /// Commands not yet taken by the worker, in submission order. A queue the
+    /// executor can take entries out of, so that an abandoned `execute` leaves
+    /// nothing behind (see the module docs).
+    cmds: VecDeque<Cmd>,
+    /// The resource was unregistered or replaced, or the executor dropped: the
+    /// worker runs what is queued, then ends.
+    closed: bool,
+}
+
+/// What the worker took from its queue.
+enum Next {
+    /// A one-shot call, already in flight (so that it is always either queued or
+    /// in flight for `cancel_call` and a dropped `execute`), and its cancel signal.
+    Run(Op, oneshot::Receiver<()>),
+    AddRecurring(CallId, Action, ActionContext, Notify),
+    CancelRecurring(OpKey),
+}
+
+impl Shared {
+    /// Queues `cmd`, unless the queue is closed.
+    fn push(&self, cmd: Cmd) -> Result<()> {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return Err(Error::Executor(format!(
+                "worker of {} has stopped",
+                self.resource
+            )));
+        }
+        q.cmds.push_back(cmd);
+        drop(q);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Closes the queue: what is queued still runs, then the worker ends.
+    fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.wake.notify_one();
+    }
+
+    /// The next command, waiting for one; `None` once the queue is closed and
+    /// empty. Cancel-safe: a command is taken only when this returns it.
+    async fn next(&self) -> Option<Next> {
+        loop {
+            {
+                let mut q = lock(&self.queue);
+                match q.cmds.pop_front() {
+                    Some(Cmd::Run(op)) => {
+                        let key = key_of(op.action, &op.ctx);
+                        let cancel = self.begin(op.call_id, key, false);
+                        return Some(Next::Run(op, cancel));
+                    }
+                    Some(Cmd::AddRecurring(c, a, ctx, n)) => {
+                        return Some(Next::AddRecurring(c, a, ctx, n))
+                    }
+                    Some(Cmd::CancelRecurring(k)) => return Some(Next::CancelRecurring(k)),
+                    None if q.closed => return None,
+                    None => {}
+                }
+            }
+            // `notify_one` keeps a permit when the worker is not waiting yet, so a
+            // command queued between the check above and this wait is not missed.
+            self.wake.notified().await;
+        }
+    }
+
+    /// Marks `call_id` in flight and returns its cancel signal.
+    fn begin(&self, call_id: CallId, key: OpKey, recurring: bool) -> oneshot::Receiver<()> {
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        *lock(&self.inflight) = Some(Inflight {
+            call_id,
+            key,
+            recurring,
+            cancel: Some(cancel_tx),
+            started: false,
+            withdrawn: false,
+        });
+        cancel_rx
+    }
+
+    /// The caller of `execute` went away before its answer. A call still queued
+    /// is taken out of the queue; one the worker has taken but not started (it
+    /// waits for a slot under the concurrency bound) is withdrawn. Neither ever
+    /// runs, and neither leaves a result (history, stream). A call whose agent
+    /// was already invoked is left to finish, as pacemaker-execd leaves a
+    /// disconnected client's in-flight operation (see the module docs).
+    fn withdraw(&self, call_id: CallId) {
+        let mut q = lock(&self.queue);
+        let queued = q
+            .cmds
+            .iter()
+            .position(|c| matches!(c, Cmd::Run(op) if op.call_id == call_id));
+        if let Some(i) = queued {
+            q.cmds.remove(i);
+            tracing::debug!(
+                resource = %self.resource,
+                call_id,
+                "execute dropped before its call ran: taken out of the queue"
+            );
+            return;
+        }
+        let mut g = lock(&self.inflight);
+        let Some(inf) = g.as_mut().filter(|inf| inf.call_id == call_id) else {
+            return;
+        };
+        if inf.started {
+            tracing::debug!(
+                resource = %self.resource,
+                call_id,
+                op = %inf.key,
+                "execute dropped while its call runs: it finishes and is recorded, unanswered"
+            );
+        } else {
+            inf.withdrawn = true;
+            if let Some(c) = inf.cancel.take() {
+                let _ = c.send(());
+            }
+            tracing::debug!(
+                resource = %self.resource,
+                call_id,
+                "execute dropped while its call waited for a slot: withdrawn"
+            );
+        }
+    }
+}
+
+/// Withdraws an `execute` call whose future is dropped before its answer.
+struct PendingCall {
+    shared: Arc<Shared>,
+    call_id: CallId,
+    answered: bool,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared.withdraw(self.call_id);
+        }
+    }
 }
 
 struct Handle {
-    tx: mpsc::UnboundedSender<Cmd>,
     shared: Arc<Shared>,
     agent: Arc<dyn ResourceAgent>,
     params: BTreeMap<String, String>,
+}
+
+impl Drop for Handle {
+    // Unregistered, replaced, or the executor is gone: the worker runs what is
+    // queued and ends (recurring operations end with it).
+    fn drop(&mut self) {
+        self.shared.close();
+    }
 }
 
 /// Default bound on actions running at once (processes, file descriptors).
@@ -574,6 +757,7 @@ impl Executor {
             });
         }
         let shared = Arc::new(Shared {
+            resource: id.clone(),
             history: Mutex::new(ResourceHistory {
                 resource: id.clone(),
                 agent: agent.name(),
@@ -581,8 +765,8 @@ impl Executor {
             }),
             inflight: Mutex::new(None),
             queue: Mutex::new(QueueState::default()),
+            wake: tokio::sync::Notify::new(),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
         let worker = Worker {
             resource: id.clone(),
             node: self.inner.node.clone(),
@@ -592,11 +776,10 @@ impl Executor {
             permits: self.inner.permits.clone(),
             recurring: BTreeMap::new(),
         };
-        tokio::spawn(worker.run(rx));
+        tokio::spawn(worker.run());
         lock(&self.inner.resources).insert(
             id,
             Handle {
-                tx,
                 shared,
                 agent,
                 params,
@@ -643,61 +826,67 @@ impl Executor {
         Ok(g.get(id).ok_or_else(|| unknown(id))?.agent.clone())
     }
 
-    fn tx(&self, id: &str) -> Result<mpsc::UnboundedSender<Cmd>> {
+    fn shared(&self, id: &str) -> Result<Arc<Shared>> {
         let g = lock(&self.inner.resources);
-        Ok(g.get(id).ok_or_else(|| unknown(id))?.tx.clone())
+        Ok(g.get(id).ok_or_else(|| unknown(id))?.shared.clone())
     }
 
-    /// Queues a one-shot call on `id`'s worker.
-    fn enqueue(&self, id: &str, op: Op) -> Result<()> {
-        let (tx, shared) = {
-            let g = lock(&self.inner.resources);
-            let h = g.get(id).ok_or_else(|| unknown(id))?;
-            (h.tx.clone(), h.shared.clone())
-        };
-        let call_id = op.call_id;
-        lock(&shared.queue).queued.insert(call_id);
-        tx.send(Cmd::Run(op)).map_err(|_| {
-            lock(&shared.queue).queued.remove(&call_id);
-            Error::Executor(format!("worker of {id} has stopped"))
-        })
+    /// How many one-shot calls (`execute`, `submit`) on `id` are queued and not
+    /// yet taken by its worker. An `execute` whose future was dropped is not
+    /// counted: it left the queue.
+    pub fn queued(&self, id: &str) -> Result<usize> {
+        let shared = self.shared(id)?;
+        let q = lock(&shared.queue);
+        Ok(q.cmds.iter().filter(|c| matches!(c, Cmd::Run(_))).count())
     }
 
     fn call_id(&self) -> CallId {
         self.inner.next_call.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues `action` on `id`; the result goes to the stream only.
+    /// Queues `action` on `id`; the result goes to the stream only. The call is
+    /// the executor's from then on: it runs unless cancelled with
+    /// [`Executor::cancel_call`].
     pub fn submit(&self, id: &str, action: Action, ctx: ActionContext) -> Result<CallId> {
         let call_id = self.call_id();
-        self.enqueue(
-            id,
-            Op {
-                call_id,
-                action,
-                ctx,
-                reply: None,
-            },
-        )?;
+        self.shared(id)?.push(Cmd::Run(Op {
+            call_id,
+            action,
+            ctx,
+            reply: None,
+            cancelled: false,
+        }))?;
         Ok(call_id)
     }
 
     /// Runs `action` on `id` (after the actions queued before it) and returns its
     /// result (also sent to the stream).
+    ///
+    /// Cancel-safe: if the future is dropped before the answer (a `timeout`
+    /// around it, a `select!`), a call that has not started is taken back and
+    /// never runs (no result in the history or on the stream); a call whose
+    /// agent is already running finishes under its own timeout, its result is
+    /// recorded and streamed, only the answer is lost. A running agent is never
+    /// killed because its caller went away (see the module docs).
     pub async fn execute(&self, id: &str, action: Action, ctx: ActionContext) -> Result<OpResult> {
         let (reply, rx) = oneshot::channel();
         let call_id = self.call_id();
-        self.enqueue(
-            id,
-            Op {
-                call_id,
-                action,
-                ctx,
-                reply: Some(reply),
-            },
-        )?;
-        rx.await
-            .map_err(|_| Error::Executor(format!("worker of {id} stopped before call {call_id}")))
+        let shared = self.shared(id)?;
+        shared.push(Cmd::Run(Op {
+            call_id,
+            action,
+            ctx,
+            reply: Some(reply),
+            cancelled: false,
+        }))?;
+        let mut pending = PendingCall {
+            shared,
+            call_id,
+            answered: false,
+        };
+        let res = rx.await;
+        pending.answered = true;
+        res.map_err(|_| Error::Executor(format!("worker of {id} stopped before call {call_id}")))
     }
 
     /// Probes `id`: a one-shot monitor (no interval) to learn its state.
@@ -743,22 +932,16 @@ impl Executor {
         }
         let key = key_of(action, &ctx);
         let call_id = self.call_id();
-        self.tx(id)?
-            .send(Cmd::AddRecurring(call_id, action, ctx, notify))
-            .map_err(|_| Error::Executor(format!("worker of {id} has stopped")))?;
+        self.shared(id)?
+            .push(Cmd::AddRecurring(call_id, action, ctx, notify))?;
         Ok((key, call_id))
     }
 
     /// Cancels the recurring operation `key` on `id`; if it is running now, it is
     /// cancelled too (its result is [`Status::Cancelled`]).
     pub fn cancel_recurring(&self, id: &str, key: OpKey) -> Result<()> {
-        let (tx, shared) = {
-            let g = lock(&self.inner.resources);
-            let h = g.get(id).ok_or_else(|| unknown(id))?;
-            (h.tx.clone(), h.shared.clone())
-        };
-        tx.send(Cmd::CancelRecurring(key))
-            .map_err(|_| Error::Executor(format!("worker of {id} has stopped")))?;
+        let shared = self.shared(id)?;
+        shared.push(Cmd::CancelRecurring(key))?;
         if let Some(inf) = lock(&shared.inflight).as_mut() {
             if inf.recurring && inf.key == key {
                 if let Some(c) = inf.cancel.take() {
@@ -774,13 +957,14 @@ impl Executor {
     /// way its result is [`Status::Cancelled`]. Returns false if the call is
     /// neither queued nor running (unknown, or already finished).
     pub fn cancel_call(&self, id: &str, call_id: CallId) -> Result<bool> {
-        let shared = {
-            let g = lock(&self.inner.resources);
-            g.get(id).ok_or_else(|| unknown(id))?.shared.clone()
-        };
+        let shared = self.shared(id)?;
         let mut q = lock(&shared.queue);
-        if q.queued.contains(&call_id) {
-            q.cancelled.insert(call_id);
+        let queued = q.cmds.iter_mut().find_map(|c| match c {
+            Cmd::Run(op) if op.call_id == call_id => Some(op),
+            _ => None,
+        });
+        if let Some(op) = queued {
+            op.cancelled = true;
             return Ok(true);
         }
         let mut g = lock(&shared.inflight);
@@ -853,8 +1037,30 @@ struct Worker {
     recurring: BTreeMap<OpKey, Recurring>,
 }
 
+impl Drop for Worker {
+    // However the worker ends (its queue closed and empty, or its task dropped
+    // with the runtime or by a panic), nothing may wait on it: the queue is
+    // closed and what is left in it dropped, so each waiting `execute` gets an
+    // error instead of hanging, and later calls are refused.
+    fn drop(&mut self) {
+        let left = {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            std::mem::take(&mut q.cmds)
+        };
+        if !left.is_empty() {
+            tracing::warn!(
+                resource = %self.resource,
+                dropped = left.len(),
+                "the resource's worker ended with calls queued: they will not run"
+            );
+        }
+    }
+}
+
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(mut self) {
+        let shared = self.shared.clone();
         loop {
             let next = self
                 .recurring
@@ -863,15 +1069,19 @@ impl Worker {
                 .map(|(k, r)| (*k, r.due));
             tokio::select! {
                 biased;
-                cmd = rx.recv() => match cmd {
+                cmd = shared.next() => match cmd {
                     // Unregistered: queued actions ran; recurring ones end here.
                     None => break,
-                    Some(Cmd::Run(op)) => {
-                        let res = self.run_op(op.call_id, op.action, op.ctx, None).await;
-                        self.events.send(res.clone());
-                        if let Some(r) = op.reply { let _ = r.send(res); }
+                    Some(Next::Run(op, cancel)) => {
+                        let started = Start { cancel, precancelled: op.cancelled };
+                        let res = self.run_op(op.call_id, op.action, op.ctx, None, started).await;
+                        // None: withdrawn by a dropped `execute` before it started.
+                        if let Some(res) = res {
+                            self.events.send(res.clone());
+                            if let Some(r) = op.reply { let _ = r.send(res); }
+                        }
                     }
-                    Some(Cmd::AddRecurring(call_id, action, ctx, notify)) => {
+                    Some(Next::AddRecurring(call_id, action, ctx, notify)) => {
                         let key = key_of(action, &ctx);
                         // A new or replaced recurring operation starts over: its
                         // first result is always sent.
@@ -880,7 +1090,7 @@ impl Worker {
                             notify, last_notified: None,
                         });
                     }
-                    Some(Cmd::CancelRecurring(key)) => { self.recurring.remove(&key); }
+                    Some(Next::CancelRecurring(key)) => { self.recurring.remove(&key); }
                 },
                 _ = async {
                     match next {
@@ -895,7 +1105,13 @@ impl Worker {
                     let call_id = r.call_id;
                     let (action, ctx) = (r.action, r.ctx.clone());
                     let notified = Some((r.notify, r.last_notified));
-                    let res = self.run_op(call_id, action, ctx.clone(), notified).await;
+                    let started = Start {
+                        cancel: self.shared.begin(call_id, key, true),
+                        precancelled: false,
+                    };
+                    let res = self.run_op(call_id, action, ctx.clone(), notified, started).await;
+                    // Only a one-shot call can be withdrawn.
+                    let Some(res) = res else { continue };
                     let status = res.outcome.status;
                     let send = match self.recurring.get_mut(&key) {
                         Some(r) => {
@@ -919,6 +1135,8 @@ impl Worker {
         }
     }
 
+    /// Runs one call, already marked in flight ([`Shared::begin`]). `None`: a
+    /// one-shot call withdrawn by its dropped `execute` before it started.
     async fn run_op(
         &mut self,
         call_id: CallId,
@@ -926,21 +1144,13 @@ impl Worker {
         ctx: ActionContext,
         // A recurring operation's notification mode and last notified status.
         recurring: Option<(Notify, Option<Status>)>,
-    ) -> OpResult {
+        start: Start,
+    ) -> Option<OpResult> {
         let key = key_of(action, &ctx);
-        let (cancel_tx, mut cancel_rx) = oneshot::channel();
-        let precancelled = {
-            let mut q = lock(&self.shared.queue);
-            q.queued.remove(&call_id);
-            let c = q.cancelled.remove(&call_id);
-            *lock(&self.shared.inflight) = Some(Inflight {
-                call_id,
-                key,
-                recurring: recurring.is_some(),
-                cancel: Some(cancel_tx),
-            });
-            c
-        };
+        let Start {
+            cancel: mut cancel_rx,
+            precancelled,
+        } = start;
         let permit = if precancelled {
             None
         } else {
@@ -949,6 +1159,20 @@ impl Worker {
                 Ok(()) = &mut cancel_rx => None,
             }
         };
+        // Started or withdrawn, decided under the lock `withdraw` takes, so a
+        // dropped `execute` either stops the call here or finds it started.
+        let withdrawn = match lock(&self.shared.inflight).as_mut() {
+            Some(inf) if inf.call_id == call_id => {
+                inf.started = !inf.withdrawn;
+                inf.withdrawn
+            }
+            _ => false,
+        };
+        if withdrawn {
+            drop(permit);
+            *lock(&self.shared.inflight) = None;
+            return None;
+        }
         let started_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -996,13 +1220,20 @@ impl Worker {
         if record.failed {
             tracing::info!(resource = %self.resource, op = %key, result = %outcome, "operation failed");
         }
-        OpResult {
+        Some(OpResult {
             resource: self.resource.clone(),
             node: self.node.clone(),
             record,
             outcome,
-        }
+        })
     }
+}
+
+/// How a call begins: its cancel signal, and whether `cancel_call` cancelled it
+/// while it was queued.
+struct Start {
+    cancel: oneshot::Receiver<()>,
+    precancelled: bool,
 }
 
 #[cfg(test)]

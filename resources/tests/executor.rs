@@ -580,3 +580,270 @@ async fn a_stalled_consumer_leaves_the_stream_bounded_and_still_learns_of_the_fa
     }
     assert!(events.try_recv().is_none());
 }
+
+/// A native agent whose `start` and `stop` each wait until the test opens the
+/// gate once per call; counts the calls of each action.
+struct Gate {
+    gate: tokio::sync::Semaphore,
+    starts: AtomicUsize,
+    stops: AtomicUsize,
+    monitors: AtomicUsize,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            gate: tokio::sync::Semaphore::new(0),
+            starts: AtomicUsize::new(0),
+            stops: AtomicUsize::new(0),
+            monitors: AtomicUsize::new(0),
+        })
+    }
+
+    async fn pass(&self) {
+        self.gate.acquire().await.unwrap().forget();
+    }
+
+    /// Lets one waiting (or the next) `start`/`stop` through.
+    fn open(&self) {
+        self.gate.add_permits(1);
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.starts.load(Ordering::SeqCst),
+            self.stops.load(Ordering::SeqCst),
+            self.monitors.load(Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait]
+impl ResourceAgent for Gate {
+    fn name(&self) -> String {
+        "native:gate".into()
+    }
+    async fn start(&self, _: &ActionContext) -> Outcome {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        self.pass().await;
+        Outcome::success()
+    }
+    async fn stop(&self, _: &ActionContext) -> Outcome {
+        self.stops.fetch_add(1, Ordering::SeqCst);
+        self.pass().await;
+        Outcome::success()
+    }
+    async fn monitor(&self, _: &ActionContext) -> Outcome {
+        self.monitors.fetch_add(1, Ordering::SeqCst);
+        Outcome::success()
+    }
+    async fn metadata(&self) -> halyard_resources::Result<Metadata> {
+        FileLockAgent::new().metadata().await
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{what}: not within 30 s");
+}
+
+/// The results on the stream for `id` until (and with) call `last`.
+async fn results_until(
+    events: &mut halyard_resources::executor::OpStream,
+    id: &str,
+    last: u64,
+) -> Vec<(Action, Status)> {
+    let mut got = Vec::new();
+    loop {
+        let r = next_for(events, id).await;
+        got.push((r.record.key.action, r.record.status));
+        if r.record.call_id == last {
+            return got;
+        }
+    }
+}
+
+#[tokio::test]
+async fn execute_dropped_before_its_call_ran_leaves_nothing_queued_and_never_runs() {
+    let (ex, mut events) = Executor::new("n1");
+    let gate = Gate::new();
+    reg(&ex, "g", gate.clone());
+    let ctx = ex.context("g").unwrap().timeout(Duration::from_secs(3600));
+    // The worker is busy with a slow start.
+    let slow = ex.submit("g", Action::Start, ctx.clone()).unwrap();
+    until("the slow start runs", || gate.counts().0 == 1).await;
+    // An application retrying `stop` under a timeout: each attempt is polled
+    // once (queued) and dropped.
+    for _ in 0..100 {
+        let r =
+            tokio::time::timeout(Duration::ZERO, ex.execute("g", Action::Stop, ctx.clone())).await;
+        assert!(r.is_err(), "answered while the worker was busy: {r:?}");
+    }
+    assert_eq!(ex.queued("g").unwrap(), 0, "abandoned calls stayed queued");
+    gate.open();
+    // The next call runs right after the slow one: nothing ran in between.
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        ex.execute("g", Action::Monitor, ctx.clone()),
+    )
+    .await
+    .expect("the monitor never ran")
+    .unwrap();
+    assert_eq!(r.record.status, Status::Success);
+    assert_eq!(gate.counts(), (1, 0, 1), "(starts, stops, monitors)");
+    assert_eq!(
+        results_until(&mut events, "g", r.record.call_id).await,
+        [
+            (Action::Start, Status::Success),
+            (Action::Monitor, Status::Success)
+        ],
+    );
+    assert_eq!(r.record.call_id, slow + 101);
+    // The history is truthful: no stop ran, none is recorded.
+    let h = ex.history("g").unwrap();
+    assert_eq!(h.ops.keys().collect::<Vec<_>>(), ["monitor_0", "start_0"]);
+    assert!(h.fail_counts.is_empty(), "{h:?}");
+}
+
+#[tokio::test]
+async fn execute_dropped_while_waiting_for_a_slot_never_runs() {
+    // One slot for the whole executor: "b"'s worker takes the stop and waits
+    // for the slot "a" holds.
+    let (ex, mut events) = Executor::with_max_concurrent("n1", 1);
+    let (a, b) = (Gate::new(), Gate::new());
+    reg(&ex, "a", a.clone());
+    reg(&ex, "b", b.clone());
+    let ctx = |id| ex.context(id).unwrap().timeout(Duration::from_secs(3600));
+    ex.submit("a", Action::Start, ctx("a")).unwrap();
+    until("a's start runs", || a.counts().0 == 1).await;
+    let mut stop = Box::pin(ex.execute("b", Action::Stop, ctx("b")));
+    assert!(futures::poll!(stop.as_mut()).is_pending());
+    until("b's worker takes the stop", || ex.queued("b").unwrap() == 0).await;
+    drop(stop);
+    a.open();
+    // Were the stop to run anyway, it would not hang the test: it fails below.
+    b.open();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        ex.execute("b", Action::Monitor, ctx("b")),
+    )
+    .await
+    .expect("b's monitor never ran")
+    .unwrap();
+    assert_eq!(b.counts(), (0, 0, 1), "the abandoned stop ran");
+    assert_eq!(
+        results_until(&mut events, "b", r.record.call_id).await,
+        [(Action::Monitor, Status::Success)],
+        "a withdrawn call leaves no result"
+    );
+    assert!(!ex.history("b").unwrap().ops.contains_key("stop_0"));
+}
+
+#[tokio::test]
+async fn execute_dropped_while_its_call_runs_lets_it_finish_and_records_it() {
+    let (ex, mut events) = Executor::new("n1");
+    let gate = Gate::new();
+    reg(&ex, "g", gate.clone());
+    let ctx = ex.context("g").unwrap().timeout(Duration::from_secs(3600));
+    let mut stop = Box::pin(ex.execute("g", Action::Stop, ctx.clone()));
+    assert!(futures::poll!(stop.as_mut()).is_pending());
+    until("the stop runs", || gate.counts().1 == 1).await;
+    // The caller gives up on the running stop. It is not cancelled (the agent
+    // is not killed, as pacemaker-execd does not kill a disconnected client's
+    // operation): it finishes, and its result reaches the history and stream.
+    drop(stop);
+    gate.open();
+    let r = next_for(&mut events, "g").await;
+    assert_eq!(
+        (r.record.key.action, r.record.status),
+        (Action::Stop, Status::Success)
+    );
+    assert_eq!(
+        ex.history("g").unwrap().ops["stop_0"].status,
+        Status::Success
+    );
+    assert_eq!(gate.counts(), (0, 1, 0));
+}
+
+#[tokio::test]
+async fn an_ocf_stop_whose_execute_is_dropped_is_not_killed() {
+    let root = FakeRoot::new();
+    let dir = TempDir::new("dropstop");
+    let (running, release, done) = (
+        dir.path().join("running"),
+        dir.path().join("release"),
+        dir.path().join("done"),
+    );
+    // `stop` says it runs, waits (bounded) for the test, then finishes its work.
+    root.agent(
+        "slowstop",
+        &format!(
+            "[ \"$1\" = stop ] || exit 0\n: > '{r}'\ni=0\n\
+             while [ ! -e '{l}' ] && [ $i -lt 3000 ]; do sleep 0.01; i=$((i+1)); done\n\
+             : > '{d}'\nexit 0",
+            r = running.display(),
+            l = release.display(),
+            d = done.display()
+        ),
+    );
+    let (ex, mut events) = Executor::new("n1");
+    let id = tag("slowstop");
+    ex.register(
+        &id,
+        Arc::new(OcfAgent::new(root.root(), "fake", "slowstop").unwrap()),
+        BTreeMap::new(),
+    )
+    .unwrap();
+    let ctx = ex.context(&id).unwrap().timeout(Duration::from_secs(60));
+    let mut stop = Box::pin(ex.execute(&id, Action::Stop, ctx));
+    assert!(futures::poll!(stop.as_mut()).is_pending());
+    until("the stop script runs", || running.exists()).await;
+    drop(stop);
+    std::fs::write(&release, b"").unwrap();
+    let r = next_for(&mut events, &id).await;
+    assert_eq!(
+        (r.record.key.action, r.record.status),
+        (Action::Stop, Status::Success),
+        "{r:?}"
+    );
+    assert!(done.exists(), "the stop was killed before it finished");
+    assert_eq!(
+        ex.history(&id).unwrap().ops["stop_0"].status,
+        Status::Success
+    );
+}
+
+#[test]
+fn calls_to_a_worker_gone_with_its_runtime_fail_instead_of_hanging() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = rt();
+    let (ex, _events) = first.block_on(async {
+        let (ex, events) = Executor::new("n1");
+        reg(&ex, "r", Arc::new(Probe::new(Status::Success)));
+        (ex, events)
+    });
+    // The runtime goes and takes the worker task with it.
+    drop(first);
+    let r = rt().block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            ex.execute("r", Action::Monitor, ex.context("r").unwrap()),
+        )
+        .await
+    });
+    assert!(matches!(r, Ok(Err(_))), "{r:?}");
+    assert!(ex
+        .submit("r", Action::Monitor, ex.context("r").unwrap())
+        .is_err());
+}
